@@ -1,0 +1,1 @@
+"""kaquan core: the tenant-scoped engine."""

@@ -1,0 +1,1 @@
+"""The audit chain: per-tenant, hash-linked events written in the transaction of the change."""

@@ -1,0 +1,1 @@
+"""Envelope encryption: per-tenant data keys wrapped by a master key."""

@@ -1,0 +1,65 @@
+"""The tenant context: which tenant the current request, job or command acts for.
+
+Every tenant-scoped query reads it. No tenant in context is an error, never "all tenants";
+cross-tenant work must enter :func:`cross_tenant` with a stated reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+_tenant: ContextVar[uuid.UUID | None] = ContextVar("kaquan_tenant", default=None)
+_bypass: ContextVar[str | None] = ContextVar("kaquan_bypass", default=None)
+
+
+class TenantContextMissing(RuntimeError):
+    """A tenant-scoped query ran with no tenant in context and no named bypass."""
+
+
+def current_tenant() -> uuid.UUID | None:
+    return _tenant.get()
+
+
+def require_tenant() -> uuid.UUID:
+    tid = _tenant.get()
+    if tid is None:
+        raise TenantContextMissing("no tenant in context for a tenant-scoped operation")
+    return tid
+
+
+def bypass_reason() -> str | None:
+    """The reason of the active cross-tenant bypass, or None."""
+    return _bypass.get()
+
+
+def set_tenant(tenant_id: uuid.UUID | None) -> object:
+    """Set the tenant for the rest of this task; returns a token for :func:`reset_tenant`."""
+    return _tenant.set(tenant_id)
+
+
+def reset_tenant(token: object) -> None:
+    _tenant.reset(token)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def tenant_context(tenant_id: uuid.UUID) -> Iterator[uuid.UUID]:
+    token = _tenant.set(tenant_id)
+    try:
+        yield tenant_id
+    finally:
+        _tenant.reset(token)
+
+
+@contextlib.contextmanager
+def cross_tenant(reason: str) -> Iterator[None]:
+    """The named bypass for operators, the scheduler and the outbox relay."""
+    if not reason:
+        raise ValueError("a cross-tenant bypass needs a reason")
+    token = _bypass.set(reason)
+    try:
+        yield
+    finally:
+        _bypass.reset(token)

@@ -1,0 +1,18 @@
+"""Import every model module so ``Base.metadata`` is complete (for alembic and metadata tests)."""
+
+from __future__ import annotations
+
+import importlib
+
+MODEL_MODULES = (
+    "tenants.models",
+    "core.crypto.models",
+    "core.audit.models",
+    "core.jobs.models",
+    "core.http.models",
+)
+
+
+def load_all_models() -> None:
+    for name in MODEL_MODULES:
+        importlib.import_module(name)

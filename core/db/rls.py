@@ -1,0 +1,58 @@
+"""Row-level security DDL used by migrations (PostgreSQL only)."""
+
+from __future__ import annotations
+
+POLICY_NAME = "tenant_isolation"
+
+POLICY_EXPR = (
+    "tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid "
+    "OR current_setting('app.bypass_rls', true) = 'on'"
+)
+
+
+def enable_tenant_rls_sql(table: str) -> list[str]:
+    """Statements that wall a tenant table: RLS enabled and forced, one policy for all commands."""
+    return [
+        f'ALTER TABLE "{table}" ENABLE ROW LEVEL SECURITY',
+        f'ALTER TABLE "{table}" FORCE ROW LEVEL SECURITY',
+        f'DROP POLICY IF EXISTS {POLICY_NAME} ON "{table}"',
+        f'CREATE POLICY {POLICY_NAME} ON "{table}" USING ({POLICY_EXPR}) WITH CHECK ({POLICY_EXPR})',
+    ]
+
+
+def provision_app_role_sql(role: str, password: str | None) -> list[str]:
+    """Create (or fix) the non-owner app role: LOGIN, NOSUPERUSER, NOBYPASSRLS, data rights only."""
+    quoted = '"' + role.replace('"', '""') + '"'
+    pw = "NULL" if password is None else "'" + password.replace("'", "''") + "'"
+    return [
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN "
+        f"CREATE ROLE {quoted} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; END IF; END $$",
+        f"ALTER ROLE {quoted} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {pw}",
+        f"GRANT USAGE ON SCHEMA public TO {quoted}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}",
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {quoted}",
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {quoted}",
+        f"REVOKE ALL ON TABLE alembic_version FROM {quoted}",
+        f"GRANT SELECT ON TABLE alembic_version TO {quoted}",
+    ]
+
+
+def tenant_tables(connection: object) -> list[str]:
+    """Every table in ``public`` that has a ``tenant_id`` column (PostgreSQL catalog)."""
+    rows = connection.exec_driver_sql(  # type: ignore[attr-defined]
+        "select table_name from information_schema.columns "
+        "where table_schema = 'public' and column_name = 'tenant_id' order by table_name"
+    )
+    return [r[0] for r in rows]
+
+
+def secure_postgres(connection: object, app_role: tuple[str, str | None] | None) -> None:
+    """Wall every tenant table and (re)provision the app role; idempotent, run after each upgrade."""
+    statements: list[str] = []
+    for table in tenant_tables(connection):
+        statements.extend(enable_tenant_rls_sql(table))
+    if app_role:
+        statements.extend(provision_app_role_sql(*app_role))
+    for stmt in statements:
+        connection.exec_driver_sql(stmt)  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""The request pipeline: problem+json errors, request logging, rate limits, idempotency."""

@@ -1,0 +1,1 @@
+"""Background work: dramatiq broker, tenant-carrying middleware, transactional outbox, scheduler."""

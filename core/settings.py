@@ -1,0 +1,93 @@
+"""One settings Struct, read from ``KAQUAN_*`` environment variables and an optional TOML/JSON file."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    """Runtime configuration. Every field maps to ``KAQUAN_<FIELD>`` in upper case."""
+
+    data_dir: str = "./data"
+    database_url: str = ""
+    database_owner_url: str = ""
+    redis_url: str = ""
+    master_key: str = ""
+    previous_master_keys: str = ""
+    base_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secret_key: str = ""
+    env: str = "embedded"
+    log_level: str = "INFO"
+    log_json: bool = True
+    max_body_bytes: int = 1_048_576
+    token_ttl_seconds: int = 3600
+    session_ttl_seconds: int = 8 * 3600
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 900
+    default_rate_limit_per_minute: int = 600
+    disabled_plugins: str = ""
+    in_process_worker: bool = True
+    outbox_poll_seconds: float = 1.0
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_sender: str = "kaquan@localhost"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_path / 'kaquan.db'}"
+
+    @property
+    def owner_db_url(self) -> str:
+        return self.database_owner_url or self.db_url
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.db_url.startswith("postgresql")
+
+    @property
+    def disabled_plugin_names(self) -> set[str]:
+        return {p.strip() for p in self.disabled_plugins.split(",") if p.strip()}
+
+
+def _coerce(field_type: Any, raw: str) -> Any:
+    if field_type is bool or field_type == "bool":
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if field_type is int or field_type == "int":
+        return int(raw)
+    if field_type is float or field_type == "float":
+        return float(raw)
+    return raw
+
+
+def load_settings(env: dict[str, str] | None = None, file: str | None = None, **overrides: Any) -> Settings:
+    """Build settings from an optional file (``KAQUAN_CONFIG``), the environment, then overrides."""
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {}
+    path = file or env.get("KAQUAN_CONFIG")
+    if path:
+        text = Path(path).read_text(encoding="utf-8")
+        loaded = tomllib.loads(text) if path.endswith(".toml") else msgspec.json.decode(text)
+        values.update(loaded.get("kaquan", loaded))
+    fields = {f.name: f.type for f in msgspec.structs.fields(Settings)}
+    for name, ftype in fields.items():
+        key = f"KAQUAN_{name.upper()}"
+        if key in env:
+            try:
+                values[name] = _coerce(ftype, env[key])
+            except ValueError as exc:
+                raise SystemExit(f"Invalid value for {key}: {env[key]!r} ({exc})") from exc
+    values.update(overrides)
+    return msgspec.convert(values, Settings)

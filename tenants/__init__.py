@@ -1,0 +1,1 @@
+"""Platform level: tenant registry, plans and quotas, users, roles, auth and the tenant context."""
