@@ -70,7 +70,7 @@ class TenantScoped(Base, Timestamped):
     __abstract__ = True
 
     @declared_attr
-    def tenant_id(cls) -> Mapped[uuid.UUID]:  # noqa: N805
+    def tenant_id(cls) -> Mapped[uuid.UUID]:
         return mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"), primary_key=True, sort_order=-100)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id, sort_order=-90)

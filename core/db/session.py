@@ -11,6 +11,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy.sql.util import find_tables
 
 from core.db.base import TenantScoped
 from core.db.context import (
@@ -40,9 +41,14 @@ def _tenant_filter(state: ORMExecuteState) -> None:
         return
     if bypass_reason() is not None:
         return
-    if not any(issubclass(m.class_, TenantScoped) for m in state.all_mappers):
+    tid = current_tenant()
+    if tid is None:
+        # No tenant: refuse any statement that reads or writes a tenant table (never "all tenants").
+        if any(
+            "tenant_id" in t.c for t in find_tables(state.statement, include_crud=True, include_joins=True)
+        ):
+            require_tenant()
         return
-    tid = require_tenant()
     state.statement = state.statement.options(
         with_loader_criteria(TenantScoped, lambda cls: cls.tenant_id == tid, include_aliases=True)
     )

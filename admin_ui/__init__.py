@@ -1,0 +1,1 @@
+"""Server-rendered console for tenants and operators, and the member H5 pages."""

@@ -1,0 +1,121 @@
+"""``create_app(settings)``: the composition root (API routers, console, jobs, plugins)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.middleware.session.server_side import ServerSideSessionConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
+from litestar.stores.file import FileStore
+from litestar.stores.redis import RedisStore
+from litestar.stores.registry import StoreRegistry
+from litestar.template.config import TemplateConfig
+
+from core.audit.api import AuditController
+from core.health import health, metrics, ready
+from core.http.idempotency import idempotency_middleware
+from core.http.problems import EXCEPTION_HANDLERS
+from core.http.ratelimit import RateLimiter
+from core.http.request_log import request_log_middleware
+from core.kernel import Kernel
+from core.logging import configure_logging
+from core.settings import Settings, load_settings
+from tenants.api_platform import PlatformController, PlatformLoginController
+from tenants.api_tenant import OAuthController, TenantApiController
+from tenants.auth import request_context_middleware
+
+UI_DIR = Path(__file__).resolve().parent.parent / "admin_ui"
+
+
+def _secret(kernel: Kernel) -> str:
+    if kernel.settings.secret_key:
+        return kernel.settings.secret_key
+    master = kernel.keys.keyring.keys[kernel.keys.keyring.current_id]
+    return hashlib.sha256(master + b"kaquan-csrf").hexdigest()
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    kernel = Kernel.create(settings)
+
+    from admin_ui.routes import console_routes
+    from core.jobs.runtime import JobRuntime
+
+    jobs = JobRuntime(kernel)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await jobs.start()
+        try:
+            yield
+        finally:
+            await jobs.stop()
+            await kernel.close()
+
+    if settings.redis_url:
+        stores = StoreRegistry(
+            {"sessions": RedisStore.with_client(url=settings.redis_url, namespace="kaquan_sessions")}
+        )
+    else:
+        stores = StoreRegistry({"sessions": FileStore(settings.data_path / "sessions")})
+
+    session_config = ServerSideSessionConfig(
+        store="sessions",
+        key="kq_session",
+        max_age=settings.session_ttl_seconds,
+        httponly=True,
+        samesite="lax",
+        secure=settings.base_url.startswith("https"),
+        exclude=["/api", "/oauth", "/health", "/ready", "/metrics", "/static", "/schema"],
+    )
+    csrf = CSRFConfig(
+        secret=_secret(kernel),
+        cookie_name="kq_csrf",
+        header_name="x-csrftoken",
+        cookie_secure=settings.base_url.startswith("https"),
+        cookie_samesite="lax",
+        exclude=["/api", "/oauth", "/health", "/ready", "/metrics", "/schema"],
+    )
+    app = Litestar(
+        route_handlers=[
+            health,
+            ready,
+            metrics,
+            OAuthController,
+            TenantApiController,
+            AuditController,
+            PlatformLoginController,
+            PlatformController,
+            create_static_files_router(
+                path="/static", directories=[UI_DIR / "static"], include_in_schema=False
+            ),
+            *console_routes(),
+        ],
+        middleware=[
+            request_log_middleware,
+            session_config.middleware,
+            request_context_middleware,
+            idempotency_middleware,
+        ],
+        csrf_config=csrf,
+        stores=stores,
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        template_config=TemplateConfig(directory=UI_DIR / "templates", engine=JinjaTemplateEngine),
+        openapi_config=OpenAPIConfig(title="kaquan API", version="1", path="/schema"),
+        request_max_body_size=settings.max_body_bytes,
+        lifespan=[lifespan],
+        logging_config=None,
+        debug=False,
+    )
+    app.state.kernel = kernel
+    app.state.jobs = jobs
+    app.state.rate_limiter = RateLimiter(settings.redis_url)
+    return app

@@ -1,0 +1,142 @@
+"""RFC 9457 problem+json for every error: stable ``code``, zh-CN/en ``detail``, field errors.
+
+Never a stack trace; never a 500 for bad input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from core.errors import DomainError, FieldError
+
+log = structlog.get_logger("kaquan.http")
+
+PROBLEM_TYPE = "https://kaquan.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+_HTTP_CODES: dict[int, tuple[str, str, str]] = {
+    400: ("bad_request", "The request is malformed", "请求格式错误"),
+    401: ("unauthorized", "Authentication is required", "需要身份认证"),
+    403: ("forbidden", "You are not allowed to do this", "无权执行此操作"),
+    404: ("not_found", "Not found", "资源不存在"),
+    405: ("method_not_allowed", "This method is not allowed here", "不支持该请求方法"),
+    409: ("conflict", "The request conflicts with the current state", "请求与当前状态冲突"),
+    413: ("payload_too_large", "The request body is too large", "请求体过大"),
+    415: ("unsupported_media_type", "Unsupported content type", "不支持的内容类型"),
+    429: ("rate_limited", "Too many requests; slow down", "请求过于频繁，请稍后再试"),
+}
+
+
+def request_locale(request: Request[Any, Any, Any]) -> str:
+    """``lang`` cookie, else the first Accept-Language tag we support; zh-CN by default."""
+    cookie = request.cookies.get("lang")
+    if cookie in ("zh-CN", "en"):
+        return cookie
+    header = request.headers.get("accept-language", "")
+    for part in header.split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag.startswith("en"):
+            return "en"
+        if tag.startswith("zh"):
+            return "zh-CN"
+    return "zh-CN"
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+    instance: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response[bytes]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + code,
+        "title": title or code.replace("_", " "),
+        "status": status,
+        "code": code,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = [msgspec.to_builtins(e) for e in errors]
+    if extra:
+        body.update(extra)
+    return Response(msgspec.json.encode(body), status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _validation_errors(exc: ValidationException) -> tuple[str, list[FieldError]]:
+    items = exc.extra if isinstance(exc.extra, list) else []
+    errors: list[FieldError] = []
+    malformed = False
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", ""))
+        key = str(item.get("key") or "body")
+        if "malformed" in message.lower() or "invalid json" in message.lower() or "JSON is" in message:
+            malformed = True
+        code = "unknown_field" if "unknown field" in message.lower() else "invalid"
+        if "missing required" in message.lower():
+            code = "required"
+        field = key
+        if "`$." in message:  # msgspec paths: "Expected `int`, got `str` - at `$.age`"
+            field = message.rsplit("`$.", 1)[1].rstrip("`").strip()
+        elif "unknown field `" in message.lower() or "missing required field `" in message.lower():
+            field = message.split("`")[1]
+        errors.append(FieldError(field=field, message=message, code=code))
+    return ("malformed_json" if malformed else "validation_failed"), errors
+
+
+def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
+    return problem(
+        exc.status,
+        exc.code,
+        exc.detail(request_locale(request)),
+        errors=exc.errors,
+        headers=exc.headers,
+        instance=request.url.path,
+        extra=exc.extra,
+    )
+
+
+def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    locale = request_locale(request)
+    if isinstance(exc, ValidationException):
+        code, errors = _validation_errors(exc)
+        if code == "malformed_json":
+            detail = "The request body is not valid JSON" if locale == "en" else "请求体不是有效的 JSON"
+            return problem(400, code, detail, errors=errors, instance=request.url.path)
+        detail = "Some fields are invalid" if locale == "en" else "部分字段无效"
+        return problem(422, code, detail, errors=errors, instance=request.url.path)
+    status = exc.status_code
+    if status == 400 and "json" in str(exc.detail).lower():
+        detail = "The request body is not valid JSON" if locale == "en" else "请求体不是有效的 JSON"
+        return problem(400, "malformed_json", detail, instance=request.url.path)
+    code, en, zh = _HTTP_CODES.get(status, ("http_error", exc.detail or "Error", exc.detail or "错误"))
+    headers = dict(exc.headers or {})
+    return problem(status, code, en if locale == "en" else zh, headers=headers, instance=request.url.path)
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.error("unhandled_error", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
+    locale = request_locale(request)
+    detail = "An internal error occurred; it was logged" if locale == "en" else "服务器内部错误，已记录"
+    return problem(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", detail, instance=request.url.path)
+
+
+EXCEPTION_HANDLERS = {
+    DomainError: domain_error_handler,
+    HTTPException: http_exception_handler,
+    Exception: internal_error_handler,
+}

@@ -1,0 +1,206 @@
+"""Who is calling: one middleware opens the request's DB session, resolves the principal and sets the
+tenant context, the audit actor and the log context, applies rate limits, and commits the session just
+before the response starts (so a client never sees a success that was not committed).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+import structlog
+from sqlalchemy import select
+
+from core.audit.context import Actor, reset_actor, set_actor
+from core.db.context import reset_tenant, set_tenant
+from core.errors import DomainError, Unauthorized
+from tenants.clients import authenticate_bearer
+from tenants.models import Plan, Tenant, User
+from tenants.operators import authenticate_operator_token
+from tenants.schemas import Principal
+
+log = structlog.get_logger("kaquan.auth")
+
+PUBLIC_API = {"/api/platform/v1/login"}
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+def _locale(scope: dict[str, Any]) -> str:
+    cookie = _header(scope, b"cookie") or ""
+    if "lang=en" in cookie:
+        return "en"
+    lang = (_header(scope, b"accept-language") or "").lower()
+    return "en" if lang.startswith("en") else "zh-CN"
+
+
+async def _send_problem(
+    send: Any, exc: DomainError, locale: str, extra_headers: list[tuple[bytes, bytes]]
+) -> None:
+    body = msgspec.json.encode(
+        {
+            "type": f"https://kaquan.dev/problems/{exc.code}",
+            "title": exc.code.replace("_", " "),
+            "status": exc.status,
+            "code": exc.code,
+            "detail": exc.detail(locale),
+        }
+    )
+    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()] + extra_headers
+    if exc.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="kaquan"'))
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _bearer(scope: dict[str, Any]) -> str:
+    auth = _header(scope, b"authorization") or ""
+    if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+        raise Unauthorized("A bearer token is required", "需要提供 Bearer 访问令牌", code="missing_token")
+    return auth[7:].strip()
+
+
+async def _console_principal(session: Any, data: dict[str, Any]) -> Principal | None:
+    """Re-check a console session against the database on every request (disabled user, suspended tenant)."""
+    realm = data.get("realm")
+    if realm == "operator":
+        from tenants.models import Operator
+
+        op = await session.get(Operator, uuid.UUID(data["operator_id"]))
+        return Principal(kind="operator", subject_id=str(op.id)) if op and op.is_active else None
+    if realm == "tenant":
+        tenant_id = uuid.UUID(data["tenant_id"])
+        set_tenant(tenant_id)
+        row = (
+            await session.execute(
+                select(User, Tenant.status)
+                .join(Tenant, Tenant.id == User.tenant_id)
+                .where(User.id == uuid.UUID(data["user_id"]))
+            )
+        ).first()
+        if row is None or row[0].status != "active":
+            return None
+        user, status = row
+        return Principal(
+            kind="user",
+            subject_id=str(user.id),
+            tenant_id=tenant_id,
+            role=user.role,
+            scopes=frozenset({"suspended"}) if status != "active" else frozenset(),
+        )
+    return None
+
+
+async def _plan_rpm(session: Any, tenant_id: uuid.UUID) -> int:
+    rpm = await session.scalar(select(Plan.requests_per_minute).join(Tenant).where(Tenant.id == tenant_id))
+    return int(rpm or 600)
+
+
+def request_context_middleware(app: Any) -> Any:
+    async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith(("/static/", "/health", "/metrics", "/schema")):
+            await app(scope, receive, send)
+            return
+        kernel = scope["app"].state.kernel
+        state = scope.setdefault("state", {})
+        tenant_token = set_tenant(None)
+        actor_token = set_actor(Actor("anonymous", "-"))
+        session = kernel.db.sessionmaker()
+        state["db"] = session
+        rate_headers: list[tuple[bytes, bytes]] = []
+        try:
+            principal: Principal | None = None
+            try:
+                if path.startswith("/api/v1/"):
+                    principal = await authenticate_bearer(session, _bearer(scope))
+                    decision = await scope["app"].state.rate_limiter.hit(
+                        [
+                            (f"tenant:{principal.tenant_id}", await _plan_rpm(session, principal.tenant_id)),
+                            (
+                                f"client:{principal.tenant_id}:{principal.subject_id}",
+                                kernel.settings.default_rate_limit_per_minute,
+                            ),
+                        ]
+                    )
+                    rate_headers = decision.headers()
+                    if not decision.allowed:
+                        raise DomainError(
+                            "Too many requests; slow down",
+                            "请求过于频繁，请稍后再试",
+                            code="rate_limited",
+                            status=429,
+                        )
+                elif path.startswith("/api/platform/v1/") and path not in PUBLIC_API:
+                    principal = await authenticate_operator_token(session, _bearer(scope))
+                elif path.startswith(("/console", "/platform")) and isinstance(scope.get("session"), dict):
+                    principal = await _console_principal(session, scope["session"])
+            except DomainError as exc:
+                await session.rollback()
+                await _send_problem(send, exc, _locale(scope), rate_headers)
+                return
+            state["principal"] = principal
+            if principal is not None:
+                set_actor(Actor(principal.kind, principal.subject_id))
+                if principal.tenant_id:
+                    set_tenant(principal.tenant_id)
+                    structlog.contextvars.bind_contextvars(tenant_id=str(principal.tenant_id))
+
+            async def send_wrapper(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    if rate_headers:
+                        message["headers"] = [*message.get("headers", []), *rate_headers]
+                    if message["status"] < 400:
+                        try:
+                            await session.commit()
+                            state["kaquan_committed"] = True
+                        except Exception:
+                            state["kaquan_committed"] = False
+                            await session.rollback()
+                            log.exception("commit_failed", path=path)
+                            body = msgspec.json.encode(
+                                {
+                                    "type": "https://kaquan.dev/problems/internal_error",
+                                    "title": "internal error",
+                                    "status": 500,
+                                    "code": "internal_error",
+                                    "detail": "The change could not be saved; nothing was changed",
+                                }
+                            )
+                            await send(
+                                {
+                                    "type": "http.response.start",
+                                    "status": 500,
+                                    "headers": [
+                                        (b"content-type", b"application/problem+json"),
+                                        (b"content-length", str(len(body)).encode()),
+                                    ],
+                                }
+                            )
+                            await send({"type": "http.response.body", "body": body})
+                            state["kaquan_aborted"] = True
+                            return
+                    else:
+                        state["kaquan_committed"] = False
+                        await session.rollback()
+                if state.get("kaquan_aborted"):
+                    return
+                await send(message)
+
+            await app(scope, receive, send_wrapper)
+        finally:
+            await session.close()
+            reset_tenant(tenant_token)
+            reset_actor(actor_token)
+
+    return middleware

@@ -1,0 +1,151 @@
+"""API clients (OAuth2 client credentials) and their bearer tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.audit.services import record
+from core.db.base import utcnow
+from core.db.context import require_tenant
+from core.db.session import bind_tenant
+from core.errors import FieldError, NotFound, TenantSuspended, Unauthorized, ValidationFailed
+from tenants.models import AccessToken, ApiClient, Tenant
+from tenants.schemas import ApiClientOut, Principal
+from tenants.scopes import unknown_scopes
+from tenants.security import digest, new_client_id, random_secret, tenant_of_credential
+
+
+def client_out(c: ApiClient) -> ApiClientOut:
+    return ApiClientOut(c.id, c.name, c.client_id, list(c.scopes), c.created_at, c.revoked_at, c.last_used_at)
+
+
+async def create_client(
+    session: AsyncSession, name: str, scopes: list[str], created_by: uuid.UUID | None = None
+) -> tuple[ApiClient, str]:
+    """Create a client; returns it with its secret, which is shown once and stored only as a digest."""
+    from tenants.onboarding import check_quota
+
+    tenant_id = require_tenant()
+    bad = unknown_scopes(scopes)
+    if bad or not scopes:
+        raise ValidationFailed(
+            f"Unknown or missing scopes: {', '.join(bad) or '(none chosen)'}",
+            f"权限范围无效或未选择：{', '.join(bad) or '（未选择）'}",
+            errors=[
+                FieldError(field="scopes", message="choose from the documented scopes", code="invalid_scope")
+            ],
+        )
+    await check_quota(session, tenant_id, "api_clients")
+    secret = random_secret("kqs")
+    client = ApiClient(
+        name=name,
+        client_id=new_client_id(tenant_id),
+        secret_digest=digest(secret),
+        scopes=sorted(set(scopes)),
+        created_by=created_by,
+    )
+    session.add(client)
+    await session.flush()
+    record(session, "api_client.created", "api_client", client.id, {"name": name, "scopes": client.scopes})
+    return client, secret
+
+
+async def list_clients(session: AsyncSession) -> list[ApiClient]:
+    return list((await session.execute(select(ApiClient).order_by(ApiClient.created_at))).scalars())
+
+
+async def get_client(session: AsyncSession, pk: uuid.UUID) -> ApiClient:
+    client = (await session.execute(select(ApiClient).where(ApiClient.id == pk))).scalar_one_or_none()
+    if client is None:
+        raise NotFound("API client not found", "API 客户端不存在", code="api_client_not_found")
+    return client
+
+
+async def revoke_client(session: AsyncSession, pk: uuid.UUID) -> ApiClient:
+    """Revoke a client and every token it holds; effective on the next request."""
+    client = await get_client(session, pk)
+    if client.revoked_at is None:
+        now = utcnow()
+        client.revoked_at = now
+        await session.execute(
+            update(AccessToken)
+            .where(AccessToken.client_pk == client.id, AccessToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        record(session, "api_client.revoked", "api_client", client.id, {})
+        await session.flush()
+    return client
+
+
+async def find_client_for_token(session: AsyncSession, client_id: str) -> tuple[Tenant, ApiClient] | None:
+    """The tenant (bound as context) and client of a ``client_id``, or None."""
+    tenant_id = tenant_of_credential(client_id, "kqc")
+    if tenant_id is None:
+        return None
+    tenant = await session.get(Tenant, tenant_id)
+    if tenant is None:
+        return None
+    await bind_tenant(session, tenant_id)
+    client = (
+        await session.execute(select(ApiClient).where(ApiClient.client_id == client_id))
+    ).scalar_one_or_none()
+    return (tenant, client) if client else None
+
+
+async def store_token(
+    session: AsyncSession, client: ApiClient, token: str, scopes: list[str], ttl: int
+) -> AccessToken:
+    row = AccessToken(
+        client_pk=client.id,
+        token_digest=digest(token),
+        scopes=scopes,
+        expires_at=utcnow() + dt.timedelta(seconds=ttl),
+    )
+    session.add(row)
+    client.last_used_at = utcnow()
+    await session.flush()
+    return row
+
+
+INVALID_TOKEN = ("The access token is invalid", "访问令牌无效")
+
+
+async def authenticate_bearer(session: AsyncSession, token: str) -> Principal:
+    """Resolve a bearer token to a principal, binding its tenant; refuse expired/revoked/suspended."""
+    tenant_id = tenant_of_credential(token, "kqat")
+    if tenant_id is None:
+        raise Unauthorized(*INVALID_TOKEN, code="invalid_token")
+    await bind_tenant(session, tenant_id)
+    row = (
+        await session.execute(
+            select(AccessToken, ApiClient.client_id, ApiClient.revoked_at, Tenant.status)
+            .join(
+                ApiClient,
+                (ApiClient.tenant_id == AccessToken.tenant_id) & (ApiClient.id == AccessToken.client_pk),
+            )
+            .join(Tenant, Tenant.id == AccessToken.tenant_id)
+            .where(AccessToken.token_digest == digest(token))
+        )
+    ).first()
+    if row is None:
+        raise Unauthorized(*INVALID_TOKEN, code="invalid_token")
+    access, client_id, client_revoked, tenant_status = row
+    if access.revoked_at is not None or client_revoked is not None:
+        raise Unauthorized("The access token was revoked", "访问令牌已被吊销", code="token_revoked")
+    if access.expires_at <= utcnow():
+        raise Unauthorized("The access token has expired", "访问令牌已过期", code="token_expired")
+    if tenant_status != "active":
+        raise TenantSuspended(
+            "This tenant is suspended; contact the platform operator", "该租户已被暂停，请联系平台运营方"
+        )
+    return Principal(
+        kind="client",
+        subject_id=client_id,
+        tenant_id=tenant_id,
+        scopes=frozenset(access.scopes),
+        client_pk=access.client_pk,
+    )

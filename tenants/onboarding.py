@@ -1,0 +1,199 @@
+"""Plans and tenants: onboarding, status changes (suspend/resume) and quota checks."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.audit.services import ensure_head, record
+from core.db.base import utcnow
+from core.db.context import cross_tenant
+from core.db.session import bind_tenant
+from core.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
+from core.kernel import Kernel
+from core.validation import check_currency, check_email, check_timezone
+from tenants.models import ApiClient, Plan, Tenant, User
+from tenants.schemas import PlanCreate, PlanOut, TenantCreate, TenantCreated, TenantOut
+from tenants.users import create_invited_user
+
+DEFAULT_PLANS = (
+    PlanCreate(code="starter", name="Starter", max_users=5, max_api_clients=2, requests_per_minute=600),
+    PlanCreate(
+        code="growth",
+        name="Growth",
+        max_users=50,
+        max_api_clients=20,
+        requests_per_minute=6000,
+        max_stored_codes=5_000_000,
+    ),
+)
+
+
+def plan_out(plan: Plan) -> PlanOut:
+    return PlanOut(
+        plan.id,
+        plan.code,
+        plan.name,
+        plan.max_users,
+        plan.max_api_clients,
+        plan.requests_per_minute,
+        plan.max_stored_codes,
+        list(plan.allowed_connectors),
+    )
+
+
+def tenant_out(tenant: Tenant, plan_code: str) -> TenantOut:
+    return TenantOut(
+        id=tenant.id,
+        slug=tenant.slug,
+        name=tenant.name,
+        plan=plan_code,
+        status=tenant.status,
+        timezone=tenant.timezone,
+        currency=tenant.currency,
+        locale=tenant.locale,
+        owner_email=tenant.owner_email,
+        status_reason=tenant.status_reason,
+        created_at=tenant.created_at,
+    )
+
+
+async def ensure_default_plans(session: AsyncSession) -> None:
+    existing = set((await session.execute(select(Plan.code))).scalars())
+    for p in DEFAULT_PLANS:
+        if p.code not in existing:
+            session.add(Plan(**{f: getattr(p, f) for f in p.__struct_fields__}))
+    await session.flush()
+
+
+async def create_plan(session: AsyncSession, data: PlanCreate) -> Plan:
+    if (await session.execute(select(Plan).where(Plan.code == data.code))).scalar_one_or_none():
+        raise Conflict(
+            f"Plan code {data.code!r} already exists",
+            f"套餐代码 {data.code!r} 已存在",
+            code="plan_code_taken",
+        )
+    plan = Plan(**{f: getattr(data, f) for f in data.__struct_fields__})
+    session.add(plan)
+    await session.flush()
+    return plan
+
+
+async def list_plans(session: AsyncSession) -> list[Plan]:
+    return list((await session.execute(select(Plan).order_by(Plan.created_at))).scalars())
+
+
+async def get_plan_by_code(session: AsyncSession, code: str) -> Plan:
+    plan = (await session.execute(select(Plan).where(Plan.code == code))).scalar_one_or_none()
+    if plan is None:
+        raise ValidationFailed(f"Unknown plan: {code!r}", f"未知套餐：{code!r}", code="unknown_plan")
+    return plan
+
+
+async def create_tenant(kernel: Kernel, session: AsyncSession, data: TenantCreate) -> TenantCreated:
+    """Onboard a tenant: registry row, data key, audit chain, owner invite (shown once)."""
+    owner_email = check_email(data.owner_email, "owner_email")
+    timezone = check_timezone(data.timezone)
+    currency = check_currency(data.currency)
+    plan = await get_plan_by_code(session, data.plan)
+    if (await session.execute(select(Tenant.id).where(Tenant.slug == data.slug))).first():
+        raise Conflict(
+            f"Slug {data.slug!r} is already taken", f"标识 {data.slug!r} 已被占用", code="slug_taken"
+        )
+    tenant = Tenant(
+        slug=data.slug,
+        name=data.name,
+        plan_id=plan.id,
+        timezone=timezone,
+        currency=currency,
+        owner_email=owner_email,
+        locale=data.locale,
+    )
+    session.add(tenant)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict(
+            f"Slug {data.slug!r} is already taken", f"标识 {data.slug!r} 已被占用", code="slug_taken"
+        ) from None
+    await bind_tenant(session, tenant.id)
+    await ensure_head(session, tenant.id)
+    await kernel.keys.create_data_key(session, tenant.id)
+    record(
+        session,
+        "tenant.created",
+        "tenant",
+        tenant.id,
+        {"slug": tenant.slug, "plan": plan.code, "timezone": timezone, "currency": currency},
+    )
+    _user, url = await create_invited_user(kernel, session, owner_email, "owner", "", quota_checked=True)
+    return TenantCreated(tenant=tenant_out(tenant, plan.code), owner_invite_url=url)
+
+
+async def list_tenants(session: AsyncSession) -> list[TenantOut]:
+    rows = await session.execute(select(Tenant, Plan.code).join(Plan).order_by(Tenant.created_at))
+    return [tenant_out(t, code) for t, code in rows.all()]
+
+
+async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> tuple[Tenant, Plan]:
+    row = (await session.execute(select(Tenant, Plan).join(Plan).where(Tenant.id == tenant_id))).first()
+    if row is None:
+        raise NotFound("Tenant not found", "租户不存在", code="tenant_not_found")
+    return row[0], row[1]
+
+
+async def get_tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
+    return (await session.execute(select(Tenant).where(Tenant.slug == slug))).scalar_one_or_none()
+
+
+async def set_status(session: AsyncSession, tenant_id: uuid.UUID, status: str, reason: str) -> TenantOut:
+    """Suspend or resume; nothing is deleted. The change is audited in the tenant's own chain."""
+    tenant, plan = await get_tenant(session, tenant_id)
+    if tenant.status == status:
+        raise Conflict(f"Tenant is already {status}", f"租户已处于该状态：{status}", code="status_unchanged")
+    tenant.status, tenant.status_reason, tenant.status_changed_at = status, reason or None, utcnow()
+    await bind_tenant(session, tenant.id)
+    record(
+        session,
+        f"tenant.{'suspended' if status == 'suspended' else 'resumed'}",
+        "tenant",
+        tenant.id,
+        {"reason": reason},
+    )
+    await session.flush()
+    return tenant_out(tenant, plan.code)
+
+
+async def quota_usage(session: AsyncSession, tenant_id: uuid.UUID) -> dict[str, int]:
+    """Current use of the counted quotas of the tenant in context."""
+    users = await session.scalar(select(func.count()).select_from(User).where(User.status != "disabled"))
+    clients = await session.scalar(
+        select(func.count()).select_from(ApiClient).where(ApiClient.revoked_at.is_(None))
+    )
+    return {"users": int(users or 0), "api_clients": int(clients or 0)}
+
+
+async def check_quota(session: AsyncSession, tenant_id: uuid.UUID, quota: str, adding: int = 1) -> None:
+    """Raise :class:`QuotaExceeded` if adding ``adding`` more would pass the plan's limit."""
+    _tenant, plan = await get_tenant(session, tenant_id)
+    limits = {"users": plan.max_users, "api_clients": plan.max_api_clients}
+    used = (await quota_usage(session, tenant_id))[quota]
+    if used + adding > limits[quota]:
+        raise QuotaExceeded(
+            f"Your plan {plan.code!r} allows {limits[quota]} {quota.replace('_', ' ')}; {used} in use",
+            f"当前套餐 {plan.code!r} 最多允许 {limits[quota]} 个（{quota}），已使用 {used} 个",
+            extra={"quota": quota, "limit": limits[quota], "used": used},
+        )
+
+
+def connector_allowed(plan: Plan, connector_id: str) -> bool:
+    """Whether the plan lets tenants connect the given connector (empty list: none allowed)."""
+    return connector_id in plan.allowed_connectors or "*" in plan.allowed_connectors
+
+
+async def all_tenant_ids(session: AsyncSession) -> list[uuid.UUID]:
+    with cross_tenant("list tenant ids"):
+        return list((await session.execute(select(Tenant.id))).scalars())
