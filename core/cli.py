@@ -1,0 +1,341 @@
+"""The ``kaquan`` command: serve, worker, scheduler, migrate, demo, operators, tenants, keys, audit.
+
+Every command calls the same services as the API and console; domain errors are printed as a readable
+message (zh-CN when ``LANG`` starts with ``zh``, else English) with exit code 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from core.audit.context import Actor, set_actor
+from core.errors import DomainError
+from core.settings import Settings, load_settings
+
+T = TypeVar("T")
+console = Console()
+err_console = Console(stderr=True)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _locale() -> str:
+    return "zh-CN" if os.environ.get("LANG", "").lower().startswith("zh") else "en"
+
+
+def _run(coro_fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
+    """Run an async command body; turn domain errors into a readable message and exit code 1."""
+
+    @functools.wraps(coro_fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        set_actor(Actor("cli", getpass.getuser()))
+        try:
+            return asyncio.run(coro_fn(*args, **kwargs))
+        except DomainError as exc:
+            err_console.print(f"[red]error[/red] ({exc.code}): {exc.detail(_locale())}")
+            for fe in exc.errors:
+                err_console.print(f"  - {fe.field}: {fe.message}")
+            sys.exit(1)
+
+    return wrapper
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+async def _kernel() -> Any:
+    from core.kernel import Kernel
+
+    return Kernel.create(_settings())
+
+
+@click.group()
+def main() -> None:
+    """kaquan — digital entitlements (card keys, gift cards, coupons, points) for many tenants."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default KAQUAN_HOST or 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default KAQUAN_PORT or 8000).")
+@click.option("--workers", default=1, show_default=True, help="Uvicorn worker processes.")
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Serve the API and consoles (embedded mode also runs the job worker in-process)."""
+    import uvicorn
+
+    s = _settings()
+    uvicorn.run("core.app:create_app", factory=True, host=host or s.host, port=port or s.port,
+                workers=workers, log_config=None, proxy_headers=True)
+
+
+@main.command()
+def worker() -> None:
+    """Run a dramatiq worker process (service mode, needs KAQUAN_REDIS_URL)."""
+    from core.jobs.worker import run_worker
+
+    run_worker(_settings())
+
+
+@main.command()
+def scheduler() -> None:
+    """Run the scheduler: one process that only enqueues periodic work."""
+    from core.jobs.scheduler import run_scheduler
+
+    run_scheduler(_settings())
+
+
+def migrate_database(settings: Settings) -> None:
+    """``alembic upgrade head`` as the owner role (also provisions the app role on PostgreSQL)."""
+    from alembic.config import Config
+
+    from alembic import command
+
+    if not settings.is_postgres:
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    cfg.attributes.update(owner_url=settings.owner_db_url, app_url=settings.db_url, configure_logging=False)
+    command.upgrade(cfg, "head")
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations (schema, RLS policies, app role) as the owner."""
+    s = _settings()
+    migrate_database(s)
+    console.print(f"[green]database is up to date[/green] ({'PostgreSQL' if s.is_postgres else 'SQLite'})")
+
+
+@main.command()
+@_run
+async def demo() -> None:
+    """Create (or refresh) a demo operator and a demo tenant; print the console URLs and logins."""
+    from core.demo import create_demo
+
+    kernel = await _kernel()
+    try:
+        info = await create_demo(kernel)
+    finally:
+        await kernel.close()
+    base = kernel.settings.base_url.rstrip("/")
+    # Plain lines, never truncated: people copy these.
+    console.print("[bold]kaquan demo is ready[/bold]", soft_wrap=True)
+    console.print(f"operator console  {base}/platform/login", soft_wrap=True)
+    console.print(f"  login           {info.operator_email} / {info.operator_password}", soft_wrap=True)
+    console.print(f"tenant console    {base}/console/login", soft_wrap=True)
+    console.print(f"  login           tenant {info.tenant_slug}, {info.owner_email} / {info.owner_password}",
+                  soft_wrap=True)
+    console.print(f"API (OpenAPI)     {base}/schema", soft_wrap=True)
+    console.print(f"  client_id       {info.client_id}", soft_wrap=True)
+    console.print(f"  client_secret   {info.client_secret}", soft_wrap=True)
+
+
+@main.group()
+def operators() -> None:
+    """Platform operators."""
+
+
+@operators.command("create")
+@click.option("--email", required=True)
+@click.option("--name", default="")
+@click.option("--password", default=None, help="Prompted for when omitted (read from stdin if not a TTY).")
+@_run
+async def operators_create(email: str, name: str, password: str | None) -> None:
+    """Create a platform operator."""
+    from tenants.onboarding import ensure_default_plans
+    from tenants.operators import create_operator
+
+    if password is None:
+        password = (click.prompt("Password", hide_input=True, confirmation_prompt=True)
+                    if sys.stdin.isatty() else sys.stdin.readline().strip())
+    kernel = await _kernel()
+    try:
+        async with kernel.db.transaction() as db:
+            await ensure_default_plans(db)
+            op = await create_operator(db, email, password, name)
+    finally:
+        await kernel.close()
+    console.print(f"[green]operator created[/green] {op.email} ({op.id})")
+
+
+@main.group()
+def tenants() -> None:
+    """Tenants: onboard, list, suspend, resume."""
+
+
+@tenants.command("create")
+@click.option("--name", required=True)
+@click.option("--slug", required=True)
+@click.option("--owner-email", required=True)
+@click.option("--plan", default="starter", show_default=True)
+@click.option("--timezone", "tz", default="Asia/Shanghai", show_default=True)
+@click.option("--currency", default="CNY", show_default=True)
+@click.option("--locale", default="zh-CN", show_default=True, type=click.Choice(["zh-CN", "en"]))
+@_run
+async def tenants_create(name: str, slug: str, owner_email: str, plan: str, tz: str, currency: str,
+                         locale: str) -> None:
+    """Onboard a tenant; prints the owner's one-time invite link."""
+    import msgspec
+
+    from tenants.onboarding import create_tenant, ensure_default_plans
+    from tenants.schemas import TenantCreate
+
+    try:
+        data = msgspec.convert(dict(name=name, slug=slug, owner_email=owner_email, plan=plan, timezone=tz,
+                                    currency=currency, locale=locale), TenantCreate)
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    kernel = await _kernel()
+    try:
+        async with kernel.db.transaction() as db:
+            await ensure_default_plans(db)
+            created = await create_tenant(kernel, db, data)
+    finally:
+        await kernel.close()
+    console.print(f"[green]tenant created[/green] {created.tenant.slug} ({created.tenant.id})")
+    console.print(f"owner invite link (shown once): {created.owner_invite_url}")
+
+
+@tenants.command("list")
+@_run
+async def tenants_list() -> None:
+    """List every tenant with its plan and status."""
+    from tenants.onboarding import list_tenants
+
+    kernel = await _kernel()
+    try:
+        async with kernel.db.transaction() as db:
+            rows = await list_tenants(db)
+    finally:
+        await kernel.close()
+    table = Table("slug", "name", "plan", "status", "timezone", "currency", "created")
+    for t in rows:
+        table.add_row(t.slug, t.name, t.plan, t.status, t.timezone, t.currency, t.created_at.isoformat())
+    console.print(table)
+
+
+async def _set_status(slug: str, status: str, reason: str) -> None:
+    from core.errors import NotFound
+    from tenants.onboarding import get_tenant_by_slug, set_status
+
+    kernel = await _kernel()
+    try:
+        async with kernel.db.transaction() as db:
+            tenant = await get_tenant_by_slug(db, slug)
+            if tenant is None:
+                raise NotFound(f"No tenant with slug {slug!r}", f"不存在标识为 {slug!r} 的租户", code="tenant_not_found")
+            out = await set_status(db, tenant.id, status, reason)
+    finally:
+        await kernel.close()
+    console.print(f"tenant {out.slug} is now [bold]{out.status}[/bold]")
+
+
+@tenants.command("suspend")
+@click.argument("slug")
+@click.option("--reason", default="", help="Shown to the operator and kept in the audit chain.")
+@_run
+async def tenants_suspend(slug: str, reason: str) -> None:
+    """Suspend a tenant: its API and console refuse; nothing is deleted."""
+    await _set_status(slug, "suspended", reason)
+
+
+@tenants.command("resume")
+@click.argument("slug")
+@click.option("--reason", default="")
+@_run
+async def tenants_resume(slug: str, reason: str) -> None:
+    """Resume a suspended tenant."""
+    await _set_status(slug, "active", reason)
+
+
+@main.group()
+def keys() -> None:
+    """Master key and data keys."""
+
+
+@keys.command("rotate")
+@_run
+async def keys_rotate() -> None:
+    """Re-wrap every tenant data key under the current KAQUAN_MASTER_KEY (old keys in
+    KAQUAN_PREVIOUS_MASTER_KEYS). Online: no downtime, safe to re-run."""
+    kernel = await _kernel()
+    try:
+        count = await kernel.keys.rotate(kernel.db)
+    finally:
+        await kernel.close()
+    console.print(f"[green]re-wrapped {count} data key(s)[/green] under master key {kernel.keys.keyring.current_id}")
+
+
+@main.group()
+def audit() -> None:
+    """The audit chain."""
+
+
+@audit.command("verify")
+@click.option("--tenant", "slug", default=None, help="Only this tenant (slug); default all tenants.")
+@_run
+async def audit_verify(slug: str | None) -> None:
+    """Recompute each tenant's audit chain; exit 1 and name the first broken link if any."""
+    from sqlalchemy import select
+
+    from core.audit.services import verify_chain
+    from core.db.context import cross_tenant
+    from core.errors import NotFound
+    from tenants.models import Tenant
+
+    kernel = await _kernel()
+    broken = 0
+    try:
+        async with kernel.db.transaction() as db:
+            q = select(Tenant).order_by(Tenant.slug)
+            if slug:
+                q = q.where(Tenant.slug == slug)
+            tenants_ = list((await db.execute(q)).scalars())
+        if slug and not tenants_:
+            raise NotFound(f"No tenant with slug {slug!r}", f"不存在标识为 {slug!r} 的租户", code="tenant_not_found")
+        table = Table("tenant", "events", "result")
+        for t in tenants_:
+            with cross_tenant("audit verify"):
+                async with kernel.db.transaction() as db:
+                    report = await verify_chain(db, t.id)
+            if report.ok:
+                table.add_row(t.slug, str(report.events_checked), "[green]ok[/green]")
+            else:
+                broken += 1
+                table.add_row(t.slug, str(report.events_checked),
+                              f"[red]broken at event {report.first_broken_seq}: {report.reason}[/red]")
+        console.print(table)
+    finally:
+        await kernel.close()
+    if broken:
+        sys.exit(1)
+
+
+def command_names() -> set[str]:
+    """Every command path, e.g. ``{"serve", "tenants list", ...}`` (used by the compose test)."""
+    names: set[str] = set()
+
+    def walk(group: click.Group, prefix: str) -> None:
+        for name, cmd in group.commands.items():
+            path = f"{prefix}{name}"
+            if isinstance(cmd, click.Group):
+                walk(cmd, path + " ")
+            else:
+                names.add(path)
+
+    walk(main, "")
+    return names
+
+
+if __name__ == "__main__":
+    main()
