@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from core.errors import DomainError, FieldError
@@ -120,7 +120,7 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
         detail = "Some fields are invalid" if locale == "en" else "部分字段无效"
         return problem(422, code, detail, errors=errors, instance=request.url.path)
     status = exc.status_code
-    if status == 400 and "json" in str(exc.detail).lower():
+    if status == 400 and (isinstance(exc.__cause__, SerializationException) or "json" in str(exc.detail).lower()):
         detail = "The request body is not valid JSON" if locale == "en" else "请求体不是有效的 JSON"
         return problem(400, "malformed_json", detail, instance=request.url.path)
     code, en, zh = _HTTP_CODES.get(status, ("http_error", exc.detail or "Error", exc.detail or "错误"))
