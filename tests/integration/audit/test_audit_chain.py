@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -57,7 +58,7 @@ async def test_chain_links_start_at_genesis_and_follow_each_other(kernel, owner_
         rows = (await conn.execute(text(
             "select seq, prev_hash, hash from audit_events where tenant_id = :t order by seq"), {"t": tid})).all()
     assert rows[0].prev_hash == GENESIS
-    for before, after in zip(rows, rows[1:], strict=False):
+    for before, after in itertools.pairwise(rows):
         assert after.prev_hash == before.hash and after.seq == before.seq + 1
 
 
