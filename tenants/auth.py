@@ -16,7 +16,7 @@ from core.audit.context import Actor, reset_actor, set_actor
 from core.db.context import reset_tenant, set_tenant
 from core.errors import DomainError, Unauthorized
 from tenants.clients import authenticate_bearer
-from tenants.models import Plan, Tenant, User
+from tenants.models import Tenant, User
 from tenants.operators import authenticate_operator_token
 from tenants.schemas import Principal
 
@@ -98,11 +98,6 @@ async def _console_principal(session: Any, data: dict[str, Any]) -> Principal | 
     return None
 
 
-async def _plan_rpm(session: Any, tenant_id: uuid.UUID) -> int:
-    rpm = await session.scalar(select(Plan.requests_per_minute).join(Tenant).where(Tenant.id == tenant_id))
-    return int(rpm or 600)
-
-
 def request_context_middleware(app: Any) -> Any:
     async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -126,7 +121,7 @@ def request_context_middleware(app: Any) -> Any:
                     principal = await authenticate_bearer(session, _bearer(scope))
                     decision = await scope["app"].state.rate_limiter.hit(
                         [
-                            (f"tenant:{principal.tenant_id}", await _plan_rpm(session, principal.tenant_id)),
+                            (f"tenant:{principal.tenant_id}", principal.rate_limit or 600),
                             (
                                 f"client:{principal.tenant_id}:{principal.subject_id}",
                                 kernel.settings.default_rate_limit_per_minute,

@@ -13,7 +13,7 @@ from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.session import bind_tenant
 from core.errors import FieldError, NotFound, TenantSuspended, Unauthorized, ValidationFailed
-from tenants.models import AccessToken, ApiClient, Tenant
+from tenants.models import AccessToken, ApiClient, Plan, Tenant
 from tenants.schemas import ApiClientOut, Principal
 from tenants.scopes import unknown_scopes
 from tenants.security import digest, new_client_id, random_secret, tenant_of_credential
@@ -122,18 +122,19 @@ async def authenticate_bearer(session: AsyncSession, token: str) -> Principal:
     await bind_tenant(session, tenant_id)
     row = (
         await session.execute(
-            select(AccessToken, ApiClient.client_id, ApiClient.revoked_at, Tenant.status)
+            select(AccessToken, ApiClient.client_id, ApiClient.revoked_at, Tenant.status, Plan.requests_per_minute)
             .join(
                 ApiClient,
                 (ApiClient.tenant_id == AccessToken.tenant_id) & (ApiClient.id == AccessToken.client_pk),
             )
             .join(Tenant, Tenant.id == AccessToken.tenant_id)
+            .join(Plan, Plan.id == Tenant.plan_id)
             .where(AccessToken.token_digest == digest(token))
         )
     ).first()
     if row is None:
         raise Unauthorized(*INVALID_TOKEN, code="invalid_token")
-    access, client_id, client_revoked, tenant_status = row
+    access, client_id, client_revoked, tenant_status, rpm = row
     if access.revoked_at is not None or client_revoked is not None:
         raise Unauthorized("The access token was revoked", "访问令牌已被吊销", code="token_revoked")
     if access.expires_at <= utcnow():
@@ -148,4 +149,5 @@ async def authenticate_bearer(session: AsyncSession, token: str) -> Principal:
         tenant_id=tenant_id,
         scopes=frozenset(access.scopes),
         client_pk=access.client_pk,
+        rate_limit=rpm,
     )

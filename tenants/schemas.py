@@ -120,3 +120,5 @@ class Principal(msgspec.Struct, frozen=True):
     scopes: frozenset[str] = frozenset()
     role: str | None = None
     client_pk: uuid.UUID | None = None
+    rate_limit: int | None = None
+    """Requests per minute the tenant's plan allows (API clients only)."""
