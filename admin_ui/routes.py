@@ -1,9 +1,45 @@
-"""Console route handlers (operator console, tenant console)."""
+"""Console route handlers: the operator console under ``/platform``, the tenant console under ``/console``.
+
+Both routers render errors as HTML pages (see :mod:`admin_ui.errors`) instead of problem+json.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from litestar import Router
+
+from admin_ui.console_auth import ConsoleAuthController
+from admin_ui.console_pages import (
+    AuditPageController,
+    ClientsController,
+    DashboardController,
+    UsersController,
+)
+from admin_ui.errors import HTML_EXCEPTION_HANDLERS
+from admin_ui.i18n import LOCALES, translations
+from admin_ui.platform import PlatformAuthController, PlatformConsoleController
 
 
-def console_routes() -> list[Any]:
-    return []
+def console_routes() -> list[Router]:
+    """The two console routers (catalogs are compiled here, so a broken catalog fails at start-up)."""
+    for locale in LOCALES:
+        translations(locale)
+    return [
+        Router(
+            path="/platform",
+            route_handlers=[PlatformAuthController, PlatformConsoleController],
+            exception_handlers=HTML_EXCEPTION_HANDLERS,
+            include_in_schema=False,
+        ),
+        Router(
+            path="/console",
+            route_handlers=[
+                ConsoleAuthController,
+                DashboardController,
+                UsersController,
+                ClientsController,
+                AuditPageController,
+            ],
+            exception_handlers=HTML_EXCEPTION_HANDLERS,
+            include_in_schema=False,
+        ),
+    ]

@@ -1,0 +1,91 @@
+"""Errors on console pages become pages, not problem+json.
+
+Not logged in → redirect to the realm's login page; suspended tenant → a "tenant suspended" page;
+other refusals and errors → a readable error page in the user's language (CSRF failures included).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, PermissionDeniedException
+from litestar.response import Redirect
+
+from admin_ui.i18n import N_
+from admin_ui.rendering import locale_of, render, translator
+from core.errors import DomainError, TenantSuspended, Unauthorized
+
+log = structlog.get_logger("kaquan.console")
+
+_TITLES: dict[int, str] = {
+    400: N_("The request could not be understood"),
+    403: N_("Access denied"),
+    404: N_("Page not found"),
+    405: N_("This action is not available here"),
+    409: N_("This conflicts with the current state"),
+    413: N_("The upload is too large"),
+    422: N_("Some input is not valid"),
+    423: N_("Account locked"),
+    429: N_("Too many requests"),
+    500: N_("Something went wrong"),
+}
+
+
+def login_path(request: Request[Any, Any, Any]) -> str:
+    return "/platform/login" if request.url.path.startswith("/platform") else "/console/login"
+
+
+def _error_page(request: Request[Any, Any, Any], status: int, message: str) -> Response[str]:
+    t = translator(request)
+    title = t.gettext(_TITLES.get(status, _TITLES[400 if status < 500 else 500]))
+    return render(
+        request,
+        "error.html",
+        {
+            "status": status,
+            "title": title,
+            "message": message,
+            "home": "/platform" if request.url.path.startswith("/platform") else "/console",
+        },
+        status=status,
+    )
+
+
+def domain_error_page(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    if isinstance(exc, Unauthorized):
+        target = login_path(request)
+        if request.method == "GET" and request.url.path != target:
+            target += "?" + urlencode({"next": request.url.path})
+        return Redirect(target, status_code=303)
+    if isinstance(exc, TenantSuspended) or exc.code == "tenant_suspended":
+        return render(
+            request, "console/suspended.html", {"message": exc.detail(locale_of(request))}, status=403
+        )
+    return _error_page(request, exc.status, exc.detail(locale_of(request)))
+
+
+def http_error_page(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    t = translator(request)
+    if isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
+        message = t.gettext(
+            "This form has expired or did not come from this site. Reload the page and try again."
+        )
+        return _error_page(request, 403, message)
+    status = exc.status_code
+    return _error_page(request, status, t.gettext(_TITLES.get(status, _TITLES[400])))
+
+
+def internal_error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error("console_error", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
+    t = translator(request)
+    return _error_page(request, 500, t.gettext("An internal error occurred; it was logged."))
+
+
+HTML_EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+    DomainError: domain_error_page,
+    HTTPException: http_error_page,
+    Exception: internal_error_page,
+}
