@@ -1,0 +1,182 @@
+"""The console in headless Chromium: an operator onboards a tenant; its owner sets the console up."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import unique
+from tests.e2e.conftest import SCREENSHOTS, LiveServer, OperatorAccount, onboard_via_api
+
+pytestmark = pytest.mark.browser
+
+
+def _expect() -> Any:
+    from playwright.sync_api import expect
+
+    return expect
+
+
+def test_operator_logs_in_and_onboards_a_tenant(
+    page: Any, live_server: LiveServer, operator_account: OperatorAccount
+) -> None:
+    expect = _expect()
+    page.goto("/platform/tenants")
+    expect(page).to_have_url(re.compile(r"/platform/login\?next="))
+    expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    page.fill("#f-email", operator_account.email)
+    page.fill("#f-password", "wrong-password-1")
+    page.click("button[type=submit]")
+    expect(page.locator("[data-problem]")).to_have_text("邮箱或密码错误")
+    page.fill("#f-password", operator_account.password)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{live_server.url}/platform/tenants")
+
+    page.get_by_role("link", name="开通租户").first.click()
+    expect(page.locator("#f-timezone")).to_have_value("Asia/Shanghai")
+    expect(page.locator("#f-currency")).to_have_value("CNY")
+    slug = unique("tea-")
+    page.fill("#f-name", "春茶小铺")
+    page.fill("#f-slug", slug)
+    page.fill("#f-owner_email", f"owner@{slug}.example.com")
+    page.select_option("#f-plan", "growth")
+    page.click("form.form button[type=submit]")
+
+    link = page.locator('[data-secret="owner-invite"]')
+    expect(link).to_have_text(re.compile(rf"^{re.escape(live_server.url)}/console/invite/kqi_"))
+    invite = link.inner_text().strip()
+    expect(page.locator("h1")).to_contain_text("春茶小铺")
+    page.screenshot(path=str(SCREENSHOTS / "kaquan-e2e-tenant-onboarded.png"), full_page=True)
+
+    page.get_by_role("link", name="返回租户列表").click()
+    row = page.locator(f'tr[data-tenant="{slug}"]')
+    expect(row).to_contain_text("正常")
+    expect(row).to_contain_text("growth")
+    assert invite not in page.content()
+    row.get_by_role("link").first.click()
+    expect(page.locator("h1")).to_have_text("春茶小铺")
+    assert invite not in page.content()  # the link was shown once, on the result page only
+
+    page.fill("#f-reason", "e2e check")
+    page.get_by_role("button", name="暂停租户").click()
+    expect(page.locator(".alert-success")).to_contain_text("已暂停")
+    page.get_by_role("button", name="恢复租户").click()
+    expect(page.locator(".alert-success")).to_contain_text("已恢复")
+    page.get_by_role("link", name="套餐").click()
+    expect(page.locator('tr[data-plan="starter"]')).to_be_visible()
+
+
+def test_owner_accepts_invite_switches_language_invites_user_and_manages_api_client(
+    page: Any, live_server: LiveServer, operator_account: OperatorAccount
+) -> None:
+    expect = _expect()
+    slug = unique("cafe-")
+    invite = onboard_via_api(live_server, operator_account, slug)
+    owner_email, password = f"owner@{slug}.example.com", "owner-password-e2e"
+
+    page.goto(invite)
+    expect(page.locator("h1")).to_contain_text(f"Shop {slug}")
+    page.fill("#f-name", "店长")
+    page.fill("#f-password", password)
+    page.fill("#f-password_confirm", password)
+    page.click("form.form button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/console/login\?tenant="))
+    expect(page.locator(".alert-success")).to_contain_text("密码已设置")
+    expect(page.locator("#f-tenant")).to_have_value(slug)
+    expect(page.locator("#f-email")).to_have_value(owner_email)
+    page.fill("#f-password", password)
+    page.click("form.form button[type=submit]")
+    expect(page).to_have_url(f"{live_server.url}/console")
+    expect(page.locator("h1")).to_have_text(f"Shop {slug}")
+    expect(page.get_by_role("navigation").get_by_role("link", name="概览")).to_be_visible()
+
+    page.click('[data-lang="en"]')
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_role("navigation").get_by_role("link", name="Dashboard")).to_be_visible()
+    expect(page.get_by_text("API requests per minute")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "kaquan-e2e-dashboard-en.png"), full_page=True)
+    page.click('[data-lang="zh-CN"]')
+    expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    expect(page.get_by_text("每分钟 API 请求数")).to_be_visible()
+
+    page.get_by_role("navigation").get_by_role("link", name="用户").click()
+    clerk = f"clerk@{slug}.example.com"
+    page.fill("#f-email", clerk)
+    page.select_option("#f-role", "admin")
+    page.get_by_role("button", name="发送邀请").click()
+    invite_link = page.locator('[data-secret="invite"]')
+    expect(invite_link).to_have_text(re.compile(r"/console/invite/kqi_"))
+    user_link = invite_link.inner_text().strip()
+    page.screenshot(path=str(SCREENSHOTS / "kaquan-e2e-users.png"), full_page=True)
+    expect(page.locator(f'tr[data-user="{clerk}"]')).to_contain_text("已邀请")
+    page.select_option(f'tr[data-user="{clerk}"] select[name="role"]', "finance")  # saves on change
+    expect(page.locator(".alert-success")).to_contain_text(f"{clerk} 的角色已改为 财务")
+    page.reload()  # a GET of the page: the link is gone for good
+    expect(page.locator(f'tr[data-user="{clerk}"]')).to_be_visible()
+    assert user_link not in page.content()
+
+    page.get_by_role("navigation").get_by_role("link", name="API 客户端").click()
+    page.fill("#f-name", "门店 POS")
+    page.check('input[name="scopes"][value="tenant:read"]')
+    page.check('input[name="scopes"][value="audit:read"]')
+    page.get_by_role("button", name="创建客户端").click()
+    secret_box = page.locator('[data-secret="client-secret"]')
+    expect(secret_box).to_have_text(re.compile(r"^kqs_"))
+    secret = secret_box.inner_text().strip()
+    client_id = page.locator('[data-secret="client-id"]').inner_text().strip()
+    page.screenshot(path=str(SCREENSHOTS / "kaquan-e2e-client-secret.png"), full_page=True)
+
+    with httpx.Client(base_url=live_server.url, timeout=30) as http:
+        token = http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret))
+        assert token.status_code == 200, token.text
+        page.goto("/console/clients")
+        assert secret not in page.content()
+        row = page.locator('tr[data-client="门店 POS"]')
+        expect(row).to_contain_text("正常")
+        row.get_by_role("button", name="吊销").click()  # confirm() is accepted by the page fixture
+        expect(page.locator(".alert-success")).to_contain_text("已吊销")
+        expect(page.locator('tr[data-client="门店 POS"]')).to_contain_text("已吊销")
+        refused = http.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+        )
+        assert refused.status_code in (400, 401)
+
+    page.get_by_role("navigation").get_by_role("link", name="审计日志").click()
+    page.get_by_role("button", name="校验审计链").click()
+    expect(page.locator('[data-report="ok"]')).to_contain_text("审计链完整")
+
+
+def test_console_on_a_phone(
+    chromium: Any, live_server: LiveServer, operator_account: OperatorAccount
+) -> None:
+    expect = _expect()
+    slug = unique("mobile-")
+    invite = onboard_via_api(live_server, operator_account, slug)
+    context = chromium.new_context(
+        base_url=live_server.url,
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        locale="zh-CN",
+    )
+    try:
+        page = context.new_page()
+        page.goto(invite)
+        page.fill("#f-password", "owner-password-mobile")
+        page.fill("#f-password_confirm", "owner-password-mobile")
+        page.click("form.form button[type=submit]")
+        page.fill("#f-password", "owner-password-mobile")
+        page.click("form.form button[type=submit]")
+        expect(page).to_have_url(f"{live_server.url}/console")
+        nav = page.get_by_role("navigation")
+        expect(nav).to_be_hidden()
+        page.click("[data-nav-toggle]")
+        expect(nav).to_be_visible()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
+        page.screenshot(path=str(SCREENSHOTS / "kaquan-e2e-phone.png"), full_page=True)
+    finally:
+        context.close()
