@@ -26,7 +26,7 @@ from admin_ui.rendering import flash, locale_of, render, translator
 from admin_ui.sessions import end_session, safe_next, start_session
 from core.errors import DomainError
 from tenants import onboarding
-from tenants.guards import provide_db
+from tenants.guards import principal_of, provide_db
 from tenants.security import MIN_PASSWORD_LENGTH
 from tenants.users import accept_invite, authenticate_user, find_invite
 
@@ -49,8 +49,13 @@ class ConsoleAuthController(Controller):
         next_url: NextParam = None,
         tenant: Query = None,
         email: Query = None,
-    ) -> Response[str]:
-        form = {"tenant": tenant or "", "email": email or ""}
+    ) -> Response[Any]:
+        principal = principal_of(request)
+        if principal is not None and principal.kind == "user":
+            return Redirect(safe_next(next_url, "/console", HOME), status_code=303)
+        session = request.scope.get("session")
+        prefill = session.pop("login_prefill", None) if isinstance(session, dict) else None
+        form = {"tenant": tenant or "", "email": email or "", **(prefill or {})}
         return render(request, "console/login.html", {"form": form, "problem": None, "next": next_url})
 
     @post("/login", status_code=200)
@@ -138,12 +143,10 @@ class ConsoleAuthController(Controller):
             problem = problem_of(exc, t, locale_of(request))
             return await self._invite_page(request, db, token, problem, status, form["name"])
         flash(request, t.gettext("Your password is set. Log in to continue."))
-        return Redirect(
-            "/console/login",
-            query_params={"tenant": tenant.slug, "email": user.email},
-            status_code=303,
-            headers={"Referrer-Policy": "no-referrer"},
-        )
+        session = request.scope.get("session")
+        if isinstance(session, dict):  # fills the login form without putting the e-mail in a URL
+            session["login_prefill"] = {"tenant": tenant.slug, "email": user.email}
+        return Redirect("/console/login", status_code=303, headers={"Referrer-Policy": "no-referrer"})
 
     @get("/lang")
     async def switch_language(

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.forms import (
     FormInvalid,
+    FormProblem,
     OperatorLoginForm,
     convert,
     problem_of,
@@ -25,7 +26,7 @@ from admin_ui.sessions import end_session, safe_next, start_session
 from core.errors import DomainError
 from core.kernel import Kernel
 from tenants import onboarding
-from tenants.guards import provide_db, require_operator
+from tenants.guards import principal_of, provide_db, require_operator
 from tenants.operators import authenticate_operator
 from tenants.schemas import StatusChange, TenantCreate
 
@@ -44,7 +45,10 @@ class PlatformAuthController(Controller):
     path = "/"
 
     @get("/login")
-    async def login_page(self, request: Request[Any, Any, Any], next_url: NextParam = None) -> Response[str]:
+    async def login_page(self, request: Request[Any, Any, Any], next_url: NextParam = None) -> Response[Any]:
+        principal = principal_of(request)
+        if principal is not None and principal.kind == "operator":
+            return Redirect(safe_next(next_url, "/platform", HOME), status_code=303)
         return render(
             request, "platform/login.html", {"form": {"email": ""}, "problem": None, "next": next_url}
         )
@@ -89,7 +93,7 @@ class PlatformConsoleController(Controller):
         request: Request[Any, Any, Any],
         db: AsyncSession,
         form: dict[str, str],
-        problem: Any = None,
+        problem: FormProblem | None = None,
         status: int = 200,
     ) -> Response[str]:
         plans = [onboarding.plan_out(p) for p in await onboarding.list_plans(db)]
@@ -127,7 +131,7 @@ class PlatformConsoleController(Controller):
         request: Request[Any, Any, Any],
         db: AsyncSession,
         tenant_id: uuid.UUID,
-        problem: Any = None,
+        problem: FormProblem | None = None,
         status: int = 200,
     ) -> Response[str]:
         tenant, plan = await onboarding.get_tenant(db, tenant_id)
