@@ -33,6 +33,8 @@ from tenants.tokens import INVITE_TTL
 from tenants.users import change_role, create_invited_user, disable_user, get_user, list_users, user_out
 
 AUDIT_PAGE_SIZE = 50
+ACTOR_KINDS = {"operator": N_("Platform operator"), "system": N_("System")}
+"""Actors shown by kind rather than id (users are shown by e-mail)."""
 NAV_PERMISSIONS = {"users": "users.manage", "clients": "clients.manage", "audit": "audit.read"}
 
 
@@ -242,6 +244,7 @@ class AuditPageController(Controller):
                     "seq": e.seq,
                     "occurred_at": e.occurred_at,
                     "actor": emails.get(e.actor_id, f"{e.actor_type}:{e.actor_id}"),
+                    "actor_kind": ACTOR_KINDS.get(e.actor_type),
                     "action": e.action,
                     "object": f"{e.object_type} {e.object_id}",
                     "data": msgspec.json.encode(e.data).decode() if e.data else "",
