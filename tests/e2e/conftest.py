@@ -22,6 +22,7 @@ import msgspec
 import pytest
 import uvicorn
 from litestar import Litestar
+from sqlalchemy.exc import OperationalError
 
 from core.app import create_app
 from core.settings import Settings
@@ -59,9 +60,12 @@ class LiveServer:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live_server(settings: Settings) -> Iterator[LiveServer]:
-    """``create_app`` with the session's test settings, served on a free 127.0.0.1 port."""
+    """``create_app`` with the session's test settings, served on a free 127.0.0.1 port.
+
+    Module-scoped: the server (and its outbox relay and worker) stops before other test modules run.
+    """
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     app = create_app(msgspec.structs.replace(settings, base_url=url))
@@ -94,7 +98,7 @@ class OperatorAccount:
     password: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator_account(live_server: LiveServer) -> OperatorAccount:
     """A platform operator (the CLI's job in production) and the default plans."""
     from tenants.onboarding import ensure_default_plans
@@ -107,7 +111,14 @@ def operator_account(live_server: LiveServer) -> OperatorAccount:
             await ensure_default_plans(db)
             await create_operator(db, email, password)
 
-    live_server.run(make())
+    for attempt in range(10):
+        try:
+            live_server.run(make())
+            break
+        except OperationalError as exc:  # SQLite: another connection wrote since this one's read began
+            if "locked" not in str(exc) or attempt == 9:
+                raise
+            time.sleep(0.2 * (attempt + 1))
     return OperatorAccount(email, password)
 
 
