@@ -1,0 +1,1 @@
+"""Card-key inventory: batches of costed, expiring, secret codes; allocation; alerts (issue 3)."""
