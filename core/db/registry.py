@@ -10,6 +10,8 @@ MODEL_MODULES = (
     "core.audit.models",
     "core.jobs.models",
     "core.http.models",
+    "core.catalog.models",
+    "core.inventory.models",
 )
 
 

@@ -1,0 +1,1 @@
+"""The catalog: products (entitlements) a tenant sells or gives, with validity and usage rules."""
