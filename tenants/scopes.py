@@ -8,14 +8,23 @@ SCOPES: dict[str, str] = {
     "users:write": "Invite console users.",
     "audit:read": "Read audit events and verify the audit chain.",
     "jobs:read": "Read background job progress.",
+    "events:read": "Read the tenant's event feed (stock alerts and other domain events).",
+    "catalog:read": "List and read products.",
+    "catalog:write": "Create and change products and bundles.",
+    "inventory:read": "Read batches, stock levels, alerts and imports (codes masked).",
+    "inventory:write": "Import and generate codes, void codes, reserve and allocate stock.",
+    "codes:reveal": "Reveal or export plaintext codes (each reveal needs a reason and is audited).",
 }
 
+_READ = frozenset({"tenant.read", "catalog.read", "inventory.read"})
+_MANAGE_STOCK = frozenset({"catalog.manage", "inventory.manage", "jobs.read"})
+
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "owner": frozenset({"tenant.read", "users.manage", "clients.manage", "audit.read", "jobs.read"}),
-    "admin": frozenset({"tenant.read", "users.manage", "clients.manage", "audit.read", "jobs.read"}),
-    "operator": frozenset({"tenant.read", "jobs.read"}),
-    "finance": frozenset({"tenant.read", "audit.read", "jobs.read"}),
-    "viewer": frozenset({"tenant.read"}),
+    "owner": _READ | _MANAGE_STOCK | {"users.manage", "clients.manage", "audit.read", "codes.reveal"},
+    "admin": _READ | _MANAGE_STOCK | {"users.manage", "clients.manage", "audit.read", "codes.reveal"},
+    "operator": _READ | _MANAGE_STOCK,
+    "finance": _READ | {"audit.read", "jobs.read"},
+    "viewer": _READ,
 }
 
 

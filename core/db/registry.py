@@ -12,6 +12,7 @@ MODEL_MODULES = (
     "core.http.models",
     "core.catalog.models",
     "core.inventory.models",
+    "core.events.models",
 )
 
 

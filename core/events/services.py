@@ -1,0 +1,52 @@
+"""Emit and read domain events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.events.models import Event
+
+EVENT_TYPES: dict[str, str] = {
+    "stock.low": "A product's available stock fell below its threshold, days of cover or watermark.",
+    "stock.near_expiry": "Available codes of a product expire within its near-expiry window.",
+}
+
+
+class EventOut(msgspec.Struct):
+    id: uuid.UUID
+    type: str
+    object_id: str
+    data: dict[str, Any]
+    created_at: dt.datetime
+
+
+class EventPage(msgspec.Struct):
+    items: list[EventOut]
+    next_cursor: uuid.UUID | None
+
+
+def emit(session: AsyncSession, type_: str, object_id: object, data: dict[str, Any]) -> Event:
+    """Record an event in the current transaction (it exists if and only if the change committed)."""
+    if type_ not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type_!r}")
+    event = Event(type=type_, object_id=str(object_id), data=msgspec.to_builtins(data))
+    session.add(event)
+    return event
+
+
+async def list_events(session: AsyncSession, after: uuid.UUID | None, types: list[str], limit: int) -> EventPage:
+    """Oldest first after ``after`` (a cursor), optionally only some types."""
+    q = select(Event).order_by(Event.id).limit(limit + 1)
+    if after is not None:
+        q = q.where(Event.id > after)
+    if types:
+        q = q.where(Event.type.in_(types))
+    rows = list((await session.execute(q)).scalars())
+    items = [EventOut(r.id, r.type, r.object_id, r.data, r.created_at) for r in rows[:limit]]
+    return EventPage(items, items[-1].id if len(rows) > limit else None)
