@@ -22,8 +22,12 @@ throwaway database, with two alternative spellings of the same rule on ``audit_e
 * ``range``: ``tenant_id BETWEEN lo AND hi`` with both bounds from InitPlans (the tenant id twice, or the
   whole uuid range under the named bypass), which PostgreSQL can use as an index condition.
 
-Variants run in interleaved timed rounds (to cancel drift); figures are totals over all rounds. The
-headline is the app-role row against "superuser + set_config": the cost of the policy itself.
+Two figures per variant. **Server ms**: the median execution time reported by ``EXPLAIN (ANALYZE)``,
+variants taking turns sample by sample: the query's own cost inside PostgreSQL, untouched by the client
+and the network and steady on a busy machine. This is the headline: RLS cost = app-role row against the
+"superuser + set_config" row (same statements, policy not applied). **ops/s**: short transactions on
+several connections in interleaved timed rounds, the end-to-end rate (client and round trips included),
+compared with the same row.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import random
+import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -212,6 +218,41 @@ async def explain(dsn: str, sql: str, tid: uuid.UUID, set_context: bool) -> str:
     return text.replace(str(tid), "…").replace("|", "\\|")
 
 
+async def server_times(
+    dsns: dict[str, str],
+    variants: list[Variant],
+    sqls: list[str],
+    tenant_ids: list[uuid.UUID],
+    samples: int,
+) -> list[float]:
+    """Median server-side execution time (ms) of each variant, from ``EXPLAIN (ANALYZE)``.
+
+    Immune to the client's and the network's share of a round trip; variants take turns, sample by
+    sample and in a rotating order, so background load and warm caches favour none of them.
+    """
+    conns = {role: await asyncpg.connect(dsn) for role, dsn in dsns.items()}
+    times: list[list[float]] = [[] for _ in variants]
+    try:
+        for i in range(samples):
+            tid = tenant_ids[i % len(tenant_ids)]
+            order = list(range(len(variants)))
+            order = order[i % len(order) :] + order[: i % len(order)]  # rotate: no variant always goes first
+            for k in order:
+                v, sql = variants[k], sqls[k]
+                conn = conns[v.role]
+                async with conn.transaction():
+                    if v.set_context:
+                        await conn.execute("select set_config('app.tenant_id', $1, true)", str(tid))
+                    args = (tid,) if "$1" in sql else ()
+                    raw = await conn.fetchval("explain (analyze, timing off, format json) " + sql, *args)
+                doc = msgspec.json.decode(raw) if isinstance(raw, str) else raw
+                times[k].append(float(doc[0]["Execution Time"]))
+    finally:
+        for c in conns.values():
+            await c.close()
+    return [statistics.median(t) for t in times]
+
+
 async def run_round(
     pool: asyncpg.Pool,
     variant: Variant,
@@ -256,8 +297,9 @@ async def bench_query(
     seconds: float,
     concurrency: int,
     rounds: int,
+    samples: int,
 ) -> list[str]:
-    """Every variant of one query in interleaved rounds; returns markdown table rows."""
+    """Every variant of one query: server-side times, then interleaved load rounds; markdown rows."""
     explicit, rls_only = QUERIES[name]
     variants = make_variants()
     dsns = {"owner": asyncpg_dsn(db.owner_url), "app": asyncpg_dsn(db.app_url)}
@@ -278,17 +320,17 @@ async def bench_query(
     finally:
         for p in pools.values():
             await p.close()
-    base_plain, base_ctx = variants[0].rate, variants[1].rate
+    sqls = [explicit if v.explicit_predicate else rls_only for v in variants]
+    server = await server_times(dsns, variants, sqls, tenant_ids, samples)
+    base_ctx, base_server = variants[1].rate, server[1]  # same statements, RLS not applied
     lines = []
-    for v in variants:
+    for v, sql, ms in zip(variants, sqls, server, strict=True):
         lat = sorted(v.latencies)
         p50 = lat[len(lat) // 2] * 1000
-        p99 = lat[min(int(len(lat) * 0.99), len(lat) - 1)] * 1000
-        sql = explicit if v.explicit_predicate else rls_only
         plan = await explain(dsns[v.role], sql, tenant_ids[0], v.set_context)
         lines.append(
-            f"| {policy} | {name} | {v.label} | {v.rate:,.0f} | {p50:.2f} | {p99:.2f} | "
-            f"{(v.rate / base_ctx - 1) * 100:+.1f}% | {(v.rate / base_plain - 1) * 100:+.1f}% | {plan} |"
+            f"| {policy} | {name} | {v.label} | {ms:.3f} | {ms - base_server:+.3f} ({(ms / base_server - 1) * 100:+.0f}%) | "
+            f"{v.rate:,.0f} | {(v.rate / base_ctx - 1) * 100:+.0f}% | {p50:.2f} | {plan} |"
         )
     return lines
 
@@ -297,9 +339,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--tenants", type=int, default=20)
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--seconds", type=float, default=1.5, help="seconds per variant per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=1.0, help="seconds per variant per round")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=2 * (os.cpu_count() or 1))
+    parser.add_argument("--samples", type=int, default=60, help="EXPLAIN ANALYZE samples per variant")
     parser.add_argument(
         "--policies", default=",".join(POLICIES), help="comma-separated: " + ", ".join(POLICIES)
     )
@@ -323,8 +366,10 @@ async def main() -> None:
         print(
             f"Data: {args.rows:,} audit events across {args.tenants} tenants "
             f"({args.rows // args.tenants:,} per tenant), seeded in {seeded:.1f} s. "
-            f"Each variant: {args.rounds} interleaved rounds of {args.seconds:g} s on {args.concurrency} "
-            "connections; each transaction picks a random tenant."
+            f"Server ms: median execution time of {args.samples} `EXPLAIN (ANALYZE)` runs per variant, "
+            "variants taking turns (the policy's own cost, without client or network). "
+            f"ops/s: {args.rounds} interleaved rounds of {args.seconds:g} s per variant on {args.concurrency} "
+            "connections, each transaction (BEGIN, [set_config], query, COMMIT) for a random tenant."
         )
         print()
         print("Policies:")
@@ -332,8 +377,8 @@ async def main() -> None:
             print(f"- `{p}`: `{POLICIES[p]}`")
         print()
         print(
-            "| policy | query | variant | ops/s | p50 ms | p99 ms | vs superuser + set_config "
-            "| vs plain superuser | plan (scan / condition) |"
+            "| policy | query | variant | server ms (median) | Δ ms vs superuser + set_config | ops/s "
+            "| ops/s vs superuser + set_config | p50 ms | plan (scan / condition) |"
         )
         print("|---|---|---|---:|---:|---:|---:|---:|---|")
         for policy in policies:
@@ -342,7 +387,7 @@ async def main() -> None:
             await check_isolation(asyncpg_dsn(db.app_url), tenant_ids, args.rows // args.tenants)
             for name in QUERIES:
                 for line in await bench_query(
-                    db, policy, name, tenant_ids, args.seconds, args.concurrency, args.rounds
+                    db, policy, name, tenant_ids, args.seconds, args.concurrency, args.rounds, args.samples
                 ):
                     print(line, flush=True)
         print()
