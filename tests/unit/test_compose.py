@@ -3,7 +3,8 @@
 - every service built from this repository runs a command the ``kaquan`` CLI really has;
 - every ``KAQUAN_*`` variable the compose file sets or interpolates is a real Settings field;
 - the image's entrypoint is the ``kaquan`` console script declared in pyproject.toml;
-- the README's configuration table lists every Settings field (and no field that does not exist).
+- the README's configuration table lists every Settings field (and no field that does not exist);
+- docs/api.md's scope table lists exactly the scopes of ``tenants.scopes.SCOPES``.
 """
 
 from __future__ import annotations
@@ -127,4 +128,15 @@ def test_readme_configuration_table_lists_every_setting() -> None:
     )
     assert documented - fields - NOT_SETTINGS == set(), (
         f"README documents unknown settings: {sorted(documented - fields - NOT_SETTINGS)}"
+    )
+
+
+def test_api_guide_scope_table_matches_the_scopes() -> None:
+    from tenants.scopes import SCOPES
+
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    section = text.split("### Scopes", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+:[a-z_]+)` \|", section, flags=re.MULTILINE))
+    assert documented == set(SCOPES), (
+        f"docs/api.md scopes: missing {sorted(set(SCOPES) - documented)}, unknown {sorted(documented - set(SCOPES))}"
     )
