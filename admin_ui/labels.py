@@ -26,6 +26,11 @@ PERMISSION_LABELS: dict[str, str] = {
     "clients.manage": N_("Manage API clients"),
     "audit.read": N_("Read the audit log"),
     "jobs.read": N_("See background jobs"),
+    "catalog.read": N_("View products"),
+    "catalog.manage": N_("Manage products"),
+    "inventory.read": N_("View stock"),
+    "inventory.manage": N_("Manage stock and codes"),
+    "codes.reveal": N_("Reveal plaintext codes"),
 }
 
 FIELD_LABELS: dict[str, str] = {
@@ -51,5 +56,11 @@ SCOPE_TEXTS: tuple[str, ...] = (
     N_("Invite console users."),
     N_("Read audit events and verify the audit chain."),
     N_("Read background job progress."),
+    N_("Read the tenant's event feed (stock alerts and other domain events)."),
+    N_("List and read products."),
+    N_("Create and change products and bundles."),
+    N_("Read batches, stock levels, alerts and imports (codes masked)."),
+    N_("Import and generate codes, void codes, reserve and allocate stock."),
+    N_("Reveal or export plaintext codes (each reveal needs a reason and is audited)."),
 )
 """The descriptions of ``tenants.scopes.SCOPES``, repeated here so extraction finds them (a test checks)."""

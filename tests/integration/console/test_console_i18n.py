@@ -56,9 +56,12 @@ def test_placeholders_survive_translation(locale):
 
 
 def test_labels_cover_roles_permissions_and_scopes():
+    """A new role, permission or scope needs its console label (admin_ui/labels.py) and zh_CN entry."""
     assert set(ROLE_LABELS) == set(ROLES)
-    assert set(PERMISSION_LABELS) >= {p for perms in ROLE_PERMISSIONS.values() for p in perms}
-    assert set(SCOPES.values()) == set(SCOPE_TEXTS)
+    missing = {p for perms in ROLE_PERMISSIONS.values() for p in perms} - set(PERMISSION_LABELS)
+    assert not missing, f"add these permissions to admin_ui/labels.py PERMISSION_LABELS: {sorted(missing)}"
+    missing = set(SCOPES.values()) - set(SCOPE_TEXTS)
+    assert not missing, f"add these scope descriptions to admin_ui/labels.py SCOPE_TEXTS: {sorted(missing)}"
     zh = translations("zh-CN")
     for text in SCOPES.values():
         assert zh.gettext(text) != text
