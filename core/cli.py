@@ -75,7 +75,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 
     s = _settings()
     uvicorn.run("core.app:create_app", factory=True, host=host or s.host, port=port or s.port,
-                workers=workers, log_config=None, proxy_headers=True)
+                workers=workers, log_config=None, proxy_headers=True, access_log=False)
 
 
 @main.command()
@@ -203,7 +203,7 @@ async def tenants_create(name: str, slug: str, owner_email: str, plan: str, tz: 
     finally:
         await kernel.close()
     console.print(f"[green]tenant created[/green] {created.tenant.slug} ({created.tenant.id})")
-    console.print(f"owner invite link (shown once): {created.owner_invite_url}")
+    console.print(f"owner invite link (shown once): {created.owner_invite_url}", soft_wrap=True)
 
 
 @tenants.command("list")

@@ -154,6 +154,11 @@ async def token_response(
     request = _FormRequest(
         uri, {"-".join(p.capitalize() for p in k.split("-")): v for k, v in headers.items()}, form
     )
+    requested = set((form.get("scope") or "").split())
+    if row is not None and requested and not requested & set(row.scopes) and requested <= set(SCOPES):
+        # Asking only for scopes the client does not hold would mint a token that can do nothing.
+        body = {"error": "invalid_scope", "error_description": "The client holds none of the requested scopes"}
+        return 400, _problem_fields(400, body), {}
     status, body, out_headers = server.create_token_response(request)
     if suspended and status >= 400:
         body = {"error": "invalid_client", "error_description": "This tenant is suspended"}

@@ -117,3 +117,11 @@ async def test_suspended_tenant_is_refused_then_resumed(client, operator, make_t
     r = await client.post(f"/api/platform/v1/tenants/{tenant.id}/resume", json={}, headers=operator.headers)
     assert r.status_code == 200 and r.json()["status"] == "active"
     assert (await client.get("/api/v1/tenant", headers=creds.headers)).status_code == 200
+
+
+async def test_asking_only_for_scopes_the_client_lacks_is_invalid_scope(client, make_tenant, make_api_client):
+    tenant = await make_tenant()
+    creds = await make_api_client(tenant, ["tenant:read"])
+    r = await client.post("/oauth/token", data={"grant_type": "client_credentials", "scope": "users:read"},
+                          auth=(creds.client_id, creds.client_secret))
+    assert r.status_code == 400 and r.json()["error"] == "invalid_scope"
