@@ -69,6 +69,13 @@ def _bearer(scope: dict[str, Any]) -> str:
 
 async def _console_principal(session: Any, data: dict[str, Any]) -> Principal | None:
     """Re-check a console session against the database on every request (disabled user, suspended tenant)."""
+    try:
+        return await _resolve_console_principal(session, data)
+    except (KeyError, ValueError, TypeError):
+        return None  # a stale or malformed session is simply not logged in
+
+
+async def _resolve_console_principal(session: Any, data: dict[str, Any]) -> Principal | None:
     realm = data.get("realm")
     if realm == "operator":
         from tenants.models import Operator
