@@ -19,11 +19,14 @@ from litestar.stores.registry import StoreRegistry
 from litestar.template.config import TemplateConfig
 
 from core.audit.api import AuditController
+from core.catalog.api import CatalogController
+from core.events.api import EventsController
 from core.health import health, metrics, ready
 from core.http.idempotency import idempotency_middleware
 from core.http.problems import EXCEPTION_HANDLERS
 from core.http.ratelimit import RateLimiter
 from core.http.request_log import request_log_middleware
+from core.inventory.api import InventoryController
 from core.kernel import Kernel
 from core.logging import configure_logging
 from core.settings import Settings, load_settings
@@ -92,6 +95,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             OAuthController,
             TenantApiController,
             AuditController,
+            CatalogController,
+            InventoryController,
+            EventsController,
             PlatformLoginController,
             PlatformController,
             create_static_files_router(
