@@ -27,6 +27,7 @@ from core.http.problems import EXCEPTION_HANDLERS
 from core.http.ratelimit import RateLimiter
 from core.http.request_log import request_log_middleware
 from core.inventory.api import InventoryController
+from core.inventory.importing.api import CodeImportController
 from core.kernel import Kernel
 from core.logging import configure_logging
 from core.settings import Settings, load_settings
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuditController,
             CatalogController,
             InventoryController,
+            CodeImportController,
             EventsController,
             PlatformLoginController,
             PlatformController,

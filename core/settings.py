@@ -27,6 +27,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     log_level: str = "INFO"
     log_json: bool = True
     max_body_bytes: int = 1_048_576
+    max_import_bytes: int = 64 * 1024 * 1024
     token_ttl_seconds: int = 3600
     session_ttl_seconds: int = 8 * 3600
     login_max_failures: int = 5
