@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.forms import FormInvalid, FormProblem, RoleForm, convert, problem_of, read_form, values
 from admin_ui.i18n import N_
-from admin_ui.labels import ROLE_LABELS
+from admin_ui.labels import PERMISSION_LABELS, ROLE_LABELS
 from admin_ui.rendering import flash, locale_of, render, translator
 from core.audit.api import list_events
 from core.audit.services import ChainReport, verify_chain
@@ -35,7 +35,13 @@ from tenants.users import change_role, create_invited_user, disable_user, get_us
 AUDIT_PAGE_SIZE = 50
 ACTOR_KINDS = {"operator": N_("Platform operator"), "system": N_("System")}
 """Actors shown by kind rather than id (users are shown by e-mail)."""
-NAV_PERMISSIONS = {"users": "users.manage", "clients": "clients.manage", "audit": "audit.read"}
+NAV_PERMISSIONS = {
+    "products": "catalog.read",
+    "stock": "inventory.read",
+    "users": "users.manage",
+    "clients": "clients.manage",
+    "audit": "audit.read",
+}
 
 
 def _principal(request: Request[Any, Any, Any]) -> tuple[Principal, uuid.UUID]:
@@ -56,6 +62,7 @@ async def shell(request: Request[Any, Any, Any], db: AsyncSession) -> dict[str, 
         "plan": onboarding.plan_out(plan),
         "me": user_out(me),
         "nav": {key: role_can(me.role, perm) for key, perm in NAV_PERMISSIONS.items()},
+        "can": {perm: role_can(me.role, perm) for perm in PERMISSION_LABELS},
         "tz": tenant.timezone,
     }
 

@@ -54,9 +54,11 @@ class FormProblem(msgspec.Struct):
 class FormInvalid(Exception):
     """A submitted value does not fit the form's Struct."""
 
-    def __init__(self, field: str | None) -> None:
+    def __init__(self, field: str | None, message: str | None = None) -> None:
         super().__init__(field or "form")
         self.field = field
+        self.message = message
+        """A message id (marked with ``N_``) shown instead of the generic "check the field" one."""
 
 
 async def read_form(request: Request[Any, Any, Any]) -> FormMultiDict:
@@ -87,6 +89,8 @@ def problem_of(exc: Exception, t: gettext.GNUTranslations, locale: str) -> FormP
     """The message for a service error (in the user's language) or an invalid field."""
     if isinstance(exc, DomainError):
         return FormProblem(exc.detail(locale), exc.errors[0].field if exc.errors else None)
+    if isinstance(exc, FormInvalid) and exc.message:
+        return FormProblem(t.gettext(exc.message), exc.field)
     if isinstance(exc, FormInvalid) and exc.field:
         label = t.gettext(FIELD_LABELS.get(exc.field, exc.field))
         return FormProblem(t.gettext("Please check the field “%(field)s”.") % {"field": label}, exc.field)

@@ -18,6 +18,8 @@ STATUS_LABELS: dict[str, str] = {
     "disabled": N_("Disabled"),
     "suspended": N_("Suspended"),
     "revoked": N_("Revoked"),
+    "inactive": N_("Inactive"),
+    "archived": N_("Archived"),
 }
 
 PERMISSION_LABELS: dict[str, str] = {
@@ -48,6 +50,92 @@ FIELD_LABELS: dict[str, str] = {
     "password_confirm": N_("Repeat password"),
     "tenant": N_("Tenant"),
     "locale": N_("Language"),
+    "sku": N_("SKU"),
+    "kind": N_("Type"),
+    "code_format": N_("Code format"),
+    "name_zh": N_("Chinese name"),
+    "name_en": N_("English name"),
+    "brand": N_("Brand"),
+    "category": N_("Category"),
+    "face_value": N_("Face value"),
+    "validity_kind": N_("Validity"),
+    "validity_date": N_("Valid until"),
+    "validity_days": N_("Days after issue"),
+    "usage_rules": N_("Usage rules"),
+    "provenance": N_("Provenance"),
+    "status": N_("Status"),
+    "tags": N_("Tags"),
+    "max_uses": N_("Uses per code"),
+    "low_stock_threshold": N_("Low-stock threshold"),
+    "low_stock_days_cover": N_("Days of cover"),
+    "near_expiry_days": N_("Near-expiry warning (days)"),
+    "items": N_("Bundle items"),
+    "product_id": N_("Product"),
+    "supplier": N_("Supplier"),
+    "unit_cost": N_("Unit cost"),
+    "purchase_ref": N_("Purchase reference"),
+    "expires_at": N_("Expiry date"),
+    "notes": N_("Notes"),
+    "file": N_("File"),
+    "text": N_("Pasted codes"),
+    "count": N_("Number of codes"),
+    "prefix": N_("Prefix"),
+    "pattern": N_("Pattern"),
+    "code_ids": N_("Codes"),
+    "mapping": N_("Column mapping"),
+    "number": N_("Card number"),
+    "pin": N_("PIN"),
+    "states": N_("States"),
+}
+
+KIND_LABELS: dict[str, str] = {
+    "code": N_("Card key"),
+    "reusable_code": N_("Reusable code"),
+    "stored_value": N_("Stored-value card"),
+    "bundle": N_("Bundle"),
+}
+
+CODE_FORMAT_LABELS: dict[str, str] = {
+    "number": N_("Card number only"),
+    "number_pin": N_("Card number + PIN"),
+}
+
+VALIDITY_LABELS: dict[str, str] = {
+    "batch_expiry": N_("The batch's expiry date"),
+    "fixed_date": N_("A fixed date"),
+    "days_after_issue": N_("N days after issue"),
+}
+
+PROVENANCE_LABELS: dict[str, str] = {
+    "official": N_("Official source"),
+    "authorised_reseller": N_("Authorised reseller"),
+    "other": N_("Other"),
+}
+
+CODE_STATE_LABELS: dict[str, str] = {
+    "available": N_("Available"),
+    "reserved": N_("Reserved"),
+    "issued": N_("Issued"),
+    "redeemed": N_("Redeemed"),
+    "expired": N_("Expired"),
+    "voided": N_("Voided"),
+}
+
+ALERT_LABELS: dict[str, str] = {
+    "low_stock": N_("Low stock"),
+    "near_expiry": N_("Near expiry"),
+}
+
+JOB_STATUS_LABELS: dict[str, str] = {
+    "queued": N_("Queued"),
+    "running": N_("Running"),
+    "succeeded": N_("Finished"),
+    "failed": N_("Failed"),
+}
+
+SOURCE_LABELS: dict[str, str] = {
+    "import": N_("Imported"),
+    "generated": N_("Generated"),
 }
 
 SCOPE_TEXTS: tuple[str, ...] = (

@@ -27,7 +27,20 @@ from litestar.utils.scope.state import ScopeState
 from markupsafe import Markup
 
 from admin_ui.i18n import LANGUAGE_NAMES, normalize_locale, translations
-from admin_ui.labels import PERMISSION_LABELS, ROLE_LABELS, STATUS_LABELS
+from admin_ui.labels import (
+    ALERT_LABELS,
+    CODE_FORMAT_LABELS,
+    CODE_STATE_LABELS,
+    JOB_STATUS_LABELS,
+    KIND_LABELS,
+    PERMISSION_LABELS,
+    PROVENANCE_LABELS,
+    ROLE_LABELS,
+    SOURCE_LABELS,
+    STATUS_LABELS,
+    VALIDITY_LABELS,
+)
+from admin_ui.money import fen_to_yuan, format_money, last_day
 from core.http.problems import request_locale
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -43,6 +56,12 @@ def format_datetime(value: dt.datetime | None, tz: str = "UTC") -> str:
     return value.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
 
 
+def format_day(value: dt.datetime | None, tz: str = "UTC") -> str:
+    """The last valid day of an expiry instant (``YYYY-MM-DD`` in ``tz``); a dash for none."""
+    day = last_day(value, tz)
+    return day.isoformat() if day else "—"
+
+
 @lru_cache(maxsize=4)
 def engine_for(locale: str) -> JinjaTemplateEngine:
     """The template engine of ``locale``, built once."""
@@ -56,11 +75,22 @@ def engine_for(locale: str) -> JinjaTemplateEngine:
     )
     env.install_gettext_translations(translations(locale), newstyle=True)  # type: ignore[attr-defined]
     env.filters["when"] = format_datetime
+    env.filters["money"] = format_money
+    env.filters["yuan"] = fen_to_yuan
+    env.filters["day"] = format_day
     env.globals.update(
         ROLE_LABELS=ROLE_LABELS,
         STATUS_LABELS=STATUS_LABELS,
         PERMISSION_LABELS=PERMISSION_LABELS,
         LANGUAGE_NAMES=LANGUAGE_NAMES,
+        KIND_LABELS=KIND_LABELS,
+        CODE_FORMAT_LABELS=CODE_FORMAT_LABELS,
+        VALIDITY_LABELS=VALIDITY_LABELS,
+        PROVENANCE_LABELS=PROVENANCE_LABELS,
+        CODE_STATE_LABELS=CODE_STATE_LABELS,
+        ALERT_LABELS=ALERT_LABELS,
+        JOB_STATUS_LABELS=JOB_STATUS_LABELS,
+        SOURCE_LABELS=SOURCE_LABELS,
     )
     return JinjaTemplateEngine.from_environment(env)
 

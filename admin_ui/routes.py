@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from litestar import Router
 
+from admin_ui.catalog_pages import ProductsController
 from admin_ui.console_auth import ConsoleAuthController
 from admin_ui.console_pages import (
     AuditPageController,
@@ -16,6 +17,7 @@ from admin_ui.console_pages import (
 )
 from admin_ui.errors import HTML_EXCEPTION_HANDLERS
 from admin_ui.i18n import LOCALES, translations
+from admin_ui.inventory_pages import BatchesController, CodesController, StockController
 from admin_ui.platform import PlatformAuthController, PlatformConsoleController
 
 
@@ -38,6 +40,10 @@ def console_routes() -> list[Router]:
                 UsersController,
                 ClientsController,
                 AuditPageController,
+                ProductsController,
+                StockController,
+                BatchesController,
+                CodesController,
             ],
             exception_handlers=HTML_EXCEPTION_HANDLERS,
             include_in_schema=False,

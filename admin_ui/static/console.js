@@ -47,6 +47,9 @@
       event.preventDefault();
       return;
     }
+    if (form.hasAttribute("data-download")) {
+      return; // a download leaves the page in place: the form must stay usable
+    }
     if (form.dataset.submitting === "1") {
       event.preventDefault(); // a second click must not send the form twice
       return;
@@ -61,6 +64,38 @@
     select.addEventListener("change", function () {
       if (select.form.requestSubmit) { select.form.requestSubmit(); } else { select.form.submit(); }
     });
+  });
+
+  // Product form: show the fields the chosen kind and validity use (all are shown without JS).
+  document.querySelectorAll("[data-product-form]").forEach(function (form) {
+    var kind = form.querySelector("[data-kind]");
+    var validity = form.querySelector("[name=validity_kind]");
+    function sync() {
+      form.querySelectorAll("[data-show-kind]").forEach(function (el) {
+        el.hidden = el.getAttribute("data-show-kind").split(" ").indexOf(kind.value) < 0;
+      });
+      form.querySelectorAll("[data-show-validity]").forEach(function (el) {
+        el.hidden = el.getAttribute("data-show-validity") !== validity.value;
+      });
+    }
+    if (kind && validity) {
+      kind.addEventListener("change", sync);
+      validity.addEventListener("change", sync);
+      sync();
+    }
+  });
+
+  // "Select all" checkboxes of a code list.
+  document.querySelectorAll("[data-check-all]").forEach(function (all) {
+    var table = all.closest("table");
+    all.addEventListener("change", function () {
+      table.querySelectorAll("tbody input[type=checkbox]").forEach(function (box) { box.checked = all.checked; });
+    });
+  });
+
+  // Filter selects apply on change.
+  document.querySelectorAll("select[data-autosubmit-filter]").forEach(function (select) {
+    select.addEventListener("change", function () { select.form.submit(); });
   });
 
   // Pages restored from the back/forward cache must accept a new submit.
