@@ -321,6 +321,106 @@ async def audit_verify(slug: str | None) -> None:
         sys.exit(1)
 
 
+@main.group()
+def codes() -> None:
+    """Card keys (卡密): import a supplier's file."""
+
+
+def _print_import_report(imp: Any, shown: int = 20) -> None:
+    report = imp.report or {}
+    summary = Table("file", "format", "encoding", "rows", "valid", "with problems", title="validation report")
+    summary.add_row(
+        imp.filename, imp.file_format, imp.encoding or "-", str(report.get("total_rows", 0)),
+        f"[green]{report.get('valid_rows', 0)}[/green]", f"[red]{report.get('invalid_rows', 0)}[/red]",
+    )
+    console.print(summary)
+    columns = report.get("columns") or {}
+    console.print("columns: " + ", ".join(f"{k} ← {v}" for k, v in columns.items() if v))
+    counts = report.get("problem_counts") or {}
+    if counts:
+        table = Table("problem", "rows")
+        for code, n in counts.items():
+            table.add_row(code, str(n))
+        console.print(table)
+        rows = Table("row", "column", "problem", "message")
+        zh = _locale() == "zh-CN"
+        for p in (report.get("problems") or [])[:shown]:
+            rows.add_row(str(p["row"]), p["column"], p["code"], p["message_zh"] if zh else p["message_en"])
+        console.print(rows)
+    for name, n in (report.get("warnings") or {}).items():
+        console.print(f"[yellow]warning[/yellow] {name}: {n} row(s)")
+
+
+@codes.command("import")
+@click.option("--tenant", "slug", required=True, help="Tenant slug.")
+@click.option("--product", "sku", required=True, help="SKU of the product the codes belong to.")
+@click.option("--file", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV, TXT or Excel file from the supplier.")
+@click.option("--supplier", default="", help="Supplier (free text).")
+@click.option("--unit-cost", type=click.IntRange(min=0), default=0, show_default=True, help="Unit cost in fen.")
+@click.option("--currency", default=None, help="ISO currency (default: the product's).")
+@click.option("--purchase-ref", default="", help="Purchase order or invoice reference.")
+@click.option("--expires", default=None, help="Batch expiry YYYY-MM-DD (a row's own expiry wins).")
+@click.option("--notes", default="")
+@click.option("--mapping", default=None, help='Column mapping as JSON, e.g. {"number": "卡号", "pin": "卡密"}.')
+@click.option("--encoding", default=None, help="Text encoding (default: detected).")
+@click.option("--mode", type=click.Choice(["valid_only", "all_or_nothing"]), default="valid_only", show_default=True,
+              help="Import the valid rows, or nothing if any row has a problem.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_run
+async def codes_import(slug: str, sku: str, path: Path, supplier: str, unit_cost: int, currency: str | None,
+                       purchase_ref: str, expires: str | None, notes: str, mapping: str | None,
+                       encoding: str | None, mode: str, yes: bool) -> None:
+    """Validate a supplier's file, show the report, then import it as one batch with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from core.db.context import tenant_context
+    from core.errors import NotFound, ValidationFailed
+    from core.inventory.importing import services
+    from core.inventory.importing.schemas import ImportRequest
+    from tenants.onboarding import get_tenant_by_slug
+
+    kernel = await _kernel()
+    try:
+        async with kernel.db.transaction() as db:
+            tenant = await get_tenant_by_slug(db, slug)
+        if tenant is None:
+            raise NotFound(f"No tenant with slug {slug!r}", f"不存在标识为 {slug!r} 的租户", code="tenant_not_found")
+        with tenant_context(tenant.id):
+            async with kernel.db.transaction() as db:
+                product = await services.product_by_sku(db, sku)
+                fields = services.to_request(
+                    dict(product_id=str(product.id), supplier=supplier, unit_cost=unit_cost, currency=currency,
+                         purchase_ref=purchase_ref, expires_at=expires, notes=notes, encoding=encoding),
+                    ImportRequest,
+                )
+                fields.mapping = services.parse_mapping(mapping)
+                with path.open("rb") as fh:
+                    imp = await services.create_import(db, kernel.keys, fh, path.name, fields,
+                                                       max_bytes=kernel.settings.max_import_bytes)
+            _print_import_report(imp)
+            if imp.valid_rows == 0:
+                raise ValidationFailed("No row can be imported", "没有可导入的行", code="import_nothing_valid")
+            if not yes and not click.confirm(f"Import {imp.valid_rows} code(s) ({mode})?", default=False):
+                console.print("nothing imported")
+                return
+            async with kernel.db.transaction() as db:
+                await services.confirm_import(db, imp.id, mode, enqueue=False)  # type: ignore[arg-type]
+            with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                          console=console) as bar:
+                task = bar.add_task("import", total=imp.valid_rows)
+                outcome = await services.run_import(
+                    kernel.db, kernel.keys, imp.id, on_progress=lambda done, _total: bar.update(task, completed=done)
+                )
+        if outcome.status != "imported":
+            raise ValidationFailed(outcome.error_en or "The import failed", outcome.error_zh,
+                                   code=outcome.error_code or "import_failed")
+        console.print(f"[green]imported {outcome.imported} code(s)[/green] into batch [bold]{outcome.batch_ref}[/bold]"
+                      + (f" ({outcome.skipped_duplicates} duplicate(s) skipped)" if outcome.skipped_duplicates else ""))
+    finally:
+        await kernel.close()
+
+
 def command_names() -> set[str]:
     """Every command path, e.g. ``{"serve", "tenants list", ...}`` (used by the compose test)."""
     names: set[str] = set()
