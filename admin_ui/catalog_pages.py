@@ -30,6 +30,7 @@ from core.catalog.schemas import ProductCreate, ProductFilter, ProductOut, Produ
 from core.catalog.services import CODE_KINDS, create_product, get_product, list_products, update_product
 from core.errors import DomainError
 from core.inventory.api import list_open_alerts, product_stock
+from core.inventory.importing.services import CODE_PRODUCT_KINDS as IMPORTABLE_KINDS
 from core.inventory.stock import StockLevel, stock_levels
 from tenants.guards import provide_db, require_permission
 
@@ -317,6 +318,7 @@ class ProductsController(Controller):
             item_levels=await stock_levels(db) if product.kind == "bundle" else {},
             empty_level=StockLevel(currency=product.currency),
             code_kinds=CODE_KINDS,
+            importable=product.kind in IMPORTABLE_KINDS and product.status != "archived",
         )
         return render(request, "console/product_detail.html", ctx)
 

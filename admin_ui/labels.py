@@ -152,3 +152,23 @@ SCOPE_TEXTS: tuple[str, ...] = (
     N_("Reveal or export plaintext codes (each reveal needs a reason and is audited)."),
 )
 """The descriptions of ``tenants.scopes.SCOPES``, repeated here so extraction finds them (a test checks)."""
+
+PROBLEM_LABELS: dict[str, str] = {
+    "empty": N_("Empty card number"),
+    "bad_characters": N_("Bad characters"),
+    "too_long": N_("Too long"),
+    "excel_precision": N_("Rounded by Excel"),
+    "bad_date": N_("Malformed date"),
+    "expired": N_("Already expired"),
+    "duplicate_in_file": N_("Duplicate in the file"),
+    "duplicate_existing": N_("Already in stock"),
+    "pin_missing": N_("PIN missing"),
+    "pin_unexpected": N_("Unexpected PIN"),
+}
+"""Kinds of row problems of an import report (``core.inventory.importing.validation.PROBLEMS``)."""
+
+COLUMN_LABELS: dict[str, str] = {
+    "number": N_("Card number"),
+    "pin": N_("PIN"),
+    "expires_at": N_("Expiry date"),
+}

@@ -31,9 +31,11 @@ from admin_ui.labels import (
     ALERT_LABELS,
     CODE_FORMAT_LABELS,
     CODE_STATE_LABELS,
+    COLUMN_LABELS,
     JOB_STATUS_LABELS,
     KIND_LABELS,
     PERMISSION_LABELS,
+    PROBLEM_LABELS,
     PROVENANCE_LABELS,
     ROLE_LABELS,
     SOURCE_LABELS,
@@ -91,6 +93,8 @@ def engine_for(locale: str) -> JinjaTemplateEngine:
         ALERT_LABELS=ALERT_LABELS,
         JOB_STATUS_LABELS=JOB_STATUS_LABELS,
         SOURCE_LABELS=SOURCE_LABELS,
+        PROBLEM_LABELS=PROBLEM_LABELS,
+        COLUMN_LABELS=COLUMN_LABELS,
     )
     return JinjaTemplateEngine.from_environment(env)
 

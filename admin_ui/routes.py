@@ -17,6 +17,7 @@ from admin_ui.console_pages import (
 )
 from admin_ui.errors import HTML_EXCEPTION_HANDLERS
 from admin_ui.i18n import LOCALES, translations
+from admin_ui.imports_pages import ImportsController
 from admin_ui.inventory_pages import BatchesController, CodesController, StockController
 from admin_ui.platform import PlatformAuthController, PlatformConsoleController
 
@@ -44,6 +45,7 @@ def console_routes() -> list[Router]:
                 StockController,
                 BatchesController,
                 CodesController,
+                ImportsController,
             ],
             exception_handlers=HTML_EXCEPTION_HANDLERS,
             include_in_schema=False,

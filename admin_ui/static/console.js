@@ -98,6 +98,125 @@
     select.addEventListener("change", function () { select.form.submit(); });
   });
 
+  function csrfOf(form) {
+    var field = form.querySelector("input[name=_csrf_token]");
+    return field ? field.value : "";
+  }
+
+  // Import wizard: as soon as a file is chosen (or codes are pasted), ask the server which columns it has
+  // and what they hold, and fill the mapping selects; the user can still change them.
+  document.querySelectorAll("[data-import-form]").forEach(function (form) {
+    var status = form.querySelector("[data-preview-status]");
+    var file = form.querySelector("input[type=file]");
+    var text = form.querySelector("textarea[name=text]");
+    var encoding = form.querySelector("select[name=encoding]");
+    var header = form.querySelector("select[name=map_header]");
+    var timer = null;
+    var seq = 0;
+
+    function fill(select, columns, chosen, allowNone) {
+      var keep = [];
+      Array.prototype.forEach.call(select.options, function (o) {
+        if (o.value === "" || o.value === "-") { keep.push(o); }
+      });
+      select.innerHTML = "";
+      keep.forEach(function (o) { if (allowNone || o.value !== "-") { select.appendChild(o); } });
+      columns.forEach(function (label, i) {
+        var o = document.createElement("option");
+        o.value = String(i);
+        o.textContent = label;
+        select.appendChild(o);
+      });
+      select.value = chosen === null || chosen === undefined ? (allowNone ? "-" : "") : String(chosen);
+    }
+
+    function preview() {
+      var body = new FormData();
+      if (file.files && file.files.length) {
+        body.append("file", file.files[0]);
+      } else if (text.value.trim()) {
+        body.append("text", text.value.slice(0, 200000));
+      } else {
+        return;
+      }
+      body.append("encoding", encoding.value);
+      body.append("_csrf_token", csrfOf(form));
+      var mine = ++seq;
+      status.textContent = status.getAttribute("data-waiting");
+      status.classList.remove("text-danger");
+      fetch("/console/imports/preview", {
+        method: "POST", body: body, credentials: "same-origin", headers: {"X-CSRFToken": csrfOf(form)}
+      }).then(function (r) {
+        return r.json().then(function (data) { return {ok: r.ok, data: data}; });
+      }).then(function (res) {
+        if (mine !== seq) { return; }
+        if (!res.ok) {
+          status.textContent = res.data.error || "";
+          status.classList.add("text-danger");
+          return;
+        }
+        var d = res.data;
+        form.querySelectorAll("select[data-map]").forEach(function (select) {
+          var name = select.getAttribute("data-map");
+          fill(select, d.columns, d[name], name !== "number");
+        });
+        header.value = d.has_header ? "yes" : "no";
+        status.textContent = status.getAttribute("data-detected") + " " +
+          [d.file_format.toUpperCase(), d.encoding || ""].filter(Boolean).join(" · ");
+        form.setAttribute("data-previewed", "1");
+      }).catch(function () {
+        if (mine === seq) { status.textContent = ""; }
+      });
+    }
+
+    file.addEventListener("change", preview);
+    encoding.addEventListener("change", preview);
+    text.addEventListener("input", function () {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(preview, 600);
+    });
+  });
+
+  // Progress bar of an import or generation job: poll until it has finished, then go on.
+  document.querySelectorAll("[data-progress]").forEach(function (box) {
+    var bar = box.querySelector("[data-bar]");
+    var fillEl = bar.querySelector("span");
+    var label = box.querySelector("[data-progress-label]");
+    var count = box.querySelector("[data-progress-count]");
+    var error = box.querySelector("[data-progress-error]");
+    var url = box.getAttribute("data-url");
+    var delay = 500;
+
+    function fmt(n) { return Number(n).toLocaleString(); }
+
+    function poll() {
+      fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}, cache: "no-store"})
+        .then(function (r) { return r.json(); })
+        .then(function (d) {
+          var pct = Math.max(0, Math.min(100, d.percent || 0));
+          if (d.status === "imported") { pct = 100; }
+          fillEl.style.width = pct + "%";
+          bar.setAttribute("aria-valuenow", String(pct));
+          label.textContent = d.label;
+          count.textContent = fmt(d.done) + " / " + fmt(d.total);
+          box.setAttribute("data-status", d.status);
+          if (d.status === "failed") {
+            bar.classList.add("progress-failed");
+            error.textContent = d.error || "";
+            error.hidden = false;
+          }
+          if (d.finished && d.next) {
+            window.setTimeout(function () { window.location.assign(d.next); }, d.status === "failed" ? 1500 : 400);
+            return;
+          }
+          delay = Math.min(delay * 1.3, 3000);
+          window.setTimeout(poll, delay);
+        })
+        .catch(function () { window.setTimeout(poll, 3000); });
+    }
+    if (box.getAttribute("data-status") !== "failed") { poll(); }
+  });
+
   // Pages restored from the back/forward cache must accept a new submit.
   window.addEventListener("pageshow", function () {
     document.querySelectorAll("form[data-submitting]").forEach(function (form) {

@@ -3,6 +3,7 @@ and the reveal and export of plaintext codes (owner/admin only, with a reason, a
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import uuid
@@ -15,6 +16,7 @@ from core.db.context import tenant_context
 from core.inventory.models import Code
 from tests.integration.console.conftest import text_of
 from tests.integration.inventory.stocking import stock_product
+from tests.integration.inventory.test_import_api import csv_bytes, new_product, pins, plain_codes, worker_for
 
 
 async def _audit(kernel, tenant_id, action: str) -> list[AuditEvent]:
@@ -232,3 +234,222 @@ async def test_batches_of_another_tenant_are_not_found(browser, new_browser, mak
     r = await browser.submit("/console/stock", f"{batch_url}/export", {"reason": "stealing them"})
     assert r.status_code == 404
     assert (await _states(kernel, first.id, stocked.code_ids))[stocked.code_ids[0]] == "available"
+
+
+# ------------------------------------------------------------------------------------------ import wizard
+
+WIZARD = re.compile(r"^/console/imports/([0-9a-f-]{36})$")
+
+
+async def _wait_import(browser, import_id: str) -> dict:
+    body: dict = {}
+    for _ in range(1200):  # a condition wait (up to two minutes), not a timing assertion
+        r = await browser.get(f"/console/imports/{import_id}/progress")
+        assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+        body = r.json()
+        if body["finished"]:
+            break
+        await asyncio.sleep(0.1)
+    return body
+
+
+async def test_import_wizard_through_to_the_batch(browser, make_tenant, kernel, settings):
+    tenant = await make_tenant(plan="growth")
+    product_id = await new_product(kernel, tenant.id)
+    await browser.console_login(tenant.slug, tenant.owner_email, tenant.owner_password)
+    held = await stock_product(kernel, tenant.id, 1, product_id=product_id)
+    numbers, secret_pins = plain_codes(6), pins(6)
+    rows = [(n, p, "2031-12-31") for n, p in zip(numbers, secret_pins, strict=True)]
+    rows += [(numbers[0], "pinAgain", ""), ("", "pinLonely", ""), (held.numbers[0], "pinHeld", "")]
+    data = csv_bytes(["卡号", "卡密", "有效期"], rows, encoding="gbk")
+    plaintext = [*numbers, *secret_pins, held.numbers[0]]
+
+    form = await browser.get(f"/console/imports/new?product_id={product_id}")
+    assert (
+        form.status_code == 200
+        and f'value="{product_id}" selected' in form.text
+        and 'enctype="multipart/form-data"' in form.text
+    )
+
+    preview = await browser.submit(
+        "/console/imports/new",
+        "/console/imports/preview",
+        {"encoding": ""},
+        files={"file": ("供应商.csv", data, "text/csv")},
+    )
+    assert preview.status_code == 200, preview.text
+    detected = preview.json()
+    assert detected["columns"] == ["第 1 列 · 卡号", "第 2 列 · 卡密", "第 3 列 · 有效期"]
+    assert (detected["number"], detected["pin"], detected["expires_at"]) == (0, 1, 2)
+    assert detected["encoding"] == "gb18030" and detected["has_header"] is True
+    assert not any(p in preview.text for p in plaintext)
+
+    fields = {
+        "product_id": str(product_id),
+        "supplier": "华东供应商",
+        "unit_cost": "8.50",
+        "purchase_ref": "PO-2031",
+        "expires_at": "2032-06-30",
+        "notes": "十月采购",
+        "encoding": "",
+        "map_header": "auto",
+        "map_number": "",
+        "map_pin": "",
+        "map_expires_at": "",
+    }
+    r = await browser.submit(
+        "/console/imports/new", "/console/imports", fields, files={"file": ("供应商.csv", data, "text/csv")}
+    )
+    assert r.status_code == 303, text_of(r.text)[:1500]
+    import_id = WIZARD.match(r.headers["location"]).group(1)
+
+    report = await browser.get(f"/console/imports/{import_id}")
+    text = text_of(report.text)
+    assert report.status_code == 200 and "data-confirm-form" in report.text
+    assert 'data-report="total">9<' in report.text and 'data-report="valid">6<' in report.text
+    assert 'data-report="invalid">3<' in report.text
+    assert "文件内重复: 1" in text and "已在库存中: 1" in text and "卡号为空: 1" in text
+    assert "¥51.00" in text and "单价 ¥8.50" in text  # 6 valid × ¥8.50
+    assert f"•••• {numbers[0][-4:]}" in report.text and "华东供应商" in text
+    assert not any(p in report.text for p in plaintext)
+
+    r = await browser.submit(
+        f"/console/imports/{import_id}", f"/console/imports/{import_id}/confirm", {"mode": "all_or_nothing"}
+    )
+    assert r.status_code == 422 and "9 行中有 3 行存在问题，未导入任何卡密" in text_of(r.text)
+
+    async with worker_for(settings):
+        r = await browser.submit(
+            f"/console/imports/{import_id}", f"/console/imports/{import_id}/confirm", {"mode": "valid_only"}
+        )
+        assert r.status_code == 303 and r.headers["location"] == f"/console/imports/{import_id}"
+        page = await browser.get(f"/console/imports/{import_id}")
+        if page.status_code == 200:  # the job may already be done, then the page goes on to the batch
+            assert "data-progress" in page.text and 'role="progressbar"' in page.text
+        done = await _wait_import(browser, import_id)
+    assert done["status"] == "imported" and done["next"] == f"/console/imports/{import_id}", done
+    assert done["done"] == done["total"] == 6 and done["percent"] == 100.0
+
+    r = await browser.get(f"/console/imports/{import_id}")
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/batches/")
+    batch = await browser.get(r.headers["location"])
+    text = text_of(batch.text)
+    assert "已导入 6 个卡密" in text and 'data-level="available">6<' in batch.text
+    assert "华东供应商" in text and "¥8.50" in text and "PO-2031" in text and "2032-06-30" in text
+    assert "¥51.00" in text  # value at cost
+    assert not any(p in batch.text for p in plaintext)
+    assert len(await _audit(kernel, tenant.id, "batch.imported")) == 1
+
+
+async def test_pasted_codes_and_generation_show_the_same_progress(browser, make_tenant, kernel, settings):
+    tenant = await make_tenant(plan="growth")
+    product_id = await new_product(kernel, tenant.id, code_format="number")
+    await browser.console_login(tenant.slug, tenant.owner_email, tenant.owner_password)
+    pasted = "\n".join(plain_codes(3))
+    r = await browser.submit(
+        "/console/imports/new",
+        "/console/imports",
+        {"product_id": str(product_id), "text": pasted, "unit_cost": "1"},
+    )
+    assert r.status_code == 303
+    import_id = WIZARD.match(r.headers["location"]).group(1)
+    assert "所有行均有效" in (await browser.get(r.headers["location"])).text
+
+    r = await browser.submit(
+        "/console/imports/generate",
+        "/console/imports/generate",
+        {"product_id": str(product_id), "count": "1000001"},
+    )
+    assert r.status_code == 422 and 'class="field field-error">\n  <label for="f-count"' in r.text
+    r = await browser.submit(
+        "/console/imports/generate",
+        "/console/imports/generate",
+        {"product_id": str(product_id), "count": "20", "pattern": "###"},
+    )
+    assert r.status_code == 422 and "16" in r.text
+    async with worker_for(settings):
+        r = await browser.submit(f"/console/imports/{import_id}", f"/console/imports/{import_id}/confirm", {})
+        assert r.status_code == 303
+        r = await browser.submit(
+            "/console/imports/generate",
+            "/console/imports/generate",
+            {
+                "product_id": str(product_id),
+                "count": "40",
+                "prefix": "VIP-",
+                "unit_cost": "0.5",
+                "supplier": "自制",
+            },
+        )
+        assert r.status_code == 303, text_of(r.text)[:1500]
+        generation_id = WIZARD.match(r.headers["location"]).group(1)
+        page = await browser.get(r.headers["location"])
+        if page.status_code == 200:
+            assert "正在生成 40 个券码" in page.text and "data-progress" in page.text
+        assert (await _wait_import(browser, import_id))["status"] == "imported"
+        done = await _wait_import(browser, generation_id)
+    assert done["status"] == "imported" and done["done"] == 40
+    r = await browser.get(f"/console/imports/{generation_id}")
+    batch = await browser.get(r.headers["location"])
+    assert 'data-level="available">40<' in batch.text and "自动生成" in batch.text and "¥0.50" in batch.text
+    stock = await browser.get(f"/console/products/{product_id}")
+    assert 'data-level="available">43<' in stock.text
+
+
+async def test_import_form_errors_and_roles(browser, new_browser, make_tenant, make_user, kernel):
+    tenant = await make_tenant()
+    product_id = await new_product(kernel, tenant.id)
+    await browser.console_login(tenant.slug, tenant.owner_email, tenant.owner_password)
+    base = {"product_id": str(product_id), "unit_cost": "", "map_header": "auto"}
+    r = await browser.submit("/console/imports/new", "/console/imports", base)
+    assert r.status_code == 422 and "请选择文件或粘贴卡密" in r.text
+    r = await browser.submit(
+        "/console/imports/new", "/console/imports", {**base, "text": "ABC123456----p1", "unit_cost": "1.005"}
+    )
+    assert r.status_code == 422 and "最多两位小数" in r.text and 'value="1.005"' in r.text
+    r = await browser.submit(
+        "/console/imports/new",
+        "/console/imports",
+        base,
+        files={"file": ("codes.csv", b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "text/csv")},
+    )
+    assert r.status_code == 422 and "不是文本或电子表格" in text_of(r.text)
+    r = await browser.submit(
+        "/console/imports/new", "/console/imports", {**base, "text": "x", "map_pin": "1"}
+    )
+    assert r.status_code == 422 and "请为每个字段选择对应的列" in r.text
+    r = await browser.submit(
+        "/console/imports/new",
+        "/console/imports",
+        {**base, "text": "A1234567890----p1", "expires_at": "2001-01-01"},
+    )
+    assert r.status_code == 422 and "批次有效期已过" in r.text
+    r = await browser.submit("/console/imports/new", "/console/imports/preview", {"text": ""})
+    assert r.status_code == 422 and r.json()["error"] == "请选择文件或粘贴卡密。"
+    r = await browser.submit(
+        "/console/imports/new",
+        "/console/imports",
+        {
+            **base,
+            "text": "A1234567890,p1\nB1234567890,p2",
+            "map_header": "no",
+            "map_number": "1",
+            "map_pin": "0",
+            "map_expires_at": "-",
+        },
+    )
+    assert r.status_code == 303
+    import_id = WIZARD.match(r.headers["location"]).group(1)
+    report = await browser.get(r.headers["location"])
+    assert "第 2 列" in text_of(report.text) and "是卡密数据" in text_of(report.text)
+
+    viewer = await make_user(tenant, "viewer")
+    other = new_browser()
+    await other.console_login(tenant.slug, viewer.email, viewer.password)
+    assert (await other.get(f"/console/imports/new?product_id={product_id}")).status_code == 403
+    r = await other.submit("/console/stock", "/console/imports", {**base, "text": "A1234567890----p1"})
+    assert r.status_code == 403
+    assert (await other.get("/console/imports/generate")).status_code == 403
+    assert (await other.get(f"/console/imports/{import_id}")).status_code == 200  # reading is allowed
+    r = await other.submit("/console/stock", f"/console/imports/{import_id}/confirm", {"mode": "valid_only"})
+    assert r.status_code == 403
