@@ -1,19 +1,70 @@
-"""Job runtime wiring (broker, in-process worker, outbox relay). Being completed in issue 2."""
+"""The job runtime of the API process: broker, outbox relay and (embedded mode) an in-process worker.
+
+- Embedded mode (no ``KAQUAN_REDIS_URL``): a StubBroker, the relay loop as an asyncio task, and a
+  dramatiq ``Worker`` with a few threads in this process (``KAQUAN_IN_PROCESS_WORKER``, default on).
+- Service mode: a RedisBroker and the relay loop only; ``kaquan worker`` processes do the work.
+
+``create_app`` calls ``JobRuntime(kernel)``, ``await start()`` / ``await stop()`` in its lifespan, and
+``/ready`` reports ``await ping()``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+
+import structlog
+from dramatiq import Worker
+from dramatiq.brokers.redis import RedisBroker
+
+from core.jobs.broker import build_broker
+from core.jobs.context import JobEnv
+from core.jobs.relay import OutboxRelay
 from core.kernel import Kernel
+from plugins.manager import PluginHost, load_plugins
+
+log = structlog.get_logger("kaquan.jobs")
+
+EMBEDDED_WORKER_THREADS = 2
 
 
 class JobRuntime:
-    def __init__(self, kernel: Kernel) -> None:
+    """Owns the broker, the relay task and the embedded worker of one API process."""
+
+    def __init__(self, kernel: Kernel, *, plugins: PluginHost | None = None) -> None:
         self.kernel = kernel
+        settings = kernel.settings
+        self.plugins = plugins or load_plugins(settings.disabled_plugin_names)
+        self.env = JobEnv(settings, kernel.keys, self.plugins)
+        self.broker = build_broker(settings, self.env)
+        self.mode = "service" if settings.redis_url else "embedded"
+        self.relay = OutboxRelay(kernel.db, self.broker, poll_seconds=settings.outbox_poll_seconds)
+        self.worker: Worker | None = None
 
     async def start(self) -> None:
-        return None
+        """Start the relay loop, and in embedded mode the in-process worker."""
+        if self.mode == "embedded" and self.kernel.settings.in_process_worker and self.worker is None:
+            self.worker = Worker(self.broker, worker_threads=EMBEDDED_WORKER_THREADS)
+            self.worker.start()
+        self.relay.start()
+        log.info("jobs_started", mode=self.mode, in_process_worker=self.worker is not None)
 
     async def stop(self) -> None:
-        return None
+        """Stop the relay (after its current pass), then let the worker finish its running jobs."""
+        await self.relay.stop()
+        if self.worker is not None:
+            worker, self.worker = self.worker, None
+            await asyncio.to_thread(worker.stop, 10_000)
+        await asyncio.to_thread(self.broker.close)
+        log.info("jobs_stopped", mode=self.mode)
 
     async def ping(self) -> str:
+        """``"ok"`` if the broker answers (Redis ``PING``), else ``"error: <reason>"``."""
+        if isinstance(self.broker, RedisBroker):
+            try:
+                await asyncio.to_thread(self.broker.client.ping)
+            except Exception as exc:
+                return f"error: {type(exc).__name__}"
+            return "ok"
+        if self.kernel.settings.in_process_worker and self.worker is None:
+            return "error: in-process worker not running"
         return "ok"

@@ -1,0 +1,78 @@
+"""Maintenance jobs (queue ``maintenance``), enqueued per tenant by the scheduler.
+
+Each deletes only the tenant in context's expired rows, so it is naturally idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import structlog
+from sqlalchemy import delete
+
+from core.db.base import utcnow
+from core.db.context import require_tenant
+from core.http.models import IdempotencyRecord
+from core.jobs.context import current_env
+from core.jobs.models import OutboxMessage, ProcessedMessage
+from core.jobs.registry import job
+from tenants.models import AccessToken
+
+log = structlog.get_logger("kaquan.jobs.maintenance")
+
+#: Expired access tokens are kept this long (for support questions) before being deleted.
+ACCESS_TOKEN_GRACE = dt.timedelta(days=1)
+#: ``done`` outbox rows and the processed-message ledger are kept this long.
+OUTBOX_RETENTION = dt.timedelta(days=7)
+LEDGER_RETENTION = dt.timedelta(days=30)
+
+
+@job("purge_expired_idempotency_keys", queue="maintenance", max_retries=3)
+async def purge_expired_idempotency_keys() -> None:
+    """Delete stored ``Idempotency-Key`` responses past their 24 h."""
+    tenant_id = require_tenant()
+    async with current_env().db().transaction() as session:
+        result = await session.execute(
+            delete(IdempotencyRecord)
+            .where(IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.expires_at < utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    log.info("purged_idempotency_keys", rows=result.rowcount)  # type: ignore[attr-defined]
+
+
+@job("purge_expired_access_tokens", queue="maintenance", max_retries=3)
+async def purge_expired_access_tokens() -> None:
+    """Delete API access tokens expired for more than a day (their digests are useless by then)."""
+    tenant_id = require_tenant()
+    async with current_env().db().transaction() as session:
+        result = await session.execute(
+            delete(AccessToken)
+            .where(AccessToken.tenant_id == tenant_id, AccessToken.expires_at < utcnow() - ACCESS_TOKEN_GRACE)
+            .execution_options(synchronize_session=False)
+        )
+    log.info("purged_access_tokens", rows=result.rowcount)  # type: ignore[attr-defined]
+
+
+@job("purge_job_ledgers", queue="maintenance", max_retries=3)
+async def purge_job_ledgers() -> None:
+    """Delete delivered outbox rows after 7 days and the processed-message ledger after 30 days."""
+    tenant_id = require_tenant()
+    now = utcnow()
+    async with current_env().db().transaction() as session:
+        outbox = await session.execute(
+            delete(OutboxMessage)
+            .where(
+                OutboxMessage.tenant_id == tenant_id,
+                OutboxMessage.status == "done",
+                OutboxMessage.created_at < now - OUTBOX_RETENTION,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        ledger = await session.execute(
+            delete(ProcessedMessage)
+            .where(
+                ProcessedMessage.tenant_id == tenant_id, ProcessedMessage.created_at < now - LEDGER_RETENTION
+            )
+            .execution_options(synchronize_session=False)
+        )
+    log.info("purged_job_ledgers", outbox=outbox.rowcount, processed=ledger.rowcount)  # type: ignore[attr-defined]

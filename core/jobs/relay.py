@@ -1,0 +1,170 @@
+"""The outbox relay: moves committed outbox rows to the broker.
+
+Each pass reads due rows across tenants (the named bypass ``outbox relay``; on PostgreSQL with
+``FOR UPDATE SKIP LOCKED`` so several relays never take the same row), enqueues each with its tenant id,
+business key and outbox id, and marks it ``enqueued``. When the broker is down the row stays
+``pending`` with ``attempts`` + 1, ``last_error`` and a backed-off ``available_at``: nothing is lost.
+A row still ``enqueued`` long after it was sent (the broker lost it, e.g. Redis restarted without
+persistence) is sent again; actors are idempotent on the business key, so nothing is done twice.
+Workers set the row to ``done`` (or ``failed`` once retries are exhausted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import Collection
+
+import dramatiq
+import msgspec
+import structlog
+from dramatiq.errors import ActorNotFound
+from sqlalchemy import and_, or_, select
+
+from core.db.base import utcnow
+from core.db.context import cross_tenant, tenant_context
+from core.db.session import Database
+from core.jobs.broker import BUSINESS_KEY_OPTION, OUTBOX_OPTION, TENANT_OPTION
+from core.jobs.models import OutboxMessage
+
+log = structlog.get_logger("kaquan.jobs.relay")
+
+#: An ``enqueued`` row not ``done`` after this long is sent again (the broker may have lost it).
+REDELIVER_AFTER = dt.timedelta(hours=1)
+MAX_BACKOFF = dt.timedelta(minutes=10)
+
+
+class RelayReport(msgspec.Struct):
+    """What one relay pass did."""
+
+    enqueued: int = 0
+    redelivered: int = 0
+    failed: int = 0
+    broker_error: str | None = None
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """Delay before retrying a row that failed ``attempts`` times: 5 s, 10 s, 20 s … capped at 10 min."""
+    return min(dt.timedelta(seconds=5 * 2 ** max(attempts - 1, 0)), MAX_BACKOFF)
+
+
+def _message(broker: dramatiq.Broker, row: OutboxMessage) -> dramatiq.Message[object]:
+    actor = broker.get_actor(row.actor)
+    return actor.message_with_options(
+        kwargs=dict(row.payload or {}),
+        **{
+            TENANT_OPTION: str(row.tenant_id),
+            BUSINESS_KEY_OPTION: row.business_key,
+            OUTBOX_OPTION: str(row.id),
+        },
+    )
+
+
+async def relay_once(
+    db: Database,
+    broker: dramatiq.Broker,
+    *,
+    limit: int = 100,
+    now: dt.datetime | None = None,
+    tenant_ids: Collection[uuid.UUID] | None = None,
+    business_keys: Collection[str] | None = None,
+    redeliver_after: dt.timedelta = REDELIVER_AFTER,
+) -> RelayReport:
+    """One relay pass over at most ``limit`` due rows; for tests and ``kaquan`` commands too.
+
+    ``now`` is the clock used to pick due rows and stamp them; ``tenant_ids`` and ``business_keys``
+    limit the pass to some tenants or messages. Stops early at the first broker error (the broker is probably down).
+    """
+    now = now or utcnow()
+    report = RelayReport()
+    due = and_(OutboxMessage.status == "pending", OutboxMessage.available_at <= now)
+    stale = and_(OutboxMessage.status == "enqueued", OutboxMessage.enqueued_at <= now - redeliver_after)
+    query = select(OutboxMessage).where(or_(due, stale)).order_by(OutboxMessage.available_at).limit(limit)
+    if tenant_ids is not None:
+        query = query.where(OutboxMessage.tenant_id.in_(list(tenant_ids)))
+    if business_keys is not None:
+        query = query.where(OutboxMessage.business_key.in_(list(business_keys)))
+    if db.dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    with cross_tenant("outbox relay"):
+        async with db.transaction() as session:
+            rows = (await session.execute(query)).scalars().all()
+            for row in rows:
+                redelivery = row.status == "enqueued"
+                try:
+                    message = _message(broker, row)
+                except ActorNotFound as exc:
+                    _failed(row, now, f"unknown actor: {exc}")
+                    report.failed += 1
+                    continue
+                # Written (and on SQLite write-locked) before the send, so the worker's "done" lands after it.
+                row.status, row.enqueued_at = "enqueued", now
+                await session.flush()
+                try:
+                    with tenant_context(row.tenant_id):
+                        await asyncio.to_thread(broker.enqueue, message)
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"[:2000]
+                    _failed(row, now, error)
+                    report.failed += 1
+                    report.broker_error = error
+                    log.warning("outbox_broker_unavailable", error=error, pending=len(rows))
+                    break
+                if redelivery:
+                    row.attempts += 1
+                    report.redelivered += 1
+                else:
+                    report.enqueued += 1
+    return report
+
+
+def _failed(row: OutboxMessage, now: dt.datetime, error: str) -> None:
+    row.status = "pending"
+    row.attempts += 1
+    row.last_error = error
+    row.available_at = now + backoff(row.attempts)
+
+
+class OutboxRelay:
+    """Runs :func:`relay_once` every ``poll_seconds`` as an asyncio task until stopped."""
+
+    def __init__(
+        self, db: Database, broker: dramatiq.Broker, *, poll_seconds: float = 1.0, batch_size: int = 100
+    ) -> None:
+        self.db = db
+        self.broker = broker
+        self.poll_seconds = poll_seconds
+        self.batch_size = batch_size
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="kaquan-outbox-relay")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            full = False
+            try:
+                report = await relay_once(self.db, self.broker, limit=self.batch_size)
+                full = report.broker_error is None and report.enqueued + report.redelivered >= self.batch_size
+            except Exception:
+                log.exception("outbox_relay_pass_failed")
+            if full:
+                continue  # more rows are waiting: go on without sleeping
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.poll_seconds)
