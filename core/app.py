@@ -28,6 +28,7 @@ from core.http.ratelimit import RateLimiter
 from core.http.request_log import request_log_middleware
 from core.inventory.api import InventoryController
 from core.inventory.importing.api import CodeImportController
+from core.jobs.api import JobsController
 from core.kernel import Kernel
 from core.logging import configure_logging
 from core.settings import Settings, load_settings
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             InventoryController,
             CodeImportController,
             EventsController,
+            JobsController,
             PlatformLoginController,
             PlatformController,
             create_static_files_router(
