@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import select, text
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crypto.envelope import TenantCipher
@@ -37,6 +37,13 @@ _PG_INSERT = text(
     """
 )
 
+_SQLITE_INSERT = (
+    "INSERT INTO codes (tenant_id, id, product_id, batch_id, digest, secret, last4, has_pin, state, expires_at,"
+    " uses_left, state_changed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'available', ?, ?, ?, ?)"
+    " ON CONFLICT (tenant_id, digest) DO NOTHING"
+)
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+
 _PG_LOOKUP = text("SELECT digest FROM codes WHERE tenant_id = CAST(:tenant_id AS uuid) AND digest = ANY(:digests)")
 
 
@@ -60,10 +67,37 @@ async def existing_digests(session: AsyncSession, tenant_id: uuid.UUID, digests:
     return found
 
 
-async def insert_codes(
+class SealedChunk(NamedTuple):
+    """Column arrays of sealed codes, ready to insert (ciphertexts and digests only)."""
+
+    ids: list[uuid.UUID]
+    digests: list[str]
+    secrets: list[bytes]
+    last4s: list[str]
+    has_pins: list[bool]
+    expires: list[dt.datetime | None]
+
+
+def seal_rows(
+    cipher: TenantCipher, rows: Sequence[tuple[str, str | None, int | None]], default_expires_at: dt.datetime | None
+) -> SealedChunk:
+    """Seal ``rows`` (number, pin, expiry epoch) with :func:`core.inventory.vault.seal`; CPU only, thread-safe."""
+    out = SealedChunk([], [], [], [], [], [])
+    utc, from_ts = dt.UTC, dt.datetime.fromtimestamp
+    for number, pin, expires_ts in rows:
+        sealed = seal(cipher, number, pin)
+        out.ids.append(new_id())
+        out.digests.append(sealed.digest)
+        out.secrets.append(sealed.secret)
+        out.last4s.append(sealed.last4)
+        out.has_pins.append(sealed.has_pin)
+        out.expires.append(from_ts(expires_ts, utc) if expires_ts is not None else default_expires_at)
+    return out
+
+
+async def write_codes(
     session: AsyncSession,
-    cipher: TenantCipher,
-    rows: Sequence[tuple[str, str | None, int | None]],
+    chunk: SealedChunk,
     *,
     tenant_id: uuid.UUID,
     product_id: uuid.UUID,
@@ -72,25 +106,11 @@ async def insert_codes(
     uses_left: int | None,
     now: dt.datetime,
 ) -> int:
-    """Seal and insert ``rows`` (number, pin, expiry epoch) as available codes; returns how many went in."""
-    ids: list[uuid.UUID] = []
-    digests: list[str] = []
-    secrets_: list[bytes] = []
-    last4s: list[str] = []
-    has_pins: list[bool] = []
-    expires: list[dt.datetime | None] = []
-    utc = dt.UTC
-    from_ts = dt.datetime.fromtimestamp
-    for number, pin, expires_ts in rows:
-        sealed = seal(cipher, number, pin)
-        ids.append(new_id())
-        digests.append(sealed.digest)
-        secrets_.append(sealed.secret)
-        last4s.append(sealed.last4)
-        has_pins.append(sealed.has_pin)
-        expires.append(from_ts(expires_ts, utc) if expires_ts is not None else default_expires_at)
+    """Insert sealed codes as ``available`` in the session's transaction; returns how many went in."""
+    ids, digests, secrets_, last4s, has_pins, expires = chunk
     if not ids:
         return 0
+    utc = dt.UTC
     if _dialect(session) == "postgresql":
         result = await session.execute(
             _PG_INSERT,
@@ -109,24 +129,33 @@ async def insert_codes(
             },
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
+    # SQLite: the stored forms SQLAlchemy would bind (UUID as 32 hex digits, UTC timestamps as text),
+    # prepared here once per row and sent through one executemany without per-value bind processing.
+    tid, pid, bid = tenant_id.hex, product_id.hex, batch_id.hex
+    stamp = now.astimezone(utc).strftime(_SQLITE_TS)
+    default_exp = default_expires_at.astimezone(utc).strftime(_SQLITE_TS) if default_expires_at else None
     params = [
-        {
-            "tenant_id": tenant_id,
-            "id": ids[i],
-            "product_id": product_id,
-            "batch_id": batch_id,
-            "digest": digests[i],
-            "secret": secrets_[i],
-            "last4": last4s[i],
-            "has_pin": has_pins[i],
-            "state": "available",
-            "expires_at": expires[i],
-            "uses_left": uses_left,
-            "state_changed_at": now,
-            "created_at": now,
-        }
+        (
+            tid, ids[i].hex, pid, bid, digests[i], secrets_[i], last4s[i], has_pins[i],
+            expires[i].strftime(_SQLITE_TS) if expires[i] is not default_expires_at else default_exp,  # type: ignore[union-attr]
+            uses_left, stamp, stamp,
+        )
         for i in range(len(ids))
     ]
-    stmt = sqlite_insert(Code.__table__).on_conflict_do_nothing(index_elements=["tenant_id", "digest"])
-    result = await session.execute(stmt, params)
+    conn = await session.connection()
+    result = await conn.exec_driver_sql(_SQLITE_INSERT, params)  # type: ignore[arg-type]
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def insert_codes(
+    session: AsyncSession,
+    cipher: TenantCipher,
+    rows: Sequence[tuple[str, str | None, int | None]],
+    *,
+    default_expires_at: dt.datetime | None,
+    **target: Any,
+) -> int:
+    """Seal and insert ``rows`` in one step (see :func:`seal_rows` and :func:`write_codes`)."""
+    return await write_codes(
+        session, seal_rows(cipher, rows, default_expires_at), default_expires_at=default_expires_at, **target
+    )

@@ -20,7 +20,7 @@ import contextlib
 import datetime as dt
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import IO, Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -496,6 +496,30 @@ async def _execute(
         return await _mark_failed(db, import_id, job_id, exc)
 
 
+async def _pipelined(
+    s: AsyncSession,
+    cipher: Any,
+    parts: Iterator[list[tuple[str, str | None, int | None]]],
+    target: dict[str, Any],
+) -> AsyncIterator[tuple[int, int]]:
+    """Seal the next chunk in a worker thread while the current one is written: ``(rows sent, rows in)``."""
+    expires = target["default_expires_at"]
+    part = next(parts, None)
+    pending = asyncio.ensure_future(asyncio.to_thread(bulk.seal_rows, cipher, part, expires)) if part else None
+    try:
+        while pending is not None:
+            sealed = await pending
+            part = next(parts, None)
+            pending = asyncio.ensure_future(asyncio.to_thread(bulk.seal_rows, cipher, part, expires)) if part else None
+            got = await bulk.write_codes(s, sealed, **target)
+            yield len(sealed.ids), got
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await pending
+
+
 async def _insert_all(
     s: AsyncSession, keys: KeyService, imp: CodeImport, *, generated: bool, report: _Progress
 ) -> ImportOutcome:
@@ -526,41 +550,36 @@ async def _insert_all(
     s.add(batch)
     await s.flush()
     uses_left = product.max_uses if product.kind == "reusable_code" else None
-
-    async def insert(rows: list[tuple[str, str | None, int | None]]) -> int:
-        return await bulk.insert_codes(
-            s, cipher, rows, tenant_id=tenant_id, product_id=product.id, batch_id=batch.id,
-            default_expires_at=expires, uses_left=uses_left, now=now,
-        )
-
+    target = dict(tenant_id=tenant_id, product_id=product.id, batch_id=batch.id, default_expires_at=expires,
+                  uses_left=uses_left, now=now)
     inserted = attempted = 0
     if generated:
         spec = fields["generate"]
-        target = int(spec["count"])
+        wanted = int(spec["count"])
         codes = codegen.generate_unique(10**9, spec["pattern"], spec["prefix"])  # drawn as needed
-        while inserted < target:
-            want = min(INSERT_CHUNK, target - inserted)
-            rows = [(next(codes), None, None) for _ in range(want)]
-            got = await insert(rows)
-            attempted += want
-            inserted += got  # a clash with a held code is dropped and drawn again: duplicates are impossible
-            await report(inserted)
+        while inserted < wanted:  # a clash with a held code is dropped and drawn again: duplicates are impossible
+            missing = wanted - inserted
+            parts = ([(next(codes), None, None) for _ in range(min(INSERT_CHUNK, missing - start))]
+                     for start in range(0, missing, INSERT_CHUNK))
+            async for sent, got in _pipelined(s, cipher, parts, target):
+                attempted += sent
+                inserted += got
+                await report(inserted)
     else:
         if not imp.staged:
             raise StagingCorrupt("nothing staged")
-        for chunk in iter_staged(cipher, imp.id, imp.staged):
-            for start in range(0, len(chunk), INSERT_CHUNK):
-                part = chunk[start : start + INSERT_CHUNK]
-                got = await insert(part)
-                attempted += len(part)
-                inserted += got
-                if got < len(part) and mode == "all_or_nothing":
-                    raise Conflict(
-                        "Some codes were added to your stock since validation; nothing was imported",
-                        "自校验以来部分卡密已入库，本次未导入任何卡密",
-                        code="import_duplicates_appeared",
-                    )
-                await report(inserted)
+        parts = (chunk[start : start + INSERT_CHUNK] for chunk in iter_staged(cipher, imp.id, imp.staged)
+                 for start in range(0, len(chunk), INSERT_CHUNK))
+        async for sent, got in _pipelined(s, cipher, parts, target):
+            attempted += sent
+            inserted += got
+            if got < sent and mode == "all_or_nothing":
+                raise Conflict(
+                    "Some codes were added to your stock since validation; nothing was imported",
+                    "自校验以来部分卡密已入库，本次未导入任何卡密",
+                    code="import_duplicates_appeared",
+                )
+            await report(inserted)
     skipped = 0 if generated else attempted - inserted
     batch.code_count = inserted
     total_cost = batch.unit_cost * inserted

@@ -59,15 +59,15 @@ async def test_failure_injected_mid_import_leaves_no_codes_and_no_batch(kernel, 
     imp = await validated(kernel, tenant.id, product, csv_bytes(["卡号", "卡密"], rows))
     job_id = await confirmed(kernel, tenant.id, imp.id)
     monkeypatch.setattr(services, "INSERT_CHUNK", 100)
-    real, calls = bulk.insert_codes, []
+    real, calls = bulk.write_codes, []
 
     async def flaky(*args: Any, **kwargs: Any) -> int:
-        calls.append(len(args[2]))
+        calls.append(len(args[1].ids))
         if len(calls) == 3:
             raise RuntimeError("disk on fire")
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(bulk, "insert_codes", flaky)
+    monkeypatch.setattr(bulk, "write_codes", flaky)
     seen: list[tuple[int, int]] = []
     outcome = await run(kernel, tenant.id, imp.id, on_progress=lambda d, t: seen.append((d, t)))
     assert outcome.status == "failed" and outcome.error_code == "import_failed" and "RuntimeError" in outcome.error_en
@@ -82,7 +82,7 @@ async def test_failure_injected_mid_import_leaves_no_codes_and_no_batch(kernel, 
     assert row.staged is not None  # still staged: the user can confirm again
     assert job.status == "failed" and job.message.startswith("import_failed")
 
-    monkeypatch.setattr(bulk, "insert_codes", real)
+    monkeypatch.setattr(bulk, "write_codes", real)
     await confirmed(kernel, tenant.id, imp.id)
     outcome = await run(kernel, tenant.id, imp.id)
     assert outcome.status == "imported" and outcome.imported == 350

@@ -332,3 +332,13 @@ def test_staging_round_trip_and_binding_to_the_import():
     with pytest.raises(StagingCorrupt):
         list(iter_staged(c, import_id, blob[:-5]))
     assert list(iter_staged(c, import_id, Stager(c, import_id).finish())) == []
+
+
+def test_fast_digest_equals_the_vault_digest():
+    from core.inventory.importing.validation import digester
+    from core.inventory.vault import digest_of
+
+    c = cipher()
+    fast = digester(c)
+    for number in ("1234567890", " padded ", "卡密ABC", "x" * MAX_CODE_LENGTH):
+        assert fast(number) == digest_of(c, number)
