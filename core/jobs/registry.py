@@ -20,7 +20,12 @@ import dramatiq
 from core.jobs.context import run_in_thread_loop
 
 #: Modules whose jobs every broker gets; a new domain appends its ``jobs`` module here.
-JOB_MODULES: tuple[str, ...] = ("core.jobs.actors", "core.notifications.actors", "core.inventory.importing.jobs")
+JOB_MODULES: tuple[str, ...] = (
+    "core.jobs.actors",
+    "core.notifications.actors",
+    "core.inventory.importing.jobs",
+    "core.inventory.jobs",
+)
 
 #: Queues (Redis keys are ``kaquan:<queue>`` under the broker namespace).
 QUEUES: tuple[str, ...] = ("default", "notifications", "maintenance")

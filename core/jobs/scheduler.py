@@ -52,6 +52,9 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("purge_idempotency_keys", "purge_expired_idempotency_keys", dt.timedelta(hours=1)),
     Periodic("purge_access_tokens", "purge_expired_access_tokens", dt.timedelta(hours=1)),
     Periodic("purge_job_ledgers", "purge_job_ledgers", dt.timedelta(days=1)),
+    Periodic("expire_codes", "expire_codes", dt.timedelta(hours=1)),
+    Periodic("sweep_reservations", "sweep_reservations", dt.timedelta(minutes=5)),
+    Periodic("check_stock_alerts", "check_stock_alerts", dt.timedelta(hours=1)),
 )
 
 
