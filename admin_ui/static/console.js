@@ -162,7 +162,7 @@
         });
         header.value = d.has_header ? "yes" : "no";
         status.textContent = status.getAttribute("data-detected") + " " +
-          [d.file_format.toUpperCase(), d.encoding || ""].filter(Boolean).join(" · ");
+          [d.file_format.toUpperCase(), (d.encoding || "").toUpperCase()].filter(Boolean).join(" · ");
         form.setAttribute("data-previewed", "1");
       }).catch(function () {
         if (mine === seq) { status.textContent = ""; }
@@ -171,6 +171,7 @@
 
     file.addEventListener("change", preview);
     encoding.addEventListener("change", preview);
+    if ((file.files && file.files.length) || text.value.trim()) { preview(); } // chosen before this ran (or kept on back)
     text.addEventListener("input", function () {
       window.clearTimeout(timer);
       timer = window.setTimeout(preview, 600);
