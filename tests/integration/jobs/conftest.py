@@ -94,7 +94,12 @@ class CaptureMiddleware(Middleware):
         self.encoded.append(message.encode())
 
     def after_process_message(
-        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
     ) -> None:
         if exception is not None:
             self.errors.append(f"{message.actor_name}: {exception!r} (failed={message.failed})")

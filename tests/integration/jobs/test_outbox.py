@@ -151,7 +151,9 @@ async def test_tenant_middleware_sets_tenant_and_worker_actor_per_message(kernel
     invites = [
         await held_invite(kernel, t.id, f"{secrets.token_hex(3)}@{t.slug}.example.com") for t in (a, b, a)
     ]
-    report = await relay_once(kernel.db, jobs.broker, now=FAR, business_keys=[i.business_key for i in invites])
+    report = await relay_once(
+        kernel.db, jobs.broker, now=FAR, business_keys=[i.business_key for i in invites]
+    )
     assert report.enqueued == 3, report
     await jobs.drain()
     for invite in invites:
