@@ -19,6 +19,7 @@ from litestar.stores.registry import StoreRegistry
 from litestar.template.config import TemplateConfig
 
 from core.audit.api import AuditController
+from core.audit.sealer import AuditSealer
 from core.catalog.api import CatalogController
 from core.events.api import EventsController
 from core.health import health, metrics, ready
@@ -55,13 +56,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
     from core.jobs.runtime import JobRuntime
 
     jobs = JobRuntime(kernel)
+    sealer = AuditSealer(kernel.db)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await jobs.start()
+        await sealer.start()
         try:
             yield
         finally:
+            await sealer.stop()
             await jobs.stop()
             await kernel.close()
 

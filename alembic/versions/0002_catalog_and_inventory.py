@@ -157,7 +157,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('codes', schema=None) as batch_op:
         batch_op.create_index('ix_codes_batch', ['tenant_id', 'batch_id', 'state'], unique=False)
-        batch_op.create_index('ix_codes_fefo', ['tenant_id', 'product_id', 'state', 'expires_at'], unique=False)
+        batch_op.create_index('ix_codes_fefo', ['tenant_id', 'product_id', 'state', 'expires_at', 'id'], unique=False)
 
     op.create_table('write_offs',
     sa.Column('tenant_id', sa.Uuid(), nullable=False),

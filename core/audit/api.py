@@ -14,13 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.models import AuditEvent
-from core.audit.services import ChainReport, verify_chain
+from core.audit.services import ChainReport, seal_chain, verify_chain
 from core.db.context import require_tenant
 from tenants.guards import provide_db, require_scope
 
 
 class AuditEventOut(msgspec.Struct):
-    seq: int
+    seq: int | None
     occurred_at: dt.datetime
     actor_type: str
     actor_id: str
@@ -28,7 +28,7 @@ class AuditEventOut(msgspec.Struct):
     object_type: str
     object_id: str
     data: dict[str, Any]
-    hash: str
+    hash: str | None
 
 
 class AuditPage(msgspec.Struct):
@@ -37,6 +37,8 @@ class AuditPage(msgspec.Struct):
 
 
 async def list_events(db: AsyncSession, before: int | None, limit: int) -> AuditPage:
+    """Newest sealed events first (pending events are sealed first, so the list is complete)."""
+    await seal_chain(db, require_tenant())
     q = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit + 1)
     if before is not None:
         q = q.where(AuditEvent.seq < before)

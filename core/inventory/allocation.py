@@ -14,7 +14,7 @@ import datetime as dt
 import uuid
 
 import msgspec
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, any_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
@@ -84,20 +84,39 @@ async def count_available(session: AsyncSession, product_id: uuid.UUID) -> int:
     ) or 0)
 
 
+def _fresh(now: dt.datetime) -> object:
+    return or_(Code.expires_at.is_(None), Code.expires_at > now)
+
+
 async def _take(session: AsyncSession, product_id: uuid.UUID, n: int, values: dict[str, object]) -> list[AllocatedCode]:
-    """One atomic pick-and-mark of up to ``n`` FEFO codes; returns what it got."""
+    """Pick-and-mark up to ``n`` FEFO codes: available ones first, then those of lapsed reservations.
+
+    Each pass is one statement whose WHERE has a single state, so PostgreSQL walks the
+    ``(tenant_id, product_id, state, expires_at)`` index in FEFO order and stops at ``n``.
+    """
+    now = utcnow()
+    got = await _take_where(session, product_id, n, values, (Code.state == "available", _fresh(now)))
+    if len(got) < n:
+        lapsed = (Code.state == "reserved", Code.reserved_until < now, _fresh(now))
+        got += await _take_where(session, product_id, n - len(got), values, lapsed)
+    return got
+
+
+async def _take_where(session: AsyncSession, product_id: uuid.UUID, n: int, values: dict[str, object],
+                      where: tuple[object, ...]) -> list[AllocatedCode]:
     now = utcnow()
     order = (Code.expires_at.asc().nulls_last(), Code.id)
     dialect = session.bind.dialect.name if session.bind is not None else ""
     if dialect == "postgresql":
         picked = (
-            select(Code.tenant_id, Code.id)
-            .where(Code.product_id == product_id, available_clause(now))
-            .order_by(*order).limit(n).with_for_update(skip_locked=True).cte("picked")
+            select(Code.id).where(Code.product_id == product_id, *where)
+            .order_by(*order).limit(n).with_for_update(skip_locked=True).scalar_subquery()
         )
-        stmt = update(Code).where(Code.tenant_id == picked.c.tenant_id, Code.id == picked.c.id)
+        # id = ANY(ARRAY(subquery)): the picked ids are computed once, then fetched by primary key,
+        # whatever the planner's row estimates say.
+        stmt = update(Code).where(Code.id == any_(func.array(picked)))
     else:
-        sub = select(Code.id).where(Code.product_id == product_id, available_clause(now)).order_by(*order).limit(n)
+        sub = select(Code.id).where(Code.product_id == product_id, *where).order_by(*order).limit(n)
         stmt = update(Code).where(Code.id.in_(sub.scalar_subquery()))
     stmt = stmt.values(**values, state_changed_at=now).returning(Code.id, Code.batch_id, Code.last4, Code.expires_at)
     rows = (await session.execute(stmt, execution_options={"synchronize_session": False})).all()

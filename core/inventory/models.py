@@ -52,7 +52,7 @@ class Code(TenantScoped):
         UniqueConstraint("tenant_id", "digest"),
         _product_fk(),
         ForeignKeyConstraint(["tenant_id", "batch_id"], ["batches.tenant_id", "batches.id"]),
-        Index("ix_codes_fefo", "tenant_id", "product_id", "state", "expires_at"),
+        Index("ix_codes_fefo", "tenant_id", "product_id", "state", "expires_at", "id"),
         Index("ix_codes_batch", "tenant_id", "batch_id", "state"),
     )
     product_id: Mapped[uuid.UUID]

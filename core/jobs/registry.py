@@ -25,6 +25,7 @@ JOB_MODULES: tuple[str, ...] = (
     "core.notifications.actors",
     "core.inventory.importing.jobs",
     "core.inventory.jobs",
+    "core.audit.jobs",
 )
 
 #: Queues (Redis keys are ``kaquan:<queue>`` under the broker namespace).

@@ -55,6 +55,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("expire_codes", "expire_codes", dt.timedelta(hours=1)),
     Periodic("sweep_reservations", "sweep_reservations", dt.timedelta(minutes=5)),
     Periodic("check_stock_alerts", "check_stock_alerts", dt.timedelta(hours=1)),
+    Periodic("seal_audit_chain", "seal_audit_chain", dt.timedelta(minutes=1)),
 )
 
 

@@ -10,8 +10,14 @@ import sys
 
 from sqlalchemy import text
 
-from core.audit.services import GENESIS, verify_chain
+from core.audit.services import GENESIS, seal_chain, verify_chain
 from core.db.context import tenant_context
+
+
+async def _seal(kernel, tenant) -> None:
+    with tenant_context(tenant.id):
+        async with kernel.db.transaction() as db:
+            await seal_chain(db, tenant.id)
 
 
 async def test_onboarding_and_user_actions_are_chained(client, kernel, make_tenant, make_api_client):
@@ -31,6 +37,7 @@ async def test_onboarding_and_user_actions_are_chained(client, kernel, make_tena
 async def test_tampered_event_is_reported_at_its_sequence(client, kernel, owner_engine, make_tenant, make_api_client):
     tenant = await make_tenant()
     creds = await make_api_client(tenant)
+    await _seal(kernel, tenant)
     async with owner_engine.begin() as conn:
         await conn.execute(text(
             "update audit_events set action = 'tenant.deleted' where tenant_id = :t and seq = 2"
@@ -42,6 +49,7 @@ async def test_tampered_event_is_reported_at_its_sequence(client, kernel, owner_
 
 async def test_deleted_event_breaks_the_chain(kernel, owner_engine, make_tenant):
     tenant = await make_tenant()
+    await _seal(kernel, tenant)
     tid = tenant.id if owner_engine.dialect.name == "postgresql" else tenant.id.hex
     async with owner_engine.begin() as conn:
         await conn.execute(text("delete from audit_events where tenant_id = :t and seq = 1"), {"t": tid})
@@ -53,6 +61,7 @@ async def test_deleted_event_breaks_the_chain(kernel, owner_engine, make_tenant)
 
 async def test_chain_links_start_at_genesis_and_follow_each_other(kernel, owner_engine, make_tenant):
     tenant = await make_tenant()
+    await _seal(kernel, tenant)
     tid = tenant.id if owner_engine.dialect.name == "postgresql" else tenant.id.hex
     async with owner_engine.connect() as conn:
         rows = (await conn.execute(text(
@@ -62,8 +71,9 @@ async def test_chain_links_start_at_genesis_and_follow_each_other(kernel, owner_
         assert after.prev_hash == before.hash and after.seq == before.seq + 1
 
 
-async def test_cli_audit_verify_exit_codes(settings, owner_engine, make_tenant):
+async def test_cli_audit_verify_exit_codes(settings, kernel, owner_engine, make_tenant):
     clean, tampered = await make_tenant(), await make_tenant()
+    await _seal(kernel, tampered)
     tid = tampered.id if owner_engine.dialect.name == "postgresql" else tampered.id.hex
     async with owner_engine.begin() as conn:
         await conn.execute(text("update audit_events set actor_id = 'mallory' where tenant_id = :t and seq = 3"),
@@ -83,3 +93,44 @@ async def test_cli_audit_verify_exit_codes(settings, owner_engine, make_tenant):
     assert "broken at event 3" in bad.stdout
     missing = await asyncio.to_thread(run, "no-such-tenant")
     assert missing.returncode == 1 and "tenant_not_found" in missing.stderr
+
+
+async def test_events_are_written_unsealed_and_sealed_in_order_after_commit(kernel, make_tenant):
+    from sqlalchemy import select
+
+    from core.audit.models import AuditEvent
+    from core.audit.services import record
+
+    tenant = await make_tenant()
+    await _seal(kernel, tenant)
+    with tenant_context(tenant.id):
+        async with kernel.db.transaction() as db:
+            for i in range(3):
+                record(db, "test.event", "thing", i, {"i": i})
+        async with kernel.db.transaction() as db:
+            await seal_chain(db, tenant.id)
+            rows = (await db.execute(select(AuditEvent).where(AuditEvent.action == "test.event")
+                                     .order_by(AuditEvent.seq))).scalars().all()
+            report = await verify_chain(db, tenant.id)
+    assert [r.data["i"] for r in rows] == [0, 1, 2]
+    assert all(r.hash for r in rows) and rows[1].prev_hash == rows[0].hash
+    assert report.ok
+
+
+async def test_the_app_sealer_seals_shortly_after_commit(client, kernel, make_tenant):
+    import asyncio
+
+    from sqlalchemy import func, select
+
+    from core.audit.models import AuditEvent
+
+    tenant = await make_tenant()
+    for _ in range(50):
+        with tenant_context(tenant.id):
+            async with kernel.db.transaction() as db:
+                pending = await db.scalar(select(func.count()).select_from(AuditEvent)
+                                          .where(AuditEvent.seq.is_(None)))
+        if pending == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert pending == 0
