@@ -22,6 +22,19 @@ async def _alloc(kernel, tenant_id, product_id, n, **kw):
             return await allocate(db, product_id, n, "test", **kw)
 
 
+async def _lapse(kernel, tenant_id, reservation_id):
+    """Move a reservation's deadline into the past (instead of sleeping past a short TTL)."""
+    from sqlalchemy import update
+
+    from core.inventory.models import Reservation
+
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    with tenant_context(tenant_id):
+        async with kernel.db.transaction() as db:
+            await db.execute(update(Reservation).where(Reservation.id == reservation_id).values(expires_at=past))
+            await db.execute(update(Code).where(Code.reservation_id == reservation_id).values(reserved_until=past))
+
+
 async def test_first_expiring_first_out_and_expired_never_go_out(kernel, make_tenant):
     t = await make_tenant()
     expiries = [NOW + dt.timedelta(days=d) for d in (30, 5, 90, 10)] + [None, NOW - dt.timedelta(days=1)]
@@ -47,11 +60,11 @@ async def test_all_or_nothing_when_stock_is_short(kernel, make_tenant):
 async def test_reservation_lapses_back_to_stock_and_cannot_be_confirmed(kernel, make_tenant):
     t = await make_tenant()
     s = await stock_product(kernel, t.id, 2)
-    held = await _alloc(kernel, t.id, s.product_id, 2, reserve_for=dt.timedelta(milliseconds=200))
+    held = await _alloc(kernel, t.id, s.product_id, 2, reserve_for=dt.timedelta(minutes=10))
     assert held.state == "reserved" and held.reservation_id
     with pytest.raises(OutOfStock):
         await _alloc(kernel, t.id, s.product_id, 1)
-    await asyncio.sleep(0.3)
+    await _lapse(kernel, t.id, held.reservation_id)
     again = await _alloc(kernel, t.id, s.product_id, 2)  # lapsed codes are available again
     assert {c.id for c in again.codes} == {c.id for c in held.codes}
     with tenant_context(t.id):
@@ -67,8 +80,8 @@ async def test_confirm_and_release_and_sweep(kernel, make_tenant):
     s = await stock_product(kernel, t.id, 4)
     a = await _alloc(kernel, t.id, s.product_id, 2, reserve_for=dt.timedelta(minutes=5))
     b = await _alloc(kernel, t.id, s.product_id, 1, reserve_for=dt.timedelta(minutes=5))
-    c = await _alloc(kernel, t.id, s.product_id, 1, reserve_for=dt.timedelta(milliseconds=50))
-    await asyncio.sleep(0.1)
+    c = await _alloc(kernel, t.id, s.product_id, 1, reserve_for=dt.timedelta(minutes=10))
+    await _lapse(kernel, t.id, c.reservation_id)
     with tenant_context(t.id):
         async with kernel.db.transaction() as db:
             issued = await confirm(db, a.reservation_id)
