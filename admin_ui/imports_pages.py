@@ -348,13 +348,18 @@ class ImportsController(Controller):
         t = translator(request)
         error = (imp.report or {}).get("error") or {}
         finished = imp.status in ("imported", "failed")
+        done, total = (job.done, job.total) if job else (0, imp.valid_rows)
+        percent = job.percent if job else 0.0
+        if imp.status == "imported":  # the batch is committed; the job record may be a moment behind
+            done = total = int((imp.report or {}).get("imported", imp.valid_rows))
+            percent = 100.0
         body = {
             "status": imp.status,
             "job_status": job.status if job else None,
             "label": t.gettext(JOB_LABELS.get(imp.status, imp.status)),
-            "done": job.done if job else 0,
-            "total": job.total if job else imp.valid_rows,
-            "percent": job.percent if job else 0.0,
+            "done": done,
+            "total": total,
+            "percent": percent,
             "finished": finished,
             "error": (error.get("zh") if locale_of(request).startswith("zh") else error.get("en"))
             or imp.error,
