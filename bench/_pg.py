@@ -22,11 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as `.venv/bin/python bench/<name>.py` without an install
     sys.path.insert(0, str(ROOT))
 
-from alembic.config import Config  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
-from alembic import command  # noqa: E402
+from core.db.migrations import upgrade_head  # noqa: E402
 
 ADMIN_URL = os.environ.get("KAQUAN_BENCH_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 APP_ROLE = "kaquan_app"
@@ -49,10 +48,7 @@ def _check_local(url: str) -> None:
 
 def run_migrations(owner_url: str, app_url: str) -> None:
     """``alembic upgrade head`` as the owner; provisions the app role from ``app_url`` (as tests do)."""
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "alembic"))
-    cfg.attributes.update(owner_url=owner_url, app_url=app_url, configure_logging=False)
-    command.upgrade(cfg, "head")
+    upgrade_head(owner_url, app_url)
 
 
 @asynccontextmanager

@@ -96,16 +96,11 @@ def scheduler() -> None:
 
 def migrate_database(settings: Settings) -> None:
     """``alembic upgrade head`` as the owner role (also provisions the app role on PostgreSQL)."""
-    from alembic.config import Config
-
-    from alembic import command
+    from core.db.migrations import upgrade_head
 
     if not settings.is_postgres:
         settings.data_path.mkdir(parents=True, exist_ok=True)
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "alembic"))
-    cfg.attributes.update(owner_url=settings.owner_db_url, app_url=settings.db_url, configure_logging=False)
-    command.upgrade(cfg, "head")
+    upgrade_head(settings.owner_db_url, settings.db_url)
 
 
 @main.command()

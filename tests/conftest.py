@@ -18,13 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
-from alembic.config import Config
 from litestar import Litestar
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from alembic import command
 from core.app import create_app
+from core.db.migrations import upgrade_head
 from core.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,10 +41,7 @@ def _redis_url() -> str | None:
 
 
 def run_migrations(owner_url: str, app_url: str) -> None:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "alembic"))
-    cfg.attributes.update(owner_url=owner_url, app_url=app_url, configure_logging=False)
-    command.upgrade(cfg, "head")
+    upgrade_head(owner_url, app_url)
 
 
 async def _create_pg_database(admin_url: str) -> tuple[str, str, str]:
