@@ -175,24 +175,33 @@ def redis_client(url: str) -> redis.Redis:
     )
 
 
+def redis_namespace(settings: Settings) -> str:
+    """The Redis key namespace of the job queues: ``settings.redis_namespace`` if that field exists and
+    is set (so two deployments, or two test sessions, can share one Redis database), else ``kaquan``.
+    """
+    return str(getattr(settings, "redis_namespace", "") or NAMESPACE)
+
+
 def build_broker(
     settings: Settings,
     env: JobEnv | None,
     *,
     redis_url: str | None = None,
-    namespace: str = NAMESPACE,
+    namespace: str | None = None,
 ) -> dramatiq.Broker:
     """A broker with the tenant middleware and every kaquan actor declared on it.
 
-    ``redis_url`` overrides ``settings.redis_url`` (tests point it at a closed port); an empty URL
-    gives a :class:`StubBroker` (embedded mode: consumed by the in-process worker). dramatiq's global
-    broker is not touched.
+    ``redis_url`` overrides ``settings.redis_url`` (tests point it at a closed port) and ``namespace``
+    overrides :func:`redis_namespace`. An empty URL gives a :class:`StubBroker` (embedded mode: consumed
+    by the in-process worker). dramatiq's global broker is not touched.
     """
     url = settings.redis_url if redis_url is None else redis_url
     middleware: list[Middleware] = [TenantMiddleware(env), *(m() for m in default_middleware)]
     broker: dramatiq.Broker
     if url:
-        broker = RedisBroker(client=redis_client(url), namespace=namespace, middleware=middleware)
+        broker = RedisBroker(
+            client=redis_client(url), namespace=namespace or redis_namespace(settings), middleware=middleware
+        )
     else:
         broker = StubBroker(middleware=middleware)
         broker.emit_after("process_boot")

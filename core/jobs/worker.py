@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import structlog
 from dramatiq import Worker
 
-from core.jobs.broker import NAMESPACE, build_broker
+from core.jobs.broker import build_broker
 from core.jobs.context import JobEnv
 from core.kernel import Kernel
 from core.logging import configure_logging
@@ -26,13 +26,15 @@ def run_worker(
     threads: int = 8,
     queues: Iterable[str] | None = None,
     stop: threading.Event | None = None,
-    namespace: str = NAMESPACE,
+    namespace: str | None = None,
 ) -> None:
     """Consume kaquan's queues until SIGINT/SIGTERM (or ``stop`` is set), then finish running jobs.
 
     ``threads`` is the number of worker threads (each with its own event loop and small DB pool);
-    ``queues`` limits the queues consumed (default: all). Needs ``KAQUAN_REDIS_URL``: in embedded mode
-    the API process runs the worker itself. Scale out by running more of these processes.
+    ``queues`` limits the queues consumed (default: all); ``namespace`` overrides the Redis namespace
+    (default :func:`core.jobs.broker.redis_namespace`, the one the API's relay uses). Needs
+    ``KAQUAN_REDIS_URL``: in embedded mode the API process runs the worker itself. Scale out by running
+    more of these processes.
     """
     if not settings.redis_url:
         raise SystemExit(
