@@ -17,6 +17,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_url: str = ""
     database_owner_url: str = ""
     redis_url: str = ""
+    redis_namespace: str = "kaquan"
     master_key: str = ""
     previous_master_keys: str = ""
     base_url: str = "http://127.0.0.1:8000"

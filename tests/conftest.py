@@ -73,7 +73,6 @@ async def _check_redis(url: str) -> None:
     client = aioredis.from_url(url)
     try:
         await client.ping()
-        await client.flushdb()
     finally:
         await client.aclose()
 
@@ -104,6 +103,8 @@ async def test_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Te
         log_level="WARNING",
         redis_url=redis_url or "",
         base_url="http://127.0.0.1:8000",
+        # the job queues of concurrent test sessions sharing one Redis database never mix
+        redis_namespace=f"kaquan-test-{os.getpid()}-{secrets.token_hex(3)}",
     )
     if admin:
         try:

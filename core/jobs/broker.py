@@ -179,7 +179,7 @@ def redis_namespace(settings: Settings) -> str:
     """The Redis key namespace of the job queues: ``settings.redis_namespace`` if that field exists and
     is set (so two deployments, or two test sessions, can share one Redis database), else ``kaquan``.
     """
-    return str(getattr(settings, "redis_namespace", "") or NAMESPACE)
+    return settings.redis_namespace or NAMESPACE
 
 
 def build_broker(
