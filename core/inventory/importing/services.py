@@ -264,6 +264,7 @@ async def create_import(
     )
     session.add(imp)
     await session.flush()
+    session.expire(imp, ["staged"])  # written; do not keep megabytes of ciphertext on the object
     record(
         session,
         "code_import.validated",
@@ -457,12 +458,18 @@ async def _execute(
     on_progress: ProgressCallback | None,
 ) -> ImportOutcome:
     async with db.transaction() as s:
-        imp = (await s.execute(select(CodeImport).where(CodeImport.id == import_id))).scalar_one_or_none()
-        if imp is None or imp.status != "queued":
-            status = imp.status if imp is not None else "missing"
+        head = (
+            await s.execute(
+                select(CodeImport.status, CodeImport.job_id, CodeImport.valid_rows, CodeImport.batch_id).where(
+                    CodeImport.id == import_id
+                )
+            )
+        ).first()
+        if head is None or head.status != "queued":
+            status = head.status if head is not None else "missing"
             log.info("code_import_skipped", import_id=str(import_id), status=status)
-            return ImportOutcome(import_id=import_id, status="skipped", batch_id=imp.batch_id if imp else None)
-        job_id, total = imp.job_id, imp.valid_rows
+            return ImportOutcome(import_id=import_id, status="skipped", batch_id=head.batch_id if head else None)
+        job_id, total = head.job_id, head.valid_rows
     if job_id is not None:
         await _advance(db, job_id, 0)
     report = _Progress(db, job_id, total, on_progress)

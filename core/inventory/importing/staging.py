@@ -8,6 +8,7 @@ a chunk cannot be moved to another import or reordered. Plaintext never reaches 
 
 from __future__ import annotations
 
+import io
 import struct
 import uuid
 from collections.abc import Iterable, Iterator
@@ -41,7 +42,9 @@ class Stager:
         self.chunk_rows = chunk_rows
         self.rows = 0
         self._buffer: list[tuple[str, str | None, int | None]] = []
-        self._chunks: list[bytes] = []
+        self._chunks = 0
+        self._out = io.BytesIO()
+        self._out.write(_HEADER.pack(MAGIC, 0, 0))  # patched by finish()
         self._encoder = msgspec.msgpack.Encoder()
 
     def add(self, number: str, pin: str | None, expires_ts: int | None) -> None:
@@ -56,15 +59,21 @@ class Stager:
     def _seal(self) -> None:
         if not self._buffer:
             return
-        blob = self.cipher.encrypt(self._encoder.encode(self._buffer), aad=_aad(self.import_id, len(self._chunks)))
-        self._chunks.append(_LEN.pack(len(blob)) + blob)
+        blob = self.cipher.encrypt(self._encoder.encode(self._buffer), aad=_aad(self.import_id, self._chunks))
+        self._out.write(_LEN.pack(len(blob)))
+        self._out.write(blob)
+        self._chunks += 1
         self.rows += len(self._buffer)
         self._buffer.clear()
 
     def finish(self) -> bytes:
-        """The staged blob (an empty import gives a header with no chunks)."""
+        """The staged blob (an empty import gives a header with no chunks); written once, never joined."""
         self._seal()
-        return b"".join([_HEADER.pack(MAGIC, len(self._chunks), self.rows), *self._chunks])
+        with self._out.getbuffer() as view:
+            _HEADER.pack_into(view, 0, MAGIC, self._chunks, self.rows)
+        blob = self._out.getvalue()
+        self._out = io.BytesIO()
+        return blob
 
 
 def staged_rows(blob: bytes) -> int:
