@@ -8,6 +8,7 @@ and dropped at the end. Nothing here ever talks to a host other than 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import secrets
@@ -87,19 +88,15 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str:
 def machine_line() -> str:
     """One line describing the machine: CPUs, CPU model, memory, Python, current load."""
     model = "unknown CPU"
-    try:
+    with contextlib.suppress(OSError):  # not Linux, or no /proc: the figure is left out
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     mem = ""
-    try:
+    with contextlib.suppress(OSError):  # no `free` command: the figure is left out
         out = subprocess.run(["free", "-h"], capture_output=True, text=True, check=False).stdout.splitlines()
         mem = out[1].split()[1] if len(out) > 1 else ""
-    except OSError:
-        pass
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
         f"{os.cpu_count()} CPUs ({model}), {mem} RAM, Python {platform.python_version()}, "

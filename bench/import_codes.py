@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -118,12 +119,10 @@ async def pipeline(db_url: str, file: Path, master_key: str, data_dir: str) -> d
 def peak_rss_mb() -> float:
     """This process's peak resident memory: ``VmHWM`` (per address space, so not inherited through
     fork+exec as ``ru_maxrss`` is on Linux), else ``ru_maxrss``."""
-    try:
+    with contextlib.suppress(OSError):  # no /proc: fall back to ru_maxrss
         for text in Path("/proc/self/status").read_text().splitlines():
             if text.startswith("VmHWM:"):
                 return int(text.split()[1]) / 1024
-    except OSError:
-        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -119,14 +119,18 @@ def _thread_state() -> _ThreadState:
     return _state
 
 
-def run_in_thread_loop(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion on this thread's event loop (a worker thread, never the API loop)."""
-    state = _thread_state()
+def _loop_running() -> bool:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        pass
-    else:
+        return False
+    return True
+
+
+def run_in_thread_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on this thread's event loop (a worker thread, never the API loop)."""
+    state = _thread_state()
+    if _loop_running():
         coro.close()
         raise RuntimeError("run_in_thread_loop called from a running event loop; await the job instead")
     if state.loop is None or state.loop.is_closed():

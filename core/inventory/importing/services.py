@@ -480,7 +480,8 @@ async def _execute(
             imp = (await s.execute(select(CodeImport).where(CodeImport.id == import_id))).scalar_one()
             outcome = await _insert_all(s, keys, imp, generated=generated, report=report)
         if job_id is not None:
-            try:
+            # The batch is committed; a progress record already finished (a second run) or gone is no error.
+            with contextlib.suppress(Conflict, NotFound):
                 async with db.transaction() as s:
                     await progress.finish(
                         s,
@@ -488,8 +489,6 @@ async def _execute(
                         {"import_id": str(import_id), "batch_id": str(outcome.batch_id), "batch_ref": outcome.batch_ref,
                          "imported": outcome.imported, "skipped_duplicates": outcome.skipped_duplicates},
                     )
-            except (Conflict, NotFound):
-                pass
         await report(outcome.imported, force=True)
         log.info(
             "code_import_done",

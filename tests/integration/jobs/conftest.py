@@ -39,7 +39,7 @@ FAR = utcnow().replace(microsecond=0) + dt.timedelta(days=30)
 
 
 class RecorderConfig(msgspec.Struct, frozen=True):
-    pass
+    """The recording notifier takes no settings."""
 
 
 @dataclass
