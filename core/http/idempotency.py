@@ -105,7 +105,12 @@ def idempotency_middleware(app: Any) -> Any:
         who = f"{principal.kind}:{principal.subject_id}"
         rec, existing = await _claim(kernel, who, key, scope, fingerprint)
         if existing is not None:
-            await _answer_existing(existing, fingerprint, locale, send)
+            body_out = b""
+            if existing.status == "complete" and existing.response_body:
+                async with kernel.db.transaction() as s:
+                    cipher = await kernel.keys.cipher(s)
+                body_out = cipher.decrypt(existing.response_body, aad=_aad(existing))
+            await _answer_existing(existing, fingerprint, locale, send, body_out)
             return
 
         captured: dict[str, Any] = {"status": None, "headers": [], "body": []}
@@ -141,7 +146,9 @@ def idempotency_middleware(app: Any) -> Any:
                 row.status = "complete"
                 row.response_status = status
                 row.response_headers = captured["headers"]
-                row.response_body = b"".join(captured["body"])
+                # Responses can hold credentials (an invite link): kept encrypted under the tenant's key.
+                cipher = await kernel.keys.cipher(s)
+                row.response_body = cipher.encrypt(b"".join(captured["body"]), aad=_aad(row))
 
     return middleware
 
@@ -181,7 +188,13 @@ async def _claim(
     raise RuntimeError("could not claim the idempotency key")
 
 
-async def _answer_existing(existing: IdempotencyRecord, fingerprint: str, locale: str, send: Any) -> None:
+def _aad(row: IdempotencyRecord) -> bytes:
+    return b"idempotency:" + row.id.bytes
+
+
+async def _answer_existing(
+    existing: IdempotencyRecord, fingerprint: str, locale: str, send: Any, body: bytes
+) -> None:
     if existing.request_hash != fingerprint:
         await _send_simple(
             send,
@@ -207,7 +220,6 @@ async def _answer_existing(existing: IdempotencyRecord, fingerprint: str, locale
             [(b"retry-after", b"1")],
         )
         return
-    body = existing.response_body or b""
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in existing.response_headers]
     headers += [(b"content-length", str(len(body)).encode()), (b"idempotent-replayed", b"true")]
     await send({"type": "http.response.start", "status": existing.response_status, "headers": headers})

@@ -30,6 +30,11 @@ async def test_replay_returns_the_first_response_byte_identical(client, kernel, 
     assert second.content == first.content
     assert second.headers["idempotent-replayed"] == "true"
     assert await _count_users(kernel, tenant, "clerk@shop.example.com") == 1
+    with tenant_context(tenant.id):  # the stored response (it holds the invite link) is encrypted at rest
+        async with kernel.db.transaction() as db:
+            stored = (await db.execute(select(IdempotencyRecord.response_body)
+                                       .where(IdempotencyRecord.key == "invite-1"))).scalar_one()
+    assert first.json()["invite_url"].encode() not in stored and b"clerk@shop" not in stored
 
 
 async def test_same_key_with_a_different_body_is_422(client, make_tenant, make_api_client):
