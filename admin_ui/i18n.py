@@ -7,7 +7,7 @@ with ``babel.messages.pofile.read_po`` and turns it into ``gettext.GNUTranslatio
 Updating the catalogs after changing console strings::
 
     .venv/bin/pybabel extract -F admin_ui/babel.cfg --no-location --sort-output -o /tmp/console.pot .
-    .venv/bin/pybabel update -i /tmp/console.pot -d admin_ui/locale --no-location --ignore-obsolete
+    .venv/bin/pybabel update -i /tmp/console.pot -d admin_ui/locale --ignore-obsolete --no-fuzzy-matching
 
 then translate the new ``zh_CN`` entries; a test fails on any message without a Chinese translation.
 """

@@ -33,6 +33,14 @@ PERMISSION_LABELS: dict[str, str] = {
     "inventory.read": N_("View stock"),
     "inventory.manage": N_("Manage stock and codes"),
     "codes.reveal": N_("Reveal plaintext codes"),
+    "members.read": N_("View members"),
+    "members.manage": N_("Manage members"),
+    "grants.manage": N_("Grant codes"),
+    "redemptions.redeem": N_("Redeem codes"),
+    "redemptions.rollback": N_("Roll back redemptions"),
+    "webhooks.manage": N_("Manage webhooks"),
+    "risk.read": N_("View risk control"),
+    "risk.manage": N_("Manage risk rules"),
 }
 
 FIELD_LABELS: dict[str, str] = {
@@ -150,6 +158,15 @@ SCOPE_TEXTS: tuple[str, ...] = (
     N_("Read batches, stock levels, alerts and imports (codes masked)."),
     N_("Import and generate codes, void codes, reserve and allocate stock."),
     N_("Reveal or export plaintext codes (each reveal needs a reason and is audited)."),
+    N_("List and read members (phones masked)."),
+    N_("Create, import and change members."),
+    N_("List and read grants and their codes (masked unless the client may reveal)."),
+    N_("Grant codes to members or contacts, void undelivered grants and run bulk grants."),
+    N_("List redemptions and stored-value ledgers."),
+    N_("Validate and redeem codes, and roll redemptions back within the window."),
+    N_("Manage webhook subscriptions, read the delivery log and resend deliveries."),
+    N_("Read risk rules, refusals and flags."),
+    N_("Change risk rules, blocklists and lockouts."),
 )
 """The descriptions of ``tenants.scopes.SCOPES``, repeated here so extraction finds them (a test checks)."""
 

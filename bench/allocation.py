@@ -27,6 +27,7 @@ from bench._pg import asyncpg_dsn, machine_line, throwaway_database
 from core.catalog.models import Product
 from core.db.context import tenant_context
 from core.db.ids import new_id, readable_ref
+from core.db.maintenance import refresh_statistics
 from core.inventory.allocation import OutOfStock, allocate
 from core.inventory.models import Batch, Code
 from core.inventory.vault import seal
@@ -61,6 +62,7 @@ async def _stock(kernel: Kernel, codes: int) -> tuple[object, object]:
                              "state_changed_at": now})
             for start in range(0, len(rows), 5000):
                 await db.execute(insert(Code), rows[start:start + 5000])
+    await refresh_statistics(kernel.db, "codes")  # as the import job does after a batch
     return tenant_id, product.id
 
 

@@ -14,16 +14,29 @@ SCOPES: dict[str, str] = {
     "inventory:read": "Read batches, stock levels, alerts and imports (codes masked).",
     "inventory:write": "Import and generate codes, void codes, reserve and allocate stock.",
     "codes:reveal": "Reveal or export plaintext codes (each reveal needs a reason and is audited).",
+    "members:read": "List and read members (phones masked).",
+    "members:write": "Create, import and change members.",
+    "grants:read": "List and read grants and their codes (masked unless the client may reveal).",
+    "grants:write": "Grant codes to members or contacts, void undelivered grants and run bulk grants.",
+    "redemptions:read": "List redemptions and stored-value ledgers.",
+    "redemptions:write": "Validate and redeem codes, and roll redemptions back within the window.",
+    "webhooks:manage": "Manage webhook subscriptions, read the delivery log and resend deliveries.",
+    "risk:read": "Read risk rules, refusals and flags.",
+    "risk:manage": "Change risk rules, blocklists and lockouts.",
 }
 
-_READ = frozenset({"tenant.read", "catalog.read", "inventory.read"})
+_READ = frozenset({"tenant.read", "catalog.read", "inventory.read", "members.read"})
 _MANAGE_STOCK = frozenset({"catalog.manage", "inventory.manage", "jobs.read"})
+_DISTRIBUTE = frozenset({"members.manage", "grants.manage", "redemptions.redeem", "risk.read"})
+_GOVERN = frozenset({"redemptions.rollback", "webhooks.manage", "risk.manage"})
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "owner": _READ | _MANAGE_STOCK | {"users.manage", "clients.manage", "audit.read", "codes.reveal"},
-    "admin": _READ | _MANAGE_STOCK | {"users.manage", "clients.manage", "audit.read", "codes.reveal"},
-    "operator": _READ | _MANAGE_STOCK,
-    "finance": _READ | {"audit.read", "jobs.read"},
+    "owner": _READ | _MANAGE_STOCK | _DISTRIBUTE | _GOVERN
+    | {"users.manage", "clients.manage", "audit.read", "codes.reveal"},
+    "admin": _READ | _MANAGE_STOCK | _DISTRIBUTE | _GOVERN
+    | {"users.manage", "clients.manage", "audit.read", "codes.reveal"},
+    "operator": _READ | _MANAGE_STOCK | _DISTRIBUTE,
+    "finance": _READ | {"audit.read", "jobs.read", "risk.read"},
     "viewer": _READ,
 }
 

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def upgrade_head(owner_url: str, app_url: str) -> None:
-    """``alembic upgrade head`` as the owner; on PostgreSQL this also provisions the app role of ``app_url``."""
+    """``alembic upgrade heads`` as the owner; on PostgreSQL this also provisions the app role of ``app_url``."""
     cfg = Config(str(ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(ROOT / "alembic"))
     cfg.attributes.update(owner_url=owner_url, app_url=app_url, configure_logging=False)
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")

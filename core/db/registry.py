@@ -13,6 +13,8 @@ MODEL_MODULES = (
     "core.catalog.models",
     "core.inventory.models",
     "core.events.models",
+    "core.members.models",
+    "core.grants.models",
 )
 
 

@@ -39,6 +39,8 @@ def provision_app_role_sql(role: str, password: str | None) -> list[str]:
         f"GRANT USAGE ON SCHEMA public TO {quoted}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}",
+        "DO $$ BEGIN IF to_regprocedure('kaquan_analyze(regclass)') IS NOT NULL THEN "
+        f"GRANT EXECUTE ON FUNCTION kaquan_analyze(regclass) TO {quoted}; END IF; END $$",
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {quoted}",
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {quoted}",
         f"REVOKE ALL ON TABLE alembic_version FROM {quoted}",

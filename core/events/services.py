@@ -15,6 +15,15 @@ from core.events.models import Event
 EVENT_TYPES: dict[str, str] = {
     "stock.low": "A product's available stock fell below its threshold, days of cover or watermark.",
     "stock.near_expiry": "Available codes of a product expire within its near-expiry window.",
+    "grant.created": "Codes were granted to a member or a contact.",
+    "grant.delivered": "A grant's notification was accepted by the notifier (e-mail, SMS).",
+    "grant.delivery_failed": "A grant's notification could not be delivered.",
+    "grant.voided": "An undelivered grant was voided; its codes went back to stock.",
+    "code.claimed": "A member claimed a code through a claim link.",
+    "code.redeemed": "A code was redeemed (核销), or part of a stored-value balance was spent.",
+    "code.redemption_rolled_back": "A redemption was rolled back within the rollback window.",
+    "code.transferred": "A member transferred an unredeemed code to another phone (转赠).",
+    "risk.flagged": "A risk rule flagged activity (e.g. one device used by many members).",
 }
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import and_, any_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
-from core.catalog.models import Product
+from core.catalog.models import BundleItem, Product
 from core.db.base import utcnow
 from core.db.ids import new_id
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
@@ -39,6 +39,7 @@ class AllocatedCode(msgspec.Struct):
     batch_id: uuid.UUID
     last4: str
     expires_at: dt.datetime | None
+    product_id: uuid.UUID | None = None  # the item's product when a bundle was allocated
 
 
 class Allocation(msgspec.Struct):
@@ -58,13 +59,13 @@ def available_clause(now: dt.datetime) -> object:
     )
 
 
-async def _product(session: AsyncSession, product_id: uuid.UUID) -> Product:
+async def _product(session: AsyncSession, product_id: uuid.UUID, *, bundles: bool = False) -> Product:
     product = (await session.execute(select(Product).where(Product.id == product_id))).scalar_one_or_none()
     if product is None:
         raise NotFound("Product not found", "权益商品不存在", code="product_not_found")
     if product.status != "active":
         raise Conflict("This product is not active", "该权益商品未上架", code="product_inactive")
-    if product.kind not in ALLOCATABLE_KINDS:
+    if product.kind not in ALLOCATABLE_KINDS and not (bundles and product.kind == "bundle"):
         raise ValidationFailed(f"Products of kind {product.kind!r} have no codes of their own",
                                f"类型为 {product.kind!r} 的商品没有自身的卡密", code="product_not_allocatable")
     return product
@@ -120,7 +121,7 @@ async def _take_where(session: AsyncSession, product_id: uuid.UUID, n: int, valu
         stmt = update(Code).where(Code.id.in_(sub.scalar_subquery()))
     stmt = stmt.values(**values, state_changed_at=now).returning(Code.id, Code.batch_id, Code.last4, Code.expires_at)
     rows = (await session.execute(stmt, execution_options={"synchronize_session": False})).all()
-    got = [AllocatedCode(r.id, r.batch_id, r.last4, r.expires_at) for r in rows]
+    got = [AllocatedCode(r.id, r.batch_id, r.last4, r.expires_at, product_id) for r in rows]
     got.sort(key=lambda c: (c.expires_at is None, c.expires_at or now, c.id))
     return got
 
@@ -142,7 +143,7 @@ async def _take_reusable(session: AsyncSession, product_id: uuid.UUID, n: int) -
         row.state_changed_at = now
         if row.uses_left == 0:
             row.state = "issued"
-        out.extend(AllocatedCode(row.id, row.batch_id, row.last4, row.expires_at) for _ in range(take))
+        out.extend(AllocatedCode(row.id, row.batch_id, row.last4, row.expires_at, product_id) for _ in range(take))
         await session.flush()
     return out
 
@@ -158,10 +159,13 @@ async def allocate(
     """Hand out ``quantity`` codes of a product FEFO (issued now, or reserved for ``reserve_for``).
 
     All or nothing: if the stock cannot cover the quantity, nothing is taken and :class:`OutOfStock` is raised.
+    A bundle hands out ``quantity`` × each item's quantity of every item product (issued, never reserved).
     """
     _check_quantity(quantity)
     purpose = purpose.strip()[:120] or "unspecified"
-    product = await _product(session, product_id)
+    product = await _product(session, product_id, bundles=True)
+    if product.kind == "bundle":
+        return await _allocate_bundle(session, product, quantity, purpose, reserve_for)
     if product.kind == "reusable_code":
         async with _maybe_lock(session):
             codes = await _take_reusable(session, product_id, quantity)
@@ -196,6 +200,23 @@ async def allocate(
            {"purpose": purpose, "quantity": quantity, "codes": [str(c.id) for c in codes],
             "reservation_id": str(reservation_id) if reservation_id else None})
     return Allocation(product_id, purpose, "reserved" if reserve_for else "issued", codes, reservation_id, until)
+
+
+async def _allocate_bundle(session: AsyncSession, bundle: Product, quantity: int, purpose: str,
+                           reserve_for: dt.timedelta | None) -> Allocation:
+    if reserve_for is not None:
+        raise ValidationFailed("Bundles are issued, not reserved", "组合权益包只能直接发放，不能预留",
+                               code="bundle_not_reservable")
+    items = list((await session.execute(
+        select(BundleItem).where(BundleItem.bundle_id == bundle.id).order_by(BundleItem.item_id)
+    )).scalars())
+    if not items:
+        raise ValidationFailed("This bundle has no items", "该组合权益包没有商品", code="bundle_empty")
+    codes: list[AllocatedCode] = []
+    for item in items:  # item order is fixed, so concurrent bundle allocations lock in the same order
+        part = await allocate(session, item.item_id, quantity * item.quantity, purpose)
+        codes += part.codes
+    return Allocation(bundle.id, purpose, "issued", codes)
 
 
 def _out_of_stock(product: Product, wanted: int, available: int) -> OutOfStock:
@@ -254,7 +275,7 @@ async def confirm(session: AsyncSession, reservation_id: uuid.UUID) -> Allocatio
            {"purpose": res.purpose, "quantity": res.quantity, "codes": [str(r.id) for r in rows],
             "reservation_id": str(reservation_id)})
     return Allocation(res.product_id, res.purpose, "issued",
-                      [AllocatedCode(r.id, r.batch_id, r.last4, r.expires_at) for r in rows])
+                      [AllocatedCode(r.id, r.batch_id, r.last4, r.expires_at, res.product_id) for r in rows])
 
 
 async def release(session: AsyncSession, reservation_id: uuid.UUID, reason: str = "released") -> int:

@@ -36,6 +36,7 @@ from core.crypto.services import KeyService
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id, readable_ref
+from core.db.maintenance import refresh_statistics
 from core.db.session import Database
 from core.errors import Conflict, DomainError, FieldError, NotFound, QuotaExceeded, ValidationFailed
 from core.inventory import codegen
@@ -479,6 +480,11 @@ async def _execute(
                 return ImportOutcome(import_id=import_id, status="skipped")
             imp = (await s.execute(select(CodeImport).where(CodeImport.id == import_id))).scalar_one()
             outcome = await _insert_all(s, keys, imp, generated=generated, report=report)
+        # Statistics are upkeep: a failure here must not mark a committed batch as failed.
+        try:
+            await refresh_statistics(db, "codes")
+        except Exception:
+            log.warning("statistics_refresh_failed", import_id=str(import_id), exc_info=True)
         if job_id is not None:
             # The batch is committed; a progress record already finished (a second run) or gone is no error.
             with contextlib.suppress(Conflict, NotFound):

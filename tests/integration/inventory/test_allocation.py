@@ -118,6 +118,47 @@ async def test_bad_quantity_and_unknown_product(kernel, make_tenant):
         await _alloc(kernel, t.id, uuid.uuid4(), 1)
 
 
+async def _bundle(kernel, tenant_id, items):
+    from core.catalog.models import BundleItem, Product
+
+    with tenant_context(tenant_id):
+        async with kernel.db.transaction() as db:
+            bundle = Product(sku=f"BUNDLE-{len(items)}-{NOW.timestamp()}", kind="bundle", name_zh="组合包")
+            db.add(bundle)
+            await db.flush()
+            for product_id, qty in items:
+                db.add(BundleItem(bundle_id=bundle.id, item_id=product_id, quantity=qty))
+            return bundle.id
+
+
+async def test_a_bundle_hands_out_each_item_times_its_quantity(kernel, make_tenant):
+    t = await make_tenant()
+    movie = await stock_product(kernel, t.id, 5)
+    coffee = await stock_product(kernel, t.id, 5)
+    bundle_id = await _bundle(kernel, t.id, [(movie.product_id, 1), (coffee.product_id, 2)])
+    got = await _alloc(kernel, t.id, bundle_id, 2)
+    by_product = {}
+    for c in got.codes:
+        by_product.setdefault(c.product_id, []).append(c.id)
+    assert len(by_product[movie.product_id]) == 2 and len(by_product[coffee.product_id]) == 4
+    assert got.product_id == bundle_id and got.state == "issued"
+
+
+async def test_a_bundle_is_all_or_nothing_and_is_never_reserved(kernel, make_tenant):
+    from core.errors import ValidationFailed
+
+    t = await make_tenant()
+    movie = await stock_product(kernel, t.id, 5)
+    coffee = await stock_product(kernel, t.id, 1)
+    bundle_id = await _bundle(kernel, t.id, [(movie.product_id, 1), (coffee.product_id, 2)])
+    with pytest.raises(OutOfStock):
+        await _alloc(kernel, t.id, bundle_id, 1)  # coffee is short: the movie codes taken go back
+    assert len((await _alloc(kernel, t.id, movie.product_id, 5)).codes) == 5
+    with pytest.raises(ValidationFailed) as exc:
+        await _alloc(kernel, t.id, bundle_id, 1, reserve_for=dt.timedelta(minutes=5))
+    assert exc.value.code == "bundle_not_reservable"
+
+
 async def test_fifty_concurrent_allocators_share_a_thousand_codes_exactly(kernel, make_tenant, test_env):
     if test_env.backend != "postgresql":
         pytest.skip("concurrency is proven on PostgreSQL (CI sets KAQUAN_TEST_DATABASE_URL)")

@@ -1,0 +1,71 @@
+"""Grants and the code units they hand out (a member's wallet is the grant items they hold)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import ForeignKeyConstraint, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db.base import TenantScoped
+
+GRANT_SOURCES = ("api", "console", "bulk", "claim")
+GRANT_STATUSES = ("created", "delivered", "delivery_failed", "voided")
+ITEM_STATUSES = ("held", "redeemed", "transferred", "voided", "expired")
+
+
+class Grant(TenantScoped):
+    """``quantity`` units of a product handed to a member or a contact (phone or e-mail), in one go.
+
+    ``contact_secret`` is the contact encrypted under the tenant's data key (needed to deliver);
+    ``contact_masked`` is what the console shows.
+    """
+
+    __tablename__ = "grants"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "ref"),
+        ForeignKeyConstraint(["tenant_id", "product_id"], ["products.tenant_id", "products.id"]),
+        ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
+        Index("ix_grants_member", "tenant_id", "member_id", "id"),
+        Index("ix_grants_status", "tenant_id", "status", "id"),
+    )
+    ref: Mapped[str] = mapped_column(String(20))
+    product_id: Mapped[uuid.UUID]
+    quantity: Mapped[int]
+    member_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    channel: Mapped[str | None] = mapped_column(String(20), default=None)  # sms | email | None (no delivery)
+    contact_masked: Mapped[str | None] = mapped_column(String(254), default=None)
+    contact_secret: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    campaign_ref: Mapped[str | None] = mapped_column(String(120), default=None)
+    source: Mapped[str] = mapped_column(String(20), default="api")
+    client_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    status: Mapped[str] = mapped_column(String(20), default="created")
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    delivery_detail: Mapped[str | None] = mapped_column(String(500), default=None)
+    voided_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    void_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+
+
+class GrantItem(TenantScoped):
+    """One unit handed out: a code (a reusable code appears once per unit), its holder and its fate."""
+
+    __tablename__ = "grant_items"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "grant_id"], ["grants.tenant_id", "grants.id"]),
+        ForeignKeyConstraint(["tenant_id", "code_id"], ["codes.tenant_id", "codes.id"]),
+        ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
+        Index("ix_grant_items_grant", "tenant_id", "grant_id"),
+        Index("ix_grant_items_code", "tenant_id", "code_id"),
+        Index("ix_grant_items_holder", "tenant_id", "member_id", "status", "expires_at"),
+    )
+    grant_id: Mapped[uuid.UUID]
+    code_id: Mapped[uuid.UUID]
+    member_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    status: Mapped[str] = mapped_column(String(20), default="held")
+    expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    transferred_to_id: Mapped[uuid.UUID | None] = mapped_column(
+        default=None
+    )  # the item that replaced this one
+    reminded_at: Mapped[dt.datetime | None] = mapped_column(default=None)

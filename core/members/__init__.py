@@ -1,0 +1,1 @@
+"""Members: the tenant's end users who receive, hold, transfer and redeem codes."""
