@@ -123,6 +123,23 @@ async def test_concurrent_runs_import_once(kernel, tenant, test_env):
     assert await count(kernel, tenant.id, Batch, Batch.product_id == product) == 1
 
 
+async def test_an_import_leaves_fresh_planner_statistics(kernel, tenant, test_env, owner_engine):
+    """Without statistics the FEFO pick sorts every available code (docs/benchmarks.md, allocation)."""
+    if test_env.backend != "postgresql":
+        pytest.skip("planner statistics: PostgreSQL")
+    from sqlalchemy import text
+
+    async with owner_engine.connect() as conn:
+        before = (await conn.execute(text("SELECT pg_stat_get_analyze_count('codes'::regclass)"))).scalar_one()
+    product = await new_product(kernel, tenant.id)
+    imp = await validated(kernel, tenant.id, product, csv_bytes(["卡号", "卡密"], list(zip(plain_codes(30), pins(30), strict=True))))
+    await confirmed(kernel, tenant.id, imp.id)
+    assert (await run(kernel, tenant.id, imp.id)).status == "imported"
+    async with owner_engine.connect() as conn:
+        after = (await conn.execute(text("SELECT pg_stat_get_analyze_count('codes'::regclass)"))).scalar_one()
+    assert after == before + 1  # the app role ran ANALYZE through kaquan_analyze()
+
+
 async def test_duplicates_across_batches_and_codes_taken_since_validation(kernel, tenant):
     product = await new_product(kernel, tenant.id)
     first = list(zip(plain_codes(10), pins(10), strict=True))
