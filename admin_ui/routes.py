@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from litestar import Router
 
+from admin_ui.bulk_grants_pages import BulkGrantsController
 from admin_ui.catalog_pages import ProductsController
 from admin_ui.console_auth import ConsoleAuthController
 from admin_ui.console_pages import (
@@ -16,10 +17,15 @@ from admin_ui.console_pages import (
     UsersController,
 )
 from admin_ui.errors import HTML_EXCEPTION_HANDLERS
+from admin_ui.grants_pages import GrantsController
 from admin_ui.i18n import LOCALES, translations
 from admin_ui.imports_pages import ImportsController
 from admin_ui.inventory_pages import BatchesController, CodesController, StockController
+from admin_ui.members_pages import MembersController
 from admin_ui.platform import PlatformAuthController, PlatformConsoleController
+from admin_ui.redemption_pages import RedeemController
+from admin_ui.risk_pages import RiskPageController
+from admin_ui.webhooks_pages import WebhooksController
 
 
 def console_routes() -> list[Router]:
@@ -46,6 +52,12 @@ def console_routes() -> list[Router]:
                 BatchesController,
                 CodesController,
                 ImportsController,
+                BulkGrantsController,
+                RedeemController,
+                MembersController,
+                GrantsController,
+                WebhooksController,
+                RiskPageController,
             ],
             exception_handlers=HTML_EXCEPTION_HANDLERS,
             include_in_schema=False,

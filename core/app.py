@@ -20,8 +20,11 @@ from litestar.template.config import TemplateConfig
 
 from core.audit.api import AuditController
 from core.audit.sealer import AuditSealer
+from core.bulk_grants.api import BulkGrantController
 from core.catalog.api import CatalogController
+from core.claims.api import CampaignController, ClaimLinkController
 from core.events.api import EventsController
+from core.grants.api import GrantController
 from core.health import health, metrics, ready
 from core.http.idempotency import idempotency_middleware
 from core.http.problems import EXCEPTION_HANDLERS
@@ -32,7 +35,12 @@ from core.inventory.importing.api import CodeImportController
 from core.jobs.api import JobsController
 from core.kernel import Kernel
 from core.logging import configure_logging
+from core.members.api import MemberController
+from core.redemption.api import RedemptionController
+from core.reminders.api import ReminderSettingsController
+from core.risk.api import RiskController
 from core.settings import Settings, load_settings
+from core.webhooks.api import WebhookDeliveriesController, WebhooksController
 from tenants.api_platform import PlatformController, PlatformLoginController
 from tenants.api_tenant import OAuthController, TenantApiController
 from tenants.auth import request_context_middleware
@@ -54,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     from admin_ui.routes import console_routes
     from core.jobs.runtime import JobRuntime
+    from h5.pages import h5_router
 
     jobs = JobRuntime(kernel)
     sealer = AuditSealer(kernel.db)
@@ -103,8 +112,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuditController,
             CatalogController,
             InventoryController,
+            RedemptionController,
             CodeImportController,
+            BulkGrantController,
+            ReminderSettingsController,
             EventsController,
+            MemberController,
+            GrantController,
+            ClaimLinkController,
+            CampaignController,
+            WebhooksController,
+            WebhookDeliveriesController,
+            RiskController,
             JobsController,
             PlatformLoginController,
             PlatformController,
@@ -112,6 +131,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 path="/static", directories=[UI_DIR / "static"], include_in_schema=False
             ),
             *console_routes(),
+            h5_router(),
         ],
         middleware=[
             request_log_middleware,

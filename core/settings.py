@@ -40,6 +40,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_sender: str = "kaquan@localhost"
+    webhook_allow_private: bool = False
+    sms_gateway_url: str = ""
+    sms_gateway_key: str = ""
 
     @property
     def data_path(self) -> Path:

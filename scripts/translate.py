@@ -65,7 +65,13 @@ def main() -> int:
         if not message.id:
             continue
         key = message.id[0] if isinstance(message.id, tuple) else message.id
-        if key in given:
+        translated = message.string if isinstance(message.string, str) else all(message.string)
+        if key in given and translated and "fuzzy" not in message.flags:
+            current = message.string if isinstance(message.string, str) else message.string[0]
+            if current != given[key]:
+                # Shared msgids keep their translation: other pages rely on it. Use a distinct msgid instead.
+                print(f"kept existing translation of {key!r}: {current!r} (not {given[key]!r})")
+        elif key in given:
             message.string = given[key] if not isinstance(message.id, tuple) else (given[key],)
             message.flags.discard("fuzzy")
         elif (

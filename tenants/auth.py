@@ -151,6 +151,12 @@ def request_context_middleware(app: Any) -> Any:
                 await session.rollback()
                 await _send_problem(send, exc, _locale(scope), rate_headers)
                 return
+            # Hand the lookup's connection back before the rest of the pipeline runs. The idempotency
+            # middleware and some services open short transactions of their own; a request that held one
+            # connection while waiting for a second starved the pool under load (every request waiting,
+            # none finishing). The handler's work begins a new transaction, with the tenant set.
+            if session.in_transaction():
+                await session.commit()
             state["principal"] = principal
             if principal is not None:
                 set_actor(Actor(principal.kind, principal.subject_id))

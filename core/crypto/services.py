@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 from sqlalchemy import select
@@ -13,6 +14,9 @@ from core.crypto.models import TenantKey
 from core.db.context import cross_tenant, require_tenant
 from core.db.session import Database
 
+ACTIVE_KEY_TTL = 60.0
+"""Seconds a tenant's active data key is used without looking it up again."""
+
 
 class KeyService:
     """Owns the master keyring; hands out a :class:`TenantCipher` for the tenant in context."""
@@ -20,6 +24,7 @@ class KeyService:
     def __init__(self, keyring: MasterKeyring) -> None:
         self.keyring = keyring
         self._cache: dict[tuple[uuid.UUID, uuid.UUID], TenantCipher] = {}
+        self._active: dict[uuid.UUID, tuple[float, TenantCipher]] = {}
 
     async def create_data_key(self, session: AsyncSession, tenant_id: uuid.UUID) -> TenantKey:
         wrapped, key_id = self.keyring.wrap(os.urandom(32), tenant_id)
@@ -29,7 +34,15 @@ class KeyService:
         return key
 
     async def cipher(self, session: AsyncSession) -> TenantCipher:
+        """The tenant's active data key as a cipher (unwrapped once; the active key id is re-read each minute).
+
+        A tenant's active data key only changes when one is created; master-key rotation re-wraps the same
+        key, so a cached cipher stays right across it.
+        """
         tenant_id = require_tenant()
+        hit = self._active.get(tenant_id)
+        if hit is not None and time.monotonic() - hit[0] < ACTIVE_KEY_TTL:
+            return hit[1]
         row = (
             (
                 await session.execute(
@@ -45,6 +58,7 @@ class KeyService:
         if cached is None:
             data_key = self.keyring.unwrap(row.wrapped_key, row.master_key_id, tenant_id)
             cached = self._cache[(tenant_id, row.id)] = TenantCipher(tenant_id, data_key)
+        self._active[tenant_id] = (time.monotonic(), cached)
         return cached
 
     async def rotate(self, db: Database, batch_size: int = 500) -> int:

@@ -15,6 +15,12 @@ MODEL_MODULES = (
     "core.events.models",
     "core.members.models",
     "core.grants.models",
+    "core.webhooks.models",
+    "core.bulk_grants.models",
+    "core.reminders.models",
+    "core.claims.models",
+    "core.risk.models",
+    "core.redemption.models",
 )
 
 

@@ -10,7 +10,9 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db.ids import new_id
 from core.events.models import Event
+from core.jobs.outbox import enqueue
 
 EVENT_TYPES: dict[str, str] = {
     "stock.low": "A product's available stock fell below its threshold, days of cover or watermark.",
@@ -44,8 +46,10 @@ def emit(session: AsyncSession, type_: str, object_id: object, data: dict[str, A
     """Record an event in the current transaction (it exists if and only if the change committed)."""
     if type_ not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type_!r}")
-    event = Event(type=type_, object_id=str(object_id), data=msgspec.to_builtins(data))
+    event = Event(id=new_id(), type=type_, object_id=str(object_id), data=msgspec.to_builtins(data))
     session.add(event)
+    # Webhooks: fanned out by a job from an outbox row written in this same transaction.
+    enqueue(session, "fan_out_webhooks", {"event_id": str(event.id)}, business_key=f"webhooks:{event.id}")
     return event
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import uuid
+from typing import Any
 
 import msgspec
-from sqlalchemy import and_, any_, func, or_, select, update
+from sqlalchemy import and_, any_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
@@ -85,10 +87,6 @@ async def count_available(session: AsyncSession, product_id: uuid.UUID) -> int:
     ) or 0)
 
 
-def _fresh(now: dt.datetime) -> object:
-    return or_(Code.expires_at.is_(None), Code.expires_at > now)
-
-
 async def _take(session: AsyncSession, product_id: uuid.UUID, n: int, values: dict[str, object]) -> list[AllocatedCode]:
     """Pick-and-mark up to ``n`` FEFO codes: available ones first, then those of lapsed reservations.
 
@@ -96,31 +94,41 @@ async def _take(session: AsyncSession, product_id: uuid.UUID, n: int, values: di
     ``(tenant_id, product_id, state, expires_at)`` index in FEFO order and stops at ``n``.
     """
     now = utcnow()
-    got = await _take_where(session, product_id, n, values, (Code.state == "available", _fresh(now)))
+    got = await _take_where(session, product_id, n, values, now, lapsed=False)
     if len(got) < n:
-        lapsed = (Code.state == "reserved", Code.reserved_until < now, _fresh(now))
-        got += await _take_where(session, product_id, n - len(got), values, lapsed)
+        got += await _take_where(session, product_id, n - len(got), values, now, lapsed=True)
     return got
 
 
-async def _take_where(session: AsyncSession, product_id: uuid.UUID, n: int, values: dict[str, object],
-                      where: tuple[object, ...]) -> list[AllocatedCode]:
-    now = utcnow()
+@functools.lru_cache(maxsize=8)
+def _pick_statement(dialect: str, lapsed: bool) -> Any:
+    """The pick-and-mark UPDATE, built once per dialect and pass (allocation is CPU-bound in statement building).
+
+    Parameters: ``pick_product``, ``n``, ``now`` and the new ``set_*`` values.
+    """
+    now = bindparam("now")
+    state = (Code.state == "reserved", Code.reserved_until < now) if lapsed else (Code.state == "available",)
+    where = (Code.product_id == bindparam("pick_product"), *state, or_(Code.expires_at.is_(None), Code.expires_at > now))
     order = (Code.expires_at.asc().nulls_last(), Code.id)
-    dialect = session.bind.dialect.name if session.bind is not None else ""
+    picked = select(Code.id).where(*where).order_by(*order).limit(bindparam("n"))
     if dialect == "postgresql":
-        picked = (
-            select(Code.id).where(Code.product_id == product_id, *where)
-            .order_by(*order).limit(n).with_for_update(skip_locked=True).scalar_subquery()
-        )
         # id = ANY(ARRAY(subquery)): the picked ids are computed once, then fetched by primary key,
         # whatever the planner's row estimates say.
-        stmt = update(Code).where(Code.id == any_(func.array(picked)))
+        stmt = update(Code).where(Code.id == any_(func.array(picked.with_for_update(skip_locked=True).scalar_subquery())))
     else:
-        sub = select(Code.id).where(Code.product_id == product_id, *where).order_by(*order).limit(n)
-        stmt = update(Code).where(Code.id.in_(sub.scalar_subquery()))
-    stmt = stmt.values(**values, state_changed_at=now).returning(Code.id, Code.batch_id, Code.last4, Code.expires_at)
-    rows = (await session.execute(stmt, execution_options={"synchronize_session": False})).all()
+        stmt = update(Code).where(Code.id.in_(picked.scalar_subquery()))
+    return stmt.values(
+        state=bindparam("set_state"), reservation_id=bindparam("set_reservation_id"),
+        reserved_until=bindparam("set_reserved_until"), purpose=bindparam("set_purpose"), state_changed_at=now,
+    ).returning(Code.id, Code.batch_id, Code.last4, Code.expires_at)
+
+
+async def _take_where(session: AsyncSession, product_id: uuid.UUID, n: int, values: dict[str, object],
+                      now: dt.datetime, *, lapsed: bool) -> list[AllocatedCode]:
+    dialect = session.bind.dialect.name if session.bind is not None else ""
+    params = {"pick_product": product_id, "n": n, "now": now, **{f"set_{k}": v for k, v in values.items()}}
+    rows = (await session.execute(_pick_statement(dialect, lapsed), params,
+                                  execution_options={"synchronize_session": False})).all()
     got = [AllocatedCode(r.id, r.batch_id, r.last4, r.expires_at, product_id) for r in rows]
     got.sort(key=lambda c: (c.expires_at is None, c.expires_at or now, c.id))
     return got

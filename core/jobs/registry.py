@@ -26,6 +26,12 @@ JOB_MODULES: tuple[str, ...] = (
     "core.inventory.importing.jobs",
     "core.inventory.jobs",
     "core.audit.jobs",
+    "core.bulk_grants.jobs",
+    "core.reminders.jobs",
+    "core.webhooks.jobs",
+    "core.grants.delivery",
+    "core.claims.otp",
+    "core.risk.jobs",
 )
 
 #: Queues (Redis keys are ``kaquan:<queue>`` under the broker namespace).

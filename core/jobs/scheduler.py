@@ -56,6 +56,9 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("sweep_reservations", "sweep_reservations", dt.timedelta(minutes=5)),
     Periodic("check_stock_alerts", "check_stock_alerts", dt.timedelta(hours=1)),
     Periodic("seal_audit_chain", "seal_audit_chain", dt.timedelta(minutes=1)),
+    Periodic("remind_expiring_codes", "remind_expiring_codes", dt.timedelta(hours=1)),
+    Periodic("sweep_webhook_deliveries", "sweep_webhook_deliveries", dt.timedelta(minutes=5)),
+    Periodic("purge_risk_counters", "purge_risk_counters", dt.timedelta(hours=6)),
 )
 
 

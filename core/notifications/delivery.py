@@ -2,7 +2,8 @@
 
 Routes come from settings unless the job environment overrides them: e-mail goes through the built-in
 ``smtp_email`` connector when ``KAQUAN_SMTP_HOST`` is set, otherwise (embedded mode, development)
-through ``log_notifier``; other channels fall back to ``log_notifier``. The log notifier may log the
+through ``log_notifier``; SMS goes through ``sms_gateway`` when ``KAQUAN_SMS_GATEWAY_URL`` is set; other
+channels fall back to ``log_notifier``. The log notifier may log the
 body (an invite link) only in embedded mode, where the log is the operator's own terminal.
 """
 
@@ -28,13 +29,18 @@ HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 def default_routes(settings: Settings) -> dict[str, str]:
     """Channel → connector id, from settings."""
-    return {"email": "smtp_email" if settings.smtp_host else FALLBACK_NOTIFIER}
+    return {
+        "email": "smtp_email" if settings.smtp_host else FALLBACK_NOTIFIER,
+        "sms": "sms_gateway" if settings.sms_gateway_url else FALLBACK_NOTIFIER,
+    }
 
 
 def builtin_config(connector_id: str, settings: Settings, embedded: bool) -> dict[str, Any]:
     """Platform-level config of a notifier (built-ins from settings; others use their defaults)."""
     if connector_id == "smtp_email":
         return {"host": settings.smtp_host, "port": settings.smtp_port, "sender": settings.smtp_sender}
+    if connector_id == "sms_gateway":
+        return {"url": settings.sms_gateway_url, "api_key": settings.sms_gateway_key}
     if connector_id == "log_notifier":
         return {"include_body": embedded}
     return {}

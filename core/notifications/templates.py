@@ -38,9 +38,37 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
             "If you did not expect this message, ignore it.\n",
         ),
     },
+    "grant_codes": {
+        "zh-CN": (
+            "「{tenant_name}」送您的{product_name}",
+            "您好{greeting}：\n\n「{tenant_name}」送您 {product_name}：\n\n{codes}\n\n"
+            "有效期：{validity}\n使用说明：{usage_rules}\n\n请妥善保管，勿将卡密告诉他人。\n",
+        ),
+        "en": (
+            "Your {product_name} from {tenant_name}",
+            "Hello{greeting},\n\n{tenant_name} sent you {product_name}:\n\n{codes}\n\n"
+            "Valid: {validity}\nHow to use: {usage_rules}\n\nKeep these codes private.\n",
+        ),
+    },
+    "expiry_reminder": {
+        "zh-CN": (
+            "您在「{tenant_name}」的 {count} 张券即将到期",
+            "您好{greeting}：\n\n您在「{tenant_name}」领取的 {count} 张券将于 {expires_on} 起陆续到期，尚未使用：\n"
+            "{products}\n\n请在到期前使用，过期后将无法使用。\n",
+        ),
+        "en": (
+            "{count} of your codes from {tenant_name} expire soon",
+            "Hello{greeting},\n\n{count} unused code(s) you received from {tenant_name} start to expire on "
+            "{expires_on}:\n{products}\n\nUse them before they expire.\n",
+        ),
+    },
 }
 
-REQUIRED: dict[str, tuple[str, ...]] = {"invite": ("link", "tenant_name")}
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "invite": ("link", "tenant_name"),
+    "grant_codes": ("codes", "product_name", "tenant_name"),
+    "expiry_reminder": ("count", "expires_on", "products", "tenant_name"),
+}
 
 
 def normalize_locale(locale: str | None) -> str:

@@ -21,7 +21,7 @@ def test_entry_points_load_builtin_and_partner_connectors():
     assert names["log_notifier"].distribution == "kaquan"
     assert names["acme_notifier"].distribution == "kaquan-acme-notifier"
     assert names["acme_notifier"].connectors == ["acme_sms"]
-    assert [n.info.id for n in host.notifiers_for("sms")] == ["acme_sms", "log_notifier"]
+    assert [n.info.id for n in host.notifiers_for("sms")] == ["acme_sms", "log_notifier", "sms_gateway"]
 
 
 def test_blocklist_from_settings_keeps_blocked_plugins_unloaded():

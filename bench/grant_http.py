@@ -1,0 +1,214 @@
+"""Grants over HTTP on PostgreSQL + Redis: 200 concurrent clients calling ``POST /api/v1/grants``.
+
+Run: ``.venv/bin/python bench/grant_http.py [--grants 6000] [--concurrency 200] [--workers 2]``
+
+A throwaway PostgreSQL database is migrated like production (app role ``kaquan_app``, RLS on); the app
+runs in service mode (rate limits and risk counters on Redis, database 13 on 127.0.0.1, which must be
+empty) under uvicorn on 127.0.0.1. A tenant on a plan with a huge rate limit, an API client with
+``grants:write`` and one product with ``--grants`` codes in stock are set up through the service layer.
+Each request grants one code to a new member (``external_id``) with its own ``Idempotency-Key`` and no
+delivery (``channel: "none"``). Printed: grants per second, p50/p95/p99 latency, non-2xx answers, and
+duplicates (codes handed out twice, counted in the database afterwards). Aim: ≥ 400 grants/s, p99 ≤ 150 ms,
+zero duplicates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import tempfile
+import time
+import uuid
+
+import asyncpg
+import httpx
+from _pg import ADMIN_URL, ROOT, asyncpg_dsn, machine_line, throwaway_database
+from http_overhead import (
+    REDIS_URL,
+    bench_settings,
+    quiet_app,
+    redis_db_state,
+    redis_flush,
+    running,
+    settings_env,
+    uvicorn_server,
+)
+from sqlalchemy import insert
+
+from core.catalog.models import Product
+from core.crypto.envelope import generate_master_key_spec
+from core.db.context import set_tenant, tenant_context
+from core.db.ids import new_id, readable_ref
+from core.db.maintenance import refresh_statistics
+from core.inventory.models import Batch, Code
+from core.inventory.vault import seal
+from tenants import onboarding
+from tenants.clients import create_client
+from tenants.schemas import PlanCreate, TenantCreate
+
+
+async def set_up(app: object, codes: int) -> tuple[uuid.UUID, uuid.UUID, str]:
+    """Plan, tenant, API client (grants:write) and a product with ``codes`` codes; returns ids and a token."""
+    kernel = app.state.kernel  # type: ignore[attr-defined]
+    async with kernel.db.transaction() as s:
+        await onboarding.ensure_default_plans(s)
+        await onboarding.create_plan(
+            s,
+            PlanCreate(
+                code="bench",
+                name="Bench",
+                requests_per_minute=1_000_000,
+                max_api_clients=10,
+                max_stored_codes=10_000_000,
+            ),
+        )
+        created = await onboarding.create_tenant(
+            kernel,
+            s,
+            TenantCreate(
+                name="Bench Co", slug="bench-grants", owner_email="owner@bench.example.com", plan="bench"
+            ),
+        )
+    set_tenant(None)
+    tenant_id = created.tenant.id
+    now = dt.datetime.now(dt.UTC)
+    with tenant_context(tenant_id):
+        async with kernel.db.transaction() as s:
+            client, secret = await create_client(s, "bench", ["grants:write"])
+            product = Product(sku="BENCH-GRANT", kind="code", code_format="number_pin", name_zh="基准券")
+            s.add(product)
+            await s.flush()
+            batch = Batch(ref=readable_ref("B"), product_id=product.id, unit_cost=100, code_count=codes)
+            s.add(batch)
+            await s.flush()
+            cipher = await kernel.keys.cipher(s)
+            rows = []
+            for i in range(codes):
+                sealed = seal(cipher, f"GRANT{i:012d}", f"{i:06d}")
+                rows.append(
+                    {
+                        "tenant_id": tenant_id,
+                        "id": new_id(),
+                        "product_id": product.id,
+                        "batch_id": batch.id,
+                        "digest": sealed.digest,
+                        "secret": sealed.secret,
+                        "last4": sealed.last4,
+                        "has_pin": True,
+                        "state": "available",
+                        "expires_at": now + dt.timedelta(days=30 + i % 300),
+                        "state_changed_at": now,
+                    }
+                )
+            for start in range(0, len(rows), 5000):
+                await s.execute(insert(Code), rows[start : start + 5000])
+    await refresh_statistics(kernel.db, "codes")
+    async with running(app) as c:  # type: ignore[arg-type]
+        r = await c.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client.client_id, secret)
+        )
+        r.raise_for_status()
+        return tenant_id, product.id, r.json()["access_token"]
+
+
+async def load(
+    base: str,
+    token: str,
+    product_id: uuid.UUID,
+    grants: int,
+    concurrency: int,
+) -> tuple[float, list[float], dict[int, int]]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    remaining = grants
+    run = uuid.uuid4().hex[:8]
+
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as c:
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                n = remaining
+                body = {
+                    "product_id": str(product_id),
+                    "quantity": 1,
+                    "external_id": f"m-{run}-{n}",
+                    "channel": "none",
+                    "campaign_ref": "bench",
+                }
+                headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"{run}-{n}"}
+                t0 = time.perf_counter()
+                r = await c.post("/api/v1/grants", json=body, headers=headers)
+                latencies.append(time.perf_counter() - t0)
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started, latencies, statuses
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(len(ordered) * q), len(ordered) - 1)] * 1000 if ordered else 0.0
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--grants", type=int, default=6000)
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--redis-url", default=REDIS_URL, help="an EMPTY Redis database")
+    parser.add_argument("--admin-url", default=ADMIN_URL)
+    args = parser.parse_args()
+    state = await redis_db_state(args.redis_url)
+    if state != "empty":
+        raise SystemExit(f"{args.redis_url} is {state}; the benchmark needs an empty Redis database")
+    try:
+        async with throwaway_database(args.admin_url, prefix="kaquan_bench_grant") as db:
+            with tempfile.TemporaryDirectory(prefix="kaquan-bench-") as data_dir:
+                settings = bench_settings(db, data_dir, generate_master_key_spec("mk-bench"), args.redis_url)
+                # warm-up grants come out of the same stock
+                _tenant_id, product_id, token = await set_up(quiet_app(settings), args.grants + 400)
+                env = settings_env(settings) | {"WEB_CONCURRENCY": str(args.workers)}
+                async with uvicorn_server("core.app:create_app", env, str(ROOT)) as base:
+                    await load(base, token, product_id, 400, min(args.concurrency, 50))  # warm-up
+                    seconds, latencies, statuses = await load(
+                        base, token, product_id, args.grants, args.concurrency
+                    )
+                conn = await asyncpg.connect(asyncpg_dsn(db.owner_url))
+                try:
+                    dups = await conn.fetchval("SELECT count(*) - count(DISTINCT code_id) FROM grant_items")
+                    items = await conn.fetchval("SELECT count(*) FROM grant_items")
+                    version = await conn.fetchval("show server_version")
+                finally:
+                    await conn.close()
+    finally:
+        await redis_flush(args.redis_url)
+    ok = statuses.get(201, 0) + statuses.get(200, 0)
+    print(f"# Grants over HTTP — {dt.date.today().isoformat()}")
+    print()
+    print(
+        f"Machine: {machine_line()}; PostgreSQL {version} and Redis on 127.0.0.1; uvicorn, {args.workers} "
+        f"worker processes, service mode (Redis rate limits and risk counters), app role with RLS."
+    )
+    print(
+        f"{args.grants:,} grants of 1 code each from {args.concurrency} concurrent clients (after 400 warm-up "
+        "grants), each to a new member with its own Idempotency-Key, no delivery."
+    )
+    print()
+    print("| grants/s | p50 ms | p95 ms | p99 ms | 2xx | other answers | grant items | duplicates |")
+    print("|---:|---:|---:|---:|---:|---|---:|---:|")
+    others = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()) if k not in (200, 201)) or "none"
+    print(
+        f"| {ok / seconds:,.0f} | {pct(latencies, 0.5):.1f} | {pct(latencies, 0.95):.1f} | "
+        f"{pct(latencies, 0.99):.1f} | {ok:,} | {others} | {items:,} | {dups} |"
+    )
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

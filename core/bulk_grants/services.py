@@ -1,0 +1,686 @@
+"""Bulk grants: validate a recipient file, confirm it, grant row by row in a job, give back a result file.
+
+* :func:`create_bulk_grant` reads the upload (:mod:`.parsing`), checks every SKU against the catalog, finds
+  duplicate rows and rows already granted, totals the units per product against available stock, and
+  stores a ``validated`` :class:`~core.bulk_grants.models.BulkGrant` with one row record per data row
+  (contact encrypted under the tenant's data key, masked copy for display).
+* :func:`confirm_bulk_grant` creates a job progress record and queues the ``run_bulk_grant`` job through the
+  outbox (payload: the bulk grant id only).
+* :func:`run_bulk_grant` is the job's body: every ``pending`` row gets its own transaction that takes the row
+  (conditional update), inserts its row key into the ledger and calls
+  :func:`core.grants.services.create_grant` (``source="bulk"``). A failure rolls that row back and records
+  its error code (``out_of_stock``, ``risk_refused`` …) in a second short transaction; the next row goes on.
+* :func:`results_csv` renders the per-row result (UTF-8 with BOM, codes masked).
+
+**Row keys — why (campaign, contact, product) and not (file digest, row number).** A row key is the tenant's
+HMAC (the same keyed digest as code look-ups) of the campaign reference, the normalised contact (the phone
+in E.164, else the lower-cased e-mail) and the product id. A file digest would change the moment someone
+fixes one bad phone number and uploads the corrected file again — and every row already granted would be
+granted a second time; a key built from what the row *means* survives edits, reordering, re-saving as XLSX
+and re-encoding. Quantity is left out on purpose: a file is refused a second line for the same person and
+product (``duplicate_in_file``), so "the same row" is (contact, product), and a corrected quantity on a row
+that was already granted must not grant again. To give the same people the same product again (next
+month's welfare), use another ``campaign_ref``; the validation report shows beforehand which rows are
+already granted. The keys live in ``bulk_grant_keys`` under a unique ``(tenant_id, row_key)``, inserted in
+the transaction that creates the grant: re-uploading the file, confirming twice, a redelivered message or
+two workers at once can never grant a key twice. Rows that failed hold no key, so a later run can grant them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from typing import IO, Any
+
+import msgspec
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.audit.services import record
+from core.bulk_grants.models import BulkGrant, BulkGrantKey, BulkGrantRow
+from core.bulk_grants.parsing import PROBLEMS, RecipientRow, mask_contact, read_rows
+from core.bulk_grants.schemas import BulkGrantFields, BulkGrantOut, BulkOutcome, ProductTotal
+from core.catalog.models import Product
+from core.crypto.envelope import TenantCipher
+from core.db.base import utcnow
+from core.db.context import require_tenant
+from core.db.ids import new_id
+from core.db.session import Database
+from core.errors import Conflict, DomainError, NotFound, ValidationFailed
+from core.grants.models import GrantItem
+from core.inventory.allocation import count_available
+from core.inventory.importing.parsing import open_upload
+from core.inventory.models import Code
+from core.inventory.vault import masked
+from core.jobs import outbox, progress
+from core.jobs.models import JobRecord
+from core.kernel import Kernel
+
+log = structlog.get_logger("kaquan.bulk_grants")
+
+BULK_JOB = "run_bulk_grant"
+BULK_KIND = "grants.bulk"
+#: Recipients per file (a welfare list; bigger lists are split).
+MAX_ROWS = 10_000
+#: Problems listed one by one in the report (the counts cover all of them; the rows keep theirs).
+REPORT_PROBLEMS = 500
+PROGRESS_EVERY_SECONDS = 0.5
+_CHUNK = 500
+
+ProgressCallback = Callable[[int, int], Awaitable[None] | None]
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def row_key(cipher: TenantCipher, campaign_ref: str, contact: str, product_id: uuid.UUID) -> str:
+    """The row's exactly-once key (see the module docstring): keyed HMAC of campaign, contact and product."""
+    material = "\x1f".join(("bulk-grant", campaign_ref.strip(), contact, str(product_id)))
+    return cipher.digest(material.encode("utf-8"))
+
+
+def _row_aad(bulk_id: uuid.UUID, row_number: int) -> bytes:
+    return f"bulk-grant-row:{bulk_id}:{row_number}".encode()
+
+
+def seal_contact(cipher: TenantCipher, bulk_id: uuid.UUID, row: RecipientRow) -> bytes:
+    """Name, phone and e-mail of a row, encrypted (bound to the bulk grant and row number)."""
+    return cipher.encrypt(
+        msgspec.msgpack.encode([row.name, row.phone, row.email]), aad=_row_aad(bulk_id, row.row)
+    )
+
+
+def open_contact(cipher: TenantCipher, row: BulkGrantRow) -> tuple[str, str | None, str | None]:
+    """(name, phone, e-mail) of a stored row."""
+    if row.contact_secret is None:
+        return "", None, None
+    name, phone, email = msgspec.msgpack.decode(
+        cipher.decrypt(row.contact_secret, aad=_row_aad(row.bulk_grant_id, row.row_number))
+    )
+    return name, phone, email
+
+
+def bulk_out(bulk: BulkGrant) -> BulkGrantOut:
+    return BulkGrantOut(
+        id=bulk.id,
+        status=bulk.status,
+        campaign_ref=bulk.campaign_ref,
+        channel=bulk.channel,
+        filename=bulk.filename,
+        file_format=bulk.file_format,
+        encoding=bulk.encoding,
+        size_bytes=bulk.size_bytes,
+        total_rows=bulk.total_rows,
+        valid_rows=bulk.valid_rows,
+        already_granted=bulk.already_granted,
+        granted=bulk.granted,
+        failed=bulk.failed,
+        report=dict(bulk.report or {}),
+        job_id=bulk.job_id,
+        error=bulk.error,
+        created_at=bulk.created_at,
+        confirmed_at=bulk.confirmed_at,
+        finished_at=bulk.finished_at,
+    )
+
+
+async def get_bulk_grant(session: AsyncSession, bulk_id: uuid.UUID) -> BulkGrant:
+    bulk = (await session.execute(select(BulkGrant).where(BulkGrant.id == bulk_id))).scalar_one_or_none()
+    if bulk is None:
+        raise NotFound("Bulk grant not found", "批量发放记录不存在", code="bulk_grant_not_found")
+    return bulk
+
+
+async def list_bulk_grants(
+    session: AsyncSession, *, before: uuid.UUID | None = None, limit: int = 50
+) -> tuple[list[BulkGrant], uuid.UUID | None]:
+    """Newest first; pass the returned cursor as ``before`` for the next page."""
+    q = select(BulkGrant).order_by(BulkGrant.id.desc()).limit(limit + 1)
+    if before is not None:
+        q = q.where(BulkGrant.id < before)
+    rows = list((await session.execute(q)).scalars())
+    return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
+
+
+def _insert(session: AsyncSession) -> Any:
+    dialect = session.bind.dialect.name if session.bind is not None else ""
+    if dialect not in ("postgresql", "sqlite"):
+        raise RuntimeError(f"bulk grants do not support {dialect!r}")
+    return pg_insert if dialect == "postgresql" else sqlite_insert
+
+
+# --------------------------------------------------------------------------------------------- validate
+
+
+async def _products(session: AsyncSession, skus: set[str]) -> dict[str, Product]:
+    found: dict[str, Product] = {}
+    ordered = sorted(skus)
+    for start in range(0, len(ordered), _CHUNK):
+        part = ordered[start : start + _CHUNK]
+        for p in (await session.execute(select(Product).where(Product.sku.in_(part)))).scalars():
+            found[p.sku] = p
+    return found
+
+
+async def _granted_keys(
+    session: AsyncSession, keys: list[str]
+) -> dict[str, tuple[uuid.UUID | None, str | None]]:
+    """Keys already in the ledger → (grant id, grant ref) of the grant made for them."""
+    held: dict[str, tuple[uuid.UUID | None, str | None]] = {}
+    for start in range(0, len(keys), _CHUNK):
+        part = keys[start : start + _CHUNK]
+        found = await session.execute(
+            select(BulkGrantKey.row_key, BulkGrantKey.grant_id, BulkGrantKey.grant_ref).where(
+                BulkGrantKey.row_key.in_(part)
+            )
+        )
+        held.update({k: (gid, ref) for k, gid, ref in found.all()})
+    return held
+
+
+async def create_bulk_grant(
+    session: AsyncSession,
+    kernel: Kernel,
+    file: IO[bytes],
+    filename: str,
+    fields: BulkGrantFields,
+    *,
+    max_bytes: int,
+    user_id: uuid.UUID | None = None,
+    client_id: uuid.UUID | None = None,
+) -> BulkGrant:
+    """Read and validate a recipient file; store the report and the rows (nothing is granted yet)."""
+    tenant_id = require_tenant()
+    upload = await asyncio.to_thread(open_upload, file, filename, max_bytes=max_bytes)
+    columns, rows = await asyncio.to_thread(read_rows, upload, MAX_ROWS)
+    campaign = fields.campaign_ref.strip()
+    products = await _products(session, {r.sku for r in rows if r.sku})
+    seen: set[tuple[str, str]] = set()
+    for r in rows:
+        product = products.get(r.sku) if r.sku else None
+        if r.sku and product is None:
+            r.problems.append("unknown_sku")
+        elif product is not None and product.status != "active":
+            r.problems.append("product_inactive")
+        if r.contact and r.sku:
+            ident = (r.contact, r.sku)
+            if ident in seen:
+                r.problems.append("duplicate_in_file")
+            seen.add(ident)
+    cipher = await kernel.keys.cipher(session)
+    bulk_id = new_id()
+    keys: dict[int, str] = {}
+    for r in rows:
+        if not r.problems and r.contact:
+            keys[r.row] = row_key(cipher, campaign, r.contact, products[r.sku].id)
+    granted = await _granted_keys(session, list(keys.values()))
+
+    now = utcnow()
+    problem_counts: Counter[str] = Counter()
+    listed: list[dict[str, Any]] = []
+    per_product: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    values: list[dict[str, Any]] = []
+    valid = already = 0
+    for r in rows:
+        product = products.get(r.sku)
+        key = keys.get(r.row)
+        if r.problems:
+            status = "invalid"
+            problem_counts.update(r.problems)
+            if len(listed) < REPORT_PROBLEMS:
+                listed.append({"row": r.row, "codes": [p for p in PROBLEMS if p in r.problems]})
+        elif key in granted:
+            status, already = "already_granted", already + 1
+        else:
+            status, valid = "pending", valid + 1
+            totals = per_product[r.sku]
+            totals[0] += 1
+            totals[1] += r.quantity
+        earlier = granted.get(key) if status == "already_granted" and key else None
+        values.append(
+            {
+                "tenant_id": tenant_id,
+                "id": new_id(),
+                "created_at": now,
+                "bulk_grant_id": bulk_id,
+                "row_number": r.row,
+                "row_key": key,
+                "contact_masked": mask_contact(r.phone, r.email),
+                "contact_secret": seal_contact(cipher, bulk_id, r),
+                "sku": r.sku,
+                "product_id": product.id if product is not None else None,
+                "quantity": r.quantity,
+                "status": status,
+                "problems": r.problems,
+                "error_code": None,
+                "grant_id": earlier[0] if earlier else None,
+                "grant_ref": earlier[1] if earlier else None,
+                "processed_at": None,
+            }
+        )
+    totals_out: list[ProductTotal] = []
+    for sku, (n_rows, quantity) in sorted(per_product.items()):
+        product = products[sku]
+        available = await count_available(session, product.id)
+        totals_out.append(
+            ProductTotal(
+                sku=sku,
+                product_id=product.id,
+                name=product.name_zh,
+                rows=n_rows,
+                quantity=quantity,
+                available=available,
+                shortfall=max(quantity - available, 0),
+            )
+        )
+    report = {
+        "columns": columns.describe(),
+        "file_format": upload.file_format,
+        "encoding": upload.encoding,
+        "total_rows": len(rows),
+        "valid_rows": valid,
+        "invalid_rows": len(rows) - valid - already,
+        "already_granted": already,
+        "problem_counts": {p: problem_counts[p] for p in PROBLEMS if problem_counts[p]},
+        "problems": listed,
+        "products": msgspec.to_builtins(totals_out),
+        "short_of_stock": any(t.shortfall for t in totals_out),
+    }
+    bulk = BulkGrant(
+        id=bulk_id,
+        campaign_ref=campaign,
+        channel=fields.channel,
+        filename=(filename or "recipients.csv")[-255:],
+        size_bytes=upload.size,
+        file_format=upload.file_format,
+        encoding=upload.encoding or "",
+        status="validated",
+        report=report,
+        total_rows=len(rows),
+        valid_rows=valid,
+        already_granted=already,
+        user_id=user_id,
+        client_id=client_id,
+    )
+    session.add(bulk)
+    await session.flush()
+    for start in range(0, len(values), _CHUNK):
+        await session.execute(_insert(session)(BulkGrantRow), values[start : start + _CHUNK])
+    record(
+        session,
+        "bulk_grant.validated",
+        "bulk_grant",
+        bulk.id,
+        {
+            "filename": bulk.filename,
+            "campaign_ref": campaign,
+            "total_rows": len(rows),
+            "valid_rows": valid,
+            "already_granted": already,
+            "problems": report["problem_counts"],
+        },
+    )
+    log.info(
+        "bulk_grant_validated",
+        bulk_grant_id=str(bulk.id),
+        total_rows=len(rows),
+        valid_rows=valid,
+        already_granted=already,
+        problems=report["problem_counts"],
+    )
+    return bulk
+
+
+# --------------------------------------------------------------------------------------------- confirm
+
+
+async def confirm_bulk_grant(
+    session: AsyncSession, bulk_id: uuid.UUID, *, enqueue: bool = True
+) -> tuple[BulkGrant, JobRecord]:
+    """Queue the grant job for the pending rows; confirming a queued or running one returns its job."""
+    bulk = await get_bulk_grant(session, bulk_id)
+    if bulk.status in ("queued", "running") and bulk.job_id is not None:
+        return bulk, await progress.get(session, bulk.job_id)
+    if bulk.status == "done":
+        raise Conflict("This bulk grant is already done", "该批量发放已完成", code="bulk_grant_already_done")
+    pending = int(
+        await session.scalar(
+            select(func.count())
+            .select_from(BulkGrantRow)
+            .where(BulkGrantRow.bulk_grant_id == bulk.id, BulkGrantRow.status == "pending")
+        )
+        or 0
+    )
+    if pending == 0:
+        raise ValidationFailed(
+            "No row can be granted: every row has a problem or was granted before",
+            "没有可发放的行：所有行都有问题或已发放过",
+            code="bulk_nothing_to_grant",
+            extra={"total_rows": bulk.total_rows, "already_granted": bulk.already_granted},
+        )
+    job = await progress.create(session, BULK_KIND, total=pending)
+    bulk.status, bulk.job_id, bulk.error, bulk.confirmed_at = "queued", job.id, None, utcnow()
+    if enqueue:
+        outbox.enqueue(
+            session, BULK_JOB, {"bulk_grant_id": str(bulk.id)}, business_key=f"bulk-grant:{bulk.id}:{job.id}"
+        )
+    record(session, "bulk_grant.confirmed", "bulk_grant", bulk.id, {"job_id": str(job.id), "rows": pending})
+    await session.flush()
+    return bulk, job
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
+async def _advance(db: Database, job_id: uuid.UUID, done: int) -> None:
+    try:
+        async with db.transaction() as s:
+            await progress.advance(s, job_id, done)
+    except (Conflict, NotFound):
+        pass  # finished by another run, or gone: progress is informative only
+
+
+async def _take_key(s: AsyncSession, row: BulkGrantRow) -> bool:
+    """Insert the row's key into the ledger; ``False`` when it is there already (granted before)."""
+    assert row.row_key is not None
+    stmt = (
+        _insert(s)(BulkGrantKey)
+        .values(
+            tenant_id=require_tenant(),
+            id=new_id(),
+            created_at=utcnow(),
+            row_key=row.row_key,
+            bulk_grant_id=row.bulk_grant_id,
+            row_number=row.row_number,
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "row_key"])
+        .returning(BulkGrantKey.id)
+    )
+    return (await s.execute(stmt)).first() is not None
+
+
+async def _grant_row(kernel: Kernel, bulk: BulkGrant, row_id: uuid.UUID) -> str | None:
+    """Grant one row in its own transaction: ``granted``, ``already_granted``, an error code, or None (taken)."""
+    from core.grants.schemas import GrantRequest
+    from core.grants.services import create_grant
+
+    db = kernel.db
+    try:
+        async with db.transaction() as s:
+            taken = await s.execute(
+                update(BulkGrantRow)
+                .where(BulkGrantRow.id == row_id, BulkGrantRow.status == "pending")
+                .values(processed_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            if not taken.rowcount:  # type: ignore[attr-defined]
+                return None  # another run has it (or had it)
+            row = (await s.execute(select(BulkGrantRow).where(BulkGrantRow.id == row_id))).scalar_one()
+            if not await _take_key(s, row):
+                earlier = (
+                    await s.execute(select(BulkGrantKey).where(BulkGrantKey.row_key == row.row_key))
+                ).scalar_one()
+                row.status, row.grant_id, row.grant_ref = (
+                    "already_granted",
+                    earlier.grant_id,
+                    earlier.grant_ref,
+                )
+                return "already_granted"
+            name, phone, email = open_contact(await kernel.keys.cipher(s), row)
+            assert row.product_id is not None
+            request = GrantRequest(
+                product_id=row.product_id,
+                quantity=row.quantity,
+                phone=phone,
+                email=email,
+                name=name or None,
+                channel=bulk.channel,
+                campaign_ref=bulk.campaign_ref or None,
+            )
+            grant = await create_grant(
+                s, kernel, request, source="bulk", client_id=bulk.client_id, user_id=bulk.user_id
+            )
+            await s.execute(
+                update(BulkGrantKey)
+                .where(BulkGrantKey.row_key == row.row_key)
+                .values(grant_id=grant.id, grant_ref=grant.ref)
+                .execution_options(synchronize_session=False)
+            )
+            row.status, row.grant_id, row.grant_ref = "granted", grant.id, grant.ref
+            return "granted"
+    except DomainError as exc:
+        code = exc.code
+    except Exception as exc:
+        code = "grant_failed"
+        log.warning(
+            "bulk_grant_row_failed",
+            bulk_grant_id=str(bulk.id),
+            row_id=str(row_id),
+            error_type=type(exc).__name__,
+            exc_info=True,
+        )
+    async with db.transaction() as s:
+        await s.execute(
+            update(BulkGrantRow)
+            .where(BulkGrantRow.id == row_id, BulkGrantRow.status == "pending")
+            .values(status="failed", error_code=code[:60], processed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    return code
+
+
+async def _recount(s: AsyncSession, bulk: BulkGrant) -> dict[str, int]:
+    counts = dict(
+        (
+            await s.execute(
+                select(BulkGrantRow.status, func.count())
+                .where(BulkGrantRow.bulk_grant_id == bulk.id)
+                .group_by(BulkGrantRow.status)
+            )
+        ).all()
+    )
+    bulk.granted = int(counts.get("granted", 0))
+    bulk.failed = int(counts.get("failed", 0))
+    bulk.already_granted = int(counts.get("already_granted", 0))
+    return {k: int(v) for k, v in counts.items()}
+
+
+async def run_bulk_grant(
+    kernel: Kernel, bulk_id: uuid.UUID, *, on_progress: ProgressCallback | None = None
+) -> BulkOutcome:
+    """Grant every pending row of a confirmed bulk grant (the ``run_bulk_grant`` job's body; resumable).
+
+    A second or concurrent run skips rows already taken, so a redelivered message after a crash finishes
+    what is left and grants nothing twice. If the run itself stops (not a row: the database, say), the bulk
+    grant is marked ``failed`` and can be confirmed again to grant the rows still pending.
+    """
+    db = kernel.db
+    async with db.transaction() as s:
+        bulk = (await s.execute(select(BulkGrant).where(BulkGrant.id == bulk_id))).scalar_one_or_none()
+        if bulk is None or bulk.status not in ("queued", "running"):
+            log.info(
+                "bulk_grant_skipped", bulk_grant_id=str(bulk_id), status=bulk.status if bulk else "missing"
+            )
+            return BulkOutcome(bulk_grant_id=bulk_id, status="skipped")
+        bulk.status = "running"
+        row_ids = list(
+            (
+                await s.execute(
+                    select(BulkGrantRow.id)
+                    .where(BulkGrantRow.bulk_grant_id == bulk_id, BulkGrantRow.status == "pending")
+                    .order_by(BulkGrantRow.row_number)
+                )
+            ).scalars()
+        )
+        job_id = bulk.job_id
+        total = (await progress.get(s, job_id)).total if job_id else len(row_ids)
+    done = max(total - len(row_ids), 0)
+    errors: Counter[str] = Counter()
+    last = 0.0
+    try:
+        if job_id is not None:
+            await _advance(db, job_id, done)
+        for row_id in row_ids:
+            result = await _grant_row(kernel, bulk, row_id)
+            if result is not None and result not in ("granted", "already_granted"):
+                errors[result] += 1
+            done += 1
+            if on_progress is not None:
+                maybe = on_progress(done, total)
+                if maybe is not None:
+                    await maybe
+            if job_id is not None and time.monotonic() - last >= PROGRESS_EVERY_SECONDS:
+                last = time.monotonic()
+                await _advance(db, job_id, done)
+        async with db.transaction() as s:
+            bulk = await get_bulk_grant(s, bulk_id)
+            counts = await _recount(s, bulk)
+            if bulk.status == "running":
+                bulk.status, bulk.finished_at = "done", utcnow()
+                record(
+                    s,
+                    "bulk_grant.finished",
+                    "bulk_grant",
+                    bulk.id,
+                    {
+                        "granted": bulk.granted,
+                        "failed": bulk.failed,
+                        "already_granted": bulk.already_granted,
+                        "errors": dict(errors),
+                    },
+                )
+            result = {
+                "bulk_grant_id": str(bulk.id),
+                "granted": bulk.granted,
+                "failed": bulk.failed,
+                "already_granted": bulk.already_granted,
+                "errors": dict(errors),
+            }
+            if job_id is not None:
+                with contextlib.suppress(Conflict, NotFound):
+                    await progress.finish(s, job_id, result)
+        log.info("bulk_grant_done", bulk_grant_id=str(bulk_id), counts=counts, errors=dict(errors))
+        return BulkOutcome(
+            bulk_grant_id=bulk_id,
+            status="done",
+            granted=bulk.granted,
+            already_granted=bulk.already_granted,
+            failed=bulk.failed,
+            errors=dict(errors),
+        )
+    except Exception as exc:
+        kind = exc.code if isinstance(exc, DomainError) else type(exc).__name__
+        async with db.transaction() as s:
+            failed = await get_bulk_grant(s, bulk_id)
+            if failed.status == "running":
+                failed.status, failed.error, failed.finished_at = (
+                    "failed",
+                    f"bulk grant stopped ({kind})",
+                    utcnow(),
+                )
+                await _recount(s, failed)
+                record(s, "bulk_grant.failed", "bulk_grant", failed.id, {"error": kind})
+            if job_id is not None:
+                with contextlib.suppress(Conflict, NotFound):
+                    await progress.fail(s, job_id, f"bulk grant stopped ({kind})")
+        log.warning("bulk_grant_failed", bulk_grant_id=str(bulk_id), error_type=kind, exc_info=True)
+        return BulkOutcome(bulk_grant_id=bulk_id, status="failed", errors=dict(errors))
+
+
+# --------------------------------------------------------------------------------------------- results
+
+_HEADERS = {
+    "zh-CN": ["行号", "姓名", "联系方式", "商品编码", "数量", "结果", "发放单号", "卡券（掩码）", "错误代码"],
+    "en": [
+        "row",
+        "name",
+        "contact",
+        "sku",
+        "quantity",
+        "result",
+        "grant ref",
+        "codes (masked)",
+        "error code",
+    ],
+}
+_STATUS_LABELS = {
+    "zh-CN": {
+        "invalid": "未发放（数据有误）",
+        "pending": "待发放",
+        "already_granted": "已发放过",
+        "granted": "已发放",
+        "failed": "发放失败",
+    },
+    "en": {
+        "invalid": "not granted (bad row)",
+        "pending": "pending",
+        "already_granted": "granted before",
+        "granted": "granted",
+        "failed": "failed",
+    },
+}
+
+
+async def results_csv(
+    session: AsyncSession, kernel: Kernel, bulk_id: uuid.UUID, locale: str = "zh-CN"
+) -> bytes:
+    """The per-row result as CSV (UTF-8 with BOM so Excel opens it; contacts and codes masked)."""
+    lang = "en" if locale.lower().startswith("en") else "zh-CN"
+    bulk = await get_bulk_grant(session, bulk_id)
+    rows = list(
+        (
+            await session.execute(
+                select(BulkGrantRow)
+                .where(BulkGrantRow.bulk_grant_id == bulk.id)
+                .order_by(BulkGrantRow.row_number)
+            )
+        ).scalars()
+    )
+    grant_ids = [r.grant_id for r in rows if r.grant_id is not None]
+    codes: dict[uuid.UUID, list[str]] = defaultdict(list)
+    for start in range(0, len(grant_ids), _CHUNK):
+        part = grant_ids[start : start + _CHUNK]
+        found = await session.execute(
+            select(GrantItem.grant_id, Code.last4)
+            .join(Code, (Code.tenant_id == GrantItem.tenant_id) & (Code.id == GrantItem.code_id))
+            .where(GrantItem.grant_id.in_(part))
+            .order_by(GrantItem.grant_id, GrantItem.id)
+        )
+        for grant_id, last4 in found.all():
+            codes[grant_id].append(masked(last4))
+    cipher = await kernel.keys.cipher(session)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(_HEADERS[lang])
+    labels = _STATUS_LABELS[lang]
+    for r in rows:
+        name, _phone, _email = open_contact(cipher, r)
+        error = r.error_code or (";".join(r.problems) if r.problems else "")
+        writer.writerow(
+            [
+                r.row_number,
+                _safe(name),
+                r.contact_masked,
+                _safe(r.sku),
+                r.quantity,
+                labels.get(r.status, r.status),
+                r.grant_ref or "",
+                "; ".join(codes.get(r.grant_id, [])) if r.grant_id else "",
+                error,
+            ]
+        )
+    return "\ufeff".encode() + out.getvalue().encode("utf-8")
+
+
+def _safe(text: str) -> str:
+    """Neutralise spreadsheet formulas in values that came from the uploaded file (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -1,0 +1,294 @@
+"""One-time phone codes (6 digits, 5 minutes, 5 attempts then a 15-minute lock) and member SMS delivery.
+
+A code is stored only as a keyed digest (HMAC under the tenant key, bound to the challenge id). The SMS
+carrying it goes through the outbox: the payload holds the recipient and the text sealed under the
+tenant's data key (AAD ``member-sms``), so neither the phone nor the code rests in plaintext in the
+database or the broker. :func:`send_member_sms` opens it just before handing it to the routed notifier.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.audit.services import record
+from core.claims.models import OtpChallenge
+from core.crypto.envelope import TenantCipher
+from core.db.base import utcnow
+from core.db.context import require_tenant
+from core.db.ids import new_id
+from core.errors import DomainError
+from core.jobs.context import current_env, current_message
+from core.jobs.idempotency import run_once
+from core.jobs.outbox import enqueue
+from core.jobs.registry import job
+from core.kernel import Kernel
+from core.members.services import PHONE_AAD, mask_phone, seal_phone
+from plugins import Notification, mask_recipient
+
+log = structlog.get_logger("kaquan.claims")
+
+OTP_TTL = dt.timedelta(minutes=5)
+OTP_MAX_ATTEMPTS = 5
+OTP_LOCK = dt.timedelta(minutes=15)
+OTP_RESEND_AFTER = dt.timedelta(seconds=60)
+SMS_ACTOR = "send_member_sms"
+SMS_AAD = b"member-sms"
+
+
+class OtpInvalid(DomainError):
+    status, code = 422, "otp_invalid"
+
+
+class OtpExpired(DomainError):
+    status, code = 422, "otp_expired"
+
+
+class OtpLocked(DomainError):
+    status, code = 423, "otp_locked"
+
+
+class OtpTooSoon(DomainError):
+    status, code = 429, "otp_too_soon"
+
+
+@dataclass(frozen=True)
+class SentCode:
+    """What the page may show after a code was sent."""
+
+    phone_masked: str
+    expires_at: dt.datetime
+
+
+def _code_digest(cipher: TenantCipher, challenge: OtpChallenge, code: str) -> str:
+    return cipher.digest(b"otp:" + challenge.id.bytes + b":" + code.encode("ascii"))
+
+
+def locked_until(challenge: OtpChallenge | None, now: dt.datetime | None = None) -> dt.datetime | None:
+    """When the lock of ``challenge`` ends, or None when it is not locked."""
+    if challenge is None or challenge.locked_until is None:
+        return None
+    return challenge.locked_until if challenge.locked_until > (now or utcnow()) else None
+
+
+def _locked_error(until: dt.datetime) -> OtpLocked:
+    minutes = max(1, int((until - utcnow()).total_seconds() + 59) // 60)
+    return OtpLocked(
+        f"Too many wrong codes; try again in {minutes} minutes",
+        f"验证码错误次数过多，请 {minutes} 分钟后再试",
+        headers={"Retry-After": str(minutes * 60)},
+        extra={"locked_until": until.isoformat()},
+    )
+
+
+async def get_challenge(
+    session: AsyncSession, purpose: str, subject: str, *, lock: bool = False
+) -> OtpChallenge | None:
+    q = select(OtpChallenge).where(OtpChallenge.purpose == purpose, OtpChallenge.subject == subject)
+    if lock:
+        q = q.with_for_update()
+    return (await session.execute(q)).scalar_one_or_none()
+
+
+async def _challenge_for_send(
+    session: AsyncSession, purpose: str, subject: str, cipher: TenantCipher, phone: str
+) -> OtpChallenge:
+    existing = await get_challenge(session, purpose, subject, lock=True)
+    if existing is not None:
+        return existing
+    digest, _, secret = seal_phone(cipher, phone)
+    fresh = OtpChallenge(
+        id=new_id(),
+        purpose=purpose,
+        subject=subject,
+        phone_digest=digest,
+        phone_secret=secret,
+        attempts=0,
+        send_count=0,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(fresh)
+            await session.flush()
+        return fresh
+    except IntegrityError:  # a concurrent first send created it
+        found = await get_challenge(session, purpose, subject, lock=True)
+        assert found is not None
+        return found
+
+
+async def send_code(
+    session: AsyncSession, kernel: Kernel, purpose: str, subject: str, phone_e164: str, *, sender: str
+) -> SentCode:
+    """Create a fresh code for ``subject`` and queue it by SMS to ``phone_e164`` (already normalised).
+
+    Refuses while the subject is locked (``otp_locked``) or within a minute of the last code
+    (``otp_too_soon``) while that code is unused. Wrong attempts are kept across resends.
+    """
+    cipher = await kernel.keys.cipher(session)
+    challenge = await _challenge_for_send(session, purpose, subject, cipher, phone_e164)
+    now = utcnow()
+    until = locked_until(challenge, now)
+    if until is not None:
+        raise _locked_error(until)
+    pending = (
+        challenge.code_digest is not None and challenge.expires_at is not None and now < challenge.expires_at
+    )
+    if pending and challenge.last_sent_at is not None and now - challenge.last_sent_at < OTP_RESEND_AFTER:
+        wait = int((OTP_RESEND_AFTER - (now - challenge.last_sent_at)).total_seconds()) + 1
+        raise OtpTooSoon(
+            f"A code was just sent; wait {wait} seconds before asking again",
+            f"验证码已发送，请 {wait} 秒后再获取",
+            headers={"Retry-After": str(wait)},
+        )
+    if challenge.locked_until is not None:  # a lock that has run out starts a fresh count
+        challenge.locked_until, challenge.attempts = None, 0
+    digest, masked, secret = seal_phone(cipher, phone_e164)
+    challenge.phone_digest, challenge.phone_secret = digest, secret
+    code = f"{secrets.randbelow(1_000_000):06d}"
+    challenge.code_digest = _code_digest(cipher, challenge, code)
+    challenge.expires_at = now + OTP_TTL
+    challenge.last_sent_at = now
+    challenge.send_count += 1
+    minutes = int(OTP_TTL.total_seconds() // 60)
+    body = f"【{sender}】您的验证码为 {code}，{minutes} 分钟内有效。请勿将验证码告诉他人。"
+    queue_sms(
+        session,
+        cipher,
+        phone_e164,
+        body,
+        template="claim_otp",
+        business_key=f"{SMS_ACTOR}:otp:{challenge.id}:{challenge.send_count}",
+    )
+    record(
+        session,
+        "claim.otp_sent",
+        "otp_challenge",
+        challenge.id,
+        {"purpose": purpose, "subject": subject, "phone": masked},
+    )
+    return SentCode(masked, challenge.expires_at)
+
+
+async def check_code(session: AsyncSession, kernel: Kernel, purpose: str, subject: str, code: str) -> str:
+    """The confirmed phone (E.164) when ``code`` is the subject's current code; the code is then used up.
+
+    A wrong code counts an attempt (flushed, so the caller must commit even when it shows the error);
+    the fifth locks the subject for 15 minutes.
+    """
+    challenge = await get_challenge(session, purpose, subject, lock=True)
+    now = utcnow()
+    until = locked_until(challenge, now)
+    if until is not None:
+        raise _locked_error(until)
+    if challenge is None or challenge.code_digest is None or challenge.expires_at is None:
+        raise OtpExpired("No valid code; ask for a new one", "验证码无效，请重新获取")
+    if now >= challenge.expires_at:
+        challenge.code_digest = None
+        await session.flush()
+        raise OtpExpired("The code has expired; ask for a new one", "验证码已过期，请重新获取")
+    cipher = await kernel.keys.cipher(session)
+    given = "".join(ch for ch in (code or "") if not ch.isspace())
+    if not (len(given) == 6 and given.isdigit()) or not hmac.compare_digest(
+        challenge.code_digest, _code_digest(cipher, challenge, given)
+    ):
+        challenge.attempts += 1
+        if challenge.attempts >= OTP_MAX_ATTEMPTS:
+            challenge.locked_until = now + OTP_LOCK
+            challenge.code_digest = None
+            record(
+                session,
+                "claim.otp_locked",
+                "otp_challenge",
+                challenge.id,
+                {"purpose": purpose, "subject": subject, "until": challenge.locked_until.isoformat()},
+            )
+            await session.flush()
+            raise _locked_error(challenge.locked_until)
+        await session.flush()
+        left = OTP_MAX_ATTEMPTS - challenge.attempts
+        raise OtpInvalid(
+            f"Wrong code; {left} attempts left",
+            f"验证码错误，还可尝试 {left} 次",
+            extra={"attempts_left": left},
+        )
+    challenge.code_digest = None
+    challenge.attempts = 0
+    await session.flush()
+    return phone_of(cipher, challenge)
+
+
+def phone_of(cipher: TenantCipher, challenge: OtpChallenge) -> str:
+    """The phone (E.164) a challenge's code went to."""
+    aad = PHONE_AAD + challenge.phone_digest.encode()
+    return cipher.decrypt(challenge.phone_secret, aad=aad).decode("ascii")
+
+
+def masked_phone_of(cipher: TenantCipher, challenge: OtpChallenge) -> str:
+    return mask_phone(phone_of(cipher, challenge))
+
+
+def queue_sms(
+    session: AsyncSession,
+    cipher: TenantCipher,
+    phone_e164: str,
+    body: str,
+    *,
+    template: str,
+    business_key: str,
+) -> None:
+    """Queue an SMS to a member through the outbox, recipient and text sealed under the tenant's key."""
+    sealed = cipher.encrypt(msgspec.msgpack.encode({"to": phone_e164, "body": body}), aad=SMS_AAD)
+    enqueue(
+        session,
+        SMS_ACTOR,
+        {"template": template, "to_masked": mask_phone(phone_e164), "sealed": sealed.hex()},
+        business_key=business_key,
+    )
+
+
+def open_sms(cipher: TenantCipher, payload: dict[str, Any]) -> tuple[str, str]:
+    """(recipient, text) of a queued member SMS."""
+    opened = msgspec.msgpack.decode(cipher.decrypt(bytes.fromhex(payload["sealed"]), aad=SMS_AAD))
+    return str(opened["to"]), str(opened["body"])
+
+
+@job(SMS_ACTOR, queue="notifications", max_retries=5, min_backoff_ms=5_000)
+async def send_member_sms(template: str, sealed: str, to_masked: str = "") -> None:
+    """Deliver one member SMS (a one-time code or a claim link) once, through the notifier for ``sms``."""
+    from core.notifications.delivery import deliver
+
+    env = current_env()
+    message = current_message()
+    tenant_id = require_tenant()
+    key = message.idempotency_key if message else f"{SMS_ACTOR}:{template}:{sealed[:32]}"
+    async with env.db().transaction() as session:
+        if not await run_once(session, key, SMS_ACTOR):
+            return
+        to, body = open_sms(await env.keys.cipher(session), {"sealed": sealed})
+        notification = Notification(
+            channel="sms", to=to, subject="", body=body, template=template, reference=key
+        )
+        connector_id, result = await deliver(env, tenant_id, notification)
+        fields = {
+            "connector": connector_id,
+            "template": template,
+            "to": mask_recipient(to),
+            "status": result.status,
+            "reference": key,
+        }
+        if result.accepted:
+            log.info("member_sms_delivered", **fields)
+        elif result.status == "failed" and result.retryable:
+            raise RuntimeError(f"{connector_id} could not deliver the SMS now: {result.detail}")
+        else:
+            log.warning("member_sms_not_delivered", detail=result.detail, **fields)

@@ -1,0 +1,61 @@
+"""Claim-link and campaign requests and responses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated
+
+import msgspec
+
+MIN_LINK_TTL_SECONDS = 300
+MAX_LINK_TTL_SECONDS = 90 * 86_400
+DEFAULT_LINK_TTL_SECONDS = 7 * 86_400
+MAX_CLAIM_QUANTITY = 10
+MAX_PER_MEMBER_LIMIT = 100
+
+
+class ClaimLinkCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How long the link stays valid (default 7 days, 5 minutes to 90 days)."""
+
+    expires_in_seconds: int | None = None
+
+
+class ClaimLinkOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    grant_id: uuid.UUID
+    url: str
+    path: str
+    expires_at: dt.datetime
+    status: str
+    phone_masked: str | None  # the phone that must confirm the link, when known
+
+
+class CampaignCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    product_id: uuid.UUID
+    quantity: int = 1  # units per claim, 1..10
+    per_member_limit: int = 1  # claims per member over the campaign, 1..100
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    active: bool = True
+
+
+class CampaignOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    ref: str
+    name: str
+    product_id: uuid.UUID
+    quantity: int
+    per_member_limit: int
+    starts_at: dt.datetime | None
+    ends_at: dt.datetime | None
+    active: bool
+    url: str
+    path: str
+    created_at: dt.datetime
+
+
+class CampaignPage(msgspec.Struct):
+    items: list[CampaignOut]
+    next_cursor: uuid.UUID | None

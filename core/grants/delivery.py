@@ -1,0 +1,161 @@
+"""``deliver_grant``: the outbox job that sends a grant's codes to its contact through a notifier.
+
+The payload is only the grant id: the contact (encrypted on the grant) and the codes (sealed in the
+vault) are read and unsealed here, just before rendering, so neither travels or rests in the broker.
+Delivery happens outside the database transaction; the outcome is then recorded idempotently on the
+outbox business key. An accepted delivery marks the grant ``delivered`` (event ``grant.delivered``); a
+rejected one, or a failed one once retries are exhausted, marks it ``delivery_failed`` (event
+``grant.delivery_failed``); a retryable failure before that raises, and dramatiq retries with backoff.
+A grant voided meanwhile is not sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from collections import Counter
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+
+from core.catalog.models import Product
+from core.db.context import require_tenant
+from core.grants.models import Grant, GrantItem
+from core.grants.services import DELIVERY_ACTOR, get_grant, mark_delivered, mark_delivery_failed, open_contact
+from core.inventory.models import Code
+from core.inventory.vault import unseal
+from core.jobs.context import current_env, current_message
+from core.jobs.idempotency import already_done, run_once
+from core.jobs.registry import job
+from core.members.models import Member
+from core.notifications.delivery import deliver
+from core.notifications.templates import normalize_locale, render
+from plugins import DeliveryResult, Notification, mask_recipient
+from tenants.models import Tenant
+
+log = structlog.get_logger("kaquan.grants")
+MAX_RETRIES = 8
+TEMPLATE = "grant_codes"
+
+
+class GrantDeliveryFailed(RuntimeError):
+    """The notifier could not deliver now; dramatiq retries the job with backoff."""
+
+
+def _code_lines(pairs: list[tuple[str, str | None]], lang: str) -> str:
+    counts = Counter(pairs)
+    lines = []
+    for (number, pin), n in counts.items():
+        if lang == "en":
+            line = f"Card no.: {number}" + (f"  PIN: {pin}" if pin else "")
+            line += f"  (x{n})" if n > 1 else ""
+        else:
+            line = f"卡号：{number}" + (f"  卡密：{pin}" if pin else "")
+            line += f"（{n} 次）" if n > 1 else ""
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _validity(expiries: list[dt.datetime | None], timezone: str, lang: str) -> str:
+    dates = [e for e in expiries if e is not None]
+    if not dates:
+        return "no expiry" if lang == "en" else "长期有效"
+    try:
+        tz = zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        tz = zoneinfo.ZoneInfo("Asia/Shanghai")
+    first = min(dates).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    return f"until {first}" if lang == "en" else f"{first} 前有效"
+
+
+async def render_grant_message(session: Any, keys: Any, grant: Grant, tenant: Tenant) -> tuple[str, str, str]:
+    """(locale, subject, body) of the grant's message with the codes in plaintext (never log it)."""
+    lang = normalize_locale(tenant.locale)
+    product = await session.get(Product, (grant.tenant_id, grant.product_id))
+    items = list(
+        (
+            await session.execute(
+                select(GrantItem).where(GrantItem.grant_id == grant.id).order_by(GrantItem.id)
+            )
+        ).scalars()
+    )
+    codes = {
+        c.id: c
+        for c in (
+            await session.execute(select(Code).where(Code.id.in_([i.code_id for i in items])))
+        ).scalars()
+    }
+    cipher = await keys.cipher(session)
+    pairs = [unseal(cipher, codes[i.code_id].digest, codes[i.code_id].secret) for i in items]
+    member = await session.get(Member, (grant.tenant_id, grant.member_id)) if grant.member_id else None
+    name = (product.name_en or product.name_zh) if lang == "en" else product.name_zh
+    greeting = (" " + member.name if lang == "en" else member.name) if member and member.name else ""
+    subject, body = render(
+        TEMPLATE,
+        lang,
+        {
+            "tenant_name": tenant.name,
+            "product_name": name,
+            "codes": _code_lines(pairs, lang),
+            "validity": _validity([i.expires_at for i in items], tenant.timezone, lang),
+            "usage_rules": product.usage_rules.strip() or "—",
+            "greeting": greeting,
+        },
+    )
+    return lang, subject, body
+
+
+@job(DELIVERY_ACTOR, queue="notifications", max_retries=MAX_RETRIES, min_backoff_ms=10_000)
+async def deliver_grant(grant_id: str) -> None:
+    """Send grant ``grant_id``'s codes to its contact once, and record the outcome on the grant."""
+    env = current_env()
+    message = current_message()
+    tenant_id = require_tenant()
+    gid = uuid.UUID(grant_id)
+    key = message.idempotency_key if message else f"{DELIVERY_ACTOR}:{gid}"
+    async with env.db().transaction() as session:
+        if await already_done(session, key):
+            log.info("grant_delivery_already_done", grant_id=grant_id)
+            return
+        grant = await get_grant(session, gid)
+        if grant.status != "created" or grant.channel is None:
+            log.info("grant_delivery_skipped", grant_id=grant_id, status=grant.status)
+            return
+        tenant = await session.get(Tenant, tenant_id)
+        if tenant is None:
+            raise LookupError(f"tenant {tenant_id} not found")
+        to = open_contact(await env.keys.cipher(session), grant) or ""
+        lang, subject, body = await render_grant_message(session, env.keys, grant, tenant)
+        channel, ref = grant.channel, grant.ref
+    notification = Notification(
+        channel=channel, to=to, subject=subject, body=body, locale=lang, template=TEMPLATE, reference=key
+    )
+    try:
+        connector_id, result = await deliver(env, tenant_id, notification)
+    except Exception as exc:  # a broken connector counts as a retryable failure
+        connector_id = "notifier"
+        result = DeliveryResult(
+            status="failed", detail=f"notifier error: {type(exc).__name__}", retryable=True
+        )
+    fields = {
+        "grant": ref,
+        "connector": connector_id,
+        "channel": channel,
+        "to": mask_recipient(to),
+        "status": result.status,
+    }
+    retries = message.retries if message else MAX_RETRIES
+    if not result.accepted and result.retryable and retries < MAX_RETRIES:
+        log.warning("grant_delivery_retry", detail=result.detail, retries=retries, **fields)
+        raise GrantDeliveryFailed(f"{connector_id}: {result.detail}")
+    async with env.db().transaction() as session:
+        if not await run_once(session, key, DELIVERY_ACTOR):
+            return
+        if result.accepted:
+            moved = await mark_delivered(session, gid, connector_id)
+            log.info("grant_delivered", recorded=moved, **fields)
+        else:
+            moved = await mark_delivery_failed(session, gid, connector_id, result.detail or result.status)
+            log.warning("grant_delivery_failed", detail=result.detail, recorded=moved, **fields)

@@ -1,0 +1,449 @@
+"""Grants: hand codes from stock to a member or a contact, deliver them, void undelivered ones.
+
+``create_grant`` is the one way every surface (API, console, bulk job, claim) gives codes away: it resolves
+or creates the member, asks the risk gate, allocates from inventory, records the grant and its items with
+an audit event and a ``grant.created`` event, and queues delivery through the outbox — all in the caller's
+transaction. The contact used for delivery is kept AES-GCM encrypted on the grant; the codes stay in the
+vault and are unsealed only by the delivery job (or for a caller allowed to reveal them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.audit.services import record
+from core.catalog.models import Product
+from core.crypto.envelope import TenantCipher
+from core.db.base import utcnow
+from core.db.ids import new_id, readable_ref
+from core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from core.events.services import emit
+from core.grants.models import GRANT_STATUSES, Grant, GrantItem
+from core.grants.schemas import (
+    CHANNELS,
+    MAX_GRANT_QUANTITY,
+    GrantCodeOut,
+    GrantMemberOut,
+    GrantOut,
+    GrantPage,
+    GrantRequest,
+)
+from core.inventory.allocation import allocate
+from core.inventory.models import Code
+from core.inventory.vault import masked, unseal
+from core.jobs import outbox
+from core.kernel import Kernel
+from core.members.models import Member
+from core.members.services import (
+    find_or_create_member,
+    mask_phone,
+    member_phone,
+    normalize_email,
+    normalize_phone,
+)
+from core.risk.gate import RiskSubject, guard
+from plugins import mask_recipient
+
+__all__ = [
+    "DELIVERY_ACTOR",
+    "VOIDABLE_STATUSES",
+    "create_grant",
+    "get_grant",
+    "grant_out",
+    "items_of_member",
+    "list_grants",
+    "normalize_phone",
+    "void_grant",
+]
+
+DELIVERY_ACTOR = "deliver_grant"
+VOIDABLE_STATUSES = ("created", "delivery_failed")
+CONTACT_AAD = b"grant-contact:"
+MAX_PAGE = 200
+
+
+def _quantity_error() -> ValidationFailed:
+    return ValidationFailed(
+        f"Quantity must be between 1 and {MAX_GRANT_QUANTITY}",
+        f"数量必须在 1 到 {MAX_GRANT_QUANTITY} 之间",
+        errors=[FieldError(field="quantity", message=f"1..{MAX_GRANT_QUANTITY}", code="out_of_range")],
+    )
+
+
+def _check(data: GrantRequest) -> None:
+    if not 1 <= data.quantity <= MAX_GRANT_QUANTITY:
+        raise _quantity_error()
+    if data.channel is not None and data.channel not in CHANNELS:
+        raise ValidationFailed(
+            "Unknown delivery channel",
+            "未知的发放渠道",
+            errors=[FieldError(field="channel", message=f"one of {', '.join(CHANNELS)}", code="invalid")],
+        )
+    if data.campaign_ref is not None and len(data.campaign_ref) > 120:
+        raise ValidationFailed(
+            "campaign_ref is too long",
+            "活动编号过长",
+            errors=[FieldError(field="campaign_ref", message="at most 120 characters", code="too_long")],
+        )
+
+
+async def _product(session: AsyncSession, product_id: uuid.UUID) -> Product:
+    product = (await session.execute(select(Product).where(Product.id == product_id))).scalar_one_or_none()
+    if product is None:
+        raise NotFound("Product not found", "权益商品不存在", code="product_not_found")
+    return product
+
+
+def seal_contact(cipher: TenantCipher, grant_id: uuid.UUID, contact: str) -> bytes:
+    return cipher.encrypt(contact.encode("utf-8"), aad=CONTACT_AAD + grant_id.bytes)
+
+
+def open_contact(cipher: TenantCipher, grant: Grant) -> str | None:
+    """The grant's delivery contact in plaintext (delivery only)."""
+    if grant.contact_secret is None:
+        return None
+    return cipher.decrypt(grant.contact_secret, aad=CONTACT_AAD + grant.id.bytes).decode("utf-8")
+
+
+async def _contact(
+    session: AsyncSession,
+    kernel: Kernel,
+    data: GrantRequest,
+    member: Member,
+    phone: str | None,
+    email: str | None,
+) -> tuple[str | None, str | None]:
+    """(channel, contact) for delivery: the asked channel, or the phone first, then the e-mail."""
+    if data.channel == "none":
+        return None, None
+    phone = phone or await member_phone(session, kernel, member)
+    email = email or member.email
+    if data.channel == "sms" or (data.channel is None and phone):
+        if not phone:
+            raise ValidationFailed(
+                "SMS delivery needs a phone number",
+                "短信发放需要手机号",
+                errors=[FieldError(field="phone", message="required for channel sms", code="required")],
+            )
+        return "sms", phone
+    if data.channel == "email" or (data.channel is None and email):
+        if not email:
+            raise ValidationFailed(
+                "E-mail delivery needs an e-mail address",
+                "邮件发放需要邮箱",
+                errors=[FieldError(field="email", message="required for channel email", code="required")],
+            )
+        return "email", email
+    return None, None
+
+
+def _item_expiry(product: Product, code_expiry: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
+    """When a granted unit stops being usable: the code's expiry, shortened by a days-after-issue rule."""
+    if product.validity_kind == "days_after_issue" and product.validity_days:
+        rule = now + dt.timedelta(days=product.validity_days)
+        return min(rule, code_expiry) if code_expiry else rule
+    if product.validity_kind == "fixed_date" and product.validity_date:
+        return min(product.validity_date, code_expiry) if code_expiry else product.validity_date
+    return code_expiry
+
+
+async def create_grant(
+    session: AsyncSession,
+    kernel: Kernel,
+    data: GrantRequest,
+    *,
+    source: str,
+    client_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+    ip: str | None = None,
+    device_id: str | None = None,
+) -> Grant:
+    """Grant ``data.quantity`` units of a product; see the module docstring. All in the caller's transaction.
+
+    Raises ValidationFailed (bad input), NotFound (product or member), OutOfStock, RiskRefused.
+    """
+    _check(data)
+    phone = normalize_phone(data.phone) if data.phone and data.phone.strip() else None
+    email = normalize_email(data.email) if data.email and data.email.strip() else None
+    product = await _product(session, data.product_id)
+    member = await find_or_create_member(
+        session,
+        kernel,
+        member_id=data.member_id,
+        external_id=data.external_id,
+        phone=phone,
+        email=email,
+        name=data.name,
+        source="grant",
+    )
+    if member.status != "active":
+        raise Conflict("This member is blocked", "该会员已被停用", code="member_blocked")
+    channel, contact = await _contact(session, kernel, data, member, phone, email)
+    cipher = await kernel.keys.cipher(session)
+    grant = Grant(
+        id=new_id(),
+        ref=readable_ref("G"),
+        product_id=product.id,
+        quantity=data.quantity,
+        member_id=member.id,
+        channel=channel,
+        campaign_ref=(data.campaign_ref or "").strip() or None,
+        source=source,
+        client_id=client_id,
+        user_id=user_id,
+        status="created",
+    )
+    if contact is not None:
+        grant.contact_masked = mask_phone(contact) if channel == "sms" else mask_recipient(contact)
+        grant.contact_secret = seal_contact(cipher, grant.id, contact)
+    subject = RiskSubject(
+        member_id=member.id, phone_digest=member.phone_digest, ip=ip, device_id=device_id, client_id=client_id
+    )
+    async with guard(session, kernel.settings, "grant", subject, data.quantity):
+        allocation = await allocate(session, product.id, data.quantity, f"grant:{grant.ref}")
+        now = utcnow()
+        session.add(grant)
+        items = [
+            GrantItem(
+                grant_id=grant.id,
+                code_id=c.id,
+                member_id=member.id,
+                status="held",
+                expires_at=_item_expiry(product, c.expires_at, now),
+            )
+            for c in allocation.codes
+        ]
+        session.add_all(items)
+        await session.flush()
+    facts = {
+        "ref": grant.ref,
+        "product_id": str(product.id),
+        "quantity": grant.quantity,
+        "member_id": str(member.id),
+        "channel": channel,
+        "campaign_ref": grant.campaign_ref,
+        "source": source,
+        "codes": [str(i.code_id) for i in items],
+    }
+    record(session, "grant.created", "grant", grant.id, facts)
+    emit(session, "grant.created", grant.id, facts)
+    if channel is not None:
+        outbox.enqueue(
+            session, DELIVERY_ACTOR, {"grant_id": str(grant.id)}, business_key=f"{DELIVERY_ACTOR}:{grant.id}"
+        )
+    return grant
+
+
+async def get_grant(session: AsyncSession, grant_id: uuid.UUID, *, for_update: bool = False) -> Grant:
+    stmt = select(Grant).where(Grant.id == grant_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    grant = (await session.execute(stmt)).scalar_one_or_none()
+    if grant is None:
+        raise NotFound("Grant not found", "发放记录不存在", code="grant_not_found")
+    return grant
+
+
+async def grant_items(session: AsyncSession, grant_id: uuid.UUID) -> list[GrantItem]:
+    return list(
+        (
+            await session.execute(
+                select(GrantItem).where(GrantItem.grant_id == grant_id).order_by(GrantItem.id)
+            )
+        ).scalars()
+    )
+
+
+async def items_of_member(session: AsyncSession, member_id: uuid.UUID) -> list[GrantItem]:
+    """The units a member holds now (status ``held``), soonest-expiring first."""
+    rows = (
+        await session.execute(
+            select(GrantItem).where(GrantItem.member_id == member_id, GrantItem.status == "held")
+        )
+    ).scalars()
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+    return sorted(rows, key=lambda i: (i.expires_at or far, i.id))
+
+
+async def void_grant(session: AsyncSession, kernel: Kernel, grant_id: uuid.UUID, reason: str) -> Grant:
+    """Void an undelivered grant (``created`` or ``delivery_failed``): its codes go back to stock."""
+    reason = (reason or "").strip()
+    if len(reason) < 2:
+        raise ValidationFailed(
+            "State a reason",
+            "请填写作废原因",
+            errors=[FieldError(field="reason", message="required", code="required")],
+        )
+    grant = await get_grant(session, grant_id, for_update=True)
+    if grant.status not in VOIDABLE_STATUSES:
+        raise Conflict(
+            f"A {grant.status} grant cannot be voided",
+            f"状态为 {grant.status} 的发放不能作废",
+            code="grant_not_voidable",
+            extra={"status": grant.status},
+        )
+    items = [i for i in await grant_items(session, grant.id) if i.status == "held"]
+    uses: dict[uuid.UUID, int] = {}
+    for item in items:
+        uses[item.code_id] = uses.get(item.code_id, 0) + 1
+        item.status = "voided"
+    now = utcnow()
+    if uses:
+        codes = list(
+            (await session.execute(select(Code).where(Code.id.in_(list(uses))).with_for_update())).scalars()
+        )
+        for code in codes:
+            if code.uses_left is not None:  # a reusable code gets its uses back
+                code.uses_left += uses[code.id]
+            if code.state in ("issued", "available"):
+                code.state = "available"
+                code.purpose = None
+                code.state_changed_at = now
+    grant.status = "voided"
+    grant.voided_at = now
+    grant.void_reason = reason[:500]
+    await session.flush()
+    facts = {"ref": grant.ref, "reason": grant.void_reason, "codes": sorted(str(c) for c in uses)}
+    record(session, "grant.voided", "grant", grant.id, facts)
+    emit(session, "grant.voided", grant.id, facts)
+    return grant
+
+
+async def mark_delivered(session: AsyncSession, grant_id: uuid.UUID, connector_id: str) -> bool:
+    """``created``/``delivery_failed`` → ``delivered`` (False when the grant moved on, e.g. voided)."""
+    now = utcnow()
+    result = await session.execute(
+        update(Grant)
+        .where(Grant.id == grant_id, Grant.status.in_(VOIDABLE_STATUSES))
+        .values(status="delivered", delivered_at=now, delivery_detail=f"accepted by {connector_id}"),
+        execution_options={"synchronize_session": False},
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    grant = await get_grant(session, grant_id)
+    facts = {"ref": grant.ref, "channel": grant.channel, "connector": connector_id}
+    record(session, "grant.delivered", "grant", grant_id, facts)
+    emit(session, "grant.delivered", grant_id, facts)
+    return True
+
+
+async def mark_delivery_failed(
+    session: AsyncSession, grant_id: uuid.UUID, connector_id: str, detail: str
+) -> bool:
+    """``created`` → ``delivery_failed`` with the notifier's reason (no secrets in it)."""
+    result = await session.execute(
+        update(Grant)
+        .where(Grant.id == grant_id, Grant.status == "created")
+        .values(status="delivery_failed", delivery_detail=f"{connector_id}: {detail}"[:500]),
+        execution_options={"synchronize_session": False},
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    grant = await get_grant(session, grant_id)
+    facts = {"ref": grant.ref, "channel": grant.channel, "connector": connector_id, "detail": detail[:300]}
+    record(session, "grant.delivery_failed", "grant", grant_id, facts)
+    emit(session, "grant.delivery_failed", grant_id, facts)
+    return True
+
+
+async def list_grants(
+    session: AsyncSession,
+    *,
+    after: uuid.UUID | None = None,
+    limit: int = 50,
+    member_id: uuid.UUID | None = None,
+    status: str | None = None,
+    campaign_ref: str | None = None,
+) -> list[Grant]:
+    """Newest first; ``limit + 1`` rows are fetched so the caller can tell whether there is a next page."""
+    if status is not None and status not in GRANT_STATUSES:
+        raise ValidationFailed(
+            "Unknown grant status",
+            "未知的发放状态",
+            errors=[
+                FieldError(field="status", message=f"one of {', '.join(GRANT_STATUSES)}", code="invalid")
+            ],
+        )
+    limit = max(1, min(limit, MAX_PAGE))
+    stmt = select(Grant).order_by(Grant.id.desc()).limit(limit + 1)
+    if after is not None:
+        stmt = stmt.where(Grant.id < after)
+    if member_id is not None:
+        stmt = stmt.where(Grant.member_id == member_id)
+    if status:
+        stmt = stmt.where(Grant.status == status)
+    if campaign_ref:
+        stmt = stmt.where(Grant.campaign_ref == campaign_ref)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reveal: bool = False) -> GrantOut:
+    """The grant as the API shows it; plaintext numbers (+PIN) only with ``reveal`` (audited)."""
+    items = await grant_items(session, grant.id)
+    code_ids = list({i.code_id for i in items})
+    codes = (
+        {c.id: c for c in (await session.execute(select(Code).where(Code.id.in_(code_ids)))).scalars()}
+        if code_ids
+        else {}
+    )
+    member = await session.get(Member, (grant.tenant_id, grant.member_id)) if grant.member_id else None
+    cipher = await kernel.keys.cipher(session) if reveal and items else None
+    out_codes: list[GrantCodeOut] = []
+    for item in items:
+        code = codes[item.code_id]
+        entry = GrantCodeOut(
+            item_id=item.id,
+            code_id=code.id,
+            masked=masked(code.last4),
+            last4=code.last4,
+            status=item.status,
+            expires_at=item.expires_at,
+        )
+        if cipher is not None:
+            entry.number, entry.pin = unseal(cipher, code.digest, code.secret)
+        out_codes.append(entry)
+    if cipher is not None:
+        record(
+            session,
+            "grant.codes_revealed",
+            "grant",
+            grant.id,
+            {"ref": grant.ref, "codes": sorted(str(c) for c in code_ids)},
+        )
+    return GrantOut(
+        id=grant.id,
+        ref=grant.ref,
+        status=grant.status,
+        product_id=grant.product_id,
+        quantity=grant.quantity,
+        member=GrantMemberOut(
+            id=member.id,
+            external_id=member.external_id,
+            phone_masked=member.phone_masked,
+            email=member.email,
+            name=member.name,
+        )
+        if member
+        else None,
+        channel=grant.channel,
+        contact_masked=grant.contact_masked,
+        campaign_ref=grant.campaign_ref,
+        source=grant.source,
+        created_at=grant.created_at,
+        delivered_at=grant.delivered_at,
+        delivery_detail=grant.delivery_detail,
+        voided_at=grant.voided_at,
+        void_reason=grant.void_reason,
+        codes=out_codes,
+        revealed=cipher is not None,
+    )
+
+
+async def grant_page(session: AsyncSession, kernel: Kernel, rows: list[Grant], limit: int) -> GrantPage:
+    limit = max(1, min(limit, MAX_PAGE))
+    items = [await grant_out(session, kernel, g) for g in rows[:limit]]
+    return GrantPage(items, items[-1].id if len(rows) > limit else None)

@@ -1,0 +1,488 @@
+"""The member-facing mobile pages under ``/h5`` (zh-CN, server-rendered, no script).
+
+- ``/h5/c/<token>``: a claim link. First open: phone → one-time code → bound; afterwards only the bound
+  phone's code opens it (a forwarded link is useless). The holder's session sees the codes with QR.
+- ``/h5/me``: "my codes"; ``/h5/items/<id>``: one code with the transfer (转赠) form.
+- ``/h5/campaign/<token>``: a public campaign: phone + one-time code → claim one lot.
+
+The member session is a signed cookie (``kq_member``: HttpOnly, SameSite=Lax, two hours, path ``/h5``).
+Every page is ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer`` (tokens live in URLs).
+Business rules live in :mod:`core.claims.services`; handlers only translate forms and errors.
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+import uuid
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from litestar import Controller, Request, Response, Router, get, post
+from litestar.di import Provide
+from litestar.enums import MediaType
+from litestar.exceptions import HTTPException, PermissionDeniedException
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.utils.empty import value_or_default
+from litestar.utils.scope.state import ScopeState
+from markupsafe import Markup
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.claims import services
+from core.claims.otp import OTP_TTL
+from core.crypto.envelope import TenantCipher
+from core.errors import DomainError
+from core.grants.models import GrantItem
+from core.members.models import Member
+from core.members.services import mask_phone, normalize_phone
+from tenants.guards import provide_db
+from tenants.models import Tenant
+
+H5_DIR = Path(__file__).resolve().parent
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+}
+DEVICE_COOKIE = "kq_device"
+DEVICE_COOKIE_AGE = 365 * 86_400
+STATUS_LABELS = {
+    "held": "可使用",
+    "redeemed": "已使用",
+    "transferred": "已转赠",
+    "expired": "已过期",
+    "voided": "已作废",
+}
+
+_env = Environment(
+    loader=FileSystemLoader(H5_DIR / "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_env.globals.update(STATUS_LABELS=STATUS_LABELS, OTP_MINUTES=int(OTP_TTL.total_seconds() // 60))
+_env.filters["yuan"] = lambda fen: f"{int(fen) // 100}" + (f".{int(fen) % 100:02d}" if int(fen) % 100 else "")
+
+
+def _secure(request: Request[Any, Any, Any]) -> bool:
+    return str(request.app.state.kernel.settings.base_url).startswith("https")
+
+
+def page(
+    request: Request[Any, Any, Any],
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status: int = 200,
+) -> Response[str]:
+    """Render an H5 page (never cached); gives a new visitor a random device cookie for the risk rules."""
+    token = value_or_default(ScopeState.from_scope(request.scope).csrf_token, "")
+    ctx: dict[str, Any] = {
+        "csrf_input": Markup(f'<input type="hidden" name="_csrf_token" value="{html.escape(token)}">'),
+        "tenant_name": "",
+        "problem": None,
+        "title": "",
+    }
+    ctx.update(context or {})
+    response = Response(
+        _env.get_template(template).render(ctx),
+        status_code=status,
+        media_type=MediaType.HTML,
+        headers=HEADERS,
+    )
+    if not request.cookies.get(DEVICE_COOKIE):
+        response.set_cookie(
+            DEVICE_COOKIE,
+            secrets.token_hex(16),
+            max_age=DEVICE_COOKIE_AGE,
+            path="/h5",
+            httponly=True,
+            samesite="lax",
+            secure=_secure(request),
+        )
+    return response
+
+
+def _client(request: Request[Any, Any, Any]) -> tuple[str | None, str | None]:
+    """(IP, device id) for the risk rules."""
+    ip = request.client.host if request.client else None
+    device = request.headers.get("x-device-id") or request.cookies.get(DEVICE_COOKIE)
+    return ip, (device or None) and device[:64]
+
+
+def _login(
+    request: Request[Any, Any, Any], response: Response[Any], cipher: TenantCipher, member: Member
+) -> Response[Any]:
+    """Start the member's session (signed cookie) on ``response``."""
+    value, ttl = services.session_cookie(cipher, member.id)
+    response.set_cookie(
+        services.MEMBER_COOKIE,
+        value,
+        max_age=ttl,
+        path="/h5",
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+    )
+    return response
+
+
+async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
+    form = await request.form()
+    return {k: str(v)[:200] for k, v in form.items() if isinstance(v, str)}
+
+
+def _message(
+    request: Request[Any, Any, Any], status: int, title: str, message: str, tenant_name: str = ""
+) -> Response[str]:
+    return page(
+        request,
+        "h5/message.html",
+        {"title": title, "message": message, "status": status, "tenant_name": tenant_name},
+        status=status,
+    )
+
+
+_TITLES = {
+    400: "链接无效",
+    401: "请先验证手机号",
+    403: "无法访问",
+    404: "页面不存在",
+    409: "无法完成",
+    410: "链接已过期",
+    422: "输入有误",
+    423: "暂时锁定",
+    429: "操作过于频繁",
+    500: "出错了",
+}
+
+
+def domain_error_page(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    return _message(request, exc.status, _TITLES.get(exc.status, "无法完成"), exc.detail("zh-CN"))
+
+
+def http_error_page(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
+        return _message(request, 403, "页面已过期", "页面已过期或来源不明，请刷新后重试。")
+    status = exc.status_code if exc.status_code < 500 else 500
+    return _message(request, status, _TITLES.get(status, "无法完成"), _TITLES.get(status, "请求无法处理"))
+
+
+class H5Controller(Controller):
+    path = "/"
+    dependencies = {"db": Provide(provide_db)}
+
+    # ------------------------------------------------------------ claim links
+
+    async def _claim_page(
+        self,
+        request: Request[Any, Any, Any],
+        db: AsyncSession,
+        state: services.LinkState,
+        *,
+        problem: str | None = None,
+        status: int = 200,
+    ) -> Response[Any]:
+        kernel = request.app.state.kernel
+        link = state.link
+        current = await services.session_member(
+            db, kernel, request.cookies.get(services.MEMBER_COOKIE), tenant_id=link.tenant_id
+        )
+        ctx: dict[str, Any] = {
+            "tenant_name": state.tenant.name,
+            "token": state.token,
+            "problem": problem,
+            "phone_masked": link.phone_masked,
+            "code_sent_to": state.code_sent_to,
+            "title": "领取券码",
+        }
+        if state.bound and current is not None and current[1].id == link.member_id:
+            items = await services.link_items(db, link)
+            views = await services.item_views(db, kernel, items, state.tenant, reveal=True)
+            return page(request, "h5/codes.html", {**ctx, "items": views, "title": "我的券码"}, status=status)
+        if state.locked_until is not None:
+            minutes = max(1, int((state.locked_until - services.utcnow()).total_seconds() + 59) // 60)
+            return page(request, "h5/claim.html", {**ctx, "step": "locked", "minutes": minutes}, status=423)
+        step = "code" if state.code_sent_to else ("phone" if state.needs_phone else "known")
+        return page(request, "h5/claim.html", {**ctx, "step": step, "bound": state.bound}, status=status)
+
+    @get("/c/{token:str}")
+    async def claim_link(
+        self, request: Request[Any, Any, Any], db: AsyncSession, token: str
+    ) -> Response[Any]:
+        state = await services.open_link(db, request.app.state.kernel, token)
+        return await self._claim_page(request, db, state)
+
+    @post("/c/{token:str}/send", status_code=303)
+    async def claim_send(
+        self, request: Request[Any, Any, Any], db: AsyncSession, token: str
+    ) -> Response[Any]:
+        kernel = request.app.state.kernel
+        state = await services.open_link(db, kernel, token, lock=True)
+        form = await _form(request)
+        try:
+            await services.request_link_code(db, kernel, state, form.get("phone"))
+        except DomainError as exc:
+            return await self._claim_page(request, db, state, problem=exc.detail("zh-CN"), status=exc.status)
+        return Redirect(f"/h5/c/{token}", status_code=303)
+
+    @post("/c/{token:str}/verify", status_code=303)
+    async def claim_verify(
+        self, request: Request[Any, Any, Any], db: AsyncSession, token: str
+    ) -> Response[Any]:
+        kernel = request.app.state.kernel
+        state = await services.open_link(db, kernel, token, lock=True)
+        form = await _form(request)
+        try:
+            member = await services.confirm_link(db, kernel, state, form.get("code", ""))
+        except DomainError as exc:
+            await db.commit()  # the counted attempt (and a lock) must stick
+            state = await services.open_link(db, kernel, token)
+            return await self._claim_page(request, db, state, problem=exc.detail("zh-CN"), status=exc.status)
+        cipher = await kernel.keys.cipher(db)
+        return _login(request, Redirect(f"/h5/c/{token}", status_code=303), cipher, member)
+
+    # ------------------------------------------------------------ the member's own pages
+
+    async def _member(self, request: Request[Any, Any, Any], db: AsyncSession) -> tuple[Tenant, Member]:
+        current = await services.session_member(
+            db, request.app.state.kernel, request.cookies.get(services.MEMBER_COOKIE)
+        )
+        if current is None:
+            raise services.SessionRequired(
+                "Open the claim link from your SMS to see your codes",
+                "请通过短信中的领取链接打开，验证手机号后即可查看您的券码",
+            )
+        return current
+
+    @get("/me")
+    async def my_codes(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[Any]:
+        tenant, member = await self._member(request, db)
+        items = await services.member_items(db, member.id)
+        views = await services.item_views(db, request.app.state.kernel, items, tenant, reveal=False)
+        return page(
+            request,
+            "h5/me.html",
+            {
+                "tenant_name": tenant.name,
+                "items": views,
+                "title": "我的券",
+                "phone_masked": member.phone_masked,
+            },
+        )
+
+    async def _item_page(
+        self,
+        request: Request[Any, Any, Any],
+        db: AsyncSession,
+        tenant: Tenant,
+        member: Member,
+        item_id: uuid.UUID,
+        *,
+        problem: str | None = None,
+        status: int = 200,
+        phone: str = "",
+    ) -> Response[Any]:
+        item = await services.member_item(db, member.id, item_id)
+        views = await services.item_views(db, request.app.state.kernel, [item], tenant, reveal=True)
+        return page(
+            request,
+            "h5/item.html",
+            {
+                "tenant_name": tenant.name,
+                "item": views[0],
+                "problem": problem,
+                "phone": phone,
+                "title": views[0].product_name,
+            },
+            status=status,
+        )
+
+    @get("/items/{item_id:uuid}")
+    async def item(
+        self, request: Request[Any, Any, Any], db: AsyncSession, item_id: uuid.UUID
+    ) -> Response[Any]:
+        tenant, member = await self._member(request, db)
+        return await self._item_page(request, db, tenant, member, item_id)
+
+    @post("/items/{item_id:uuid}/transfer", status_code=200)
+    async def transfer(
+        self, request: Request[Any, Any, Any], db: AsyncSession, item_id: uuid.UUID
+    ) -> Response[Any]:
+        tenant, member = await self._member(request, db)
+        form = await _form(request)
+        ip, device = _client(request)
+        try:
+            result = await services.transfer_item(
+                db,
+                request.app.state.kernel,
+                tenant,
+                member,
+                item_id,
+                form.get("phone", ""),
+                ip=ip,
+                device_id=device,
+            )
+        except DomainError as exc:
+            await db.rollback()  # nothing of the refused transfer stays; objects are re-read below
+            tenant, member = await self._member(request, db)
+            return await self._item_page(
+                request,
+                db,
+                tenant,
+                member,
+                item_id,
+                problem=exc.detail("zh-CN"),
+                status=exc.status,
+                phone=form.get("phone", ""),
+            )
+        return page(
+            request,
+            "h5/transferred.html",
+            {"tenant_name": tenant.name, "title": "转赠成功", "to": result.link.phone_masked},
+        )
+
+    @post("/logout", status_code=303)
+    async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        response = Redirect("/h5/me", status_code=303)
+        response.delete_cookie(services.MEMBER_COOKIE, path="/h5")
+        return response
+
+    # ------------------------------------------------------------ campaigns
+
+    async def _campaign_page(
+        self,
+        request: Request[Any, Any, Any],
+        db: AsyncSession,
+        tenant: Tenant,
+        campaign: Any,
+        token: str,
+        *,
+        step: str = "phone",
+        phone: str = "",
+        problem: str | None = None,
+        status: int = 200,
+    ) -> Response[Any]:
+        from core.catalog.models import Product
+
+        product = (await db.execute(select(Product).where(Product.id == campaign.product_id))).scalar_one()
+        try:
+            phone_masked = mask_phone(normalize_phone(phone)) if phone else ""
+        except DomainError:
+            phone_masked = ""
+        return page(
+            request,
+            "h5/campaign.html",
+            {
+                "tenant_name": tenant.name,
+                "title": campaign.name,
+                "campaign": campaign,
+                "product": product,
+                "state": services.campaign_state(campaign),
+                "token": token,
+                "step": step,
+                "phone": phone,
+                "phone_masked": phone_masked,
+                "problem": problem,
+            },
+            status=status,
+        )
+
+    @get("/campaign/{token:str}")
+    async def campaign(self, request: Request[Any, Any, Any], db: AsyncSession, token: str) -> Response[Any]:
+        tenant, campaign = await services.open_campaign(db, request.app.state.kernel, token)
+        return await self._campaign_page(request, db, tenant, campaign, token)
+
+    @post("/campaign/{token:str}/send", status_code=200)
+    async def campaign_send(
+        self, request: Request[Any, Any, Any], db: AsyncSession, token: str
+    ) -> Response[Any]:
+        kernel = request.app.state.kernel
+        tenant, campaign = await services.open_campaign(db, kernel, token)
+        phone = (await _form(request)).get("phone", "")
+        try:
+            await services.request_campaign_code(db, kernel, tenant, campaign, phone)
+        except DomainError as exc:
+            return await self._campaign_page(
+                request,
+                db,
+                tenant,
+                campaign,
+                token,
+                phone=phone,
+                problem=exc.detail("zh-CN"),
+                status=exc.status,
+            )
+        return await self._campaign_page(request, db, tenant, campaign, token, step="code", phone=phone)
+
+    @post("/campaign/{token:str}/claim", status_code=303)
+    async def campaign_claim(
+        self, request: Request[Any, Any, Any], db: AsyncSession, token: str
+    ) -> Response[Any]:
+        kernel = request.app.state.kernel
+        tenant, campaign = await services.open_campaign(db, kernel, token)
+        form = await _form(request)
+        phone = form.get("phone", "")
+        try:
+            confirmed = await services.confirm_campaign_code(
+                db, kernel, campaign, phone, form.get("code", "")
+            )
+        except DomainError as exc:
+            await db.commit()  # the counted attempt (and a lock) must stick
+            return await self._campaign_page(
+                request,
+                db,
+                tenant,
+                campaign,
+                token,
+                step="code",
+                phone=phone,
+                problem=exc.detail("zh-CN"),
+                status=exc.status,
+            )
+        ip, device = _client(request)
+        try:
+            grant = await services.claim(db, kernel, campaign.id, confirmed, ip=ip, device_id=device)
+        except DomainError as exc:
+            await db.commit()  # the used one-time code stays used
+            return await self._campaign_page(
+                request,
+                db,
+                tenant,
+                campaign,
+                token,
+                phone=phone,
+                problem=exc.detail("zh-CN"),
+                status=exc.status,
+            )
+        items = list(
+            (
+                await db.execute(
+                    select(GrantItem.id).where(GrantItem.grant_id == grant.id).order_by(GrantItem.id)
+                )
+            ).scalars()
+        )
+        member = await db.get(Member, (tenant.id, grant.member_id))
+        assert member is not None
+        target = f"/h5/items/{items[0]}" if len(items) == 1 else "/h5/me"
+        return _login(request, Redirect(target, status_code=303), await kernel.keys.cipher(db), member)
+
+
+def h5_router() -> Router:
+    """The ``/h5`` router: pages, their stylesheet, and HTML error pages."""
+    return Router(
+        path="/h5",
+        route_handlers=[
+            H5Controller,
+            create_static_files_router(
+                path="/static", directories=[H5_DIR / "static"], include_in_schema=False
+            ),
+        ],
+        exception_handlers={DomainError: domain_error_page, HTTPException: http_error_page},  # type: ignore[dict-item]
+        include_in_schema=False,
+    )

@@ -1,0 +1,111 @@
+"""The built-in ``sms_gateway`` notifier: sends SMS through a generic HTTP SMS gateway.
+
+It POSTs ``{"to": ..., "text": ..., "reference": ...}`` as JSON to the configured URL with the API key in a
+header (``X-Api-Key`` by default, a marked secret). A 2xx answer is ``sent`` (``queued`` for 202), with the
+gateway's ``id``/``message_id`` when it returns one; 4xx (except 408/429) is ``rejected``; 408, 429, 5xx and
+network errors are ``failed`` and retryable. ``reference`` is the host's idempotency key, so a gateway that
+dedupes on it never sends a retried message twice. The text carries codes: it is never logged. The host
+picks it for SMS when ``KAQUAN_SMS_GATEWAY_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import httpx
+import msgspec
+
+from plugins import (
+    ConnectorContext,
+    ConnectorInfo,
+    DeliveryResult,
+    Notification,
+    Secret,
+    hookimpl,
+    mask_recipient,
+)
+from plugins.builtin._recipients import recipient_problem
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+
+
+class SmsGatewayConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The gateway endpoint, its API key and the header that carries it."""
+
+    url: str = "http://127.0.0.1:9090/sms"
+    api_key: Secret = ""
+    key_header: str = "X-Api-Key"
+    sender: str = ""
+    timeout_seconds: float = 10.0
+
+
+class SmsGatewayNotifier:
+    """One HTTP POST per message."""
+
+    info = ConnectorInfo(
+        id="sms_gateway",
+        kind="notifier",
+        display_name="SMS (HTTP gateway)",
+        display_name_zh="短信（HTTP 网关）",
+        description="Sends SMS by POSTing JSON {to, text, reference} to an HTTP SMS gateway.",
+        config=SmsGatewayConfig,
+        capabilities=frozenset({"sms"}),
+    )
+
+    async def send(self, ctx: ConnectorContext, message: Notification) -> DeliveryResult:
+        if message.channel != "sms":
+            return DeliveryResult(status="rejected", detail=f"unsupported channel {message.channel!r}")
+        problem = recipient_problem("sms", message.to)
+        if problem:
+            return DeliveryResult(status="rejected", detail=problem)
+        config = ctx.config if isinstance(ctx.config, SmsGatewayConfig) else SmsGatewayConfig()
+        to = message.to.replace(" ", "").replace("-", "")
+        payload: dict[str, str] = {"to": to, "text": message.body, "reference": message.reference}
+        if config.sender:
+            payload["sender"] = config.sender
+        headers = {"Accept": "application/json"}
+        if config.api_key:
+            headers[config.key_header] = config.api_key
+        masked = mask_recipient(to)
+        try:
+            response = await ctx.http.post(
+                config.url, json=payload, headers=headers, timeout=config.timeout_seconds
+            )
+        except httpx.HTTPError as exc:
+            ctx.log.warning("sms_gateway_unreachable", to=masked, error=type(exc).__name__)
+            return DeliveryResult(
+                status="failed", detail=f"gateway unreachable: {type(exc).__name__}", retryable=True
+            )
+        status = response.status_code
+        if 200 <= status < 300:
+            message_id = _message_id(response)
+            ctx.log.info("sms_gateway_sent", to=masked, status=status, message_id=message_id)
+            return DeliveryResult(
+                status="queued" if status == 202 else "sent", provider_message_id=message_id
+            )
+        retryable = status >= 500 or status in RETRYABLE_STATUSES
+        ctx.log.warning("sms_gateway_refused", to=masked, status=status)
+        return DeliveryResult(
+            status="failed" if retryable else "rejected",
+            detail=f"gateway answered HTTP {status}",
+            retryable=retryable,
+        )
+
+
+def _message_id(response: httpx.Response) -> str | None:
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    if isinstance(data, dict):
+        for name in ("id", "message_id", "messageId"):
+            value = data.get(name)
+            if isinstance(value, str | int):
+                return str(value)[:200]
+    return None
+
+
+CONNECTOR = SmsGatewayNotifier()
+
+
+@hookimpl
+def kaquan_connectors() -> list[SmsGatewayNotifier]:
+    return [CONNECTOR]
