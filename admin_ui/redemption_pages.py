@@ -71,11 +71,18 @@ class RedeemController(Controller):
         status: int = 200,
     ) -> Response[str]:
         recent = await services.list_redemptions(db, limit=RECENT)
-        names = {
-            p.id: p for p in (await db.execute(
-                select(Product).where(Product.id.in_({r.product_id for r in recent.items}))
-            )).scalars()
-        } if recent.items else {}
+        names = (
+            {
+                p.id: p
+                for p in (
+                    await db.execute(
+                        select(Product).where(Product.id.in_({r.product_id for r in recent.items}))
+                    )
+                ).scalars()
+            }
+            if recent.items
+            else {}
+        )
         ctx = await shell(request, db)
         place = _place(request)
         ctx.update(
@@ -118,24 +125,50 @@ class RedeemController(Controller):
                     amount = yuan_to_fen(form["amount"])
                 except AmountInvalid:
                     raise FormInvalid("amount", N_("Enter the amount in yuan, e.g. 12.50.")) from None
-            data = RedeemIn(code=form["code"], pin=form["pin"] or None, amount=amount or None, store=store,
-                            terminal=terminal)
+            data = RedeemIn(
+                code=form["code"],
+                pin=form["pin"] or None,
+                amount=amount or None,
+                store=store,
+                terminal=terminal,
+            )
             if form["action"] == "validate":
                 v = await services.validate(db, kernel, data, _caller(request))
-                result = {"ok": True, "validated": True, "masked": v.masked, "kind": v.kind,
-                          "product": v.product_name, "balance": v.balance, "currency": v.currency,
-                          "uses_remaining": v.uses_remaining, "expires_at": v.expires_at}
+                result = {
+                    "ok": True,
+                    "validated": True,
+                    "masked": v.masked,
+                    "kind": v.kind,
+                    "product": v.product_name,
+                    "balance": v.balance,
+                    "currency": v.currency,
+                    "uses_remaining": v.uses_remaining,
+                    "expires_at": v.expires_at,
+                }
                 # keep the code in the form so the next Enter redeems what was just checked
-                return await self._page(request, db, result=result,
-                                        form={**keep, "code": form["code"], "pin": form["pin"],
-                                              "amount": form["amount"]},
-                                        need_pin=bool(form["pin"]), need_amount=v.kind == "stored_value")
+                return await self._page(
+                    request,
+                    db,
+                    result=result,
+                    form={**keep, "code": form["code"], "pin": form["pin"], "amount": form["amount"]},
+                    need_pin=bool(form["pin"]),
+                    need_amount=v.kind == "stored_value",
+                )
             red = await services.redeem(db, kernel, data, _caller(request))
             product = (await db.execute(select(Product).where(Product.id == red.product_id))).scalar_one()
-            result = {"ok": True, "validated": False, "masked": masked(red.code_last4), "kind": red.kind,
-                      "product": product.name_zh, "balance": red.balance_after, "currency": red.currency,
-                      "amount": red.amount, "use_number": red.use_number, "max_uses": product.max_uses,
-                      "redemption_id": red.id}
+            result = {
+                "ok": True,
+                "validated": False,
+                "masked": masked(red.code_last4),
+                "kind": red.kind,
+                "product": product.name_zh,
+                "balance": red.balance_after,
+                "currency": red.currency,
+                "amount": red.amount,
+                "use_number": red.use_number,
+                "max_uses": product.max_uses,
+                "redemption_id": red.id,
+            }
             return await self._page(request, db, result=result, form=keep)
         except (DomainError, FormInvalid) as exc:
             problem: FormProblem = problem_of(exc, t, locale_of(request))
@@ -143,16 +176,33 @@ class RedeemController(Controller):
             need_pin = code in _PIN_CODES
             need_amount = code in _AMOUNT_CODES or (isinstance(exc, FormInvalid) and exc.field == "amount")
             retry = need_pin or need_amount  # same code, one more field: keep what was scanned
-            result = {"ok": False, "code": code, "message": problem.message,
-                      "extra": exc.extra if isinstance(exc, DomainError) else {}}
+            result = {
+                "ok": False,
+                "code": code,
+                "message": problem.message,
+                "extra": exc.extra if isinstance(exc, DomainError) else {},
+            }
             status = exc.status if isinstance(exc, DomainError) else 422
             return await self._page(
-                request, db, result=result, status=status, need_pin=need_pin, need_amount=need_amount,
-                form={**keep, "code": form["code"] if retry else "", "amount": form["amount"] if retry else ""},
+                request,
+                db,
+                result=result,
+                status=status,
+                need_pin=need_pin,
+                need_amount=need_amount,
+                form={
+                    **keep,
+                    "code": form["code"] if retry else "",
+                    "amount": form["amount"] if retry else "",
+                },
             )
 
-    @post("/{redemption_id:uuid}/rollback", status_code=303, guards=[require_permission("redemptions.rollback")])
-    async def rollback(self, request: Request[Any, Any, Any], db: AsyncSession, redemption_id: uuid.UUID) -> Any:
+    @post(
+        "/{redemption_id:uuid}/rollback", status_code=303, guards=[require_permission("redemptions.rollback")]
+    )
+    async def rollback(
+        self, request: Request[Any, Any, Any], db: AsyncSession, redemption_id: uuid.UUID
+    ) -> Any:
         """Roll a redemption back with a reason (within the tenant's window)."""
         reason = values(await read_form(request), "reason")["reason"]
         t = translator(request)
@@ -161,9 +211,17 @@ class RedeemController(Controller):
         except DomainError as exc:
             if exc.status == 404:
                 raise
-            return await self._page(request, db, status=exc.status,
-                                    result={"ok": False, "code": exc.code, "message": exc.detail(locale_of(request)),
-                                            "extra": exc.extra})
+            return await self._page(
+                request,
+                db,
+                status=exc.status,
+                result={
+                    "ok": False,
+                    "code": exc.code,
+                    "message": exc.detail(locale_of(request)),
+                    "extra": exc.extra,
+                },
+            )
         flash(request, t.gettext("Redemption of %(code)s rolled back.") % {"code": masked(red.code_last4)})
         return Redirect("/console/redeem", status_code=303)
 
@@ -173,11 +231,15 @@ class RedeemController(Controller):
         text = values(await read_form(request), "rollback_window_minutes")["rollback_window_minutes"]
         t = translator(request)
         if not text.isdigit() or not 0 <= int(text) <= MAX_ROLLBACK_WINDOW_MINUTES:
-            message = t.gettext("The rollback window must be a whole number of minutes from 0 to %(max)s.") % {
-                "max": MAX_ROLLBACK_WINDOW_MINUTES}
-            return await self._page(request, db, status=422,
-                                    result={"ok": False, "code": "validation_failed", "message": message,
-                                            "extra": {}})
+            message = t.gettext(
+                "The rollback window must be a whole number of minutes from 0 to %(max)s."
+            ) % {"max": MAX_ROLLBACK_WINDOW_MINUTES}
+            return await self._page(
+                request,
+                db,
+                status=422,
+                result={"ok": False, "code": "validation_failed", "message": message, "extra": {}},
+            )
         await services.update_settings(db, int(text))
         flash(request, t.gettext("Rollback window saved."))
         return Redirect("/console/redeem", status_code=303)

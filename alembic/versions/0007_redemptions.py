@@ -19,7 +19,10 @@ depends_on = None
 
 def _created_at() -> sa.Column:
     return sa.Column(
-        "created_at", sa.DateTime(timezone=True), server_default=sa.text("(CURRENT_TIMESTAMP)"), nullable=False
+        "created_at",
+        sa.DateTime(timezone=True),
+        server_default=sa.text("(CURRENT_TIMESTAMP)"),
+        nullable=False,
     )
 
 
@@ -31,7 +34,9 @@ def _tenant_fk(table: str) -> sa.ForeignKeyConstraint:
 
 def _code_fk(table: str) -> sa.ForeignKeyConstraint:
     return sa.ForeignKeyConstraint(
-        ["tenant_id", "code_id"], ["codes.tenant_id", "codes.id"], name=op.f(f"fk_{table}_tenant_id_code_id_codes")
+        ["tenant_id", "code_id"],
+        ["codes.tenant_id", "codes.id"],
+        name=op.f(f"fk_{table}_tenant_id_code_id_codes"),
     )
 
 
@@ -95,7 +100,9 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         _created_at(),
-        sa.CheckConstraint("balance IS NULL OR balance >= 0", name=op.f("ck_code_accounts_balance_not_negative")),
+        sa.CheckConstraint(
+            "balance IS NULL OR balance >= 0", name=op.f("ck_code_accounts_balance_not_negative")
+        ),
         sa.CheckConstraint("uses >= 0", name=op.f("ck_code_accounts_uses_not_negative")),
         _code_fk("code_accounts"),
         _tenant_fk("code_accounts"),

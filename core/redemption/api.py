@@ -47,12 +47,16 @@ class RedemptionController(Controller):
     dependencies = {"db": Provide(provide_db)}
 
     @post("/redemptions/validate", status_code=200, guards=[require_scope("redemptions:write")])
-    async def validate(self, request: Request[Any, Any, Any], db: AsyncSession, data: RedeemIn) -> ValidationOut:
+    async def validate(
+        self, request: Request[Any, Any, Any], db: AsyncSession, data: RedeemIn
+    ) -> ValidationOut:
         """Check that a code (and PIN) may be redeemed now — balance or uses left — without redeeming it."""
         return await services.validate(db, request.app.state.kernel, data, caller_of(request))
 
     @post("/redemptions", status_code=201, guards=[require_scope("redemptions:write")])
-    async def redeem(self, request: Request[Any, Any, Any], db: AsyncSession, data: RedeemIn) -> RedemptionOut:
+    async def redeem(
+        self, request: Request[Any, Any, Any], db: AsyncSession, data: RedeemIn
+    ) -> RedemptionOut:
         """Redeem exactly once; a concurrent or repeated redemption gets ``409 already_redeemed``."""
         red = await services.redeem(db, request.app.state.kernel, data, caller_of(request))
         window = (await services.get_settings(db)).rollback_window_minutes
@@ -72,18 +76,32 @@ class RedemptionController(Controller):
     ) -> RedemptionPage:
         """Redemptions newest first; filter by the code's last four characters, store, terminal, since, status."""
         if redemption_status is not None and redemption_status not in REDEMPTION_STATUSES:
-            raise ValidationFailed("status must be redeemed or rolled_back", "status 只能是 redeemed 或 rolled_back",
-                                   errors=[FieldError(field="status", message="unknown", code="invalid_choice")])
-        return await services.list_redemptions(db, last4=last4, store=store, terminal=terminal, since=since,
-                                               status=redemption_status, cursor=cursor, limit=limit)
+            raise ValidationFailed(
+                "status must be redeemed or rolled_back",
+                "status 只能是 redeemed 或 rolled_back",
+                errors=[FieldError(field="status", message="unknown", code="invalid_choice")],
+            )
+        return await services.list_redemptions(
+            db,
+            last4=last4,
+            store=store,
+            terminal=terminal,
+            since=since,
+            status=redemption_status,
+            cursor=cursor,
+            limit=limit,
+        )
 
     @get("/redemptions/{redemption_id:uuid}", guards=[require_scope("redemptions:read")])
     async def get_redemption(self, db: AsyncSession, redemption_id: uuid.UUID) -> RedemptionOut:
         red = await services.find_redemption(db, redemption_id)
         return services.redemption_out(red, (await services.get_settings(db)).rollback_window_minutes)
 
-    @post("/redemptions/{redemption_id:uuid}/rollback", status_code=200,
-          guards=[require_scope("redemptions:write")])
+    @post(
+        "/redemptions/{redemption_id:uuid}/rollback",
+        status_code=200,
+        guards=[require_scope("redemptions:write")],
+    )
     async def rollback(self, db: AsyncSession, redemption_id: uuid.UUID, data: RollbackIn) -> RedemptionOut:
         """Undo a redemption within the tenant's window (``409 rollback_window_passed`` after it)."""
         red = await services.rollback(db, redemption_id, data.reason)

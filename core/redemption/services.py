@@ -88,23 +88,36 @@ def _subject(caller: Caller, terminal: str) -> RiskSubject:
 
 
 def _not_found() -> NotFound:
-    return NotFound("No such code; check the number and try again", "券码不存在，请核对后重试",
-                    code="code_not_found")
+    return NotFound(
+        "No such code; check the number and try again", "券码不存在，请核对后重试", code="code_not_found"
+    )
 
 
 def _pin_mismatch() -> DomainError:
-    return DomainError("The PIN does not match this code", "卡密（PIN）与券码不符", code="pin_mismatch", status=422,
-                       errors=[FieldError(field="pin", message="does not match", code="pin_mismatch")])
+    return DomainError(
+        "The PIN does not match this code",
+        "卡密（PIN）与券码不符",
+        code="pin_mismatch",
+        status=422,
+        errors=[FieldError(field="pin", message="does not match", code="pin_mismatch")],
+    )
 
 
 def _pin_required() -> ValidationFailed:
-    return ValidationFailed("This code needs its PIN", "该券码需要输入卡密（PIN）", code="pin_required",
-                            errors=[FieldError(field="pin", message="required", code="required")])
+    return ValidationFailed(
+        "This code needs its PIN",
+        "该券码需要输入卡密（PIN）",
+        code="pin_required",
+        errors=[FieldError(field="pin", message="required", code="required")],
+    )
 
 
 def _not_issued() -> Conflict:
-    return Conflict("This code has not been handed out, so it cannot be redeemed",
-                    "该券码尚未发放，不能核销", code="code_not_issued")
+    return Conflict(
+        "This code has not been handed out, so it cannot be redeemed",
+        "该券码尚未发放，不能核销",
+        code="code_not_issued",
+    )
 
 
 def _voided() -> Conflict:
@@ -112,28 +125,43 @@ def _voided() -> Conflict:
 
 
 def _expired(expires_at: dt.datetime | None) -> Conflict:
-    return Conflict("This code has expired", "该券码已过期", code="code_expired",
-                    extra={"expires_at": expires_at.isoformat() if expires_at else None})
+    return Conflict(
+        "This code has expired",
+        "该券码已过期",
+        code="code_expired",
+        extra={"expires_at": expires_at.isoformat() if expires_at else None},
+    )
 
 
 def _uses_exhausted(uses: int, limit: int) -> Conflict:
-    return Conflict(f"Every use of this code has been redeemed ({uses} of {limit})",
-                    f"该券码的可用次数已用完（已用 {uses} / {limit} 次）", code="uses_exhausted",
-                    extra={"uses": uses, "uses_limit": limit})
+    return Conflict(
+        f"Every use of this code has been redeemed ({uses} of {limit})",
+        f"该券码的可用次数已用完（已用 {uses} / {limit} 次）",
+        code="uses_exhausted",
+        extra={"uses": uses, "uses_limit": limit},
+    )
 
 
 def _insufficient(balance: int, amount: int | None, currency: str) -> Conflict:
-    return Conflict(f"Insufficient balance: {balance} fen left, {amount} fen asked",
-                    f"余额不足：剩余 {balance} 分，需扣 {amount} 分", code="insufficient_balance",
-                    extra={"balance": balance, "amount": amount, "currency": currency})
+    return Conflict(
+        f"Insufficient balance: {balance} fen left, {amount} fen asked",
+        f"余额不足：剩余 {balance} 分，需扣 {amount} 分",
+        code="insufficient_balance",
+        extra={"balance": balance, "amount": amount, "currency": currency},
+    )
 
 
 async def _already_redeemed(session: AsyncSession, code_id: uuid.UUID) -> Conflict:
     """409 ``already_redeemed`` saying when and where (store / terminal) the code was redeemed."""
-    last = (await session.execute(
-        select(Redemption).where(Redemption.code_id == code_id, Redemption.status == "redeemed")
-        .order_by(Redemption.id.desc()).limit(1).execution_options(populate_existing=True)
-    )).scalar_one_or_none()
+    last = (
+        await session.execute(
+            select(Redemption)
+            .where(Redemption.code_id == code_id, Redemption.status == "redeemed")
+            .order_by(Redemption.id.desc())
+            .limit(1)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
     if last is None:
         return Conflict("This code has already been redeemed", "该券码已核销", code="already_redeemed")
     tz_name = await session.scalar(select(Tenant.timezone).where(Tenant.id == require_tenant())) or "UTC"
@@ -143,8 +171,12 @@ async def _already_redeemed(session: AsyncSession, code_id: uuid.UUID) -> Confli
         f"Already redeemed at {when} ({tz_name}) by {by}",
         f"该券码已于 {when}（{tz_name}）在 {by} 核销",
         code="already_redeemed",
-        extra={"redeemed_at": last.created_at.isoformat(), "store": last.store, "terminal": last.terminal,
-               "redemption_id": str(last.id)},
+        extra={
+            "redeemed_at": last.created_at.isoformat(),
+            "store": last.store,
+            "terminal": last.terminal,
+            "redemption_id": str(last.id),
+        },
     )
 
 
@@ -175,7 +207,7 @@ def code_candidates(raw: str) -> list[str]:
     flat = codegen.normalize(joined)
     if len(flat) > 1:
         body = flat[:-1]
-        out += [flat, "-".join([body[i:i + 4] for i in range(0, len(body), 4)] + [flat[-1]])]
+        out += [flat, "-".join([body[i : i + 4] for i in range(0, len(body), 4)] + [flat[-1]])]
     return list(dict.fromkeys(c for c in out if c))[:MAX_CANDIDATES]
 
 
@@ -183,10 +215,14 @@ async def _find_code(session: AsyncSession, kernel: Any, raw: str) -> tuple[Code
     """The code (and its product) whose digest matches the most literal candidate form of ``raw``."""
     cipher = await kernel.keys.cipher(session)
     digests = [digest_of(cipher, c) for c in code_candidates(raw)]
-    rows = (await session.execute(
-        select(Code, Product).join(Product, Product.id == Code.product_id).where(Code.digest.in_(digests))
-        .execution_options(populate_existing=True)
-    )).all()
+    rows = (
+        await session.execute(
+            select(Code, Product)
+            .join(Product, Product.id == Code.product_id)
+            .where(Code.digest.in_(digests))
+            .execution_options(populate_existing=True)
+        )
+    ).all()
     by_digest = {code.digest: (code, product) for code, product in rows}
     for d in digests:
         if d in by_digest:
@@ -204,9 +240,13 @@ async def _product(session: AsyncSession, product_id: uuid.UUID) -> Product:
 
 
 async def _account(session: AsyncSession, code_id: uuid.UUID) -> CodeAccount | None:
-    return (await session.execute(
-        select(CodeAccount).where(CodeAccount.code_id == code_id).execution_options(populate_existing=True)
-    )).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(CodeAccount)
+            .where(CodeAccount.code_id == code_id)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
 
 
 def _handed_out(code: Code, product: Product) -> int:
@@ -228,8 +268,9 @@ class _Checked:
     balance: int | None = None
 
 
-async def _check(session: AsyncSession, kernel: Any, data: RedeemIn, subject: RiskSubject,
-                 now: dt.datetime) -> _Checked:
+async def _check(
+    session: AsyncSession, kernel: Any, data: RedeemIn, subject: RiskSubject, now: dt.datetime
+) -> _Checked:
     """Find the code, check its PIN and whether it may be redeemed now (reads only)."""
     code, product, cipher = await _find_code(session, kernel, data.code)
     if code is None or product is None:
@@ -243,13 +284,19 @@ async def _check(session: AsyncSession, kernel: Any, data: RedeemIn, subject: Ri
         raise _not_found()
     if product.kind == "stored_value":
         if data.amount is None:
-            raise ValidationFailed("A stored-value card needs the amount to spend (fen)",
-                                   "储值卡核销需要填写扣减金额（分）", code="amount_required",
-                                   errors=[FieldError(field="amount", message="required", code="required")])
+            raise ValidationFailed(
+                "A stored-value card needs the amount to spend (fen)",
+                "储值卡核销需要填写扣减金额（分）",
+                code="amount_required",
+                errors=[FieldError(field="amount", message="required", code="required")],
+            )
     elif data.amount is not None:
-        raise ValidationFailed("Only stored-value cards take an amount", "只有储值卡需要填写金额",
-                               code="amount_not_applicable",
-                               errors=[FieldError(field="amount", message="not applicable", code="not_applicable")])
+        raise ValidationFailed(
+            "Only stored-value cards take an amount",
+            "只有储值卡需要填写金额",
+            code="amount_not_applicable",
+            errors=[FieldError(field="amount", message="not applicable", code="not_applicable")],
+        )
     if code.state == "voided":
         raise _voided()
     if code.state == "expired" or (code.expires_at is not None and code.expires_at <= now):
@@ -283,10 +330,15 @@ async def _check(session: AsyncSession, kernel: Any, data: RedeemIn, subject: Ri
 
 
 async def _holder_item(session: AsyncSession, code_id: uuid.UUID) -> GrantItem | None:
-    return (await session.execute(
-        select(GrantItem).where(GrantItem.code_id == code_id, GrantItem.status == "held")
-        .order_by(GrantItem.id).limit(1).execution_options(populate_existing=True)
-    )).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(GrantItem)
+            .where(GrantItem.code_id == code_id, GrantItem.status == "held")
+            .order_by(GrantItem.id)
+            .limit(1)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
 
 
 class _ValidateOnly(Exception):
@@ -308,11 +360,22 @@ async def validate(session: AsyncSession, kernel: Any, data: RedeemIn, caller: C
         async with guard(session, kernel.settings, "redeem", subject):
             c = await _check(session, kernel, data, subject, utcnow())
             item = await _holder_item(session, c.code.id)
-            raise _ValidateOnly(ValidationOut(
-                True, c.code.id, masked(c.code.last4), c.product.id, c.product.name_zh, c.product.kind,
-                c.code.expires_at, c.product.currency, c.uses, c.uses_remaining, c.balance,
-                item.member_id if item else None,
-            ))
+            raise _ValidateOnly(
+                ValidationOut(
+                    True,
+                    c.code.id,
+                    masked(c.code.last4),
+                    c.product.id,
+                    c.product.name_zh,
+                    c.product.kind,
+                    c.code.expires_at,
+                    c.product.currency,
+                    c.uses,
+                    c.uses_remaining,
+                    c.balance,
+                    item.member_id if item else None,
+                )
+            )
     except _ValidateOnly as ok:
         return ok.result
 
@@ -327,10 +390,15 @@ def _dialect(session: AsyncSession) -> str:
 async def _open_account(session: AsyncSession, code: Code, product: Product, now: dt.datetime) -> bool:
     """Create the code's account if it has none (balance = face value for stored value); True if created."""
     values: dict[str, Any] = {
-        "tenant_id": require_tenant(), "id": new_id(), "code_id": code.id, "uses": 0,
+        "tenant_id": require_tenant(),
+        "id": new_id(),
+        "code_id": code.id,
+        "uses": 0,
         "balance": product.face_value if product.kind == "stored_value" else None,
         "initial_balance": product.face_value if product.kind == "stored_value" else None,
-        "currency": product.currency, "updated_at": now, "created_at": now,
+        "currency": product.currency,
+        "updated_at": now,
+        "created_at": now,
     }
     insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
     result = await session.execute(
@@ -339,13 +407,22 @@ async def _open_account(session: AsyncSession, code: Code, product: Product, now
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def _set_code_state(session: AsyncSession, code_id: uuid.UUID, old: str, new: str,
-                          now: dt.datetime, *, fresh_only: bool = False) -> bool:
+async def _set_code_state(
+    session: AsyncSession,
+    code_id: uuid.UUID,
+    old: str,
+    new: str,
+    now: dt.datetime,
+    *,
+    fresh_only: bool = False,
+) -> bool:
     stmt = update(Code).where(Code.id == code_id, Code.state == old)
     if fresh_only:
         stmt = stmt.where(or_(Code.expires_at.is_(None), Code.expires_at > now))
-    result = await session.execute(stmt.values(state=new, state_changed_at=now).returning(Code.id),
-                                   execution_options={"synchronize_session": False})
+    result = await session.execute(
+        stmt.values(state=new, state_changed_at=now).returning(Code.id),
+        execution_options={"synchronize_session": False},
+    )
     return result.first() is not None
 
 
@@ -378,11 +455,15 @@ async def redeem(session: AsyncSession, kernel: Any, data: RedeemIn, caller: Cal
         elif product.kind == "reusable_code":
             handed = _handed_out(code, product)
             await _open_account(session, code, product, now)
-            row = (await session.execute(
-                update(CodeAccount).where(CodeAccount.code_id == code.id, CodeAccount.uses < handed)
-                .values(uses=CodeAccount.uses + 1, updated_at=now).returning(CodeAccount.uses),
-                execution_options={"synchronize_session": False},
-            )).first()
+            row = (
+                await session.execute(
+                    update(CodeAccount)
+                    .where(CodeAccount.code_id == code.id, CodeAccount.uses < handed)
+                    .values(uses=CodeAccount.uses + 1, updated_at=now)
+                    .returning(CodeAccount.uses),
+                    execution_options={"synchronize_session": False},
+                )
+            ).first()
             if row is None:
                 raise _uses_exhausted(handed, handed)
             use_number = int(row.uses)
@@ -393,12 +474,15 @@ async def redeem(session: AsyncSession, kernel: Any, data: RedeemIn, caller: Cal
         else:
             amount = int(data.amount or 0)
             opened = await _open_account(session, code, product, now)
-            row = (await session.execute(
-                update(CodeAccount).where(CodeAccount.code_id == code.id, CodeAccount.balance >= amount)
-                .values(balance=CodeAccount.balance - amount, uses=CodeAccount.uses + 1, updated_at=now)
-                .returning(CodeAccount.balance, CodeAccount.uses),
-                execution_options={"synchronize_session": False},
-            )).first()
+            row = (
+                await session.execute(
+                    update(CodeAccount)
+                    .where(CodeAccount.code_id == code.id, CodeAccount.balance >= amount)
+                    .values(balance=CodeAccount.balance - amount, uses=CodeAccount.uses + 1, updated_at=now)
+                    .returning(CodeAccount.balance, CodeAccount.uses),
+                    execution_options={"synchronize_session": False},
+                )
+            ).first()
             if row is None:
                 left = await session.scalar(select(CodeAccount.balance).where(CodeAccount.code_id == code.id))
                 raise _insufficient(int(left or 0), amount, product.currency)
@@ -407,12 +491,24 @@ async def redeem(session: AsyncSession, kernel: Any, data: RedeemIn, caller: Cal
             if consumed:
                 await _set_code_state(session, code.id, "issued", "redeemed", now)
         red = Redemption(
-            id=new_id(), code_id=code.id, product_id=product.id, kind=product.kind, code_last4=code.last4,
-            grant_item_id=item.id if item else None, member_id=item.member_id if item else None,
-            store=data.store.strip(), terminal=data.terminal.strip(),
+            id=new_id(),
+            code_id=code.id,
+            product_id=product.id,
+            kind=product.kind,
+            code_last4=code.last4,
+            grant_item_id=item.id if item else None,
+            member_id=item.member_id if item else None,
+            store=data.store.strip(),
+            terminal=data.terminal.strip(),
             reference=(data.reference or "").strip() or None,
-            amount=data.amount, currency=product.currency, balance_after=balance_after, use_number=use_number,
-            user_id=caller.user_id, client_id=caller.client_id, status="redeemed", created_at=now,
+            amount=data.amount,
+            currency=product.currency,
+            balance_after=balance_after,
+            use_number=use_number,
+            user_id=caller.user_id,
+            client_id=caller.client_id,
+            status="redeemed",
+            created_at=now,
         )
         session.add(red)
         await session.flush()  # before the ledger entries that refer to it (no ORM relationship orders them)
@@ -420,10 +516,25 @@ async def redeem(session: AsyncSession, kernel: Any, data: RedeemIn, caller: Cal
             await _move_item(session, item.id, "held", "redeemed")
         if product.kind == "stored_value":
             if opened:
-                session.add(LedgerEntry(code_id=code.id, kind="opening", delta=product.face_value,
-                                        balance_after=product.face_value, created_at=now))
-            session.add(LedgerEntry(code_id=code.id, redemption_id=red.id, kind="redeem", delta=-int(data.amount or 0),
-                                    balance_after=int(balance_after or 0), created_at=now))
+                session.add(
+                    LedgerEntry(
+                        code_id=code.id,
+                        kind="opening",
+                        delta=product.face_value,
+                        balance_after=product.face_value,
+                        created_at=now,
+                    )
+                )
+            session.add(
+                LedgerEntry(
+                    code_id=code.id,
+                    redemption_id=red.id,
+                    kind="redeem",
+                    delta=-int(data.amount or 0),
+                    balance_after=int(balance_after or 0),
+                    created_at=now,
+                )
+            )
         facts = _facts(red)
         record(session, "code.redeemed", "code", code.id, facts)
         emit(session, "code.redeemed", code.id, facts)
@@ -434,10 +545,18 @@ async def redeem(session: AsyncSession, kernel: Any, data: RedeemIn, caller: Cal
 def _facts(red: Redemption) -> dict[str, Any]:
     """What the audit record and the event say about a redemption (never the code itself)."""
     return {
-        "redemption_id": str(red.id), "code_id": str(red.code_id), "last4": red.code_last4,
-        "product_id": str(red.product_id), "kind": red.kind, "store": red.store, "terminal": red.terminal,
-        "reference": red.reference, "amount": red.amount, "currency": red.currency,
-        "balance_after": red.balance_after, "use_number": red.use_number,
+        "redemption_id": str(red.id),
+        "code_id": str(red.code_id),
+        "last4": red.code_last4,
+        "product_id": str(red.product_id),
+        "kind": red.kind,
+        "store": red.store,
+        "terminal": red.terminal,
+        "reference": red.reference,
+        "amount": red.amount,
+        "currency": red.currency,
+        "balance_after": red.balance_after,
+        "use_number": red.use_number,
         "member_id": str(red.member_id) if red.member_id else None,
         "grant_item_id": str(red.grant_item_id) if red.grant_item_id else None,
     }
@@ -461,15 +580,22 @@ async def update_settings(session: AsyncSession, rollback_window_minutes: int) -
     row.rollback_window_minutes = rollback_window_minutes
     row.updated_at = utcnow()
     await session.flush()
-    record(session, "redemption.settings_changed", "redemption_settings", row.id,
-           {"rollback_window_minutes": {"from": before, "to": rollback_window_minutes}})
+    record(
+        session,
+        "redemption.settings_changed",
+        "redemption_settings",
+        row.id,
+        {"rollback_window_minutes": {"from": before, "to": rollback_window_minutes}},
+    )
     return row
 
 
 async def find_redemption(session: AsyncSession, redemption_id: uuid.UUID) -> Redemption:
-    red = (await session.execute(
-        select(Redemption).where(Redemption.id == redemption_id).execution_options(populate_existing=True)
-    )).scalar_one_or_none()
+    red = (
+        await session.execute(
+            select(Redemption).where(Redemption.id == redemption_id).execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
     if red is None:
         raise NotFound("Redemption not found", "核销记录不存在", code="redemption_not_found")
     return red
@@ -479,45 +605,75 @@ async def rollback(session: AsyncSession, redemption_id: uuid.UUID, reason: str)
     """Undo a redemption within the tenant's window: the code, use or balance comes back."""
     reason = reason.strip()
     if not reason:
-        raise ValidationFailed("Give a reason for the rollback", "请填写撤销原因", code="reason_required",
-                               errors=[FieldError(field="reason", message="required", code="required")])
+        raise ValidationFailed(
+            "Give a reason for the rollback",
+            "请填写撤销原因",
+            code="reason_required",
+            errors=[FieldError(field="reason", message="required", code="required")],
+        )
     red = await find_redemption(session, redemption_id)
     if red.status == "rolled_back":
-        raise Conflict("This redemption has already been rolled back", "该核销已撤销", code="already_rolled_back")
+        raise Conflict(
+            "This redemption has already been rolled back", "该核销已撤销", code="already_rolled_back"
+        )
     window = (await get_settings(session)).rollback_window_minutes
     now = utcnow()
     deadline = red.created_at + dt.timedelta(minutes=window)
     if now > deadline:
-        raise Conflict(f"The rollback window ({window} minutes) has passed",
-                       f"已超过可撤销时限（{window} 分钟）", code="rollback_window_passed",
-                       extra={"rollback_until": deadline.isoformat(), "rollback_window_minutes": window})
-    won = (await session.execute(
-        update(Redemption).where(Redemption.id == red.id, Redemption.status == "redeemed")
-        .values(status="rolled_back", rolled_back_at=now, rollback_reason=reason[:500]).returning(Redemption.id),
-        execution_options={"synchronize_session": False},
-    )).first()
+        raise Conflict(
+            f"The rollback window ({window} minutes) has passed",
+            f"已超过可撤销时限（{window} 分钟）",
+            code="rollback_window_passed",
+            extra={"rollback_until": deadline.isoformat(), "rollback_window_minutes": window},
+        )
+    won = (
+        await session.execute(
+            update(Redemption)
+            .where(Redemption.id == red.id, Redemption.status == "redeemed")
+            .values(status="rolled_back", rolled_back_at=now, rollback_reason=reason[:500])
+            .returning(Redemption.id),
+            execution_options={"synchronize_session": False},
+        )
+    ).first()
     if won is None:
-        raise Conflict("This redemption has already been rolled back", "该核销已撤销", code="already_rolled_back")
+        raise Conflict(
+            "This redemption has already been rolled back", "该核销已撤销", code="already_rolled_back"
+        )
     balance_after: int | None = None
     if red.kind == "code":
         await _set_code_state(session, red.code_id, "redeemed", "issued", now)
         await _move_item(session, red.grant_item_id, "redeemed", "held")
     elif red.kind == "reusable_code":
         await session.execute(
-            update(CodeAccount).where(CodeAccount.code_id == red.code_id, CodeAccount.uses > 0)
-            .values(uses=CodeAccount.uses - 1, updated_at=now), execution_options={"synchronize_session": False})
+            update(CodeAccount)
+            .where(CodeAccount.code_id == red.code_id, CodeAccount.uses > 0)
+            .values(uses=CodeAccount.uses - 1, updated_at=now),
+            execution_options={"synchronize_session": False},
+        )
         await _set_code_state(session, red.code_id, "redeemed", "issued", now)
         await _move_item(session, red.grant_item_id, "redeemed", "held")
     else:
         amount = int(red.amount or 0)
-        row = (await session.execute(
-            update(CodeAccount).where(CodeAccount.code_id == red.code_id)
-            .values(balance=CodeAccount.balance + amount, uses=CodeAccount.uses - 1, updated_at=now)
-            .returning(CodeAccount.balance), execution_options={"synchronize_session": False},
-        )).one()
+        row = (
+            await session.execute(
+                update(CodeAccount)
+                .where(CodeAccount.code_id == red.code_id)
+                .values(balance=CodeAccount.balance + amount, uses=CodeAccount.uses - 1, updated_at=now)
+                .returning(CodeAccount.balance),
+                execution_options={"synchronize_session": False},
+            )
+        ).one()
         balance_after = int(row.balance)
-        session.add(LedgerEntry(code_id=red.code_id, redemption_id=red.id, kind="rollback", delta=amount,
-                                balance_after=balance_after, created_at=now))
+        session.add(
+            LedgerEntry(
+                code_id=red.code_id,
+                redemption_id=red.id,
+                kind="rollback",
+                delta=amount,
+                balance_after=balance_after,
+                created_at=now,
+            )
+        )
         await _set_code_state(session, red.code_id, "redeemed", "issued", now)
         await _move_item(session, red.grant_item_id, "redeemed", "held")
     red = await find_redemption(session, red.id)
@@ -533,10 +689,27 @@ async def rollback(session: AsyncSession, redemption_id: uuid.UUID, reason: str)
 
 def redemption_out(red: Redemption, window_minutes: int) -> RedemptionOut:
     return RedemptionOut(
-        red.id, red.code_id, masked(red.code_last4), red.product_id, red.kind, red.status, red.store,
-        red.terminal, red.reference, red.amount, red.currency, red.balance_after, red.use_number, red.member_id,
-        red.grant_item_id, red.user_id, red.client_id, red.created_at,
-        red.created_at + dt.timedelta(minutes=window_minutes), red.rolled_back_at, red.rollback_reason,
+        red.id,
+        red.code_id,
+        masked(red.code_last4),
+        red.product_id,
+        red.kind,
+        red.status,
+        red.store,
+        red.terminal,
+        red.reference,
+        red.amount,
+        red.currency,
+        red.balance_after,
+        red.use_number,
+        red.member_id,
+        red.grant_item_id,
+        red.user_id,
+        red.client_id,
+        red.created_at,
+        red.created_at + dt.timedelta(minutes=window_minutes),
+        red.rolled_back_at,
+        red.rollback_reason,
     )
 
 
@@ -561,9 +734,11 @@ async def list_redemptions(
         q = q.where(Redemption.terminal == terminal.strip())
     if since is not None:
         if since.tzinfo is None:
-            raise ValidationFailed("since needs a time zone (e.g. 2026-01-01T00:00:00+08:00)",
-                                   "since 需要带时区（例如 2026-01-01T00:00:00+08:00）",
-                                   errors=[FieldError(field="since", message="timezone required")])
+            raise ValidationFailed(
+                "since needs a time zone (e.g. 2026-01-01T00:00:00+08:00)",
+                "since 需要带时区（例如 2026-01-01T00:00:00+08:00）",
+                errors=[FieldError(field="since", message="timezone required")],
+            )
         q = q.where(Redemption.created_at >= since)
     if status:
         q = q.where(Redemption.status == status)
@@ -572,7 +747,9 @@ async def list_redemptions(
     rows: Sequence[Redemption] = (await session.execute(q)).scalars().all()
     window = (await get_settings(session)).rollback_window_minutes
     page = rows[:limit]
-    return RedemptionPage([redemption_out(r, window) for r in page], page[-1].id if len(rows) > limit else None)
+    return RedemptionPage(
+        [redemption_out(r, window) for r in page], page[-1].id if len(rows) > limit else None
+    )
 
 
 async def stored_value_ledger(session: AsyncSession, code_id: uuid.UUID) -> LedgerOut:
@@ -582,22 +759,44 @@ async def stored_value_ledger(session: AsyncSession, code_id: uuid.UUID) -> Ledg
         raise _not_found()
     product = await _product(session, code.product_id)
     if product.kind != "stored_value":
-        raise ValidationFailed("This code is not a stored-value card", "该券码不是储值卡", code="not_stored_value")
+        raise ValidationFailed(
+            "This code is not a stored-value card", "该券码不是储值卡", code="not_stored_value"
+        )
     account = await _account(session, code.id)
-    entries = (await session.execute(
-        select(LedgerEntry).where(LedgerEntry.code_id == code.id).order_by(LedgerEntry.id)
-    )).scalars().all()
-    initial = account.initial_balance if account and account.initial_balance is not None else product.face_value
+    entries = (
+        (
+            await session.execute(
+                select(LedgerEntry).where(LedgerEntry.code_id == code.id).order_by(LedgerEntry.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    initial = (
+        account.initial_balance if account and account.initial_balance is not None else product.face_value
+    )
     balance = account.balance if account and account.balance is not None else product.face_value
     return LedgerOut(
-        code.id, masked(code.last4), product.id, product.currency, int(initial), int(balance),
-        [LedgerEntryOut(e.id, e.kind, e.delta, e.balance_after, e.redemption_id, e.created_at) for e in entries],
+        code.id,
+        masked(code.last4),
+        product.id,
+        product.currency,
+        int(initial),
+        int(balance),
+        [
+            LedgerEntryOut(e.id, e.kind, e.delta, e.balance_after, e.redemption_id, e.created_at)
+            for e in entries
+        ],
     )
 
 
 async def redemption_count(session: AsyncSession, code_id: uuid.UUID) -> int:
     """Redemptions of a code that stand (not rolled back)."""
-    return int(await session.scalar(
-        select(func.count()).select_from(Redemption)
-        .where(Redemption.code_id == code_id, Redemption.status == "redeemed")
-    ) or 0)
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(Redemption)
+            .where(Redemption.code_id == code_id, Redemption.status == "redeemed")
+        )
+        or 0
+    )

@@ -32,8 +32,9 @@ async def pins_of(kernel: Any, tenant_id: uuid.UUID, code_ids: list[uuid.UUID]) 
             return [unseal(cipher, rows[i].digest, rows[i].secret)[1] for i in code_ids]
 
 
-async def issued_codes(kernel: Any, tenant_id: uuid.UUID, count: int, *, allocate_count: int | None = None,
-                       **stock: Any) -> Issued:
+async def issued_codes(
+    kernel: Any, tenant_id: uuid.UUID, count: int, *, allocate_count: int | None = None, **stock: Any
+) -> Issued:
     """Stock ``count`` codes and allocate ``allocate_count`` units (default: all) so they are issued."""
     s = await stock_product(kernel, tenant_id, count, **stock)
     units = count if allocate_count is None else allocate_count
@@ -57,5 +58,8 @@ async def age_redemption(kernel: Any, tenant_id: uuid.UUID, redemption_id: uuid.
     with tenant_context(tenant_id):
         async with kernel.db.transaction() as db:
             red = (await db.execute(select(Redemption).where(Redemption.id == redemption_id))).scalar_one()
-            await db.execute(update(Redemption).where(Redemption.id == redemption_id)
-                             .values(created_at=red.created_at - dt.timedelta(minutes=minutes)))
+            await db.execute(
+                update(Redemption)
+                .where(Redemption.id == redemption_id)
+                .values(created_at=red.created_at - dt.timedelta(minutes=minutes))
+            )

@@ -30,9 +30,14 @@ def _postgres_only(test_env: Any) -> None:
 
 
 async def _storm(client: Any, headers: dict[str, str], body: dict[str, Any]) -> list[Any]:
-    return list(await asyncio.gather(*[
-        client.post(URL, json={**body, "terminal": f"T{i}"}, headers=headers) for i in range(CONCURRENT)
-    ]))
+    return list(
+        await asyncio.gather(
+            *[
+                client.post(URL, json={**body, "terminal": f"T{i}"}, headers=headers)
+                for i in range(CONCURRENT)
+            ]
+        )
+    )
 
 
 async def test_concurrent_redemptions_of_one_code_exactly_one_wins(
@@ -44,7 +49,9 @@ async def test_concurrent_redemptions_of_one_code_exactly_one_wins(
     iss = await issued_codes(kernel, t.id, 1)
     answers = await _storm(client, api.headers, {"code": iss.numbers[0], "pin": iss.pins[0], "store": "S"})
     statuses = Counter(r.status_code for r in answers)
-    assert statuses == {201: 1, 409: CONCURRENT - 1}, [r.text for r in answers if r.status_code not in (201, 409)]
+    assert statuses == {201: 1, 409: CONCURRENT - 1}, [
+        r.text for r in answers if r.status_code not in (201, 409)
+    ]
     winner = next(r.json() for r in answers if r.status_code == 201)
     for r in answers:
         if r.status_code == 409:
@@ -53,7 +60,11 @@ async def test_concurrent_redemptions_of_one_code_exactly_one_wins(
             assert p["terminal"] == winner["terminal"] and p["store"] == "S"
     with tenant_context(t.id):
         async with kernel.db.transaction() as db:
-            reds = (await db.execute(select(Redemption).where(Redemption.code_id == iss.code_ids[0]))).scalars().all()
+            reds = (
+                (await db.execute(select(Redemption).where(Redemption.code_id == iss.code_ids[0])))
+                .scalars()
+                .all()
+            )
     assert len(reds) == 1
     assert await code_state(kernel, t.id, iss.code_ids[0]) == "redeemed"
 
@@ -62,15 +73,18 @@ async def test_concurrent_uses_of_a_reusable_code(client, kernel, test_env, make
     _postgres_only(test_env)
     t = await make_tenant()
     api = await make_api_client(t, ["redemptions:write"])
-    iss = await issued_codes(kernel, t.id, 1, kind="reusable_code", with_pin=False, uses=5, max_uses=5,
-                             allocate_count=5)
+    iss = await issued_codes(
+        kernel, t.id, 1, kind="reusable_code", with_pin=False, uses=5, max_uses=5, allocate_count=5
+    )
     answers = await _storm(client, api.headers, {"code": iss.numbers[0]})
     assert Counter(r.status_code for r in answers) == {201: 5, 409: CONCURRENT - 5}
     assert sorted(r.json()["use_number"] for r in answers if r.status_code == 201) == [1, 2, 3, 4, 5]
     assert {r.json()["code"] for r in answers if r.status_code == 409} == {"uses_exhausted"}
 
 
-async def test_concurrent_spends_of_a_stored_value_card(client, kernel, test_env, make_tenant, make_api_client):
+async def test_concurrent_spends_of_a_stored_value_card(
+    client, kernel, test_env, make_tenant, make_api_client
+):
     _postgres_only(test_env)
     t = await make_tenant()
     api = await make_api_client(t, ["redemptions:read", "redemptions:write"])
@@ -90,9 +104,12 @@ async def _card(kernel: Any, tenant_id: Any) -> tuple[Any, str]:
 
 Op = tuple[str, int]
 ops = st.lists(
-    st.one_of(st.tuples(st.just("redeem"), st.integers(min_value=1, max_value=600)),
-              st.tuples(st.just("rollback"), st.integers(min_value=0, max_value=20))),
-    min_size=1, max_size=14,
+    st.one_of(
+        st.tuples(st.just("redeem"), st.integers(min_value=1, max_value=600)),
+        st.tuples(st.just("rollback"), st.integers(min_value=0, max_value=20)),
+    ),
+    min_size=1,
+    max_size=14,
 )
 
 
@@ -127,10 +144,19 @@ async def test_stored_value_balance_never_negative(kernel, make_tenant, sequence
                     model_balance += amount
         with tenant_context(t.id):
             async with kernel.db.transaction() as db:
-                account = (await db.execute(select(CodeAccount).where(CodeAccount.code_id == code_id))).scalar_one_or_none()
+                account = (
+                    await db.execute(select(CodeAccount).where(CodeAccount.code_id == code_id))
+                ).scalar_one_or_none()
                 balance = account.balance if account else face
-                entries = (await db.execute(select(LedgerEntry).where(LedgerEntry.code_id == code_id)
-                                            .order_by(LedgerEntry.id))).scalars().all()
+                entries = (
+                    (
+                        await db.execute(
+                            select(LedgerEntry).where(LedgerEntry.code_id == code_id).order_by(LedgerEntry.id)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
         assert balance == model_balance >= 0
         assert all(e.balance_after >= 0 for e in entries)
         assert sum(e.delta for e in entries) == (balance if entries else 0)

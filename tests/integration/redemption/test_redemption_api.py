@@ -26,10 +26,18 @@ async def _setup(make_tenant, make_api_client, scopes: list[str] | None = None):
     return t, api
 
 
-async def test_redeem_once_then_already_redeemed_with_when_and_where(client, kernel, make_tenant, make_api_client):
+async def test_redeem_once_then_already_redeemed_with_when_and_where(
+    client, kernel, make_tenant, make_api_client
+):
     t, api = await _setup(make_tenant, make_api_client)
     iss = await issued_codes(kernel, t.id, 1)
-    body = {"code": iss.numbers[0], "pin": iss.pins[0], "store": "Shop 12", "terminal": "POS-3", "reference": "R1"}
+    body = {
+        "code": iss.numbers[0],
+        "pin": iss.pins[0],
+        "store": "Shop 12",
+        "terminal": "POS-3",
+        "reference": "R1",
+    }
     r = await client.post(URL, json=body, headers=api.headers)
     assert r.status_code == 201, r.text
     red = r.json()
@@ -38,7 +46,9 @@ async def test_redeem_once_then_already_redeemed_with_when_and_where(client, ker
     assert red["client_id"] == str(api.client_pk)
     assert await code_state(kernel, t.id, iss.code_ids[0]) == "redeemed"
 
-    again = await client.post(URL, json={**body, "store": "Shop 99"}, headers={**api.headers, "Accept-Language": "en"})
+    again = await client.post(
+        URL, json={**body, "store": "Shop 99"}, headers={**api.headers, "Accept-Language": "en"}
+    )
     assert again.status_code == 409
     problem = again.json()
     assert problem["code"] == "already_redeemed"
@@ -104,8 +114,11 @@ async def test_generated_code_typed_without_dashes(client, kernel, make_tenant, 
     with tenant_context(t.id):
         async with kernel.db.transaction() as db:
             sealed = seal(await kernel.keys.cipher(db), generated)
-            await db.execute(update(Code).where(Code.id == iss.code_ids[0])
-                             .values(digest=sealed.digest, secret=sealed.secret, last4=sealed.last4))
+            await db.execute(
+                update(Code)
+                .where(Code.id == iss.code_ids[0])
+                .values(digest=sealed.digest, secret=sealed.secret, last4=sealed.last4)
+            )
     typed = generated.replace("-", "").lower()
     r = await client.post(URL, json={"code": typed}, headers=api.headers)
     assert r.status_code == 201, r.text
@@ -120,8 +133,9 @@ async def test_refusals_have_stable_codes(client, kernel, make_tenant, make_api_
     with tenant_context(t.id):
         async with kernel.db.transaction() as db:
             await db.execute(update(Code).where(Code.id == stocked.code_ids[1]).values(state="voided"))
-            await db.execute(update(Code).where(Code.id == stocked.code_ids[2])
-                             .values(state="issued", expires_at=past))
+            await db.execute(
+                update(Code).where(Code.id == stocked.code_ids[2]).values(state="issued", expires_at=past)
+            )
     r = await client.post(URL, json={"code": stocked.numbers[1]}, headers=api.headers)
     assert r.status_code == 409 and r.json()["code"] == "code_voided"
     r = await client.post(URL, json={"code": stocked.numbers[2]}, headers=api.headers)
@@ -144,8 +158,9 @@ async def test_scopes_are_required(client, kernel, make_tenant, make_api_client)
 
 async def test_reusable_code_counts_uses(client, kernel, make_tenant, make_api_client):
     t, api = await _setup(make_tenant, make_api_client)
-    iss = await issued_codes(kernel, t.id, 1, kind="reusable_code", with_pin=False, uses=3, max_uses=3,
-                             allocate_count=2)  # 2 of the 3 uses handed out
+    iss = await issued_codes(
+        kernel, t.id, 1, kind="reusable_code", with_pin=False, uses=3, max_uses=3, allocate_count=2
+    )  # 2 of the 3 uses handed out
     code = iss.numbers[0]
     v = await client.post(f"{URL}/validate", json={"code": code}, headers=api.headers)
     assert v.json()["uses"] == 0 and v.json()["uses_remaining"] == 2
@@ -166,8 +181,9 @@ async def test_reusable_code_counts_uses(client, kernel, make_tenant, make_api_c
     assert await code_state(kernel, t.id, iss.code_ids[0]) == "redeemed"
     r = await client.post(URL, json={"code": code}, headers=api.headers)
     assert r.json()["code"] == "uses_exhausted"
-    back = await client.post(f"{URL}/{second.json()['id']}/rollback", json={"reason": "wrong item"},
-                             headers=api.headers)
+    back = await client.post(
+        f"{URL}/{second.json()['id']}/rollback", json={"reason": "wrong item"}, headers=api.headers
+    )
     assert back.status_code == 200 and back.json()["status"] == "rolled_back"
     assert await code_state(kernel, t.id, iss.code_ids[0]) == "issued"
     again = await client.post(URL, json={"code": code}, headers=api.headers)
@@ -192,7 +208,9 @@ async def test_stored_value_partial_spends_and_ledger(client, kernel, make_tenan
     assert await code_state(kernel, t.id, iss.code_ids[0]) == "redeemed"
     empty = await client.post(URL, json={**body, "amount": 1}, headers=api.headers)
     assert empty.json()["code"] == "insufficient_balance"
-    back = await client.post(f"{URL}/{a.json()['id']}/rollback", json={"reason": "refund"}, headers=api.headers)
+    back = await client.post(
+        f"{URL}/{a.json()['id']}/rollback", json={"reason": "refund"}, headers=api.headers
+    )
     assert back.status_code == 200
     assert await code_state(kernel, t.id, iss.code_ids[0]) == "issued"
     ledger = await client.get(f"/api/v1/stored-value/{iss.code_ids[0]}/ledger", headers=api.headers)
@@ -200,7 +218,11 @@ async def test_stored_value_partial_spends_and_ledger(client, kernel, make_tenan
     led = ledger.json()
     assert led["initial_balance"] == 1000 and led["balance"] == 300
     assert [(e["kind"], e["delta"], e["balance_after"]) for e in led["entries"]] == [
-        ("opening", 1000, 1000), ("redeem", -300, 700), ("redeem", -700, 0), ("rollback", 300, 300)]
+        ("opening", 1000, 1000),
+        ("redeem", -300, 700),
+        ("redeem", -700, 0),
+        ("rollback", 300, 300),
+    ]
     not_sv = await issued_codes(kernel, t.id, 1)
     r = await client.get(f"/api/v1/stored-value/{not_sv.code_ids[0]}/ledger", headers=api.headers)
     assert r.status_code == 422 and r.json()["code"] == "not_stored_value"
@@ -217,8 +239,11 @@ async def test_balance_check_constraint_refuses_negative(kernel, make_tenant):
             db.add(CodeAccount(code_id=iss.code_ids[0], uses=0, balance=5, initial_balance=5))
         with pytest.raises(IntegrityError):
             async with kernel.db.transaction() as db:
-                await db.execute(update(CodeAccount).where(CodeAccount.code_id == iss.code_ids[0])
-                                 .values(balance=CodeAccount.balance - 6))
+                await db.execute(
+                    update(CodeAccount)
+                    .where(CodeAccount.code_id == iss.code_ids[0])
+                    .values(balance=CodeAccount.balance - 6)
+                )
 
 
 async def test_rollback_within_and_after_the_window(client, kernel, make_tenant, make_api_client):
@@ -229,8 +254,9 @@ async def test_rollback_within_and_after_the_window(client, kernel, make_tenant,
     no_reason = await client.post(f"{URL}/{first['id']}/rollback", json={"reason": " "}, headers=api.headers)
     assert no_reason.status_code == 422
     await age_redemption(kernel, t.id, uuid.UUID(first["id"]), 29)
-    ok = await client.post(f"{URL}/{first['id']}/rollback", json={"reason": "customer changed mind"},
-                           headers=api.headers)
+    ok = await client.post(
+        f"{URL}/{first['id']}/rollback", json={"reason": "customer changed mind"}, headers=api.headers
+    )
     assert ok.status_code == 200, ok.text
     assert ok.json()["rollback_reason"] == "customer changed mind" and ok.json()["rolled_back_at"]
     assert await code_state(kernel, t.id, iss.code_ids[0]) == "issued"
@@ -244,31 +270,54 @@ async def test_rollback_within_and_after_the_window(client, kernel, make_tenant,
     assert late.status_code == 409 and late.json()["code"] == "rollback_window_passed"
     assert await code_state(kernel, t.id, iss.code_ids[1]) == "redeemed"
     # a longer window (tenant setting) makes it possible again
-    r = await client.put("/api/v1/redemption-settings", json={"rollback_window_minutes": 120},
-                         headers=api.headers)
+    r = await client.put(
+        "/api/v1/redemption-settings", json={"rollback_window_minutes": 120}, headers=api.headers
+    )
     assert r.status_code == 200 and r.json() == {"rollback_window_minutes": 120}
     assert (await client.get("/api/v1/redemption-settings", headers=api.headers)).json()[
-        "rollback_window_minutes"] == 120
-    ok2 = await client.post(f"{URL}/{second['id']}/rollback", json={"reason": "late but allowed"},
-                            headers=api.headers)
+        "rollback_window_minutes"
+    ] == 120
+    ok2 = await client.post(
+        f"{URL}/{second['id']}/rollback", json={"reason": "late but allowed"}, headers=api.headers
+    )
     assert ok2.status_code == 200
-    bad = await client.put("/api/v1/redemption-settings", json={"rollback_window_minutes": -1},
-                           headers=api.headers)
+    bad = await client.put(
+        "/api/v1/redemption-settings", json={"rollback_window_minutes": -1}, headers=api.headers
+    )
     assert bad.status_code in (400, 422)
 
 
 async def test_audit_and_events(client, kernel, make_tenant, make_api_client):
     t, api = await _setup(make_tenant, make_api_client)
     iss = await issued_codes(kernel, t.id, 1)
-    red = (await client.post(URL, json={"code": iss.numbers[0], "pin": iss.pins[0], "store": "A"},
-                             headers=api.headers)).json()
+    red = (
+        await client.post(
+            URL, json={"code": iss.numbers[0], "pin": iss.pins[0], "store": "A"}, headers=api.headers
+        )
+    ).json()
     await client.post(f"{URL}/{red['id']}/rollback", json={"reason": "oops"}, headers=api.headers)
     with tenant_context(t.id):
         async with kernel.db.transaction() as db:
-            events = (await db.execute(select(Event).where(Event.object_id == str(iss.code_ids[0]))
-                                       .order_by(Event.id))).scalars().all()
-            audits = (await db.execute(select(AuditEvent).where(AuditEvent.object_id == str(iss.code_ids[0]))
-                                       .order_by(AuditEvent.seq.nulls_last(), AuditEvent.id))).scalars().all()
+            events = (
+                (
+                    await db.execute(
+                        select(Event).where(Event.object_id == str(iss.code_ids[0])).order_by(Event.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            audits = (
+                (
+                    await db.execute(
+                        select(AuditEvent)
+                        .where(AuditEvent.object_id == str(iss.code_ids[0]))
+                        .order_by(AuditEvent.seq.nulls_last(), AuditEvent.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
     assert [e.type for e in events] == ["code.redeemed", "code.redemption_rolled_back"]
     assert events[0].data["redemption_id"] == red["id"] and events[0].data["store"] == "A"
     assert {"code.redeemed", "code.redemption_rolled_back"} <= {a.action for a in audits}
@@ -279,12 +328,16 @@ async def test_list_filters(client, kernel, make_tenant, make_api_client):
     t, api = await _setup(make_tenant, make_api_client)
     iss = await issued_codes(kernel, t.id, 3, with_pin=False)
     for number, store in zip(iss.numbers, ["North", "North", "South"], strict=True):
-        assert (await client.post(URL, json={"code": number, "store": store}, headers=api.headers)).status_code == 201
+        assert (
+            await client.post(URL, json={"code": number, "store": store}, headers=api.headers)
+        ).status_code == 201
     everything = (await client.get(URL, headers=api.headers)).json()["items"]
     assert len(everything) == 3 and everything[0]["store"] == "South"  # newest first
     north = (await client.get(URL, params={"store": "North"}, headers=api.headers)).json()["items"]
     assert len(north) == 2
-    by_last4 = (await client.get(URL, params={"last4": iss.numbers[2][-4:]}, headers=api.headers)).json()["items"]
+    by_last4 = (await client.get(URL, params={"last4": iss.numbers[2][-4:]}, headers=api.headers)).json()[
+        "items"
+    ]
     assert [r["code_id"] for r in by_last4] == [str(iss.code_ids[2])]
     future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
     assert (await client.get(URL, params={"since": future}, headers=api.headers)).json()["items"] == []
@@ -306,7 +359,9 @@ async def test_grant_item_follows_redemption(client, kernel, make_tenant, make_a
             member = Member(external_id="m-1")
             db.add(member)
             await db.flush()
-            grant = Grant(ref=f"G{uuid.uuid4().hex[:8]}", product_id=iss.product_id, quantity=1, member_id=member.id)
+            grant = Grant(
+                ref=f"G{uuid.uuid4().hex[:8]}", product_id=iss.product_id, quantity=1, member_id=member.id
+            )
             db.add(grant)
             await db.flush()
             item = GrantItem(grant_id=grant.id, code_id=iss.code_ids[0], member_id=member.id)
@@ -341,7 +396,9 @@ async def test_isolation_between_tenants(client, kernel, make_tenant, make_api_c
         r = await client.request(method, url, json=body, headers=api_b.headers)
         assert r.status_code == 404, (url, r.text)
     assert (await client.get(URL, headers=api_b.headers)).json()["items"] == []
-    await client.put("/api/v1/redemption-settings", json={"rollback_window_minutes": 5}, headers=api_b.headers)
+    await client.put(
+        "/api/v1/redemption-settings", json={"rollback_window_minutes": 5}, headers=api_b.headers
+    )
     got: dict[str, Any] = (await client.get("/api/v1/redemption-settings", headers=api_a.headers)).json()
     assert got["rollback_window_minutes"] == 30
     assert (await client.get(f"{URL}/{red['id']}", headers=api_a.headers)).status_code == 200
@@ -359,12 +416,14 @@ async def test_guessing_codes_locks_the_client_out(client, kernel, make_tenant, 
     for i in range(9):
         r = await client.post(URL, json={"code": f"GUESS-{i:04d}", "terminal": "T9"}, headers=api.headers)
         assert r.status_code == 404 and r.json()["code"] == "code_not_found"
-    wrong_pin = await client.post(URL, json={"code": iss.numbers[0], "pin": "0000", "terminal": "T9"},
-                                  headers=api.headers)
+    wrong_pin = await client.post(
+        URL, json={"code": iss.numbers[0], "pin": "0000", "terminal": "T9"}, headers=api.headers
+    )
     assert wrong_pin.json()["code"] == "pin_mismatch"  # the tenth failure
     await engine.settle()
-    locked = await client.post(URL, json={"code": iss.numbers[0], "pin": iss.pins[0], "terminal": "T9"},
-                               headers=api.headers)
+    locked = await client.post(
+        URL, json={"code": iss.numbers[0], "pin": iss.pins[0], "terminal": "T9"}, headers=api.headers
+    )
     assert locked.status_code == 429 and locked.json()["code"] == "risk_refused", locked.text
     assert locked.json()["reason"] == "locked_out"
     assert await code_state(kernel, t.id, iss.code_ids[0]) == "issued"

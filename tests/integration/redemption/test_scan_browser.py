@@ -80,7 +80,9 @@ def test_staff_scans_codes_and_rolls_back(
     expect(page.locator("#f-amount")).to_be_focused()
     page.keyboard.type("12.50")  # more than the ¥10.00 on the card
     page.keyboard.press("Enter")
-    expect(page.locator("[data-result=refused]")).to_have_attribute("data-problem-code", "insufficient_balance")
+    expect(page.locator("[data-result=refused]")).to_have_attribute(
+        "data-problem-code", "insufficient_balance"
+    )
     page.fill("#f-amount", "7.50")
     page.press("#f-amount", "Enter")
     expect(page.locator("[data-result=ok] [data-balance]")).to_contain_text("¥2.50")
@@ -89,5 +91,8 @@ def test_staff_scans_codes_and_rolls_back(
     row.locator("input[name=reason]").fill("顾客退单")
     row.locator("[data-rollback]").click()
     expect(page.locator(".alert-success")).to_be_visible()
-    expect(page.locator("tr[data-redemption]").filter(has_text=card.numbers[0][-4:]).first
-           .locator("[data-rollback]")).to_have_count(0)
+    expect(
+        page.locator("tr[data-redemption]")
+        .filter(has_text=card.numbers[0][-4:])
+        .first.locator("[data-rollback]")
+    ).to_have_count(0)

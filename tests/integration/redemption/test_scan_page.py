@@ -25,19 +25,33 @@ async def test_scan_redeem_with_pin_and_remembered_place(browser, kernel, make_t
     await _login(browser, t)
     page = await browser.get(PAGE, headers={"Accept-Language": "en"})
     assert page.status_code == 200 and "data-code-input" in page.text and "autofocus" in page.text
-    first = await browser.submit(PAGE, PAGE, {"code": iss.numbers[0], "store": "Mall 1", "terminal": "Till 2",
-                                              "action": "redeem"})
+    first = await browser.submit(
+        PAGE, PAGE, {"code": iss.numbers[0], "store": "Mall 1", "terminal": "Till 2", "action": "redeem"}
+    )
     assert first.status_code == 422 and 'data-problem-code="pin_required"' in first.text
     assert "data-pin-input" in first.text and iss.numbers[0] in first.text  # kept for the PIN retry
     wrong = await browser.submit(PAGE, PAGE, {"code": iss.numbers[0], "pin": "nope", "action": "redeem"})
     assert 'data-problem-code="pin_mismatch"' in wrong.text
-    ok = await browser.submit(PAGE, PAGE, {"code": iss.numbers[0], "pin": iss.pins[0], "store": "Mall 1",
-                                           "terminal": "Till 2", "action": "redeem"})
+    ok = await browser.submit(
+        PAGE,
+        PAGE,
+        {
+            "code": iss.numbers[0],
+            "pin": iss.pins[0],
+            "store": "Mall 1",
+            "terminal": "Till 2",
+            "action": "redeem",
+        },
+    )
     assert ok.status_code == 200 and 'data-result="ok"' in ok.text, text_of(ok.text)[:500]
     assert await code_state(kernel, t.id, iss.code_ids[0]) == "redeemed"
     assert iss.numbers[0] not in ok.text and iss.pins[0] not in ok.text
-    again = await browser.submit(PAGE, PAGE, {"code": iss.numbers[0], "pin": iss.pins[0], "action": "redeem"},
-                                 headers={"Accept-Language": "en"})
+    again = await browser.submit(
+        PAGE,
+        PAGE,
+        {"code": iss.numbers[0], "pin": iss.pins[0], "action": "redeem"},
+        headers={"Accept-Language": "en"},
+    )
     assert again.status_code == 409 and 'data-problem-code="already_redeemed"' in again.text
     assert "Mall 1 / Till 2" in text_of(again.text)
     fresh = await browser.get(PAGE)
@@ -51,12 +65,16 @@ async def test_stored_value_amount_check_only_and_rollback(browser, kernel, make
     await _login(browser, t)
     need = await browser.submit(PAGE, PAGE, {"code": iss.numbers[0], "action": "redeem"})
     assert 'data-problem-code="amount_required"' in need.text and "data-amount-input" in need.text
-    checked = await browser.submit(PAGE, PAGE, {"code": iss.numbers[0], "amount": "2.50", "action": "validate"})
+    checked = await browser.submit(
+        PAGE, PAGE, {"code": iss.numbers[0], "amount": "2.50", "action": "validate"}
+    )
     assert 'data-result="valid"' in checked.text and "10.00" in text_of(checked.text)
     assert await code_state(kernel, t.id, iss.code_ids[0]) == "issued"
     spent = await browser.submit(PAGE, PAGE, {"code": iss.numbers[0], "amount": "2.50", "action": "redeem"})
     assert 'data-result="ok"' in spent.text and "7.50" in text_of(spent.text)
-    bad_amount = await browser.submit(PAGE, PAGE, {"code": iss.numbers[0], "amount": "1.234", "action": "redeem"})
+    bad_amount = await browser.submit(
+        PAGE, PAGE, {"code": iss.numbers[0], "amount": "1.234", "action": "redeem"}
+    )
     assert bad_amount.status_code == 422 and "data-amount-input" in bad_amount.text
     import re
 
@@ -65,7 +83,9 @@ async def test_stored_value_amount_check_only_and_rollback(browser, kernel, make
     assert back.status_code == 303
     page = await browser.get(PAGE)
     assert "data-rollback" not in page.text  # rolled back: nothing left to roll back
-    ledger_balance = await browser.submit(PAGE, PAGE, {"code": iss.numbers[0], "amount": "10", "action": "validate"})
+    ledger_balance = await browser.submit(
+        PAGE, PAGE, {"code": iss.numbers[0], "amount": "10", "action": "validate"}
+    )
     assert "10.00" in text_of(ledger_balance.text)
 
 
@@ -75,7 +95,11 @@ async def test_rollback_needs_permission_and_window(browser, kernel, make_tenant
     operator = await make_user(t, "operator")  # may redeem, may not roll back
     await _login(browser, t, operator)
     ok = await browser.submit(PAGE, PAGE, {"code": iss.numbers[0], "action": "redeem"})
-    assert 'data-result="ok"' in ok.text and "data-rollback" not in ok.text and "data-settings-form" not in ok.text
+    assert (
+        'data-result="ok"' in ok.text
+        and "data-rollback" not in ok.text
+        and "data-settings-form" not in ok.text
+    )
     import re
 
     red_id = re.search(r'data-redemption="([0-9a-f-]+)"', ok.text).group(1)
