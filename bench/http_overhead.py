@@ -300,7 +300,9 @@ async def uvicorn_server(factory: str, env: dict[str, str], app_dir: str) -> Asy
         "--log-level",
         "warning",
     ]
-    with tempfile.TemporaryFile() as log:  # the server's stderr (JSON log lines), read back on failure
+    keep = os.environ.get("KAQUAN_BENCH_SERVER_LOG")  # a path: keep the server's log for a post-mortem
+    # stderr (JSON log lines), read back on failure; opening a local file once before the server starts is fine
+    with open(keep, "w+b") if keep else tempfile.TemporaryFile() as log:  # noqa: ASYNC230
         proc = await asyncio.create_subprocess_exec(
             *cmd, cwd=str(ROOT), env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log
         )

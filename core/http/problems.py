@@ -12,6 +12,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from core.errors import DomainError, FieldError
 
@@ -135,8 +136,21 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", detail, instance=request.url.path)
 
 
+def busy_handler(request: Request[Any, Any, Any], exc: PoolTimeout) -> Response[bytes]:
+    """No database connection came free in time: the server is overloaded, not broken. Nothing was changed."""
+    log.warning("database_pool_exhausted", path=request.url.path)
+    locale = request_locale(request)
+    detail = (
+        "The server is busy; nothing was changed. Retry shortly"
+        if locale == "en"
+        else "服务器繁忙，本次请求未做任何更改，请稍后重试"
+    )
+    return problem(503, "server_busy", detail, headers={"Retry-After": "1"}, instance=request.url.path)
+
+
 EXCEPTION_HANDLERS = {
     DomainError: domain_error_handler,
     HTTPException: http_exception_handler,
+    PoolTimeout: busy_handler,
     Exception: internal_error_handler,
 }

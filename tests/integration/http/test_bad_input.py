@@ -90,3 +90,21 @@ async def test_unknown_route_and_wrong_method(client, operator):
 async def test_bad_uuid_in_path_is_404_or_400_not_500(client, operator):
     r = await client.get("/api/platform/v1/tenants/not-a-uuid", headers=operator.headers)
     assert r.status_code in (400, 404) and r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_an_exhausted_database_pool_is_503_busy_not_500(client, make_tenant, make_api_client, monkeypatch):
+    """Overload (no pooled connection within the timeout) is answered 503 with Retry-After, never a 500."""
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from tenants import api_tenant
+
+    tenant = await make_tenant()
+    creds = await make_api_client(tenant, ["tenant:read"])
+
+    async def no_connection(*_a, **_k):
+        raise PoolTimeout("QueuePool limit of size 10 overflow 20 reached, connection timed out, timeout 30.00")
+
+    monkeypatch.setattr(api_tenant.onboarding, "get_tenant", no_connection)
+    r = await client.get("/api/v1/tenant", headers={"Authorization": f"Bearer {creds.token}", "Accept-Language": "en"})
+    body = _is_problem(r, 503, "server_busy")
+    assert r.headers["retry-after"] == "1" and "nothing was changed" in body["detail"]
