@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from typing import Any
@@ -63,12 +64,11 @@ async def attempt(
 async def fail_once(kernel: Any, settings: Settings, tenant_id: uuid.UUID, subject: RiskSubject) -> None:
     """A failed redemption attempt whose own transaction then rolls back (as the request's would)."""
     with tenant_context(tenant_id):
-        try:
+        # The caller's transaction rolls back (a wrong code); the failure must be counted all the same.
+        with contextlib.suppress(LookupError):
             async with kernel.db.transaction() as db:
                 await record_failure(db, settings, "redeem", subject)
                 raise LookupError("wrong code")
-        except LookupError:
-            pass
         await engine.settle()
 
 

@@ -71,7 +71,7 @@ async def test_ip_day_limit_follows_tenant_midnight_not_utc(kernel, make_tenant,
         assert await attempt(kernel, store, t.id, "claim", ip) is None
     with tenant_context(t.id), pytest.raises(RiskRefused) as exc:
         async with kernel.db.transaction() as db, guard(db, store, "claim", ip):
-            pass
+            raise AssertionError("the fourth claim of the local day must be refused")
     await engine.settle()
     assert exc.value.status == 429 and exc.value.code == "risk_refused"
     assert exc.value.extra["reason"] == "limit_ip_day" and exc.value.extra["limit"] == 3
