@@ -95,7 +95,7 @@ async def test_number_and_pin_pairs(client, kernel, make_tenant, make_api_client
 async def test_scanned_forms_are_forgiven(client, kernel, make_tenant, make_api_client):
     t, api = await _setup(make_tenant, make_api_client)
     iss = await issued_codes(kernel, t.id, 3, with_pin=False)
-    n0, n1, n2 = iss.numbers  # stored as CARDXXXXXXXXXXXX
+    n0, n1, n2 = iss.numbers  # stored as "CARD" + 12 hex digits
     forms = [f"  {n0.lower()} ", f"{n1[:4]} {n1[4:10]}-{n1[10:]}".replace("-", " "), f"\u3000{n2}\t"]
     for form in forms:
         r = await client.post(URL, json={"code": form}, headers=api.headers)
@@ -110,7 +110,7 @@ async def test_generated_code_typed_without_dashes(client, kernel, make_tenant, 
 
     t, api = await _setup(make_tenant, make_api_client)
     iss = await issued_codes(kernel, t.id, 1, with_pin=False)
-    generated = codegen.generate()  # XXXX-XXXX-XXXX-XXXX-C
+    generated = codegen.generate()  # four groups of four symbols, then the check symbol
     with tenant_context(t.id):
         async with kernel.db.transaction() as db:
             sealed = seal(await kernel.keys.cipher(db), generated)
