@@ -8,6 +8,7 @@ from __future__ import annotations
 from litestar import Router
 
 from admin_ui.bulk_grants_pages import BulkGrantsController
+from admin_ui.campaigns_pages import CampaignsController
 from admin_ui.catalog_pages import ProductsController
 from admin_ui.console_auth import ConsoleAuthController
 from admin_ui.console_pages import (
@@ -56,6 +57,7 @@ def console_routes() -> list[Router]:
                 RedeemController,
                 MembersController,
                 GrantsController,
+                CampaignsController,
                 WebhooksController,
                 RiskPageController,
             ],

@@ -1,0 +1,162 @@
+"""Tenant console campaign pages (permission ``grants.manage``): the tenant's campaigns with their public claim
+links (``/h5/campaign/<token>``, to copy into an SMS or print as a QR poster) and a form that creates one.
+
+The rules live in :mod:`core.claims.services` (the same ``create_campaign`` the API calls); this controller
+reads the form, turns the tenant-local times into aware datetimes and renders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from markupsafe import Markup
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from admin_ui.console_pages import shell
+from admin_ui.forms import FormInvalid, FormProblem, problem_of, read_form, values
+from admin_ui.grants_pages import product_names
+from admin_ui.i18n import N_
+from admin_ui.rendering import locale_of, render, translator
+from core.catalog.schemas import ProductFilter
+from core.catalog.services import list_products
+from core.claims import services
+from core.claims.qr import qr_svg
+from core.claims.schemas import MAX_CLAIM_QUANTITY, MAX_PER_MEMBER_LIMIT, CampaignCreate, CampaignOut
+from core.errors import DomainError
+from core.inventory.allocation import ALLOCATABLE_KINDS
+from tenants.guards import provide_db, require_permission
+
+PAGE = 100
+CAMPAIGN_STATE_LABELS: dict[str, str] = {
+    "open": N_("Campaign open"),
+    "inactive": N_("Campaign stopped"),
+    "not_started": N_("Campaign not started"),
+    "ended": N_("Campaign ended"),
+}
+_RANGE_MESSAGES: dict[str, tuple[str, int]] = {
+    "quantity": (N_("Units per claim must be between 1 and %(max)s."), MAX_CLAIM_QUANTITY),
+    "per_member_limit": (N_("Claims per member must be between 1 and %(max)s."), MAX_PER_MEMBER_LIMIT),
+}
+_FIELDS = ("name", "product_id", "quantity", "per_member_limit", "starts_at", "ends_at")
+_EMPTY_FORM: dict[str, Any] = dict.fromkeys(_FIELDS, "") | {
+    "quantity": "1",
+    "per_member_limit": "1",
+    "active": True,
+}
+
+
+def _failure(exc: Exception, request: Request[Any, Any, Any]) -> tuple[FormProblem, int]:
+    """The form message: the service's own (zh/en), except range errors which name the field readably."""
+    t = translator(request)
+    if isinstance(exc, DomainError):
+        first = exc.errors[0] if exc.errors else None
+        if first is not None and first.code == "out_of_range" and first.field in _RANGE_MESSAGES:
+            message, high = _RANGE_MESSAGES[first.field]
+            return FormProblem(t.gettext(message) % {"max": high}, first.field), exc.status
+        return problem_of(exc, t, locale_of(request)), exc.status
+    return problem_of(exc, t, locale_of(request)), 422
+
+
+def _zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except ZoneInfoNotFoundError:
+        return ZoneInfo("Asia/Shanghai")
+
+
+def _moment(form: dict[str, Any], name: str, tz: str) -> dt.datetime | None:
+    """A ``datetime-local`` value read in the tenant's timezone; empty means "no limit"."""
+    text = form[name]
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise FormInvalid(name, N_("Enter a date and time such as 2026-01-31 18:00.")) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=_zone(tz))
+
+
+def _whole(form: dict[str, Any], name: str) -> int:
+    try:
+        return int(form[name] or "1")
+    except ValueError:
+        raise FormInvalid(name, N_("Enter a whole number.")) from None
+
+
+def _campaign_request(form: dict[str, Any], tz: str) -> CampaignCreate:
+    """The API's request Struct from the console form (the service checks every rule)."""
+    try:
+        product_id = uuid.UUID(form["product_id"])
+    except ValueError:
+        raise FormInvalid("product_id", N_("Choose a product.")) from None
+    return CampaignCreate(
+        name=form["name"][:200],
+        product_id=product_id,
+        quantity=_whole(form, "quantity"),
+        per_member_limit=_whole(form, "per_member_limit"),
+        starts_at=_moment(form, "starts_at", tz),
+        ends_at=_moment(form, "ends_at", tz),
+        active=bool(form["active"]),
+    )
+
+
+class CampaignsController(Controller):
+    path = "/campaigns"
+    guards = [require_permission("grants.manage")]
+    dependencies = {"db": Provide(provide_db)}
+
+    async def _list(
+        self,
+        request: Request[Any, Any, Any],
+        db: AsyncSession,
+        *,
+        form: dict[str, Any] | None = None,
+        problem: FormProblem | None = None,
+        created: CampaignOut | None = None,
+        status: int = 200,
+    ) -> Response[str]:
+        kernel = request.app.state.kernel
+        campaigns = (await services.list_campaigns(db, kernel, None, PAGE)).items
+        active_products = (await list_products(db, ProductFilter(status="active"), None, 200)).items
+        choices = [p for p in active_products if p.kind in ALLOCATABLE_KINDS or p.kind == "bundle"]
+        ctx = await shell(request, db)
+        ctx.update(
+            campaigns=campaigns,
+            states={c.id: services.campaign_state(cast(Any, c)) for c in campaigns},
+            state_labels=CAMPAIGN_STATE_LABELS,
+            names=await product_names(db, {c.product_id for c in campaigns}),
+            products=choices,
+            form=form or _EMPTY_FORM,
+            problem=problem,
+            created=created,
+            created_qr=Markup(qr_svg(created.url, label=created.name)) if created else None,
+            max_quantity=MAX_CLAIM_QUANTITY,
+            max_per_member=MAX_PER_MEMBER_LIMIT,
+        )
+        return render(request, "console/campaigns/list.html", ctx, status=status)
+
+    @get("/")
+    async def campaigns(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+        """The tenant's campaigns, newest first, with their public claim links, and the create form."""
+        return await self._list(request, db)
+
+    @post("/", status_code=200)
+    async def create(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+        """Create a campaign through the API's service; the response shows its public claim link."""
+        raw = await read_form(request)
+        form: dict[str, Any] = {**values(raw, *_FIELDS), "active": raw.get("active") == "on"}
+        tz = (await shell(request, db))["tz"]
+        try:
+            created = await services.create_campaign(
+                db, request.app.state.kernel, _campaign_request(form, tz)
+            )
+        except (DomainError, FormInvalid) as exc:
+            await db.rollback()
+            problem, status = _failure(exc, request)
+            return await self._list(request, db, form=form, problem=problem, status=status)
+        return await self._list(request, db, created=created)
