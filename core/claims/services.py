@@ -451,6 +451,7 @@ async def item_views(
         if cipher is not None and status == "held":
             view.number, view.pin = unseal(cipher, code.digest, code.secret)
             view.qr = qr_svg(view.number, label=f"{view.product_name} {view.masked}")
+            item.revealed_at = item.revealed_at or utcnow()
             shown.append(str(item.id))
         views.append(view)
     if shown:

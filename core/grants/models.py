@@ -69,3 +69,5 @@ class GrantItem(TenantScoped):
         default=None
     )  # the item that replaced this one
     reminded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # First time the plaintext left kaquan (API reveal, H5 code page): such a code never goes back to stock.
+    revealed_at: Mapped[dt.datetime | None] = mapped_column(default=None)

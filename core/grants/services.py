@@ -287,6 +287,14 @@ async def void_grant(session: AsyncSession, kernel: Kernel, grant_id: uuid.UUID,
             extra={"status": grant.status},
         )
     items = [i for i in await grant_items(session, grant.id) if i.status == "held"]
+    if any(i.revealed_at is not None for i in items):
+        # Someone has seen these codes in plaintext: back in stock they could be redeemed twice.
+        raise Conflict(
+            "The codes of this grant were already shown in plaintext, so they cannot go back to stock; "
+            "void the codes in the inventory instead",
+            "该发放的卡密已以明文展示过，不能退回库存；如需作废，请在库存中作废这些卡密",
+            code="grant_codes_revealed",
+        )
     uses: dict[uuid.UUID, int] = {}
     for item in items:
         uses[item.code_id] = uses.get(item.code_id, 0) + 1
@@ -405,6 +413,7 @@ async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reve
         )
         if cipher is not None:
             entry.number, entry.pin = unseal(cipher, code.digest, code.secret)
+            item.revealed_at = item.revealed_at or utcnow()
         out_codes.append(entry)
     if cipher is not None:
         record(

@@ -157,6 +157,21 @@ async def test_delivered_grant_cannot_be_voided(shop):
     assert r.status_code in (409, 422)
 
 
+async def test_a_grant_whose_codes_were_revealed_is_not_returned_to_stock(shop):
+    """Plaintext that left kaquan must never be handed out again: void is refused, the code stays issued."""
+    s = await shop.stock(2)
+    g = (
+        await shop.post("/api/v1/grants", body(s.product_id, phone=PHONE, channel="none"), reveal=True)
+    ).json()
+    assert g["revealed"] is True and g["status"] == "created"
+    r = await shop.post(f"/api/v1/grants/{g['id']}/void", {"reason": "changed our mind"})
+    assert r.status_code == 409 and r.json()["code"] == "grant_codes_revealed"
+    states = await shop.run(lambda db: db.execute(select(Code.state).where(Code.id == uuid.UUID(g["codes"][0]["code_id"]))))
+    assert list(states.scalars()) == ["issued"]
+    masked = (await shop.post("/api/v1/grants", body(s.product_id, phone=PHONE, channel="none"))).json()
+    assert (await shop.post(f"/api/v1/grants/{masked['id']}/void", {"reason": "unseen"})).status_code == 200
+
+
 async def test_list_get_and_filters(shop):
     s = await shop.stock(6)
     a = (
