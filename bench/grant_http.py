@@ -1,6 +1,9 @@
 """Grants over HTTP on PostgreSQL + Redis: 200 concurrent clients calling ``POST /api/v1/grants``.
 
-Run: ``.venv/bin/python bench/grant_http.py [--grants 6000] [--concurrency 200] [--workers 2]``
+Run: ``.venv/bin/python bench/grant_http.py [--seconds 20] [--concurrency 200] [--workers 2] [--loadgen wrk]``
+
+The load comes from ``wrk`` (Debian package ``wrk``; ``bench/wrk/post_unique.lua``) when it is installed,
+else from httpx in this process (``--loadgen httpx --grants 6000``), which costs the server CPU.
 
 A throwaway PostgreSQL database is migrated like production (app role ``kaquan_app``, RLS on); the app
 runs in service mode (rate limits and risk counters on Redis, database 13 on 127.0.0.1, which must be
@@ -36,6 +39,7 @@ from http_overhead import (
     uvicorn_server,
 )
 from sqlalchemy import insert
+from wrk_load import have_wrk, run_wrk
 
 from core.catalog.models import Product
 from core.crypto.envelope import generate_master_key_spec
@@ -158,27 +162,51 @@ def pct(values: list[float], q: float) -> float:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--grants", type=int, default=6000)
+    parser.add_argument("--grants", type=int, default=6000, help="grants to send (httpx load generator)")
+    parser.add_argument("--seconds", type=int, default=20, help="how long to load (wrk load generator)")
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--loadgen", choices=["wrk", "httpx"], default="wrk" if have_wrk() else "httpx")
+    parser.add_argument("--stock", type=int, default=40_000, help="codes stocked (wrk runs until time is up)")
     parser.add_argument("--redis-url", default=REDIS_URL, help="an EMPTY Redis database")
     parser.add_argument("--admin-url", default=ADMIN_URL)
     args = parser.parse_args()
     state = await redis_db_state(args.redis_url)
     if state != "empty":
         raise SystemExit(f"{args.redis_url} is {state}; the benchmark needs an empty Redis database")
+    stock = args.stock if args.loadgen == "wrk" else args.grants + 400
     try:
         async with throwaway_database(args.admin_url, prefix="kaquan_bench_grant") as db:
             with tempfile.TemporaryDirectory(prefix="kaquan-bench-") as data_dir:
                 settings = bench_settings(db, data_dir, generate_master_key_spec("mk-bench"), args.redis_url)
                 # warm-up grants come out of the same stock
-                _tenant_id, product_id, token = await set_up(quiet_app(settings), args.grants + 400)
+                _tenant_id, product_id, token = await set_up(quiet_app(settings), stock)
                 env = settings_env(settings) | {"WEB_CONCURRENCY": str(args.workers)}
                 async with uvicorn_server("core.app:create_app", env, str(ROOT)) as base:
-                    await load(base, token, product_id, 400, min(args.concurrency, 50))  # warm-up
-                    seconds, latencies, statuses = await load(
-                        base, token, product_id, args.grants, args.concurrency
-                    )
+                    if args.loadgen == "wrk":
+                        body = (
+                            f'{{"product_id": "{product_id}", "quantity": 1, "external_id": "m-{{key}}", '
+                            '"channel": "none", "campaign_ref": "bench"}'
+                        )
+                        await run_wrk(base, "/api/v1/grants", token, body, connections=50, seconds=3)
+                        result = await run_wrk(
+                            base,
+                            "/api/v1/grants",
+                            token,
+                            body,
+                            connections=args.concurrency,
+                            seconds=args.seconds,
+                        )
+                        seconds, statuses = result.seconds, dict(result.statuses)
+                        p50, p95, p99 = result.p50_ms, result.p95_ms, result.p99_ms
+                        if result.socket_errors:
+                            statuses[0] = result.socket_errors  # shown as "0: n" (timeouts, resets)
+                    else:
+                        await load(base, token, product_id, 400, min(args.concurrency, 50))  # warm-up
+                        seconds, latencies, statuses = await load(
+                            base, token, product_id, args.grants, args.concurrency
+                        )
+                        p50, p95, p99 = pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99)
                 conn = await asyncpg.connect(asyncpg_dsn(db.owner_url))
                 try:
                     dups = await conn.fetchval("SELECT count(*) - count(DISTINCT code_id) FROM grant_items")
@@ -195,17 +223,18 @@ async def main() -> None:
         f"Machine: {machine_line()}; PostgreSQL {version} and Redis on 127.0.0.1; uvicorn, {args.workers} "
         f"worker processes, service mode (Redis rate limits and risk counters), app role with RLS."
     )
+    amount = f"{args.seconds} s of grants" if args.loadgen == "wrk" else f"{args.grants:,} grants"
     print(
-        f"{args.grants:,} grants of 1 code each from {args.concurrency} concurrent clients (after 400 warm-up "
-        "grants), each to a new member with its own Idempotency-Key, no delivery."
+        f"{amount} of 1 code each from {args.concurrency} concurrent clients ({args.loadgen} load generator, "
+        "after a warm-up), each to a new member with its own Idempotency-Key, no delivery."
     )
     print()
     print("| grants/s | p50 ms | p95 ms | p99 ms | 2xx | other answers | grant items | duplicates |")
     print("|---:|---:|---:|---:|---:|---|---:|---:|")
     others = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()) if k not in (200, 201)) or "none"
     print(
-        f"| {ok / seconds:,.0f} | {pct(latencies, 0.5):.1f} | {pct(latencies, 0.95):.1f} | "
-        f"{pct(latencies, 0.99):.1f} | {ok:,} | {others} | {items:,} | {dups} |"
+        f"| {ok / seconds:,.0f} | {p50:.1f} | {p95:.1f} | "
+        f"{p99:.1f} | {ok:,} | {others} | {items:,} | {dups} |"
     )
 
 

@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await sealer.stop()
             await jobs.stop()
+            await app.state.rate_limiter.close()
             await kernel.close()
 
     if settings.redis_url:

@@ -155,6 +155,9 @@ async def set_status(session: AsyncSession, tenant_id: uuid.UUID, status: str, r
     if tenant.status == status:
         raise Conflict(f"Tenant is already {status}", f"租户已处于该状态：{status}", code="status_unchanged")
     tenant.status, tenant.status_reason, tenant.status_changed_at = status, reason or None, utcnow()
+    from tenants.clients import forget_principals  # clients imports this module
+
+    forget_principals()
     await bind_tenant(session, tenant.id)
     record(
         session,

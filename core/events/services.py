@@ -7,12 +7,18 @@ import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import JSON, Uuid, bindparam, event, exists, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from core.db.base import utcnow
 from core.db.ids import new_id
 from core.events.models import Event
-from core.jobs.outbox import enqueue
+from core.jobs.models import OutboxMessage
+from core.webhooks.models import WebhookSubscription
+
+FANOUT_ACTOR = "fan_out_webhooks"
+_PENDING_FANOUT = "kaquan_pending_fanout"
 
 EVENT_TYPES: dict[str, str] = {
     "stock.low": "A product's available stock fell below its threshold, days of cover or watermark.",
@@ -48,9 +54,65 @@ def emit(session: AsyncSession, type_: str, object_id: object, data: dict[str, A
         raise ValueError(f"unknown event type {type_!r}")
     event = Event(id=new_id(), type=type_, object_id=str(object_id), data=msgspec.to_builtins(data))
     session.add(event)
-    # Webhooks: fanned out by a job from an outbox row written in this same transaction.
-    enqueue(session, "fan_out_webhooks", {"event_id": str(event.id)}, business_key=f"webhooks:{event.id}")
+    # Webhooks: fanned out by a job from an outbox row written with the event (see _queue_fan_out).
+    session.info.setdefault(_PENDING_FANOUT, []).append(event)
     return event
+
+
+def _fan_out_statement() -> Any:
+    """One outbox row for an event's webhook fan-out, written only if the tenant has an active
+    subscription: a tenant without webhooks pays no relay or job work per event."""
+    outbox = OutboxMessage.__table__
+    subs = WebhookSubscription.__table__
+    tenant = bindparam("tenant_id", type_=Uuid())
+    now = bindparam("now", type_=outbox.c.created_at.type)
+    rows = select(
+        tenant,
+        bindparam("id", type_=Uuid()),
+        literal(FANOUT_ACTOR),
+        bindparam("payload", type_=JSON()),
+        bindparam("business_key", type_=outbox.c.business_key.type),
+        literal("pending"),
+        literal(0),
+        now,
+        now,
+    ).where(exists().where(subs.c.tenant_id == tenant, subs.c.active.is_(True)))
+    columns = ["tenant_id", "id", "actor", "payload", "business_key", "status", "attempts"]
+    return insert(outbox).from_select([*columns, "available_at", "created_at"], rows)
+
+
+_FAN_OUT = _fan_out_statement()
+
+
+@event.listens_for(Session, "after_flush")
+def _queue_fan_out(session: Session, _flush_context: Any) -> None:
+    """Write the fan-out rows of the events this flush inserted, in the same transaction."""
+    pending: list[Event] | None = session.info.get(_PENDING_FANOUT)
+    if not pending:
+        return
+    flushed = [e for e in pending if e in session.new]
+    if not flushed:
+        return
+    session.info[_PENDING_FANOUT] = [e for e in pending if e not in session.new]
+    now = utcnow()
+    connection = session.connection()
+    for e in flushed:
+        connection.execute(
+            _FAN_OUT,
+            {
+                "tenant_id": e.tenant_id,
+                "id": new_id(),
+                "payload": {"event_id": str(e.id)},
+                "business_key": f"webhooks:{e.id}",
+                "now": now,
+            },
+        )
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending_fan_out(session: Session, *_: Any) -> None:
+    session.info.pop(_PENDING_FANOUT, None)
 
 
 async def list_events(session: AsyncSession, after: uuid.UUID | None, types: list[str], limit: int) -> EventPage:

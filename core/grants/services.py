@@ -64,6 +64,9 @@ DELIVERY_ACTOR = "deliver_grant"
 VOIDABLE_STATUSES = ("created", "delivery_failed")
 CONTACT_AAD = b"grant-contact:"
 MAX_PAGE = 200
+# Grants created in this session: their items, code last-4s and member, so the answer to the request that
+# created them is built without reading back what was just written.
+_JUST_CREATED = "kaquan_grants_just_created"
 
 
 def _quantity_error() -> ValidationFailed:
@@ -204,11 +207,12 @@ async def create_grant(
         member_id=member.id, phone_digest=member.phone_digest, ip=ip, device_id=device_id, client_id=client_id
     )
     async with guard(session, kernel.settings, "grant", subject, data.quantity):
-        allocation = await allocate(session, product.id, data.quantity, f"grant:{grant.ref}")
+        allocation = await allocate(session, product.id, data.quantity, f"grant:{grant.ref}", product=product)
         now = utcnow()
         session.add(grant)
         items = [
             GrantItem(
+                id=new_id(),
                 grant_id=grant.id,
                 code_id=c.id,
                 member_id=member.id,
@@ -218,23 +222,28 @@ async def create_grant(
             for c in allocation.codes
         ]
         session.add_all(items)
-        await session.flush()
-    facts = {
-        "ref": grant.ref,
-        "product_id": str(product.id),
-        "quantity": grant.quantity,
-        "member_id": str(member.id),
-        "channel": channel,
-        "campaign_ref": grant.campaign_ref,
-        "source": source,
-        "codes": [str(i.code_id) for i in items],
-    }
-    record(session, "grant.created", "grant", grant.id, facts)
-    emit(session, "grant.created", grant.id, facts)
-    if channel is not None:
-        outbox.enqueue(
-            session, DELIVERY_ACTOR, {"grant_id": str(grant.id)}, business_key=f"{DELIVERY_ACTOR}:{grant.id}"
-        )
+        facts = {
+            "ref": grant.ref,
+            "product_id": str(product.id),
+            "quantity": grant.quantity,
+            "member_id": str(member.id),
+            "channel": channel,
+            "campaign_ref": grant.campaign_ref,
+            "source": source,
+            "codes": [str(i.code_id) for i in items],
+        }
+        record(session, "grant.created", "grant", grant.id, facts)
+        emit(session, "grant.created", grant.id, facts)
+        if channel is not None:
+            outbox.enqueue(
+                session,
+                DELIVERY_ACTOR,
+                {"grant_id": str(grant.id)},
+                business_key=f"{DELIVERY_ACTOR}:{grant.id}",
+            )
+        await session.flush()  # one flush for the grant, its items, audit, event and outbox rows
+    last4 = {c.id: c.last4 for c in allocation.codes}
+    session.info.setdefault(_JUST_CREATED, {})[grant.id] = (items, last4, member)
     return grant
 
 
@@ -391,27 +400,31 @@ async def list_grants(
 
 async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reveal: bool = False) -> GrantOut:
     """The grant as the API shows it; plaintext numbers (+PIN) only with ``reveal`` (audited)."""
-    items = await grant_items(session, grant.id)
+    just_created = session.info.get(_JUST_CREATED, {}).pop(grant.id, None)
+    if just_created is not None:
+        items, last4, member = just_created
+    else:
+        items = await grant_items(session, grant.id)
+        last4 = {}
+        member = await session.get(Member, (grant.tenant_id, grant.member_id)) if grant.member_id else None
     code_ids = list({i.code_id for i in items})
-    codes = (
-        {c.id: c for c in (await session.execute(select(Code).where(Code.id.in_(code_ids)))).scalars()}
-        if code_ids
-        else {}
-    )
-    member = await session.get(Member, (grant.tenant_id, grant.member_id)) if grant.member_id else None
+    codes: dict[uuid.UUID, Code] = {}
+    if code_ids and (reveal or not all(c in last4 for c in code_ids)):
+        codes = {c.id: c for c in (await session.execute(select(Code).where(Code.id.in_(code_ids)))).scalars()}
+        last4 = {c.id: c.last4 for c in codes.values()}
     cipher = await kernel.keys.cipher(session) if reveal and items else None
     out_codes: list[GrantCodeOut] = []
     for item in items:
-        code = codes[item.code_id]
         entry = GrantCodeOut(
             item_id=item.id,
-            code_id=code.id,
-            masked=masked(code.last4),
-            last4=code.last4,
+            code_id=item.code_id,
+            masked=masked(last4[item.code_id]),
+            last4=last4[item.code_id],
             status=item.status,
             expires_at=item.expires_at,
         )
         if cipher is not None:
+            code = codes[item.code_id]
             entry.number, entry.pin = unseal(cipher, code.digest, code.secret)
             item.revealed_at = item.revealed_at or utcnow()
         out_codes.append(entry)

@@ -2,21 +2,28 @@
 
 The first response to a (principal, key) is stored for 24 h and replayed byte-identical; a request with
 the same key while the first still runs gets 409; the same key with a different body gets 422.
-The pending row is committed before the handler runs (it is the lock); the response is stored only
-once the handler's own transaction has committed.
+The pending row is written in the request's own transaction before the handler runs, and the response is
+stored in that same transaction: the change and its stored answer commit together. A concurrent request
+with the same key waits on the key's unique index and then replays the answer (or gets 409 if a handler
+that commits part-way is still running).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.base import utcnow
+from core.db.context import require_tenant
+from core.db.ids import new_id
 from core.http.models import IdempotencyRecord
 
 TTL = dt.timedelta(hours=24)
@@ -103,93 +110,172 @@ def idempotency_middleware(app: Any) -> Any:
             scope["method"].encode() + b" " + scope["path"].encode() + b"\n" + body
         ).hexdigest()
         who = f"{principal.kind}:{principal.subject_id}"
-        rec, existing = await _claim(kernel, who, key, scope, fingerprint)
+        session: AsyncSession = scope["state"]["db"]
+        record_id, existing = await _claim(session, who, key, scope, fingerprint)
         if existing is not None:
             body_out = b""
             if existing.status == "complete" and existing.response_body:
-                async with kernel.db.transaction() as s:
-                    cipher = await kernel.keys.cipher(s)
-                body_out = cipher.decrypt(existing.response_body, aad=_aad(existing))
+                cipher = await kernel.keys.cipher(session)
+                body_out = cipher.decrypt(existing.response_body, aad=_aad(existing.id))
+            session.expunge(existing)  # keep its loaded values through the rollback
+            await session.rollback()
             await _answer_existing(existing, fingerprint, locale, send, body_out)
             return
-
-        captured: dict[str, Any] = {"status": None, "headers": [], "body": []}
 
         async def replay_receive() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}
 
+        # The response is held until it is complete, then stored in the request's own transaction, which
+        # the request pipeline commits when the held response start is passed on: the change and its
+        # stored answer are committed together or not at all.
+        start: dict[str, Any] = {}
+        parts: list[bytes] = []
+        sent = False
+
         async def capture_send(message: dict[str, Any]) -> None:
+            nonlocal sent
             if message["type"] == "http.response.start":
-                captured["status"] = message["status"]
-                captured["headers"] = [
-                    [k.decode("latin-1"), v.decode("latin-1")]
-                    for k, v in message.get("headers", [])
-                    if k.lower() not in _SKIP_HEADERS
-                ]
-            elif message["type"] == "http.response.body":
-                captured["body"].append(message.get("body", b""))
-            await send(message)
+                start.update(message)
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            parts.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            status = int(start.get("status", 500))
+            if status < 400:
+                await _complete(session, kernel, record_id, status, start, b"".join(parts))
+            sent = True
+            await send(start)
+            await send({"type": "http.response.body", "body": b"".join(parts)})
 
         try:
             await app(scope, replay_receive, capture_send)
         except BaseException:
-            await _forget(kernel, rec.id)
+            await _forget(kernel, record_id)
             raise
-        committed = scope.get("state", {}).get("kaquan_committed", True)
-        status = captured["status"] or 500
-        if not committed or status >= 500:
-            await _forget(kernel, rec.id)  # nothing happened: the client may retry with the same key
+        status = int(start.get("status", 500)) if sent else 500
+        if status < 400 and scope["state"].get("kaquan_committed", True):
             return
-        async with kernel.db.transaction() as s:
-            row = await s.get(IdempotencyRecord, (rec.tenant_id, rec.id))
-            if row is not None:
-                row.status = "complete"
-                row.response_status = status
-                row.response_headers = captured["headers"]
-                # Responses can hold credentials (an invite link): kept encrypted under the tenant's key.
-                cipher = await kernel.keys.cipher(s)
-                row.response_body = cipher.encrypt(b"".join(captured["body"]), aad=_aad(row))
+        if status < 500 and not scope["state"].get("kaquan_aborted"):
+            # A refusal (4xx) rolled the request back; its answer is kept on its own, like Stripe's.
+            await _store_refusal(kernel, who, key, scope, fingerprint, status, start, b"".join(parts))
+            return
+        await _forget(kernel, record_id)  # nothing happened: the client may retry with the same key
 
     return middleware
 
 
+def _upsert(dialect: str) -> Any:
+    return pg_insert if dialect == "postgresql" else sqlite_insert
+
+
 async def _claim(
-    kernel: Any, who: str, key: str, scope: dict[str, Any], fingerprint: str
-) -> tuple[IdempotencyRecord | None, IdempotencyRecord | None]:
-    """Commit a pending row for the key (ours to run), or return the row another request holds."""
-    for _ in range(3):
+    session: AsyncSession, who: str, key: str, scope: dict[str, Any], fingerprint: str
+) -> tuple[uuid.UUID, IdempotencyRecord | None]:
+    """Insert a pending row for the key in the request's transaction (ours to run), or return the row
+    another request holds. A concurrent request with the same key waits on the unique index until this
+    one's transaction ends, then reads the stored answer."""
+    table = IdempotencyRecord.__table__
+    now = utcnow()
+    record_id = new_id()
+    values = {
+        "tenant_id": require_tenant(),
+        "id": record_id,
+        "principal": who,
+        "key": key,
+        "method": scope["method"],
+        "path": scope["path"],
+        "request_hash": fingerprint,
+        "status": "pending",
+        "response_headers": [],
+        "expires_at": now + TTL,
+        "created_at": now,
+    }
+    insert = _upsert(session.get_bind().dialect.name)(table).values(values)
+    replace = {k: insert.excluded[k] for k in values if k not in ("tenant_id", "principal", "key")}
+    statement = insert.on_conflict_do_update(
+        index_elements=[table.c.tenant_id, table.c.principal, table.c.key],
+        set_=replace | {"response_status": None, "response_body": None},
+        where=table.c.expires_at <= now,  # an expired record is replaced; a live one is answered
+    ).returning(table.c.id)
+    claimed = (await session.execute(statement)).scalar_one_or_none()
+    if claimed is not None:
+        return claimed, None
+    existing = (
+        await session.execute(
+            select(IdempotencyRecord)
+            .where(IdempotencyRecord.principal == who, IdempotencyRecord.key == key)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
+    return record_id, existing
+
+
+async def _complete(
+    session: AsyncSession, kernel: Any, record_id: uuid.UUID, status: int, start: dict[str, Any], body: bytes
+) -> None:
+    table = IdempotencyRecord.__table__
+    # Responses can hold credentials (an invite link): kept encrypted under the tenant's key.
+    cipher = await kernel.keys.cipher(session)
+    await session.execute(
+        update(table)
+        .where(table.c.tenant_id == require_tenant(), table.c.id == record_id)
+        .values(
+            status="complete",
+            response_status=status,
+            response_headers=_kept_headers(start),
+            response_body=cipher.encrypt(body, aad=_aad(record_id)),
+        )
+    )
+
+
+async def _store_refusal(
+    kernel: Any,
+    who: str,
+    key: str,
+    scope: dict[str, Any],
+    fingerprint: str,
+    status: int,
+    start: dict[str, Any],
+    body: bytes,
+) -> None:
+    """Keep a 4xx answer (its transaction was rolled back) so a retry with the key gets it again."""
+    async with kernel.db.transaction() as s:
+        table = IdempotencyRecord.__table__
         now = utcnow()
-        try:
-            async with kernel.db.transaction() as s:
-                existing = (
-                    await s.execute(
-                        select(IdempotencyRecord).where(
-                            IdempotencyRecord.principal == who, IdempotencyRecord.key == key
-                        )
-                    )
-                ).scalar_one_or_none()
-                if existing is not None and existing.expires_at > now:
-                    return None, existing
-                if existing is not None:
-                    await s.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == existing.id))
-                rec = IdempotencyRecord(
-                    principal=who,
-                    key=key,
-                    method=scope["method"],
-                    path=scope["path"],
-                    request_hash=fingerprint,
-                    status="pending",
-                    expires_at=now + TTL,
-                )
-                s.add(rec)
-            return rec, None
-        except IntegrityError:
-            continue  # a concurrent request inserted the same key first: read it back
-    raise RuntimeError("could not claim the idempotency key")
+        record_id = new_id()
+        cipher = await kernel.keys.cipher(s)
+        values = {
+            "tenant_id": require_tenant(),
+            "id": record_id,
+            "principal": who,
+            "key": key,
+            "method": scope["method"],
+            "path": scope["path"],
+            "request_hash": fingerprint,
+            "status": "complete",
+            "response_status": status,
+            "response_headers": _kept_headers(start),
+            "response_body": cipher.encrypt(body, aad=_aad(record_id)),
+            "expires_at": now + TTL,
+            "created_at": now,
+        }
+        insert = _upsert(s.get_bind().dialect.name)(table).values(values)
+        await s.execute(insert.on_conflict_do_nothing())
 
 
-def _aad(row: IdempotencyRecord) -> bytes:
-    return b"idempotency:" + row.id.bytes
+def _kept_headers(start: dict[str, Any]) -> list[list[str]]:
+    return [
+        [k.decode("latin-1"), v.decode("latin-1")]
+        for k, v in start.get("headers", [])
+        if k.lower() not in _SKIP_HEADERS
+    ]
+
+
+def _aad(record_id: uuid.UUID) -> bytes:
+    return b"idempotency:" + record_id.bytes
 
 
 async def _answer_existing(

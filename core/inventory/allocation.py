@@ -61,8 +61,10 @@ def available_clause(now: dt.datetime) -> object:
     )
 
 
-async def _product(session: AsyncSession, product_id: uuid.UUID, *, bundles: bool = False) -> Product:
-    product = (await session.execute(select(Product).where(Product.id == product_id))).scalar_one_or_none()
+async def _product(session: AsyncSession, product_id: uuid.UUID, *, bundles: bool = False,
+                   loaded: Product | None = None) -> Product:
+    product = loaded if loaded is not None and loaded.id == product_id else (
+        await session.execute(select(Product).where(Product.id == product_id))).scalar_one_or_none()
     if product is None:
         raise NotFound("Product not found", "权益商品不存在", code="product_not_found")
     if product.status != "active":
@@ -163,15 +165,18 @@ async def allocate(
     purpose: str,
     *,
     reserve_for: dt.timedelta | None = None,
+    product: Product | None = None,
 ) -> Allocation:
     """Hand out ``quantity`` codes of a product FEFO (issued now, or reserved for ``reserve_for``).
+
+    ``product`` is the product row when the caller has already loaded it (saves reading it again).
 
     All or nothing: if the stock cannot cover the quantity, nothing is taken and :class:`OutOfStock` is raised.
     A bundle hands out ``quantity`` × each item's quantity of every item product (issued, never reserved).
     """
     _check_quantity(quantity)
     purpose = purpose.strip()[:120] or "unspecified"
-    product = await _product(session, product_id, bundles=True)
+    product = await _product(session, product_id, bundles=True, loaded=product)
     if product.kind == "bundle":
         return await _allocate_bundle(session, product, quantity, purpose, reserve_for)
     if product.kind == "reusable_code":

@@ -14,8 +14,11 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import insert, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from core.audit.services import record
 from core.crypto.envelope import TenantCipher
@@ -363,14 +366,8 @@ async def find_or_create_member(
         if m is not None:
             _fill(m, external_id, sealed, mail, name)
             return m
-        m = Member(external_id=external_id, email=mail, name=name, tags=[], source=source, status="active")
-        if sealed:
-            m.phone_digest, m.phone_masked, m.phone_secret = sealed
-        try:
-            async with session.begin_nested():
-                session.add(m)
-                await session.flush()
-        except IntegrityError:
+        m = await _insert_member(session, external_id, sealed, mail, name, source)
+        if m is None:
             continue  # another transaction created it first: read it
         record(
             session,
@@ -383,6 +380,42 @@ async def find_or_create_member(
     raise Conflict(
         "The member is being changed concurrently; try again", "会员正被并发修改，请重试", code="member_busy"
     )
+
+
+async def _insert_member(
+    session: AsyncSession,
+    external_id: str | None,
+    sealed: tuple[str, str, bytes] | None,
+    email: str | None,
+    name: str | None,
+    source: str,
+) -> Member | None:
+    """Insert a new member unless its external id or phone is taken (then None: the caller re-reads).
+
+    One ``INSERT … ON CONFLICT DO NOTHING`` instead of a savepoint around a flush (three round trips).
+    """
+    values: dict[str, Any] = {
+        "tenant_id": require_tenant(),
+        "id": new_id(),
+        "external_id": external_id,
+        "phone_digest": sealed[0] if sealed else None,
+        "phone_masked": sealed[1] if sealed else None,
+        "phone_secret": sealed[2] if sealed else None,
+        "email": email,
+        "name": name,
+        "tags": [],
+        "source": source,
+        "status": "active",
+        "created_at": utcnow(),
+    }
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = upsert(Member.__table__).values(values).on_conflict_do_nothing().returning(Member.__table__.c.id)
+    if (await session.execute(statement)).scalar_one_or_none() is None:
+        return None
+    member = Member(**values)
+    make_transient_to_detached(member)  # the row exists: attach the object without inserting it again
+    session.add(member)
+    return member
 
 
 def _fill(

@@ -59,6 +59,10 @@ _BLOCKED = {
 }
 
 
+# The actions whose failed attempts (wrong code, PIN or one-time code) are counted and can lock out.
+FAILURE_ACTIONS: tuple[str, ...] = ("claim", "redeem")
+
+
 def _now() -> dt.datetime:
     """The engine's clock (UTC); tests monkeypatch it."""
     return utcnow()
@@ -452,7 +456,8 @@ async def admit(
     config = await load_config(session, tenant_id)
     dims = dimensions(subject)
     await _check_blocklist(session, settings, tenant_id, action, subject, dims, quantity, now)
-    await _check_lockout(session, settings, tenant_id, action, subject, dims, quantity, now)
+    if action in FAILURE_ACTIONS:  # only these record failures, so only they can be locked out
+        await _check_lockout(session, settings, tenant_id, action, subject, dims, quantity, now)
     if "device" in dims and subject.member_id is not None:
         await _note_device(session, settings, tenant_id, config, dims["device"], subject.member_id, now)
 
@@ -518,8 +523,8 @@ async def record_failure(
     session: AsyncSession, settings: Settings, action: str, subject: RiskSubject
 ) -> None:
     """Count a failed attempt per client, IP and device; at the tenant's limit, lock that subject out."""
-    if action not in RISK_ACTIONS:
-        raise ValueError(f"unknown risk action {action!r}")
+    if action not in FAILURE_ACTIONS:
+        raise ValueError(f"failed attempts are counted for {FAILURE_ACTIONS}, not {action!r}")
     tenant_id = require_tenant()
     now = _now()
     config = await load_config(session, tenant_id)

@@ -40,8 +40,10 @@ from core.risk.schemas import (
 from tenants.models import Tenant
 
 # What a tenant gets until it saves its own rules (seed 004: 5 per account per month, 3 per IP per day).
+# They limit what members take for themselves (claims). Grants are the tenant's own decision (its system,
+# its staff, a welfare file that gives one person ten codes), so no default limits them; a tenant that
+# wants grant limits saves them.
 DEFAULT_LIMITS: tuple[LimitRule, ...] = (
-    LimitRule(action="grant", dimension="member", window="month", limit=5),
     LimitRule(action="claim", dimension="member", window="month", limit=5),
     LimitRule(action="claim", dimension="ip", window="day", limit=3),
 )

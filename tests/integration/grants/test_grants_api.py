@@ -257,3 +257,24 @@ async def test_nothing_secret_at_rest(shop, owner_engine):
         lambda db: db.execute(select(GrantItem).where(GrantItem.grant_id == uuid.UUID(g["id"])))
     )
     assert [i.member_id for i in items.scalars()] == [uuid.UUID(g["member"]["id"])]
+
+
+async def test_default_rules_do_not_limit_welfare_grants_but_saved_grant_rules_do(shop):
+    s = await shop.stock(20)
+    for _ in range(3):  # 3 × 4 codes to one employee: more than the member limit that guards claims
+        r = await shop.post("/api/v1/grants", body(s.product_id, quantity=4, external_id="emp-7", channel="none"))
+        assert r.status_code == 201, r.text
+    rules = await shop.get("/api/v1/risk/rules")
+    assert rules.status_code == 200, rules.text
+    assert all(rule["action"] != "grant" for rule in rules.json()["limits"])
+    r = await shop.client.put(
+        "/api/v1/risk/rules",
+        headers=shop.headers,
+        json={"limits": [{"action": "grant", "dimension": "member", "window": "month", "limit": 5}]},
+    )
+    assert r.status_code == 200, r.text
+    # counted from when the rule was saved: 5 more fit this month, the 6th is refused
+    r = await shop.post("/api/v1/grants", body(s.product_id, quantity=5, external_id="emp-7", channel="none"))
+    assert r.status_code == 201, r.text
+    r = await shop.post("/api/v1/grants", body(s.product_id, quantity=1, external_id="emp-7", channel="none"))
+    assert r.status_code == 429 and r.json()["reason"] == "limit_member_month", r.text
