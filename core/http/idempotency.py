@@ -11,12 +11,13 @@ that commits part-way is still running).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -153,6 +154,7 @@ def idempotency_middleware(app: Any) -> Any:
         try:
             await app(scope, replay_receive, capture_send)
         except BaseException:
+            await session.rollback()  # end the request's transaction (on SQLite it holds the write lock)
             await _forget(kernel, record_id)
             raise
         status = int(start.get("status", 500)) if sent else 500
@@ -162,6 +164,7 @@ def idempotency_middleware(app: Any) -> Any:
             # A refusal (4xx) rolled the request back; its answer is kept on its own, like Stripe's.
             await _store_refusal(kernel, who, key, scope, fingerprint, status, start, b"".join(parts))
             return
+        await session.rollback()
         await _forget(kernel, record_id)  # nothing happened: the client may retry with the same key
 
     return middleware
@@ -171,16 +174,37 @@ def _upsert(dialect: str) -> Any:
     return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
+_COLUMNS = ("tenant_id", "id", "principal", "key", "method", "path", "request_hash", "expires_at", "created_at")
+
+
+@functools.lru_cache(maxsize=4)
+def _claim_statement(dialect: str) -> Any:
+    """Insert a pending record, or take over an expired one; returns its id (none if a live one exists).
+
+    Built once per dialect: building an upsert costs more CPU than running it.
+    """
+    table = IdempotencyRecord.__table__
+    values: dict[str, Any] = {c: bindparam(c, type_=table.c[c].type) for c in _COLUMNS}
+    insert = _upsert(dialect)(table).values(status="pending", response_headers=[], **values)
+    replace = {c: insert.excluded[c] for c in (*_COLUMNS, "status", "response_headers")}
+    for c in ("tenant_id", "principal", "key"):
+        replace.pop(c)
+    return insert.on_conflict_do_update(
+        index_elements=[table.c.tenant_id, table.c.principal, table.c.key],
+        set_=replace | {"response_status": None, "response_body": None},
+        where=table.c.expires_at <= bindparam("now", type_=table.c.expires_at.type),
+    ).returning(table.c.id)
+
+
 async def _claim(
     session: AsyncSession, who: str, key: str, scope: dict[str, Any], fingerprint: str
 ) -> tuple[uuid.UUID, IdempotencyRecord | None]:
     """Insert a pending row for the key in the request's transaction (ours to run), or return the row
     another request holds. A concurrent request with the same key waits on the unique index until this
     one's transaction ends, then reads the stored answer."""
-    table = IdempotencyRecord.__table__
     now = utcnow()
     record_id = new_id()
-    values = {
+    params = {
         "tenant_id": require_tenant(),
         "id": record_id,
         "principal": who,
@@ -188,19 +212,13 @@ async def _claim(
         "method": scope["method"],
         "path": scope["path"],
         "request_hash": fingerprint,
-        "status": "pending",
-        "response_headers": [],
         "expires_at": now + TTL,
         "created_at": now,
+        "now": now,
     }
-    insert = _upsert(session.get_bind().dialect.name)(table).values(values)
-    replace = {k: insert.excluded[k] for k in values if k not in ("tenant_id", "principal", "key")}
-    statement = insert.on_conflict_do_update(
-        index_elements=[table.c.tenant_id, table.c.principal, table.c.key],
-        set_=replace | {"response_status": None, "response_body": None},
-        where=table.c.expires_at <= now,  # an expired record is replaced; a live one is answered
-    ).returning(table.c.id)
-    claimed = (await session.execute(statement)).scalar_one_or_none()
+    statement = _claim_statement(session.get_bind().dialect.name)
+    connection = await session.connection()  # Core on the connection: no ORM execution overhead
+    claimed = (await connection.execute(statement, params)).scalar_one_or_none()
     if claimed is not None:
         return claimed, None
     existing = (
@@ -213,21 +231,40 @@ async def _claim(
     return record_id, existing
 
 
+@functools.lru_cache(maxsize=1)
+def _complete_statement() -> Any:
+    table = IdempotencyRecord.__table__
+    c = table.c
+    return (
+        update(table)
+        .where(
+            c.tenant_id == bindparam("tenant", type_=c.tenant_id.type),
+            c.id == bindparam("record_id", type_=c.id.type),
+        )
+        .values(
+            status="complete",
+            response_status=bindparam("response_status", type_=c.response_status.type),
+            response_headers=bindparam("headers", type_=c.response_headers.type),
+            response_body=bindparam("body", type_=c.response_body.type),
+        )
+    )
+
+
 async def _complete(
     session: AsyncSession, kernel: Any, record_id: uuid.UUID, status: int, start: dict[str, Any], body: bytes
 ) -> None:
-    table = IdempotencyRecord.__table__
     # Responses can hold credentials (an invite link): kept encrypted under the tenant's key.
     cipher = await kernel.keys.cipher(session)
-    await session.execute(
-        update(table)
-        .where(table.c.tenant_id == require_tenant(), table.c.id == record_id)
-        .values(
-            status="complete",
-            response_status=status,
-            response_headers=_kept_headers(start),
-            response_body=cipher.encrypt(body, aad=_aad(record_id)),
-        )
+    connection = await session.connection()
+    await connection.execute(
+        _complete_statement(),
+        {
+            "tenant": require_tenant(),
+            "record_id": record_id,
+            "response_status": status,
+            "headers": _kept_headers(start),
+            "body": cipher.encrypt(body, aad=_aad(record_id)),
+        },
     )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.audit.services import record
 from core.catalog.models import BundleItem, Product
 from core.db.base import utcnow
+from core.db.context import require_tenant
 from core.db.ids import new_id
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.inventory.models import Code, Reservation
@@ -106,31 +107,40 @@ async def _take(session: AsyncSession, product_id: uuid.UUID, n: int, values: di
 def _pick_statement(dialect: str, lapsed: bool) -> Any:
     """The pick-and-mark UPDATE, built once per dialect and pass (allocation is CPU-bound in statement building).
 
-    Parameters: ``pick_product``, ``n``, ``now`` and the new ``set_*`` values.
+    A Core statement run on the session's connection (no ORM execution overhead), so the tenant is a
+    parameter here rather than the ORM filter's. Parameters: ``tenant``, ``pick_product``, ``n``, ``now``
+    and the new ``set_*`` values.
     """
-    now = bindparam("now")
-    state = (Code.state == "reserved", Code.reserved_until < now) if lapsed else (Code.state == "available",)
-    where = (Code.product_id == bindparam("pick_product"), *state, or_(Code.expires_at.is_(None), Code.expires_at > now))
-    order = (Code.expires_at.asc().nulls_last(), Code.id)
-    picked = select(Code.id).where(*where).order_by(*order).limit(bindparam("n"))
+    c = Code.__table__.c
+    now, tenant = bindparam("now", type_=c.state_changed_at.type), bindparam("tenant", type_=c.tenant_id.type)
+    state = (c.state == "reserved", c.reserved_until < now) if lapsed else (c.state == "available",)
+    where = (c.tenant_id == tenant, c.product_id == bindparam("pick_product", type_=c.product_id.type), *state,
+             or_(c.expires_at.is_(None), c.expires_at > now))
+    order = (c.expires_at.asc().nulls_last(), c.id)
+    picked = select(c.id).where(*where).order_by(*order).limit(bindparam("n"))
+    table = Code.__table__
     if dialect == "postgresql":
         # id = ANY(ARRAY(subquery)): the picked ids are computed once, then fetched by primary key,
         # whatever the planner's row estimates say.
-        stmt = update(Code).where(Code.id == any_(func.array(picked.with_for_update(skip_locked=True).scalar_subquery())))
+        stmt = update(table).where(
+            c.tenant_id == tenant, c.id == any_(func.array(picked.with_for_update(skip_locked=True).scalar_subquery())))
     else:
-        stmt = update(Code).where(Code.id.in_(picked.scalar_subquery()))
+        stmt = update(table).where(c.tenant_id == tenant, c.id.in_(picked.scalar_subquery()))
     return stmt.values(
         state=bindparam("set_state"), reservation_id=bindparam("set_reservation_id"),
         reserved_until=bindparam("set_reserved_until"), purpose=bindparam("set_purpose"), state_changed_at=now,
-    ).returning(Code.id, Code.batch_id, Code.last4, Code.expires_at)
+    ).returning(c.id, c.batch_id, c.last4, c.expires_at)
 
 
 async def _take_where(session: AsyncSession, product_id: uuid.UUID, n: int, values: dict[str, object],
                       now: dt.datetime, *, lapsed: bool) -> list[AllocatedCode]:
     dialect = session.bind.dialect.name if session.bind is not None else ""
-    params = {"pick_product": product_id, "n": n, "now": now, **{f"set_{k}": v for k, v in values.items()}}
-    rows = (await session.execute(_pick_statement(dialect, lapsed), params,
-                                  execution_options={"synchronize_session": False})).all()
+    params = {"tenant": require_tenant(), "pick_product": product_id, "n": n, "now": now,
+              **{f"set_{k}": v for k, v in values.items()}}
+    if any(isinstance(o, Code) for o in (*session.new, *session.dirty)):
+        await session.flush()  # the Core statement below does not autoflush: codes changed in this session first
+    connection = await session.connection()
+    rows = (await connection.execute(_pick_statement(dialect, lapsed), params)).all()
     got = [AllocatedCode(r.id, r.batch_id, r.last4, r.expires_at, product_id) for r in rows]
     got.sort(key=lambda c: (c.expires_at is None, c.expires_at or now, c.id))
     return got

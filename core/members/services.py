@@ -8,6 +8,7 @@ key (so a grant, a reminder or a one-time code can be sent to it).
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import uuid
 from typing import Any
@@ -382,6 +383,13 @@ async def find_or_create_member(
     )
 
 
+@functools.lru_cache(maxsize=4)
+def _member_insert(dialect: str) -> Any:
+    table = Member.__table__
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return upsert(table).on_conflict_do_nothing().returning(table.c.id)
+
+
 async def _insert_member(
     session: AsyncSession,
     external_id: str | None,
@@ -408,9 +416,8 @@ async def _insert_member(
         "status": "active",
         "created_at": utcnow(),
     }
-    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = upsert(Member.__table__).values(values).on_conflict_do_nothing().returning(Member.__table__.c.id)
-    if (await session.execute(statement)).scalar_one_or_none() is None:
+    connection = await session.connection()  # Core on the connection: no ORM execution overhead
+    if (await connection.execute(_member_insert(connection.dialect.name), values)).scalar_one_or_none() is None:
         return None
     member = Member(**values)
     make_transient_to_detached(member)  # the row exists: attach the object without inserting it again

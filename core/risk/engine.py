@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import math
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import and_, bindparam, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -42,7 +43,7 @@ from core.events.services import emit
 from core.risk import counters
 from core.risk.counters import CounterSpec, mask, normalize_ip, subject_key, window_bounds
 from core.risk.gate import RISK_ACTIONS, RiskRefused, RiskSubject
-from core.risk.models import FAILURE_DIMENSIONS, RiskBlock, RiskFlag, RiskLockout, RiskRefusal
+from core.risk.models import BLOCK_KINDS, FAILURE_DIMENSIONS, RiskBlock, RiskFlag, RiskLockout, RiskRefusal
 from core.risk.services import RiskConfig, load_config
 from core.settings import Settings
 
@@ -238,18 +239,11 @@ async def _check_blocklist(
     quantity: int,
     now: dt.datetime,
 ) -> None:
-    conds = []
-    if "phone" in dims:
-        conds.append(and_(RiskBlock.kind == "phone", RiskBlock.value == dims["phone"]))
-    if "device" in dims:
-        conds.append(and_(RiskBlock.kind == "device", RiskBlock.value == dims["device"]))
-    if "ip" in dims:
-        conds.append(
-            and_(RiskBlock.kind == "ip", or_(RiskBlock.value == dims["ip"], RiskBlock.value.contains("/")))
-        )
-    if not conds:
+    kinds = tuple(k for k in BLOCK_KINDS if k in dims)
+    if not kinds:
         return
-    rows = (await session.execute(select(RiskBlock.kind, RiskBlock.value).where(or_(*conds)))).all()
+    params = {f"{k}_value": dims[k] for k in kinds}
+    rows = (await session.execute(_blocklist_statement(kinds), params)).all()
     hit: str | None = None
     for kind, value in rows:
         if kind in ("phone", "device"):
@@ -272,6 +266,19 @@ async def _check_blocklist(
             value=dims[hit],
             now=now,
         )
+
+
+@functools.lru_cache(maxsize=8)
+def _blocklist_statement(kinds: tuple[str, ...]) -> Any:
+    """The blocklist entries that may match the subject's phone, device and IP (networks are checked
+    in Python). Built once per combination of known dimensions, with the values as parameters."""
+    conds = []
+    for kind in kinds:
+        value = RiskBlock.value == bindparam(f"{kind}_value", type_=RiskBlock.value.type)
+        conds.append(
+            and_(RiskBlock.kind == kind, or_(value, RiskBlock.value.contains("/")) if kind == "ip" else value)
+        )
+    return select(RiskBlock.kind, RiskBlock.value).where(or_(*conds))
 
 
 def _ip_in(ip: str, entry: str) -> bool:
