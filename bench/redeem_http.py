@@ -1,13 +1,13 @@
 """Redemption over HTTP at a steady rate: ``POST /api/v1/redemptions`` on PostgreSQL + Redis.
 
-Run: ``.venv/bin/python bench/redeem_http.py [--rate 300] [--seconds 20] [--in-process]``
+Run: ``.venv/bin/python bench/redeem_http.py [--rate 300] [--seconds 20] [--workers 2]``
 
 A throwaway PostgreSQL database is migrated like production (the app connects as the non-owner role, RLS
 applies) and the app runs in service mode: Redis for rate limits and the risk engine's counters, an empty
 Redis database of its own (``--redis-url``). A tenant on a plan with a huge rate limit gets a number + PIN
 product whose codes are sealed, stocked and issued through the allocation service, and an API client with
-``redemptions:write``. Then one uvicorn process (or, with ``--in-process``, the ASGI app through
-``httpx.ASGITransport``) is sent redemptions of distinct codes, each with its PIN, store and terminal, on an
+``redemptions:write``. Then uvicorn (``--workers`` processes) is sent, through a lean keep-alive client
+(``bench/raw_http.py``: the load generator shares the two cores), redemptions of distinct codes, each with its PIN, store and terminal, on an
 open-loop schedule: request *i* leaves at ``start + i / rate`` whatever the earlier ones are doing, and its
 latency is measured from that scheduled moment (so a stall is not hidden by the load generator waiting).
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import tempfile
@@ -27,7 +28,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-import httpx
 from _pg import ADMIN_URL, ROOT, machine_line, throwaway_database
 from http_overhead import (
     bench_settings,
@@ -38,6 +38,7 @@ from http_overhead import (
     settings_env,
     uvicorn_server,
 )
+from raw_http import RawPool
 from sqlalchemy import func, select
 
 from core.catalog.models import Product
@@ -146,9 +147,9 @@ class Run:
         return lat[min(int(len(lat) * q), len(lat) - 1)] * 1000 if lat else 0.0
 
 
-async def steady(client: httpx.AsyncClient, token: str, cards: list[Card], rate: float) -> Run:
+async def steady(client: RawPool, token: str, cards: list[Card], rate: float) -> Run:
     """Send one redemption per card at ``rate`` per second on an open-loop schedule."""
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     first_error: list[str] = []
@@ -156,11 +157,10 @@ async def steady(client: httpx.AsyncClient, token: str, cards: list[Card], rate:
     async def one(i: int, card: Card, due: float) -> None:
         body = {"code": card.number, "pin": card.pin, "store": f"S{i % 50:02d}", "terminal": f"T{i % 7}"}
         try:
-            r = await client.post(PATH, json=body, headers=headers)
-            status = r.status_code
+            status, text = await client.post(PATH, headers, json.dumps(body).encode())
             if status != 201 and not first_error:
-                first_error.append(f"{status}: {r.text[:300]}")
-        except httpx.HTTPError as exc:
+                first_error.append(f"{status}: {text[:300]!r}")
+        except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
             status = 0
             if not first_error:
                 first_error.append(repr(exc))
@@ -181,21 +181,18 @@ async def steady(client: httpx.AsyncClient, token: str, cards: list[Card], rate:
     )
 
 
-async def sequential(client: httpx.AsyncClient, token: str, cards: list[Card]) -> Run:
+async def sequential(client: RawPool, token: str, cards: list[Card]) -> Run:
     """One redemption at a time: the service time of a redemption without queueing."""
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     start = time.perf_counter()
     for i, card in enumerate(cards):
         t0 = time.perf_counter()
-        r = await client.post(
-            PATH,
-            json={"code": card.number, "pin": card.pin, "store": "SEQ", "terminal": f"T{i}"},
-            headers=headers,
-        )
+        body = {"code": card.number, "pin": card.pin, "store": "SEQ", "terminal": f"T{i}"}
+        status, _ = await client.post(PATH, headers, json.dumps(body).encode())
         latencies.append(time.perf_counter() - t0)
-        statuses[r.status_code] += 1
+        statuses[status] += 1
     return Run(len(cards), time.perf_counter() - start, latencies, statuses, None)
 
 
@@ -229,9 +226,7 @@ async def main() -> None:
         default=200,
         help="redemptions sent one at a time first (service time without queueing)",
     )
-    parser.add_argument(
-        "--in-process", action="store_true", help="ASGI app in this process instead of uvicorn"
-    )
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--redis-url", default=REDIS_URL, help="an EMPTY Redis database for the app")
     parser.add_argument("--admin-url", default=ADMIN_URL)
     args = parser.parse_args()
@@ -246,19 +241,16 @@ async def main() -> None:
                 t0 = time.perf_counter()
                 token, cards, tenant_id = await prepare(settings, args.sequential + warm + measured)
                 print(f"set-up: {len(cards)} issued number + PIN codes in {time.perf_counter() - t0:.1f} s")
-                limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
                 async with contextlib.AsyncExitStack() as stack:
-                    if args.in_process:
-                        client = await stack.enter_async_context(running(quiet_app(settings)))
-                        where = "in-process ASGI (httpx.ASGITransport)"
-                    else:
-                        url = await stack.enter_async_context(
-                            uvicorn_server("core.app:create_app", settings_env(settings), str(ROOT))
-                        )
-                        client = await stack.enter_async_context(
-                            httpx.AsyncClient(base_url=url, limits=limits, timeout=30)
-                        )
-                        where = "one uvicorn process on 127.0.0.1"
+                    env = settings_env(settings) | {"WEB_CONCURRENCY": str(args.workers)}
+                    url = await stack.enter_async_context(
+                        uvicorn_server("core.app:create_app", env, str(ROOT))
+                    )
+                    client = RawPool(url, 200)
+                    stack.push_async_callback(client.close)
+                    where = (
+                        f"uvicorn, {args.workers} worker process{'es' if args.workers > 1 else ''}, 127.0.0.1"
+                    )
                     seq = (
                         await sequential(client, token, cards[: args.sequential]) if args.sequential else None
                     )

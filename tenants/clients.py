@@ -122,6 +122,7 @@ INVALID_TOKEN = ("The access token is invalid", "访问令牌无效")
 PRINCIPAL_CACHE_SECONDS = 5.0
 _PRINCIPAL_CACHE_MAX = 10_000
 _principals: dict[str, tuple[float, dt.datetime, Principal]] = {}
+_clock = time.monotonic
 
 
 def forget_principals() -> None:
@@ -135,14 +136,14 @@ async def authenticate_bearer(session: AsyncSession, token: str) -> Principal:
     hit = _principals.get(key)
     if hit is not None:
         cached_until, expires_at, principal = hit
-        if cached_until > time.monotonic() and expires_at > utcnow():
+        if cached_until > _clock() and expires_at > utcnow():
             await bind_tenant(session, principal.tenant_id)  # type: ignore[arg-type]
             return principal
         _principals.pop(key, None)
     principal, expires_at = await _resolve_bearer(session, token, key)
     if len(_principals) >= _PRINCIPAL_CACHE_MAX:
         _principals.clear()
-    _principals[key] = (time.monotonic() + PRINCIPAL_CACHE_SECONDS, expires_at, principal)
+    _principals[key] = (_clock() + PRINCIPAL_CACHE_SECONDS, expires_at, principal)
     return principal
 
 

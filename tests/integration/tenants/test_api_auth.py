@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from sqlalchemy import update
 
 from core.db.context import tenant_context
+from tenants import clients
 from tenants.clients import revoke_client
 from tenants.models import AccessToken
 
@@ -125,3 +127,19 @@ async def test_asking_only_for_scopes_the_client_lacks_is_invalid_scope(client, 
     r = await client.post("/oauth/token", data={"grant_type": "client_credentials", "scope": "users:read"},
                           auth=(creds.client_id, creds.client_secret))
     assert r.status_code == 400 and r.json()["error"] == "invalid_scope"
+
+
+async def test_a_token_revoked_by_another_process_stops_working_within_the_principal_cache_time(
+    client, kernel, make_tenant, make_api_client, monkeypatch
+):
+    tenant = await make_tenant()
+    creds = await make_api_client(tenant, ["tenant:read"])
+    assert (await client.get("/api/v1/tenant", headers=creds.headers)).status_code == 200  # now cached
+    with tenant_context(tenant.id):  # a revocation this process did not see (another API process)
+        async with kernel.db.transaction() as db:
+            await db.execute(update(AccessToken).values(revoked_at=dt.datetime.now(dt.UTC)))
+    assert (await client.get("/api/v1/tenant", headers=creds.headers)).status_code == 200
+    clock = time.monotonic() + clients.PRINCIPAL_CACHE_SECONDS + 0.1
+    monkeypatch.setattr(clients, "_clock", lambda: clock)  # the cache time has passed
+    r = await client.get("/api/v1/tenant", headers=creds.headers)
+    assert r.status_code == 401 and r.json()["code"] == "token_revoked"
