@@ -41,6 +41,7 @@ PERMISSION_LABELS: dict[str, str] = {
     "webhooks.manage": N_("Manage webhooks"),
     "risk.read": N_("View risk control"),
     "risk.manage": N_("Manage risk rules"),
+    "reminders.manage": N_("Change expiry reminders"),
 }
 
 FIELD_LABELS: dict[str, str] = {

@@ -25,6 +25,7 @@ from admin_ui.inventory_pages import BatchesController, CodesController, StockCo
 from admin_ui.members_pages import MembersController
 from admin_ui.platform import PlatformAuthController, PlatformConsoleController
 from admin_ui.redemption_pages import RedeemController
+from admin_ui.reminders_pages import RemindersController
 from admin_ui.risk_pages import RiskPageController
 from admin_ui.webhooks_pages import WebhooksController
 
@@ -54,6 +55,7 @@ def console_routes() -> list[Router]:
                 CodesController,
                 ImportsController,
                 BulkGrantsController,
+                RemindersController,
                 RedeemController,
                 MembersController,
                 GrantsController,

@@ -225,8 +225,9 @@ class H5Controller(Controller):
         kernel = request.app.state.kernel
         state = await services.open_link(db, kernel, token, lock=True)
         form = await _form(request)
+        ip, device = _client(request)
         try:
-            await services.request_link_code(db, kernel, state, form.get("phone"))
+            await services.request_link_code(db, kernel, state, form.get("phone"), ip=ip, device_id=device)
         except DomainError as exc:
             return await self._claim_page(request, db, state, problem=exc.detail("zh-CN"), status=exc.status)
         return Redirect(f"/h5/c/{token}", status_code=303)
@@ -238,8 +239,11 @@ class H5Controller(Controller):
         kernel = request.app.state.kernel
         state = await services.open_link(db, kernel, token, lock=True)
         form = await _form(request)
+        ip, device = _client(request)
         try:
-            member = await services.confirm_link(db, kernel, state, form.get("code", ""))
+            member = await services.confirm_link(
+                db, kernel, state, form.get("code", ""), ip=ip, device_id=device
+            )
         except DomainError as exc:
             await db.commit()  # the counted attempt (and a lock) must stick
             state = await services.open_link(db, kernel, token)
@@ -405,8 +409,9 @@ class H5Controller(Controller):
         kernel = request.app.state.kernel
         tenant, campaign = await services.open_campaign(db, kernel, token)
         phone = (await _form(request)).get("phone", "")
+        ip, device = _client(request)
         try:
-            await services.request_campaign_code(db, kernel, tenant, campaign, phone)
+            await services.request_campaign_code(db, kernel, tenant, campaign, phone, ip=ip, device_id=device)
         except DomainError as exc:
             return await self._campaign_page(
                 request,
@@ -428,9 +433,10 @@ class H5Controller(Controller):
         tenant, campaign = await services.open_campaign(db, kernel, token)
         form = await _form(request)
         phone = form.get("phone", "")
+        ip, device = _client(request)
         try:
             confirmed = await services.confirm_campaign_code(
-                db, kernel, campaign, phone, form.get("code", "")
+                db, kernel, campaign, phone, form.get("code", ""), ip=ip, device_id=device
             )
         except DomainError as exc:
             await db.commit()  # the counted attempt (and a lock) must stick
@@ -445,7 +451,6 @@ class H5Controller(Controller):
                 problem=exc.detail("zh-CN"),
                 status=exc.status,
             )
-        ip, device = _client(request)
         try:
             grant = await services.claim(db, kernel, campaign.id, confirmed, ip=ip, device_id=device)
         except DomainError as exc:

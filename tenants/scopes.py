@@ -28,7 +28,7 @@ SCOPES: dict[str, str] = {
 _READ = frozenset({"tenant.read", "catalog.read", "inventory.read", "members.read"})
 _MANAGE_STOCK = frozenset({"catalog.manage", "inventory.manage", "jobs.read"})
 _DISTRIBUTE = frozenset({"members.manage", "grants.manage", "redemptions.redeem", "risk.read"})
-_GOVERN = frozenset({"redemptions.rollback", "webhooks.manage", "risk.manage"})
+_GOVERN = frozenset({"redemptions.rollback", "webhooks.manage", "risk.manage", "reminders.manage"})
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "owner": _READ | _MANAGE_STOCK | _DISTRIBUTE | _GOVERN

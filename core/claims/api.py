@@ -5,13 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.di import Provide
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.claims import services
-from core.claims.schemas import CampaignCreate, CampaignOut, CampaignPage, ClaimLinkCreate, ClaimLinkOut
+from core.claims.schemas import (
+    CampaignCreate,
+    CampaignOut,
+    CampaignPage,
+    CampaignUpdate,
+    ClaimLinkCreate,
+    ClaimLinkOut,
+)
 from tenants.guards import principal_of, provide_db, require_scope
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -67,12 +74,36 @@ class CampaignController(Controller):
         cursor: uuid.UUID | None = None,
         limit: Annotated[int, Parameter(ge=1, le=services.MAX_PAGE)] = 50,
     ) -> CampaignPage:
-        """Campaigns newest first (cursor pagination)."""
+        """Campaigns newest first (cursor pagination), each with its state and claim counts."""
         return await services.list_campaigns(db, request.app.state.kernel, cursor, limit)
 
     @get("/{campaign_id:uuid}", guards=[require_scope("grants:read")])
     async def get_campaign(
         self, request: Request[Any, Any, Any], db: AsyncSession, campaign_id: uuid.UUID
     ) -> CampaignOut:
-        """One campaign; ``404 campaign_not_found``."""
+        """One campaign with its state and claim counts; ``404 campaign_not_found``."""
         return await services.campaign_out(db, request.app.state.kernel, campaign_id)
+
+    @patch("/{campaign_id:uuid}", guards=[require_scope("grants:write")])
+    async def update_campaign(
+        self, request: Request[Any, Any, Any], db: AsyncSession, campaign_id: uuid.UUID, data: CampaignUpdate
+    ) -> CampaignOut:
+        """Change ``name``, ``quantity``, ``per_member_limit``, ``starts_at`` / ``ends_at`` (``null`` clears)
+        or ``active``; the product cannot change. ``422`` under the create rules; editing never reopens a
+        stopped campaign."""
+        return await services.update_campaign(db, request.app.state.kernel, campaign_id, data)
+
+    @post("/{campaign_id:uuid}/stop", status_code=200, guards=[require_scope("grants:write")])
+    async def stop_campaign(
+        self, request: Request[Any, Any, Any], db: AsyncSession, campaign_id: uuid.UUID
+    ) -> CampaignOut:
+        """End the campaign now (state ``stopped``): its page then refuses codes and claims with
+        ``409 campaign_not_active``. Idempotent."""
+        return await services.stop_campaign(db, request.app.state.kernel, campaign_id)
+
+    @post("/{campaign_id:uuid}/resume", status_code=200, guards=[require_scope("grants:write")])
+    async def resume_campaign(
+        self, request: Request[Any, Any, Any], db: AsyncSession, campaign_id: uuid.UUID
+    ) -> CampaignOut:
+        """Undo a stop (idempotent): the campaign is open again if its window and ``active`` allow."""
+        return await services.resume_campaign(db, request.app.state.kernel, campaign_id)

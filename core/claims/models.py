@@ -64,7 +64,11 @@ class OtpChallenge(TenantScoped):
 
 class Campaign(TenantScoped):
     """A public claim page: each visitor (by confirmed phone) may claim ``quantity`` units of a product,
-    at most ``per_member_limit`` times, between ``starts_at`` and ``ends_at`` while ``active``."""
+    at most ``per_member_limit`` times, between ``starts_at`` and ``ends_at`` while ``active``.
+
+    ``active`` is the pause switch (editable); ``stopped_at`` marks a campaign the tenant ended early: it stays
+    closed whatever its window or ``active`` say, until it is explicitly resumed.
+    """
 
     __tablename__ = "campaigns"
     __table_args__ = (
@@ -79,6 +83,7 @@ class Campaign(TenantScoped):
     starts_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     ends_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     active: Mapped[bool] = mapped_column(default=True)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class CampaignClaim(TenantScoped):

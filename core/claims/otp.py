@@ -1,5 +1,10 @@
 """One-time phone codes (6 digits, 5 minutes, 5 attempts then a 15-minute lock) and member SMS delivery.
 
+Besides the per-code lock, every wrong code counts as a failed ``claim`` attempt of the requester (IP,
+device) in the risk engine: a guesser spreading attempts over many links or phones from one IP or device
+is locked out by the tenant's failure velocity (``risk_refused``, reason ``locked_out``), and a locked-out
+requester can neither check nor ask for codes.
+
 A code is stored only as a keyed digest (HMAC under the tenant key, bound to the challenge id). The SMS
 carrying it goes through the outbox: the payload holds the recipient and the text sealed under the
 tenant's data key (AAD ``member-sms``), so neither the phone nor the code rests in plaintext in the
@@ -33,6 +38,9 @@ from core.jobs.outbox import enqueue
 from core.jobs.registry import job
 from core.kernel import Kernel
 from core.members.services import PHONE_AAD, mask_phone, seal_phone
+from core.risk import gate
+from core.risk.gate import RiskSubject, record_failure
+from core.settings import Settings
 from plugins import Notification, mask_recipient
 
 log = structlog.get_logger("kaquan.claims")
@@ -90,6 +98,14 @@ def _locked_error(until: dt.datetime) -> OtpLocked:
     )
 
 
+async def refuse_if_locked_out(session: AsyncSession, settings: Settings, requester: RiskSubject) -> None:
+    """``risk_refused`` (reason ``locked_out``) while the requester's IP or device is locked out of ``claim``.
+
+    Only the lockout is checked here: the ``claim`` limits count claims, not code checks.
+    """
+    await gate.refuse_if_locked_out(session, settings, "claim", requester)
+
+
 async def get_challenge(
     session: AsyncSession, purpose: str, subject: str, *, lock: bool = False
 ) -> OtpChallenge | None:
@@ -127,13 +143,23 @@ async def _challenge_for_send(
 
 
 async def send_code(
-    session: AsyncSession, kernel: Kernel, purpose: str, subject: str, phone_e164: str, *, sender: str
+    session: AsyncSession,
+    kernel: Kernel,
+    purpose: str,
+    subject: str,
+    phone_e164: str,
+    *,
+    sender: str,
+    requester: RiskSubject | None = None,
 ) -> SentCode:
     """Create a fresh code for ``subject`` and queue it by SMS to ``phone_e164`` (already normalised).
 
-    Refuses while the subject is locked (``otp_locked``) or within a minute of the last code
-    (``otp_too_soon``) while that code is unused. Wrong attempts are kept across resends.
+    Refuses while the requester is locked out (``risk_refused``), while the subject is locked
+    (``otp_locked``) or within a minute of the last code (``otp_too_soon``) while that code is unused.
+    Wrong attempts are kept across resends.
     """
+    if requester is not None:
+        await refuse_if_locked_out(session, kernel.settings, requester)
     cipher = await kernel.keys.cipher(session)
     challenge = await _challenge_for_send(session, purpose, subject, cipher, phone_e164)
     now = utcnow()
@@ -179,12 +205,24 @@ async def send_code(
     return SentCode(masked, challenge.expires_at)
 
 
-async def check_code(session: AsyncSession, kernel: Kernel, purpose: str, subject: str, code: str) -> str:
+async def check_code(
+    session: AsyncSession,
+    kernel: Kernel,
+    purpose: str,
+    subject: str,
+    code: str,
+    *,
+    requester: RiskSubject | None = None,
+) -> str:
     """The confirmed phone (E.164) when ``code`` is the subject's current code; the code is then used up.
 
     A wrong code counts an attempt (flushed, so the caller must commit even when it shows the error);
-    the fifth locks the subject for 15 minutes.
+    the fifth locks the subject for 15 minutes. It also counts as a failed ``claim`` of ``requester`` in
+    the risk engine (its own transaction: it survives the caller's rollback); a locked-out requester is
+    refused before the code is looked at.
     """
+    if requester is not None:
+        await refuse_if_locked_out(session, kernel.settings, requester)
     challenge = await get_challenge(session, purpose, subject, lock=True)
     now = utcnow()
     until = locked_until(challenge, now)
@@ -202,6 +240,7 @@ async def check_code(session: AsyncSession, kernel: Kernel, purpose: str, subjec
         challenge.code_digest, _code_digest(cipher, challenge, given)
     ):
         challenge.attempts += 1
+        error: DomainError
         if challenge.attempts >= OTP_MAX_ATTEMPTS:
             challenge.locked_until = now + OTP_LOCK
             challenge.code_digest = None
@@ -212,15 +251,20 @@ async def check_code(session: AsyncSession, kernel: Kernel, purpose: str, subjec
                 challenge.id,
                 {"purpose": purpose, "subject": subject, "until": challenge.locked_until.isoformat()},
             )
-            await session.flush()
-            raise _locked_error(challenge.locked_until)
+            error = _locked_error(challenge.locked_until)
+        else:
+            left = OTP_MAX_ATTEMPTS - challenge.attempts
+            error = OtpInvalid(
+                f"Wrong code; {left} attempts left",
+                f"验证码错误，还可尝试 {left} 次",
+                extra={"attempts_left": left},
+            )
+        # Flush first: on SQLite the failure is then written right after the caller's transaction (a
+        # stale read snapshot could not take the write lock once the failure had been committed).
         await session.flush()
-        left = OTP_MAX_ATTEMPTS - challenge.attempts
-        raise OtpInvalid(
-            f"Wrong code; {left} attempts left",
-            f"验证码错误，还可尝试 {left} 次",
-            extra={"attempts_left": left},
-        )
+        if requester is not None:
+            await record_failure(session, kernel.settings, "claim", requester)
+        raise error
     challenge.code_digest = None
     challenge.attempts = 0
     await session.flush()

@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 MIN_LINK_TTL_SECONDS = 300
 MAX_LINK_TTL_SECONDS = 90 * 86_400
@@ -41,6 +42,20 @@ class CampaignCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     active: bool = True
 
 
+class CampaignUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A partial change: only the fields sent change; ``null`` clears ``starts_at`` / ``ends_at``.
+
+    The product cannot change. Editing never reopens a stopped campaign (only ``POST .../resume`` does).
+    """
+
+    name: str | UnsetType = UNSET
+    quantity: int | UnsetType = UNSET
+    per_member_limit: int | UnsetType = UNSET
+    starts_at: dt.datetime | UnsetType | None = UNSET
+    ends_at: dt.datetime | UnsetType | None = UNSET
+    active: bool | UnsetType = UNSET
+
+
 class CampaignOut(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     ref: str
@@ -51,6 +66,11 @@ class CampaignOut(msgspec.Struct, kw_only=True):
     starts_at: dt.datetime | None
     ends_at: dt.datetime | None
     active: bool
+    state: str  # open | inactive (paused) | not_started | ended | stopped
+    stopped_at: dt.datetime | None
+    claim_count: int  # successful claims (one grant each)
+    member_count: int  # distinct members who claimed
+    code_count: int  # codes handed out by those claims and not voided (a transferred code counts once)
     url: str
     path: str
     created_at: dt.datetime

@@ -12,9 +12,10 @@ import datetime as dt
 import uuid
 import zoneinfo
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import and_, distinct, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +33,7 @@ from core.claims.schemas import (
     CampaignCreate,
     CampaignOut,
     CampaignPage,
+    CampaignUpdate,
     ClaimLinkCreate,
     ClaimLinkOut,
 )
@@ -124,6 +126,11 @@ async def enter_tenant(
     if not tenant.is_active:
         raise TenantSuspended("This service is paused", "该服务已暂停")
     return TenantEntry(tenant, cipher, claims)
+
+
+def _requester(ip: str | None, device_id: str | None) -> RiskSubject | None:
+    """Who asks for or enters a one-time code, for the risk engine's failure velocity (None: unknown)."""
+    return RiskSubject(ip=ip, device_id=device_id) if ip or device_id else None
 
 
 def absolute(settings: Settings, path: str) -> str:
@@ -255,9 +262,18 @@ async def open_link(session: AsyncSession, kernel: Kernel, token: str, *, lock: 
 
 
 async def request_link_code(
-    session: AsyncSession, kernel: Kernel, state: LinkState, phone: str | None
+    session: AsyncSession,
+    kernel: Kernel,
+    state: LinkState,
+    phone: str | None,
+    *,
+    ip: str | None = None,
+    device_id: str | None = None,
 ) -> otp.SentCode:
-    """Send a one-time code for the link: to its known phone, or to ``phone`` when nobody is known yet."""
+    """Send a one-time code for the link: to its known phone, or to ``phone`` when nobody is known yet.
+
+    ``risk_refused`` while the requester's IP or device is locked out after too many wrong codes.
+    """
     link = state.link
     if link.phone_digest is not None:
         member = await session.get(Member, (link.tenant_id, link.member_id)) if link.member_id else None
@@ -266,7 +282,15 @@ async def request_link_code(
             raise LinkTaken("This link belongs to another phone", "该链接已绑定其他手机号")
     else:
         e164 = normalize_phone(phone or "")
-    return await otp.send_code(session, kernel, "link", str(link.id), e164, sender=state.tenant.name)
+    return await otp.send_code(
+        session,
+        kernel,
+        "link",
+        str(link.id),
+        e164,
+        sender=state.tenant.name,
+        requester=_requester(ip, device_id),
+    )
 
 
 async def _holder_for_phone(session: AsyncSession, kernel: Kernel, grant: Grant, phone: str) -> Member:
@@ -283,13 +307,24 @@ async def _holder_for_phone(session: AsyncSession, kernel: Kernel, grant: Grant,
     return await find_or_create_member(session, kernel, phone=phone, source="claim")
 
 
-async def confirm_link(session: AsyncSession, kernel: Kernel, state: LinkState, code: str) -> Member:
+async def confirm_link(
+    session: AsyncSession,
+    kernel: Kernel,
+    state: LinkState,
+    code: str,
+    *,
+    ip: str | None = None,
+    device_id: str | None = None,
+) -> Member:
     """Check the one-time code; on the first success bind the link (and its items) to the phone's member.
 
-    Returns the member whose session may now open the link. A wrong code is counted (commit even on error).
+    Returns the member whose session may now open the link. A wrong code is counted (commit even on error),
+    also as a failed ``claim`` of the IP and device (risk lockout, ``risk_refused``).
     """
     link = state.link
-    phone = await otp.check_code(session, kernel, "link", str(link.id), code)
+    phone = await otp.check_code(
+        session, kernel, "link", str(link.id), code, requester=_requester(ip, device_id)
+    )
     cipher = await kernel.keys.cipher(session)
     digest = digest_with(cipher, phone)
     if link.phone_digest is not None and digest != link.phone_digest:
@@ -640,7 +675,22 @@ async def transfer_item(
 # ---------------------------------------------------------------- campaigns
 
 
-def _campaign_out(settings: Settings, cipher: TenantCipher, c: Campaign) -> CampaignOut:
+@dataclass(frozen=True)
+class CampaignCounts:
+    """What a campaign has handed out so far (see :func:`campaign_counts`)."""
+
+    claims: int = 0
+    members: int = 0
+    codes: int = 0
+
+
+_NO_COUNTS = CampaignCounts()
+_EDITABLE = ("name", "quantity", "per_member_limit", "starts_at", "ends_at", "active")
+
+
+def _campaign_out(
+    settings: Settings, cipher: TenantCipher, c: Campaign, counts: CampaignCounts = _NO_COUNTS
+) -> CampaignOut:
     path = f"/h5/campaign/{tokens.sign(cipher, 'campaign', c.id)}"
     return CampaignOut(
         id=c.id,
@@ -652,10 +702,53 @@ def _campaign_out(settings: Settings, cipher: TenantCipher, c: Campaign) -> Camp
         starts_at=c.starts_at,
         ends_at=c.ends_at,
         active=c.active,
+        state=campaign_state(c),
+        stopped_at=c.stopped_at,
+        claim_count=counts.claims,
+        member_count=counts.members,
+        code_count=counts.codes,
         url=absolute(settings, path),
         path=path,
         created_at=c.created_at,
     )
+
+
+async def campaign_counts(
+    session: AsyncSession, campaign_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, CampaignCounts]:
+    """Claims, distinct members and codes handed out per campaign, in one grouped query.
+
+    A claim is one grant; its codes count while not voided, a transferred code once (only the unit it
+    was last transferred to has no successor). Campaigns without claims are absent from the answer.
+    """
+    if not campaign_ids:
+        return {}
+    rows = await session.execute(
+        select(
+            CampaignClaim.campaign_id,
+            func.count(distinct(CampaignClaim.id)),
+            func.count(distinct(CampaignClaim.member_id)),
+            func.count(GrantItem.id),
+        )
+        .select_from(CampaignClaim)
+        .outerjoin(
+            GrantItem,
+            and_(
+                GrantItem.tenant_id == CampaignClaim.tenant_id,
+                GrantItem.grant_id == CampaignClaim.grant_id,
+                GrantItem.transferred_to_id.is_(None),
+                GrantItem.status != "voided",
+            ),
+        )
+        .where(CampaignClaim.campaign_id.in_(campaign_ids), CampaignClaim.grant_id.is_not(None))
+        .group_by(CampaignClaim.campaign_id)
+    )
+    return {cid: CampaignCounts(int(n), int(m), int(k)) for cid, n, m, k in rows.all()}
+
+
+async def _out_with_counts(session: AsyncSession, kernel: Kernel, campaign: Campaign) -> CampaignOut:
+    counts = (await campaign_counts(session, [campaign.id])).get(campaign.id, _NO_COUNTS)
+    return _campaign_out(kernel.settings, await kernel.keys.cipher(session), campaign, counts)
 
 
 def _range_error(field_name: str, low: int, high: int) -> ValidationFailed:
@@ -666,32 +759,50 @@ def _range_error(field_name: str, low: int, high: int) -> ValidationFailed:
     )
 
 
-async def create_campaign(session: AsyncSession, kernel: Kernel, data: CampaignCreate) -> CampaignOut:
-    """A campaign page for a product; 404 ``product_not_found`` for another tenant's or unknown product."""
-    name = data.name.strip()
+def _checked_fields(
+    name: str,
+    quantity: int,
+    per_member_limit: int,
+    starts_at: dt.datetime | None,
+    ends_at: dt.datetime | None,
+) -> str:
+    """The trimmed name, once the campaign's fields pass the rules (create and edit alike)."""
+    name = name.strip()
     if not name:
         raise ValidationFailed(
             "The name is required",
             "请填写活动名称",
             errors=[FieldError(field="name", message="required", code="required")],
         )
-    if not 1 <= data.quantity <= MAX_CLAIM_QUANTITY:
+    if len(name) > 200:
+        raise ValidationFailed(
+            "The name is too long",
+            "活动名称过长",
+            errors=[FieldError(field="name", message="at most 200 characters", code="too_long")],
+        )
+    if not 1 <= quantity <= MAX_CLAIM_QUANTITY:
         raise _range_error("quantity", 1, MAX_CLAIM_QUANTITY)
-    if not 1 <= data.per_member_limit <= MAX_PER_MEMBER_LIMIT:
+    if not 1 <= per_member_limit <= MAX_PER_MEMBER_LIMIT:
         raise _range_error("per_member_limit", 1, MAX_PER_MEMBER_LIMIT)
-    for label, value in (("starts_at", data.starts_at), ("ends_at", data.ends_at)):
+    for label, value in (("starts_at", starts_at), ("ends_at", ends_at)):
         if value is not None and value.tzinfo is None:
             raise ValidationFailed(
                 "Times need a timezone",
                 "时间需带时区",
                 errors=[FieldError(field=label, message="timezone required", code="naive")],
             )
-    if data.starts_at and data.ends_at and data.ends_at <= data.starts_at:
+    if starts_at and ends_at and ends_at <= starts_at:
         raise ValidationFailed(
             "The campaign ends before it starts",
             "活动结束时间早于开始时间",
             errors=[FieldError(field="ends_at", message="after starts_at", code="invalid")],
         )
+    return name
+
+
+async def create_campaign(session: AsyncSession, kernel: Kernel, data: CampaignCreate) -> CampaignOut:
+    """A campaign page for a product; 404 ``product_not_found`` for another tenant's or unknown product."""
+    name = _checked_fields(data.name, data.quantity, data.per_member_limit, data.starts_at, data.ends_at)
     product = (
         await session.execute(select(Product).where(Product.id == data.product_id))
     ).scalar_one_or_none()
@@ -736,36 +847,114 @@ async def create_campaign(session: AsyncSession, kernel: Kernel, data: CampaignC
     return _campaign_out(kernel.settings, await kernel.keys.cipher(session), campaign)
 
 
-async def get_campaign(session: AsyncSession, campaign_id: uuid.UUID) -> Campaign:
-    c = (await session.execute(select(Campaign).where(Campaign.id == campaign_id))).scalar_one_or_none()
+async def get_campaign(
+    session: AsyncSession, campaign_id: uuid.UUID, *, lock: Literal["update", "share"] | None = None
+) -> Campaign:
+    """The campaign; ``404 campaign_not_found`` when unknown or another tenant's."""
+    q = select(Campaign).where(Campaign.id == campaign_id)
+    if lock is not None:
+        q = q.with_for_update(read=lock == "share")
+    c = (await session.execute(q)).scalar_one_or_none()
     if c is None:
         raise NotFound("Campaign not found", "活动不存在", code="campaign_not_found")
     return c
 
 
 async def campaign_out(session: AsyncSession, kernel: Kernel, campaign_id: uuid.UUID) -> CampaignOut:
-    return _campaign_out(
-        kernel.settings, await kernel.keys.cipher(session), await get_campaign(session, campaign_id)
-    )
+    """One campaign with its claim counts."""
+    return await _out_with_counts(session, kernel, await get_campaign(session, campaign_id))
 
 
 async def list_campaigns(
     session: AsyncSession, kernel: Kernel, cursor: uuid.UUID | None, limit: int
 ) -> CampaignPage:
-    """Newest first; ``next_cursor`` continues after the last one."""
+    """Newest first, with claim counts (one grouped query per page); ``next_cursor`` continues after the
+    last one."""
     limit = max(1, min(limit, MAX_PAGE))
     q = select(Campaign).order_by(Campaign.id.desc()).limit(limit + 1)
     if cursor is not None:
         q = q.where(Campaign.id < cursor)
     rows = list((await session.execute(q)).scalars())
+    page = rows[:limit]
+    counts = await campaign_counts(session, [c.id for c in page])
     cipher = await kernel.keys.cipher(session)
-    items = [_campaign_out(kernel.settings, cipher, c) for c in rows[:limit]]
+    items = [_campaign_out(kernel.settings, cipher, c, counts.get(c.id, _NO_COUNTS)) for c in page]
     return CampaignPage(items, items[-1].id if len(rows) > limit else None)
 
 
+async def update_campaign(
+    session: AsyncSession, kernel: Kernel, campaign_id: uuid.UUID, data: CampaignUpdate
+) -> CampaignOut:
+    """Change the fields sent, under the create rules; audit ``campaign.updated`` with what changed.
+
+    A stopped campaign stays stopped whatever its new window or ``active`` flag (only resuming reopens it).
+    """
+    campaign = await get_campaign(session, campaign_id, lock="update")
+    sent = {f: getattr(data, f) for f in _EDITABLE if getattr(data, f) is not msgspec.UNSET}
+    merged: dict[str, Any] = {f: getattr(campaign, f) for f in _EDITABLE} | sent
+    merged["name"] = _checked_fields(
+        merged["name"],
+        merged["quantity"],
+        merged["per_member_limit"],
+        merged["starts_at"],
+        merged["ends_at"],
+    )
+    changes = {f: v for f, v in merged.items() if v != getattr(campaign, f)}
+    for field_name, value in changes.items():
+        setattr(campaign, field_name, value)
+    if changes:
+        await session.flush()
+        record(
+            session,
+            "campaign.updated",
+            "campaign",
+            campaign.id,
+            msgspec.to_builtins({"ref": campaign.ref, "changes": changes}),
+        )
+    return await _out_with_counts(session, kernel, campaign)
+
+
+async def stop_campaign(session: AsyncSession, kernel: Kernel, campaign_id: uuid.UUID) -> CampaignOut:
+    """End the campaign now: new codes and claims are refused (``campaign_not_active``, state ``stopped``).
+
+    Idempotent: stopping a stopped campaign changes nothing. Claims already under way finish first (they
+    hold a share lock on the campaign), so none is granted after this returns.
+    """
+    campaign = await get_campaign(session, campaign_id, lock="update")
+    if campaign.stopped_at is None:
+        campaign.stopped_at = utcnow()
+        await session.flush()
+        record(
+            session,
+            "campaign.stopped",
+            "campaign",
+            campaign.id,
+            {"ref": campaign.ref, "stopped_at": campaign.stopped_at.isoformat()},
+        )
+    return await _out_with_counts(session, kernel, campaign)
+
+
+async def resume_campaign(session: AsyncSession, kernel: Kernel, campaign_id: uuid.UUID) -> CampaignOut:
+    """Undo a stop (idempotent); the campaign is then open again if its window and ``active`` allow."""
+    campaign = await get_campaign(session, campaign_id, lock="update")
+    if campaign.stopped_at is not None:
+        stopped_at, campaign.stopped_at = campaign.stopped_at, None
+        await session.flush()
+        record(
+            session,
+            "campaign.resumed",
+            "campaign",
+            campaign.id,
+            {"ref": campaign.ref, "stopped_at": stopped_at.isoformat()},
+        )
+    return await _out_with_counts(session, kernel, campaign)
+
+
 def campaign_state(campaign: Campaign, now: dt.datetime | None = None) -> str:
-    """``open``, ``inactive``, ``not_started`` or ``ended``."""
+    """``stopped``, ``inactive`` (paused), ``not_started``, ``ended`` or ``open``."""
     now = now or utcnow()
+    if campaign.stopped_at is not None:
+        return "stopped"
     if not campaign.active:
         return "inactive"
     if campaign.starts_at is not None and now < campaign.starts_at:
@@ -775,11 +964,19 @@ def campaign_state(campaign: Campaign, now: dt.datetime | None = None) -> str:
     return "open"
 
 
+_CLOSED = {
+    "stopped": ("The campaign has ended", "活动已结束"),
+    "inactive": ("The campaign is not open", "活动暂未开放"),
+    "not_started": ("The campaign has not started", "活动尚未开始"),
+    "ended": ("The campaign has ended", "活动已结束"),
+}
+
+
 def _require_open(campaign: Campaign) -> None:
     state = campaign_state(campaign)
     if state != "open":
-        zh = {"inactive": "活动已停止", "not_started": "活动尚未开始", "ended": "活动已结束"}[state]
-        raise CampaignClosed(f"The campaign is {state.replace('_', ' ')}", zh, extra={"state": state})
+        en, zh = _CLOSED[state]
+        raise CampaignClosed(en, zh, extra={"state": state})
 
 
 async def open_campaign(session: AsyncSession, kernel: Kernel, token: str) -> tuple[Tenant, Campaign]:
@@ -797,24 +994,54 @@ def _campaign_subject(campaign: Campaign, cipher: TenantCipher, phone: str) -> s
 
 
 async def request_campaign_code(
-    session: AsyncSession, kernel: Kernel, tenant: Tenant, campaign: Campaign, phone: str
+    session: AsyncSession,
+    kernel: Kernel,
+    tenant: Tenant,
+    campaign: Campaign,
+    phone: str,
+    *,
+    ip: str | None = None,
+    device_id: str | None = None,
 ) -> otp.SentCode:
+    """Send a one-time code to ``phone`` for this campaign (refused while it is not open or while the
+    requester's IP or device is locked out)."""
     _require_open(campaign)
     e164 = normalize_phone(phone)
     cipher = await kernel.keys.cipher(session)
     return await otp.send_code(
-        session, kernel, "campaign", _campaign_subject(campaign, cipher, e164), e164, sender=tenant.name
+        session,
+        kernel,
+        "campaign",
+        _campaign_subject(campaign, cipher, e164),
+        e164,
+        sender=tenant.name,
+        requester=_requester(ip, device_id),
     )
 
 
 async def confirm_campaign_code(
-    session: AsyncSession, kernel: Kernel, campaign: Campaign, phone: str, code: str
+    session: AsyncSession,
+    kernel: Kernel,
+    campaign: Campaign,
+    phone: str,
+    code: str,
+    *,
+    ip: str | None = None,
+    device_id: str | None = None,
 ) -> str:
-    """The confirmed phone (E.164); a wrong code is counted (commit even on error)."""
+    """The confirmed phone (E.164); a wrong code is counted (commit even on error), also as a failed
+    ``claim`` of the IP and device (risk lockout, ``risk_refused``)."""
     _require_open(campaign)
     e164 = normalize_phone(phone)
     cipher = await kernel.keys.cipher(session)
-    return await otp.check_code(session, kernel, "campaign", _campaign_subject(campaign, cipher, e164), code)
+    return await otp.check_code(
+        session,
+        kernel,
+        "campaign",
+        _campaign_subject(campaign, cipher, e164),
+        code,
+        requester=_requester(ip, device_id),
+    )
 
 
 async def _take_slot(session: AsyncSession, campaign: Campaign, member: Member) -> CampaignClaim:
@@ -858,7 +1085,8 @@ async def claim(
     rules for ``claim``, or the campaign's per-member limit: reason ``campaign_member_limit``),
     ``out_of_stock``; a refusal leaves nothing behind.
     """
-    campaign = await get_campaign(session, campaign_id)
+    # A share lock: a concurrent stop or edit waits for this claim, and a claim after it sees the change.
+    campaign = await get_campaign(session, campaign_id, lock="share")
     _require_open(campaign)
     e164 = normalize_phone(phone)
     async with session.begin_nested():

@@ -8,6 +8,8 @@ e-mail, which the send job decrypts just before delivery). On PostgreSQL the tra
 per-tenant advisory lock, so two runs at once are serialised: the second one finds the items reminded.
 On SQLite (one writer) the conditional update alone guarantees it. Members with neither a phone nor an
 e-mail are skipped and counted, and their items stay unreminded (a contact added later still gets one).
+
+:func:`list_sent` pages through the reminded units (latest first) for the console, contacts masked.
 """
 
 from __future__ import annotations
@@ -18,19 +20,21 @@ from collections import defaultdict
 
 import msgspec
 import structlog
-from sqlalchemy import select, text, update
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
+from core.catalog.models import Product
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id
 from core.db.session import Database
-from core.errors import FieldError, ValidationFailed
-from core.grants.models import GrantItem
+from core.errors import FieldError, NotFound, ValidationFailed
+from core.grants.models import Grant, GrantItem
 from core.jobs import outbox
 from core.members.models import Member
 from core.reminders.models import DEFAULT_DAYS_BEFORE, ReminderSetting
+from plugins import mask_recipient
 
 log = structlog.get_logger("kaquan.reminders")
 
@@ -204,3 +208,100 @@ async def run_reminders(db: Database, *, now: dt.datetime | None = None) -> Remi
             break
     log.info("expiry_reminders_queued", **msgspec.to_builtins(run))
     return run
+
+
+# --------------------------------------------------------------------------------------------- sent
+
+
+class SentReminder(msgspec.Struct, kw_only=True):
+    """One code unit a member was reminded of. ``contact`` is masked: the phone when the member has one
+    (reminders go by SMS first), else the e-mail; empty when the member has neither any more."""
+
+    item_id: uuid.UUID
+    member_id: uuid.UUID | None
+    member_name: str | None
+    contact: str
+    channel: str | None
+    product_id: uuid.UUID
+    sku: str
+    product_name_zh: str
+    product_name_en: str | None
+    expires_at: dt.datetime | None
+    reminded_at: dt.datetime
+    status: str
+
+
+class SentReminderPage(msgspec.Struct):
+    items: list[SentReminder]
+    next_cursor: uuid.UUID | None
+
+
+async def list_sent(
+    session: AsyncSession, *, after: uuid.UUID | None = None, limit: int = 50
+) -> SentReminderPage:
+    """Reminded code units, latest reminder first (one query: item, grant, product and member joined).
+
+    ``after`` is the ``next_cursor`` of the previous page: the id of a reminded item of this tenant;
+    any other id is a 404 (``reminder_not_found``).
+    """
+    q = (
+        select(
+            GrantItem.id,
+            GrantItem.member_id,
+            GrantItem.expires_at,
+            GrantItem.reminded_at,
+            GrantItem.status,
+            Product.id.label("product_id"),
+            Product.sku,
+            Product.name_zh,
+            Product.name_en,
+            Member.name.label("member_name"),
+            Member.phone_masked,
+            Member.phone_secret.is_not(None).label("has_phone"),
+            Member.email,
+        )
+        .join(Grant, and_(Grant.tenant_id == GrantItem.tenant_id, Grant.id == GrantItem.grant_id))
+        .join(Product, and_(Product.tenant_id == Grant.tenant_id, Product.id == Grant.product_id))
+        .outerjoin(Member, and_(Member.tenant_id == GrantItem.tenant_id, Member.id == GrantItem.member_id))
+        .where(GrantItem.reminded_at.is_not(None))
+        .order_by(GrantItem.reminded_at.desc(), GrantItem.id.desc())
+        .limit(limit + 1)
+    )
+    if after is not None:
+        mark = await session.scalar(
+            select(GrantItem.reminded_at).where(GrantItem.id == after, GrantItem.reminded_at.is_not(None))
+        )
+        if mark is None:
+            raise NotFound("Reminder not found", "提醒记录不存在", code="reminder_not_found")
+        q = q.where(
+            or_(
+                GrantItem.reminded_at < mark,
+                and_(GrantItem.reminded_at == mark, GrantItem.id < after),
+            )
+        )
+    rows = (await session.execute(q)).all()
+    items: list[SentReminder] = []
+    for r in rows[:limit]:
+        if r.has_phone and r.phone_masked:
+            contact, channel = r.phone_masked, "sms"
+        elif r.email:
+            contact, channel = mask_recipient(r.email), "email"
+        else:
+            contact, channel = "", None
+        items.append(
+            SentReminder(
+                item_id=r.id,
+                member_id=r.member_id,
+                member_name=r.member_name,
+                contact=contact,
+                channel=channel,
+                product_id=r.product_id,
+                sku=r.sku,
+                product_name_zh=r.name_zh,
+                product_name_en=r.name_en,
+                expires_at=r.expires_at,
+                reminded_at=r.reminded_at,
+                status=r.status,
+            )
+        )
+    return SentReminderPage(items, items[-1].item_id if len(rows) > limit else None)

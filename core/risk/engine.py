@@ -502,6 +502,16 @@ async def admit(
     return ticket
 
 
+async def refuse_if_locked_out(
+    session: AsyncSession, settings: Settings, action: str, subject: RiskSubject
+) -> None:
+    """Refuse (``locked_out``) while the subject is locked out of ``action``; counts nothing."""
+    if action not in FAILURE_ACTIONS:
+        raise ValueError(f"lockouts exist for {FAILURE_ACTIONS}, not {action!r}")
+    dims = dimensions(subject)
+    await _check_lockout(session, settings, require_tenant(), action, subject, dims, 1, _now())
+
+
 async def give_back(settings: Settings, ticket: Ticket) -> None:
     """Subtract what ``admit`` counted (the guarded block failed). Never raises."""
     if ticket.given_back or not ticket.keys or ticket.tenant_id is None:

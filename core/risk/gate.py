@@ -65,3 +65,13 @@ async def record_failure(
     from core.risk import engine
 
     await engine.record_failure(session, settings, action, subject)
+
+
+async def refuse_if_locked_out(
+    session: AsyncSession, settings: Settings, action: RiskAction, subject: RiskSubject
+) -> None:
+    """Refuse with ``locked_out`` while failed attempts keep ``subject`` out of ``action`` (no counting),
+    for a step before the counted one, such as sending or checking a one-time code."""
+    from core.risk import engine
+
+    await engine.refuse_if_locked_out(session, settings, action, subject)

@@ -27,12 +27,12 @@ async def other_shop(client: httpx.AsyncClient, kernel: Any, make_tenant: Any, m
 
 
 @pytest.fixture
-async def phones(app: Litestar, client: httpx.AsyncClient) -> AsyncIterator[Callable[[], Phone]]:
-    """Make independent phone browsers (own cookies) in one test."""
+async def phones(app: Litestar, client: httpx.AsyncClient) -> AsyncIterator[Callable[..., Phone]]:
+    """Make independent phone browsers (own cookies; optionally their IP and headers) in one test."""
     opened: list[Phone] = []
 
-    def factory() -> Phone:
-        phone = Phone(app)
+    def factory(ip: str = "127.0.0.1", headers: dict[str, str] | None = None) -> Phone:
+        phone = Phone(app, ip, headers)
         opened.append(phone)
         return phone
 

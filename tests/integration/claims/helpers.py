@@ -3,7 +3,6 @@ member SMS read back from the outbox (opened with the tenant's key, as the deliv
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import uuid
@@ -14,7 +13,6 @@ from typing import Any
 import httpx
 from litestar import Litestar
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 
 from core.claims.otp import SMS_ACTOR, open_sms
 from core.db.context import tenant_context
@@ -53,18 +51,10 @@ class Shop:
         return await stock_product(self.kernel, self.id, count, **kw)
 
     async def run(self, fn: Any) -> Any:
-        """``fn(db)`` in one transaction of the tenant; retried when SQLite reports a write conflict with
-        the in-process audit sealer or worker (a stale read snapshot cannot take the write lock)."""
-        for attempt in range(6):
-            try:
-                with tenant_context(self.id):
-                    async with self.kernel.db.transaction() as db:
-                        return await fn(db)
-            except OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 5:
-                    raise
-                await asyncio.sleep(0.1 * (attempt + 1))
-        raise AssertionError("unreachable")
+        """``fn(db)`` in one transaction of the tenant."""
+        with tenant_context(self.id):
+            async with self.kernel.db.transaction() as db:
+                return await fn(db)
 
     async def grant(self, product_id: uuid.UUID, quantity: int = 1, **who: Any) -> dict[str, Any]:
         body = {"product_id": str(product_id), "quantity": quantity, "channel": "none", **who}
@@ -117,11 +107,15 @@ class Shop:
 
 
 class Phone:
-    """A member's phone browser: its own cookie jar; submits forms with the page's CSRF field."""
+    """A member's phone browser: its own cookie jar (and device cookie), seen from ``ip``; submits forms
+    with the page's CSRF field."""
 
-    def __init__(self, app: Litestar) -> None:
+    def __init__(self, app: Litestar, ip: str = "127.0.0.1", headers: dict[str, str] | None = None) -> None:
         self.http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver.local", follow_redirects=False
+            transport=httpx.ASGITransport(app=app, client=(ip, 40_000)),
+            base_url="http://testserver.local",
+            follow_redirects=False,
+            headers=headers,
         )
 
     async def get(self, url: str) -> httpx.Response:

@@ -104,7 +104,9 @@ async def test_first_open_binds_and_shows_codes(shop: Shop, phones: Any) -> None
         row.status == "bound" and row.phone_masked == member.phone_masked == f"{number[:3]}****{number[-4:]}"
     )
     assert {i.member_id for i in items} == {member.id}
-    assert all(i.revealed_at is not None for i in items), "shown codes are marked: they never go back to stock"
+    assert all(i.revealed_at is not None for i in items), (
+        "shown codes are marked: they never go back to stock"
+    )
     assert len(events) == 1 and events[0].data["link_id"] == link["id"]
 
     # reuse in the binder's session keeps working; "my codes" lists both units

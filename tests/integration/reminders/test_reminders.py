@@ -7,7 +7,6 @@ import asyncio
 import datetime as dt
 import secrets
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -18,8 +17,6 @@ from core.db.base import utcnow
 from core.db.context import tenant_context
 from core.errors import ValidationFailed
 from core.grants.models import GrantItem
-from core.grants.schemas import GrantRequest
-from core.grants.services import create_grant
 from core.jobs.broker import BUSINESS_KEY_OPTION
 from core.jobs.models import OutboxMessage
 from core.reminders.services import (
@@ -29,37 +26,7 @@ from core.reminders.services import (
     run_reminders,
     set_setting,
 )
-from tests.integration.inventory.stocking import stock_product
-
-DAY = dt.timedelta(days=1)
-
-
-@dataclass
-class Holding:
-    member_id: uuid.UUID
-    item_ids: list[uuid.UUID]
-
-
-def phone() -> str:
-    return f"13{secrets.randbelow(10)}{secrets.randbelow(10**8):08d}"
-
-
-async def hold(
-    kernel: Any, tenant_id: uuid.UUID, expires_in: dt.timedelta, quantity: int = 1, **contact: str
-) -> Holding:
-    """Grant ``quantity`` codes that expire ``expires_in`` from now to a member (no delivery)."""
-    when = utcnow() + expires_in
-    stocked = await stock_product(kernel, tenant_id, quantity, expiries=[when] * quantity, with_pin=False)
-    with tenant_context(tenant_id):
-        async with kernel.db.transaction() as db:
-            request = GrantRequest(
-                product_id=stocked.product_id, quantity=quantity, channel="none", **contact
-            )
-            grant = await create_grant(db, kernel, request, source="api")
-            items = list(
-                (await db.execute(select(GrantItem.id).where(GrantItem.grant_id == grant.id))).scalars()
-            )
-            return Holding(grant.member_id, items)  # type: ignore[arg-type]
+from tests.integration.reminders.conftest import DAY, hold, phone, run
 
 
 async def set_status(kernel: Any, tenant_id: uuid.UUID, item_ids: list[uuid.UUID], status: str) -> None:
@@ -84,11 +51,6 @@ async def reminded(kernel: Any, tenant_id: uuid.UUID) -> set[uuid.UUID]:
         async with kernel.db.transaction() as db:
             q = select(GrantItem.id).where(GrantItem.reminded_at.is_not(None))
             return set((await db.execute(q)).scalars())
-
-
-async def run(kernel: Any, tenant_id: uuid.UUID) -> Any:
-    with tenant_context(tenant_id):
-        return await run_reminders(kernel.db)
 
 
 async def test_members_are_reminded_once_and_only_for_held_items_in_the_window(kernel, make_tenant):
