@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import tempfile
 import time
 import uuid
@@ -30,6 +31,7 @@ import httpx
 from _pg import ADMIN_URL, ROOT, asyncpg_dsn, machine_line, throwaway_database
 from http_overhead import (
     REDIS_URL,
+    ROW_PATH,
     bench_settings,
     quiet_app,
     redis_db_state,
@@ -38,8 +40,9 @@ from http_overhead import (
     settings_env,
     uvicorn_server,
 )
+from raw_http import RawPool
 from sqlalchemy import insert
-from wrk_load import have_wrk, run_wrk
+from wrk_load import have_wrk, run_wrk, run_wrk_get
 
 from core.catalog.models import Product
 from core.crypto.envelope import generate_master_key_spec
@@ -155,6 +158,46 @@ async def load(
         return time.perf_counter() - started, latencies, statuses
 
 
+async def steady(
+    base: str, token: str, product_id: uuid.UUID, rate: float, seconds: float
+) -> tuple[float, list[float], dict[int, int]]:
+    """Open loop: grant *i* leaves at ``start + i / rate`` whatever the others are doing; its latency counts
+    from that moment (a stall is not hidden by the generator waiting). Lean keep-alive client."""
+    pool = RawPool(base, 400)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    run = uuid.uuid4().hex[:8]
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def one(n: int, due: float) -> None:
+        body = {
+            "product_id": str(product_id),
+            "quantity": 1,
+            "external_id": f"m-{run}-{n}",
+            "channel": "none",
+            "campaign_ref": "bench",
+        }
+        try:
+            status, _ = await pool.post(
+                "/api/v1/grants", headers | {"Idempotency-Key": f"{run}-{n}"}, json.dumps(body).encode()
+            )
+        except (OSError, ValueError, asyncio.IncompleteReadError):
+            status = 0
+        latencies.append(time.perf_counter() - due)
+        statuses[status] = statuses.get(status, 0) + 1
+
+    start = time.perf_counter() + 0.05
+    tasks = []
+    for n in range(int(rate * seconds)):
+        due = start + n / rate
+        if (delay := due - time.perf_counter()) > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(n, due)))
+    await asyncio.gather(*tasks)
+    await pool.close()
+    return time.perf_counter() - start, latencies, statuses
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(int(len(ordered) * q), len(ordered) - 1)] * 1000 if ordered else 0.0
@@ -168,13 +211,24 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--loadgen", choices=["wrk", "httpx"], default="wrk" if have_wrk() else "httpx")
     parser.add_argument("--stock", type=int, default=40_000, help="codes stocked (wrk runs until time is up)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="instead of closed-loop clients: an open-loop steady rate of grants per second for --seconds",
+    )
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also load a bare Litestar app reading one row per request (same workers, clients, wrk)",
+    )
     parser.add_argument("--redis-url", default=REDIS_URL, help="an EMPTY Redis database")
     parser.add_argument("--admin-url", default=ADMIN_URL)
     args = parser.parse_args()
     state = await redis_db_state(args.redis_url)
     if state != "empty":
         raise SystemExit(f"{args.redis_url} is {state}; the benchmark needs an empty Redis database")
-    stock = args.stock if args.loadgen == "wrk" else args.grants + 400
+    stock = args.stock if args.loadgen == "wrk" or args.rate else args.grants + 400
     try:
         async with throwaway_database(args.admin_url, prefix="kaquan_bench_grant") as db:
             with tempfile.TemporaryDirectory(prefix="kaquan-bench-") as data_dir:
@@ -183,7 +237,13 @@ async def main() -> None:
                 _tenant_id, product_id, token = await set_up(quiet_app(settings), stock)
                 env = settings_env(settings) | {"WEB_CONCURRENCY": str(args.workers)}
                 async with uvicorn_server("core.app:create_app", env, str(ROOT)) as base:
-                    if args.loadgen == "wrk":
+                    if args.rate:
+                        await steady(base, token, product_id, args.rate, 3)  # warm-up
+                        seconds, latencies, statuses = await steady(
+                            base, token, product_id, args.rate, args.seconds
+                        )
+                        p50, p95, p99 = pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99)
+                    elif args.loadgen == "wrk":
                         body = (
                             f'{{"product_id": "{product_id}", "quantity": 1, "external_id": "m-{{key}}", '
                             '"channel": "none", "campaign_ref": "bench"}'
@@ -207,6 +267,20 @@ async def main() -> None:
                             base, token, product_id, args.grants, args.concurrency
                         )
                         p50, p95, p99 = pct(latencies, 0.5), pct(latencies, 0.95), pct(latencies, 0.99)
+                ceiling = None
+                if args.ceiling and args.loadgen == "wrk":
+                    bare_env = {
+                        "BENCH_DATABASE_URL": db.app_url,
+                        "BENCH_TENANT_ID": str(_tenant_id),
+                        "WEB_CONCURRENCY": str(args.workers),
+                    }
+                    async with uvicorn_server(
+                        "http_overhead:bare_app_from_env", bare_env, str(ROOT / "bench")
+                    ) as bare:
+                        await run_wrk_get(bare, ROW_PATH, connections=50, seconds=3)
+                        ceiling = await run_wrk_get(
+                            bare, ROW_PATH, connections=args.concurrency, seconds=args.seconds
+                        )
                 conn = await asyncpg.connect(asyncpg_dsn(db.owner_url))
                 try:
                     dups = await conn.fetchval("SELECT count(*) - count(DISTINCT code_id) FROM grant_items")
@@ -224,10 +298,17 @@ async def main() -> None:
         f"worker processes, service mode (Redis rate limits and risk counters), app role with RLS."
     )
     amount = f"{args.seconds} s of grants" if args.loadgen == "wrk" else f"{args.grants:,} grants"
-    print(
-        f"{amount} of 1 code each from {args.concurrency} concurrent clients ({args.loadgen} load generator, "
-        "after a warm-up), each to a new member with its own Idempotency-Key, no delivery."
-    )
+    if args.rate:
+        print(
+            f"Open loop: {args.rate:.0f} grants/s for {args.seconds} s (after 3 s warm-up), each sent on schedule "
+            "whatever the others do, latency from the scheduled moment; 1 code each to a new member, own "
+            "Idempotency-Key, no delivery."
+        )
+    else:
+        print(
+            f"{amount} of 1 code each from {args.concurrency} concurrent clients ({args.loadgen} load generator, "
+            "after a warm-up), each to a new member with its own Idempotency-Key, no delivery."
+        )
     print()
     print("| grants/s | p50 ms | p95 ms | p99 ms | 2xx | other answers | grant items | duplicates |")
     print("|---:|---:|---:|---:|---:|---|---:|---:|")
@@ -236,6 +317,13 @@ async def main() -> None:
         f"| {ok / seconds:,.0f} | {p50:.1f} | {p95:.1f} | "
         f"{p99:.1f} | {ok:,} | {others} | {items:,} | {dups} |"
     )
+    if ceiling is not None:
+        print()
+        print(
+            f"Ceiling, same machine, workers and clients: a bare Litestar app (no middleware) reading one row "
+            f"in one transaction per request serves {ceiling:,.0f} requests/s; grants reach "
+            f"{ok / seconds / ceiling:.0%} of that."
+        )
 
 
 if __name__ == "__main__":

@@ -83,3 +83,21 @@ async def run_wrk(
         socket_errors=raw["socket_errors"],
         statuses={int(k): v for k, v in raw["statuses"].items()},
     )
+
+
+async def run_wrk_get(base: str, path: str, *, connections: int, seconds: int, threads: int = 2) -> float:
+    """Requests per second of plain GETs to ``base + path`` (the ceiling runs: no script, no checks)."""
+    proc = await asyncio.create_subprocess_exec(
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        base + path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    line = next((ln for ln in out.decode().splitlines() if ln.startswith("Requests/sec:")), None)
+    if proc.returncode != 0 or line is None:
+        raise SystemExit(f"wrk failed ({proc.returncode}): {out.decode()[-1500:]} {err.decode()[-1500:]}")
+    return float(line.split(":", 1)[1])

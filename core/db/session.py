@@ -90,15 +90,40 @@ async def refresh_rls(session: AsyncSession) -> None:
         await session.execute(_SET_CONTEXT, _context_params())
 
 
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
 def _sqlite_pragmas(engine: Engine) -> None:
+    """WAL, foreign keys, a busy timeout, and write transactions that take the write lock when they begin.
+
+    SQLite has one writer. A transaction begun with a plain (deferred) ``BEGIN`` reads from a snapshot; if it
+    then writes after another connection (the in-process sealer or worker) committed, SQLite cannot upgrade
+    it and answers "database is locked" at once, whatever the busy timeout. So every write transaction
+    begins with ``BEGIN IMMEDIATE``: writers queue for the lock (up to the busy timeout) instead of failing.
+
+    The driver begins a transaction before the first INSERT/UPDATE/DELETE (its ``isolation_level`` says
+    which BEGIN); reads before it run outside any transaction, so they never hold the lock or a snapshot
+    (a session that only reads blocks no writer, and the audit readers that seal in a transaction of their
+    own do not wait on themselves). A SAVEPOINT (``begin_nested``) the driver would let open a deferred
+    transaction of its own, hence the ``savepoint`` hook: the transaction begins IMMEDIATE first, and the
+    savepoint nests in it (released savepoints then roll back with the transaction, as they should).
+    """
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = "IMMEDIATE"
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
+
+    @event.listens_for(engine, "savepoint")
+    def _begin_before_savepoint(conn: Any, _name: str | None) -> None:
+        driver = conn.connection.driver_connection  # sqlite3 or aiosqlite: both say in_transaction
+        if driver.isolation_level is not None and not driver.in_transaction:  # None: AUTOCOMMIT
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:

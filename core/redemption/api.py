@@ -57,10 +57,11 @@ class RedemptionController(Controller):
     async def redeem(
         self, request: Request[Any, Any, Any], db: AsyncSession, data: RedeemIn
     ) -> RedemptionOut:
-        """Redeem exactly once; a concurrent or repeated redemption gets ``409 already_redeemed``."""
-        red = await services.redeem(db, request.app.state.kernel, data, caller_of(request))
-        window = (await services.get_settings(db)).rollback_window_minutes
-        return services.redemption_out(red, window)
+        """Redeem exactly once; a concurrent or repeated redemption gets ``409 already_redeemed``.
+
+        ``member_id`` or ``grant_item_id`` pick whose unit of a shared (reusable) code is used.
+        """
+        return await services.redeem_out(db, request.app.state.kernel, data, caller_of(request))
 
     @get("/redemptions", guards=[require_scope("redemptions:read")])
     async def list_redemptions(

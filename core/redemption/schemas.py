@@ -21,6 +21,9 @@ class RedeemIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A code as printed or scanned (spaces, dashes and case are forgiven), its PIN, and where it is used.
 
     ``amount`` (fen) is for stored-value cards only: the part of the balance to spend.
+    ``member_id`` / ``grant_item_id`` say whose unit is used when several members hold the same code (a
+    reusable code): that member's (or that) unredeemed grant item, ``404 holder_not_found`` if there is
+    none. Without them the oldest unredeemed grant item of the code is used.
     """
 
     code: CodeText
@@ -29,6 +32,8 @@ class RedeemIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     store: Place = ""
     terminal: Place = ""
     reference: Annotated[str, msgspec.Meta(max_length=120)] | None = None
+    member_id: uuid.UUID | None = None
+    grant_item_id: uuid.UUID | None = None
 
 
 class ValidationOut(msgspec.Struct):
@@ -49,6 +54,9 @@ class ValidationOut(msgspec.Struct):
     balance: int | None = None
     """Stored-value cards: the balance in fen."""
     member_id: uuid.UUID | None = None
+    """The holder whose unit a redemption would use (the given member, else the oldest holder)."""
+    grant_item_id: uuid.UUID | None = None
+    """That holder's grant item."""
 
 
 class RedemptionOut(msgspec.Struct):

@@ -11,6 +11,10 @@ UPDATE that only one transaction can win —
 On PostgreSQL a concurrent redeemer blocks on the row lock, re-evaluates the WHERE after the winner commits
 and matches nothing, so it is told ``already_redeemed`` with when and where the winner redeemed.
 
+A code held by members (grant items) gives up one held item per use that consumes it: the item of the
+member (or the item) the caller names, else the oldest. The item is chosen and marked in one UPDATE after
+the conditional write above, whose row lock orders concurrent redeemers of the same code.
+
 A code is looked up by its HMAC digest (tenant key), trying the text as given first (what
 :func:`core.inventory.vault.digest_of` stores), then forms with the spaces, dashes and case a person or a
 scanner may have changed. Every attempt passes the risk gate (blocklists, lockouts, limits); wrong codes and
@@ -26,13 +30,15 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from functools import cache
+from typing import Any, NoReturn, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import BigInteger, Row, Select, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from core.audit.services import record
 from core.catalog.models import Product
@@ -211,26 +217,83 @@ def code_candidates(raw: str) -> list[str]:
     return list(dict.fromkeys(c for c in out if c))[:MAX_CANDIDATES]
 
 
-async def _find_code(session: AsyncSession, kernel: Any, raw: str) -> tuple[Code | None, Product | None, Any]:
-    """The code (and its product) whose digest matches the most literal candidate form of ``raw``."""
+_LOOKUP_COLUMNS = (
+    Code.id,
+    Code.product_id,
+    Code.digest,
+    Code.secret,
+    Code.last4,
+    Code.has_pin,
+    Code.state,
+    Code.expires_at,
+    Code.uses_left,
+    Product.kind,
+    Product.name_zh,
+    Product.currency,
+    Product.face_value,
+    Product.max_uses,
+)
+
+
+def _first_held(code_id: Any, by_member: bool, by_item: bool) -> Any:
+    """The id of the unredeemed grant item a redemption of ``code_id`` uses (a scalar subquery).
+
+    The given member's (``:b_member_id``) or the given item (``:b_grant_item_id``), else the oldest: one unit
+    per use of a shared reusable code.
+    """
+    q = select(GrantItem.id).where(GrantItem.code_id == code_id, GrantItem.status == "held")
+    if by_member:
+        q = q.where(GrantItem.member_id == bindparam("b_member_id"))
+    if by_item:
+        q = q.where(GrantItem.id == bindparam("b_grant_item_id"))
+    return q.order_by(GrantItem.id).limit(1).scalar_subquery()
+
+
+def _holder_params(data: RedeemIn) -> dict[str, Any]:
+    return {"b_member_id": data.member_id, "b_grant_item_id": data.grant_item_id}
+
+
+# The hot path's statements are built once per shape (building one costs more than running it); the
+# tenant filter still adds the tenant to every execution.
+
+
+@cache
+def _lookup(with_window: bool, by_member: bool, by_item: bool) -> Select[Any]:
+    holder = aliased(GrantItem, name="holder")
+    q = select(*_LOOKUP_COLUMNS, holder.id.label("holder_id"), holder.member_id.label("holder_member_id"))
+    if with_window:  # the tenant filter (and RLS) keep every table here, subqueries too, to the tenant
+        window = select(RedemptionSettings.rollback_window_minutes).scalar_subquery()
+        q = q.add_columns(window.label("rollback_window"))
+    held = _first_held(Code.id, by_member, by_item).correlate(Code)
+    return (
+        q.select_from(Code)
+        .join(Product, and_(Product.tenant_id == Code.tenant_id, Product.id == Code.product_id))
+        .outerjoin(holder, and_(holder.tenant_id == Code.tenant_id, holder.id == held))
+        .where(Code.digest.in_(bindparam("b_digests", expanding=True)))
+    )
+
+
+async def _find_code(
+    session: AsyncSession, kernel: Any, data: RedeemIn, *, with_window: bool = False
+) -> tuple[Row[Any] | None, Any]:
+    """The code whose digest matches the most literal candidate form of ``data.code``, in one statement.
+
+    The row carries the code's and its product's columns, the grant item a redemption would use
+    (``holder_id``, ``holder_member_id``) and, ``with_window``, the tenant's rollback window
+    (``rollback_window``, NULL when never set).
+    """
     cipher = await kernel.keys.cipher(session)
-    digests = [digest_of(cipher, c) for c in code_candidates(raw)]
-    rows = (
-        await session.execute(
-            select(Code, Product)
-            .join(Product, Product.id == Code.product_id)
-            .where(Code.digest.in_(digests))
-            .execution_options(populate_existing=True)
-        )
-    ).all()
-    by_digest = {code.digest: (code, product) for code, product in rows}
+    digests = [digest_of(cipher, c) for c in code_candidates(data.code)]
+    stmt = _lookup(with_window, data.member_id is not None, data.grant_item_id is not None)
+    rows = (await session.execute(stmt, {"b_digests": digests, **_holder_params(data)})).all()
+    by_digest = {row.digest: row for row in rows}
     for d in digests:
         if d in by_digest:
-            return *by_digest[d], cipher
-    return None, None, cipher
+            return by_digest[d], cipher
+    return None, cipher
 
 
-def _pin_matches(cipher: Any, code: Code, given: str) -> bool:
+def _pin_matches(cipher: Any, code: Row[Any], given: str) -> bool:
     _, pin = unseal(cipher, code.digest, code.secret)
     return hmac.compare_digest(given.strip().encode("utf-8"), (pin or "").encode("utf-8"))
 
@@ -249,40 +312,70 @@ async def _account(session: AsyncSession, code_id: uuid.UUID) -> CodeAccount | N
     ).scalar_one_or_none()
 
 
-def _handed_out(code: Code, product: Product) -> int:
+def _handed_out(code: Row[Any]) -> int:
     """Uses of a reusable code handed out so far (allocation decrements ``uses_left`` per unit)."""
-    limit = product.max_uses or 0
+    limit = code.max_uses or 0
     if code.uses_left is None:
         return limit if code.state in ("issued", "redeemed") else 0
     return max(limit - code.uses_left, 0)
 
 
+def _holder_missing(data: RedeemIn) -> NotFound:
+    if data.grant_item_id is not None:
+        field, en, zh = (
+            "grant_item_id",
+            "No unredeemed grant item with this id holds this code",
+            "该发放明细不存在、已核销或不属于此券码",
+        )
+    else:
+        field, en, zh = (
+            "member_id",
+            "This member holds no unredeemed unit of this code",
+            "该会员没有持有此券码的未核销份额",
+        )
+    return NotFound(
+        en,
+        zh,
+        code="holder_not_found",
+        errors=[FieldError(field=field, message="holds no unredeemed unit of this code", code="not_found")],
+    )
+
+
 @dataclass
 class _Checked:
-    """A code that passed the checks, with what validate reports."""
+    """A code that passed the checks (the lookup row), with what validate reports."""
 
-    code: Code
-    product: Product
+    code: Row[Any]
     uses: int | None = None
     uses_remaining: int | None = None
     balance: int | None = None
 
 
 async def _check(
-    session: AsyncSession, kernel: Any, data: RedeemIn, subject: RiskSubject, now: dt.datetime
+    session: AsyncSession,
+    kernel: Any,
+    data: RedeemIn,
+    subject: RiskSubject,
+    now: dt.datetime,
+    *,
+    redeeming: bool = False,
 ) -> _Checked:
-    """Find the code, check its PIN and whether it may be redeemed now (reads only)."""
-    code, product, cipher = await _find_code(session, kernel, data.code)
-    if code is None or product is None:
+    """Find the code, check its PIN and whether it may be redeemed now (reads only).
+
+    ``redeeming`` leaves the use count and the balance to the conditional write that follows (it refuses
+    on its own), so the redemption does not read them first.
+    """
+    code, cipher = await _find_code(session, kernel, data, with_window=redeeming)
+    if code is None:
         await _failed(session, kernel.settings, subject, _not_found())
     if code.has_pin:
         if not data.pin or not data.pin.strip():
             raise _pin_required()
         if not _pin_matches(cipher, code, data.pin):
             await _failed(session, kernel.settings, subject, _pin_mismatch())
-    if product.kind not in REDEEMABLE_KINDS:
+    if code.kind not in REDEEMABLE_KINDS:
         raise _not_found()
-    if product.kind == "stored_value":
+    if code.kind == "stored_value":
         if data.amount is None:
             raise ValidationFailed(
                 "A stored-value card needs the amount to spend (fen)",
@@ -301,44 +394,37 @@ async def _check(
         raise _voided()
     if code.state == "expired" or (code.expires_at is not None and code.expires_at <= now):
         raise _expired(code.expires_at)
-    checked = _Checked(code, product)
-    if product.kind == "code":
+    checked = _Checked(code)
+    pinned = data.member_id is not None or data.grant_item_id is not None
+    if code.kind == "code":
         if code.state == "redeemed":
             raise await _already_redeemed(session, code.id)
         if code.state != "issued":
             raise _not_issued()
-    elif product.kind == "reusable_code":
-        handed = _handed_out(code, product)
+    elif code.kind == "reusable_code":
+        handed = _handed_out(code)
         if handed <= 0:
             raise _not_issued()
-        account = await _account(session, code.id)
-        uses = account.uses if account else 0
-        if uses >= handed or code.state == "redeemed":
-            raise _uses_exhausted(uses, handed)
-        checked.uses, checked.uses_remaining = uses, handed - uses
+        if not redeeming or code.state == "redeemed" or (pinned and code.holder_id is None):
+            account = await _account(session, code.id)
+            uses = account.uses if account else 0
+            if uses >= handed or code.state == "redeemed":
+                raise _uses_exhausted(uses, handed)
+            checked.uses, checked.uses_remaining = uses, handed - uses
     else:
-        account = await _account(session, code.id)
-        balance = account.balance if account and account.balance is not None else product.face_value
         if code.state == "redeemed":
-            raise _insufficient(0, data.amount, product.currency)
+            raise _insufficient(0, data.amount, code.currency)
         if code.state != "issued":
             raise _not_issued()
-        if data.amount is not None and balance < data.amount:
-            raise _insufficient(balance, data.amount, product.currency)
-        checked.balance = balance
+        if not redeeming:
+            account = await _account(session, code.id)
+            balance = account.balance if account and account.balance is not None else code.face_value
+            if data.amount is not None and balance < data.amount:
+                raise _insufficient(balance, data.amount, code.currency)
+            checked.balance = balance
+    if pinned and code.holder_id is None:
+        raise _holder_missing(data)
     return checked
-
-
-async def _holder_item(session: AsyncSession, code_id: uuid.UUID) -> GrantItem | None:
-    return (
-        await session.execute(
-            select(GrantItem)
-            .where(GrantItem.code_id == code_id, GrantItem.status == "held")
-            .order_by(GrantItem.id)
-            .limit(1)
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
 
 
 class _ValidateOnly(Exception):
@@ -359,21 +445,22 @@ async def validate(session: AsyncSession, kernel: Any, data: RedeemIn, caller: C
     try:
         async with guard(session, kernel.settings, "redeem", subject):
             c = await _check(session, kernel, data, subject, utcnow())
-            item = await _holder_item(session, c.code.id)
+            code = c.code
             raise _ValidateOnly(
                 ValidationOut(
                     True,
-                    c.code.id,
-                    masked(c.code.last4),
-                    c.product.id,
-                    c.product.name_zh,
-                    c.product.kind,
-                    c.code.expires_at,
-                    c.product.currency,
+                    code.id,
+                    masked(code.last4),
+                    code.product_id,
+                    code.name_zh,
+                    code.kind,
+                    code.expires_at,
+                    code.currency,
                     c.uses,
                     c.uses_remaining,
                     c.balance,
-                    item.member_id if item else None,
+                    code.holder_member_id,
+                    code.holder_id,
                 )
             )
     except _ValidateOnly as ok:
@@ -387,24 +474,120 @@ def _dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name if session.bind is not None else ""
 
 
-async def _open_account(session: AsyncSession, code: Code, product: Product, now: dt.datetime) -> bool:
-    """Create the code's account if it has none (balance = face value for stored value); True if created."""
-    values: dict[str, Any] = {
-        "tenant_id": require_tenant(),
-        "id": new_id(),
-        "code_id": code.id,
-        "uses": 0,
-        "balance": product.face_value if product.kind == "stored_value" else None,
-        "initial_balance": product.face_value if product.kind == "stored_value" else None,
-        "currency": product.currency,
-        "updated_at": now,
-        "created_at": now,
+def _upsert(session: AsyncSession) -> Any:
+    return pg_insert if _dialect(session) == "postgresql" else sqlite_insert
+
+
+def _account_values(code: Row[Any], now: dt.datetime, *, uses: int, spent: int = 0) -> dict[str, Any]:
+    stored = code.kind == "stored_value"
+    return {
+        "b_tenant_id": require_tenant(),
+        "b_id": new_id(),
+        "b_code_id": code.id,
+        "b_uses": uses,
+        "b_balance": code.face_value - spent if stored else None,
+        "b_initial_balance": code.face_value if stored else None,
+        "b_currency": code.currency,
+        "b_now": now,
     }
-    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
-    result = await session.execute(
-        insert(CodeAccount).values(**values).on_conflict_do_nothing(index_elements=["tenant_id", "code_id"])
+
+
+_ACCOUNTS = cast(Table, CodeAccount.__table__)  # Core: no ORM bookkeeping for these upserts
+_ACCOUNT_COLUMNS = ("tenant_id", "id", "code_id", "uses", "balance", "initial_balance", "currency")
+
+
+def _account_insert(dialect: str) -> Any:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    values: dict[str, Any] = {c: bindparam(f"b_{c}") for c in _ACCOUNT_COLUMNS}
+    return insert(_ACCOUNTS).values(**values, updated_at=bindparam("b_now"), created_at=bindparam("b_now"))
+
+
+@cache
+def _open_stmt(dialect: str) -> Any:
+    return _account_insert(dialect).on_conflict_do_nothing(index_elements=["tenant_id", "code_id"])
+
+
+@cache
+def _use_stmt(dialect: str) -> Any:
+    return (
+        _account_insert(dialect)
+        .on_conflict_do_update(
+            index_elements=["tenant_id", "code_id"],
+            set_={"uses": _ACCOUNTS.c.uses + 1, "updated_at": bindparam("b_now")},
+            where=_ACCOUNTS.c.uses < bindparam("b_handed"),
+        )
+        .returning(_ACCOUNTS.c.uses)
     )
+
+
+@cache
+def _spend_stmt(dialect: str) -> Any:
+    amount = bindparam("b_amount", type_=BigInteger())
+    return (
+        _account_insert(dialect)
+        .on_conflict_do_update(
+            index_elements=["tenant_id", "code_id"],
+            set_={
+                "balance": _ACCOUNTS.c.balance - amount,
+                "uses": _ACCOUNTS.c.uses + 1,
+                "updated_at": bindparam("b_now"),
+            },
+            where=_ACCOUNTS.c.balance >= amount,
+        )
+        .returning(_ACCOUNTS.c.id, _ACCOUNTS.c.balance, _ACCOUNTS.c.uses)
+    )
+
+
+async def _open_account(session: AsyncSession, code: Row[Any], now: dt.datetime) -> bool:
+    """Create the code's account if it has none (balance = face value for stored value); True if created."""
+    result = await session.execute(_open_stmt(_dialect(session)), _account_values(code, now, uses=0))
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _use_once(session: AsyncSession, code: Row[Any], handed: int, now: dt.datetime) -> int | None:
+    """Count one use of a reusable code, opening its account on the first; None when all are used.
+
+    One statement: the insert of the first use, or the conditional ``uses + 1 WHERE uses < handed``.
+    PostgreSQL locks the conflicting row and evaluates the WHERE on its newest version, so concurrent
+    redeemers queue on it and only as many win as there are uses.
+    """
+    params = {**_account_values(code, now, uses=1), "b_handed": handed}
+    row = (await session.execute(_use_stmt(_dialect(session)), params)).first()
+    return None if row is None else int(row.uses)
+
+
+async def _spend(
+    session: AsyncSession, code: Row[Any], amount: int, now: dt.datetime
+) -> tuple[int, int, bool] | None:
+    """Take ``amount`` off a stored-value balance: (balance after, use number, account opened now), or None.
+
+    Like :func:`_use_once`, one conditional upsert (``balance - amount WHERE balance >= amount``); the
+    account is new when the returned id is the one inserted. An amount above the face value cannot open
+    an account, so it only updates one (a face value lowered after the card was first spent).
+    """
+    if amount > code.face_value:
+        opened = await _open_account(session, code, now)
+        row = (
+            await session.execute(
+                update(CodeAccount)
+                .where(CodeAccount.code_id == code.id, CodeAccount.balance >= amount)
+                .values(balance=CodeAccount.balance - amount, uses=CodeAccount.uses + 1, updated_at=now)
+                .returning(CodeAccount.balance, CodeAccount.uses),
+                execution_options={"synchronize_session": False},
+            )
+        ).first()
+        return None if row is None else (int(row.balance), int(row.uses), opened)
+    params = {**_account_values(code, now, uses=1, spent=amount), "b_amount": amount}
+    row = (await session.execute(_spend_stmt(_dialect(session)), params)).first()
+    return None if row is None else (int(row.balance), int(row.uses), row.id == params["b_id"])
+
+
+@cache
+def _state_stmt(fresh_only: bool) -> Any:
+    stmt = update(Code).where(Code.id == bindparam("b_code_id"), Code.state == bindparam("b_old"))
+    if fresh_only:
+        stmt = stmt.where(or_(Code.expires_at.is_(None), Code.expires_at > bindparam("b_now")))
+    return stmt.values(state=bindparam("b_new"), state_changed_at=bindparam("b_now")).returning(Code.id)
 
 
 async def _set_code_state(
@@ -416,11 +599,9 @@ async def _set_code_state(
     *,
     fresh_only: bool = False,
 ) -> bool:
-    stmt = update(Code).where(Code.id == code_id, Code.state == old)
-    if fresh_only:
-        stmt = stmt.where(or_(Code.expires_at.is_(None), Code.expires_at > now))
     result = await session.execute(
-        stmt.values(state=new, state_changed_at=now).returning(Code.id),
+        _state_stmt(fresh_only),
+        {"b_code_id": code_id, "b_old": old, "b_new": new, "b_now": now},
         execution_options={"synchronize_session": False},
     )
     return result.first() is not None
@@ -434,112 +615,160 @@ async def _move_item(session: AsyncSession, item_id: uuid.UUID | None, old: str,
         )
 
 
+@cache
+def _take_stmt(by_member: bool, by_item: bool) -> Any:
+    return (
+        update(GrantItem)
+        .where(
+            GrantItem.id == _first_held(bindparam("b_code_id"), by_member, by_item),
+            GrantItem.status == "held",
+        )
+        .values(status="redeemed")
+        .returning(GrantItem.id, GrantItem.member_id)
+    )
+
+
+async def _take_item(session: AsyncSession, data: RedeemIn, code_id: uuid.UUID) -> Row[Any] | None:
+    """Mark the grant item the redemption uses (see :func:`_first_held`) redeemed: its (id, member_id).
+
+    Chosen and moved in one statement after the redemption's own conditional write, whose row lock
+    orders concurrent redeemers of one code, so each takes a different item.
+    """
+    stmt = _take_stmt(data.member_id is not None, data.grant_item_id is not None)
+    return (
+        await session.execute(
+            stmt,
+            {"b_code_id": code_id, **_holder_params(data)},
+            execution_options={"synchronize_session": False},
+        )
+    ).first()
+
+
+_REDEMPTIONS = cast(Table, Redemption.__table__)
+_LEDGER = cast(Table, LedgerEntry.__table__)
+
+
 async def redeem(session: AsyncSession, kernel: Any, data: RedeemIn, caller: Caller) -> Redemption:
-    """Redeem a code exactly once (one use of a reusable code, ``amount`` of a stored-value card)."""
+    """Redeem a code exactly once (one use of a reusable code, ``amount`` of a stored-value card).
+
+    The redemption is written with Core: the returned object is not in the session.
+    """
+    return (await _redeem(session, kernel, data, caller))[0]
+
+
+async def redeem_out(session: AsyncSession, kernel: Any, data: RedeemIn, caller: Caller) -> RedemptionOut:
+    """:func:`redeem`, answered as the API shows it (with the rollback deadline)."""
+    red, window = await _redeem(session, kernel, data, caller)
+    return redemption_out(red, window)
+
+
+async def _redeem(
+    session: AsyncSession, kernel: Any, data: RedeemIn, caller: Caller
+) -> tuple[Redemption, int]:
+    """The redemption and the tenant's rollback window (minutes).
+
+    The hot path: one lookup (code, product, holder, window), the conditional write, the grant item (if
+    the code has holders), the redemption row (and ledger rows), then the audit record and the event.
+    """
     subject = _subject(caller, data.terminal)
     async with guard(session, kernel.settings, "redeem", subject):
         now = utcnow()
-        c = await _check(session, kernel, data, subject, now)
-        code, product = c.code, c.product
-        item = await _holder_item(session, code.id)
+        code = (await _check(session, kernel, data, subject, now, redeeming=True)).code
+        pinned = data.member_id is not None or data.grant_item_id is not None
         balance_after: int | None = None
         use_number: int | None = None
         opened = False
-        if product.kind == "code":
+        if code.kind == "code":
             if not await _set_code_state(session, code.id, "issued", "redeemed", now, fresh_only=True):
                 state = await session.scalar(select(Code.state).where(Code.id == code.id))
                 if state == "redeemed":
                     raise await _already_redeemed(session, code.id)
                 raise _voided() if state == "voided" else _expired(code.expires_at)
             consumed = True
-        elif product.kind == "reusable_code":
-            handed = _handed_out(code, product)
-            await _open_account(session, code, product, now)
-            row = (
-                await session.execute(
-                    update(CodeAccount)
-                    .where(CodeAccount.code_id == code.id, CodeAccount.uses < handed)
-                    .values(uses=CodeAccount.uses + 1, updated_at=now)
-                    .returning(CodeAccount.uses),
-                    execution_options={"synchronize_session": False},
-                )
-            ).first()
-            if row is None:
+        elif code.kind == "reusable_code":
+            handed = _handed_out(code)
+            use_number = await _use_once(session, code, handed, now)
+            if use_number is None:
                 raise _uses_exhausted(handed, handed)
-            use_number = int(row.uses)
-            if product.max_uses and use_number >= product.max_uses:
+            if code.max_uses and use_number >= code.max_uses:
                 await _set_code_state(session, code.id, "issued", "redeemed", now)
-            item = await _holder_item(session, code.id)  # re-read: the use counter's row lock serialises us
             consumed = True
         else:
             amount = int(data.amount or 0)
-            opened = await _open_account(session, code, product, now)
-            row = (
-                await session.execute(
-                    update(CodeAccount)
-                    .where(CodeAccount.code_id == code.id, CodeAccount.balance >= amount)
-                    .values(balance=CodeAccount.balance - amount, uses=CodeAccount.uses + 1, updated_at=now)
-                    .returning(CodeAccount.balance, CodeAccount.uses),
-                    execution_options={"synchronize_session": False},
-                )
-            ).first()
-            if row is None:
+            spent = await _spend(session, code, amount, now)
+            if spent is None:
                 left = await session.scalar(select(CodeAccount.balance).where(CodeAccount.code_id == code.id))
-                raise _insufficient(int(left or 0), amount, product.currency)
-            balance_after, use_number = int(row.balance), int(row.uses)
+                raise _insufficient(int(left or 0), amount, code.currency)
+            balance_after, use_number, opened = spent
             consumed = balance_after == 0
             if consumed:
                 await _set_code_state(session, code.id, "issued", "redeemed", now)
-        red = Redemption(
-            id=new_id(),
-            code_id=code.id,
-            product_id=product.id,
-            kind=product.kind,
-            code_last4=code.last4,
-            grant_item_id=item.id if item else None,
-            member_id=item.member_id if item else None,
-            store=data.store.strip(),
-            terminal=data.terminal.strip(),
-            reference=(data.reference or "").strip() or None,
-            amount=data.amount,
-            currency=product.currency,
-            balance_after=balance_after,
-            use_number=use_number,
-            user_id=caller.user_id,
-            client_id=caller.client_id,
-            status="redeemed",
-            created_at=now,
-        )
-        session.add(red)
-        await session.flush()  # before the ledger entries that refer to it (no ORM relationship orders them)
-        if consumed and item is not None:
-            await _move_item(session, item.id, "held", "redeemed")
-        if product.kind == "stored_value":
+        holder_id, holder_member_id = code.holder_id, code.holder_member_id
+        if holder_id is not None and consumed:
+            # the lookup saw a holder: take an item, chosen now (after the write that orders redeemers)
+            item = await _take_item(session, data, code.id)
+            if item is None and pinned:
+                raise _holder_missing(data)
+            holder_id, holder_member_id = (item.id, item.member_id) if item is not None else (None, None)
+        values: dict[str, Any] = {
+            "tenant_id": require_tenant(),
+            "id": new_id(),
+            "code_id": code.id,
+            "product_id": code.product_id,
+            "kind": code.kind,
+            "code_last4": code.last4,
+            "grant_item_id": holder_id,
+            "member_id": holder_member_id,
+            "store": data.store.strip(),
+            "terminal": data.terminal.strip(),
+            "reference": (data.reference or "").strip() or None,
+            "amount": data.amount,
+            "currency": code.currency,
+            "balance_after": balance_after,
+            "use_number": use_number,
+            "user_id": caller.user_id,
+            "client_id": caller.client_id,
+            "status": "redeemed",
+            "rolled_back_at": None,
+            "rollback_reason": None,
+            "created_at": now,
+        }
+        await session.execute(_REDEMPTIONS.insert(), values)
+        red = Redemption(**values)
+        if code.kind == "stored_value":
+            tid, entries = values["tenant_id"], []
             if opened:
-                session.add(
-                    LedgerEntry(
-                        code_id=code.id,
-                        kind="opening",
-                        delta=product.face_value,
-                        balance_after=product.face_value,
-                        created_at=now,
-                    )
+                entries.append(
+                    {
+                        "tenant_id": tid,
+                        "id": new_id(),
+                        "code_id": code.id,
+                        "redemption_id": None,
+                        "kind": "opening",
+                        "delta": code.face_value,
+                        "balance_after": code.face_value,
+                        "created_at": now,
+                    }
                 )
-            session.add(
-                LedgerEntry(
-                    code_id=code.id,
-                    redemption_id=red.id,
-                    kind="redeem",
-                    delta=-int(data.amount or 0),
-                    balance_after=int(balance_after or 0),
-                    created_at=now,
-                )
+            entries.append(
+                {
+                    "tenant_id": tid,
+                    "id": new_id(),
+                    "code_id": code.id,
+                    "redemption_id": red.id,
+                    "kind": "redeem",
+                    "delta": -int(data.amount or 0),
+                    "balance_after": int(balance_after or 0),
+                    "created_at": now,
+                }
             )
+            await session.execute(_LEDGER.insert(), entries)
         facts = _facts(red)
         record(session, "code.redeemed", "code", code.id, facts)
         emit(session, "code.redeemed", code.id, facts)
         await session.flush()
-    return red
+    window = code.rollback_window
+    return red, DEFAULT_ROLLBACK_WINDOW_MINUTES if window is None else int(window)
 
 
 def _facts(red: Redemption) -> dict[str, Any]:
@@ -631,10 +860,10 @@ async def rollback(session: AsyncSession, redemption_id: uuid.UUID, reason: str)
             update(Redemption)
             .where(Redemption.id == red.id, Redemption.status == "redeemed")
             .values(status="rolled_back", rolled_back_at=now, rollback_reason=reason[:500])
-            .returning(Redemption.id),
-            execution_options={"synchronize_session": False},
+            .returning(Redemption),
+            execution_options={"synchronize_session": False, "populate_existing": True},
         )
-    ).first()
+    ).scalar_one_or_none()
     if won is None:
         raise Conflict(
             "This redemption has already been rolled back", "该核销已撤销", code="already_rolled_back"
@@ -676,7 +905,7 @@ async def rollback(session: AsyncSession, redemption_id: uuid.UUID, reason: str)
         )
         await _set_code_state(session, red.code_id, "redeemed", "issued", now)
         await _move_item(session, red.grant_item_id, "redeemed", "held")
-    red = await find_redemption(session, red.id)
+    red = won
     facts = {**_facts(red), "reason": reason[:500], "balance_after": balance_after}
     record(session, "code.redemption_rolled_back", "code", red.code_id, facts)
     emit(session, "code.redemption_rolled_back", red.code_id, facts)
