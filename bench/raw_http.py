@@ -23,8 +23,8 @@ class RawPool:
         self.opened = 0
         self.slots = asyncio.Semaphore(size)
 
-    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if not self.idle.empty():
+    async def _connection(self, *, fresh: bool = False) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if not fresh and not self.idle.empty():
             return self.idle.get_nowait()
         self.opened += 1
         return await asyncio.open_connection(self.host, self.port)
@@ -39,6 +39,11 @@ class RawPool:
             try:
                 writer.write(request)
                 status_line = await reader.readline()
+                if not status_line:  # the server closed an idle keep-alive connection: once more, fresh
+                    writer.close()
+                    reader, writer = await self._connection(fresh=True)
+                    writer.write(request)
+                    status_line = await reader.readline()
                 status = int(status_line.split(b" ", 2)[1])
                 length, close = 0, False
                 while (line := await reader.readline()) not in (b"\r\n", b""):

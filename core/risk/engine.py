@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import and_, bindparam, or_, select, tuple_
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -243,7 +243,9 @@ async def _check_blocklist(
     if not kinds:
         return
     params = {f"{k}_value": dims[k] for k in kinds}
-    rows = (await session.execute(_blocklist_statement(kinds), params)).all()
+    params["tenant"] = tenant_id
+    connection = await session.connection()  # Core on the connection: no ORM execution overhead
+    rows = (await connection.execute(_blocklist_statement(kinds), params)).all()
     hit: str | None = None
     for kind, value in rows:
         if kind in ("phone", "device"):
@@ -269,16 +271,39 @@ async def _check_blocklist(
 
 
 @functools.lru_cache(maxsize=8)
+def _lockout_statement(known: tuple[str, ...]) -> Any:
+    """The latest active lockout of any of the subject's failure dimensions; built once per combination."""
+    t = RiskLockout.__table__.c
+    subjects = [
+        and_(t.dimension == d, t.subject_key == bindparam(f"{d}_key", type_=t.subject_key.type))
+        for d in known
+    ]
+    return (
+        select(t.dimension, t.locked_until)
+        .where(
+            t.tenant_id == bindparam("tenant", type_=t.tenant_id.type),
+            t.action == bindparam("action", type_=t.action.type),
+            t.lifted_at.is_(None),
+            t.locked_until > bindparam("now", type_=t.locked_until.type),
+            or_(*subjects),
+        )
+        .order_by(t.locked_until.desc())
+        .limit(1)
+    )
+
+
+@functools.lru_cache(maxsize=8)
 def _blocklist_statement(kinds: tuple[str, ...]) -> Any:
     """The blocklist entries that may match the subject's phone, device and IP (networks are checked
     in Python). Built once per combination of known dimensions, with the values as parameters."""
+    t = RiskBlock.__table__.c
     conds = []
     for kind in kinds:
-        value = RiskBlock.value == bindparam(f"{kind}_value", type_=RiskBlock.value.type)
-        conds.append(
-            and_(RiskBlock.kind == kind, or_(value, RiskBlock.value.contains("/")) if kind == "ip" else value)
-        )
-    return select(RiskBlock.kind, RiskBlock.value).where(or_(*conds))
+        value = t.value == bindparam(f"{kind}_value", type_=t.value.type)
+        conds.append(and_(t.kind == kind, or_(value, t.value.contains("/")) if kind == "ip" else value))
+    return select(t.kind, t.value).where(
+        t.tenant_id == bindparam("tenant", type_=t.tenant_id.type), or_(*conds)
+    )
 
 
 def _ip_in(ip: str, entry: str) -> bool:
@@ -302,22 +327,13 @@ async def _check_lockout(
     quantity: int,
     now: dt.datetime,
 ) -> None:
-    pairs = [(d, subject_key(d, dims[d])) for d in FAILURE_DIMENSIONS if d in dims]
-    if not pairs:
+    known = tuple(d for d in FAILURE_DIMENSIONS if d in dims)
+    if not known:
         return
-    row = (
-        await session.execute(
-            select(RiskLockout.dimension, RiskLockout.locked_until)
-            .where(
-                RiskLockout.action == action,
-                RiskLockout.lifted_at.is_(None),
-                RiskLockout.locked_until > now,
-                tuple_(RiskLockout.dimension, RiskLockout.subject_key).in_(pairs),
-            )
-            .order_by(RiskLockout.locked_until.desc())
-            .limit(1)
-        )
-    ).first()
+    params: dict[str, Any] = {"tenant": tenant_id, "action": action, "now": now}
+    params |= {f"{d}_key": subject_key(d, dims[d]) for d in known}
+    connection = await session.connection()  # Core on the connection: no ORM execution overhead
+    row = (await connection.execute(_lockout_statement(known), params)).first()
     if row is not None:
         dimension, until = row
         raise await _refuse(
