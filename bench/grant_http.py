@@ -120,6 +120,17 @@ async def set_up(app: object, codes: int) -> tuple[uuid.UUID, uuid.UUID, str]:
         return tenant_id, product.id, r.json()["access_token"]
 
 
+def grant_body(product_id: uuid.UUID, key: str) -> dict[str, object]:
+    """One code to a new member (``m-<key>``), no delivery."""
+    return {
+        "product_id": str(product_id),
+        "quantity": 1,
+        "external_id": f"m-{key}",
+        "channel": "none",
+        "campaign_ref": "bench",
+    }
+
+
 async def load(
     base: str,
     token: str,
@@ -140,13 +151,7 @@ async def load(
             while remaining > 0:
                 remaining -= 1
                 n = remaining
-                body = {
-                    "product_id": str(product_id),
-                    "quantity": 1,
-                    "external_id": f"m-{run}-{n}",
-                    "channel": "none",
-                    "campaign_ref": "bench",
-                }
+                body = grant_body(product_id, f"{run}-{n}")
                 headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"{run}-{n}"}
                 t0 = time.perf_counter()
                 r = await c.post("/api/v1/grants", json=body, headers=headers)
@@ -170,13 +175,7 @@ async def steady(
     statuses: dict[int, int] = {}
 
     async def one(n: int, due: float) -> None:
-        body = {
-            "product_id": str(product_id),
-            "quantity": 1,
-            "external_id": f"m-{run}-{n}",
-            "channel": "none",
-            "campaign_ref": "bench",
-        }
+        body = grant_body(product_id, f"{run}-{n}")
         try:
             status, _ = await pool.post(
                 "/api/v1/grants", headers | {"Idempotency-Key": f"{run}-{n}"}, json.dumps(body).encode()

@@ -174,7 +174,34 @@ def _upsert(dialect: str) -> Any:
     return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
-_COLUMNS = ("tenant_id", "id", "principal", "key", "method", "path", "request_hash", "expires_at", "created_at")
+_COLUMNS = (
+    "tenant_id",
+    "id",
+    "principal",
+    "key",
+    "method",
+    "path",
+    "request_hash",
+    "expires_at",
+    "created_at",
+)
+
+
+def _record_values(
+    record_id: uuid.UUID, who: str, key: str, scope: dict[str, Any], fingerprint: str, now: dt.datetime
+) -> dict[str, Any]:
+    """The columns every stored record has (``_COLUMNS``)."""
+    return {
+        "tenant_id": require_tenant(),
+        "id": record_id,
+        "principal": who,
+        "key": key,
+        "method": scope["method"],
+        "path": scope["path"],
+        "request_hash": fingerprint,
+        "expires_at": now + TTL,
+        "created_at": now,
+    }
 
 
 @functools.lru_cache(maxsize=4)
@@ -204,18 +231,7 @@ async def _claim(
     one's transaction ends, then reads the stored answer."""
     now = utcnow()
     record_id = new_id()
-    params = {
-        "tenant_id": require_tenant(),
-        "id": record_id,
-        "principal": who,
-        "key": key,
-        "method": scope["method"],
-        "path": scope["path"],
-        "request_hash": fingerprint,
-        "expires_at": now + TTL,
-        "created_at": now,
-        "now": now,
-    }
+    params = _record_values(record_id, who, key, scope, fingerprint, now) | {"now": now}
     statement = _claim_statement(session.get_bind().dialect.name)
     connection = await session.connection()  # Core on the connection: no ORM execution overhead
     claimed = (await connection.execute(statement, params)).scalar_one_or_none()
@@ -284,20 +300,11 @@ async def _store_refusal(
         now = utcnow()
         record_id = new_id()
         cipher = await kernel.keys.cipher(s)
-        values = {
-            "tenant_id": require_tenant(),
-            "id": record_id,
-            "principal": who,
-            "key": key,
-            "method": scope["method"],
-            "path": scope["path"],
-            "request_hash": fingerprint,
+        values = _record_values(record_id, who, key, scope, fingerprint, now) | {
             "status": "complete",
             "response_status": status,
             "response_headers": _kept_headers(start),
             "response_body": cipher.encrypt(body, aad=_aad(record_id)),
-            "expires_at": now + TTL,
-            "created_at": now,
         }
         insert = _upsert(s.get_bind().dialect.name)(table).values(values)
         await s.execute(insert.on_conflict_do_nothing())
