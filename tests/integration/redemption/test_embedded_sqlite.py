@@ -53,7 +53,7 @@ async def test_a_released_savepoint_rolls_back_with_its_transaction(sqlite_only,
     t = await make_tenant()
 
     class Abandon(Exception):
-        pass
+        """Raised to roll the outer transaction back."""
 
     with tenant_context(t.id), pytest.raises(Abandon):
         async with kernel.db.transaction() as db:
