@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from core.audit.services import record
 from core.catalog.models import Product
@@ -67,6 +68,13 @@ MAX_PAGE = 200
 # Grants created in this session: their items, code last-4s and member, so the answer to the request that
 # created them is built without reading back what was just written.
 _JUST_CREATED = "kaquan_grants_just_created"
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_just_created(session: Session, *_: object) -> None:
+    """A long-lived session (a bulk job) must not keep every grant it made: the parts live one transaction."""
+    session.info.pop(_JUST_CREATED, None)
 
 
 def _quantity_error() -> ValidationFailed:

@@ -35,6 +35,7 @@ from core.db.ids import new_id
 from core.errors import Conflict, FieldError, NotFound, QuotaExceeded, ValidationFailed
 from core.events.models import Event
 from core.events.services import EVENT_TYPES
+from core.events.services import FANOUT_ACTOR as FANOUT_ACTOR  # the fan-out job is written and run here
 from core.jobs.outbox import enqueue
 from core.settings import Settings
 from core.webhooks import signing
@@ -78,7 +79,6 @@ SNIPPET_CHARS = 500
 ERROR_CHARS = 500
 RETRY_STATUSES = frozenset({408, 429})
 DELIVER_ACTOR = "deliver_webhook"
-FANOUT_ACTOR = "fan_out_webhooks"
 USER_AGENT = "kaquan-webhooks/1"
 
 
