@@ -1,0 +1,105 @@
+"""Embedded mode seals from the server's event loop and from worker threads' own loops at the same time.
+
+The seal lock must be usable from any loop on any thread: an ``asyncio.Lock`` shared between loops
+fails with "bound to a different event loop" as soon as two loops contend for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from core.audit import services
+from core.audit.services import seal_chain, verify_chain
+from core.db.context import tenant_context
+from core.db.session import Database
+
+
+async def test_seal_from_server_loop_and_worker_thread_at_once(kernel, settings, make_tenant, monkeypatch):
+    tenant = await make_tenant()
+    original = services._link_pending
+
+    async def slow_link(session: Any, tenant_id: Any, block: int = 5000) -> int:
+        await asyncio.sleep(0.03)  # hold the lock long enough that the other loop must wait for it
+        return await original(session, tenant_id, block)
+
+    monkeypatch.setattr(services, "_link_pending", slow_link)
+    rounds = 4
+    thread_errors: list[BaseException] = []
+    started = threading.Event()
+
+    def worker_thread() -> None:
+        async def seal_in_own_loop() -> None:
+            db = Database(settings.db_url)
+            try:
+                for _ in range(rounds):
+                    async with db.sessionmaker() as session:
+                        await seal_chain(session, tenant.id)
+                    started.set()
+            finally:
+                await db.dispose()
+
+        try:
+            asyncio.run(seal_in_own_loop())
+        except BaseException as exc:  # reported to the test below
+            thread_errors.append(exc)
+            started.set()
+
+    thread = threading.Thread(target=worker_thread, name="kaquan-worker-test")
+    thread.start()
+    try:
+        for _ in range(rounds):
+            async with kernel.db.sessionmaker() as session:
+                await seal_chain(session, tenant.id)
+            await asyncio.sleep(0)
+    finally:
+        await asyncio.to_thread(thread.join, 30)
+    assert not thread.is_alive()
+    assert thread_errors == []
+    with tenant_context(tenant.id), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(services, "_link_pending", original)
+        async with kernel.db.transaction() as db:
+            report = await verify_chain(db, tenant.id)
+    assert report.ok and report.events_checked >= 3
+
+
+async def test_seal_lock_waits_without_blocking_the_loop() -> None:
+    lock = services._CrossLoopLock()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        for _ in range(5):
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        async def hold() -> None:
+            async with lock:
+                held.set()
+                await asyncio.to_thread(release.wait, 5)
+
+        asyncio.run(hold())
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    await asyncio.to_thread(held.wait, 5)
+    assert lock.locked()
+
+    async def take() -> str:
+        async with lock:
+            return "taken"
+
+    waiter = asyncio.create_task(take())
+    await ticker()  # the loop keeps running while the waiter polls
+    assert ticks == 5 and not waiter.done()
+    release.set()
+    assert await asyncio.wait_for(waiter, 5) == "taken"
+    await asyncio.to_thread(thread.join, 5)
+    assert not lock.locked()
