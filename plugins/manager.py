@@ -162,7 +162,7 @@ class PluginHost:
             if plugin is None:
                 continue
             for hook_name in dir(plugin):
-                if hook_name.startswith("kaquan_") and self.pm.parse_hookimpl_opts(plugin, hook_name):
+                if self.pm.parse_hookimpl_opts(plugin, hook_name):
                     hook = getattr(self.pm.hook, hook_name, None)
                     if hook is None or not hook.has_spec():
                         self._fail(name, f"implements {hook_name!r}, which is not a kaquan hook")

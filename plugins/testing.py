@@ -172,11 +172,13 @@ def _capture_process_logs(record: SendRecord) -> Iterator[None]:
         raise structlog.DropEvent
 
     # Bound loggers keep a reference to the processors list: change it in place, as structlog.testing does.
-    processors = structlog.get_config()["processors"]
+    config = structlog.get_config()
+    processors = config["processors"]
     old_processors = list(processors)
     processors.clear()
     processors.append(capture)
-    structlog.configure(processors=processors)
+    # Every level: a secret logged at debug level leaks as soon as someone turns debug logging on.
+    structlog.configure(processors=processors, wrapper_class=structlog.make_filtering_bound_logger(0))
     out = io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
@@ -184,7 +186,7 @@ def _capture_process_logs(record: SendRecord) -> Iterator[None]:
     finally:
         processors.clear()
         processors.extend(old_processors)
-        structlog.configure(processors=processors)
+        structlog.configure(processors=processors, wrapper_class=config["wrapper_class"])
         root.removeHandler(handler)
         root.setLevel(old_level)
         record.output = out.getvalue()
