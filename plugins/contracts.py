@@ -46,9 +46,7 @@ class ConnectorInfo(msgspec.Struct, frozen=True, kw_only=True):
 class Notification(msgspec.Struct, frozen=True, kw_only=True):
     """A rendered message to deliver to one recipient.
 
-    ``idempotency_key`` is stable for one delivery across every retry: send it verbatim to the provider
-    (an idempotency header or "client reference") so a retry never sends twice. ``reference`` is the
-    host's reference for the delivery; when only one of the two is given, the other takes its value.
+    ``reference`` is the host's idempotency key for this delivery; pass it to providers that dedupe.
     ``body`` may contain a credential (an invite link): deliver it, never log it.
     """
 
@@ -59,13 +57,6 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     locale: str = "zh-CN"
     template: str = ""
     reference: str = ""
-    idempotency_key: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.idempotency_key and self.reference:
-            msgspec.structs.force_setattr(self, "idempotency_key", self.reference)
-        elif self.idempotency_key and not self.reference:
-            msgspec.structs.force_setattr(self, "reference", self.idempotency_key)
 
 
 DeliveryStatus = Literal["sent", "queued", "rejected", "failed"]

@@ -11,7 +11,7 @@ The suite drives the connector through the happy path *and* through the failures
 produces: 5xx and 429 (with ``Retry-After``) answers, other 4xx, time-outs, refused and dropped
 connections, slow answers and malformed bodies. It checks the result kind of each (a 5xx, a time-out
 or a refused connection is a retryable ``failed``, never delivered; a 4xx other than 429 is permanent),
-that a retry sends the same ``idempotency_key`` upstream, that ``send`` never blocks the event loop,
+that a retry sends the same idempotency key (``message.reference``) upstream, that ``send`` never blocks the event loop,
 and that no secret config value reaches a log (the context logger, structlog, stdlib ``logging``,
 stdout/stderr), a result or an exception on any path.
 
@@ -282,7 +282,6 @@ def _message(
     to: str,
     body: str = "Hello from kaquan",
     reference: str = "conf-1",
-    idempotency_key: str = "",
 ) -> Notification:
     return Notification(
         channel=channel,
@@ -292,7 +291,6 @@ def _message(
         locale="zh-CN",
         template="conformance",
         reference=reference,
-        idempotency_key=idempotency_key or f"kq-idem-{reference}",
     )
 
 
@@ -536,7 +534,7 @@ class NotifierConformance:
     ) -> None:
         self.require_http(connector_config, http_handler)
         key = f"kq-idem-{uuid.uuid4().hex}"
-        message = self.valid_message(reference="conf-retry", idempotency_key=key)
+        message = self.valid_message(reference=key)
         first = run_send(self.connector, connector_config, message, handler=RETRYABLE_ANSWERS["HTTP 500"])
         retry = run_send(self.connector, connector_config, message, handler=http_handler)
         assert first.result is not None and first.result.retryable, f"HTTP 500: {self.describe(first)}"
@@ -544,7 +542,7 @@ class NotifierConformance:
         for attempt, rec in (("first attempt", first), ("retry", retry)):
             assert rec.requests, f"{attempt}: no request went upstream"
             assert any(key in text for text in rec.request_texts()), (
-                f"{attempt}: the upstream never saw message.idempotency_key {key!r}; send it verbatim "
+                f"{attempt}: the upstream never saw the idempotency key message.reference {key!r}; send it verbatim "
                 "(an Idempotency-Key header or the provider's client reference) so a retry is not sent twice"
             )
 

@@ -2,7 +2,7 @@
 
 It POSTs ``{"to": ..., "text": ..., "reference": ...}`` as JSON to the configured URL with the API key in a
 header (``X-Api-Key`` by default, a marked secret); ``reference`` and the ``Idempotency-Key`` header carry the
-message's ``idempotency_key``, the same on every retry. A 2xx answer is ``sent`` (``queued`` for 202), with the
+message's ``reference`` (its idempotency key), the same on every retry. A 2xx answer is ``sent`` (``queued`` for 202), with the
 gateway's ``id``/``message_id`` when it returns one; 4xx (except 408/429) is ``rejected``; 408, 429, 5xx and
 network errors are ``failed`` and retryable; a gateway that dedupes on the key never sends a retried message
 twice. The text carries codes: it is never logged. The host picks it for SMS when ``KAQUAN_SMS_GATEWAY_URL``
@@ -59,10 +59,10 @@ class SmsGatewayNotifier:
             return DeliveryResult(status="rejected", detail=problem)
         config = ctx.config if isinstance(ctx.config, SmsGatewayConfig) else SmsGatewayConfig()
         to = message.to.replace(" ", "").replace("-", "")
-        payload: dict[str, str] = {"to": to, "text": message.body, "reference": message.idempotency_key}
+        payload: dict[str, str] = {"to": to, "text": message.body, "reference": message.reference}
         if config.sender:
             payload["sender"] = config.sender
-        headers = {"Accept": "application/json", "Idempotency-Key": message.idempotency_key}
+        headers = {"Accept": "application/json", "Idempotency-Key": message.reference}
         if config.api_key:
             headers[config.key_header] = config.api_key
         masked = mask_recipient(to)

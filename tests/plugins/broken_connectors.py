@@ -52,7 +52,7 @@ class GoodSms:
         return self.on_answer(ctx, response, to)
 
     def payload(self, message: Notification, to: str) -> dict[str, str]:
-        return {"to": to, "text": message.body, "client_ref": message.idempotency_key}
+        return {"to": to, "text": message.body, "client_ref": message.reference}
 
     async def post(self, ctx: ConnectorContext, message: Notification, to: str) -> httpx.Response:
         return await ctx.http.post(
@@ -90,7 +90,7 @@ class ServerErrorIsPermanent(GoodSms):
 
 
 class DropsIdempotencyKey(GoodSms):
-    """Defect: the provider never sees the idempotency key, so a retry can send twice."""
+    """Defect: the provider never sees the idempotency key (``reference``), so a retry can send twice."""
 
     def payload(self, message: Notification, to: str) -> dict[str, str]:
         return {"to": to, "text": message.body}
