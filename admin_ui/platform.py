@@ -1,4 +1,4 @@
-"""Operator console ``/platform``: login, tenants (list, onboard, detail, suspend/resume), plans."""
+"""Operator console ``/platform``: login, tenants (list, onboard, detail, suspend/resume), plans, plugins."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from admin_ui.forms import (
     read_form,
     values,
 )
-from admin_ui.i18n import LOCALES
+from admin_ui.i18n import LOCALES, N_
 from admin_ui.rendering import flash, locale_of, render, translator
 from admin_ui.sessions import end_session, safe_next, start_session
 from core.errors import DomainError
@@ -33,6 +33,11 @@ from tenants.schemas import StatusChange, TenantCreate
 HOME = "/platform/tenants"
 NextParam = Annotated[str | None, Parameter(query="next", required=False)]
 TENANT_FIELDS = ("name", "slug", "plan", "timezone", "currency", "owner_email", "locale")
+CONNECTOR_KIND_LABELS: dict[str, str] = {
+    "notifier": N_("Notifier"),
+    "sales_channel": N_("Sales channel"),
+    "supplier": N_("Supplier"),
+}
 
 
 def _kernel(request: Request[Any, Any, Any]) -> Kernel:
@@ -185,3 +190,9 @@ class PlatformConsoleController(Controller):
     async def plans(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
         plans = [onboarding.plan_out(p) for p in await onboarding.list_plans(db)]
         return render(request, "platform/plans.html", {"plans": plans})
+
+    @get("/plugins")
+    async def plugins(self, request: Request[Any, Any, Any]) -> Response[str]:
+        """The plugins this server runs, their connectors, and why any is disabled (as ``kaquan plugins list``)."""
+        report = request.app.state.jobs.plugins.report()
+        return render(request, "platform/plugins.html", {"plugins": report, "kinds": CONNECTOR_KIND_LABELS})

@@ -58,13 +58,19 @@ def _secret(kernel: Kernel) -> str:
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_json)
+    from plugins.manager import PluginError, load_plugins
+
+    try:  # a broken plugin stops start-up with one readable line naming it and the switch that disables it
+        plugins = load_plugins(settings.disabled_plugin_names)
+    except PluginError as exc:
+        raise SystemExit(f"kaquan cannot start: {exc}") from None
     kernel = Kernel.create(settings)
 
     from admin_ui.routes import console_routes
     from core.jobs.runtime import JobRuntime
     from h5.pages import h5_router
 
-    jobs = JobRuntime(kernel)
+    jobs = JobRuntime(kernel, plugins=plugins)
     sealer = AuditSealer(kernel.db)
 
     @asynccontextmanager

@@ -1,4 +1,4 @@
-"""The ``kaquan`` command: serve, worker, scheduler, migrate, demo, operators, tenants, keys, audit.
+"""The ``kaquan`` command: serve, worker, scheduler, migrate, demo, operators, tenants, keys, audit, plugins.
 
 Every command calls the same services as the API and console; domain errors are printed as a readable
 message (zh-CN when ``LANG`` starts with ``zh``, else English) with exit code 1.
@@ -415,6 +415,79 @@ async def codes_import(slug: str, sku: str, path: Path, supplier: str, unit_cost
     finally:
         await kernel.close()
 
+
+# -- plugins ------------------------------------------------------------------------------------------
+
+_PLUGIN_STATES = {
+    "enabled": ("[green]enabled[/green]", "[green]已启用[/green]"),
+    "blocklisted": ("[yellow]disabled[/yellow]: blocklisted by KAQUAN_DISABLED_PLUGINS",
+                    "[yellow]已停用[/yellow]：被 KAQUAN_DISABLED_PLUGINS 屏蔽"),
+    "failed": ("[red]disabled[/red]: failed to load (see below)", "[red]已停用[/red]：加载失败（见下文）"),
+}
+
+
+@main.group()
+def plugins() -> None:
+    """Installed plugins and their connectors."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def plugins_list(as_json: bool) -> None:
+    """Every installed plugin: its connectors, kind, version, and whether it is enabled (and why not).
+
+    Exits with status 1 when a plugin fails to load (kaquan would refuse to start).
+    """
+    import logging
+
+    import msgspec
+    import structlog
+
+    from plugins.manager import disable_hint, inspect_plugins
+
+    saved = structlog.get_config()
+    structlog.configure(  # the list is the output: keep the loader's log lines out of it
+        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    try:
+        rows = inspect_plugins(_settings().disabled_plugin_names)
+    finally:
+        structlog.configure(**saved)
+    lang = 1 if _locale() == "zh-CN" else 0
+    failed = [r for r in rows if r.reason == "failed"]
+    if as_json:
+        click.echo(msgspec.json.encode(rows).decode())
+    else:
+        table = Table(title="kaquan plugins", show_lines=True)
+        table.add_column("plugin", no_wrap=True)
+        table.add_column("connector", no_wrap=True)
+        table.add_column("kind", no_wrap=True)
+        table.add_column("version", no_wrap=True)
+        table.add_column("state", min_width=16, overflow="fold")
+        for r in rows:
+            version = r.version or "-"
+            if not r.enabled or not r.connectors:
+                state = _PLUGIN_STATES[r.reason or "enabled"][lang]
+                if r.reason == "blocklisted":
+                    state = state.replace("KAQUAN_DISABLED_PLUGINS", r.detail)
+                table.add_row(r.name, "-", "-", version, state)
+            for c in r.connectors:
+                state = _PLUGIN_STATES[c.reason or "enabled"][lang]
+                if c.reason:
+                    state = state.replace("KAQUAN_DISABLED_PLUGINS", c.detail)
+                table.add_row(r.name, c.id, c.kind, version, state)
+        console.print(table)
+    for r in failed:
+        err_console.print(f"[red]{r.name}[/red]: {r.detail}", soft_wrap=True, highlight=False)
+    if failed:
+        hint = disable_hint(r.name for r in failed)
+        err_console.print(
+            f"kaquan 不会启动，除非修复或停用这些插件：{hint}" if lang
+            else f"kaquan will not start until these plugins are fixed or disabled: {hint}",
+            soft_wrap=True, highlight=False,
+        )
+        sys.exit(1)
 
 def command_names() -> set[str]:
     """Every command path, e.g. ``{"serve", "tenants list", ...}`` (used by the compose test)."""

@@ -1,12 +1,17 @@
 """The plugin host: loads ``kaquan`` entry points, honours the blocklist, checks hooks, lists connectors.
 
 ``KAQUAN_DISABLED_PLUGINS`` (comma separated) blocks entry-point names (never imported) and connector
-ids (loaded but not offered). Unknown hooks (an ``@hookimpl`` with no hookspec) fail loudly at load.
+ids (loaded but not offered). A plugin that fails to import, whose hook raises, or whose connectors are
+invalid (bad descriptor, unknown kind, duplicate id), and unknown hooks (an ``@hookimpl`` with no
+hookspec) stop the load with a :class:`PluginError` naming the plugin and the switch that disables it.
+:func:`inspect_plugins` loads leniently instead and reports every plugin, enabled or not, and why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+import importlib.metadata
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import msgspec
@@ -14,17 +19,22 @@ import pluggy
 import structlog
 
 from plugins import hookspecs
-from plugins.contracts import CONNECTOR_ID, ConnectorInfo
+from plugins.contracts import CONNECTOR_ID, CONNECTOR_KINDS, ConnectorInfo
 from plugins.protocols import Connector, Notifier
 from tenants.models import Plan
 from tenants.onboarding import connector_allowed
 
 PROJECT = "kaquan"
+DISABLE_SWITCH = "KAQUAN_DISABLED_PLUGINS"
 log = structlog.get_logger("kaquan.plugins")
+
+#: Why a plugin or connector is not in use (``PluginStatus.reason`` / ``ConnectorStatus.reason``).
+REASON_BLOCKLISTED = "blocklisted"
+REASON_FAILED = "failed"
 
 
 class PluginError(RuntimeError):
-    """A plugin is broken: bad descriptor, duplicate connector id, unknown hook."""
+    """A plugin is broken: import error, bad descriptor, unknown kind, duplicate connector id, unknown hook."""
 
 
 class ConnectorNotFound(LookupError):
@@ -32,7 +42,7 @@ class ConnectorNotFound(LookupError):
 
 
 class PluginInfo(msgspec.Struct, frozen=True):
-    """An installed plugin as operators see it."""
+    """An installed, loaded plugin as operators see it."""
 
     name: str
     distribution: str | None
@@ -40,78 +50,173 @@ class PluginInfo(msgspec.Struct, frozen=True):
     connectors: list[str]
 
 
-class PluginHost:
-    """A pluggy ``PluginManager`` for project ``kaquan`` plus connector bookkeeping."""
+class ConnectorStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One connector of a plugin: ``enabled``, or why not (``reason`` ``blocklisted``, ``detail``)."""
 
-    def __init__(self, disabled: Iterable[str] = ()) -> None:
+    id: str
+    kind: str
+    display_name: str
+    display_name_zh: str = ""
+    contract_version: str = ""
+    enabled: bool = True
+    reason: str = ""
+    detail: str = ""
+
+
+class PluginStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One plugin (entry point or registered object), enabled or not, and why.
+
+    ``reason`` is ``""`` (enabled), ``"blocklisted"`` (named in ``KAQUAN_DISABLED_PLUGINS``: never
+    imported) or ``"failed"`` (``detail`` says what went wrong).
+    """
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    enabled: bool = True
+    reason: str = ""
+    detail: str = ""
+    connectors: list[ConnectorStatus] = msgspec.field(default_factory=list)
+
+
+def disable_hint(names: Iterable[str]) -> str:
+    """The switch that starts kaquan without the named plugins."""
+    return f"{DISABLE_SWITCH}={','.join(sorted(set(names)))}"
+
+
+class PluginHost:
+    """A pluggy ``PluginManager`` for project ``kaquan`` plus connector bookkeeping.
+
+    ``strict`` (the default, used at start-up) raises :class:`PluginError` on the first broken plugin;
+    otherwise broken plugins are unregistered and reported by :meth:`report`.
+    """
+
+    def __init__(self, disabled: Iterable[str] = (), *, strict: bool = True) -> None:
         self.disabled = frozenset(disabled)
+        self.strict = strict
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
         for name in self.disabled:
             self.pm.set_blocked(name)
+        self._dists: dict[str, tuple[str | None, str | None]] = {}
+        self._failed: dict[str, str] = {}
+        self._blocked: dict[str, tuple[str | None, str | None]] = {}
+        self._by_plugin: dict[str, list[Connector]] | None = None
         self._connectors: dict[str, Connector] | None = None
+
+    # -- loading -------------------------------------------------------------------------------------
+
+    def _fail(self, name: str, detail: str) -> None:
+        message = f"plugin {name!r} {detail}; to start without it, set {disable_hint([name])}"
+        if self.strict:
+            raise PluginError(message)
+        log.warning("plugin_failed", plugin=name, detail=detail)
+        self._failed[name] = detail
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+        self._by_plugin = self._connectors = None
 
     def load_entrypoints(self) -> int:
         """Import and register every ``kaquan`` entry point not blocked; returns how many were loaded."""
-        try:
-            count = self.pm.load_setuptools_entrypoints(PROJECT)
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {exc.plugin!r} is invalid: {exc}") from exc
-        self._connectors = None
+        count = 0
+        for dist in list(importlib.metadata.distributions()):
+            for ep in dist.entry_points:
+                if ep.group != PROJECT or self.pm.has_plugin(ep.name) or ep.name in self._failed:
+                    continue
+                dist_info = (dist.metadata["Name"], dist.version)
+                if ep.name in self.disabled:
+                    self._blocked.setdefault(ep.name, dist_info)
+                    continue
+                try:
+                    plugin = ep.load()
+                except Exception as exc:
+                    self._fail(ep.name, f"({dist_info[0]} {dist_info[1]}) failed to load: {_describe(exc)}")
+                    continue
+                if self._register(plugin, ep.name):
+                    self._dists[ep.name] = dist_info
+                    count += 1
+        self._by_plugin = self._connectors = None
         return count
+
+    def _register(self, plugin: object, name: str) -> bool:
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            self._fail(name, f"is invalid: {exc}")
+            return False
+        return True
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object or module directly (tests, embedding)."""
         if name is not None and name in self.disabled:
+            self._blocked.setdefault(name, (None, None))
             return
-        try:
-            self.pm.register(plugin, name=name)
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {name or plugin!r} is invalid: {exc}") from exc
-        self._connectors = None
+        self._register(plugin, name or self.pm.get_canonical_name(plugin))
+        self._by_plugin = self._connectors = None
 
     def check(self) -> None:
-        """Fail on hook implementations without a hookspec (a typo or a plugin for another version)."""
+        """Fail on hook implementations without a hookspec (a typo or a plugin for another version),
+        and on plugins whose connectors are invalid."""
+        for name, plugin in list(self.pm.list_name_plugin()):
+            if plugin is None:
+                continue
+            for hook_name in dir(plugin):
+                if self.pm.parse_hookimpl_opts(plugin, hook_name):
+                    hook = getattr(self.pm.hook, hook_name, None)
+                    if hook is None or not hook.has_spec():
+                        self._fail(name, f"implements {hook_name!r}, which is not a kaquan hook")
+                        break
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
             raise PluginError(str(exc)) from exc
         self.connectors()
 
-    def plugins(self) -> list[PluginInfo]:
-        dists = {id(p): d for p, d in self.pm.list_plugin_distinfo()}
-        out = []
-        for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda x: x[0]):
-            if plugin is None:
-                continue
-            dist = dists.get(id(plugin))
-            provided = getattr(plugin, "kaquan_connectors", None)
-            ids = [c.info.id for c in provided()] if callable(provided) else []
-            out.append(
-                PluginInfo(
-                    name=name,
-                    distribution=dist.project_name if dist else None,
-                    version=dist.version if dist else None,
-                    connectors=ids,
-                )
-            )
-        return out
+    # -- connectors ----------------------------------------------------------------------------------
+
+    def _provided(self) -> dict[str, list[Connector]]:
+        """Every loaded plugin's valid connectors, by plugin name (ids unique across plugins)."""
+        if self._by_plugin is None:
+            by_plugin: dict[str, list[Connector]] = {}
+            owner: dict[str, str] = {}
+            for impl in self.pm.hook.kaquan_connectors.get_hookimpls():  # in registration order
+                name = impl.plugin_name
+                try:
+                    provided = list(impl.function() or [])
+                    infos = [_validate(c) for c in provided]
+                except PluginError as exc:
+                    self._fail(name, f"provides an invalid connector: {exc}")
+                    continue
+                except Exception as exc:
+                    self._fail(name, f"failed in kaquan_connectors(): {_describe(exc)}")
+                    continue
+                clash = next((i.id for i in infos if i.id in owner), None)
+                if clash is not None:
+                    self._fail(name, f"provides the connector id {clash!r}, which {owner[clash]!r} provides too "
+                               "(two plugins provide the same id)")
+                    continue
+                owner.update((i.id, name) for i in infos)
+                by_plugin[name] = provided
+            self._by_plugin = by_plugin
+        return self._by_plugin
 
     def connectors(self) -> dict[str, Connector]:
         """Every enabled connector by id (validated once; cached until plugins change)."""
         if self._connectors is None:
             found: dict[str, Connector] = {}
-            for group in self.pm.hook.kaquan_connectors():
-                for connector in group or []:
-                    info = _validate(connector)
-                    if info.id in found:
-                        raise PluginError(f"two plugins provide the connector id {info.id!r}")
-                    if info.id in self.disabled:
-                        log.info("connector_disabled", connector=info.id)
+            for connectors in self._provided().values():
+                for connector in connectors:
+                    if connector.info.id in self.disabled:
+                        log.info("connector_disabled", connector=connector.info.id)
                         continue
-                    found[info.id] = connector
+                    found[connector.info.id] = connector
             self._connectors = dict(sorted(found.items()))
         return self._connectors
+
+    def known_connector_ids(self) -> frozenset[str]:
+        """Ids of every connector a loaded plugin provides, enabled or blocklisted by id."""
+        return frozenset(c.info.id for cs in self._provided().values() for c in cs)
 
     def connector(self, connector_id: str) -> Connector:
         try:
@@ -144,6 +249,60 @@ class PluginHost:
         """The connectors (optionally of one kind) a tenant on ``plan`` may connect."""
         return [i for i in self.infos(kind) if connector_allowed(plan, i.id)]
 
+    # -- reporting -----------------------------------------------------------------------------------
+
+    def plugins(self) -> list[PluginInfo]:
+        """The loaded plugins with their distribution and connector ids."""
+        provided = self._provided()
+        out = []
+        for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda x: x[0]):
+            if plugin is None:
+                continue
+            dist, version = self._dists.get(name, (None, None))
+            ids = [c.info.id for c in provided.get(name, [])]
+            out.append(PluginInfo(name=name, distribution=dist, version=version, connectors=ids))
+        return out
+
+    def report(self) -> list[PluginStatus]:
+        """Every plugin — loaded, blocklisted or failed — with its connectors and why any is not in use."""
+        provided = self._provided()
+        rows = [
+            PluginStatus(
+                name=p.name,
+                distribution=p.distribution,
+                version=p.version,
+                connectors=[_connector_status(c, self.disabled) for c in provided.get(p.name, [])],
+            )
+            for p in self.plugins()
+        ]
+        for name, (dist, version) in self._blocked.items():
+            rows.append(PluginStatus(name=name, distribution=dist, version=version, enabled=False,
+                                     reason=REASON_BLOCKLISTED, detail=disable_hint([name])))
+        for name, detail in self._failed.items():
+            dist, version = self._dists.get(name, (None, None))
+            rows.append(PluginStatus(name=name, distribution=dist, version=version, enabled=False,
+                                     reason=REASON_FAILED, detail=detail))
+        return sorted(rows, key=lambda r: r.name)
+
+
+def _connector_status(connector: Connector, disabled: Collection[str]) -> ConnectorStatus:
+    info = connector.info
+    blocked = info.id in disabled
+    return ConnectorStatus(
+        id=info.id,
+        kind=info.kind,
+        display_name=info.display_name,
+        display_name_zh=info.display_name_zh,
+        contract_version=info.version,
+        enabled=not blocked,
+        reason=REASON_BLOCKLISTED if blocked else "",
+        detail=disable_hint([info.id]) if blocked else "",
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
 
 def _validate(connector: Any) -> ConnectorInfo:
     info = getattr(connector, "info", None)
@@ -151,6 +310,10 @@ def _validate(connector: Any) -> ConnectorInfo:
         raise PluginError(f"{connector!r} has no plugins.ConnectorInfo `info`")
     if not CONNECTOR_ID.match(info.id):
         raise PluginError(f"connector id {info.id!r} must match {CONNECTOR_ID.pattern}")
+    if info.kind not in CONNECTOR_KINDS:
+        raise PluginError(
+            f"connector {info.id!r} has the unknown kind {info.kind!r} (known: {', '.join(CONNECTOR_KINDS)})"
+        )
     if not (isinstance(info.config, type) and issubclass(info.config, msgspec.Struct)):
         raise PluginError(f"connector {info.id!r}: config must be a msgspec Struct type")
     if info.kind == "notifier" and not callable(getattr(connector, "send", None)):
@@ -158,16 +321,38 @@ def _validate(connector: Any) -> ConnectorInfo:
     return info
 
 
-def load_plugins(disabled: Iterable[str] = (), *, extra: Iterable[tuple[str, object]] = ()) -> PluginHost:
+def load_plugins(
+    disabled: Iterable[str] = (), *, extra: Iterable[tuple[str, object]] = (), strict: bool = True
+) -> PluginHost:
     """The host with every installed, non-blocked plugin loaded and checked.
 
     ``disabled`` is ``settings.disabled_plugin_names``; ``extra`` are ``(name, plugin)`` pairs registered
-    besides the entry points (tests). Raises :class:`PluginError` on unknown hooks or bad connectors.
+    besides the entry points (tests). With ``strict`` (start-up), raises :class:`PluginError` naming the
+    broken plugin and the ``KAQUAN_DISABLED_PLUGINS`` value that disables it.
     """
-    host = PluginHost(disabled)
+    host = PluginHost(disabled, strict=strict)
     host.load_entrypoints()
     for name, plugin in extra:
         host.register(plugin, name=name)
     host.check()
     log.debug("plugins_loaded", plugins=[p.name for p in host.plugins()], connectors=list(host.connectors()))
     return host
+
+
+def inspect_plugins(disabled: Iterable[str] = (), *, extra: Iterable[tuple[str, object]] = ()) -> list[PluginStatus]:
+    """Every installed plugin and its connectors, enabled or not and why; never raises for a broken plugin."""
+    return load_plugins(disabled, extra=extra, strict=False).report()
+
+
+@functools.cache
+def _installed_connector_ids(disabled: frozenset[str]) -> frozenset[str]:
+    return load_plugins(disabled, strict=False).known_connector_ids()
+
+
+def installed_connector_ids(disabled: Iterable[str] | None = None) -> frozenset[str]:
+    """Ids of the connectors the installed plugins provide (``disabled``: default, the settings' list)."""
+    if disabled is None:
+        from core.settings import load_settings
+
+        disabled = load_settings().disabled_plugin_names
+    return _installed_connector_ids(frozenset(disabled))

@@ -7,8 +7,18 @@ One line in a test module runs the whole suite against your connector::
 
     TestAcmeNotifier = notifier_conformance(AcmeNotifier(), entry_point="acme_notifier")
 
-Override the ``connector_config`` fixture (a config instance for a working account, e.g. a local test
-server) or ``http_handler`` (answers the connector's HTTP calls; no network is used) by subclassing::
+The suite drives the connector through the happy path *and* through the failures an upstream really
+produces: 5xx and 429 (with ``Retry-After``) answers, other 4xx, time-outs, refused and dropped
+connections, slow answers and malformed bodies. It checks the result kind of each (a 5xx, a time-out
+or a refused connection is a retryable ``failed``, never delivered; a 4xx other than 429 is permanent),
+that a retry sends the same idempotency key (``message.reference``) upstream, that ``send`` never blocks the event loop,
+and that no secret config value reaches a log (the context logger, structlog, stdlib ``logging``,
+stdout/stderr), a result or an exception on any path.
+
+Override the ``connector_config`` fixture (a config instance for a working account), ``http_handler``
+(answers the connector's successful HTTP calls; no network is used) or ``unreachable_config`` (a config
+whose upstream refuses connections, for connectors that do not talk HTTP through ``ctx.http``, such as
+SMTP) by subclassing::
 
     class TestAcme(notifier_conformance(AcmeNotifier())):
         @pytest.fixture
@@ -22,11 +32,16 @@ needed. The ``connector_context`` fixture builds a :class:`ConnectorContext` for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import inspect
+import io
+import logging
 import re
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -65,6 +80,15 @@ BAD_RECIPIENTS: tuple[str, ...] = ("", "   ", "not a valid recipient <>")
 
 FIXED_NOW = dt.datetime(2026, 1, 1, 8, 0, tzinfo=dt.UTC)
 
+#: The longest a ``send`` may keep the event loop busy without yielding (seconds).
+LOOP_LAG_LIMIT = 0.2
+#: How long one ``send`` may take against the kit's mock upstream before the kit gives up (seconds).
+SEND_TIMEOUT = 10.0
+#: How long the "slow answer" upstream waits before answering (seconds).
+SLOW_ANSWER_SECONDS = 0.3
+
+Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
+
 
 def _ok_handler(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json={"id": "mock-message-1", "status": "accepted"})
@@ -72,27 +96,124 @@ def _ok_handler(request: httpx.Request) -> httpx.Response:
 
 @dataclass
 class SendRecord:
-    """What one conformance send produced: the result, the log calls and the HTTP requests."""
+    """What one conformance send produced: the result, the logs and output, the HTTP requests, loop lag."""
 
     result: DeliveryResult | None
     error: BaseException | None
     logs: list[Any] = field(default_factory=list)
     requests: list[httpx.Request] = field(default_factory=list)
+    other_logs: list[str] = field(default_factory=list)
+    output: str = ""
+    max_loop_lag: float = 0.0
 
     def log_text(self) -> str:
-        return " ".join(repr(c) for c in self.logs)
+        """Everything the send wrote: context logger calls, structlog and stdlib logging, stdout/stderr."""
+        return " ".join([*(repr(c) for c in self.logs), *self.other_logs, self.output])
+
+    def exposed_text(self) -> str:
+        """Everything an operator could see: :meth:`log_text`, the result and the error raised, if any."""
+        parts = [self.log_text()]
+        if self.result is not None:
+            parts += [repr(self.result), str(self.result.detail), str(self.result.provider_message_id)]
+        if self.error is not None:
+            parts += [repr(self.error), str(self.error)]
+        return " ".join(parts)
+
+    def request_texts(self) -> list[str]:
+        """Each request as text (method, URL, headers, body), for looking for a value sent upstream."""
+        out = []
+        for r in self.requests:
+            headers = " ".join(f"{k}: {v}" for k, v in r.headers.items())
+            out.append(f"{r.method} {r.url} {headers} {r.content.decode('utf-8', 'replace')}")
+        return out
+
+
+#: Threads running connector code: the loop's own thread and its ``asyncio.to_thread`` executor.
+_THREAD_PREFIX = "kq-conformance"
+
+
+def _connector_thread() -> bool:
+    """Whether the current thread runs connector code (not a test server's or another thread)."""
+    thread = threading.current_thread()
+    return thread.name.startswith(_THREAD_PREFIX) or getattr(thread, "_kq_conformance", False)
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, sink: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not _connector_thread():
+            return
+        try:
+            text = record.getMessage()
+        except Exception:
+            text = f"{record.msg!r} {record.args!r}"
+        extra = {k: v for k, v in vars(record).items() if k not in _LOG_RECORD_ATTRS}
+        self.sink.append(f"{record.name} {text} {record.exc_text or ''} {extra!r}")
+
+
+_LOG_RECORD_ATTRS = frozenset(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message"}
+
+
+@contextlib.contextmanager
+def _capture_process_logs(record: SendRecord) -> Iterator[None]:
+    """Capture structlog (global config), stdlib logging and stdout/stderr while a send runs."""
+    root = logging.getLogger()
+    handler = _ListHandler(record.other_logs)
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+
+    def capture(logger: Any, method: str, event_dict: Any) -> Any:
+        if _connector_thread():
+            record.other_logs.append(f"{method} {event_dict!r}")
+        raise structlog.DropEvent
+
+    # Bound loggers keep a reference to the processors list: change it in place, as structlog.testing does.
+    config = structlog.get_config()
+    processors = config["processors"]
+    old_processors = list(processors)
+    processors.clear()
+    processors.append(capture)
+    # Every level: a secret logged at debug level leaks as soon as someone turns debug logging on.
+    structlog.configure(processors=processors, wrapper_class=structlog.make_filtering_bound_logger(0))
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            yield
+    finally:
+        processors.clear()
+        processors.extend(old_processors)
+        structlog.configure(processors=processors, wrapper_class=config["wrapper_class"])
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        record.output = out.getvalue()
+
+
+async def _watch_loop(lags: list[float], stop: asyncio.Event, tick: float = 0.01) -> None:
+    """Measure how late the loop wakes this coroutine: a blocked loop shows as lag."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        started = loop.time()
+        await asyncio.sleep(tick)
+        lags.append(loop.time() - started - tick)
 
 
 @asynccontextmanager
 async def _context(
     config: msgspec.Struct,
-    handler: Callable[[httpx.Request], httpx.Response],
+    handler: Handler,
     embedded: bool,
     record: SendRecord,
 ) -> Any:
-    def recording(request: httpx.Request) -> httpx.Response:
+    async def recording(request: httpx.Request) -> httpx.Response:
         record.requests.append(request)
-        return handler(request)
+        answer = handler(request)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return answer
 
     capture = CapturingLogger()
     log = structlog.wrap_logger(capture, processors=[]).bind(connector="conformance")
@@ -113,25 +234,54 @@ def run_send(
     config: msgspec.Struct,
     message: Notification,
     *,
-    handler: Callable[[httpx.Request], httpx.Response] = _ok_handler,
+    handler: Handler = _ok_handler,
     embedded: bool = False,
 ) -> SendRecord:
-    """Run ``connector.send`` once in a fresh event loop; never raises (the error is recorded)."""
+    """Run ``connector.send`` once in a fresh event loop; never raises (the error is recorded).
+
+    ``handler`` answers the connector's HTTP requests (it may be ``async``, or raise an ``httpx``
+    transport error such as ``httpx.ConnectError``). The record holds the result or the error, every
+    log line and output, the requests and the worst event-loop lag seen while ``send`` ran.
+    """
     record = SendRecord(result=None, error=None)
 
     async def go() -> None:
-        async with _context(config, handler, embedded, record) as ctx:
-            try:
-                record.result = await connector.send(ctx, message)
-            except Exception as exc:
-                record.error = exc
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=4, thread_name_prefix=_THREAD_PREFIX)
+        )
+        lags: list[float] = []
+        stop = asyncio.Event()
+        watchdog = asyncio.create_task(_watch_loop(lags, stop))
+        await asyncio.sleep(0)  # let the watchdog take its first reading
+        try:
+            async with _context(config, handler, embedded, record) as ctx:
+                try:
+                    record.result = await asyncio.wait_for(connector.send(ctx, message), SEND_TIMEOUT)
+                except TimeoutError:
+                    record.error = TimeoutError(f"send did not return within {SEND_TIMEOUT:.0f} s")
+                except Exception as exc:
+                    record.error = exc
+        finally:
+            stop.set()
+            await watchdog
+            record.max_loop_lag = max(lags, default=0.0)
 
-    asyncio.run(go())
+    me = threading.current_thread()
+    marked = getattr(me, "_kq_conformance", False)
+    me._kq_conformance = True  # type: ignore[attr-defined]
+    try:
+        with _capture_process_logs(record):
+            asyncio.run(go())
+    finally:
+        me._kq_conformance = marked  # type: ignore[attr-defined]
     return record
 
 
 def _message(
-    channel: str, to: str, body: str = "Hello from kaquan", reference: str = "conf-1"
+    channel: str,
+    to: str,
+    body: str = "Hello from kaquan",
+    reference: str = "conf-1",
 ) -> Notification:
     return Notification(
         channel=channel,
@@ -142,6 +292,72 @@ def _message(
         template="conformance",
         reference=reference,
     )
+
+
+# -- the upstream failures the kit plays ------------------------------------------------------------
+
+
+def answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> Handler:
+    """A handler that answers every request with ``status`` and ``body``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=body, headers=headers or {})
+
+    return handler
+
+
+def fail_with(error: type[httpx.TransportError], message: str) -> Handler:
+    """A handler whose requests fail in transport (time-out, refused or dropped connection)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise error(message, request=request)
+
+    return handler
+
+
+def slow(handler: Handler, seconds: float = SLOW_ANSWER_SECONDS) -> Handler:
+    """``handler``, answering after ``seconds`` (the loop stays free meanwhile)."""
+
+    async def delayed(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(seconds)
+        answer_ = handler(request)
+        if inspect.isawaitable(answer_):
+            answer_ = await answer_
+        return answer_
+
+    return delayed
+
+
+_JSON = {"content-type": "application/json"}
+_HTML = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+
+#: Answers that must give a retryable ``failed`` result (never delivered, never a permanent refusal).
+RETRYABLE_ANSWERS: dict[str, Handler] = {
+    "HTTP 500": answer(500, b'{"error": "internal"}', _JSON),
+    "HTTP 502 (HTML page)": answer(502, _HTML, {"content-type": "text/html"}),
+    "HTTP 503 with Retry-After": answer(503, b"", {"retry-after": "5"}),
+    "HTTP 504": answer(504),
+    "HTTP 429 with Retry-After": answer(429, b'{"error": "slow down"}', {**_JSON, "retry-after": "2"}),
+    "read time-out": fail_with(httpx.ReadTimeout, "timed out"),
+    "connect time-out": fail_with(httpx.ConnectTimeout, "timed out"),
+    "connection refused": fail_with(httpx.ConnectError, "[Errno 111] Connection refused"),
+    "connection dropped": fail_with(httpx.RemoteProtocolError, "Server disconnected without a response"),
+}
+
+#: Answers that are permanent: the same request will never succeed (``rejected``, or not retryable).
+PERMANENT_ANSWERS: dict[str, Handler] = {
+    f"HTTP {status}": answer(status, b'{"error": "refused"}', _JSON) for status in (400, 401, 403, 404, 422)
+}
+
+#: 2xx answers with a body the connector cannot parse: no exception, and never a permanent refusal.
+MALFORMED_ANSWERS: dict[str, Handler] = {
+    "2xx, invalid JSON": answer(200, b'{"id": "m-1",', _JSON),
+    "2xx, JSON array": answer(200, b"[]", _JSON),
+    "2xx, JSON null": answer(200, b"null", _JSON),
+    "2xx, not UTF-8": answer(200, b"\xff\xfe\x00garbage", _JSON),
+    "2xx, empty body": answer(200, b"", _JSON),
+    "2xx, HTML": answer(200, _HTML, {"content-type": "text/html"}),
+}
 
 
 class NotifierConformance:
@@ -157,9 +373,34 @@ class NotifierConformance:
         return self.connector.info.config()
 
     @pytest.fixture
-    def http_handler(self) -> Callable[[httpx.Request], httpx.Response]:
-        """Answers the connector's HTTP requests (default: 200 with a JSON id)."""
+    def http_handler(self) -> Handler:
+        """Answers the connector's HTTP requests on the happy path (default: 200 with a JSON id)."""
         return _ok_handler
+
+    @pytest.fixture
+    def unreachable_config(self) -> msgspec.Struct | None:
+        """A config whose upstream refuses connections (default ``None``: HTTP failures are played on
+        ``ctx.http`` instead). Give one when the connector does not talk HTTP through ``ctx.http``."""
+        return None
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    @property
+    def channel(self) -> str:
+        return sorted(self.connector.info.capabilities)[0]
+
+    def valid_message(self, **kw: Any) -> Notification:
+        return _message(self.channel, self.recipients[self.channel], **kw)
+
+    def require_http(self, config: msgspec.Struct, handler: Handler) -> None:
+        """Skip when ``send`` makes no request through ``ctx.http`` (HTTP failures do not apply)."""
+        probe = run_send(self.connector, config, self.valid_message(), handler=handler)
+        if not probe.requests:
+            pytest.skip("send makes no request through ctx.http; HTTP failure paths do not apply")
+
+    @staticmethod
+    def describe(rec: SendRecord) -> str:
+        return f"result={rec.result!r} error={rec.error!r}"
 
     # -- descriptor --------------------------------------------------------------------------------
 
@@ -197,10 +438,10 @@ class NotifierConformance:
         params = list(inspect.signature(self.connector.send).parameters)
         assert params[-2:] == ["ctx", "message"], "signature must be send(self, ctx, message)"
 
-    # -- behaviour -------------------------------------------------------------------------------------
+    # -- happy path --------------------------------------------------------------------------------
 
     def test_send_delivers_to_a_valid_recipient(
-        self, connector_config: msgspec.Struct, http_handler: Callable[[httpx.Request], httpx.Response]
+        self, connector_config: msgspec.Struct, http_handler: Handler
     ) -> None:
         for channel in sorted(self.connector.info.capabilities):
             rec = run_send(
@@ -213,12 +454,19 @@ class NotifierConformance:
             assert isinstance(rec.result, DeliveryResult), "send must return a plugins.DeliveryResult"
             assert rec.result.accepted, f"valid {channel} recipient not accepted: {rec.result}"
 
-    def test_bad_recipient_is_refused_without_raising(
-        self, connector_config: msgspec.Struct, http_handler: Callable[[httpx.Request], httpx.Response]
+    def test_a_slow_answer_is_awaited_and_accepted(
+        self, connector_config: msgspec.Struct, http_handler: Handler
     ) -> None:
-        channel = sorted(self.connector.info.capabilities)[0]
+        self.require_http(connector_config, http_handler)
+        rec = run_send(self.connector, connector_config, self.valid_message(), handler=slow(http_handler))
+        assert rec.error is None, f"send raised {rec.error!r} on an answer that took {SLOW_ANSWER_SECONDS} s"
+        assert rec.result is not None and rec.result.accepted, f"slow answer not accepted: {self.describe(rec)}"
+
+    def test_bad_recipient_is_refused_without_raising(
+        self, connector_config: msgspec.Struct, http_handler: Handler
+    ) -> None:
         for to in BAD_RECIPIENTS:
-            rec = run_send(self.connector, connector_config, _message(channel, to), handler=http_handler)
+            rec = run_send(self.connector, connector_config, _message(self.channel, to), handler=http_handler)
             assert rec.error is None, f"send raised {rec.error!r} for recipient {to!r}"
             assert isinstance(rec.result, DeliveryResult)
             assert rec.result.status in ("rejected", "failed"), f"bad recipient {to!r} gave {rec.result}"
@@ -228,22 +476,138 @@ class NotifierConformance:
         assert rec.error is None, f"send raised {rec.error!r} for an unsupported channel"
         assert isinstance(rec.result, DeliveryResult) and rec.result.status == "rejected"
 
-    def test_secrets_and_body_never_reach_the_log(
-        self, connector_config: msgspec.Struct, http_handler: Callable[[httpx.Request], httpx.Response]
+    # -- failure paths -----------------------------------------------------------------------------
+
+    def test_server_errors_and_network_failures_are_retryable_failures(
+        self, connector_config: msgspec.Struct, http_handler: Handler
+    ) -> None:
+        self.require_http(connector_config, http_handler)
+        for name, handler in RETRYABLE_ANSWERS.items():
+            rec = run_send(self.connector, connector_config, self.valid_message(), handler=handler)
+            assert rec.error is None, f"{name}: send raised {rec.error!r}; return a failed result instead"
+            assert isinstance(rec.result, DeliveryResult), f"{name}: send must return a DeliveryResult"
+            assert not rec.result.accepted, f"{name}: reported as delivered ({rec.result.status}): {rec.result}"
+            assert rec.result.status == "failed" and rec.result.retryable, (
+                f"{name}: must be status='failed', retryable=True (a retry can succeed), got {rec.result}"
+            )
+
+    def test_client_errors_are_permanent(self, connector_config: msgspec.Struct, http_handler: Handler) -> None:
+        self.require_http(connector_config, http_handler)
+        for name, handler in PERMANENT_ANSWERS.items():
+            rec = run_send(self.connector, connector_config, self.valid_message(), handler=handler)
+            assert rec.error is None, f"{name}: send raised {rec.error!r}; return a result instead"
+            assert isinstance(rec.result, DeliveryResult), f"{name}: send must return a DeliveryResult"
+            assert not rec.result.accepted, f"{name}: reported as delivered: {rec.result}"
+            assert rec.result.status == "rejected" or not rec.result.retryable, (
+                f"{name}: a 4xx other than 429 is permanent (rejected, or failed with retryable=False), "
+                f"got {rec.result}"
+            )
+
+    def test_malformed_bodies_do_not_break_send(
+        self, connector_config: msgspec.Struct, http_handler: Handler
+    ) -> None:
+        self.require_http(connector_config, http_handler)
+        for name, handler in MALFORMED_ANSWERS.items():
+            rec = run_send(self.connector, connector_config, self.valid_message(), handler=handler)
+            assert rec.error is None, f"{name}: send raised {rec.error!r}"
+            assert isinstance(rec.result, DeliveryResult), f"{name}: send must return a DeliveryResult"
+            assert rec.result.status != "rejected", f"{name}: a 2xx answer is not a permanent refusal"
+
+    def test_unreachable_upstream_is_a_retryable_failure(
+        self,
+        connector_config: msgspec.Struct,
+        http_handler: Handler,
+        unreachable_config: msgspec.Struct | None,
+    ) -> None:
+        if unreachable_config is None:
+            self.require_http(connector_config, http_handler)
+            config, handler = connector_config, RETRYABLE_ANSWERS["connection refused"]
+        else:
+            config, handler = unreachable_config, http_handler
+        rec = run_send(self.connector, config, self.valid_message(), handler=handler)
+        assert rec.error is None, f"send raised {rec.error!r} on a refused connection"
+        assert isinstance(rec.result, DeliveryResult)
+        assert rec.result.status == "failed" and rec.result.retryable, f"refused connection gave {rec.result}"
+
+    def test_retry_sends_the_same_idempotency_key(
+        self, connector_config: msgspec.Struct, http_handler: Handler
+    ) -> None:
+        self.require_http(connector_config, http_handler)
+        key = f"kq-idem-{uuid.uuid4().hex}"
+        message = self.valid_message(reference=key)
+        first = run_send(self.connector, connector_config, message, handler=RETRYABLE_ANSWERS["HTTP 500"])
+        retry = run_send(self.connector, connector_config, message, handler=http_handler)
+        assert first.result is not None and first.result.retryable, f"HTTP 500: {self.describe(first)}"
+        assert retry.result is not None and retry.result.accepted, f"retry: {self.describe(retry)}"
+        for attempt, rec in (("first attempt", first), ("retry", retry)):
+            assert rec.requests, f"{attempt}: no request went upstream"
+            assert any(key in text for text in rec.request_texts()), (
+                f"{attempt}: the upstream never saw the idempotency key message.reference {key!r}; send it verbatim "
+                "(an Idempotency-Key header or the provider's client reference) so a retry is not sent twice"
+            )
+
+    def test_send_never_blocks_the_event_loop(
+        self,
+        connector_config: msgspec.Struct,
+        http_handler: Handler,
+        unreachable_config: msgspec.Struct | None,
+    ) -> None:
+        runs: list[tuple[str, msgspec.Struct, Notification, Handler]] = [
+            ("valid recipient", connector_config, self.valid_message(), http_handler),
+            ("slow answer", connector_config, self.valid_message(), slow(http_handler)),
+            ("HTTP 503", connector_config, self.valid_message(), RETRYABLE_ANSWERS["HTTP 503 with Retry-After"]),
+            ("read time-out", connector_config, self.valid_message(), RETRYABLE_ANSWERS["read time-out"]),
+            ("bad recipient", connector_config, _message(self.channel, ""), http_handler),
+        ]
+        if unreachable_config is not None:
+            runs.append(("unreachable upstream", unreachable_config, self.valid_message(), http_handler))
+        for name, config, message, handler in runs:
+            # A busy machine can delay the loop once; a blocking connector blocks it every time.
+            lags = [run_send(self.connector, config, message, handler=handler).max_loop_lag for _ in range(2)]
+            assert min(lags) <= LOOP_LAG_LIMIT, (
+                f"{name}: send blocked the event loop for {min(lags):.2f} s (limit {LOOP_LAG_LIMIT} s); "
+                "await I/O, and wrap blocking calls in asyncio.to_thread (never time.sleep)"
+            )
+
+    def test_secrets_never_reach_logs_or_results_on_any_path(
+        self,
+        connector_config: msgspec.Struct,
+        http_handler: Handler,
+        unreachable_config: msgspec.Struct | None,
     ) -> None:
         canaries = {name: f"kq-canary-{name}-7f3a" for name in secret_fields(type(connector_config))}
-        config = msgspec.structs.replace(connector_config, **canaries) if canaries else connector_config
-        channel = sorted(self.connector.info.capabilities)[0]
+
+        def with_canaries(config: msgspec.Struct) -> msgspec.Struct:
+            return msgspec.structs.replace(config, **canaries) if canaries else config
+
         body = "Your invite link: https://kaquan.example/console/invite/kqi_canary_body_9c1e"
-        for to in (self.recipients[channel], ""):
-            rec = run_send(self.connector, config, _message(channel, to, body=body), handler=http_handler)
-            text = rec.log_text() + (rec.result.detail if rec.result else "")
-            for value in canaries.values():
-                assert value not in text, "a secret config value reached the log or the result"
-            assert "kqi_canary_body_9c1e" not in text, (
-                "the message body reached the log outside embedded mode"
+        to = self.recipients[self.channel]
+        paths: list[tuple[str, msgspec.Struct, str, Handler]] = [
+            ("valid recipient", connector_config, to, http_handler),
+            ("bad recipient", connector_config, "", http_handler),
+            *((name, connector_config, to, h) for name, h in RETRYABLE_ANSWERS.items()),
+            *((name, connector_config, to, h) for name, h in PERMANENT_ANSWERS.items()),
+            *((name, connector_config, to, h) for name, h in MALFORMED_ANSWERS.items()),
+        ]
+        if unreachable_config is not None:
+            paths.append(("unreachable upstream", unreachable_config, to, http_handler))
+        for name, config, recipient, handler in paths:
+            message = _message(self.channel, recipient, body=body)
+            rec = run_send(self.connector, with_canaries(config), message, handler=handler)
+            exposed = rec.exposed_text()
+            for field_name, value in canaries.items():
+                assert value not in exposed, (
+                    f"{name}: the secret config field {field_name!r} reached a log, the output, the result "
+                    "or an exception"
+                )
+            assert "kqi_canary_body_9c1e" not in rec.log_text(), (
+                f"{name}: the message body reached the log outside embedded mode"
             )
-            assert to == "" or to not in rec.log_text(), "log the recipient masked (plugins.mask_recipient)"
+            assert recipient == "" or recipient not in rec.log_text(), (
+                f"{name}: log the recipient masked (plugins.mask_recipient)"
+            )
+
+    # -- registration ------------------------------------------------------------------------------
 
     def test_entry_point_registers_the_connector(self) -> None:
         if self.entry_point is None:
@@ -286,7 +650,7 @@ def connector_context() -> Callable[..., ConnectorContext]:
     def factory(
         config: msgspec.Struct,
         *,
-        handler: Callable[[httpx.Request], httpx.Response] = _ok_handler,
+        handler: Handler = _ok_handler,
         tenant_id: uuid.UUID | None = None,
         embedded: bool = False,
     ) -> ConnectorContext:

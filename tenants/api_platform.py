@@ -59,8 +59,10 @@ class PlatformController(Controller):
         return [onboarding.plan_out(p) for p in await onboarding.list_plans(db)]
 
     @post("/plans")
-    async def create_plan(self, db: AsyncSession, data: PlanCreate) -> PlanOut:
-        return onboarding.plan_out(await onboarding.create_plan(db, data))
+    async def create_plan(self, request: Request[Any, Any, Any], db: AsyncSession, data: PlanCreate) -> PlanOut:
+        """Create a plan. ``allowed_connectors`` must name connectors an installed plugin provides, or ``*``."""
+        known = request.app.state.jobs.plugins.known_connector_ids()
+        return onboarding.plan_out(await onboarding.create_plan(db, data, known_connectors=known))
 
     @get("/tenants")
     async def list_tenants(self, db: AsyncSession) -> list[TenantOut]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -12,7 +13,7 @@ from core.audit.services import ensure_head, record
 from core.db.base import utcnow
 from core.db.context import cross_tenant
 from core.db.session import bind_tenant
-from core.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
+from core.errors import Conflict, FieldError, NotFound, QuotaExceeded, ValidationFailed
 from core.kernel import Kernel
 from core.validation import check_currency, check_email, check_timezone
 from tenants.models import ApiClient, Plan, Tenant, User
@@ -69,7 +70,34 @@ async def ensure_default_plans(session: AsyncSession) -> None:
     await session.flush()
 
 
-async def create_plan(session: AsyncSession, data: PlanCreate) -> Plan:
+def check_allowed_connectors(names: list[str], known: Collection[str] | None = None) -> list[str]:
+    """The plan's connector ids, refused unless each is ``*`` or provided by an installed plugin.
+
+    ``known`` is the running process's connector ids (default: the installed plugins' ones).
+    """
+    if known is None:
+        from plugins.manager import installed_connector_ids
+
+        known = installed_connector_ids()
+    unknown = sorted({n for n in names if n != "*" and n not in known})
+    if unknown:
+        listed = ", ".join(sorted(known)) or "-"
+        raise ValidationFailed(
+            f"No installed plugin provides the connector(s) {', '.join(unknown)} (installed: {listed}); "
+            "see `kaquan plugins list`",
+            f"没有已安装的插件提供连接器 {', '.join(unknown)}（已安装：{listed}）；请运行 `kaquan plugins list` 查看",
+            code="unknown_connector",
+            errors=[FieldError(field="allowed_connectors", message=f"unknown connector {n!r}", code="unknown")
+                    for n in unknown],
+        )
+    return list(dict.fromkeys(names))
+
+
+async def create_plan(
+    session: AsyncSession, data: PlanCreate, *, known_connectors: Collection[str] | None = None
+) -> Plan:
+    """Create a plan; its ``allowed_connectors`` must name installed connectors (or ``*``)."""
+    allowed = check_allowed_connectors(data.allowed_connectors, known_connectors)
     if (await session.execute(select(Plan).where(Plan.code == data.code))).scalar_one_or_none():
         raise Conflict(
             f"Plan code {data.code!r} already exists",
@@ -77,6 +105,7 @@ async def create_plan(session: AsyncSession, data: PlanCreate) -> Plan:
             code="plan_code_taken",
         )
     plan = Plan(**{f: getattr(data, f) for f in data.__struct_fields__})
+    plan.allowed_connectors = allowed
     session.add(plan)
     await session.flush()
     return plan

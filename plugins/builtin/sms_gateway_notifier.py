@@ -1,11 +1,12 @@
 """The built-in ``sms_gateway`` notifier: sends SMS through a generic HTTP SMS gateway.
 
 It POSTs ``{"to": ..., "text": ..., "reference": ...}`` as JSON to the configured URL with the API key in a
-header (``X-Api-Key`` by default, a marked secret). A 2xx answer is ``sent`` (``queued`` for 202), with the
+header (``X-Api-Key`` by default, a marked secret); ``reference`` and the ``Idempotency-Key`` header carry the
+message's ``reference`` (its idempotency key), the same on every retry. A 2xx answer is ``sent`` (``queued`` for 202), with the
 gateway's ``id``/``message_id`` when it returns one; 4xx (except 408/429) is ``rejected``; 408, 429, 5xx and
-network errors are ``failed`` and retryable. ``reference`` is the host's idempotency key, so a gateway that
-dedupes on it never sends a retried message twice. The text carries codes: it is never logged. The host
-picks it for SMS when ``KAQUAN_SMS_GATEWAY_URL`` is set.
+network errors are ``failed`` and retryable; a gateway that dedupes on the key never sends a retried message
+twice. The text carries codes: it is never logged. The host picks it for SMS when ``KAQUAN_SMS_GATEWAY_URL``
+is set.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class SmsGatewayNotifier:
         payload: dict[str, str] = {"to": to, "text": message.body, "reference": message.reference}
         if config.sender:
             payload["sender"] = config.sender
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "Idempotency-Key": message.reference}
         if config.api_key:
             headers[config.key_header] = config.api_key
         masked = mask_recipient(to)

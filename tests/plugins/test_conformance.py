@@ -1,6 +1,8 @@
-"""Every built-in connector passes the conformance kit."""
+"""Every built-in connector passes the conformance kit (SMTP also on a refused connection)."""
 
 from __future__ import annotations
+
+import socket
 
 import pytest
 
@@ -15,3 +17,14 @@ class TestSmtpNotifier(notifier_conformance(SmtpNotifier(), entry_point="smtp_no
     @pytest.fixture
     def connector_config(self, smtp_sink) -> SmtpConfig:
         return SmtpConfig(host=smtp_sink.host, port=smtp_sink.port, sender="kaquan@example.com")
+
+    @pytest.fixture
+    def unreachable_config(self) -> SmtpConfig:
+        """A port nothing listens on: the connection is refused."""
+        return SmtpConfig(host="127.0.0.1", port=_closed_port(), sender="kaquan@example.com", timeout_seconds=2)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -29,7 +29,11 @@ class AcmeSmsConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AcmeSmsNotifier:
-    """Posts ``{to, from, text, client_ref}`` to the Acme API with a bearer key."""
+    """Posts ``{to, from, text, client_ref}`` to the Acme API with a bearer key.
+
+    ``client_ref`` and the ``Idempotency-Key`` header carry ``message.reference`` (the same on every
+    retry), so Acme never sends a retried message twice. 429 and 5xx are retryable failures.
+    """
 
     info = ConnectorInfo(
         id="acme_sms",
@@ -53,7 +57,10 @@ class AcmeSmsNotifier:
             response = await ctx.http.post(
                 config.endpoint,
                 json={"to": to, "from": config.sender_id, "text": text, "client_ref": message.reference},
-                headers={"Authorization": f"Bearer {config.api_key}"},
+                headers={
+                    "Authorization": f"Bearer {config.api_key}",
+                    "Idempotency-Key": message.reference,
+                },
             )
         except httpx.HTTPError as exc:
             ctx.log.warning("acme_sms_unreachable", error=type(exc).__name__)
