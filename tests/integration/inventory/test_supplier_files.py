@@ -17,6 +17,8 @@ from sqlalchemy import select
 from core.db.context import tenant_context
 from core.inventory.models import Code
 from core.inventory.vault import unseal
+from tests.integration.console.conftest import browser as console_browser
+from tests.integration.console.conftest import text_of
 from tests.integration.inventory.test_import_api import (
     confirm_and_wait,
     csv_bytes,
@@ -27,6 +29,7 @@ from tests.integration.inventory.test_import_api import (
 from tests.integration.inventory.test_import_api import shop as import_shop
 
 shop = import_shop  # the fixture: a tenant, its API client and a number + PIN product
+browser = console_browser  # the console fixture
 FULL_WIDTH = str.maketrans("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", "０１２３４５６７８９ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ")
 
 
@@ -193,3 +196,28 @@ async def test_binary_file_message_is_all_chinese(client, shop):
         data={"product_id": str(shop.product_id)},
     )
     assert "a PNG image" in en.json()["detail"]
+
+
+# ------------------------------------------------------------------------------------------ the console
+
+
+async def test_console_imports_a_titled_workbook_into_a_stored_value_product(browser, make_tenant, kernel):
+    tenant = await make_tenant(plan="growth")
+    product_id = await new_product(kernel, tenant.id, kind="stored_value", code_format="number_pin", face_value=5000)
+    await browser.console_login(tenant.slug, tenant.owner_email, tenant.owner_password)
+    numbers = plain_codes(12, "SV")
+    rows = [[i + 1, n, f"{i:06d}", "2031/12/31"] for i, n in enumerate(numbers)] + [[13, "7", "000013", ""]]
+    data = titled_workbook(["序号", "卡号", "卡密", "有效期"], rows)
+    form = await browser.get(f"/console/imports/new?product_id={product_id}")
+    assert form.status_code == 200 and str(product_id) in form.text  # stored-value products can be stocked
+    r = await browser.submit(
+        f"/console/imports/new?product_id={product_id}", "/console/imports",
+        {"product_id": str(product_id), "unit_cost": "45", "map_header": "auto"},
+        files={"file": ("储值卡.xlsx", data, "application/octet-stream")},
+    )
+    assert r.status_code == 303, text_of(r.text)[:1500]
+    page = await browser.get(r.headers["location"])
+    text = text_of(page.text)
+    assert 'data-report="valid">12<' in page.text and 'data-report="invalid">1<' in page.text
+    assert "第 3 行（其上方为标题行）" in text
+    assert "过短: 1" in text and "卡号长度为 1，至少 4 个字符" in text
