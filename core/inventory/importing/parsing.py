@@ -5,8 +5,10 @@ read with python-calamine) by their magic bytes, everything else as text — UTF
 UTF-16 with BOM, or a legacy encoding detected with charset-normalizer (GB18030 whenever a GB-family
 encoding is among the candidates: it is a superset of GBK and GB2312). Text is split by the delimiter most
 sample lines share: tab, comma, ``----`` (卡号----卡密), full-width comma, semicolon, ``|`` or whitespace,
-else one code per line. :func:`records` then maps the columns to ``number``, ``pin`` and ``expires_at`` from
-Chinese or English headers (or position, or an explicit :class:`ColumnMapping`) and streams
+else one code per line. :func:`records` then finds the header row below any title rows (the first of the
+first 20 rows naming known columns, Chinese or English), maps the columns to ``number``, ``pin`` and
+``expires_at`` (from that header, an explicit :class:`ColumnMapping`, or by position only when the cells
+look like codes — otherwise the file is refused with a request to map the columns) and streams
 :class:`Record` tuples. Nothing is read into one big list; the file is decoded incrementally.
 Whole-file problems raise :class:`~core.errors.ValidationFailed` with a stable code.
 """

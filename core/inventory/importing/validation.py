@@ -1,11 +1,13 @@
 """Checking every row before anything is stored, and the report the user confirms.
 
-Per row: empty number, bad characters (control or invisible characters, spaces inside), too long
-(:data:`~core.inventory.vault.MAX_CODE_LENGTH`), malformed or past expiry, a PIN missing for a
+Cells are normalised first (:func:`core.normalize.display`: NFKC, spaces and zero-width characters
+removed). Per row: empty number, bad characters (control characters), the product's code rules (length and
+charset of the number and the PIN, :mod:`core.catalog.rules`), malformed or past expiry, a PIN missing for a
 ``number_pin`` product or given for a number-only one, a number Excel has already rounded, a duplicate
 earlier in the file, and (checked by the caller against ``codes.digest`` in chunks) a duplicate of a code
 the tenant already holds. The report carries totals, counts per problem and the first problem rows with
-zh-CN and English messages; a code is never echoed back, at most masked (``•••• 1234``).
+zh-CN and English messages and the value as written (dates as the user wrote them); a code is never
+echoed back, at most masked (``•••• 1234``), a PIN not at all.
 """
 
 from __future__ import annotations
