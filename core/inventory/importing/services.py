@@ -245,7 +245,9 @@ async def create_import(
         candidates = await asyncio.to_thread(_take, recs, validator, VALIDATE_CHUNK)
         if candidates is None:
             break
-        held = await bulk.existing_digests(session, tenant_id, [c.digest for c in candidates])
+        # codes stocked before normalisation were digested as written: a row written the same way matches too
+        wanted = [c.digest for c in candidates] + [c.legacy_digest for c in candidates if c.legacy_digest]
+        held = await bulk.existing_digests(session, tenant_id, wanted)
         for c in validator.drop_existing(candidates, held):
             stager.add(c.number, c.pin, c.expires_ts)
     report = validator.report(columns, upload.file_format, upload.encoding, upload.delimiter)

@@ -96,6 +96,8 @@ class Candidate(NamedTuple):
     pin: str | None
     expires_ts: int | None
     digest: str
+    #: The digest the row's text had before codes were normalised (kept until then), when it differs.
+    legacy_digest: str | None = None
 
 
 def end_of_day(day: dt.date, tz: ZoneInfo) -> dt.datetime:
@@ -379,14 +381,18 @@ class Validator:
                 else:
                     self._seen.add(key)
             if ok and number:
-                out.append(Candidate(row, number, pin or None, int(row_exp.timestamp()) if row_exp else None, digest))
+                legacy = rec.number.strip() if isinstance(rec.number, str) else None
+                out.append(Candidate(row, number, pin or None, int(row_exp.timestamp()) if row_exp else None, digest,
+                                     self.cipher.digest(legacy.encode("utf-8")) if legacy and legacy != typed(legacy)
+                                     else None))
         return out
 
     def drop_existing(self, candidates: list[Candidate], existing: set[str]) -> list[Candidate]:
-        """Mark candidates whose digest the tenant already holds; returns the rest and closes the chunk."""
+        """Mark candidates whose digest (or pre-normalisation digest) the tenant already holds; returns the
+        rest and closes the chunk."""
         kept: list[Candidate] = []
         for c in candidates:
-            if c.digest in existing:
+            if c.digest in existing or (c.legacy_digest is not None and c.legacy_digest in existing):
                 self._problem(c.row, "number", "duplicate_existing", masked_code(c.number))
             else:
                 kept.append(c)

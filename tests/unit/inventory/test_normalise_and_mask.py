@@ -62,3 +62,20 @@ def test_code_rules():
     assert rule.problem("123")[0] == "too_short" and rule.problem("1" * 13)[0] == "too_long"
     assert rule.problem("12345678901X")[0] == "bad_charset"
     assert CodeRules.of(object()) == CodeRules()  # defaults: 4–64 printable
+
+
+def test_import_finds_a_code_stocked_before_normalisation_written_the_same_way():
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from core.inventory.importing.parsing import Columns, Record
+    from core.inventory.importing.validation import Validator
+
+    cipher = TenantCipher(uuid.uuid4(), os.urandom(32))
+    legacy_held = cipher.digest(b"ABCD-1234-EFGH")  # how the vault digested it before: as written, trimmed
+    v = Validator(cipher, code_format="number", tz=ZoneInfo("Asia/Shanghai"), now=dt.datetime.now(dt.UTC))
+    candidates = v.check_chunk([Record(1, " ABCD-1234-EFGH ", None, None), Record(2, "WXYZ-9876-QRST", None, None)])
+    kept = v.drop_existing(candidates, {legacy_held})
+    assert [c.row for c in kept] == [2]
+    report = v.report(Columns(0, None, None, False), "txt", "utf-8", None)
+    assert report.problem_counts == {"duplicate_existing": 1}
