@@ -26,6 +26,7 @@ from admin_ui.i18n import N_
 from admin_ui.money import AmountInvalid, end_of_day, fen_to_yuan, last_day, parse_day, yuan_to_fen
 from admin_ui.rendering import flash, locale_of, render, translator
 from core.catalog.models import CODE_FORMATS, PRODUCT_KINDS, PRODUCT_STATUSES, PROVENANCES, VALIDITY_KINDS
+from core.catalog.rules import CHARSETS, DEFAULT_CHARSET, DEFAULT_MAX_LENGTH, DEFAULT_MIN_LENGTH, RULE_FIELDS
 from core.catalog.schemas import ProductCreate, ProductFilter, ProductOut, ProductUpdate
 from core.catalog.services import CODE_KINDS, create_product, get_product, list_products, update_product
 from core.errors import DomainError
@@ -58,7 +59,15 @@ TEXT_FIELDS = (
     "low_stock_threshold",
     "low_stock_days_cover",
     "near_expiry_days",
+    *RULE_FIELDS,
 )
+#: Card number / PIN charsets as the form offers them (translated in the template).
+CHARSET_LABELS: dict[str, str] = {
+    "printable": N_("Any printable character"),
+    "digits": N_("Digits 0–9"),
+    "alnum": N_("Letters and digits"),
+    "crockford": N_("Crockford base32 (no I, L, O, U)"),
+}
 _WHOLE = re.compile(r"^\d{1,9}$")
 _TAG_SPLIT = re.compile(r"[,，;；\n]+")
 MONEY_MESSAGE = N_("Enter an amount in yuan with at most two decimals, e.g. 12.50.")
@@ -130,6 +139,13 @@ def product_input(form: dict[str, Any], tz: str, *, kind: str) -> dict[str, Any]
         data["low_stock_days_cover"] = _whole(form, "low_stock_days_cover")
     near = _whole(form, "near_expiry_days")
     data["near_expiry_days"] = 30 if near is None else near
+    if kind != "bundle":  # an empty field keeps the default (4–64 printable) or, on edit, the current rule
+        for part in ("code", "pin"):
+            for field in (f"{part}_min_length", f"{part}_max_length"):
+                if (number := _whole(form, field)) is not None:
+                    data[field] = number
+            if charset := (form.get(f"{part}_charset") or "").strip():
+                data[f"{part}_charset"] = charset
     data["tags"] = [t.strip() for t in _TAG_SPLIT.split(form["tags"]) if t.strip()]
     if kind == "bundle":
         items = []
@@ -177,6 +193,7 @@ def form_of(product: ProductOut, tz: str) -> dict[str, Any]:
                 "low_stock_threshold",
                 "low_stock_days_cover",
                 "near_expiry_days",
+                *RULE_FIELDS,
             )
         },
         "tags": ", ".join(product.tags),
@@ -265,6 +282,8 @@ class ProductsController(Controller):
             provenances=PROVENANCES,
             statuses=[s for s in PRODUCT_STATUSES if product is not None or s != "archived"],
             code_kinds=CODE_KINDS,
+            charsets=CHARSETS,
+            charset_labels=CHARSET_LABELS,
         )
         return render(request, "console/product_form.html", ctx, status=status)
 
@@ -282,6 +301,12 @@ class ProductsController(Controller):
             provenance="official",
             status="active",
             near_expiry_days="30",
+            code_min_length=str(DEFAULT_MIN_LENGTH),
+            code_max_length=str(DEFAULT_MAX_LENGTH),
+            code_charset=DEFAULT_CHARSET,
+            pin_min_length=str(DEFAULT_MIN_LENGTH),
+            pin_max_length=str(DEFAULT_MAX_LENGTH),
+            pin_charset=DEFAULT_CHARSET,
             items=[],
         )
         return await self._form_page(request, db, form)
@@ -318,6 +343,7 @@ class ProductsController(Controller):
             item_levels=await stock_levels(db) if product.kind == "bundle" else {},
             empty_level=StockLevel(currency=product.currency),
             code_kinds=CODE_KINDS,
+            charset_labels=CHARSET_LABELS,
             importable=product.kind in IMPORTABLE_KINDS and product.status != "archived",
         )
         return render(request, "console/product_detail.html", ctx)

@@ -175,6 +175,8 @@ PROBLEM_LABELS: dict[str, str] = {
     "empty": N_("Empty card number"),
     "bad_characters": N_("Bad characters"),
     "too_long": N_("Too long"),
+    "too_short": N_("Too short"),
+    "bad_charset": N_("Characters not allowed"),
     "excel_precision": N_("Rounded by Excel"),
     "bad_date": N_("Malformed date"),
     "expired": N_("Already expired"),

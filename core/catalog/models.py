@@ -42,6 +42,13 @@ class Product(TenantScoped):
     low_stock_threshold: Mapped[int | None] = mapped_column(default=None)
     low_stock_days_cover: Mapped[int | None] = mapped_column(default=None)
     near_expiry_days: Mapped[int] = mapped_column(default=30)
+    # Card number and PIN rules (see core.catalog.rules): canonical length bounds and allowed characters.
+    code_min_length: Mapped[int] = mapped_column(default=4, server_default="4")
+    code_max_length: Mapped[int] = mapped_column(default=64, server_default="64")
+    code_charset: Mapped[str] = mapped_column(String(20), default="printable", server_default="printable")
+    pin_min_length: Mapped[int] = mapped_column(default=4, server_default="4")
+    pin_max_length: Mapped[int] = mapped_column(default=64, server_default="64")
+    pin_charset: Mapped[str] = mapped_column(String(20), default="printable", server_default="printable")
 
 
 class BundleItem(TenantScoped):

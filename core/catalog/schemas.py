@@ -20,7 +20,12 @@ class BundleItemIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class ProductCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """A new product. ``items`` only for ``kind="bundle"``; ``code_format`` only for code kinds."""
+    """A new product. ``items`` only for ``kind="bundle"``; ``code_format`` only for code kinds.
+
+    Code kinds carry card number and PIN rules: ``code_min_length``/``code_max_length`` (default 4–64,
+    bounds 1–128) and ``code_charset`` (``digits``, ``alnum``, ``crockford`` or ``printable``, the
+    default), the same for ``pin_*``. Lengths count the canonical form (spaces and dashes removed).
+    """
 
     sku: str
     kind: str
@@ -42,6 +47,12 @@ class ProductCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     low_stock_threshold: int | None = None
     low_stock_days_cover: int | None = None
     near_expiry_days: int = 30
+    code_min_length: int | None = None
+    code_max_length: int | None = None
+    code_charset: str | None = None
+    pin_min_length: int | None = None
+    pin_max_length: int | None = None
+    pin_charset: str | None = None
     items: list[BundleItemIn] = msgspec.field(default_factory=list)
 
 
@@ -71,6 +82,12 @@ class ProductUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     low_stock_threshold: int | UnsetType | None = UNSET
     low_stock_days_cover: int | UnsetType | None = UNSET
     near_expiry_days: int | UnsetType = UNSET
+    code_min_length: int | UnsetType = UNSET
+    code_max_length: int | UnsetType = UNSET
+    code_charset: str | UnsetType = UNSET
+    pin_min_length: int | UnsetType = UNSET
+    pin_max_length: int | UnsetType = UNSET
+    pin_charset: str | UnsetType = UNSET
     items: list[BundleItemIn] | UnsetType = UNSET
 
 
@@ -114,6 +131,12 @@ class ProductOut(msgspec.Struct):
     low_stock_threshold: int | None
     low_stock_days_cover: int | None
     near_expiry_days: int
+    code_min_length: int | None
+    code_max_length: int | None
+    code_charset: str | None
+    pin_min_length: int | None
+    pin_max_length: int | None
+    pin_charset: str | None
     items: list[BundleItemOut]
     created_at: dt.datetime
 

@@ -10,6 +10,8 @@ Rules held here (so the API, the console and the CLI answer alike):
 - Low stock by an absolute threshold or by days of cover (not both); ``near_expiry_days`` 1..365.
 - Bundles: items are other (non-bundle, non-archived) products of the tenant, quantity 1..100, no
   duplicates, and at least two items or one item with quantity ≥ 2.
+- Code kinds carry card number / PIN rules (lengths 1..128, min ≤ max, charset digits / alnum / crockford /
+  printable; defaults 4–64 printable, see :mod:`core.catalog.rules`); bundles none.
 - SKU unique per tenant (409 ``sku_taken``). Every create and update appends to the audit chain.
 """
 
@@ -33,6 +35,15 @@ from core.catalog.models import (
     VALIDITY_KINDS,
     BundleItem,
     Product,
+)
+from core.catalog.rules import (
+    CHARSETS,
+    DEFAULT_CHARSET,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_MIN_LENGTH,
+    LENGTH_CEILING,
+    LENGTH_FLOOR,
+    RULE_FIELDS,
 )
 from core.catalog.schemas import (
     BundleItemIn,
@@ -65,8 +76,12 @@ _TEXT_LIMITS = {"name_zh": 200, "name_en": 200, "brand": 100, "category": 100, "
 _FIELDS = (
     "sku", "kind", "code_format", "name_zh", "name_en", "brand", "category", "face_value", "currency",
     "validity_kind", "validity_date", "validity_days", "usage_rules", "provenance", "status", "tags",
-    "max_uses", "low_stock_threshold", "low_stock_days_cover", "near_expiry_days",
+    "max_uses", "low_stock_threshold", "low_stock_days_cover", "near_expiry_days", *RULE_FIELDS,
 )
+_RULE_DEFAULTS: dict[str, Any] = {
+    "code_min_length": DEFAULT_MIN_LENGTH, "code_max_length": DEFAULT_MAX_LENGTH, "code_charset": DEFAULT_CHARSET,
+    "pin_min_length": DEFAULT_MIN_LENGTH, "pin_max_length": DEFAULT_MAX_LENGTH, "pin_charset": DEFAULT_CHARSET,
+}
 _VALIDITY_FIELDS = {"fixed_date": "validity_date", "days_after_issue": "validity_days"}
 
 
@@ -136,6 +151,7 @@ def _check_fields(v: dict[str, Any], *, creating: bool, changed: set[str], old_s
     elif kind == "bundle" and v["code_format"] is not None:
         errs.add("code_format", "not_applicable", "A bundle has no code format of its own",
                  "组合权益包没有自身的卡密格式")
+    _check_code_rules(errs, v, kind)
 
     for field, limit in _TEXT_LIMITS.items():
         v[field] = str(v[field] or "").strip()
@@ -177,6 +193,28 @@ def _check_fields(v: dict[str, Any], *, creating: bool, changed: set[str], old_s
                  "Set a low-stock threshold or days of cover, not both", "低库存阈值与可售天数只能设置其一")
     _check_range(errs, v, "near_expiry_days", 1, 365, required=True)
     return errs
+
+
+def _check_code_rules(errs: _Errors, v: dict[str, Any], kind: str) -> None:
+    """Card number and PIN rules: lengths 1..128 with min ≤ max, a known charset; none for bundles."""
+    if kind not in CODE_KINDS:
+        for field in RULE_FIELDS:
+            _must_be_empty(errs, v, field, "a bundle holds no codes of its own", "组合权益包没有自身的卡密")
+        return
+    for field in RULE_FIELDS:
+        if v[field] is None:
+            v[field] = _RULE_DEFAULTS[field]
+    for part, label_en, label_zh in (("code", "card number", "卡号"), ("pin", "PIN", "卡密")):
+        lo, hi = f"{part}_min_length", f"{part}_max_length"
+        _check_range(errs, v, lo, LENGTH_FLOOR, LENGTH_CEILING, required=True)
+        _check_range(errs, v, hi, LENGTH_FLOOR, LENGTH_CEILING, required=True)
+        if _is_int(v[lo]) and _is_int(v[hi]) and v[lo] > v[hi]:
+            errs.add(hi, "out_of_range", f"The {label_en} maximum length is below its minimum",
+                     f"{label_zh}最大长度小于最小长度")
+        charset = f"{part}_charset"
+        if v[charset] not in CHARSETS:
+            errs.add(charset, "invalid_choice", f"{charset} must be one of {', '.join(CHARSETS)}",
+                     f"{label_zh}字符集必须是 {', '.join(CHARSETS)} 之一")
 
 
 def _check_validity(errs: _Errors, v: dict[str, Any], *, creating: bool, changed: set[str]) -> None:
@@ -303,7 +341,9 @@ def product_out(product: Product, items: list[BundleItemOut]) -> ProductOut:
         usage_rules=product.usage_rules, provenance=product.provenance, status=product.status,
         tags=list(product.tags or []), max_uses=product.max_uses,
         low_stock_threshold=product.low_stock_threshold, low_stock_days_cover=product.low_stock_days_cover,
-        near_expiry_days=product.near_expiry_days, items=items, created_at=product.created_at,
+        near_expiry_days=product.near_expiry_days,
+        **{f: None if product.kind == "bundle" else getattr(product, f) for f in RULE_FIELDS},
+        items=items, created_at=product.created_at,
     )
 
 
@@ -353,6 +393,7 @@ async def create_product(session: AsyncSession, data: ProductCreate) -> ProductO
     await _sku_taken(session, v["sku"])
     if v["kind"] == "bundle":
         v["code_format"] = "number"  # the column is not nullable; bundles show ``null``
+        v.update(_RULE_DEFAULTS)
     product = Product(**v)
     session.add(product)
     await _flush(session, v["sku"])
@@ -374,6 +415,7 @@ async def update_product(session: AsyncSession, product_id: uuid.UUID, data: Pro
     v: dict[str, Any] = {f: getattr(product, f) for f in _FIELDS}
     if product.kind == "bundle":
         v["code_format"] = None
+        v.update(dict.fromkeys(RULE_FIELDS))
     if "validity_kind" in patch and patch["validity_kind"] != product.validity_kind:
         for field in _VALIDITY_FIELDS.values():  # the old rule's value goes unless it is restated
             patch.setdefault(field, None)
@@ -387,6 +429,7 @@ async def update_product(session: AsyncSession, product_id: uuid.UUID, data: Pro
     errs.raise_if_any()
     if product.kind == "bundle":
         v["code_format"] = "number"
+        v.update(_RULE_DEFAULTS)
     changes = {f: v[f] for f in _FIELDS if v[f] != getattr(product, f)}
     if "sku" in changes:
         await _sku_taken(session, v["sku"], other_than=product.id)

@@ -38,6 +38,7 @@ from core.jobs.outbox import enqueue
 from core.jobs.registry import job
 from core.kernel import Kernel
 from core.members.services import PHONE_AAD, mask_phone, seal_phone
+from core.normalize import typed
 from core.risk import gate
 from core.risk.gate import RiskSubject, record_failure
 from core.settings import Settings
@@ -235,8 +236,8 @@ async def check_code(
         await session.flush()
         raise OtpExpired("The code has expired; ask for a new one", "验证码已过期，请重新获取")
     cipher = await kernel.keys.cipher(session)
-    given = "".join(ch for ch in (code or "") if not ch.isspace())
-    if not (len(given) == 6 and given.isdigit()) or not hmac.compare_digest(
+    given = typed(code or "")  # full-width digits and spaces as typed on a phone
+    if not (len(given) == 6 and given.isascii() and given.isdigit()) or not hmac.compare_digest(
         challenge.code_digest, _code_digest(cipher, challenge, given)
     ):
         challenge.attempts += 1

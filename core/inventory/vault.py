@@ -1,6 +1,11 @@
-"""How codes are kept: AES-256-GCM under the tenant's data key, an HMAC digest for lookup, the last 4
-characters for display. Plaintext exists only in memory, on the way in (import/generate) and out
-(delivery, audited reveal or export).
+"""How codes are kept: AES-256-GCM under the tenant's data key, an HMAC digest for lookup, and a short hint
+for display. Plaintext exists only in memory, on the way in (import/generate) and out (delivery, audited
+reveal or export).
+
+The digest is computed on the canonical form (:func:`core.normalize.typed`: NFKC, no spaces, dashes or
+invisible characters), so ``１２３４-５６７８`` and ``12345678`` are one code. The ciphertext keeps the code as
+it is shown (NFKC, surrounding spaces removed, dashes kept) for delivery. The hint (``codes.last4``)
+reveals at most a third of the canonical code, and nothing of a code shorter than 8 characters.
 """
 
 from __future__ import annotations
@@ -8,8 +13,14 @@ from __future__ import annotations
 import msgspec
 
 from core.crypto.envelope import TenantCipher
+from core.normalize import display, typed
 
 MAX_CODE_LENGTH = 128
+#: Codes shorter than this show no character at all.
+HINT_MIN_LENGTH = 8
+HINT_MAX_CHARS = 4
+#: What a code without a hint looks like.
+FULL_MASK = "••••••••"
 
 
 class SealedCode(msgspec.Struct, frozen=True):
@@ -20,21 +31,30 @@ class SealedCode(msgspec.Struct, frozen=True):
 
 
 def clean(number: str) -> str:
-    """The stored form of a card number: surrounding whitespace removed, case and inner characters kept."""
-    return number.strip()
+    """The canonical form of a card number (the form its digest is computed on)."""
+    return typed(number)
+
+
+def hint(number: str) -> str:
+    """The characters a mask may show: the last ``len // 3`` (at most 4) of the canonical code, or nothing
+    for a code shorter than :data:`HINT_MIN_LENGTH`."""
+    key = typed(number)
+    if len(key) < HINT_MIN_LENGTH:
+        return ""
+    return key[-min(HINT_MAX_CHARS, len(key) // 3) :]
 
 
 def digest_of(cipher: TenantCipher, number: str) -> str:
-    """Lookup key of a card number (HMAC-SHA256 under the tenant's key); unique per tenant."""
+    """Lookup key of a card number (HMAC-SHA256 of its canonical form under the tenant's key)."""
     return cipher.digest(clean(number).encode("utf-8"))
 
 
 def seal(cipher: TenantCipher, number: str, pin: str | None = None) -> SealedCode:
-    number = clean(number)
-    digest = digest_of(cipher, number)
-    payload = msgspec.msgpack.encode([number, pin])
+    shown = display(number)
+    digest = digest_of(cipher, shown)
+    payload = msgspec.msgpack.encode([shown, display(pin) if pin is not None else None])
     # The digest is the associated data: a ciphertext moved to another row no longer decrypts.
-    return SealedCode(digest, cipher.encrypt(payload, aad=digest.encode()), number[-4:], pin is not None)
+    return SealedCode(digest, cipher.encrypt(payload, aad=digest.encode()), hint(shown), pin is not None)
 
 
 def unseal(cipher: TenantCipher, digest: str, secret: bytes) -> tuple[str, str | None]:
@@ -42,5 +62,11 @@ def unseal(cipher: TenantCipher, digest: str, secret: bytes) -> tuple[str, str |
     return number, pin
 
 
-def masked(last4: str) -> str:
-    return "•••• " + last4
+def masked(last4: str | None) -> str:
+    """A code as screens and the API show it: ``•••• 89`` (the stored hint), or ``••••••••`` without one."""
+    return "•••• " + last4 if last4 else FULL_MASK
+
+
+def masked_code(number: str) -> str:
+    """The mask of a plaintext code (what :func:`masked` shows once it is stored)."""
+    return masked(hint(number))

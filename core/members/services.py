@@ -39,8 +39,9 @@ from core.members.schemas import (
     MemberPage,
     MemberUpdate,
 )
+from core.normalize import typed
 
-_MOBILE = re.compile(r"1[3-9]\d{9}")
+_MOBILE = re.compile(r"1[3-9][0-9]{9}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}")
 _SEPARATORS = re.compile(r"[\s\-()（）]")
 PHONE_AAD = b"member-phone:"
@@ -59,7 +60,7 @@ def _phone_error(message_en: str = "Not a mainland China mobile number") -> Vali
 
 def normalize_phone(raw: str) -> str:
     """``+8613812345678`` from a mainland mobile number (``+86``/``86``/``0086`` prefix, spaces, dashes ok)."""
-    s = _SEPARATORS.sub("", str(raw or ""))
+    s = _SEPARATORS.sub("", typed(raw or ""))  # full-width digits, U+3000 and dashes as in every typed value
     for prefix in ("+86", "0086", "86"):
         if s.startswith(prefix) and len(s) == len(prefix) + 11:
             s = s[len(prefix) :]

@@ -15,7 +15,7 @@ A code held by members (grant items) gives up one held item per use that consume
 member (or the item) the caller names, else the oldest. The item is chosen and marked in one UPDATE after
 the conditional write above, whose row lock orders concurrent redeemers of the same code.
 
-A code is looked up by its HMAC digest (tenant key), trying the text as given first (what
+A code is looked up by its HMAC digest (tenant key), trying its canonical form first (what
 :func:`core.inventory.vault.digest_of` stores), then forms with the spaces, dashes and case a person or a
 scanner may have changed. Every attempt passes the risk gate (blocklists, lockouts, limits); wrong codes and
 wrong PINs feed its failed-attempt velocity (:func:`core.risk.gate.record_failure`), which the engine writes
@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import re
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,7 +51,8 @@ from core.events.services import emit
 from core.grants.models import GrantItem
 from core.inventory import codegen
 from core.inventory.models import Code
-from core.inventory.vault import clean, digest_of, masked, unseal
+from core.inventory.vault import masked, unseal
+from core.normalize import typed
 from core.redemption.models import (
     DEFAULT_ROLLBACK_WINDOW_MINUTES,
     CodeAccount,
@@ -200,20 +202,23 @@ async def _failed(session: AsyncSession, settings: Any, subject: RiskSubject, ex
 
 
 def code_candidates(raw: str) -> list[str]:
-    """The forms of a typed or scanned code to look up, most literal first.
+    """The forms of a typed or scanned code to look up, most likely first.
 
-    The vault digests the number as stored (surrounding whitespace removed, case and inner characters
-    kept), so the text as given is tried first; then without inner spaces, with spaces as dashes,
-    upper-cased, and in the platform's generated layout (Crockford-normalised, groups of four, then the
-    check symbol).
+    The vault digests the canonical form (:func:`core.normalize.typed`: NFKC, no spaces, dashes or invisible
+    characters, case kept), so that form comes first, then upper-cased and in Crockford form (people type O
+    for 0). Codes stored before that rule were digested as given (surrounding whitespace removed, inner
+    spaces and dashes kept): their forms follow, as given, with spaces as dashes, and in the generated
+    layout (groups of four, then the check symbol).
     """
-    text = clean(raw.replace("\u3000", " "))
-    joined, dashed = _SPACES.sub("", text), _SPACES.sub("-", text)
-    out = [text, joined, dashed, joined.upper(), dashed.upper()]
-    flat = codegen.normalize(joined)
+    key = typed(raw)
+    out = [key, key.upper()]
+    flat = codegen.normalize(key)
+    spaced = unicodedata.normalize("NFKC", raw).strip()
+    dashed = _SPACES.sub("-", spaced)
+    out += [flat, spaced, dashed, dashed.upper()]
     if len(flat) > 1:
         body = flat[:-1]
-        out += [flat, "-".join([body[i : i + 4] for i in range(0, len(body), 4)] + [flat[-1]])]
+        out.append("-".join([body[i : i + 4] for i in range(0, len(body), 4)] + [flat[-1]]))
     return list(dict.fromkeys(c for c in out if c))[:MAX_CANDIDATES]
 
 
@@ -283,7 +288,8 @@ async def _find_code(
     (``rollback_window``, NULL when never set).
     """
     cipher = await kernel.keys.cipher(session)
-    digests = [digest_of(cipher, c) for c in code_candidates(data.code)]
+    # each form digested exactly as it is (the first forms are canonical; the rest match older digests)
+    digests = [cipher.digest(c.encode("utf-8")) for c in code_candidates(data.code)]
     stmt = _lookup(with_window, data.member_id is not None, data.grant_item_id is not None)
     rows = (await session.execute(stmt, {"b_digests": digests, **_holder_params(data)})).all()
     by_digest = {row.digest: row for row in rows}
@@ -295,7 +301,7 @@ async def _find_code(
 
 def _pin_matches(cipher: Any, code: Row[Any], given: str) -> bool:
     _, pin = unseal(cipher, code.digest, code.secret)
-    return hmac.compare_digest(given.strip().encode("utf-8"), (pin or "").encode("utf-8"))
+    return hmac.compare_digest(typed(given).encode("utf-8"), typed(pin or "").encode("utf-8"))
 
 
 async def _product(session: AsyncSession, product_id: uuid.UUID) -> Product:

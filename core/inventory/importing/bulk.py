@@ -159,3 +159,50 @@ async def insert_codes(
     return await write_codes(
         session, seal_rows(cipher, rows, default_expires_at), default_expires_at=default_expires_at, **target
     )
+
+
+async def open_balances(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    balance: int,
+    currency: str,
+    now: dt.datetime,
+    chunk: int = 5_000,
+) -> int:
+    """Open the stored-value account of every code of a new batch: balance = ``balance`` (the product's face
+    value), with its ``opening`` ledger entry, in the caller's transaction. Returns how many were opened.
+
+    Redemption takes the balance from the account (``balance - amount WHERE balance >= amount``), so a card
+    stocked here has its opening balance on record before its first spend.
+    """
+    from core.redemption.models import CodeAccount, LedgerEntry  # redemption keeps balances; stock opens them
+
+    accounts, ledger = CodeAccount.__table__, LedgerEntry.__table__
+    opened, after = 0, None
+    while True:
+        q = select(Code.id).where(Code.batch_id == batch_id).order_by(Code.id).limit(chunk)
+        if after is not None:
+            q = q.where(Code.id > after)
+        ids = list((await session.execute(q)).scalars())
+        if not ids:
+            return opened
+        await session.execute(
+            accounts.insert(),  # type: ignore[attr-defined]
+            [
+                {"tenant_id": tenant_id, "id": new_id(), "code_id": code_id, "uses": 0, "balance": balance,
+                 "initial_balance": balance, "currency": currency, "updated_at": now, "created_at": now}
+                for code_id in ids
+            ],
+        )
+        await session.execute(
+            ledger.insert(),  # type: ignore[attr-defined]
+            [
+                {"tenant_id": tenant_id, "id": new_id(), "code_id": code_id, "redemption_id": None,
+                 "kind": "opening", "delta": balance, "balance_after": balance, "created_at": now}
+                for code_id in ids
+            ],
+        )
+        opened += len(ids)
+        after = ids[-1]

@@ -5,8 +5,10 @@ read with python-calamine) by their magic bytes, everything else as text — UTF
 UTF-16 with BOM, or a legacy encoding detected with charset-normalizer (GB18030 whenever a GB-family
 encoding is among the candidates: it is a superset of GBK and GB2312). Text is split by the delimiter most
 sample lines share: tab, comma, ``----`` (卡号----卡密), full-width comma, semicolon, ``|`` or whitespace,
-else one code per line. :func:`records` then maps the columns to ``number``, ``pin`` and ``expires_at`` from
-Chinese or English headers (or position, or an explicit :class:`ColumnMapping`) and streams
+else one code per line. :func:`records` then finds the header row below any title rows (the first of the
+first 20 rows naming known columns, Chinese or English), maps the columns to ``number``, ``pin`` and
+``expires_at`` (from that header, an explicit :class:`ColumnMapping`, or by position only when the cells
+look like codes — otherwise the file is refused with a request to map the columns) and streams
 :class:`Record` tuples. Nothing is read into one big list; the file is decoded incrementally.
 Whole-file problems raise :class:`~core.errors.ValidationFailed` with a stable code.
 """
@@ -21,7 +23,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, pairwise
 from typing import IO, Any, NamedTuple
 
 import charset_normalizer
@@ -38,17 +40,19 @@ READ_CHUNK = 1024 * 1024
 SAMPLE_LINES = 50
 _GB_FAMILY = {"gb2312", "gbk", "gb18030", "hz", "gb2312_80", "euc_cn", "cp936", "ms936"}
 # (bytes at offset 0, what they are): files that are certainly not text and not a spreadsheet we read.
-_BINARY_MAGIC = (
-    (b"\x89PNG", "PNG image"),
-    (b"\xff\xd8\xff", "JPEG image"),
-    (b"GIF8", "GIF image"),
-    (b"%PDF", "PDF document"),
-    (b"\x1f\x8b", "gzip archive"),
-    (b"Rar!", "RAR archive"),
-    (b"7z\xbc\xaf", "7-Zip archive"),
-    (b"\x7fELF", "executable"),
-    (b"MZ", "executable"),
+_BINARY_MAGIC: tuple[tuple[bytes, tuple[str, str]], ...] = (
+    (b"\x89PNG", ("a PNG image", "PNG 图片")),
+    (b"\xff\xd8\xff", ("a JPEG image", "JPEG 图片")),
+    (b"GIF8", ("a GIF image", "GIF 图片")),
+    (b"%PDF", ("a PDF document", "PDF 文档")),
+    (b"\x1f\x8b", ("a gzip archive", "gzip 压缩包")),
+    (b"Rar!", ("a RAR archive", "RAR 压缩包")),
+    (b"7z\xbc\xaf", ("a 7-Zip archive", "7-Zip 压缩包")),
+    (b"\x7fELF", ("a program", "可执行程序")),
+    (b"MZ", ("a program", "可执行程序")),
 )
+_BINARY_DATA = ("binary data", "二进制数据")
+_ZIP_ARCHIVE = ("a zip archive", "zip 压缩包")
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
@@ -78,13 +82,14 @@ class Record(NamedTuple):
 
 @dataclass
 class Columns:
-    """The column mapping in use, for the report."""
+    """The column mapping in use, for the report (``header_row``: the header's row number in the file)."""
 
     number: int
     pin: int | None
     expires_at: int | None
     has_header: bool
     header: list[str] = field(default_factory=list)
+    header_row: int | None = None
 
     def describe(self) -> dict[str, str | None]:
         """``{"number": "卡号", "pin": "卡密", "expires_at": None}`` (header names, or ``column 2``)."""
@@ -184,11 +189,12 @@ def _empty() -> ValidationFailed:
     return import_error("import_empty", "The file is empty: there is no code in it", "文件为空，没有任何卡密")
 
 
-def _binary(what: str = "binary data") -> ValidationFailed:
+def _binary(what: tuple[str, str] = _BINARY_DATA) -> ValidationFailed:
+    """A file that is neither text nor a spreadsheet; ``what`` is (English, Chinese), each message in its language."""
     return import_error(
         "import_binary",
-        f"The file is not text or a spreadsheet ({what}); export it from your spreadsheet as CSV or XLSX",
-        f"文件不是文本或电子表格（{what}），请从表格软件另存为 CSV 或 XLSX",
+        f"The file is not text or a spreadsheet ({what[0]}); export it from your spreadsheet as CSV or XLSX",
+        f"文件不是文本或电子表格（{what[1]}），请从表格软件另存为 CSV 或 XLSX",
     )
 
 
@@ -196,7 +202,7 @@ def _open_sheet(f: IO[bytes], filename: str, ext: str, size: int, head: bytes) -
     if head.startswith(_ZIP_MAGIC) and not _is_workbook_zip(f):
         if ext in SHEET_EXTENSIONS:
             raise _bad_sheet()
-        raise _binary("zip archive")  # an XLSX renamed .csv is read as what it is; other archives are not
+        raise _binary(_ZIP_ARCHIVE)  # an XLSX renamed .csv is read as what it is; other archives are not
     try:
         from python_calamine import CalamineWorkbook
 
@@ -411,8 +417,8 @@ def _norm(header: Any) -> str:
 NUMBER_ALIASES = frozenset(
     {
         "卡号", "卡号码", "卡券号", "卡券号码", "券号", "券码", "卡券码", "串码", "兑换码", "激活码", "充值码",
-        "序列号", "礼品卡号", "会员卡号", "优惠码", "优惠券码", "卡號", "卡號碼", "券號", "序號", "兌換碼", "cardnumber", "cardno", "cardnum", "card",
-        "number", "no", "code", "codes", "couponcode", "vouchercode", "voucher", "serial", "serialnumber",
+        "序列号", "礼品卡号", "会员卡号", "优惠码", "优惠券码", "卡號", "卡號碼", "券號", "兌換碼", "cardnumber", "cardno", "cardnum", "card",
+        "number", "code", "codes", "couponcode", "vouchercode", "voucher", "serial", "serialnumber",
         "serialno", "sn", "cdkey", "key", "giftcardnumber", "giftcard", "codenumber", "redeemcode",
     }
 )  # fmt: skip
@@ -523,19 +529,104 @@ def _blank(cells: list[Any]) -> bool:
     return all(c is None or (isinstance(c, str) and not c.strip()) for c in cells)
 
 
+#: Rows looked at (after blank ones) for the header: title rows (a merged title cell, a note) may come first.
+HEADER_SCAN_ROWS = 20
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3001-\u303f\uff01-\uff0f\uff1a-\uff20]")
+_WORDS = re.compile(r"^[A-Za-z][a-z]+(?: [A-Za-z][a-z]*)+$")
+
+
+def _textual(cell: Any) -> bool:
+    """A cell that reads like words (a title, an unknown header), not like a code, PIN or date."""
+    if not isinstance(cell, str) or _looks_like_date(cell):
+        return False
+    text = cell.strip()
+    return bool(_CJK.search(text) or _WORDS.match(text))
+
+
+def _counter(column: list[Any]) -> bool:
+    """Whether a column's values read 1, 2, 3 … (a 序号 row-number column)."""
+    values: list[int] = []
+    for v in column:
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if isinstance(v, str) and v.strip().isascii() and v.strip().isdigit():
+            v = int(v.strip())
+        if not isinstance(v, int) or isinstance(v, bool):
+            return False
+        values.append(v)
+    # starting at 0 or 1: sequential card numbers (10000001, 10000002 …) are codes, not row numbers
+    return len(values) >= 3 and values[0] in (0, 1) and all(b == a + 1 for a, b in pairwise(values))
+
+
+def _unrecognised(rows_scanned: int) -> ValidationFailed:
+    return import_error(
+        "import_columns_unrecognised",
+        f"No header row naming the columns (卡号/card number, 卡密/PIN, 有效期/expiry) was found in the first "
+        f"{rows_scanned} rows, and the columns cannot be told by position. Choose which column holds the card "
+        "number (and the PIN, the expiry) — a column mapping — and upload again",
+        f"前 {rows_scanned} 行中没有可识别的表头（卡号、卡密、有效期），也无法按位置判断各列含义。"
+        "请指定卡号（以及卡密、有效期）所在的列（列映射）后重新上传",
+        rows_scanned=rows_scanned,
+    )
+
+
+def _header_index(head: list[tuple[int, list[Any]]], mapping: ColumnMapping) -> int | None:
+    """Index in ``head`` of the header row: the first whose cells name the mapped (or known) columns."""
+    named = [getattr(mapping, n) for n in FIELDS if isinstance(getattr(mapping, n), str)]
+    for i, (_n, cells) in enumerate(head):
+        if named:
+            keys = {str(c).strip() for c in cells} | {_norm(c) for c in cells}
+            if all(w.strip() in keys or _norm(w) in keys for w in named):
+                return i
+        elif _auto_header(cells):
+            return i
+    return None
+
+
 def records(upload: Upload, mapping: ColumnMapping | None = None) -> tuple[Columns, Iterator[Record]]:
-    """Resolve the columns from the first non-blank row and stream the data rows (blank rows skipped)."""
+    """Find the header row (below any title rows) and stream the data rows (blank rows skipped).
+
+    The header is the first of the first :data:`HEADER_SCAN_ROWS` non-blank rows whose cells name the card
+    number column (卡号, card number …) or the columns a mapping names; rows above it are titles and are
+    skipped. A file without one is read by position only when its cells look like codes; a row of words
+    (a title, unknown headers) or a 1, 2, 3 … first column (序号) refuses the file with
+    ``import_columns_unrecognised``, asking for a column mapping — never a silent import by position.
+    """
+    mapping = mapping or ColumnMapping()
     rows = upload.rows()
-    first: tuple[int, list[Any]] | None = None
+    head: list[tuple[int, list[Any]]] = []
     for row in rows:
-        if not _blank(row[1]):
-            first = row
+        if _blank(row[1]):
+            continue
+        head.append(row)
+        if len(head) >= HEADER_SCAN_ROWS:
             break
-    if first is None:
+    if not head:
         raise _empty()
-    columns = _resolve(first[1], mapping)
-    stream: Iterator[tuple[int, list[Any]]] = rows if columns.has_header else chain([first], rows)
-    return columns, _mapped(stream, columns)
+    at = None if mapping.header is False else _header_index(head, mapping)
+    if at is not None:
+        columns = _resolve(head[at][1], msgspec.structs.replace(mapping, header=True))
+        columns.header_row = head[at][0]
+        return columns, _mapped(chain(head[at + 1 :], rows), columns)
+    if any(isinstance(getattr(mapping, n), str) for n in FIELDS):
+        named = next(getattr(mapping, n) for n in FIELDS if isinstance(getattr(mapping, n), str))
+        raise _bad_mapping(next(n for n in FIELDS if getattr(mapping, n) == named), named, [])
+    explicit = any(isinstance(getattr(mapping, n), int) for n in FIELDS)
+    if mapping.header:
+        if not explicit:
+            raise _unrecognised(len(head))
+        columns = _resolve(head[0][1], mapping)
+        columns.header_row = head[0][0]
+        return columns, _mapped(chain(head[1:], rows), columns)
+    columns = _resolve(head[0][1], msgspec.structs.replace(mapping, header=False))
+    if not explicit:
+        used = [i for i in (columns.number, columns.pin) if i is not None]
+        width = max(len(cells) for _n, cells in head)
+        if any(_textual(cells[i]) for _n, cells in head for i in used if i < len(cells)) or (
+            width > 1 and _counter([cells[columns.number] if columns.number < len(cells) else None for _n, cells in head])
+        ):
+            raise _unrecognised(len(head))
+    return columns, _mapped(chain(head, rows), columns)
 
 
 def _mapped(rows: Iterator[tuple[int, list[Any]]], columns: Columns) -> Iterator[Record]:

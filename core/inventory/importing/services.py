@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
 from core.catalog.models import Product
+from core.catalog.rules import CHARSET_LABELS, CodeRules, charset_ok
 from core.crypto.services import KeyService
 from core.db.base import utcnow
 from core.db.context import require_tenant
@@ -53,6 +54,7 @@ from core.inventory.importing.schemas import (
 from core.inventory.importing.staging import Stager, StagingCorrupt, iter_staged
 from core.inventory.importing.validation import Candidate, Validator, parse_expiry
 from core.inventory.models import Batch, Code, CodeImport
+from core.inventory.vault import clean
 from core.jobs import outbox, progress
 from core.jobs.models import JobRecord
 from tenants.onboarding import get_tenant
@@ -69,7 +71,7 @@ VALIDATE_CHUNK = 5_000
 INSERT_CHUNK = 5_000
 #: Code states that count against the plan's ``max_stored_codes``.
 LIVE_STATES = ("available", "reserved", "issued")
-CODE_PRODUCT_KINDS = ("code", "reusable_code")
+CODE_PRODUCT_KINDS = ("code", "reusable_code", "stored_value")
 PROGRESS_EVERY_SECONDS = 0.5
 
 T = TypeVar("T")
@@ -84,7 +86,7 @@ def _invalid(field: str, en: str, zh: str, code: str = "invalid") -> ValidationF
 
 
 async def code_product(session: AsyncSession, product_id: uuid.UUID) -> Product:
-    """The tenant's product that can hold codes (kind ``code`` or ``reusable_code``, not archived)."""
+    """The tenant's product that can hold codes (``code``, ``reusable_code`` or ``stored_value``, not archived)."""
     product = (await session.execute(select(Product).where(Product.id == product_id))).scalar_one_or_none()
     if product is None:
         raise NotFound("Product not found", "商品不存在", code="product_not_found")
@@ -139,6 +141,7 @@ def _batch_expiry(fields: BatchFields, tz: ZoneInfo, now: dt.datetime) -> dt.dat
 
 def _batch_fields(fields: BatchFields, product: Product, expires: dt.datetime | None) -> dict[str, Any]:
     return {
+        "expires_written": (fields.expires_at or "").strip() or None,
         "supplier": fields.supplier.strip(),
         "unit_cost": fields.unit_cost,
         "currency": fields.currency or product.currency or "CNY",
@@ -232,7 +235,9 @@ async def create_import(
         code_format=product.code_format,
         tz=tz,
         now=now,
+        rules=CodeRules.of(product),
         batch_expires_at=batch_expires,
+        batch_expires_written=(fields.expires_at or "").strip() or None,
         near_expiry_days=product.near_expiry_days,
     )
     stager = Stager(cipher, import_id)
@@ -240,7 +245,9 @@ async def create_import(
         candidates = await asyncio.to_thread(_take, recs, validator, VALIDATE_CHUNK)
         if candidates is None:
             break
-        held = await bulk.existing_digests(session, tenant_id, [c.digest for c in candidates])
+        # codes stocked before normalisation were digested as written: a row written the same way matches too
+        wanted = [c.digest for c in candidates] + [c.legacy_digest for c in candidates if c.legacy_digest]
+        held = await bulk.existing_digests(session, tenant_id, wanted)
         for c in validator.drop_existing(candidates, held):
             stager.add(c.number, c.pin, c.expires_ts)
     report = validator.report(columns, upload.file_format, upload.encoding, upload.delimiter)
@@ -321,6 +328,27 @@ async def confirm_import(
     return imp, job
 
 
+def _check_generated_fit(product: Product, *, prefix: str, pattern: str) -> None:
+    """Generated codes must meet the product's card number rules (charset, and length in canonical form)."""
+    rule = CodeRules.of(product).number
+    if not charset_ok(codegen.ALPHABET, rule.charset):
+        en, zh = CHARSET_LABELS.get(rule.charset, (rule.charset, rule.charset))
+        raise _invalid(
+            "product_id",
+            f"Generated codes use Crockford base32 letters and digits; the product allows only {en}",
+            f"生成的卡密包含 Crockford base32 字母和数字，而该商品只允许{zh}",
+            "product_rules_mismatch",
+        )
+    length = len(clean(codegen.generate(pattern, prefix)))
+    if not rule.min_length <= length <= rule.max_length:
+        raise _invalid(
+            "pattern",
+            f"Generated codes have {length} characters; the product allows {rule.min_length}–{rule.max_length}",
+            f"生成的卡密长度为 {length}，而该商品要求 {rule.min_length}–{rule.max_length} 个字符",
+            "product_rules_mismatch",
+        )
+
+
 async def start_generation(
     session: AsyncSession, data: GenerationRequest, *, enqueue: bool = True
 ) -> tuple[CodeImport, JobRecord]:
@@ -338,6 +366,7 @@ async def start_generation(
         codegen.validate_pattern((data.prefix + pattern).upper())
     except codegen.PatternError as exc:
         raise _invalid("pattern", str(exc), "格式需至少包含 16 个“#”（80 位随机数），且只能使用 Crockford base32 字符、“-”或空格", "bad_pattern") from None
+    _check_generated_fit(product, prefix=data.prefix, pattern=pattern)
     tz = await tenant_zone(session)
     expires = _batch_expiry(data, tz, utcnow())
     await check_code_quota(session, data.count)
@@ -593,6 +622,9 @@ async def _insert_all(
                 )
             await report(inserted)
     skipped = 0 if generated else attempted - inserted
+    if product.kind == "stored_value":
+        await bulk.open_balances(s, tenant_id=tenant_id, batch_id=batch.id, balance=product.face_value,
+                                 currency=product.currency, now=now)
     batch.code_count = inserted
     total_cost = batch.unit_cost * inserted
     imp.status, imp.batch_id, imp.error, imp.staged = "imported", batch.id, None, None
@@ -614,6 +646,7 @@ async def _insert_all(
             "supplier": batch.supplier,
             "purchase_ref": batch.purchase_ref,
             "mode": None if generated else mode,
+            "opening_balance": product.face_value if product.kind == "stored_value" else None,
         },
     )
     await s.flush()

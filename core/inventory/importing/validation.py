@@ -1,11 +1,13 @@
 """Checking every row before anything is stored, and the report the user confirms.
 
-Per row: empty number, bad characters (control or invisible characters, spaces inside), too long
-(:data:`~core.inventory.vault.MAX_CODE_LENGTH`), malformed or past expiry, a PIN missing for a
+Cells are normalised first (:func:`core.normalize.display`: NFKC, spaces and zero-width characters
+removed). Per row: empty number, bad characters (control characters), the product's code rules (length and
+charset of the number and the PIN, :mod:`core.catalog.rules`), malformed or past expiry, a PIN missing for a
 ``number_pin`` product or given for a number-only one, a number Excel has already rounded, a duplicate
 earlier in the file, and (checked by the caller against ``codes.digest`` in chunks) a duplicate of a code
 the tenant already holds. The report carries totals, counts per problem and the first problem rows with
-zh-CN and English messages; a code is never echoed back, at most masked (``•••• 1234``).
+zh-CN and English messages and the value as written (dates as the user wrote them); a code is never
+echoed back, at most masked (``•••• 1234``), a PIN not at all.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from core.catalog.rules import CodeRules, PartRule
 from core.crypto.envelope import TenantCipher
 from core.inventory.importing.parsing import Columns, Record
-from core.inventory.vault import MAX_CODE_LENGTH, digest_of
+from core.inventory.vault import MAX_CODE_LENGTH, digest_of, masked_code
+from core.normalize import display, typed
 
 #: How many problem rows the report lists (all are counted).
 PROBLEM_SAMPLE = 200
@@ -38,11 +42,13 @@ PROBLEMS: dict[str, tuple[str, str]] = {
     "empty": ("The card number is empty", "卡号为空"),
     "bad_characters": ("The {col_en} contains {what_en} at position {pos}", "{col_zh}第 {pos} 位含有{what_zh}"),
     "too_long": ("The {col_en} has {length} characters; at most {limit}", "{col_zh}长度为 {length}，最多 {limit} 个字符"),
+    "too_short": ("The {col_en} has {length} characters; at least {limit}", "{col_zh}长度为 {length}，至少 {limit} 个字符"),
+    "bad_charset": ("The {col_en} may hold only {charset_en}", "{col_zh}只能包含{charset_zh}"),
     "excel_precision": (
         "Excel kept only 15 digits of this number; format the column as text and export again",
         "Excel 只保留了该数字的前 15 位，请将该列设为文本格式后重新导出",
     ),
-    "bad_date": ("The expiry {value!r} is not a date (use YYYY-MM-DD)", "有效期 {value!r} 不是有效日期（请使用 YYYY-MM-DD）"),
+    "bad_date": ("The expiry “{value}” is not a date (use YYYY-MM-DD)", "有效期“{value}”不是有效日期（请使用 YYYY-MM-DD）"),
     "expired": ("The code expired on {value}", "该卡密已于 {value} 过期"),
     "duplicate_in_file": ("The same card number appears earlier in this file", "该卡号在本文件中已出现过"),
     "duplicate_existing": ("This card number is already in your stock", "该卡号已在库存中（此前已导入）"),
@@ -79,6 +85,7 @@ class ImportReport(msgspec.Struct, kw_only=True):
     delimiter: str | None
     earliest_expiry: dt.datetime | None = None
     latest_expiry: dt.datetime | None = None
+    header_row: int | None = None
 
 
 class Candidate(NamedTuple):
@@ -89,16 +96,25 @@ class Candidate(NamedTuple):
     pin: str | None
     expires_ts: int | None
     digest: str
-
-
-def masked_code(number: str) -> str:
-    """At most the last 4 characters of a long code; nothing of a short one."""
-    return "•••• " + number[-4:] if len(number) >= 8 else "••••"
+    #: The digest the row's text had before codes were normalised (kept until then), when it differs.
+    legacy_digest: str | None = None
 
 
 def end_of_day(day: dt.date, tz: ZoneInfo) -> dt.datetime:
-    """An expiry given as a date means "valid through that day" in the tenant's timezone."""
-    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=tz).astimezone(dt.UTC)
+    """An expiry given as a date means "valid through that day" in the tenant's timezone: its last instant
+    (so it is shown as that day, ``2025-01-01 23:59``, never as the next day's midnight)."""
+    return dt.datetime.combine(day, dt.time.max, tzinfo=tz).astimezone(dt.UTC)
+
+
+def as_written(value: Any) -> str:
+    """A cell as the user wrote it, for messages: text as is; a spreadsheet date as ``YYYY-MM-DD``."""
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M") if value.time() != dt.time() else value.strftime("%Y-%m-%d")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()[:40]
 
 
 def parse_expiry(value: Any, tz: ZoneInfo) -> dt.datetime | None:
@@ -177,7 +193,7 @@ def digester(cipher: TenantCipher) -> Callable[[str], str]:
     one_shot = hmac.digest
 
     def digest(number: str) -> str:
-        return one_shot(key, number.strip().encode("utf-8"), "sha256").hex()
+        return one_shot(key, typed(number).encode("utf-8"), "sha256").hex()
 
     return digest
 
@@ -192,13 +208,17 @@ class Validator:
         code_format: str,
         tz: ZoneInfo,
         now: dt.datetime,
+        rules: CodeRules | None = None,
         batch_expires_at: dt.datetime | None = None,
+        batch_expires_written: str | None = None,
         near_expiry_days: int = 30,
         sample_limit: int = PROBLEM_SAMPLE,
     ) -> None:
         self.cipher = cipher
         self._digest = digester(cipher)
         self.needs_pin = code_format == "number_pin"
+        self.rules = rules or CodeRules()
+        self.batch_expires_written = batch_expires_written
         self.tz = tz
         self.now = now
         self.batch_expires_at = batch_expires_at
@@ -265,11 +285,12 @@ class Validator:
         return parse_expiry(raw, self.tz)
 
     def _text(self, row: int, column: str, raw: Any) -> str | None:
-        """The cell as text (``""`` if empty), or ``None`` after recording a problem."""
+        """The cell as text (``""`` if empty; NFKC, spaces and invisible characters removed), or ``None``
+        after recording a problem."""
         if raw is None:
             return ""
         if isinstance(raw, str):
-            return raw.strip()
+            return display(raw)
         if isinstance(raw, float):
             if raw.is_integer() and abs(raw) < 1e15:
                 return str(int(raw))
@@ -280,17 +301,24 @@ class Validator:
         if isinstance(raw, bool | dt.date | dt.time | dt.timedelta):
             self._problem(row, column, "bad_characters", pos=1, what_en="a non-text value", what_zh="非文本值")
             return None
-        return str(raw).strip()
+        return display(raw)
 
     def _code_ok(self, row: int, column: str, text: str) -> bool:
-        if len(text) > MAX_CODE_LENGTH:
-            self._problem(row, column, "too_long", length=len(text), limit=MAX_CODE_LENGTH)
+        """Control characters, then the product's length and charset rules (on the canonical form)."""
+        value = masked_code(text) if column == "number" else None  # a PIN is never shown, not even masked
+        key = typed(text)
+        if len(key) > MAX_CODE_LENGTH:
+            self._problem(row, column, "too_long", value, length=len(key), limit=MAX_CODE_LENGTH)
             return False
         bad = bad_character(text)
         if bad is not None:
             what_en, what_zh = _describe(bad[1])
-            value = masked_code(text) if column == "number" else None
             self._problem(row, column, "bad_characters", value, pos=bad[0], what_en=what_en, what_zh=what_zh)
+            return False
+        rule: PartRule = self.rules.number if column == "number" else self.rules.pin
+        broken = rule.problem(key)
+        if broken is not None:
+            self._problem(row, column, broken[0], value, **broken[1])
             return False
         return True
 
@@ -331,12 +359,16 @@ class Validator:
                 try:
                     row_exp = self._date(raw_exp)
                 except ValueError:
-                    self._problem(row, "expires_at", "bad_date", str(raw_exp)[:40])
+                    self._problem(row, "expires_at", "bad_date", as_written(raw_exp))
                     ok = False
                 if row_exp is not None:
                     expires = row_exp
             if expires is not None and expires <= self.now:
-                shown = expires.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
+                # the date as the user wrote it (the row's cell, or the batch's expiry field)
+                if row_exp is not None:
+                    shown = as_written(raw_exp)
+                else:
+                    shown = self.batch_expires_written or expires.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
                 self._problem(row, "expires_at", "expired", shown)
                 ok = False
             digest = ""
@@ -349,14 +381,18 @@ class Validator:
                 else:
                     self._seen.add(key)
             if ok and number:
-                out.append(Candidate(row, number, pin or None, int(row_exp.timestamp()) if row_exp else None, digest))
+                legacy = rec.number.strip() if isinstance(rec.number, str) else None
+                out.append(Candidate(row, number, pin or None, int(row_exp.timestamp()) if row_exp else None, digest,
+                                     self.cipher.digest(legacy.encode("utf-8")) if legacy and legacy != typed(legacy)
+                                     else None))
         return out
 
     def drop_existing(self, candidates: list[Candidate], existing: set[str]) -> list[Candidate]:
-        """Mark candidates whose digest the tenant already holds; returns the rest and closes the chunk."""
+        """Mark candidates whose digest (or pre-normalisation digest) the tenant already holds; returns the
+        rest and closes the chunk."""
         kept: list[Candidate] = []
         for c in candidates:
-            if c.digest in existing:
+            if c.digest in existing or (c.legacy_digest is not None and c.legacy_digest in existing):
                 self._problem(c.row, "number", "duplicate_existing", masked_code(c.number))
             else:
                 kept.append(c)
@@ -392,4 +428,5 @@ class Validator:
             delimiter={"\t": "tab", " ": "whitespace"}.get(delimiter or "", delimiter),
             earliest_expiry=self.earliest,
             latest_expiry=self.latest,
+            header_row=columns.header_row,
         )

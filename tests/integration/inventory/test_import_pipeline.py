@@ -219,7 +219,7 @@ async def test_no_plaintext_in_the_database_or_the_logs(kernel, tenant, owner_en
         await confirmed(kernel, tenant.id, imp.id)
         outcome = await run(kernel, tenant.id, imp.id)
         assert outcome.imported == 25
-        failing = await validated(kernel, tenant.id, product, csv_bytes(["卡号", "卡密"], [(plain_codes(1, "SECRETNUM")[0], "p")]))
+        failing = await validated(kernel, tenant.id, product, csv_bytes(["卡号", "卡密"], [(plain_codes(1, "SECRETNUM")[0], "pin9")]))
         await confirmed(kernel, tenant.id, failing.id)
         with tenant_context(tenant.id):
             async with kernel.db.transaction() as db:  # make the import fail: its product is archived meanwhile
@@ -289,7 +289,7 @@ async def test_cli_codes_import_prints_report_and_batch(kernel, tenant, settings
     path.write_bytes(b"")
     result = await asyncio.to_thread(runner.invoke, main, args, env=env)
     assert result.exit_code == 1 and "import_empty" in result.output
-    path.write_bytes(csv_bytes(["卡号", "卡密"], [(plain_codes(1)[0], "p"), ("BAD CODE", "p")]))
+    path.write_bytes(csv_bytes(["卡号", "卡密"], [(plain_codes(1)[0], "pin1"), ("BAD\x07CODE", "pin2")]))
     result = await asyncio.to_thread(runner.invoke, main, [*args, "--mode", "all_or_nothing"], env=env)
     assert result.exit_code == 1 and "import_has_problems" in result.output
     assert await count(kernel, tenant.id, Code, Code.product_id == product) == 12

@@ -215,7 +215,7 @@ def test_undecodable_text():
 
 
 def test_parse_expiry_forms():
-    eod = dt.datetime(2026, 12, 31, 16, 0, tzinfo=dt.UTC)  # end of 2026-12-31 in Shanghai
+    eod = dt.datetime(2026, 12, 31, 15, 59, 59, 999999, tzinfo=dt.UTC)  # last instant of 2026-12-31 in Shanghai
     for text in ("2026-12-31", "2026/12/31", "2026.12.31", "2026年12月31日", "20261231", " 2026-12-31 "):
         assert parse_expiry(text, SH) == eod, text
     assert parse_expiry("2026-12-31 08:30", SH) == dt.datetime(2026, 12, 31, 0, 30, tzinfo=dt.UTC)
@@ -235,7 +235,7 @@ def test_bad_character_and_mask():
     assert bad_character("AB\u200bCD") == (3, "\u200b")
     assert bad_character("AB\x07") == (3, "\x07")
     assert bad_character("AB\u3000CD") == (3, "\u3000")
-    assert masked_code("1234567890") == "•••• 7890" and masked_code("1234") == "••••"
+    assert masked_code("1234567890") == "•••• 890" and masked_code("1234") == "••••••••"
 
 
 def _validate(rows, code_format="number_pin", existing=frozenset(), batch_expires=None):
@@ -256,18 +256,18 @@ def _validate(rows, code_format="number_pin", existing=frozenset(), batch_expire
 def test_every_kind_of_bad_row_is_reported_without_echoing_codes():
     secret_pin = "PIN-SECRET-77"
     rows = [
-        ("GOOD00000001", "P1", "2027-01-01"),
-        ("", "P2", None),  # empty
-        ("BAD CHAR0001", "P3", None),  # space inside
-        ("BAD\x07CHAR002", "P4", None),  # control character
-        ("L" * (MAX_CODE_LENGTH + 1), "P5", None),  # too long
-        ("DATE00000001", "P6", "2027-02-30"),  # malformed date
-        ("EXPIRED00001", "P7", "2026-01-01"),  # already expired
-        ("GOOD00000001", "P8", None),  # duplicate inside the file
-        ("HELD00000001", "P9", None),  # already in stock
+        ("GOOD00000001", "PIN1", "2027-01-01"),
+        ("", "PIN2", None),  # empty
+        ("BAD\u202eCHAR01", "PIN3", None),  # invisible control character (right-to-left override)
+        ("BAD\x07CHAR002", "PIN4", None),  # control character
+        ("L" * (MAX_CODE_LENGTH + 1), "PIN5", None),  # too long
+        ("DATE00000001", "PIN6", "2027-02-30"),  # malformed date
+        ("EXPIRED00001", "PIN7", "2026-01-01"),  # already expired
+        ("GOOD00000001", "PIN8", None),  # duplicate inside the file
+        ("HELD00000001", "PIN9", None),  # already in stock
         ("NOPIN0000001", None, None),  # PIN missing for number_pin
         ("EXCEL0000001", secret_pin + "\x00", None),  # bad PIN character
-        (1.2345678901234567e19, "P10", None),  # Excel rounded the number
+        (1.2345678901234567e19, "PIN10", None),  # Excel rounded the number
     ]
     report, kept = _validate(rows, existing={"HELD00000001"})
     assert [k.number for k in kept] == ["GOOD00000001"]
@@ -295,21 +295,23 @@ def test_every_kind_of_bad_row_is_reported_without_echoing_codes():
                 assert code not in (p.value or "") and code not in p.message_en and code not in p.message_zh
         assert secret_pin not in p.message_en and secret_pin not in (p.value or "")
     dup = next(p for p in report.problems if p.code == "duplicate_in_file")
-    assert dup.value == "•••• 0001"
+    assert dup.value == "•••• 0001"  # 12 characters: a third is 4
+    expired = next(p for p in report.problems if p.code == "expired")
+    assert expired.value == "2026-01-01" and "2026-01-01" in expired.message_zh and "01-02" not in expired.message_zh
 
 
 def test_pin_rules_for_number_only_products_and_batch_expiry():
-    report, kept = _validate([("AAAA00000001", "P1", None), ("AAAA00000002", None, None)], code_format="number")
+    report, kept = _validate([("AAAA00000001", "PIN1", None), ("AAAA00000002", None, None)], code_format="number")
     assert report.problem_counts == {"pin_unexpected": 1} and [k.number for k in kept] == ["AAAA00000002"]
-    report, kept = _validate([("AAAA00000003", "P", None)], batch_expires=NOW - dt.timedelta(days=1))
+    report, kept = _validate([("AAAA00000003", "PIN0", None)], batch_expires=NOW - dt.timedelta(days=1))
     assert report.problem_counts == {"expired": 1}
     soon = NOW + dt.timedelta(days=3)
-    report, kept = _validate([("AAAA00000004", "P", None)], batch_expires=soon)
+    report, kept = _validate([("AAAA00000004", "PIN0", None)], batch_expires=soon)
     assert report.valid_rows == 1 and report.warnings == {"near_expiry": 1} and report.earliest_expiry == soon
 
 
 def test_problem_sample_keeps_the_first_rows_and_counts_all():
-    report, _kept = _validate([("", "P", None)] * 500)
+    report, _kept = _validate([("", "PIN0", None)] * 500)
     assert report.problem_counts == {"empty": 500} and report.invalid_rows == 500
     assert len(report.problems) == 50 and report.problems_truncated
     assert [p.row for p in report.problems] == list(range(2, 52))
