@@ -4,8 +4,10 @@ Each pass reads due rows across tenants (the named bypass ``outbox relay``; on P
 ``FOR UPDATE SKIP LOCKED`` so several relays never take the same row), enqueues each with its tenant id,
 business key and outbox id, and marks it ``enqueued``. When the broker is down the row stays
 ``pending`` with ``attempts`` + 1, ``last_error`` and a backed-off ``available_at``: nothing is lost.
-A row still ``enqueued`` long after it was sent (the broker lost it, e.g. Redis restarted without
-persistence) is sent again; actors are idempotent on the business key, so nothing is done twice.
+A row still ``enqueued`` ``KAQUAN_OUTBOX_REDELIVER_SECONDS`` (default 5 min) after it was sent (the broker
+lost it, e.g. Redis restarted without persistence) is sent again; actors are idempotent on the business
+key, so nothing is done twice. Keep the setting above the longest normal queue wait plus a job's run
+time (a long job still running is re-sent too; its idempotent actor then does nothing).
 Workers set the row to ``done`` (or ``failed`` once retries are exhausted).
 """
 
@@ -31,8 +33,9 @@ from core.jobs.models import OutboxMessage
 
 log = structlog.get_logger("kaquan.jobs.relay")
 
-#: An ``enqueued`` row not ``done`` after this long is sent again (the broker may have lost it).
-REDELIVER_AFTER = dt.timedelta(hours=1)
+#: An ``enqueued`` row not ``done`` after this long is sent again (the broker may have lost it); the
+#: default of ``KAQUAN_OUTBOX_REDELIVER_SECONDS``.
+REDELIVER_AFTER = dt.timedelta(minutes=5)
 MAX_BACKOFF = dt.timedelta(minutes=10)
 
 
@@ -131,12 +134,19 @@ class OutboxRelay:
     """Runs :func:`relay_once` every ``poll_seconds`` as an asyncio task until stopped."""
 
     def __init__(
-        self, db: Database, broker: dramatiq.Broker, *, poll_seconds: float = 1.0, batch_size: int = 100
+        self,
+        db: Database,
+        broker: dramatiq.Broker,
+        *,
+        poll_seconds: float = 1.0,
+        batch_size: int = 100,
+        redeliver_after: dt.timedelta = REDELIVER_AFTER,
     ) -> None:
         self.db = db
         self.broker = broker
         self.poll_seconds = poll_seconds
         self.batch_size = batch_size
+        self.redeliver_after = redeliver_after
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -160,7 +170,9 @@ class OutboxRelay:
         while not self._stop.is_set():
             full = False
             try:
-                report = await relay_once(self.db, self.broker, limit=self.batch_size)
+                report = await relay_once(
+                    self.db, self.broker, limit=self.batch_size, redeliver_after=self.redeliver_after
+                )
                 full = report.broker_error is None and report.enqueued + report.redelivered >= self.batch_size
             except Exception:
                 log.exception("outbox_relay_pass_failed")
