@@ -46,7 +46,9 @@ class ConnectorInfo(msgspec.Struct, frozen=True, kw_only=True):
 class Notification(msgspec.Struct, frozen=True, kw_only=True):
     """A rendered message to deliver to one recipient.
 
-    ``reference`` is the host's idempotency key for this delivery; pass it to providers that dedupe.
+    ``reference`` is the host's idempotency key for this delivery: stable across every retry and
+    redelivery of one delivery (a retry after a crash re-sends with the same key), unique per delivery.
+    Pass it to providers that dedupe.
     ``body`` may contain a credential (an invite link): deliver it, never log it.
     """
 
