@@ -101,6 +101,9 @@ async def _grant_during_outage(outage_app, kernel, shop, stocked, jobs) -> None:
     async with outage_app.lifespan():  # its relay fails to reach the broker and backs off
         transport = httpx.ASGITransport(app=outage_app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as c:
+            # a console page needs its session: refused before any work, never a 500
+            page = await c.get("/console", cookies={"kq_session": "a" * 32})
+            assert page.status_code == 503 and page.headers["retry-after"], page.text
             r = await c.post(
                 "/api/v1/grants",
                 json={"product_id": str(stocked.product_id), "phone": "13800001111"},
