@@ -2,7 +2,8 @@
 
 :class:`TenantMiddleware` makes every message carry its tenant: ``before_enqueue`` copies the tenant
 in context into the message options; ``before_process_message`` sets that tenant, the audit actor
-``system/worker``, the job environment and the message info for the actor; ``after_process_message``
+``system/worker``, the job environment and the message info for the actor, and marks its outbox row
+``running``; ``after_process_message``
 records the outbox outcome (``done``, or ``failed`` once dramatiq's retries are exhausted) and resets
 everything. It is installed first, so its ``before`` hooks run before and its ``after`` hooks after
 every other middleware (dramatiq runs ``after`` hooks in reverse order).
@@ -27,6 +28,7 @@ from redis.retry import Retry
 from sqlalchemy import update
 
 from core.audit.context import Actor, reset_actor, set_actor
+from core.db.base import utcnow
 from core.db.context import current_tenant, reset_tenant, set_tenant
 from core.jobs.context import (
     JobEnv,
@@ -91,6 +93,8 @@ class TenantMiddleware(Middleware):
             ),
         )
         self._stack().append((message.message_id, info, tokens))
+        if info.outbox_id is not None and self.env is not None and tenant_id is not None:
+            self._mark_running(info.outbox_id)
 
     def after_process_message(
         self,
@@ -122,6 +126,25 @@ class TenantMiddleware(Middleware):
 
     def before_worker_thread_shutdown(self, broker: dramatiq.Broker, thread: Any) -> None:
         close_thread_loop()
+
+    def _mark_running(self, outbox_id: uuid.UUID) -> None:
+        """``enqueued`` → ``running`` (stamped now): a worker has it, so the relay leaves it alone for
+        :data:`core.jobs.relay.RUNNING_REDELIVER_AFTER` instead of the short redelivery time."""
+        assert self.env is not None
+        db = self.env.db()
+
+        async def mark() -> None:
+            async with db.transaction() as session:
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == outbox_id, OutboxMessage.status.in_(("enqueued", "running")))
+                    .values(status="running", enqueued_at=utcnow())
+                )
+
+        try:
+            run_in_thread_loop(mark())
+        except Exception:  # not fatal: the relay may re-send it after the short time; actors are idempotent
+            log.warning("outbox_mark_failed", outbox_id=str(outbox_id), status="running", exc_info=True)
 
     def _mark_outbox(self, outbox_id: uuid.UUID, status: str, error: str | None) -> None:
         assert self.env is not None

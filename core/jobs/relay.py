@@ -6,9 +6,10 @@ business key and outbox id, and marks it ``enqueued``. When the broker is down t
 ``pending`` with ``attempts`` + 1, ``last_error`` and a backed-off ``available_at``: nothing is lost.
 A row still ``enqueued`` ``KAQUAN_OUTBOX_REDELIVER_SECONDS`` (default 5 min) after it was sent (the broker
 lost it, e.g. Redis restarted without persistence) is sent again; actors are idempotent on the business
-key, so nothing is done twice. Keep the setting above the longest normal queue wait plus a job's run
-time (a long job still running is re-sent too; its idempotent actor then does nothing).
-Workers set the row to ``done`` (or ``failed`` once retries are exhausted).
+key, so nothing is done twice. A row a worker has started is ``running`` and is re-sent only after
+:data:`RUNNING_REDELIVER_AFTER` (a dead worker's message comes back sooner through the broker's heartbeat).
+Workers set the row to ``running`` when they start it, then ``done`` (or ``failed`` once retries are
+exhausted).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ log = structlog.get_logger("kaquan.jobs.relay")
 #: An ``enqueued`` row not ``done`` after this long is sent again (the broker may have lost it); the
 #: default of ``KAQUAN_OUTBOX_REDELIVER_SECONDS``.
 REDELIVER_AFTER = dt.timedelta(minutes=5)
+#: A ``running`` row (a worker took the message, perhaps retrying it with backoff) is sent again only after
+#: this long since its last attempt began: longer than any job's time limit and dramatiq's retry backoff.
+#: A worker that died holding it is covered sooner by the broker's heartbeat (``KaquanRedisBroker``).
+RUNNING_REDELIVER_AFTER = dt.timedelta(hours=3)
 MAX_BACKOFF = dt.timedelta(minutes=10)
 
 
@@ -83,7 +88,13 @@ async def relay_once(
     now = now or utcnow()
     report = RelayReport()
     due = and_(OutboxMessage.status == "pending", OutboxMessage.available_at <= now)
-    stale = and_(OutboxMessage.status == "enqueued", OutboxMessage.enqueued_at <= now - redeliver_after)
+    stale = or_(
+        and_(OutboxMessage.status == "enqueued", OutboxMessage.enqueued_at <= now - redeliver_after),
+        and_(
+            OutboxMessage.status == "running",
+            OutboxMessage.enqueued_at <= now - max(redeliver_after, RUNNING_REDELIVER_AFTER),
+        ),
+    )
     query = select(OutboxMessage).where(or_(due, stale)).order_by(OutboxMessage.available_at).limit(limit)
     if tenant_ids is not None:
         query = query.where(OutboxMessage.tenant_id.in_(list(tenant_ids)))
@@ -95,7 +106,7 @@ async def relay_once(
         async with db.transaction() as session:
             rows = (await session.execute(query)).scalars().all()
             for row in rows:
-                redelivery = row.status == "enqueued"
+                redelivery = row.status in ("enqueued", "running")
                 try:
                     message = _message(broker, row)
                 except ActorNotFound as exc:

@@ -7,10 +7,12 @@ import asyncio
 import datetime as dt
 import secrets
 
+import dramatiq
 import httpx
 import msgspec
 import pytest
 import redis.asyncio as aioredis
+from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import select
 
 from core.app import create_app
@@ -18,7 +20,9 @@ from core.db.context import tenant_context
 from core.grants.models import Grant
 from core.http.ratelimit import FALLBACKS, RateLimiter
 from core.http.sessions import ResilientRedisStore, SessionStoreUnavailable
+from core.jobs.context import close_thread_loop
 from core.jobs.models import OutboxMessage
+from core.jobs.registry import declare_actors
 from core.jobs.relay import REDELIVER_AFTER, relay_once
 from core.jobs.runtime import JobRuntime
 from core.kernel import Kernel
@@ -57,7 +61,10 @@ async def test_rate_limits_survive_redis_going_away_and_use_it_again_when_back(m
             probe = aioredis.from_url(url)
             keys = sorted(k.decode() for k in await probe.keys("*"))
             await probe.aclose()
-            assert keys == [f"{namespace}:ratelimit:client:t1:c1:minute", f"{namespace}:ratelimit:tenant:t1:minute"]
+            assert keys == [
+                f"{namespace}:ratelimit:client:t1:c1:minute",
+                f"{namespace}:ratelimit:tenant:t1:minute",
+            ]
             proc.kill()  # Redis goes away mid-traffic
             proc.wait(timeout=10)
             before = _count()
@@ -68,7 +75,9 @@ async def test_rate_limits_survive_redis_going_away_and_use_it_again_when_back(m
             await limiter.close()
 
 
-async def test_api_calls_are_answered_while_the_limiter_redis_is_away(client, app, make_tenant, make_api_client):
+async def test_api_calls_are_answered_while_the_limiter_redis_is_away(
+    client, app, make_tenant, make_api_client
+):
     tenant = await make_tenant()
     creds = await make_api_client(tenant)
     original = app.state.rate_limiter
@@ -149,10 +158,6 @@ async def test_a_lost_job_is_resent_after_the_configured_redelivery_time(kernel,
     assert redeliver_after == dt.timedelta(seconds=2)
     tenant = await make_tenant()
     invite = await held_invite(kernel, tenant.id)
-    from dramatiq.brokers.stub import StubBroker
-
-    from core.jobs.registry import declare_actors
-
     black_hole = StubBroker()  # takes the message and loses it, like Redis restarted without persistence
     black_hole.emit_after("process_boot")
     declare_actors(black_hole)
@@ -187,3 +192,46 @@ async def test_console_sessions_use_the_namespace_and_survive_a_missing_redis():
         await dead.get("abc")
     assert caught.value.status == 503 and caught.value.headers["Retry-After"]
     await dead._redis.aclose()
+
+
+async def test_a_started_job_is_marked_running_and_not_resent_while_it_may_still_run(
+    kernel, make_tenant, jobs
+):
+    from core.jobs.broker import OUTBOX_OPTION, TENANT_OPTION, TenantMiddleware
+    from core.jobs.relay import RUNNING_REDELIVER_AFTER
+
+    tenant = await make_tenant()
+    invite = await held_invite(kernel, tenant.id)
+    black_hole = StubBroker()
+    black_hole.emit_after("process_boot")
+    declare_actors(black_hole)
+    scope = dict(tenant_ids=[tenant.id], business_keys=[invite.business_key])
+    assert (await relay_once(kernel.db, black_hole, now=FAR, **scope)).enqueued == 1
+    # a worker starts the message (e.g. a long job, or one in dramatiq's retry backoff)
+    middleware = TenantMiddleware(jobs.env)
+    message = dramatiq.Message(
+        queue_name="notifications",
+        actor_name="send_notification",
+        args=(),
+        kwargs={},
+        options={TENANT_OPTION: str(tenant.id), OUTBOX_OPTION: str(invite.outbox_id)},
+    )
+
+    def start_and_leave() -> None:
+        middleware.before_process_message(black_hole, message)
+        middleware.after_skip_message(black_hole, message)  # reset the context; the row stays running
+        close_thread_loop()
+
+    await asyncio.to_thread(start_and_leave)
+    row = await outbox_row(kernel, tenant.id, invite.outbox_id)
+    assert row.status == "running" and row.enqueued_at < FAR  # stamped when the worker started it
+    started = row.enqueued_at
+    short = await relay_once(kernel.db, jobs.broker, now=started + REDELIVER_AFTER * 2, **scope)
+    assert short.redelivered == 0
+    late = await relay_once(
+        kernel.db, jobs.broker, now=started + RUNNING_REDELIVER_AFTER + dt.timedelta(seconds=1), **scope
+    )
+    assert late.redelivered == 1
+    await jobs.drain()
+    assert len(jobs.recorder.to(invite.email)) == 1
+    assert (await outbox_row(kernel, tenant.id, invite.outbox_id)).status == "done"
