@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from admin_ui.console_pages import shell
 from admin_ui.forms import FormInvalid, FormProblem, problem_of, read_form, values
 from admin_ui.i18n import N_
+from admin_ui.labels import JOB_STATUS_LABELS
 from admin_ui.rendering import flash, locale_of, render, translator
 from core.bulk_grants import services
 from core.bulk_grants.api import declared_length, too_large
@@ -195,13 +196,22 @@ class BulkGrantsController(Controller):
     ) -> Response[Any]:
         """The job's progress as JSON for the progress bar (polled by console.js)."""
         bulk = await services.get_bulk_grant(db, bulk_id)
-        job = progress.job_out(await progress.get(db, bulk.job_id)) if bulk.job_id else None
+        stale_after = progress.waiting_after(request.app.state.kernel.settings)
+        job = (
+            progress.job_out(await progress.get(db, bulk.job_id), stale_after=stale_after)
+            if bulk.job_id
+            else None
+        )
         finished = bulk.status in ("done", "failed")
+        waiting = not finished and job is not None and job.state == "waiting"
         done, total = (job.done, job.total) if job else (0, bulk.valid_rows)
         percent = 100.0 if bulk.status == "done" else (job.percent if job else 0.0)
         body = {
             "status": bulk.status,
-            "label": translator(request).gettext(STATUS_LABELS.get(bulk.status, bulk.status)),
+            "label": translator(request).gettext(
+                JOB_STATUS_LABELS["waiting"] if waiting else STATUS_LABELS.get(bulk.status, bulk.status)
+            ),
+            "waiting": waiting,
             "done": total if bulk.status == "done" else done,
             "total": total,
             "percent": percent,

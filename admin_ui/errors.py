@@ -64,7 +64,9 @@ def domain_error_page(request: Request[Any, Any, Any], exc: DomainError) -> Resp
         return render(
             request, "console/suspended.html", {"message": exc.detail(locale_of(request))}, status=403
         )
-    return _error_page(request, exc.status, exc.detail(locale_of(request)))
+    response = _error_page(request, exc.status, exc.detail(locale_of(request)))
+    response.headers.update(exc.headers)  # e.g. Retry-After of a 503
+    return response
 
 
 def http_error_page(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

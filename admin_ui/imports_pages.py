@@ -31,6 +31,7 @@ from admin_ui.catalog_pages import bad_fields
 from admin_ui.console_pages import shell
 from admin_ui.forms import FormInvalid, FormProblem, problem_of, read_form, values
 from admin_ui.i18n import N_
+from admin_ui.labels import JOB_STATUS_LABELS
 from admin_ui.money import AmountInvalid, yuan_to_fen
 from admin_ui.rendering import flash, locale_of, render, translator
 from core.catalog.schemas import ProductFilter, ProductOut
@@ -344,10 +345,16 @@ class ImportsController(Controller):
     ) -> Response[Any]:
         """The import's job progress as JSON for the progress bar (polled by console.js)."""
         imp = await services.get_import(db, import_id)
-        job = progress.job_out(await progress.get(db, imp.job_id)) if imp.job_id else None
+        stale_after = progress.waiting_after(request.app.state.kernel.settings)
+        job = (
+            progress.job_out(await progress.get(db, imp.job_id), stale_after=stale_after)
+            if imp.job_id
+            else None
+        )
         t = translator(request)
         error = (imp.report or {}).get("error") or {}
         finished = imp.status in ("imported", "failed")
+        waiting = not finished and job is not None and job.state == "waiting"
         done, total = (job.done, job.total) if job else (0, imp.valid_rows)
         percent = job.percent if job else 0.0
         if imp.status == "imported":  # the batch is committed; the job record may be a moment behind
@@ -356,7 +363,10 @@ class ImportsController(Controller):
         body = {
             "status": imp.status,
             "job_status": job.status if job else None,
-            "label": t.gettext(JOB_LABELS.get(imp.status, imp.status)),
+            "label": t.gettext(
+                JOB_STATUS_LABELS["waiting"] if waiting else JOB_LABELS.get(imp.status, imp.status)
+            ),
+            "waiting": waiting,
             "done": done,
             "total": total,
             "percent": percent,

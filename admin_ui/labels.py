@@ -138,6 +138,7 @@ ALERT_LABELS: dict[str, str] = {
 JOB_STATUS_LABELS: dict[str, str] = {
     "queued": N_("Queued"),
     "running": N_("Running"),
+    "waiting": N_("Waiting for a worker…"),
     "succeeded": N_("Finished"),
     "failed": N_("Failed"),
 }

@@ -14,7 +14,6 @@ from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.stores.file import FileStore
-from litestar.stores.redis import RedisStore
 from litestar.stores.registry import StoreRegistry
 from litestar.template.config import TemplateConfig
 
@@ -30,6 +29,7 @@ from core.http.idempotency import idempotency_middleware
 from core.http.problems import EXCEPTION_HANDLERS
 from core.http.ratelimit import RateLimiter
 from core.http.request_log import request_log_middleware
+from core.http.sessions import ResilientRedisStore
 from core.inventory.api import InventoryController
 from core.inventory.importing.api import CodeImportController
 from core.jobs.api import JobsController
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     if settings.redis_url:
         stores = StoreRegistry(
-            {"sessions": RedisStore.with_client(url=settings.redis_url, namespace="kaquan_sessions")}
+            {"sessions": ResilientRedisStore.for_url(settings.redis_url, settings.redis_namespace)}
         )
     else:
         stores = StoreRegistry({"sessions": FileStore(settings.data_path / "sessions")})
@@ -158,5 +158,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     app.state.kernel = kernel
     app.state.jobs = jobs
-    app.state.rate_limiter = RateLimiter(settings.redis_url)
+    app.state.rate_limiter = RateLimiter(settings.redis_url, settings.redis_namespace)
     return app

@@ -37,6 +37,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     disabled_plugins: str = ""
     in_process_worker: bool = True
     outbox_poll_seconds: float = 1.0
+    outbox_redeliver_seconds: float = 300.0
+    worker_heartbeat_timeout_seconds: float = 30.0
+    broker_maintenance_seconds: float = 10.0
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_sender: str = "kaquan@localhost"

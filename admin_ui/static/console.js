@@ -201,6 +201,9 @@
           label.textContent = d.label;
           count.textContent = fmt(d.done) + " / " + fmt(d.total);
           box.setAttribute("data-status", d.status);
+          // No worker has moved the job for longer than the heartbeat: say so instead of freezing.
+          bar.classList.toggle("progress-waiting", !!d.waiting);
+          box.toggleAttribute("data-waiting", !!d.waiting);
           if (d.status === "failed") {
             bar.classList.add("progress-failed");
             error.textContent = d.error || "";

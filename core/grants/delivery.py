@@ -2,8 +2,9 @@
 
 The payload is only the grant id: the contact (encrypted on the grant) and the codes (sealed in the
 vault) are read and unsealed here, just before rendering, so neither travels or rests in the broker.
-Delivery happens outside the database transaction; the outcome is then recorded idempotently on the
-outbox business key. An accepted delivery marks the grant ``delivered`` (event ``grant.delivered``); a
+Delivery happens outside the database transaction, between two commits: the attempt (``sending``, with the
+grant's stable idempotency key) before the send, the outcome after it (see :func:`deliver_grant`), so a
+retry never sends a second, different message for one grant. An accepted delivery marks the grant ``delivered`` (event ``grant.delivered``); a
 rejected one, or a failed one once retries are exhausted, marks it ``delivery_failed`` (event
 ``grant.delivery_failed``); a retryable failure before that raises, and dramatiq retries with backoff.
 A grant voided meanwhile is not sent.
@@ -21,8 +22,9 @@ import structlog
 from sqlalchemy import select
 
 from core.catalog.models import Product
+from core.db.base import utcnow
 from core.db.context import require_tenant
-from core.grants.models import Grant, GrantItem
+from core.grants.models import Grant, GrantDelivery, GrantItem
 from core.grants.services import DELIVERY_ACTOR, get_grant, mark_delivered, mark_delivery_failed, open_contact
 from core.inventory.models import Code
 from core.inventory.vault import unseal
@@ -107,14 +109,42 @@ async def render_grant_message(session: Any, keys: Any, grant: Grant, tenant: Te
     return lang, subject, body
 
 
+def delivery_key(grant_id: uuid.UUID) -> str:
+    """The stable idempotency key of a grant's delivery (also its outbox business key)."""
+    return f"{DELIVERY_ACTOR}:{grant_id}"
+
+
+async def _attempt(session: Any, grant_id: uuid.UUID) -> GrantDelivery | None:
+    query = select(GrantDelivery).where(GrantDelivery.grant_id == grant_id)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def _record_failed_attempt(env: Any, gid: uuid.UUID, connector_id: str, detail: str) -> None:
+    """The provider said the message did not go out: ``sending`` → ``failed`` (the retry sends again)."""
+    async with env.db().transaction() as session:
+        attempt = await _attempt(session, gid)
+        if attempt is not None and attempt.status == "sending":
+            attempt.status, attempt.connector, attempt.detail = "failed", connector_id, detail[:500]
+
+
 @job(DELIVERY_ACTOR, queue="notifications", max_retries=MAX_RETRIES, min_backoff_ms=10_000)
 async def deliver_grant(grant_id: str) -> None:
-    """Send grant ``grant_id``'s codes to its contact once, and record the outcome on the grant."""
+    """Send grant ``grant_id``'s codes to its contact once, and record the outcome on the grant.
+
+    Before the notifier is called, the attempt is committed as ``sending`` (table ``grant_deliveries``)
+    under the grant's stable idempotency key :func:`delivery_key`, passed to the notifier as
+    ``Notification.reference``. Whatever the job system redelivers, a retry reads that state first:
+    ``sent`` (or a grant no longer ``created``) sends nothing; ``sending`` (a crashed attempt, or the
+    commit after the send failed) or ``failed`` sends again with the same key, so the provider
+    dedupes. The log says ``recorded: true`` only after the outcome has committed.
+    """
     env = current_env()
     message = current_message()
     tenant_id = require_tenant()
     gid = uuid.UUID(grant_id)
-    key = message.idempotency_key if message else f"{DELIVERY_ACTOR}:{gid}"
+    key = delivery_key(gid)
     async with env.db().transaction() as session:
         if await already_done(session, key):
             log.info("grant_delivery_already_done", grant_id=grant_id)
@@ -123,12 +153,23 @@ async def deliver_grant(grant_id: str) -> None:
         if grant.status != "created" or grant.channel is None:
             log.info("grant_delivery_skipped", grant_id=grant_id, status=grant.status)
             return
+        attempt = await _attempt(session, gid)
+        if attempt is not None and attempt.status in ("sent", "rejected"):
+            log.info("grant_delivery_skipped", grant_id=grant_id, send_status=attempt.status)
+            return
         tenant = await session.get(Tenant, tenant_id)
         if tenant is None:
             raise LookupError(f"tenant {tenant_id} not found")
         to = open_contact(await env.keys.cipher(session), grant) or ""
         lang, subject, body = await render_grant_message(session, env.keys, grant, tenant)
         channel, ref = grant.channel, grant.ref
+        resend = attempt is not None
+        if attempt is None:
+            attempt = GrantDelivery(grant_id=gid, idempotency_key=key, attempts=0)
+            session.add(attempt)
+        attempt.status, attempt.attempts, attempt.attempted_at = "sending", attempt.attempts + 1, utcnow()
+        attempts = attempt.attempts
+    # The attempt is committed: a retry after a crash from here on knows a message may have gone out.
     notification = Notification(
         channel=channel, to=to, subject=subject, body=body, locale=lang, template=TEMPLATE, reference=key
     )
@@ -145,17 +186,29 @@ async def deliver_grant(grant_id: str) -> None:
         "channel": channel,
         "to": mask_recipient(to),
         "status": result.status,
+        "attempt": attempts,
+        "resend": resend,
     }
     retries = message.retries if message else MAX_RETRIES
     if not result.accepted and result.retryable and retries < MAX_RETRIES:
+        await _record_failed_attempt(env, gid, connector_id, result.detail or result.status)
         log.warning("grant_delivery_retry", detail=result.detail, retries=retries, **fields)
         raise GrantDeliveryFailed(f"{connector_id}: {result.detail}")
     async with env.db().transaction() as session:
         if not await run_once(session, key, DELIVERY_ACTOR):
             return
+        attempt = await _attempt(session, gid)
+        if attempt is not None:
+            attempt.connector, attempt.finished_at = connector_id, utcnow()
+            attempt.provider_message_id = (result.provider_message_id or "")[:200] or None
+            attempt.detail = (result.detail or "")[:500] or None
+            attempt.status = "sent" if result.accepted else ("rejected" if not result.retryable else "failed")
         if result.accepted:
             moved = await mark_delivered(session, gid, connector_id)
-            log.info("grant_delivered", recorded=moved, **fields)
         else:
             moved = await mark_delivery_failed(session, gid, connector_id, result.detail or result.status)
-            log.warning("grant_delivery_failed", detail=result.detail, recorded=moved, **fields)
+    # Only now is the outcome committed.
+    if result.accepted:
+        log.info("grant_delivered", recorded=moved, **fields)
+    else:
+        log.warning("grant_delivery_failed", detail=result.detail, recorded=moved, **fields)

@@ -71,3 +71,31 @@ class GrantItem(TenantScoped):
     reminded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # First time the plaintext left kaquan (API reveal, H5 code page): such a code never goes back to stock.
     revealed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+DELIVERY_SEND_STATUSES = ("sending", "sent", "failed", "rejected")
+
+
+class GrantDelivery(TenantScoped):
+    """The send state of a grant's delivery, committed *before* the notifier is called.
+
+    No row: pending (never tried). ``sending``: an attempt was recorded and may or may not have reached
+    the provider (a crash, or the commit after the send failing, leaves it here); a retry sends again with
+    the same ``idempotency_key`` so the provider dedupes. ``sent``: the provider accepted it (final).
+    ``failed``: the last attempt did not go out (retryable); ``rejected``: it never will.
+    """
+
+    __tablename__ = "grant_deliveries"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "grant_id"),
+        ForeignKeyConstraint(["tenant_id", "grant_id"], ["grants.tenant_id", "grants.id"]),
+    )
+    grant_id: Mapped[uuid.UUID]
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="sending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    connector: Mapped[str | None] = mapped_column(String(64), default=None)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    detail: Mapped[str | None] = mapped_column(String(500), default=None)
+    attempted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)

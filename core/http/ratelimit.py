@@ -1,7 +1,15 @@
 """Fixed-window rate limits (per tenant and per client) on Redis, or in memory in embedded mode.
 
 On Redis every window of a request is counted by one script call (one round trip); in memory the
-``limits`` library counts them. Both use one-minute windows that start at a key's first hit.
+``limits`` library counts them. Both use one-minute windows that start at a key's first hit. Redis keys
+are ``<KAQUAN_REDIS_NAMESPACE>:ratelimit:<window key>:minute``.
+
+The decision is taken before any work is done. When Redis is away (refused, timed out, restarting) the
+limiter **fails open to a local limit**: the same windows are counted in this process's memory (so each
+API process allows at most the configured rate per tenant and client), a warning ``ratelimit_fallback``
+is logged (at most once per :data:`FALLBACK_LOG_EVERY` seconds) and the metric
+``kaquan_ratelimit_fallback_total`` is incremented per request. Redis is tried again after
+:data:`REDIS_RETRY_SECONDS`, so a dead Redis costs no connection attempt on every request. Never a 500.
 """
 
 from __future__ import annotations
@@ -9,9 +17,24 @@ from __future__ import annotations
 import time
 
 import redis.asyncio as aioredis
+import structlog
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
+from prometheus_client import Counter
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+log = structlog.get_logger("kaquan.ratelimit")
+
+#: Requests counted locally because Redis was unreachable.
+FALLBACKS = Counter("kaquan_ratelimit_fallback_total", "Rate-limit decisions taken locally (Redis away)")
+#: After a Redis failure, requests are counted locally for this long before Redis is tried again.
+REDIS_RETRY_SECONDS = 2.0
+#: At most one ``ratelimit_fallback`` warning per this many seconds.
+FALLBACK_LOG_EVERY = 10.0
+#: Redis answers within this (connect and read), else the local limit decides.
+REDIS_TIMEOUT_SECONDS = 0.5
 
 
 class RateDecision:
@@ -50,19 +73,55 @@ return out
 
 
 class RateLimiter:
-    """Checks several (key, per-minute limit) windows at once; the tightest one is reported."""
+    """Checks several (key, per-minute limit) windows at once; the tightest one is reported.
 
-    def __init__(self, redis_url: str = "") -> None:
+    ``namespace`` prefixes the Redis keys (``KAQUAN_REDIS_NAMESPACE``).
+    """
+
+    def __init__(self, redis_url: str = "", namespace: str = "kaquan") -> None:
         self.redis: aioredis.Redis | None = None
+        self.namespace = namespace or "kaquan"
         if redis_url:
-            self.redis = aioredis.from_url(redis_url.removeprefix("async+"))
+            self.redis = aioredis.from_url(
+                redis_url.removeprefix("async+"),
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+                retry=Retry(NoBackoff(), 0),  # no retry on the request path: the local limit decides
+            )
             self._script = self.redis.register_script(_HIT_LUA)
         self.storage: Storage = MemoryStorage()
         self.limiter = FixedWindowRateLimiter(self.storage)
+        self._redis_down_until = 0.0
+        self._last_warning = 0.0
+
+    def redis_key(self, key: str) -> str:
+        """The Redis key of window ``key``."""
+        return f"{self.namespace}:ratelimit:{key}:minute"
 
     async def hit(self, windows: list[tuple[str, int]]) -> RateDecision:
+        """Count one request in every window (Redis, or locally when Redis is away)."""
         if self.redis is not None:
-            return await self._hit_redis(windows)
+            now = time.monotonic()
+            if now >= self._redis_down_until:
+                try:
+                    return await self._hit_redis(windows)
+                except (aioredis.RedisError, OSError) as exc:
+                    self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+                    self._warn(exc)
+            FALLBACKS.inc()
+        return await self._hit_local(windows)
+
+    def _warn(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= FALLBACK_LOG_EVERY:
+            self._last_warning = now
+            log.warning(
+                "ratelimit_fallback",
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                detail="Redis unreachable: rate limits counted in this process until it is back",
+            )
+
+    async def _hit_local(self, windows: list[tuple[str, int]]) -> RateDecision:
         decision: RateDecision | None = None
         for key, per_minute in windows:
             item = RateLimitItemPerMinute(per_minute)
@@ -77,7 +136,7 @@ class RateLimiter:
         return decision or RateDecision(True, 0, 0, 0)
 
     async def _hit_redis(self, windows: list[tuple[str, int]]) -> RateDecision:
-        keys = [f"LIMITER/kaquan/{key}/1/minute" for key, _ in windows]
+        keys = [self.redis_key(key) for key, _ in windows]
         raw = await self._script(keys=keys, args=[*(limit for _, limit in windows), 60])
         decision: RateDecision | None = None
         for i in range(0, len(raw), 2):

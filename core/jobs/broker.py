@@ -2,7 +2,8 @@
 
 :class:`TenantMiddleware` makes every message carry its tenant: ``before_enqueue`` copies the tenant
 in context into the message options; ``before_process_message`` sets that tenant, the audit actor
-``system/worker``, the job environment and the message info for the actor; ``after_process_message``
+``system/worker``, the job environment and the message info for the actor, and marks its outbox row
+``running``; ``after_process_message``
 records the outbox outcome (``done``, or ``failed`` once dramatiq's retries are exhausted) and resets
 everything. It is installed first, so its ``before`` hooks run before and its ``after`` hooks after
 every other middleware (dramatiq runs ``after`` hooks in reverse order).
@@ -11,6 +12,7 @@ every other middleware (dramatiq runs ``after`` hooks in reverse order).
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -19,12 +21,14 @@ import redis
 import structlog
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import current_millis
 from dramatiq.middleware import Middleware, default_middleware
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from sqlalchemy import update
 
 from core.audit.context import Actor, reset_actor, set_actor
+from core.db.base import utcnow
 from core.db.context import current_tenant, reset_tenant, set_tenant
 from core.jobs.context import (
     JobEnv,
@@ -89,6 +93,8 @@ class TenantMiddleware(Middleware):
             ),
         )
         self._stack().append((message.message_id, info, tokens))
+        if info.outbox_id is not None and self.env is not None and tenant_id is not None:
+            self._mark_running(info.outbox_id)
 
     def after_process_message(
         self,
@@ -120,6 +126,25 @@ class TenantMiddleware(Middleware):
 
     def before_worker_thread_shutdown(self, broker: dramatiq.Broker, thread: Any) -> None:
         close_thread_loop()
+
+    def _mark_running(self, outbox_id: uuid.UUID) -> None:
+        """``enqueued`` → ``running`` (stamped now): a worker has it, so the relay leaves it alone for
+        :data:`core.jobs.relay.RUNNING_REDELIVER_AFTER` instead of the short redelivery time."""
+        assert self.env is not None
+        db = self.env.db()
+
+        async def mark() -> None:
+            async with db.transaction() as session:
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == outbox_id, OutboxMessage.status.in_(("enqueued", "running")))
+                    .values(status="running", enqueued_at=utcnow())
+                )
+
+        try:
+            run_in_thread_loop(mark())
+        except Exception:  # not fatal: the relay may re-send it after the short time; actors are idempotent
+            log.warning("outbox_mark_failed", outbox_id=str(outbox_id), status="running", exc_info=True)
 
     def _mark_outbox(self, outbox_id: uuid.UUID, status: str, error: str | None) -> None:
         assert self.env is not None
@@ -164,6 +189,60 @@ class TenantMiddleware(Middleware):
         reset_tenant(tenant_token)
 
 
+class KaquanRedisBroker(RedisBroker):
+    """dramatiq's Redis broker with time-based queue maintenance, so a dead worker's messages come back.
+
+    A worker proves it is alive by a heartbeat on each broker command (an idle worker polls every
+    queue about once a second). *Maintenance* puts the unacknowledged messages of workers whose
+    heartbeat is older than ``heartbeat_timeout`` back on their queue; dramatiq runs it on a random
+    0.1 % of commands, which left a ``kill -9``-ed worker's messages standing for many minutes. Here
+    every queue is maintained at least every ``maintenance_interval`` seconds by whichever worker polls
+    it, so another worker takes a dead worker's messages over within about ``heartbeat_timeout +
+    maintenance_interval`` seconds (``KAQUAN_WORKER_HEARTBEAT_TIMEOUT_SECONDS``,
+    ``KAQUAN_BROKER_MAINTENANCE_SECONDS``). The actors are idempotent, so a worker that only looked
+    dead (paused longer than the timeout) costs a repeated, harmless run.
+    """
+
+    def __init__(self, *, maintenance_interval: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.maintenance_interval = maintenance_interval
+        self._maintained: dict[str, float] = {}
+        self._maintenance_lock = threading.Lock()
+
+    def _maintenance_due(self, command: str, queue_name: str) -> int:
+        if command in ("ack", "nack"):
+            return 0
+        now = time.monotonic()
+        with self._maintenance_lock:
+            last = self._maintained.get(queue_name)
+            if last is None or now - last >= self.maintenance_interval:
+                self._maintained[queue_name] = now
+                return 1
+        return int(self._should_do_maintenance(command))
+
+    def _dispatch(self, command: str) -> Any:
+        dispatch = self.scripts["dispatch"]
+        keys = [self.namespace]
+
+        def do_dispatch(queue_name: str, *args: Any) -> Any:
+            return dispatch(
+                args=[
+                    command,
+                    current_millis(),
+                    queue_name,
+                    self.broker_id,
+                    self.heartbeat_timeout,
+                    self.dead_message_ttl,
+                    self._maintenance_due(command, queue_name),
+                    self._max_unpack_size(),
+                    *args,
+                ],
+                keys=keys,
+            )
+
+        return do_dispatch
+
+
 def redis_client(url: str) -> redis.Redis:
     """A Redis client that fails fast when the broker is down (the relay then backs off)."""
     return redis.Redis.from_url(
@@ -199,8 +278,12 @@ def build_broker(
     middleware: list[Middleware] = [TenantMiddleware(env), *(m() for m in default_middleware)]
     broker: dramatiq.Broker
     if url:
-        broker = RedisBroker(
-            client=redis_client(url), namespace=namespace or redis_namespace(settings), middleware=middleware
+        broker = KaquanRedisBroker(
+            client=redis_client(url),
+            namespace=namespace or redis_namespace(settings),
+            middleware=middleware,
+            heartbeat_timeout=int(settings.worker_heartbeat_timeout_seconds * 1000),
+            maintenance_interval=settings.broker_maintenance_seconds,
         )
     else:
         broker = StubBroker(middleware=middleware)

@@ -41,6 +41,9 @@ class JobRecord(TenantScoped):
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     started_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Last time ``done`` moved (or the job started): a job standing still longer than the worker
+    # heartbeat timeout is shown as waiting for a worker.
+    progressed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class ProcessedMessage(TenantScoped):

@@ -2,6 +2,11 @@
 
 The console shows it as a progress bar, the CLI as a rich bar, the API at ``GET /api/v1/jobs/{id}``.
 Statuses: ``queued`` → ``running`` → ``succeeded`` | ``failed``.
+
+``state`` is what the job looks like now: its status, except ``waiting`` when it is unfinished and has not
+started, or its progress has not moved, for longer than the worker heartbeat timeout
+(``KAQUAN_WORKER_HEARTBEAT_TIMEOUT_SECONDS``): no live worker seems to hold it (none running, or the one
+that had it died and another takes it over shortly). The console then says "等待处理进程…".
 """
 
 from __future__ import annotations
@@ -17,8 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db.base import utcnow
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.jobs.models import JobRecord
+from core.settings import Settings
 
 FINISHED = ("succeeded", "failed")
+#: Default of :func:`waiting_after` (the default worker heartbeat timeout).
+WAITING_AFTER = dt.timedelta(seconds=Settings().worker_heartbeat_timeout_seconds)
+
+
+def waiting_after(settings: Settings) -> dt.timedelta:
+    """How long an unfinished job may stand still before it is shown as waiting for a worker."""
+    return dt.timedelta(seconds=settings.worker_heartbeat_timeout_seconds)
 
 
 class JobOut(msgspec.Struct):
@@ -27,6 +40,7 @@ class JobOut(msgspec.Struct):
     id: uuid.UUID
     kind: str
     status: str
+    state: str
     done: int
     total: int
     percent: float
@@ -35,9 +49,25 @@ class JobOut(msgspec.Struct):
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    progressed_at: dt.datetime | None
 
 
-def job_out(job: JobRecord) -> JobOut:
+def job_state(
+    job: JobRecord, *, stale_after: dt.timedelta = WAITING_AFTER, now: dt.datetime | None = None
+) -> str:
+    """``job.status``, or ``waiting`` when an unfinished job stood still longer than ``stale_after``."""
+    if job.status in FINISHED:
+        return job.status
+    last = job.progressed_at or job.started_at or job.created_at
+    if last is not None and (now or utcnow()) - last > stale_after:
+        return "waiting"
+    return job.status
+
+
+def job_out(
+    job: JobRecord, *, stale_after: dt.timedelta = WAITING_AFTER, now: dt.datetime | None = None
+) -> JobOut:
+    """The API view of ``job``; ``stale_after`` is :func:`waiting_after` of the settings."""
     percent = 100.0 if job.status == "succeeded" else 0.0
     if job.total > 0:
         percent = round(min(job.done, job.total) * 100.0 / job.total, 1)
@@ -45,6 +75,7 @@ def job_out(job: JobRecord) -> JobOut:
         id=job.id,
         kind=job.kind,
         status=job.status,
+        state=job_state(job, stale_after=stale_after, now=now),
         done=job.done,
         total=job.total,
         percent=percent,
@@ -53,6 +84,7 @@ def job_out(job: JobRecord) -> JobOut:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        progressed_at=job.progressed_at,
     )
 
 
@@ -91,9 +123,13 @@ async def advance(
     _check_open(job)
     if total is not None:
         job.total = max(total, 0)
+    before = job.done
     job.done = max(job.done, min(done, job.total) if job.total else done)
+    now = utcnow()
     if job.status == "queued":
-        job.status, job.started_at = "running", utcnow()
+        job.status, job.started_at, job.progressed_at = "running", now, now
+    elif job.done != before:
+        job.progressed_at = now
     if message is not None:
         job.message = message
     await session.flush()

@@ -4,9 +4,12 @@ Each pass reads due rows across tenants (the named bypass ``outbox relay``; on P
 ``FOR UPDATE SKIP LOCKED`` so several relays never take the same row), enqueues each with its tenant id,
 business key and outbox id, and marks it ``enqueued``. When the broker is down the row stays
 ``pending`` with ``attempts`` + 1, ``last_error`` and a backed-off ``available_at``: nothing is lost.
-A row still ``enqueued`` long after it was sent (the broker lost it, e.g. Redis restarted without
-persistence) is sent again; actors are idempotent on the business key, so nothing is done twice.
-Workers set the row to ``done`` (or ``failed`` once retries are exhausted).
+A row still ``enqueued`` ``KAQUAN_OUTBOX_REDELIVER_SECONDS`` (default 5 min) after it was sent (the broker
+lost it, e.g. Redis restarted without persistence) is sent again; actors are idempotent on the business
+key, so nothing is done twice. A row a worker has started is ``running`` and is re-sent only after
+:data:`RUNNING_REDELIVER_AFTER` (a dead worker's message comes back sooner through the broker's heartbeat).
+Workers set the row to ``running`` when they start it, then ``done`` (or ``failed`` once retries are
+exhausted).
 """
 
 from __future__ import annotations
@@ -31,8 +34,13 @@ from core.jobs.models import OutboxMessage
 
 log = structlog.get_logger("kaquan.jobs.relay")
 
-#: An ``enqueued`` row not ``done`` after this long is sent again (the broker may have lost it).
-REDELIVER_AFTER = dt.timedelta(hours=1)
+#: An ``enqueued`` row not ``done`` after this long is sent again (the broker may have lost it); the
+#: default of ``KAQUAN_OUTBOX_REDELIVER_SECONDS``.
+REDELIVER_AFTER = dt.timedelta(minutes=5)
+#: A ``running`` row (a worker took the message, perhaps retrying it with backoff) is sent again only after
+#: this long since its last attempt began: longer than any job's time limit and dramatiq's retry backoff.
+#: A worker that died holding it is covered sooner by the broker's heartbeat (``KaquanRedisBroker``).
+RUNNING_REDELIVER_AFTER = dt.timedelta(hours=3)
 MAX_BACKOFF = dt.timedelta(minutes=10)
 
 
@@ -80,7 +88,13 @@ async def relay_once(
     now = now or utcnow()
     report = RelayReport()
     due = and_(OutboxMessage.status == "pending", OutboxMessage.available_at <= now)
-    stale = and_(OutboxMessage.status == "enqueued", OutboxMessage.enqueued_at <= now - redeliver_after)
+    stale = or_(
+        and_(OutboxMessage.status == "enqueued", OutboxMessage.enqueued_at <= now - redeliver_after),
+        and_(
+            OutboxMessage.status == "running",
+            OutboxMessage.enqueued_at <= now - max(redeliver_after, RUNNING_REDELIVER_AFTER),
+        ),
+    )
     query = select(OutboxMessage).where(or_(due, stale)).order_by(OutboxMessage.available_at).limit(limit)
     if tenant_ids is not None:
         query = query.where(OutboxMessage.tenant_id.in_(list(tenant_ids)))
@@ -92,7 +106,7 @@ async def relay_once(
         async with db.transaction() as session:
             rows = (await session.execute(query)).scalars().all()
             for row in rows:
-                redelivery = row.status == "enqueued"
+                redelivery = row.status in ("enqueued", "running")
                 try:
                     message = _message(broker, row)
                 except ActorNotFound as exc:
@@ -131,12 +145,19 @@ class OutboxRelay:
     """Runs :func:`relay_once` every ``poll_seconds`` as an asyncio task until stopped."""
 
     def __init__(
-        self, db: Database, broker: dramatiq.Broker, *, poll_seconds: float = 1.0, batch_size: int = 100
+        self,
+        db: Database,
+        broker: dramatiq.Broker,
+        *,
+        poll_seconds: float = 1.0,
+        batch_size: int = 100,
+        redeliver_after: dt.timedelta = REDELIVER_AFTER,
     ) -> None:
         self.db = db
         self.broker = broker
         self.poll_seconds = poll_seconds
         self.batch_size = batch_size
+        self.redeliver_after = redeliver_after
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -160,7 +181,9 @@ class OutboxRelay:
         while not self._stop.is_set():
             full = False
             try:
-                report = await relay_once(self.db, self.broker, limit=self.batch_size)
+                report = await relay_once(
+                    self.db, self.broker, limit=self.batch_size, redeliver_after=self.redeliver_after
+                )
                 full = report.broker_error is None and report.enqueued + report.redelivered >= self.batch_size
             except Exception:
                 log.exception("outbox_relay_pass_failed")

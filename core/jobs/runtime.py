@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import structlog
 from dramatiq import Worker
@@ -37,7 +38,12 @@ class JobRuntime:
         self.env = JobEnv(settings, kernel.keys, self.plugins)
         self.broker = build_broker(settings, self.env)
         self.mode = "service" if settings.redis_url else "embedded"
-        self.relay = OutboxRelay(kernel.db, self.broker, poll_seconds=settings.outbox_poll_seconds)
+        self.relay = OutboxRelay(
+            kernel.db,
+            self.broker,
+            poll_seconds=settings.outbox_poll_seconds,
+            redeliver_after=dt.timedelta(seconds=settings.outbox_redeliver_seconds),
+        )
         self.worker: Worker | None = None
 
     async def start(self) -> None:

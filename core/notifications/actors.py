@@ -3,7 +3,9 @@
 Payload (see ``tenants.users.create_invited_user``): ``channel``, ``to``, ``template``, ``params`` and
 ``sealed_params`` — values encrypted with the tenant's data key (AAD ``notification``), hex encoded,
 so a credential such as the invite link never travels or rests in plaintext in the broker. They are
-decrypted here, just before rendering and delivery. Idempotent on the outbox business key.
+decrypted here, just before rendering and delivery. Idempotent on the outbox business key, which is also
+the ``Notification.reference`` the provider dedupes on: a retry after a failed commit re-sends with the same
+key. The outcome is logged only after the claim has committed.
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ async def send_notification(
             "status": result.status,
             "reference": key,
         }
-        if result.accepted:
-            log.info("notification_delivered", **fields)
-        elif result.status == "failed" and result.retryable:
-            raise DeliveryFailed(f"{connector_id}: {result.detail}")
-        else:
-            log.warning("notification_not_delivered", detail=result.detail, **fields)
+        if result.status == "failed" and result.retryable and not result.accepted:
+            raise DeliveryFailed(f"{connector_id}: {result.detail}")  # rolls the claim back: retried
+    # Logged once the claim has committed; a failed commit is retried with the same reference.
+    if result.accepted:
+        log.info("notification_delivered", recorded=True, **fields)
+    else:
+        log.warning("notification_not_delivered", detail=result.detail, recorded=True, **fields)

@@ -203,3 +203,6 @@ async def outbox_row(kernel: Any, tenant_id: uuid.UUID, outbox_id: uuid.UUID) ->
     with tenant_context(tenant_id):
         async with kernel.db.transaction() as db:
             return (await db.execute(select(OutboxMessage).where(OutboxMessage.id == outbox_id))).scalar_one()
+
+
+from tests.integration.console.conftest import browser, make_user, new_browser  # noqa: E402, F401

@@ -127,15 +127,15 @@ async def test_a_message_the_broker_lost_is_sent_again_and_done_once(kernel, mak
     soon = await relay_once(
         kernel.db,
         jobs.broker,
-        now=FAR + dt.timedelta(minutes=5),
+        now=FAR + dt.timedelta(minutes=2),
         tenant_ids=[tenant.id],
         business_keys=[invite.business_key],
     )
     assert soon.redelivered == 0  # not stale yet
-    later = await relay_once(
+    later = await relay_once(  # minutes later, not an hour: the default redelivery time is 5 minutes
         kernel.db,
         jobs.broker,
-        now=FAR + dt.timedelta(hours=2),
+        now=FAR + dt.timedelta(minutes=5, seconds=1),
         tenant_ids=[tenant.id],
         business_keys=[invite.business_key],
     )
