@@ -1,6 +1,6 @@
 """grant delivery attempts (send state per grant) and jobs.progressed_at
 
-Revision ID: 0013_faults_delivery
+Revision ID: 0014_faults_delivery
 Revises: 0012_campaign_status
 Create Date: 2026-12-06 06:30:00.000000
 """
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision = "0013_faults_delivery"
-down_revision = "0012_campaign_status"
+revision = "0014_faults_delivery"
+down_revision = "0013_imports_code_rules"
 branch_labels = None
 depends_on = None
 
