@@ -1,7 +1,7 @@
 """grant delivery attempts (send state per grant) and jobs.progressed_at
 
 Revision ID: 0014_faults_delivery
-Revises: 0012_campaign_status
+Revises: 0013_imports_code_rules
 Create Date: 2026-12-06 06:30:00.000000
 """
 
