@@ -15,7 +15,7 @@ from core.jobs.context import JobEnv
 from core.kernel import Kernel
 from core.logging import configure_logging
 from core.settings import Settings
-from plugins.manager import load_plugins
+from plugins.manager import PluginError, load_plugins
 
 log = structlog.get_logger("kaquan.worker")
 
@@ -43,7 +43,10 @@ def run_worker(
         )
     configure_logging(settings.log_level, settings.log_json)
     kernel = Kernel.create(settings)
-    plugins = load_plugins(settings.disabled_plugin_names)
+    try:
+        plugins = load_plugins(settings.disabled_plugin_names)
+    except PluginError as exc:  # one line naming the plugin and the switch, as `kaquan serve` says it
+        raise SystemExit(f"kaquan worker cannot start: {exc}") from None
     env = JobEnv(settings, kernel.keys, plugins)
     broker = build_broker(settings, env, namespace=namespace)
     worker = Worker(broker, queues=set(queues) if queues else None, worker_threads=threads)

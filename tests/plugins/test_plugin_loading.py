@@ -199,3 +199,23 @@ def test_serve_refuses_to_start_with_a_broken_plugin_and_says_how_to_disable_it(
     assert last.startswith("kaquan cannot start: plugin 'acme_broken'"), proc.stderr
     assert "KAQUAN_DISABLED_PLUGINS=acme_broken" in last
     assert "Traceback" not in proc.stderr
+
+
+def test_worker_refuses_to_start_with_a_broken_plugin_in_one_line(installed, tmp_path):
+    site = installed("acme_broken", RAISES_ON_IMPORT)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]),
+        "KAQUAN_DATA_DIR": str(tmp_path / "data"),
+        "KAQUAN_DATABASE_URL": "",
+        "KAQUAN_REDIS_URL": "redis://127.0.0.1:1/0",  # never reached: start-up stops at the plugins
+        "KAQUAN_MASTER_KEY": "mk-test:" + "a" * 43,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "core.cli", "worker"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("kaquan worker cannot start: plugin 'acme_broken'"), proc.stderr
+    assert "KAQUAN_DISABLED_PLUGINS=acme_broken" in last
+    assert "Traceback" not in proc.stderr
