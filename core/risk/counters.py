@@ -144,7 +144,10 @@ def redis_for(settings: Settings) -> aioredis.Redis:
     if client is None:
         for stale in [k for k in _clients if k[0] == settings.redis_url and k[1] != id(loop)]:
             _clients.pop(stale, None)
-        client = aioredis.from_url(settings.redis_url, decode_responses=True)
+        # bounded waits: a Redis that stops answering fails the request (503, nothing changed), never hangs it
+        client = aioredis.from_url(
+            settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=2
+        )
         _clients[key] = client
     return client
 
