@@ -39,6 +39,7 @@ from core.members.api import MemberController
 from core.redemption.api import RedemptionController
 from core.reminders.api import ReminderSettingsController
 from core.risk.api import RiskController
+from core.root import root
 from core.settings import Settings, load_settings
 from core.webhooks.api import WebhookDeliveriesController, WebhooksController
 from tenants.api_platform import PlatformController, PlatformLoginController
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     app = Litestar(
         route_handlers=[
+            root,
             health,
             ready,
             metrics,

@@ -73,8 +73,14 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Serve the API and consoles (embedded mode also runs the job worker in-process)."""
     import uvicorn
 
+    # The app factory (in every uvicorn worker process) reads its settings from the environment: a
+    # --host/--port given here must reach it, so the base URL it derives follows the port served.
+    if host is not None:
+        os.environ["KAQUAN_HOST"] = host
+    if port is not None:
+        os.environ["KAQUAN_PORT"] = str(port)
     s = _settings()
-    uvicorn.run("core.app:create_app", factory=True, host=host or s.host, port=port or s.port,
+    uvicorn.run("core.app:create_app", factory=True, host=s.host, port=s.port,
                 workers=workers, log_config=None, proxy_headers=True, access_log=False)
 
 
