@@ -100,21 +100,52 @@ def scheduler() -> None:
     run_scheduler(_settings())
 
 
-def migrate_database(settings: Settings) -> None:
-    """``alembic upgrade head`` as the owner role (also provisions the app role on PostgreSQL)."""
+def migrate_database(settings: Settings, *, reset_app_password: bool = False) -> None:
+    """``alembic upgrade head`` as the owner role (also provisions the app role on PostgreSQL).
+
+    The app role is created when missing; an existing one keeps its password (other databases on the
+    server may share it) unless ``reset_app_password``.
+    """
     from core.db.migrations import upgrade_head
 
     if not settings.is_postgres:
         settings.data_path.mkdir(parents=True, exist_ok=True)
-    upgrade_head(settings.owner_db_url, settings.db_url)
+    upgrade_head(settings.owner_db_url, settings.db_url, reset_app_password=reset_app_password)
+
+
+async def _app_login_error(url: str) -> str | None:
+    """Why the app role cannot log in with ``url`` (None when it can)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("select 1")
+    except Exception as exc:  # any failure is reported, never raised: the migration itself succeeded
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    finally:
+        await engine.dispose()
+    return None
 
 
 @main.command()
-def migrate() -> None:
+@click.option("--reset-app-password", is_flag=True,
+              help="Set the app role's password to the one in KAQUAN_DATABASE_URL even when the role exists "
+                   "(the role is shared by every database on the server).")
+def migrate(reset_app_password: bool) -> None:
     """Apply database migrations (schema, RLS policies, app role) as the owner."""
     s = _settings()
-    migrate_database(s)
+    migrate_database(s, reset_app_password=reset_app_password)
     console.print(f"[green]database is up to date[/green] ({'PostgreSQL' if s.is_postgres else 'SQLite'})")
+    if s.is_postgres and s.database_owner_url and s.database_owner_url != s.db_url:
+        error = asyncio.run(_app_login_error(s.db_url))
+        if error:
+            err_console.print(
+                f"[yellow]warning[/yellow]: the app role cannot log in with KAQUAN_DATABASE_URL ({error}). "
+                "If the role already existed with another password, either use that password or run "
+                "`kaquan migrate --reset-app-password` (this changes it for every database using the role).",
+                soft_wrap=True,
+            )
 
 
 @main.command()
