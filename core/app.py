@@ -43,7 +43,7 @@ from core.root import root
 from core.settings import Settings, load_settings
 from core.webhooks.api import WebhookDeliveriesController, WebhooksController
 from tenants.api_platform import PlatformController, PlatformLoginController
-from tenants.api_tenant import OAuthController, TenantApiController
+from tenants.api_tenant import ApiClientsController, OAuthController, TenantApiController
 from tenants.auth import request_context_middleware
 
 UI_DIR = Path(__file__).resolve().parent.parent / "admin_ui"
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             metrics,
             OAuthController,
             TenantApiController,
+            ApiClientsController,
             AuditController,
             CatalogController,
             InventoryController,

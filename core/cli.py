@@ -290,6 +290,111 @@ async def tenants_resume(slug: str, reason: str) -> None:
     await _set_status(slug, "active", reason)
 
 
+async def _tenant_id(kernel: Any, slug: str) -> Any:
+    from core.errors import NotFound
+    from tenants.onboarding import get_tenant_by_slug
+
+    async with kernel.db.transaction() as db:
+        tenant = await get_tenant_by_slug(db, slug)
+    if tenant is None:
+        raise NotFound(f"No tenant with slug {slug!r}", f"不存在标识为 {slug!r} 的租户", code="tenant_not_found")
+    return tenant.id
+
+
+@main.group()
+def clients() -> None:
+    """A tenant's API clients (OAuth2 client credentials)."""
+
+
+@clients.command("create")
+@click.option("--tenant", "slug", required=True, help="Tenant slug.")
+@click.option("--name", required=True, help="What the client is for (shown in the console).")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              help="A scope to give (repeat the option); see docs/api.md for the list.")
+@_run
+async def clients_create(slug: str, name: str, scopes: tuple[str, ...]) -> None:
+    """Create an API client; prints its client_id and its secret, once (only a digest is stored)."""
+    import msgspec
+
+    from core.db.context import tenant_context
+    from tenants.clients import create_client
+    from tenants.schemas import ApiClientCreate
+
+    try:
+        data = msgspec.convert({"name": name, "scopes": list(scopes)}, ApiClientCreate)
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    kernel = await _kernel()
+    try:
+        tenant_id = await _tenant_id(kernel, slug)
+        with tenant_context(tenant_id):
+            async with kernel.db.transaction() as db:
+                client, secret = await create_client(db, data.name, data.scopes)
+    finally:
+        await kernel.close()
+    console.print(f"[green]API client created[/green] {client.name} ({', '.join(client.scopes)})", soft_wrap=True)
+    console.print(f"client_id      {client.client_id}", soft_wrap=True)
+    console.print(f"client_secret  {secret}", soft_wrap=True)
+    console.print("The secret is shown this once; store it now.", soft_wrap=True)
+
+
+@clients.command("list")
+@click.option("--tenant", "slug", required=True, help="Tenant slug.")
+@_run
+async def clients_list(slug: str) -> None:
+    """List a tenant's API clients (never a secret)."""
+    from core.db.context import tenant_context
+    from tenants.clients import list_clients
+
+    kernel = await _kernel()
+    try:
+        tenant_id = await _tenant_id(kernel, slug)
+        with tenant_context(tenant_id):
+            async with kernel.db.transaction() as db:
+                rows = await list_clients(db)
+    finally:
+        await kernel.close()
+    # Plain lines, never truncated: people copy the ids.
+    for c in rows:
+        status = f"revoked {c.revoked_at.isoformat()}" if c.revoked_at else "active"
+        console.print(f"{c.client_id}  {c.name}  [{status}]  scopes: {' '.join(c.scopes)}  id: {c.id}",
+                      soft_wrap=True, markup=False)
+    if not rows:
+        console.print("no API clients")
+
+
+@clients.command("revoke")
+@click.option("--tenant", "slug", required=True, help="Tenant slug.")
+@click.argument("client")
+@_run
+async def clients_revoke(slug: str, client: str) -> None:
+    """Revoke an API client (by its client_id or id) and every token it holds."""
+    import uuid
+
+    from sqlalchemy import select
+
+    from core.db.context import tenant_context
+    from core.errors import NotFound
+    from tenants.clients import revoke_client
+    from tenants.models import ApiClient
+
+    kernel = await _kernel()
+    try:
+        tenant_id = await _tenant_id(kernel, slug)
+        with tenant_context(tenant_id):
+            async with kernel.db.transaction() as db:
+                try:
+                    pk = uuid.UUID(client)
+                except ValueError:
+                    pk = (await db.execute(select(ApiClient.id).where(ApiClient.client_id == client))).scalar()
+                if pk is None:
+                    raise NotFound("API client not found", "API 客户端不存在", code="api_client_not_found")
+                row = await revoke_client(db, pk)
+    finally:
+        await kernel.close()
+    console.print(f"API client {row.name} ({row.client_id}) is [bold]revoked[/bold]", soft_wrap=True)
+
+
 @main.group()
 def keys() -> None:
     """Master key and data keys."""
