@@ -47,6 +47,7 @@ from core.db.context import require_tenant
 from core.db.ids import new_id
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.events.services import emit
+from core.grants.lifecycle import grant_of_item, item_move, lock_grant, sync_grant
 from core.grants.models import GrantItem
 from core.inventory import codegen
 from core.inventory.models import Code
@@ -260,7 +261,12 @@ def _holder_params(data: RedeemIn) -> dict[str, Any]:
 @cache
 def _lookup(with_window: bool, by_member: bool, by_item: bool) -> Select[Any]:
     holder = aliased(GrantItem, name="holder")
-    q = select(*_LOOKUP_COLUMNS, holder.id.label("holder_id"), holder.member_id.label("holder_member_id"))
+    q = select(
+        *_LOOKUP_COLUMNS,
+        holder.id.label("holder_id"),
+        holder.member_id.label("holder_member_id"),
+        holder.grant_id.label("holder_grant_id"),
+    )
     if with_window:  # the tenant filter (and RLS) keep every table here, subqueries too, to the tenant
         window = select(RedemptionSettings.rollback_window_minutes).scalar_subquery()
         q = q.add_columns(window.label("rollback_window"))
@@ -607,12 +613,18 @@ async def _set_code_state(
     return result.first() is not None
 
 
-async def _move_item(session: AsyncSession, item_id: uuid.UUID | None, old: str, new: str) -> None:
+async def _move_item(session: AsyncSession, item_id: uuid.UUID | None, event: str) -> None:
+    """Move a grant item by ``event`` of the state machine (:mod:`core.grants.lifecycle`), if it is in the
+    event's source status."""
     if item_id is not None:
+        old, new = item_move(event)
         await session.execute(
             update(GrantItem).where(GrantItem.id == item_id, GrantItem.status == old).values(status=new),
             execution_options={"synchronize_session": False},
         )
+
+
+_HELD, _REDEEMED = item_move("redeem")
 
 
 @cache
@@ -621,10 +633,10 @@ def _take_stmt(by_member: bool, by_item: bool) -> Any:
         update(GrantItem)
         .where(
             GrantItem.id == _first_held(bindparam("b_code_id"), by_member, by_item),
-            GrantItem.status == "held",
+            GrantItem.status == _HELD,
         )
-        .values(status="redeemed")
-        .returning(GrantItem.id, GrantItem.member_id)
+        .values(status=_REDEEMED)
+        .returning(GrantItem.id, GrantItem.member_id, GrantItem.grant_id)
     )
 
 
@@ -674,6 +686,10 @@ async def _redeem(
     async with guard(session, kernel.settings, "redeem", subject):
         now = utcnow()
         code = (await _check(session, kernel, data, subject, now, redeeming=True)).code
+        locked = None
+        if code.holder_grant_id is not None:
+            # the grant's lock comes first, as in a void: the two never wait on each other in a circle
+            locked = await lock_grant(session, code.holder_grant_id)
         pinned = data.member_id is not None or data.grant_item_id is not None
         balance_after: int | None = None
         use_number: int | None = None
@@ -704,12 +720,14 @@ async def _redeem(
             if consumed:
                 await _set_code_state(session, code.id, "issued", "redeemed", now)
         holder_id, holder_member_id = code.holder_id, code.holder_member_id
+        used_grant = code.holder_grant_id  # a stored-value card partly spent stays held, its grant is used
         if holder_id is not None and consumed:
             # the lookup saw a holder: take an item, chosen now (after the write that orders redeemers)
             item = await _take_item(session, data, code.id)
             if item is None and pinned:
                 raise _holder_missing(data)
             holder_id, holder_member_id = (item.id, item.member_id) if item is not None else (None, None)
+            used_grant = item.grant_id if item is not None else None
         values: dict[str, Any] = {
             "tenant_id": require_tenant(),
             "id": new_id(),
@@ -763,6 +781,8 @@ async def _redeem(
                 }
             )
             await session.execute(_LEDGER.insert(), entries)
+        if used_grant is not None:  # after the redemption row: a partly spent card counts as used
+            await sync_grant(session, used_grant, "redeem", locked=locked)
         facts = _facts(red)
         record(session, "code.redeemed", "code", code.id, facts)
         emit(session, "code.redeemed", code.id, facts)
@@ -855,6 +875,8 @@ async def rollback(session: AsyncSession, redemption_id: uuid.UUID, reason: str)
             code="rollback_window_passed",
             extra={"rollback_until": deadline.isoformat(), "rollback_window_minutes": window},
         )
+    grant_id = await grant_of_item(session, red.grant_item_id) if red.grant_item_id else None
+    locked = await lock_grant(session, grant_id) if grant_id else None  # first, as in a redemption and a void
     won = (
         await session.execute(
             update(Redemption)
@@ -871,7 +893,7 @@ async def rollback(session: AsyncSession, redemption_id: uuid.UUID, reason: str)
     balance_after: int | None = None
     if red.kind == "code":
         await _set_code_state(session, red.code_id, "redeemed", "issued", now)
-        await _move_item(session, red.grant_item_id, "redeemed", "held")
+        await _move_item(session, red.grant_item_id, "rollback")
     elif red.kind == "reusable_code":
         await session.execute(
             update(CodeAccount)
@@ -880,7 +902,7 @@ async def rollback(session: AsyncSession, redemption_id: uuid.UUID, reason: str)
             execution_options={"synchronize_session": False},
         )
         await _set_code_state(session, red.code_id, "redeemed", "issued", now)
-        await _move_item(session, red.grant_item_id, "redeemed", "held")
+        await _move_item(session, red.grant_item_id, "rollback")
     else:
         amount = int(red.amount or 0)
         row = (
@@ -904,7 +926,9 @@ async def rollback(session: AsyncSession, redemption_id: uuid.UUID, reason: str)
             )
         )
         await _set_code_state(session, red.code_id, "redeemed", "issued", now)
-        await _move_item(session, red.grant_item_id, "redeemed", "held")
+        await _move_item(session, red.grant_item_id, "rollback")
+    if grant_id is not None:
+        await sync_grant(session, grant_id, "rollback", locked=locked)
     red = won
     facts = {**_facts(red), "reason": reason[:500], "balance_after": balance_after}
     record(session, "code.redemption_rolled_back", "code", red.code_id, facts)
