@@ -237,12 +237,17 @@ _LOOKUP_COLUMNS = (
 
 
 def _first_held(code_id: Any, by_member: bool, by_item: bool) -> Any:
-    """The id of the unredeemed grant item a redemption of ``code_id`` uses (a scalar subquery).
+    """The id of the unredeemed, unexpired grant item a redemption of ``code_id`` uses (a scalar subquery).
 
     The given member's (``:b_member_id``) or the given item (``:b_grant_item_id``), else the oldest: one unit
-    per use of a shared reusable code.
+    per use of a shared reusable code. A unit past its own expiry (``:b_now``; a "days after issue" validity
+    ends before the code's) is never used, even before the expiry sweep has marked it ``expired``.
     """
-    q = select(GrantItem.id).where(GrantItem.code_id == code_id, GrantItem.status == "held")
+    q = select(GrantItem.id).where(
+        GrantItem.code_id == code_id,
+        GrantItem.status == "held",
+        or_(GrantItem.expires_at.is_(None), GrantItem.expires_at > bindparam("b_now")),
+    )
     if by_member:
         q = q.where(GrantItem.member_id == bindparam("b_member_id"))
     if by_item:
@@ -250,8 +255,24 @@ def _first_held(code_id: Any, by_member: bool, by_item: bool) -> Any:
     return q.order_by(GrantItem.id).limit(1).scalar_subquery()
 
 
-def _holder_params(data: RedeemIn) -> dict[str, Any]:
-    return {"b_member_id": data.member_id, "b_grant_item_id": data.grant_item_id}
+def _holder_params(data: RedeemIn, now: dt.datetime) -> dict[str, Any]:
+    return {"b_member_id": data.member_id, "b_grant_item_id": data.grant_item_id, "b_now": now}
+
+
+def _lapsed(code_id: Any, by_member: bool, by_item: bool) -> Any:
+    """Whether a unit of ``code_id`` (the given member's / the given item) expired unredeemed (EXISTS)."""
+    q = select(GrantItem.id).where(
+        GrantItem.code_id == code_id,
+        or_(
+            GrantItem.status == "expired",
+            and_(GrantItem.status == "held", GrantItem.expires_at <= bindparam("b_now")),
+        ),
+    )
+    if by_member:
+        q = q.where(GrantItem.member_id == bindparam("b_member_id"))
+    if by_item:
+        q = q.where(GrantItem.id == bindparam("b_grant_item_id"))
+    return q.exists()
 
 
 # The hot path's statements are built once per shape (building one costs more than running it); the
@@ -266,6 +287,7 @@ def _lookup(with_window: bool, by_member: bool, by_item: bool) -> Select[Any]:
         holder.id.label("holder_id"),
         holder.member_id.label("holder_member_id"),
         holder.grant_id.label("holder_grant_id"),
+        _lapsed(Code.id, by_member, by_item).correlate(Code).label("holder_lapsed"),
     )
     if with_window:  # the tenant filter (and RLS) keep every table here, subqueries too, to the tenant
         window = select(RedemptionSettings.rollback_window_minutes).scalar_subquery()
@@ -280,7 +302,7 @@ def _lookup(with_window: bool, by_member: bool, by_item: bool) -> Select[Any]:
 
 
 async def _find_code(
-    session: AsyncSession, kernel: Any, data: RedeemIn, *, with_window: bool = False
+    session: AsyncSession, kernel: Any, data: RedeemIn, now: dt.datetime, *, with_window: bool = False
 ) -> tuple[Row[Any] | None, Any]:
     """The code whose digest matches the most literal candidate form of ``data.code``, in one statement.
 
@@ -291,7 +313,7 @@ async def _find_code(
     cipher = await kernel.keys.cipher(session)
     digests = [digest_of(cipher, c) for c in code_candidates(data.code)]
     stmt = _lookup(with_window, data.member_id is not None, data.grant_item_id is not None)
-    rows = (await session.execute(stmt, {"b_digests": digests, **_holder_params(data)})).all()
+    rows = (await session.execute(stmt, {"b_digests": digests, **_holder_params(data, now)})).all()
     by_digest = {row.digest: row for row in rows}
     for d in digests:
         if d in by_digest:
@@ -371,7 +393,7 @@ async def _check(
     ``redeeming`` leaves the use count and the balance to the conditional write that follows (it refuses
     on its own), so the redemption does not read them first.
     """
-    code, cipher = await _find_code(session, kernel, data, with_window=redeeming)
+    code, cipher = await _find_code(session, kernel, data, now, with_window=redeeming)
     if code is None:
         await _failed(session, kernel.settings, subject, _not_found())
     if code.has_pin:
@@ -428,6 +450,8 @@ async def _check(
             if data.amount is not None and balance < data.amount:
                 raise _insufficient(balance, data.amount, code.currency)
             checked.balance = balance
+    if code.holder_id is None and code.holder_lapsed:
+        raise _expired(None)  # the member's unit expired (its validity can end before the code's)
     if pinned and code.holder_id is None:
         raise _holder_missing(data)
     return checked
@@ -640,7 +664,9 @@ def _take_stmt(by_member: bool, by_item: bool) -> Any:
     )
 
 
-async def _take_item(session: AsyncSession, data: RedeemIn, code_id: uuid.UUID) -> Row[Any] | None:
+async def _take_item(
+    session: AsyncSession, data: RedeemIn, code_id: uuid.UUID, now: dt.datetime
+) -> Row[Any] | None:
     """Mark the grant item the redemption uses (see :func:`_first_held`) redeemed: its (id, member_id).
 
     Chosen and moved in one statement after the redemption's own conditional write, whose row lock
@@ -650,7 +676,7 @@ async def _take_item(session: AsyncSession, data: RedeemIn, code_id: uuid.UUID) 
     return (
         await session.execute(
             stmt,
-            {"b_code_id": code_id, **_holder_params(data)},
+            {"b_code_id": code_id, **_holder_params(data, now)},
             execution_options={"synchronize_session": False},
         )
     ).first()
@@ -723,7 +749,7 @@ async def _redeem(
         used_grant = code.holder_grant_id  # a stored-value card partly spent stays held, its grant is used
         if holder_id is not None and consumed:
             # the lookup saw a holder: take an item, chosen now (after the write that orders redeemers)
-            item = await _take_item(session, data, code.id)
+            item = await _take_item(session, data, code.id, now)
             if item is None and pinned:
                 raise _holder_missing(data)
             holder_id, holder_member_id = (item.id, item.member_id) if item is not None else (None, None)

@@ -202,3 +202,23 @@ async def test_database_refuses_an_unknown_status(shop: Shop) -> None:
     with pytest.raises(IntegrityError):
         await shop.run(corrupt)
     assert (await _status(shop, grant["id"]))[0] == "created"
+
+
+async def test_a_unit_past_its_own_validity_is_not_redeemable_before_or_after_the_sweep(shop: Shop) -> None:
+    """A "days after issue" validity ends before the code's own expiry: the unit, not the code, decides."""
+    stocked = await shop.stock(1, with_pin=False, validity_kind="days_after_issue", validity_days=30)
+    grant = await _grant(shop, stocked.product_id)
+    number = grant["codes"][0]["number"]
+
+    async def age(db: Any) -> None:
+        await db.execute(update(GrantItem).values(expires_at=utcnow() - dt.timedelta(minutes=1))
+                         .where(GrantItem.grant_id == uuid.UUID(grant["id"])))
+
+    await shop.run(age)
+    for _ in range(2):
+        r = await shop.post("/api/v1/redemptions", {"code": number}, key=None)
+        assert r.status_code == 409 and r.json()["code"] == "code_expired", r.text
+        r = await shop.post("/api/v1/redemptions/validate", {"code": number}, key=None)
+        assert r.status_code == 409 and r.json()["code"] == "code_expired", r.text
+        await shop.run(expire_items)
+    assert await _status(shop, grant["id"]) == ("expired", ["expired"])
