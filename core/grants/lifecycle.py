@@ -143,6 +143,12 @@ def check_grant(status: str, event: str, target: str) -> None:
         raise _illegal("grant", status, event)
 
 
+def awaiting_delivery(status: str, channel: str | None, delivered_at: object) -> bool:
+    """Whether a grant's codes should still be sent: it has a channel, was never delivered, and is not
+    voided, expired or wholly redeemed (a partly redeemed grant still has units the member needs)."""
+    return channel is not None and delivered_at is None and status in ("created", "partially_redeemed")
+
+
 def delivery_status(channel: str | None, delivered: bool, delivery_failed: bool) -> str:
     """Where a grant stands on delivery alone: ``delivered``, ``delivery_failed`` or ``created``."""
     if delivered:

@@ -13,6 +13,7 @@ from core.grants.lifecycle import (
     ITEM_STATUSES,
     ITEM_TRANSITIONS,
     IllegalTransition,
+    awaiting_delivery,
     check_grant,
     delivery_status,
     derive_grant_status,
@@ -101,3 +102,12 @@ def test_delivery_status() -> None:
     assert delivery_status("sms", delivered=True, delivery_failed=False) == "delivered"
     assert delivery_status("sms", delivered=False, delivery_failed=True) == "delivery_failed"
     assert delivery_status(None, delivered=False, delivery_failed=False) == "created"
+
+
+def test_awaiting_delivery() -> None:
+    assert awaiting_delivery("created", "sms", None)
+    assert awaiting_delivery("partially_redeemed", "sms", None)  # the member still needs the other units
+    assert not awaiting_delivery("redeemed", "sms", None)
+    assert not awaiting_delivery("created", None, None)
+    assert not awaiting_delivery("voided", "email", None)
+    assert not awaiting_delivery("created", "sms", "2026-12-06T06:00:00Z")
