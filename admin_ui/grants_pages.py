@@ -34,6 +34,9 @@ GRANT_STATUS_LABELS: dict[str, str] = {
     "created": N_("Created"),
     "delivered": N_("Delivered"),
     "delivery_failed": N_("Delivery failed"),
+    "partially_redeemed": N_("Partially redeemed"),
+    "redeemed": N_("Redeemed"),
+    "expired": N_("Expired"),
     "voided": N_("Voided"),
 }
 ITEM_STATUS_LABELS: dict[str, str] = {

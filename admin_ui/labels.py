@@ -169,6 +169,10 @@ SCOPE_TEXTS: tuple[str, ...] = (
     N_("Manage webhook subscriptions, read the delivery log and resend deliveries."),
     N_("Read risk rules, refusals and flags."),
     N_("Change risk rules, blocklists and lockouts."),
+    N_(
+        "Create, list and revoke API clients, with scopes the caller holds"
+        " (only an owner or admin in the console, or the CLI, can give this scope)."
+    ),
 )
 """The descriptions of ``tenants.scopes.SCOPES``, repeated here so extraction finds them (a test checks)."""
 

@@ -51,7 +51,9 @@ def _do_run(connection: Connection, app_url: str) -> None:
         if connection.dialect.name == "postgresql":
             # RLS on every tenant table and the app role's rights are re-applied after every upgrade,
             # so a later migration cannot forget them (the catalog test checks the result).
-            secure_postgres(connection, app_role)
+            secure_postgres(
+                connection, app_role, reset_app_password=bool(config.attributes.get("reset_app_password"))
+            )
 
 
 async def _run_async() -> None:

@@ -39,10 +39,11 @@ from core.members.api import MemberController
 from core.redemption.api import RedemptionController
 from core.reminders.api import ReminderSettingsController
 from core.risk.api import RiskController
+from core.root import root
 from core.settings import Settings, load_settings
 from core.webhooks.api import WebhookDeliveriesController, WebhooksController
 from tenants.api_platform import PlatformController, PlatformLoginController
-from tenants.api_tenant import OAuthController, TenantApiController
+from tenants.api_tenant import ApiClientsController, OAuthController, TenantApiController
 from tenants.auth import request_context_middleware
 
 UI_DIR = Path(__file__).resolve().parent.parent / "admin_ui"
@@ -111,11 +112,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     app = Litestar(
         route_handlers=[
+            root,
             health,
             ready,
             metrics,
             OAuthController,
             TenantApiController,
+            ApiClientsController,
             AuditController,
             CatalogController,
             InventoryController,

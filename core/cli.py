@@ -73,8 +73,14 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Serve the API and consoles (embedded mode also runs the job worker in-process)."""
     import uvicorn
 
+    # The app factory (in every uvicorn worker process) reads its settings from the environment: a
+    # --host/--port given here must reach it, so the base URL it derives follows the port served.
+    if host is not None:
+        os.environ["KAQUAN_HOST"] = host
+    if port is not None:
+        os.environ["KAQUAN_PORT"] = str(port)
     s = _settings()
-    uvicorn.run("core.app:create_app", factory=True, host=host or s.host, port=port or s.port,
+    uvicorn.run("core.app:create_app", factory=True, host=s.host, port=s.port,
                 workers=workers, log_config=None, proxy_headers=True, access_log=False)
 
 
@@ -94,21 +100,52 @@ def scheduler() -> None:
     run_scheduler(_settings())
 
 
-def migrate_database(settings: Settings) -> None:
-    """``alembic upgrade head`` as the owner role (also provisions the app role on PostgreSQL)."""
+def migrate_database(settings: Settings, *, reset_app_password: bool = False) -> None:
+    """``alembic upgrade head`` as the owner role (also provisions the app role on PostgreSQL).
+
+    The app role is created when missing; an existing one keeps its password (other databases on the
+    server may share it) unless ``reset_app_password``.
+    """
     from core.db.migrations import upgrade_head
 
     if not settings.is_postgres:
         settings.data_path.mkdir(parents=True, exist_ok=True)
-    upgrade_head(settings.owner_db_url, settings.db_url)
+    upgrade_head(settings.owner_db_url, settings.db_url, reset_app_password=reset_app_password)
+
+
+async def _app_login_error(url: str) -> str | None:
+    """Why the app role cannot log in with ``url`` (None when it can)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("select 1")
+    except Exception as exc:  # any failure is reported, never raised: the migration itself succeeded
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    finally:
+        await engine.dispose()
+    return None
 
 
 @main.command()
-def migrate() -> None:
+@click.option("--reset-app-password", is_flag=True,
+              help="Set the app role's password to the one in KAQUAN_DATABASE_URL even when the role exists "
+                   "(the role is shared by every database on the server).")
+def migrate(reset_app_password: bool) -> None:
     """Apply database migrations (schema, RLS policies, app role) as the owner."""
     s = _settings()
-    migrate_database(s)
+    migrate_database(s, reset_app_password=reset_app_password)
     console.print(f"[green]database is up to date[/green] ({'PostgreSQL' if s.is_postgres else 'SQLite'})")
+    if s.is_postgres and s.database_owner_url and s.database_owner_url != s.db_url:
+        error = asyncio.run(_app_login_error(s.db_url))
+        if error:
+            err_console.print(
+                f"[yellow]warning[/yellow]: the app role cannot log in with KAQUAN_DATABASE_URL ({error}). "
+                "If the role already existed with another password, either use that password or run "
+                "`kaquan migrate --reset-app-password` (this changes it for every database using the role).",
+                soft_wrap=True,
+            )
 
 
 @main.command()
@@ -251,6 +288,111 @@ async def tenants_suspend(slug: str, reason: str) -> None:
 async def tenants_resume(slug: str, reason: str) -> None:
     """Resume a suspended tenant."""
     await _set_status(slug, "active", reason)
+
+
+async def _tenant_id(kernel: Any, slug: str) -> Any:
+    from core.errors import NotFound
+    from tenants.onboarding import get_tenant_by_slug
+
+    async with kernel.db.transaction() as db:
+        tenant = await get_tenant_by_slug(db, slug)
+    if tenant is None:
+        raise NotFound(f"No tenant with slug {slug!r}", f"不存在标识为 {slug!r} 的租户", code="tenant_not_found")
+    return tenant.id
+
+
+@main.group()
+def clients() -> None:
+    """A tenant's API clients (OAuth2 client credentials)."""
+
+
+@clients.command("create")
+@click.option("--tenant", "slug", required=True, help="Tenant slug.")
+@click.option("--name", required=True, help="What the client is for (shown in the console).")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              help="A scope to give (repeat the option); see docs/api.md for the list.")
+@_run
+async def clients_create(slug: str, name: str, scopes: tuple[str, ...]) -> None:
+    """Create an API client; prints its client_id and its secret, once (only a digest is stored)."""
+    import msgspec
+
+    from core.db.context import tenant_context
+    from tenants.clients import create_client
+    from tenants.schemas import ApiClientCreate
+
+    try:
+        data = msgspec.convert({"name": name, "scopes": list(scopes)}, ApiClientCreate)
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    kernel = await _kernel()
+    try:
+        tenant_id = await _tenant_id(kernel, slug)
+        with tenant_context(tenant_id):
+            async with kernel.db.transaction() as db:
+                client, secret = await create_client(db, data.name, data.scopes)
+    finally:
+        await kernel.close()
+    console.print(f"[green]API client created[/green] {client.name} ({', '.join(client.scopes)})", soft_wrap=True)
+    console.print(f"client_id      {client.client_id}", soft_wrap=True)
+    console.print(f"client_secret  {secret}", soft_wrap=True)
+    console.print("The secret is shown this once; store it now.", soft_wrap=True)
+
+
+@clients.command("list")
+@click.option("--tenant", "slug", required=True, help="Tenant slug.")
+@_run
+async def clients_list(slug: str) -> None:
+    """List a tenant's API clients (never a secret)."""
+    from core.db.context import tenant_context
+    from tenants.clients import list_clients
+
+    kernel = await _kernel()
+    try:
+        tenant_id = await _tenant_id(kernel, slug)
+        with tenant_context(tenant_id):
+            async with kernel.db.transaction() as db:
+                rows = await list_clients(db)
+    finally:
+        await kernel.close()
+    # Plain lines, never truncated: people copy the ids.
+    for c in rows:
+        status = f"revoked {c.revoked_at.isoformat()}" if c.revoked_at else "active"
+        console.print(f"{c.client_id}  {c.name}  [{status}]  scopes: {' '.join(c.scopes)}  id: {c.id}",
+                      soft_wrap=True, markup=False)
+    if not rows:
+        console.print("no API clients")
+
+
+@clients.command("revoke")
+@click.option("--tenant", "slug", required=True, help="Tenant slug.")
+@click.argument("client")
+@_run
+async def clients_revoke(slug: str, client: str) -> None:
+    """Revoke an API client (by its client_id or id) and every token it holds."""
+    import uuid
+
+    from sqlalchemy import select
+
+    from core.db.context import tenant_context
+    from core.errors import NotFound
+    from tenants.clients import revoke_client
+    from tenants.models import ApiClient
+
+    kernel = await _kernel()
+    try:
+        tenant_id = await _tenant_id(kernel, slug)
+        with tenant_context(tenant_id):
+            async with kernel.db.transaction() as db:
+                try:
+                    pk = uuid.UUID(client)
+                except ValueError:
+                    pk = (await db.execute(select(ApiClient.id).where(ApiClient.client_id == client))).scalar()
+                if pk is None:
+                    raise NotFound("API client not found", "API 客户端不存在", code="api_client_not_found")
+                row = await revoke_client(db, pk)
+    finally:
+        await kernel.close()
+    console.print(f"API client {row.name} ({row.client_id}) is [bold]revoked[/bold]", soft_wrap=True)
 
 
 @main.group()

@@ -20,7 +20,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     redis_namespace: str = "kaquan"
     master_key: str = ""
     previous_master_keys: str = ""
-    base_url: str = "http://127.0.0.1:8000"
+    base_url: str = ""
+    """Public URL of the app (links in messages, printed URLs, secure cookies). When unset it follows
+    ``host`` and ``port``: ``http://<host>:<port>`` (a wildcard bind address shows as 127.0.0.1)."""
     host: str = "127.0.0.1"
     port: int = 8000
     secret_key: str = ""
@@ -98,4 +100,18 @@ def load_settings(env: dict[str, str] | None = None, file: str | None = None, **
             except ValueError as exc:
                 raise SystemExit(f"Invalid value for {key}: {env[key]!r} ({exc})") from exc
     values.update(overrides)
-    return msgspec.convert(values, Settings)
+    settings = msgspec.convert(values, Settings)
+    if not settings.base_url:
+        settings = msgspec.structs.replace(settings, base_url=derived_base_url(settings.host, settings.port))
+    return settings
+
+
+_WILDCARD_HOSTS = {"", "0.0.0.0", "::", "[::]"}
+
+
+def derived_base_url(host: str, port: int) -> str:
+    """The base URL a browser on this machine reaches a server bound to ``host:port`` at."""
+    shown = "127.0.0.1" if host in _WILDCARD_HOSTS else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"  # an IPv6 literal
+    return f"http://{shown}:{port}"

@@ -13,10 +13,10 @@ from core.audit.services import record
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.session import bind_tenant
-from core.errors import FieldError, NotFound, TenantSuspended, Unauthorized, ValidationFailed
+from core.errors import FieldError, Forbidden, NotFound, TenantSuspended, Unauthorized, ValidationFailed
 from tenants.models import AccessToken, ApiClient, Plan, Tenant
 from tenants.schemas import ApiClientOut, Principal
-from tenants.scopes import unknown_scopes
+from tenants.scopes import MANAGE_CLIENTS_SCOPE, unknown_scopes
 from tenants.security import digest, new_client_id, random_secret, tenant_of_credential
 
 
@@ -24,10 +24,40 @@ def client_out(c: ApiClient) -> ApiClientOut:
     return ApiClientOut(c.id, c.name, c.client_id, list(c.scopes), c.created_at, c.revoked_at, c.last_used_at)
 
 
+def _check_grantable(scopes: list[str], granted_by: frozenset[str]) -> None:
+    """An API client may give another client only scopes it holds itself, and never ``clients:manage``."""
+    if MANAGE_CLIENTS_SCOPE in scopes:
+        raise Forbidden(
+            f"The scope {MANAGE_CLIENTS_SCOPE!r} can only be given by an owner or admin in the console, "
+            "or by the platform operator's CLI",
+            f"权限范围 {MANAGE_CLIENTS_SCOPE!r} 只能由所有者或管理员在控制台、或由平台运维通过命令行授予",
+            code="scope_not_grantable",
+            extra={"scope": MANAGE_CLIENTS_SCOPE},
+        )
+    beyond = sorted(set(scopes) - granted_by)
+    if beyond:
+        raise Forbidden(
+            f"A client cannot give scopes it does not hold itself: {', '.join(beyond)}",
+            f"客户端不能授予自身未持有的权限范围：{', '.join(beyond)}",
+            code="scope_exceeds_caller",
+            extra={"scopes": beyond},
+        )
+
+
 async def create_client(
-    session: AsyncSession, name: str, scopes: list[str], created_by: uuid.UUID | None = None
+    session: AsyncSession,
+    name: str,
+    scopes: list[str],
+    created_by: uuid.UUID | None = None,
+    *,
+    granted_by: frozenset[str] | None = None,
 ) -> tuple[ApiClient, str]:
-    """Create a client; returns it with its secret, which is shown once and stored only as a digest."""
+    """Create a client; returns it with its secret, which is shown once and stored only as a digest.
+
+    ``created_by`` is the console user who created it. ``granted_by`` is the scope set of the API client
+    creating it (None for a console owner/admin or the CLI): such a client can give only scopes it holds
+    and never ``clients:manage`` (see :func:`_check_grantable`). The plan's ``api_clients`` quota applies.
+    """
     from tenants.onboarding import check_quota
 
     tenant_id = require_tenant()
@@ -40,6 +70,8 @@ async def create_client(
                 FieldError(field="scopes", message="choose from the documented scopes", code="invalid_scope")
             ],
         )
+    if granted_by is not None:
+        _check_grantable(scopes, granted_by)
     await check_quota(session, tenant_id, "api_clients")
     secret = random_secret("kqs")
     client = ApiClient(
@@ -51,7 +83,8 @@ async def create_client(
     )
     session.add(client)
     await session.flush()
-    record(session, "api_client.created", "api_client", client.id, {"name": name, "scopes": client.scopes})
+    record(session, "api_client.created", "api_client", client.id,
+           {"name": name, "client_id": client.client_id, "scopes": client.scopes})
     return client, secret
 
 
@@ -66,9 +99,22 @@ async def get_client(session: AsyncSession, pk: uuid.UUID) -> ApiClient:
     return client
 
 
-async def revoke_client(session: AsyncSession, pk: uuid.UUID) -> ApiClient:
-    """Revoke a client and every token it holds; effective on the next request."""
+async def revoke_client(
+    session: AsyncSession, pk: uuid.UUID, *, granted_by: frozenset[str] | None = None
+) -> ApiClient:
+    """Revoke a client and every token it holds; effective on the next request.
+
+    With ``granted_by`` (an API client revoking), only a client whose scopes the caller holds all of.
+    Revoking a revoked client changes nothing.
+    """
     client = await get_client(session, pk)
+    if granted_by is not None and not set(client.scopes) <= granted_by:
+        raise Forbidden(
+            "A client cannot revoke a client that holds scopes it does not hold itself",
+            "客户端不能吊销持有其自身未持有权限范围的客户端",
+            code="client_exceeds_caller",
+            extra={"scopes": sorted(set(client.scopes) - granted_by)},
+        )
     if client.revoked_at is None:
         now = utcnow()
         client.revoked_at = now
@@ -77,7 +123,7 @@ async def revoke_client(session: AsyncSession, pk: uuid.UUID) -> ApiClient:
             .where(AccessToken.client_pk == client.id, AccessToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
-        record(session, "api_client.revoked", "api_client", client.id, {})
+        record(session, "api_client.revoked", "api_client", client.id, {"client_id": client.client_id})
         await session.flush()
         forget_principals()
     return client

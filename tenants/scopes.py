@@ -23,7 +23,15 @@ SCOPES: dict[str, str] = {
     "webhooks:manage": "Manage webhook subscriptions, read the delivery log and resend deliveries.",
     "risk:read": "Read risk rules, refusals and flags.",
     "risk:manage": "Change risk rules, blocklists and lockouts.",
+    "clients:manage": (
+        "Create, list and revoke API clients, with scopes the caller holds"
+        " (only an owner or admin in the console, or the CLI, can give this scope)."
+    ),
 }
+
+#: The scope that lets an API client manage API clients. An API client can never give it to another.
+#: The scope that lets an API client manage API clients; an API client can never give it to another.
+MANAGE_CLIENTS_SCOPE = "clients:manage"
 
 _READ = frozenset({"tenant.read", "catalog.read", "inventory.read", "members.read"})
 _MANAGE_STOCK = frozenset({"catalog.manage", "inventory.manage", "jobs.read"})

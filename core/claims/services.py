@@ -43,6 +43,7 @@ from core.db.ids import new_id, readable_ref
 from core.db.session import bind_tenant
 from core.errors import Conflict, DomainError, FieldError, NotFound, TenantSuspended, ValidationFailed
 from core.events.services import emit
+from core.grants.lifecycle import item_transition
 from core.grants.models import Grant, GrantItem
 from core.grants.schemas import GrantRequest
 from core.grants.services import create_grant
@@ -625,7 +626,7 @@ async def transfer_item(
             status="held",
             expires_at=item.expires_at,
         )
-        item.status, item.transferred_to_id = "transferred", new_item.id
+        item.status, item.transferred_to_id = item_transition(item.status, "transfer"), new_item.id
         link = ClaimLink(
             id=new_id(),
             grant_id=item.grant_id,

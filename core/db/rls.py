@@ -28,14 +28,32 @@ def enable_tenant_rls_sql(table: str) -> list[str]:
     ]
 
 
-def provision_app_role_sql(role: str, password: str | None) -> list[str]:
-    """Create (or fix) the non-owner app role: LOGIN, NOSUPERUSER, NOBYPASSRLS, data rights only."""
-    quoted = '"' + role.replace('"', '""') + '"'
-    pw = "NULL" if password is None else "'" + password.replace("'", "''") + "'"
+def _quote_ident(role: str) -> str:
+    return '"' + role.replace('"', '""') + '"'
+
+
+def _quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def provision_app_role_sql(
+    role: str, password: str | None, *, exists: bool, reset_password: bool = False
+) -> list[str]:
+    """Statements that provision the non-owner app role: LOGIN, NOSUPERUSER, NOBYPASSRLS, data rights only.
+
+    A role is server-wide: every database on the server that uses the same role name shares it and its
+    password. So a missing role is created with ``password``, but an existing role's password is left
+    alone unless ``reset_password`` is given (``kaquan migrate --reset-app-password``); migrating one
+    database never locks the others' app connections out.
+    """
+    quoted = _quote_ident(role)
+    pw = "NULL" if password is None else _quote_literal(password)
+    attrs = "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
+    statements = [f"CREATE ROLE {quoted} {attrs} PASSWORD {pw}"] if not exists else [f"ALTER ROLE {quoted} {attrs}"]
+    if exists and reset_password:
+        statements.append(f"ALTER ROLE {quoted} PASSWORD {pw}")
     return [
-        f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN "
-        f"CREATE ROLE {quoted} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; END IF; END $$",
-        f"ALTER ROLE {quoted} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {pw}",
+        *statements,
         f"GRANT USAGE ON SCHEMA public TO {quoted}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}",
@@ -48,6 +66,16 @@ def provision_app_role_sql(role: str, password: str | None) -> list[str]:
     ]
 
 
+def role_exists(connection: object, role: str) -> bool:
+    """Whether the server has a role named ``role`` (roles are shared by every database on it)."""
+    from sqlalchemy import text
+
+    found = connection.execute(  # type: ignore[attr-defined]
+        text("select 1 from pg_roles where rolname = :role"), {"role": role}
+    ).first()
+    return found is not None
+
+
 def tenant_tables(connection: object) -> list[str]:
     """Every table in ``public`` that has a ``tenant_id`` column (PostgreSQL catalog)."""
     rows = connection.exec_driver_sql(  # type: ignore[attr-defined]
@@ -57,12 +85,23 @@ def tenant_tables(connection: object) -> list[str]:
     return [r[0] for r in rows]
 
 
-def secure_postgres(connection: object, app_role: tuple[str, str | None] | None) -> None:
-    """Wall every tenant table and (re)provision the app role; idempotent, run after each upgrade."""
+def secure_postgres(
+    connection: object, app_role: tuple[str, str | None] | None, *, reset_app_password: bool = False
+) -> None:
+    """Wall every tenant table and provision the app role; idempotent, run after each upgrade.
+
+    The app role's password is set when the role is created, and changed later only with
+    ``reset_app_password`` (see :func:`provision_app_role_sql`).
+    """
     statements: list[str] = []
     for table in tenant_tables(connection):
         statements.extend(enable_tenant_rls_sql(table))
     if app_role:
-        statements.extend(provision_app_role_sql(*app_role))
+        role, password = app_role
+        statements.extend(
+            provision_app_role_sql(
+                role, password, exists=role_exists(connection, role), reset_password=reset_app_password
+            )
+        )
     for stmt in statements:
         connection.exec_driver_sql(stmt)  # type: ignore[attr-defined]

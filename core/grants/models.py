@@ -5,14 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import ForeignKeyConstraint, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKeyConstraint, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import TenantScoped
+from core.grants.lifecycle import GRANT_STATUSES, ITEM_STATUSES
+
+__all__ = ["GRANT_SOURCES", "GRANT_STATUSES", "ITEM_STATUSES", "Grant", "GrantItem"]
 
 GRANT_SOURCES = ("api", "console", "bulk", "claim")
-GRANT_STATUSES = ("created", "delivered", "delivery_failed", "voided")
-ITEM_STATUSES = ("held", "redeemed", "transferred", "voided", "expired")
+
+
+def status_check(statuses: tuple[str, ...]) -> CheckConstraint:
+    """The database refuses a status the state machine (:mod:`core.grants.lifecycle`) does not know."""
+    return CheckConstraint(f"status IN ({', '.join(repr(s) for s in statuses)})", name="status_known")
 
 
 class Grant(TenantScoped):
@@ -29,6 +35,7 @@ class Grant(TenantScoped):
         ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
         Index("ix_grants_member", "tenant_id", "member_id", "id"),
         Index("ix_grants_status", "tenant_id", "status", "id"),
+        status_check(GRANT_STATUSES),
     )
     ref: Mapped[str] = mapped_column(String(20))
     product_id: Mapped[uuid.UUID]
@@ -59,6 +66,7 @@ class GrantItem(TenantScoped):
         Index("ix_grant_items_grant", "tenant_id", "grant_id"),
         Index("ix_grant_items_code", "tenant_id", "code_id"),
         Index("ix_grant_items_holder", "tenant_id", "member_id", "status", "expires_at"),
+        status_check(ITEM_STATUSES),
     )
     grant_id: Mapped[uuid.UUID]
     code_id: Mapped[uuid.UUID]

@@ -23,6 +23,7 @@ from core.db.base import utcnow
 from core.db.ids import new_id, readable_ref
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from core.events.services import emit
+from core.grants.lifecycle import check_grant, grant_can, grant_sources, item_transition
 from core.grants.models import GRANT_STATUSES, Grant, GrantItem
 from core.grants.schemas import (
     CHANNELS,
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 DELIVERY_ACTOR = "deliver_grant"
-VOIDABLE_STATUSES = ("created", "delivery_failed")
+VOIDABLE_STATUSES = grant_sources("void")  # created, delivery_failed
 CONTACT_AAD = b"grant-contact:"
 MAX_PAGE = 200
 # Grants created in this session: their items, code last-4s and member, so the answer to the request that
@@ -296,7 +297,7 @@ async def void_grant(session: AsyncSession, kernel: Kernel, grant_id: uuid.UUID,
             errors=[FieldError(field="reason", message="required", code="required")],
         )
     grant = await get_grant(session, grant_id, for_update=True)
-    if grant.status not in VOIDABLE_STATUSES:
+    if not grant_can(grant.status, "void"):
         raise Conflict(
             f"A {grant.status} grant cannot be voided",
             f"状态为 {grant.status} 的发放不能作废",
@@ -315,7 +316,7 @@ async def void_grant(session: AsyncSession, kernel: Kernel, grant_id: uuid.UUID,
     uses: dict[uuid.UUID, int] = {}
     for item in items:
         uses[item.code_id] = uses.get(item.code_id, 0) + 1
-        item.status = "voided"
+        item.status = item_transition(item.status, "void")
     now = utcnow()
     if uses:
         codes = list(
@@ -328,6 +329,7 @@ async def void_grant(session: AsyncSession, kernel: Kernel, grant_id: uuid.UUID,
                 code.state = "available"
                 code.purpose = None
                 code.state_changed_at = now
+    check_grant(grant.status, "void", "voided")
     grant.status = "voided"
     grant.voided_at = now
     grant.void_reason = reason[:500]
@@ -339,16 +341,29 @@ async def void_grant(session: AsyncSession, kernel: Kernel, grant_id: uuid.UUID,
 
 
 async def mark_delivered(session: AsyncSession, grant_id: uuid.UUID, connector_id: str) -> bool:
-    """``created``/``delivery_failed`` → ``delivered`` (False when the grant moved on, e.g. voided)."""
+    """Record a delivery: ``created``/``delivery_failed`` → ``delivered``; a grant already (partly) redeemed
+    keeps its status and gets ``delivered_at``. False when the grant moved on (voided, expired)."""
     now = utcnow()
+    detail = f"accepted by {connector_id}"
     result = await session.execute(
         update(Grant)
-        .where(Grant.id == grant_id, Grant.status.in_(VOIDABLE_STATUSES))
-        .values(status="delivered", delivered_at=now, delivery_detail=f"accepted by {connector_id}"),
+        .where(Grant.id == grant_id, Grant.status.in_(grant_sources("deliver")))
+        .values(status="delivered", delivered_at=now, delivery_detail=detail),
         execution_options={"synchronize_session": False},
     )
     if not result.rowcount:  # type: ignore[attr-defined]
-        return False
+        late = await session.execute(
+            update(Grant)
+            .where(
+                Grant.id == grant_id,
+                Grant.status.in_(("partially_redeemed", "redeemed")),
+                Grant.delivered_at.is_(None),
+            )
+            .values(delivered_at=now, delivery_detail=detail),
+            execution_options={"synchronize_session": False},
+        )
+        if not late.rowcount:  # type: ignore[attr-defined]
+            return False
     grant = await get_grant(session, grant_id)
     facts = {"ref": grant.ref, "channel": grant.channel, "connector": connector_id}
     record(session, "grant.delivered", "grant", grant_id, facts)
@@ -362,7 +377,7 @@ async def mark_delivery_failed(
     """``created`` → ``delivery_failed`` with the notifier's reason (no secrets in it)."""
     result = await session.execute(
         update(Grant)
-        .where(Grant.id == grant_id, Grant.status == "created")
+        .where(Grant.id == grant_id, Grant.status.in_(grant_sources("delivery_fail")))
         .values(status="delivery_failed", delivery_detail=f"{connector_id}: {detail}"[:500]),
         execution_options={"synchronize_session": False},
     )

@@ -30,6 +30,7 @@ JOB_MODULES: tuple[str, ...] = (
     "core.reminders.jobs",
     "core.webhooks.jobs",
     "core.grants.delivery",
+    "core.grants.jobs",
     "core.claims.otp",
     "core.risk.jobs",
 )

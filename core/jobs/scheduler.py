@@ -53,6 +53,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("purge_access_tokens", "purge_expired_access_tokens", dt.timedelta(hours=1)),
     Periodic("purge_job_ledgers", "purge_job_ledgers", dt.timedelta(days=1)),
     Periodic("expire_codes", "expire_codes", dt.timedelta(hours=1)),
+    Periodic("expire_grant_items", "expire_grant_items", dt.timedelta(hours=1)),
     Periodic("sweep_reservations", "sweep_reservations", dt.timedelta(minutes=5)),
     Periodic("check_stock_alerts", "check_stock_alerts", dt.timedelta(hours=1)),
     Periodic("seal_audit_chain", "seal_audit_chain", dt.timedelta(minutes=1)),

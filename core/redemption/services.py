@@ -48,6 +48,7 @@ from core.db.context import require_tenant
 from core.db.ids import new_id
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.events.services import emit
+from core.grants.lifecycle import grant_of_item, item_move, lock_grant, sync_grant
 from core.grants.models import GrantItem
 from core.inventory import codegen
 from core.inventory.models import Code
@@ -241,12 +242,17 @@ _LOOKUP_COLUMNS = (
 
 
 def _first_held(code_id: Any, by_member: bool, by_item: bool) -> Any:
-    """The id of the unredeemed grant item a redemption of ``code_id`` uses (a scalar subquery).
+    """The id of the unredeemed, unexpired grant item a redemption of ``code_id`` uses (a scalar subquery).
 
     The given member's (``:b_member_id``) or the given item (``:b_grant_item_id``), else the oldest: one unit
-    per use of a shared reusable code.
+    per use of a shared reusable code. A unit past its own expiry (``:b_now``; a "days after issue" validity
+    ends before the code's) is never used, even before the expiry sweep has marked it ``expired``.
     """
-    q = select(GrantItem.id).where(GrantItem.code_id == code_id, GrantItem.status == "held")
+    q = select(GrantItem.id).where(
+        GrantItem.code_id == code_id,
+        GrantItem.status == "held",
+        or_(GrantItem.expires_at.is_(None), GrantItem.expires_at > bindparam("b_now")),
+    )
     if by_member:
         q = q.where(GrantItem.member_id == bindparam("b_member_id"))
     if by_item:
@@ -254,8 +260,24 @@ def _first_held(code_id: Any, by_member: bool, by_item: bool) -> Any:
     return q.order_by(GrantItem.id).limit(1).scalar_subquery()
 
 
-def _holder_params(data: RedeemIn) -> dict[str, Any]:
-    return {"b_member_id": data.member_id, "b_grant_item_id": data.grant_item_id}
+def _holder_params(data: RedeemIn, now: dt.datetime) -> dict[str, Any]:
+    return {"b_member_id": data.member_id, "b_grant_item_id": data.grant_item_id, "b_now": now}
+
+
+def _lapsed(code_id: Any, by_member: bool, by_item: bool) -> Any:
+    """Whether a unit of ``code_id`` (the given member's / the given item) expired unredeemed (EXISTS)."""
+    q = select(GrantItem.id).where(
+        GrantItem.code_id == code_id,
+        or_(
+            GrantItem.status == "expired",
+            and_(GrantItem.status == "held", GrantItem.expires_at <= bindparam("b_now")),
+        ),
+    )
+    if by_member:
+        q = q.where(GrantItem.member_id == bindparam("b_member_id"))
+    if by_item:
+        q = q.where(GrantItem.id == bindparam("b_grant_item_id"))
+    return q.exists()
 
 
 # The hot path's statements are built once per shape (building one costs more than running it); the
@@ -265,7 +287,13 @@ def _holder_params(data: RedeemIn) -> dict[str, Any]:
 @cache
 def _lookup(with_window: bool, by_member: bool, by_item: bool) -> Select[Any]:
     holder = aliased(GrantItem, name="holder")
-    q = select(*_LOOKUP_COLUMNS, holder.id.label("holder_id"), holder.member_id.label("holder_member_id"))
+    q = select(
+        *_LOOKUP_COLUMNS,
+        holder.id.label("holder_id"),
+        holder.member_id.label("holder_member_id"),
+        holder.grant_id.label("holder_grant_id"),
+        _lapsed(Code.id, by_member, by_item).correlate(Code).label("holder_lapsed"),
+    )
     if with_window:  # the tenant filter (and RLS) keep every table here, subqueries too, to the tenant
         window = select(RedemptionSettings.rollback_window_minutes).scalar_subquery()
         q = q.add_columns(window.label("rollback_window"))
@@ -279,7 +307,7 @@ def _lookup(with_window: bool, by_member: bool, by_item: bool) -> Select[Any]:
 
 
 async def _find_code(
-    session: AsyncSession, kernel: Any, data: RedeemIn, *, with_window: bool = False
+    session: AsyncSession, kernel: Any, data: RedeemIn, now: dt.datetime, *, with_window: bool = False
 ) -> tuple[Row[Any] | None, Any]:
     """The code whose digest matches the most literal candidate form of ``data.code``, in one statement.
 
@@ -291,7 +319,7 @@ async def _find_code(
     # each form digested exactly as it is (the first forms are canonical; the rest match older digests)
     digests = [cipher.digest(c.encode("utf-8")) for c in code_candidates(data.code)]
     stmt = _lookup(with_window, data.member_id is not None, data.grant_item_id is not None)
-    rows = (await session.execute(stmt, {"b_digests": digests, **_holder_params(data)})).all()
+    rows = (await session.execute(stmt, {"b_digests": digests, **_holder_params(data, now)})).all()
     by_digest = {row.digest: row for row in rows}
     for d in digests:
         if d in by_digest:
@@ -371,7 +399,7 @@ async def _check(
     ``redeeming`` leaves the use count and the balance to the conditional write that follows (it refuses
     on its own), so the redemption does not read them first.
     """
-    code, cipher = await _find_code(session, kernel, data, with_window=redeeming)
+    code, cipher = await _find_code(session, kernel, data, now, with_window=redeeming)
     if code is None:
         await _failed(session, kernel.settings, subject, _not_found())
     if code.has_pin:
@@ -428,6 +456,8 @@ async def _check(
             if data.amount is not None and balance < data.amount:
                 raise _insufficient(balance, data.amount, code.currency)
             checked.balance = balance
+    if code.holder_id is None and code.holder_lapsed:
+        raise _expired(None)  # the member's unit expired (its validity can end before the code's)
     if pinned and code.holder_id is None:
         raise _holder_missing(data)
     return checked
@@ -613,12 +643,18 @@ async def _set_code_state(
     return result.first() is not None
 
 
-async def _move_item(session: AsyncSession, item_id: uuid.UUID | None, old: str, new: str) -> None:
+async def _move_item(session: AsyncSession, item_id: uuid.UUID | None, event: str) -> None:
+    """Move a grant item by ``event`` of the state machine (:mod:`core.grants.lifecycle`), if it is in the
+    event's source status."""
     if item_id is not None:
+        old, new = item_move(event)
         await session.execute(
             update(GrantItem).where(GrantItem.id == item_id, GrantItem.status == old).values(status=new),
             execution_options={"synchronize_session": False},
         )
+
+
+_HELD, _REDEEMED = item_move("redeem")
 
 
 @cache
@@ -627,14 +663,16 @@ def _take_stmt(by_member: bool, by_item: bool) -> Any:
         update(GrantItem)
         .where(
             GrantItem.id == _first_held(bindparam("b_code_id"), by_member, by_item),
-            GrantItem.status == "held",
+            GrantItem.status == _HELD,
         )
-        .values(status="redeemed")
-        .returning(GrantItem.id, GrantItem.member_id)
+        .values(status=_REDEEMED)
+        .returning(GrantItem.id, GrantItem.member_id, GrantItem.grant_id)
     )
 
 
-async def _take_item(session: AsyncSession, data: RedeemIn, code_id: uuid.UUID) -> Row[Any] | None:
+async def _take_item(
+    session: AsyncSession, data: RedeemIn, code_id: uuid.UUID, now: dt.datetime
+) -> Row[Any] | None:
     """Mark the grant item the redemption uses (see :func:`_first_held`) redeemed: its (id, member_id).
 
     Chosen and moved in one statement after the redemption's own conditional write, whose row lock
@@ -644,7 +682,7 @@ async def _take_item(session: AsyncSession, data: RedeemIn, code_id: uuid.UUID) 
     return (
         await session.execute(
             stmt,
-            {"b_code_id": code_id, **_holder_params(data)},
+            {"b_code_id": code_id, **_holder_params(data, now)},
             execution_options={"synchronize_session": False},
         )
     ).first()
@@ -680,6 +718,10 @@ async def _redeem(
     async with guard(session, kernel.settings, "redeem", subject):
         now = utcnow()
         code = (await _check(session, kernel, data, subject, now, redeeming=True)).code
+        locked = None
+        if code.holder_grant_id is not None:
+            # the grant's lock comes first, as in a void: the two never wait on each other in a circle
+            locked = await lock_grant(session, code.holder_grant_id)
         pinned = data.member_id is not None or data.grant_item_id is not None
         balance_after: int | None = None
         use_number: int | None = None
@@ -710,12 +752,14 @@ async def _redeem(
             if consumed:
                 await _set_code_state(session, code.id, "issued", "redeemed", now)
         holder_id, holder_member_id = code.holder_id, code.holder_member_id
+        used_grant = code.holder_grant_id  # a stored-value card partly spent stays held, its grant is used
         if holder_id is not None and consumed:
             # the lookup saw a holder: take an item, chosen now (after the write that orders redeemers)
-            item = await _take_item(session, data, code.id)
+            item = await _take_item(session, data, code.id, now)
             if item is None and pinned:
                 raise _holder_missing(data)
             holder_id, holder_member_id = (item.id, item.member_id) if item is not None else (None, None)
+            used_grant = item.grant_id if item is not None else None
         values: dict[str, Any] = {
             "tenant_id": require_tenant(),
             "id": new_id(),
@@ -769,6 +813,8 @@ async def _redeem(
                 }
             )
             await session.execute(_LEDGER.insert(), entries)
+        if used_grant is not None:  # after the redemption row: a partly spent card counts as used
+            await sync_grant(session, used_grant, "redeem", locked=locked)
         facts = _facts(red)
         record(session, "code.redeemed", "code", code.id, facts)
         emit(session, "code.redeemed", code.id, facts)
@@ -861,6 +907,8 @@ async def rollback(session: AsyncSession, redemption_id: uuid.UUID, reason: str)
             code="rollback_window_passed",
             extra={"rollback_until": deadline.isoformat(), "rollback_window_minutes": window},
         )
+    grant_id = await grant_of_item(session, red.grant_item_id) if red.grant_item_id else None
+    locked = await lock_grant(session, grant_id) if grant_id else None  # first, as in a redemption and a void
     won = (
         await session.execute(
             update(Redemption)
@@ -877,7 +925,7 @@ async def rollback(session: AsyncSession, redemption_id: uuid.UUID, reason: str)
     balance_after: int | None = None
     if red.kind == "code":
         await _set_code_state(session, red.code_id, "redeemed", "issued", now)
-        await _move_item(session, red.grant_item_id, "redeemed", "held")
+        await _move_item(session, red.grant_item_id, "rollback")
     elif red.kind == "reusable_code":
         await session.execute(
             update(CodeAccount)
@@ -886,7 +934,7 @@ async def rollback(session: AsyncSession, redemption_id: uuid.UUID, reason: str)
             execution_options={"synchronize_session": False},
         )
         await _set_code_state(session, red.code_id, "redeemed", "issued", now)
-        await _move_item(session, red.grant_item_id, "redeemed", "held")
+        await _move_item(session, red.grant_item_id, "rollback")
     else:
         amount = int(red.amount or 0)
         row = (
@@ -910,7 +958,9 @@ async def rollback(session: AsyncSession, redemption_id: uuid.UUID, reason: str)
             )
         )
         await _set_code_state(session, red.code_id, "redeemed", "issued", now)
-        await _move_item(session, red.grant_item_id, "redeemed", "held")
+        await _move_item(session, red.grant_item_id, "rollback")
+    if grant_id is not None:
+        await sync_grant(session, grant_id, "rollback", locked=locked)
     red = won
     facts = {**_facts(red), "reason": reason[:500], "balance_after": balance_after}
     record(session, "code.redemption_rolled_back", "code", red.code_id, facts)

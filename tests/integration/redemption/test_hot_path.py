@@ -1,5 +1,5 @@
 """The redemption hot path stays lean: the statements a redemption sends to the redemption's own tables
-(codes, products, grant items, accounts, redemptions, the ledger, settings) per kind, counted on the
+(codes, products, grants, grant items, accounts, redemptions, the ledger, settings) per kind, counted on the
 engine; and the rare paths the lean one leaves out (a spend above the face value, the rollback)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tests.integration.redemption.helpers import issued_codes
 
 URL = "/api/v1/redemptions"
 OWN_TABLES = re.compile(
-    r"\b(codes|products|grant_items|code_accounts|redemptions|stored_value_entries|redemption_settings)\b"
+    r"\b(codes|products|grants|grant_items|code_accounts|redemptions|stored_value_entries|redemption_settings)\b"
 )
 
 
@@ -63,7 +63,8 @@ async def test_statements_per_redemption(client, kernel, make_tenant, make_api_c
     # one lookup (code, product, holder, window), the conditional state change, the redemption
     assert sent == ["SELECT codes", "UPDATE codes", "INSERT redemptions"]
 
-    # a reusable code granted to a member: the use counter (one upsert) and the member's item
+    # a reusable code granted to a member: the grant's lock (taken first, as a void does), the use counter
+    # (one upsert), the member's item, then the grant's status from its items (here: redeemed)
     reusable = await issued_codes(
         kernel, t.id, 1, allocate_count=0, kind="reusable_code", with_pin=False, uses=2, max_uses=2
     )
@@ -78,7 +79,15 @@ async def test_statements_per_redemption(client, kernel, make_tenant, make_api_c
         kernel, t.id, RedeemIn(code=reusable.numbers[0], member_id=uuid.UUID(member_id))
     )
     assert str(red.member_id) == member_id and red.use_number == 1
-    assert sent == ["SELECT codes", "INSERT code_accounts", "UPDATE grant_items", "INSERT redemptions"]
+    assert sent == [
+        "SELECT codes",
+        "SELECT grants",
+        "INSERT code_accounts",
+        "UPDATE grant_items",
+        "INSERT redemptions",
+        "SELECT grant_items",
+        "UPDATE grants",
+    ]
 
     # a stored-value card's first spend: the balance upsert, the redemption, the ledger (opening + spend)
     card = await issued_codes(kernel, t.id, 1, kind="stored_value", with_pin=False)
