@@ -24,6 +24,7 @@ from sqlalchemy import select
 from core.catalog.models import Product
 from core.db.base import utcnow
 from core.db.context import require_tenant
+from core.grants.lifecycle import awaiting_delivery
 from core.grants.models import Grant, GrantDelivery, GrantItem
 from core.grants.services import DELIVERY_ACTOR, get_grant, mark_delivered, mark_delivery_failed, open_contact
 from core.inventory.models import Code
@@ -150,7 +151,7 @@ async def deliver_grant(grant_id: str) -> None:
             log.info("grant_delivery_already_done", grant_id=grant_id)
             return
         grant = await get_grant(session, gid)
-        if grant.status != "created" or grant.channel is None:
+        if not awaiting_delivery(grant.status, grant.channel, grant.delivered_at):
             log.info("grant_delivery_skipped", grant_id=grant_id, status=grant.status)
             return
         attempt = await _attempt(session, gid)

@@ -235,3 +235,31 @@ async def test_a_rejected_delivery_is_final_and_never_resent(shop, provider, run
     assert events.count("grant.delivery_failed") == 1
     await run_job(shop.id, grant.id, retries=1)
     assert len(provider.calls) == 1
+
+
+async def test_a_grant_partly_redeemed_before_its_delivery_job_is_still_sent(shop, provider, run_job):
+    s = await shop.stock(1)
+    grant = await _grant(shop, s.product_id, phone="13812340009")
+
+    async def partly_redeemed(db):
+        await db.execute(update(Grant).where(Grant.id == grant.id).values(status="partially_redeemed"))
+
+    await shop.run(partly_redeemed)
+    await run_job(shop.id, grant.id)
+    assert provider.calls == [delivery_key(grant.id)]
+    g, attempt, _ = await _state(shop, grant.id)
+    assert g.status == "partially_redeemed" and g.delivered_at is not None  # delivered, status kept
+    assert attempt is not None and attempt.status == "sent"
+
+
+async def test_a_wholly_redeemed_or_voided_grant_is_not_sent(shop, provider, run_job):
+    s = await shop.stock(2)
+    for status in ("redeemed", "voided"):
+        grant = await _grant(shop, s.product_id, phone="13812340010")
+
+        async def move(db, gid=grant.id, to=status):
+            await db.execute(update(Grant).where(Grant.id == gid).values(status=to))
+
+        await shop.run(move)
+        await run_job(shop.id, grant.id)
+    assert provider.calls == []

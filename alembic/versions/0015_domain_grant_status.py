@@ -1,8 +1,8 @@
 """grants and grant items: the statuses of the state machine (core/grants/lifecycle.py) as CHECK constraints;
 grants whose units were redeemed get the redemption status they now carry (partially_redeemed / redeemed)
 
-Revision ID: 0013_domain_grant_status
-Revises: 0012_campaign_status
+Revision ID: 0015_domain_grant_status
+Revises: 0014_faults_delivery
 Create Date: 2026-12-06 06:30:00.000000
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0013_domain_grant_status"
-down_revision = "0012_campaign_status"
+revision = "0015_domain_grant_status"
+down_revision = "0014_faults_delivery"
 branch_labels = None
 depends_on = None
 
