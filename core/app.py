@@ -11,7 +11,6 @@ from litestar import Litestar
 from litestar.config.csrf import CSRFConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.middleware.session.server_side import ServerSideSessionConfig
-from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.stores.file import FileStore
 from litestar.stores.redis import RedisStore
@@ -27,6 +26,7 @@ from core.events.api import EventsController
 from core.grants.api import GrantController
 from core.health import health, metrics, ready
 from core.http.idempotency import idempotency_middleware
+from core.http.openapi import document_api, openapi_config
 from core.http.problems import EXCEPTION_HANDLERS
 from core.http.ratelimit import RateLimiter
 from core.http.request_log import request_log_middleware
@@ -144,12 +144,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         stores=stores,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         template_config=TemplateConfig(directory=UI_DIR / "templates", engine=JinjaTemplateEngine),
-        openapi_config=OpenAPIConfig(title="kaquan API", version="1", path="/schema"),
+        openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],
         logging_config=None,
         debug=False,
     )
+    document_api(app)
     app.state.kernel = kernel
     app.state.jobs = jobs
     app.state.rate_limiter = RateLimiter(settings.redis_url)

@@ -8,9 +8,11 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
+from litestar.openapi import ResponseSpec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.context import require_tenant
+from core.http.openapi import TokenResponse
 from tenants import onboarding
 from tenants.guards import provide_db, require_scope
 from tenants.oauth import token_response
@@ -34,7 +36,12 @@ class OAuthController(Controller):
     tags = ["auth"]
     dependencies = {"db": Provide(provide_db)}
 
-    @post("/token", status_code=200, request_max_body_size=16_384)
+    @post(
+        "/token",
+        status_code=200,
+        request_max_body_size=16_384,
+        responses={200: ResponseSpec(TokenResponse, generate_examples=False, description="The access token")},
+    )
     async def token(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[bytes]:
         """OAuth2 client credentials: HTTP Basic (or form) client auth, optional ``scope``."""
         body = await request.body()
