@@ -25,6 +25,7 @@ from core.claims.api import CampaignController, ClaimLinkController
 from core.events.api import EventsController
 from core.grants.api import GrantController
 from core.health import health, metrics, ready
+from core.http.decoding import KaquanRequest, decode_request_body, request_guard_middleware
 from core.http.idempotency import idempotency_middleware
 from core.http.openapi import document_api, openapi_config
 from core.http.problems import EXCEPTION_HANDLERS
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         middleware=[
             request_log_middleware,
+            request_guard_middleware,
             session_config.middleware,
             request_context_middleware,
             idempotency_middleware,
@@ -143,6 +145,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         csrf_config=csrf,
         stores=stores,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_class=KaquanRequest,
+        before_request=decode_request_body,
         template_config=TemplateConfig(directory=UI_DIR / "templates", engine=JinjaTemplateEngine),
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_bytes,
