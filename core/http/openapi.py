@@ -226,12 +226,34 @@ REQUEST_BODIES: dict[tuple[str, str], BodySpec] = {
 }
 
 
+_REFERENCE_NAMES = frozenset({"code", "codes", "sku"})
+
+
+def _is_reference(name: str) -> bool:
+    """Whether a parameter or body field names a resource that may not exist (``product_id``, ``code``)."""
+    return name.endswith(("_id", "_ids")) or name in _REFERENCE_NAMES
+
+
+def _body_references(handler: HTTPRouteHandler, spec: BodySpec | None) -> bool:
+    if spec is not None:
+        return any(
+            isinstance(schema, Schema) and any(_is_reference(name) for name in (schema.properties or {}))
+            for schema in spec.content.values()
+        )
+    data = handler.parsed_fn_signature.parameters.get("data")
+    annotation = data.annotation if data is not None else None
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+        return any(_is_reference(name) for name in annotation.__struct_fields__)
+    return False
+
+
 def error_statuses(method: str, path: str, handler: HTTPRouteHandler, has_params: bool, has_body: bool) -> set[int]:
     """Every error status the pipeline and the handler's kind can answer for one operation.
 
     All: 400 (malformed request, any header) and 503 (database or broker away). ``/api/v1``: 401, 403
     and 429 (bearer token, scope guard, rate limit and risk rules), POST also 409/422 from
-    ``Idempotency-Key``. Operator routes: 401. Path ids: 404. Parameters: 422. Bodies: 413, 415, 422.
+    ``Idempotency-Key``. Operator routes: 401. Path ids: 404 (references in the query or the body: see
+    ``document_api``). Parameters: 422. Bodies: 413, 415, 422.
     Writes (POST, PATCH, DELETE) other than the token and login endpoints: 409 from the domain rules.
     """
     statuses = {400, 503}
@@ -323,6 +345,11 @@ def document_api(app: Litestar) -> None:
             statuses: set[int] = set()
             for method in methods:
                 statuses |= error_statuses(method, path, handler, has_params, has_body)
+            if path != TOKEN_URL and (
+                any(_is_reference(name) for name in params if name not in dependencies)
+                or _body_references(handler, spec)
+            ):
+                statuses.add(404)
             handler.responses = {
                 **{status: _problem_spec(status) for status in sorted(statuses)},
                 **(handler.responses or {}),
