@@ -149,7 +149,7 @@ def _money_at(t: msgspec.inspect.Type, parts: list[str | int]) -> bool:
             if isinstance(t, msgspec.inspect.Metadata):
                 t = t.type
             elif isinstance(t, msgspec.inspect.UnionType):
-                inner = [x for x in t.types if not isinstance(x, (msgspec.inspect.NoneType, msgspec.inspect.UnsetType))]
+                inner = [x for x in t.types if not isinstance(x, msgspec.inspect.NoneType)]
                 if len(inner) != 1:
                     return False
                 t = inner[0]
@@ -169,7 +169,7 @@ def _money_at(t: msgspec.inspect.Type, parts: list[str | int]) -> bool:
         else:
             return False
     while isinstance(t, msgspec.inspect.UnionType):
-        inner = [x for x in t.types if not isinstance(x, (msgspec.inspect.NoneType, msgspec.inspect.UnsetType))]
+        inner = [x for x in t.types if not isinstance(x, msgspec.inspect.NoneType)]
         if len(inner) != 1:
             return False
         t = inner[0]
