@@ -307,3 +307,12 @@ async def test_upload_endpoints_keep_taking_multipart(client, api):
     r = await client.post("/api/v1/members/import", headers=api,
                           files={"file": ("m.csv", "name,phone\n甲,13800138010\n".encode(), "text/csv")})
     assert r.status_code == 201, r.text
+
+
+async def test_nul_in_bodies_read_by_the_handler_itself_is_400(client, api, make_tenant):
+    r = await client.post("/oauth/token", content=b"grant_type=client_credentials&client_id=kq%00x&client_secret=s",
+                          headers={"content-type": "application/x-www-form-urlencoded"})
+    assert _is_problem(r, 400, "nul_character")["errors"][0]["field"] == "client_id"
+    r = await client.post("/api/v1/code-imports", headers=api,
+                          json={"product_id": str(uuid.uuid4()), "text": "ABC", "supplier": NUL})
+    assert _is_problem(r, 400, "nul_character")["errors"][0]["field"] == "supplier"
