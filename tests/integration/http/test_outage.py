@@ -131,3 +131,28 @@ async def test_console_shows_a_readable_503_page(app, client, make_tenant, monke
         assert "服务暂时不可用" in text_of(r.text) and "请稍后重试" in text_of(r.text)
         r = await browser.get("/console/products", headers={"Accept-Language": "en"}, cookies={"lang": "en"})
         assert "try again in a moment" in text_of(r.text)
+
+
+async def test_database_lost_at_commit_is_503_and_nothing_is_stored(client, make_tenant, make_api_client, monkeypatch):
+    import sys
+
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    tenant = await make_tenant()
+    creds = await make_api_client(tenant)
+    real_commit = AsyncSession.commit
+
+    async def commit(self):
+        if sys._getframe(1).f_code.co_name == "send_wrapper":  # the commit just before the answer
+            lost = DBAPIError("COMMIT", {}, ConnectionResetError(104, "Connection reset by peer"))
+            lost.connection_invalidated = True
+            raise lost
+        return await real_commit(self)
+
+    monkeypatch.setattr(AsyncSession, "commit", commit)
+    r = await client.post("/api/v1/members", headers=creds.headers, json={"phone": "13800138077", "name": "lost"})
+    _is_503(r)
+    monkeypatch.setattr(AsyncSession, "commit", real_commit)
+    r = await client.get("/api/v1/members", headers=creds.headers, params={"phone": "13800138077"})
+    assert r.status_code == 200 and r.json()["items"] == []
