@@ -145,6 +145,9 @@ async def test_non_utf8_headers_never_give_500(client, api, header):
         assert "Traceback" not in r.text
     r = await client.get("/health", headers=[(header, bad)])
     assert r.status_code == 200
+    for page in ("/console/login", "/platform/login", "/console/products"):
+        r = await client.get(page, headers=[(header, bad)])
+        assert r.status_code < 500, (page, header, r.status_code)
 
 
 async def test_request_id_is_kept_when_printable_and_replaced_otherwise(client):
