@@ -22,6 +22,16 @@ Fen = Annotated[int, msgspec.Meta(ge=0, le=FEN_MAX, description=_FEN_DOC, extra=
 """Money: a non-negative integer number of fen (¥25.00 is ``2500``). Every money field uses it."""
 PositiveFen = Annotated[int, msgspec.Meta(ge=1, le=FEN_MAX, description=_FEN_DOC, extra={MONEY_MARK: True})]
 """Money that must be at least one fen (an amount to spend)."""
+FenDelta = Annotated[
+    int,
+    msgspec.Meta(
+        ge=-FEN_MAX,
+        le=FEN_MAX,
+        description="Change of a balance in integer fen (分): negative when spent, positive when restored",
+        extra={MONEY_MARK: True},
+    ),
+]
+"""A signed change of an amount (ledger entries)."""
 
 
 @lru_cache(maxsize=1)

@@ -149,7 +149,7 @@ def _money_at(t: msgspec.inspect.Type, parts: list[str | int]) -> bool:
             if isinstance(t, msgspec.inspect.Metadata):
                 t = t.type
             elif isinstance(t, msgspec.inspect.UnionType):
-                inner = [x for x in t.types if not isinstance(x, (msgspec.inspect.NoneType, msgspec.inspect.UnsetType))]
+                inner = [x for x in t.types if not isinstance(x, msgspec.inspect.NoneType)]
                 if len(inner) != 1:
                     return False
                 t = inner[0]
@@ -169,7 +169,7 @@ def _money_at(t: msgspec.inspect.Type, parts: list[str | int]) -> bool:
         else:
             return False
     while isinstance(t, msgspec.inspect.UnionType):
-        inner = [x for x in t.types if not isinstance(x, (msgspec.inspect.NoneType, msgspec.inspect.UnsetType))]
+        inner = [x for x in t.types if not isinstance(x, msgspec.inspect.NoneType)]
         if len(inner) != 1:
             return False
         t = inner[0]
@@ -312,15 +312,35 @@ def _check_int_params(request: Request[Any, Any, Any], ints: list[tuple[str, str
             raise _out_of_range(name)
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def _check_raw_body(request: Request[Any, Any, Any], content_type: str) -> None:
+    """A handler that reads its body itself: JSON is still checked for depth and NUL, a URL-encoded
+    form for NUL (``/oauth/token``); multipart forms are checked when read (:class:`KaquanRequest`)."""
+    if is_json_media(content_type):
+        body = await request.body()
+        if body:
+            check_json_depth(body)
+            check_json_values(body)
+    elif content_type == RequestEncodingType.URL_ENCODED:
+        body = await request.body()
+        if b"\x00" in body or b"%00" in body:
+            raise nul_refused(_query_nul_field(body) or "body")
+
+
 async def decode_request_body(request: Request[Any, Any, Any]) -> None:
     """``before_request`` hook: strict, safe decoding of the handler's JSON ``data`` and integer params."""
     spec, ints = _spec(request.route_handler)
     if ints:
         _check_int_params(request, ints)
+    if request.method not in _BODY_METHODS:
+        return
+    content_type = request.content_type[0]
     if spec is None or not spec.json:
+        await _check_raw_body(request, content_type)
         return
     body = await request.body()
-    content_type = request.content_type[0]
     if not body.strip():
         if spec.required:
             raise BadRequest(
