@@ -9,8 +9,11 @@ import httpx
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 METHODS = "GET|POST|PUT|PATCH|DELETE"
-#: "`POST /api/v1/members`", "GET /api/v1/risk/rules", "`GET` / `PUT /api/v1/reminder-settings`"
-ENDPOINT = re.compile(rf"\b((?:{METHODS})(?:`?\s*/\s*`?(?:{METHODS}))*)\s+(/(?:api|oauth)/[^\s`?|#)]*)")
+_PATH = r"(/(?:api|oauth)/[^\s`?|#)]*)[^\s`|]*"
+#: The first cell of an endpoint table row: "`POST /api/v1/members`", "`GET` / `PUT /api/v1/reminder-settings`"
+TABLE_CELL = re.compile(rf"^`((?:(?:{METHODS})`?\s*/\s*`?)*(?:{METHODS}))\s+{_PATH}`$")
+#: A line of a code block that starts with the endpoint: "GET /api/v1/risk/rules", "DELETE /api/v1/x/{id}   # 204"
+CODE_LINE = re.compile(rf"^({METHODS})\s+{_PATH}(?:\s|$)")
 
 
 def _normalise(path: str) -> str:
@@ -19,10 +22,17 @@ def _normalise(path: str) -> str:
 
 
 def documented_endpoints(text: str) -> set[tuple[str, str]]:
+    """Endpoints named by the first cell of a table row or at the start of a line (prose mentions aside)."""
     found: set[tuple[str, str]] = set()
-    for methods, path in ENDPOINT.findall(text):
-        for method in re.findall(METHODS, methods):
-            found.add((method, _normalise(path)))
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("|"):
+            match = TABLE_CELL.match(line.split("|")[1].strip())
+        else:
+            match = CODE_LINE.match(line)
+        if match:
+            for method in re.findall(METHODS, match.group(1)):
+                found.add((method, _normalise(match.group(2))))
     return found
 
 
@@ -32,6 +42,8 @@ def test_the_parser_reads_tables_code_lines_and_method_pairs() -> None:
         "GET /api/v1/risk/rules\n"
         "| `GET` / `PUT /api/v1/reminder-settings` | y |\n"
         "DELETE /api/v1/risk/blocklist/{id}            # 204\n"
+        "| products (`POST`/`PATCH /api/v1/products`, product bodies) | prose, not an endpoint |\n"
+        "the same service as `POST /api/v1/grants` (prose)\n"
     )
     assert documented_endpoints(text) == {
         ("GET", "/api/v1/products"),
