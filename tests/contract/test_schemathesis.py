@@ -1,6 +1,7 @@
 """Schemathesis against the served OpenAPI document (``/schema/openapi.json``), in process over ASGI.
 
-Every operation is called with generated inputs, valid and invalid (bounded, derandomized, no
+Every operation is called with schemathesis' coverage cases (boundary and just-out-of-bounds values of
+every parameter and field) and with generated inputs, valid and invalid (bounded, derandomized, no
 shrinking), with a real token: the tenant's API client holding every scope for ``/api/v1`` and an
 operator token for ``/api/platform/v1``. Each answer must not be a server error and must conform to
 the document: a documented status, a documented content type and a body matching its schema, error
@@ -24,6 +25,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, Verbosity
 from schemathesis.checks import not_a_server_error
+
+# The coverage phase has no public entry outside the pytest plugin and the CLI; this is what both use.
+from schemathesis.generation.hypothesis.builder import HypothesisTestConfig, HypothesisTestMode, create_test
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -34,9 +38,11 @@ from core.app import create_app
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 #: Examples per operation and generation mode; raise it locally for a deeper run.
-MAX_EXAMPLES = int(os.environ.get("KAQUAN_SCHEMATHESIS_EXAMPLES", "6"))
+MAX_EXAMPLES = int(os.environ.get("KAQUAN_SCHEMATHESIS_EXAMPLES", "10"))
 #: Operations left out, each with the defect that keeps it out (none today).
 EXCLUDED: dict[str, str] = {}
+#: Requests made by the run, per phase (printed, and checked so that a silently empty run fails).
+CALLS: dict[str, int] = {"coverage": 0, "positive": 0, "negative": 0}
 
 
 @pytest.fixture
@@ -69,6 +75,7 @@ def _exercise(operation: Any, mode: schemathesis.GenerationMode, headers: dict[s
     def run(case: schemathesis.Case) -> None:
         if failures:
             return
+        CALLS[mode.value] += 1
         response = case.call(headers=headers)
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)
@@ -80,6 +87,37 @@ def _exercise(operation: Any, mode: schemathesis.GenerationMode, headers: dict[s
     except hypothesis.errors.Unsatisfiable:
         # nothing invalid can be made for an operation without parameters or body
         assert mode is schemathesis.GenerationMode.NEGATIVE, f"{operation.label}: no valid input can be generated"
+    return failures
+
+
+def _cover(operation: Any, project: Any, headers: dict[str, str]) -> list[str]:
+    """Schemathesis' coverage phase: boundary and just-out-of-bounds values of every parameter and field."""
+    failures: list[str] = []
+
+    def check(case: schemathesis.Case) -> None:
+        if failures or case.method.upper() != operation.method.upper():
+            return  # the unexpected-method cases are Litestar's 405, not this document's
+        CALLS["coverage"] += 1
+        response = case.call(headers=headers)
+        try:
+            case.validate_response(response, checks=CHECKS, headers=headers)
+        except (AssertionError, BaseExceptionGroup) as exc:
+            failures.append(f"{operation.label} [coverage]: {exc}\n  {case.as_curl_command(headers)}")
+
+    config = HypothesisTestConfig(
+        project=project,
+        modes=[HypothesisTestMode.COVERAGE],
+        settings=hypothesis.settings(
+            max_examples=1,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            phases=[Phase.explicit],
+            suppress_health_check=list(HealthCheck),
+            verbosity=Verbosity.quiet,
+        ),
+    )
+    create_test(operation=operation, test_func=check, config=config)()
     return failures
 
 
@@ -101,8 +139,10 @@ def _run_schemathesis(settings: Any, contract_auth: dict[str, dict[str, str]]) -
         if operation.label in EXCLUDED:
             continue
         headers = _headers_for(operation.path, contract_auth)
+        failures += _cover(operation, schema.config, headers)
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
             failures += _exercise(operation, mode, headers)
     elapsed = time.monotonic() - started
-    print(f"schemathesis: {len(operations)} operations, {MAX_EXAMPLES} examples per mode, {elapsed:.0f}s")
+    print(f"schemathesis: {len(operations)} operations, {MAX_EXAMPLES} examples per mode, {CALLS}, {elapsed:.0f}s")
+    assert min(CALLS.values()) > len(operations), CALLS
     assert not failures, f"{len(failures)} failure(s) in {elapsed:.0f}s:\n\n" + "\n\n".join(failures)
