@@ -47,7 +47,7 @@ NUL = "a\u0000b"
         ("/api/v1/members", {"tags": ["ok", NUL]}, "tags[1]"),
         ("/api/v1/webhooks", {"url": "https://example.com/h", "events": ["*"], "description": NUL}, "description"),
         ("/api/v1/risk/blocklist", {"kind": "phone", "value": "13800138001", "note": NUL}, "note"),
-        ("/api/v1/users", {"email": "nul@example.com", "role": "staff", "name": NUL}, "name"),
+        ("/api/v1/users", {"email": "nul@example.com", "role": "viewer", "name": NUL}, "name"),
         ("/api/v1/redemptions/validate", {"code": NUL}, "code"),
         ("/api/v1/grants", {"product_id": str(uuid.uuid4()), "phone": "13800138002", "campaign_ref": NUL},
          "campaign_ref"),
