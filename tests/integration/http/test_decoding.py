@@ -319,3 +319,18 @@ async def test_nul_in_bodies_read_by_the_handler_itself_is_400(client, api, make
     r = await client.post("/api/v1/code-imports", headers=api,
                           json={"product_id": str(uuid.uuid4()), "text": "ABC", "supplier": NUL})
     assert _is_problem(r, 400, "nul_character")["errors"][0]["field"] == "supplier"
+
+
+def test_every_route_decodes_through_the_one_layer(app):
+    """Every HTTP route, present and future, runs the decoding hook (a layer that set its own
+    ``before_request`` would silently replace it) and uses the checking request class."""
+    from litestar.handlers import HTTPRouteHandler
+
+    from core.http.decoding import KaquanRequest, decode_request_body
+
+    handlers = [h for route in app.routes for h in route.route_handlers if isinstance(h, HTTPRouteHandler)]
+    assert len(handlers) > 50
+    for handler in handlers:
+        hook = handler.resolve_before_request()
+        assert decode_request_body in (hook, getattr(hook, "__wrapped__", None)), handler
+        assert issubclass(handler.resolve_request_class(), KaquanRequest), handler
