@@ -334,3 +334,18 @@ def test_every_route_decodes_through_the_one_layer(app):
         hook = handler.resolve_before_request()
         assert decode_request_body in (hook, getattr(hook, "__wrapped__", None)), handler
         assert issubclass(handler.resolve_request_class(), KaquanRequest), handler
+
+
+async def test_nul_in_a_campaign_name_and_a_code_import_filename_is_400(client, api):
+    product = await _product(client, api)
+    r = await client.post("/api/v1/campaigns", headers=api, json={"name": NUL, "product_id": product["id"]})
+    assert _is_problem(r, 400, "nul_character")["errors"][0]["field"] == "name"
+    assert (await client.get("/api/v1/campaigns", headers=api)).json()["items"] == []
+    body, content_type = _multipart(b"codes\x00.csv", b"code\nAAAA-BBBB-CCCC\n")
+    body = body.replace(b"--kqboundary--", b"--kqboundary\r\nContent-Disposition: form-data; name=\"product_id\"\r\n\r\n"
+                        + product["id"].encode() + b"\r\n--kqboundary--")
+    r = await client.post("/api/v1/code-imports", headers={**api, "content-type": content_type}, content=body)
+    assert _is_problem(r, 400, "nul_character")["errors"][0]["field"] == "file.filename"
+    r = await client.post(f"/api/v1/code-imports?product_id={product['id']}&filename=a%00.csv", headers={
+        **api, "content-type": "text/csv"}, content=b"code\nAAAA-BBBB-CCCC\n")
+    assert _is_problem(r, 400, "nul_character")["errors"][0]["field"] == "filename"
