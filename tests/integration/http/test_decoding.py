@@ -230,7 +230,7 @@ async def test_a_value_the_database_refuses_is_422_not_500(client, api, monkeypa
 @pytest.mark.parametrize(
     ("value", "expected"),
     [(25.00, "send 2500 for ¥25.00"), (25.5, "send 2550 for ¥25.50"), ("2500", "send 2500 (not \"2500\")"),
-     (-1, "integers in fen"), (10**13, "integers in fen")],
+     (-1, "integers in fen from 0 to 1000000000000"), (10**13, "integers in fen from 0 to 1000000000000")],
 )
 async def test_money_accepts_only_integer_fen(client, api, value, expected):
     r = await client.post("/api/v1/products", headers={**api, "Accept-Language": "en"},
@@ -251,6 +251,9 @@ async def test_money_in_nested_and_other_bodies(client, api):
                           json={"code": "ABCD-1234", "amount": 12.34})
     error = _is_problem(r, 422, "validation_failed")["errors"][0]
     assert error["field"] == "amount" and "send 1234 for ¥12.34" in error["message"]
+    r = await client.post("/api/v1/redemptions", headers=api, json={"code": "ABCD-1234", "amount": 0})
+    error = _is_problem(r, 422, "validation_failed")["errors"][0]
+    assert error["code"] == "integer_fen" and "from 1 to" in error["message"]
 
 
 async def test_openapi_describes_every_money_field_as_integer_fen(client):
