@@ -352,3 +352,10 @@ async def test_nul_in_a_campaign_name_and_a_code_import_filename_is_400(client, 
     r = await client.post(f"/api/v1/code-imports?product_id={product['id']}&filename=a%00.csv", headers={
         **api, "content-type": "text/csv"}, content=b"code\nAAAA-BBBB-CCCC\n")
     assert _is_problem(r, 400, "nul_character")["errors"][0]["field"] == "filename"
+
+
+async def test_a_query_string_that_is_not_utf8_is_400(client, api):
+    r = await client.get("/api/v1/products?q=%ff%fe", headers=api)
+    assert _is_problem(r, 400, "invalid_query")["errors"][0]["field"] == "query"
+    r = await client.get("/api/v1/products?q=%E5%8D%A1", headers=api)  # 卡, UTF-8: fine
+    assert r.status_code == 200
