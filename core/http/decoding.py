@@ -13,6 +13,8 @@
   parameters arrive as text and are still parsed by Litestar.
 
 Upload *content* (a file's bytes) may contain 0x00; only names, fields and text are refused.
+Litestar runs only the innermost ``before_request`` of a route's layers: a router or controller that
+needs its own hook must call :func:`decode_request_body` first (a test checks every route).
 """
 
 from __future__ import annotations
@@ -142,8 +144,8 @@ def check_json_values(body: bytes, parsed: Any = msgspec.UNSET) -> None:
 
 
 
-def _money_at(t: msgspec.inspect.Type, parts: list[str | int]) -> bool:
-    """Whether the field at ``parts`` of the type ``t`` is a money (``Fen``) field."""
+def _money_at(t: msgspec.inspect.Type, parts: list[str | int]) -> msgspec.inspect.IntType | None:
+    """The integer type of the money (``Fen``) field at ``parts`` of the type ``t``, else ``None``."""
     for part in parts:
         while True:
             if isinstance(t, msgspec.inspect.Metadata):
@@ -151,7 +153,7 @@ def _money_at(t: msgspec.inspect.Type, parts: list[str | int]) -> bool:
             elif isinstance(t, msgspec.inspect.UnionType):
                 inner = [x for x in t.types if not isinstance(x, msgspec.inspect.NoneType)]
                 if len(inner) != 1:
-                    return False
+                    return None
                 t = inner[0]
             else:
                 break
@@ -162,18 +164,20 @@ def _money_at(t: msgspec.inspect.Type, parts: list[str | int]) -> bool:
         elif isinstance(part, str) and isinstance(t, (msgspec.inspect.StructType, msgspec.inspect.TypedDictType)):
             match = next((f for f in t.fields if f.encode_name == part), None)
             if match is None:
-                return False
+                return None
             t = match.type
         elif isinstance(part, str) and isinstance(t, msgspec.inspect.DictType):
             t = t.value_type
         else:
-            return False
+            return None
     while isinstance(t, msgspec.inspect.UnionType):
         inner = [x for x in t.types if not isinstance(x, msgspec.inspect.NoneType)]
         if len(inner) != 1:
-            return False
+            return None
         t = inner[0]
-    return isinstance(t, msgspec.inspect.Metadata) and bool((t.extra or {}).get(MONEY_MARK))
+    if isinstance(t, msgspec.inspect.Metadata) and (t.extra or {}).get(MONEY_MARK):
+        return t.type if isinstance(t.type, msgspec.inspect.IntType) else None
+    return None
 
 
 def _parts(path: str) -> list[str | int]:
@@ -193,10 +197,17 @@ def _value_at(value: Any, parts: list[str | int]) -> Any:
     return value
 
 
-def money_hint(value: Any) -> tuple[str, str]:
-    """The right form for an amount given as ``value``: (en, zh)."""
+def money_hint(value: Any, low: int | None = None, high: int | None = None) -> tuple[str, str]:
+    """The right form for an amount given as ``value`` (bounds ``low``..``high`` fen): (en, zh)."""
+    if isinstance(value, int) and not isinstance(value, bool):  # an integer, but out of range
+        low, high = low or 0, high or INT64_MAX
+        return (
+            f"amounts are integers in fen from {low} to {high} (¥{Decimal(high) / 100:,.2f})",
+            f"金额以分为单位的整数，范围 {low} 至 {high}（¥{Decimal(high) / 100:,.2f}）",
+        )
     fen: int | None = None
     quoted = isinstance(value, str)
+    shown = value if not quoted or len(value) <= 24 else value[:24] + "…"
     try:
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             number = Decimal(str(value).strip())
@@ -210,8 +221,8 @@ def money_hint(value: Any) -> tuple[str, str]:
     yuan = f"{Decimal(fen) / 100:.2f}"
     if quoted:
         return (
-            f"amounts are integers in fen, sent as a JSON number: send {fen} (not \"{value}\") for ¥{yuan}",
-            f"金额以分为单位的整数（JSON 数字）：¥{yuan} 请填写 {fen}（不要写成 \"{value}\"）",
+            f"amounts are integers in fen, sent as a JSON number: send {fen} (not \"{shown}\") for ¥{yuan}",
+            f"金额以分为单位的整数（JSON 数字）：¥{yuan} 请填写 {fen}（不要写成 \"{shown}\"）",
         )
     return (
         f"amounts are integers in fen: send {fen} for ¥{yuan}",
@@ -373,12 +384,13 @@ def _strict_failure(message: str, body: bytes, info: Any) -> ValidationFailed:
     match = _MSGSPEC_PATH.search(message)
     if info is not None and match and error.code == "invalid":
         parts = _parts(match.group(1))
-        if _money_at(info, parts):
+        money = _money_at(info, parts)
+        if money is not None:
             try:
                 given = _value_at(msgspec.json.decode(body), parts)
             except msgspec.DecodeError:
                 given = None
-            en, zh = money_hint(given)
+            en, zh = money_hint(given, money.ge, money.le)
             error = FieldError(field=error.field, message=en, code="integer_fen")
             return ValidationFailed(f"{error.field}: {en}", f"{error.field}：{zh}", errors=[error])
     return ValidationFailed("Some fields are invalid", "部分字段无效", errors=[error])

@@ -47,7 +47,7 @@ NUL = "a\u0000b"
         ("/api/v1/members", {"tags": ["ok", NUL]}, "tags[1]"),
         ("/api/v1/webhooks", {"url": "https://example.com/h", "events": ["*"], "description": NUL}, "description"),
         ("/api/v1/risk/blocklist", {"kind": "phone", "value": "13800138001", "note": NUL}, "note"),
-        ("/api/v1/users", {"email": "nul@example.com", "role": "staff", "name": NUL}, "name"),
+        ("/api/v1/users", {"email": "nul@example.com", "role": "viewer", "name": NUL}, "name"),
         ("/api/v1/redemptions/validate", {"code": NUL}, "code"),
         ("/api/v1/grants", {"product_id": str(uuid.uuid4()), "phone": "13800138002", "campaign_ref": NUL},
          "campaign_ref"),
@@ -230,7 +230,7 @@ async def test_a_value_the_database_refuses_is_422_not_500(client, api, monkeypa
 @pytest.mark.parametrize(
     ("value", "expected"),
     [(25.00, "send 2500 for ¥25.00"), (25.5, "send 2550 for ¥25.50"), ("2500", "send 2500 (not \"2500\")"),
-     (-1, "integers in fen"), (10**13, "integers in fen")],
+     (-1, "integers in fen from 0 to 1000000000000"), (10**13, "integers in fen from 0 to 1000000000000")],
 )
 async def test_money_accepts_only_integer_fen(client, api, value, expected):
     r = await client.post("/api/v1/products", headers={**api, "Accept-Language": "en"},
@@ -251,6 +251,9 @@ async def test_money_in_nested_and_other_bodies(client, api):
                           json={"code": "ABCD-1234", "amount": 12.34})
     error = _is_problem(r, 422, "validation_failed")["errors"][0]
     assert error["field"] == "amount" and "send 1234 for ¥12.34" in error["message"]
+    r = await client.post("/api/v1/redemptions", headers=api, json={"code": "ABCD-1234", "amount": 0})
+    error = _is_problem(r, 422, "validation_failed")["errors"][0]
+    assert error["code"] == "integer_fen" and "from 1 to" in error["message"]
 
 
 async def test_openapi_describes_every_money_field_as_integer_fen(client):
@@ -319,3 +322,40 @@ async def test_nul_in_bodies_read_by_the_handler_itself_is_400(client, api, make
     r = await client.post("/api/v1/code-imports", headers=api,
                           json={"product_id": str(uuid.uuid4()), "text": "ABC", "supplier": NUL})
     assert _is_problem(r, 400, "nul_character")["errors"][0]["field"] == "supplier"
+
+
+def test_every_route_decodes_through_the_one_layer(app):
+    """Every HTTP route, present and future, runs the decoding hook (a layer that set its own
+    ``before_request`` would silently replace it) and uses the checking request class."""
+    from litestar.handlers import HTTPRouteHandler
+
+    from core.http.decoding import KaquanRequest, decode_request_body
+
+    handlers = [h for route in app.routes for h in route.route_handlers if isinstance(h, HTTPRouteHandler)]
+    assert len(handlers) > 50
+    for handler in handlers:
+        hook = handler.resolve_before_request()
+        assert decode_request_body in (hook, getattr(hook, "__wrapped__", None)), handler
+        assert issubclass(handler.resolve_request_class(), KaquanRequest), handler
+
+
+async def test_nul_in_a_campaign_name_and_a_code_import_filename_is_400(client, api):
+    product = await _product(client, api)
+    r = await client.post("/api/v1/campaigns", headers=api, json={"name": NUL, "product_id": product["id"]})
+    assert _is_problem(r, 400, "nul_character")["errors"][0]["field"] == "name"
+    assert (await client.get("/api/v1/campaigns", headers=api)).json()["items"] == []
+    body, content_type = _multipart(b"codes\x00.csv", b"code\nAAAA-BBBB-CCCC\n")
+    body = body.replace(b"--kqboundary--", b"--kqboundary\r\nContent-Disposition: form-data; name=\"product_id\"\r\n\r\n"
+                        + product["id"].encode() + b"\r\n--kqboundary--")
+    r = await client.post("/api/v1/code-imports", headers={**api, "content-type": content_type}, content=body)
+    assert _is_problem(r, 400, "nul_character")["errors"][0]["field"] == "file.filename"
+    r = await client.post(f"/api/v1/code-imports?product_id={product['id']}&filename=a%00.csv", headers={
+        **api, "content-type": "text/csv"}, content=b"code\nAAAA-BBBB-CCCC\n")
+    assert _is_problem(r, 400, "nul_character")["errors"][0]["field"] == "filename"
+
+
+async def test_a_query_string_that_is_not_utf8_is_400(client, api):
+    r = await client.get("/api/v1/products?q=%ff%fe", headers=api)
+    assert _is_problem(r, 400, "invalid_query")["errors"][0]["field"] == "query"
+    r = await client.get("/api/v1/products?q=%E5%8D%A1", headers=api)  # 卡, UTF-8: fine
+    assert r.status_code == 200

@@ -156,3 +156,29 @@ async def test_database_lost_at_commit_is_503_and_nothing_is_stored(client, make
     monkeypatch.setattr(AsyncSession, "commit", real_commit)
     r = await client.get("/api/v1/members", headers=creds.headers, params={"phone": "13800138077"})
     assert r.status_code == 200 and r.json()["items"] == []
+
+
+async def test_postgresql_connection_killed_mid_request_is_503_then_recovers(
+    client, test_env, make_tenant, make_api_client, monkeypatch
+):
+    """On this run's own throwaway database: the request's backend is terminated (as a PostgreSQL
+    shutdown does) between two of its queries; the client gets 503, and the next request succeeds."""
+    if test_env.backend != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    from sqlalchemy import text
+
+    from tenants import api_tenant, onboarding
+
+    tenant = await make_tenant()
+    creds = await make_api_client(tenant, ["tenant:read"])
+    real = onboarding.get_tenant
+
+    async def killed_midway(db, tenant_id):
+        await db.execute(text("select pg_terminate_backend(pg_backend_pid())"))
+        return await real(db, tenant_id)
+
+    monkeypatch.setattr(api_tenant.onboarding, "get_tenant", killed_midway)
+    _is_503(await client.get("/api/v1/tenant", headers=creds.headers))
+    monkeypatch.setattr(api_tenant.onboarding, "get_tenant", real)
+    r = await client.get("/api/v1/tenant", headers=creds.headers)
+    assert r.status_code == 200, r.text
