@@ -19,6 +19,7 @@ import os
 import time
 from typing import Any
 
+import httpx
 import hypothesis
 import msgspec
 import pytest
@@ -35,6 +36,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from core.app import create_app
+from tests.conftest import unique
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 #: Examples per operation and generation mode; raise it locally for a deeper run.
@@ -46,8 +48,18 @@ CALLS: dict[str, int] = {"coverage": 0, "positive": 0, "negative": 0}
 
 
 @pytest.fixture
-async def contract_auth(make_tenant: Any, make_api_client: Any, operator: Any) -> dict[str, dict[str, str]]:
-    tenant = await make_tenant(plan="growth")
+async def contract_auth(
+    client: httpx.AsyncClient, make_tenant: Any, make_api_client: Any, operator: Any
+) -> dict[str, dict[str, str]]:
+    """A tenant on a plan whose rate limit the run cannot reach, its all-scope client, and an operator."""
+    plan = unique("contract-")
+    r = await client.post(
+        "/api/platform/v1/plans",
+        json={"code": plan, "name": "Contract run", "requests_per_minute": 1_000_000, "max_api_clients": 5},
+        headers=operator.headers,
+    )
+    assert r.status_code == 201, r.text
+    tenant = await make_tenant(plan=plan)
     creds = await make_api_client(tenant)  # every scope
     return {"tenant": creds.headers, "operator": operator.headers}
 
