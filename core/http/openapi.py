@@ -9,8 +9,8 @@ every operation, through Litestar's own handler attributes:
 - ``responses``: every error status it can answer, as ``application/problem+json`` with the one
   ``ProblemDetails`` schema (replacing Litestar's default 400 shape), derived from what the request
   pipeline does for that kind of route (see ``error_statuses``);
-- a ``requestBody`` for the handlers that read their body themselves (the token form, the uploads),
-  through an ``operation_class`` that adds it.
+- through an ``operation_class``: ``Retry-After`` / ``WWW-Authenticate`` on the errors that send them,
+  and a ``requestBody`` for the handlers that read their body themselves (the token form, the uploads).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from litestar.openapi.spec import (
     Components,
     OAuthFlow,
     OAuthFlows,
+    OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     Operation,
@@ -287,12 +288,36 @@ def _problem_spec(status: int) -> ResponseSpec:
     )
 
 
-def _operation_class(spec: BodySpec) -> type[Operation]:
-    """An ``Operation`` that carries ``spec``'s request body and extra error media types."""
+#: Headers that come with some error statuses.
+_RETRY_AFTER = OpenAPIHeader(
+    schema=Schema(type="integer", minimum=0),  # type: ignore[arg-type]
+    description="Seconds to wait before retrying",
+)
+_ERROR_HEADERS: dict[int, dict[str, OpenAPIHeader]] = {
+    401: {
+        "WWW-Authenticate": OpenAPIHeader(
+            schema=Schema(type="string"),  # type: ignore[arg-type]
+            description='On /api/v1: Bearer realm="kaquan"',
+        )
+    },
+    423: {"Retry-After": _RETRY_AFTER},
+    429: {"Retry-After": _RETRY_AFTER},
+    503: {"Retry-After": _RETRY_AFTER},
+}
+
+
+def _operation_class(spec: BodySpec | None) -> type[Operation]:
+    """An ``Operation`` that adds the error headers and ``spec``'s request body and extra media types."""
 
     class DocumentedOperation(Operation):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
+            for status, headers in _ERROR_HEADERS.items():
+                response = (self.responses or {}).get(str(status))
+                if isinstance(response, OpenAPIResponse):
+                    response.headers = {**(response.headers or {}), **headers}
+            if spec is None:
+                return
             if self.request_body is None:
                 self.request_body = RequestBody(
                     content={k: OpenAPIMediaType(schema=v) for k, v in spec.content.items()},
@@ -356,7 +381,7 @@ def document_api(app: Litestar) -> None:
             }
             if handler.security is None and (security := _security(handler, path)) is not None:
                 handler.security = security
-            if spec is not None:
+            if handler.operation_class is Operation:
                 handler.operation_class = _operation_class(spec)
 
 

@@ -66,6 +66,9 @@ def test_error_statuses_follow_the_kind_of_operation(document: dict[str, Any]) -
         if method == "POST" and path.startswith("/api/v1"):
             assert {409, 422} <= statuses, (method, path)  # Idempotency-Key in progress / reused
         assert not {s for s in statuses if s >= 500} - {503}, (method, path)
+        for status in ("429", "503"):
+            if status in op["responses"]:
+                assert "Retry-After" in op["responses"][status]["headers"], (method, path, status)
 
 
 def test_every_success_answer_has_a_documented_body(document: dict[str, Any]) -> None:
