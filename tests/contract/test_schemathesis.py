@@ -29,6 +29,7 @@ from schemathesis.checks import not_a_server_error
 
 # The coverage phase has no public entry outside the pytest plugin and the CLI; this is what both use.
 from schemathesis.generation.hypothesis.builder import HypothesisTestConfig, HypothesisTestMode, create_test
+from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -142,6 +143,15 @@ async def test_every_operation_answers_as_the_served_document_says(
 
 def _run_schemathesis(settings: Any, contract_auth: dict[str, dict[str, str]]) -> None:
     app = create_app(msgspec.structs.replace(settings, default_rate_limit_per_minute=1_000_000))
+    try:
+        _check_every_operation(app, contract_auth)
+    finally:
+        # Stop the second app's jobs, outbox relay and sealer now, not at exit: they would take work
+        # queued by later tests away from the session's app.
+        asgi.shutdown_lifespans()
+
+
+def _check_every_operation(app: Any, contract_auth: dict[str, dict[str, str]]) -> None:
     schema = schemathesis.openapi.from_asgi("/schema/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) > 80, "the document lost operations"
