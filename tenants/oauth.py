@@ -103,11 +103,17 @@ class _Server(AuthorizationServer):
         self.issued = token
 
     def validate_requested_scope(self, scope: str | None) -> None:
-        """Refuse (``invalid_scope``) any scope that does not exist, naming the first few."""
-        unknown = unknown_scopes(normalised_scopes(scope))
+        """Refuse (``invalid_scope``) any scope that does not exist, naming the first few, and a request
+        for only scopes the client lacks (its token could do nothing). authlib calls this once the client
+        has authenticated, so neither answer tells a stranger anything about a client.
+        """
+        requested = normalised_scopes(scope)
+        unknown = unknown_scopes(requested)
         if unknown:
             more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
             raise InvalidScopeError(description=f"Unknown scope(s): {', '.join(unknown[:5])}{more}")
+        if requested and self._client and not set(requested) & set(self._client.row.scopes):
+            raise InvalidScopeError(description="The client holds none of the requested scopes")
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         return None
@@ -170,10 +176,6 @@ async def token_response(
     request = _FormRequest(
         uri, {"-".join(p.capitalize() for p in k.split("-")): v for k, v in headers.items()}, form
     )
-    if row is not None and requested and not set(requested) & set(row.scopes) and not unknown_scopes(requested):
-        # Asking only for scopes the client does not hold would mint a token that can do nothing.
-        body = {"error": "invalid_scope", "error_description": "The client holds none of the requested scopes"}
-        return 400, _problem_fields(400, body), {}
     status, body, out_headers = server.create_token_response(request)
     if suspended and status >= 400:
         body = {"error": "invalid_client", "error_description": "This tenant is suspended"}

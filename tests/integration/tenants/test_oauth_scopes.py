@@ -68,3 +68,23 @@ async def test_an_unknown_scope_with_a_wrong_secret_is_still_invalid_client(clie
         auth=(creds.client_id, "kqs_wrong"),
     )
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+
+
+async def test_scope_answers_come_only_after_the_client_has_authenticated(client, make_tenant, make_api_client):
+    """A wrong secret is 401 whatever the scope asked, so scopes cannot be probed without the secret."""
+    tenant = await make_tenant()
+    creds = await make_api_client(tenant, ["tenant:read"])
+    for scope in ("users:read", "tenant:read", "root:all"):
+        r = await client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials", "scope": scope},
+            auth=(creds.client_id, "kqs_wrong"),
+        )
+        assert r.status_code == 401 and r.json()["error"] == "invalid_client", (scope, r.text)
+    r = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "users:read users:read"},
+        auth=(creds.client_id, creds.client_secret),
+    )
+    assert r.status_code == 400 and r.json()["error"] == "invalid_scope"
+    assert r.json()["error_description"] == "The client holds none of the requested scopes"
