@@ -17,6 +17,7 @@ from litestar.response import Redirect
 from admin_ui.i18n import N_
 from admin_ui.rendering import locale_of, render, translator
 from core.errors import DomainError, TenantSuspended, Unauthorized
+from core.http.problems import OUTAGE_RETRY_AFTER, classify_failure
 
 log = structlog.get_logger("kaquan.console")
 
@@ -31,6 +32,7 @@ _TITLES: dict[int, str] = {
     423: N_("Account locked"),
     429: N_("Too many requests"),
     500: N_("Something went wrong"),
+    503: N_("Service temporarily unavailable"),
 }
 
 
@@ -38,10 +40,12 @@ def login_path(request: Request[Any, Any, Any]) -> str:
     return "/platform/login" if request.url.path.startswith("/platform") else "/console/login"
 
 
-def _error_page(request: Request[Any, Any, Any], status: int, message: str) -> Response[str]:
+def _error_page(
+    request: Request[Any, Any, Any], status: int, message: str, headers: dict[str, str] | None = None
+) -> Response[str]:
     t = translator(request)
     title = t.gettext(_TITLES.get(status, _TITLES[400 if status < 500 else 500]))
-    return render(
+    page = render(
         request,
         "error.html",
         {
@@ -52,6 +56,9 @@ def _error_page(request: Request[Any, Any, Any], status: int, message: str) -> R
         },
         status=status,
     )
+    if headers:
+        page.headers.update(headers)
+    return page
 
 
 def domain_error_page(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
@@ -81,8 +88,22 @@ def http_error_page(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
 
 
 def internal_error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.error("console_error", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
+    """A bug is a logged 500 page; a refused value a 422 page; a database/queue outage a 503 page."""
     t = translator(request)
+    kind = classify_failure(exc)
+    if kind == "outage":
+        log.warning("service_unavailable", path=request.url.path, error_type=type(exc).__name__)
+        message = t.gettext(
+            "The database or the queue cannot be reached right now. Nothing was changed; "
+            "try again in a moment."
+        )
+        return _error_page(request, 503, message, headers={"Retry-After": OUTAGE_RETRY_AFTER})
+    if kind == "bad_value":
+        log.warning("value_refused_by_database", path=request.url.path, error_type=type(exc).__name__)
+        return _error_page(
+            request, 422, t.gettext("A value is out of range or not valid text. Nothing was changed.")
+        )
+    log.error("console_error", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
     return _error_page(request, 500, t.gettext("An internal error occurred; it was logged."))
 
 

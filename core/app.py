@@ -11,7 +11,6 @@ from litestar import Litestar
 from litestar.config.csrf import CSRFConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.middleware.session.server_side import ServerSideSessionConfig
-from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.stores.file import FileStore
 from litestar.stores.registry import StoreRegistry
@@ -25,7 +24,9 @@ from core.claims.api import CampaignController, ClaimLinkController
 from core.events.api import EventsController
 from core.grants.api import GrantController
 from core.health import health, metrics, ready
+from core.http.decoding import KaquanRequest, decode_request_body, request_guard_middleware
 from core.http.idempotency import idempotency_middleware
+from core.http.openapi import document_api, openapi_config
 from core.http.problems import EXCEPTION_HANDLERS
 from core.http.ratelimit import RateLimiter
 from core.http.request_log import request_log_middleware
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         middleware=[
             request_log_middleware,
+            request_guard_middleware,
             session_config.middleware,
             request_context_middleware,
             idempotency_middleware,
@@ -152,13 +154,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
         csrf_config=csrf,
         stores=stores,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_class=KaquanRequest,
+        before_request=decode_request_body,
         template_config=TemplateConfig(directory=UI_DIR / "templates", engine=JinjaTemplateEngine),
-        openapi_config=OpenAPIConfig(title="kaquan API", version="1", path="/schema"),
+        openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],
         logging_config=None,
         debug=False,
     )
+    document_api(app)
     app.state.kernel = kernel
     app.state.jobs = jobs
     app.state.rate_limiter = RateLimiter(settings.redis_url, settings.redis_namespace)

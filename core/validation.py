@@ -4,11 +4,34 @@ from __future__ import annotations
 
 import zoneinfo
 from functools import lru_cache
+from typing import Annotated
 
+import msgspec
 from babel.numbers import list_currencies
 from email_validator import EmailNotValidError, validate_email
 
 from core.errors import FieldError, ValidationFailed
+
+MONEY_MARK = "kaquan_money"
+"""``Meta.extra`` key that marks a money field, so a refused value gets the "integer fen" hint."""
+FEN_MAX = 10**12
+"""The largest amount accepted anywhere: ¥10,000,000,000.00 (well inside int64)."""
+_FEN_DOC = "Amount in integer fen (分), e.g. 2500 for ¥25.00; a decimal number or a string is refused"
+
+Fen = Annotated[int, msgspec.Meta(ge=0, le=FEN_MAX, description=_FEN_DOC, extra={MONEY_MARK: True})]
+"""Money: a non-negative integer number of fen (¥25.00 is ``2500``). Every money field uses it."""
+PositiveFen = Annotated[int, msgspec.Meta(ge=1, le=FEN_MAX, description=_FEN_DOC, extra={MONEY_MARK: True})]
+"""Money that must be at least one fen (an amount to spend)."""
+FenDelta = Annotated[
+    int,
+    msgspec.Meta(
+        ge=-FEN_MAX,
+        le=FEN_MAX,
+        description="Change of a balance in integer fen (分): negative when spent, positive when restored",
+        extra={MONEY_MARK: True},
+    ),
+]
+"""A signed change of an amount (ledger entries)."""
 
 
 @lru_cache(maxsize=1)

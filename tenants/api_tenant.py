@@ -8,10 +8,12 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
+from litestar.openapi import ResponseSpec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.context import require_tenant
 from core.errors import DomainError, Unauthorized
+from core.http.openapi import TokenResponse
 from tenants import onboarding
 from tenants.clients import client_out, create_client, get_client, list_clients, revoke_client
 from tenants.guards import principal_of, provide_db, require_scope
@@ -46,7 +48,12 @@ class OAuthController(Controller):
     tags = ["auth"]
     dependencies = {"db": Provide(provide_db)}
 
-    @post("/token", status_code=200, request_max_body_size=16_384)
+    @post(
+        "/token",
+        status_code=200,
+        request_max_body_size=16_384,
+        responses={200: ResponseSpec(TokenResponse, generate_examples=False, description="The access token")},
+    )
     async def token(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[bytes]:
         """OAuth2 client credentials: HTTP Basic (or form) client auth, optional ``scope``."""
         body = await request.body()

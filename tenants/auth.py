@@ -15,6 +15,7 @@ from sqlalchemy import select
 from core.audit.context import Actor, reset_actor, set_actor
 from core.db.context import reset_tenant, set_tenant
 from core.errors import DomainError, Unauthorized
+from core.http.problems import OUTAGE_RETRY_AFTER, classify_failure
 from tenants.clients import authenticate_bearer
 from tenants.models import Tenant, User
 from tenants.operators import authenticate_operator_token
@@ -172,26 +173,33 @@ def request_context_middleware(app: Any) -> Any:
                         try:
                             await session.commit()
                             state["kaquan_committed"] = True
-                        except Exception:
+                        except Exception as exc:
                             state["kaquan_committed"] = False
                             await session.rollback()
-                            log.exception("commit_failed", path=path)
+                            status, code, extra = 500, "internal_error", []
+                            if classify_failure(exc) == "outage":  # database gone at commit: retryable
+                                status, code = 503, "service_unavailable"
+                                extra = [(b"retry-after", OUTAGE_RETRY_AFTER.encode())]
+                                log.warning("commit_failed_outage", path=path, error_type=type(exc).__name__)
+                            else:
+                                log.exception("commit_failed", path=path)
                             body = msgspec.json.encode(
                                 {
-                                    "type": "https://kaquan.dev/problems/internal_error",
-                                    "title": "internal error",
-                                    "status": 500,
-                                    "code": "internal_error",
+                                    "type": f"https://kaquan.dev/problems/{code}",
+                                    "title": code.replace("_", " "),
+                                    "status": status,
+                                    "code": code,
                                     "detail": "The change could not be saved; nothing was changed",
                                 }
                             )
                             await send(
                                 {
                                     "type": "http.response.start",
-                                    "status": 500,
+                                    "status": status,
                                     "headers": [
                                         (b"content-type", b"application/problem+json"),
                                         (b"content-length", str(len(body)).encode()),
+                                        *extra,
                                     ],
                                 }
                             )

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from authlib.oauth2.rfc6749 import AuthorizationServer, ClientMixin, OAuth2Request
+from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.kernel import Kernel
 from tenants.clients import find_client_for_token, store_token
 from tenants.models import ApiClient, Tenant
-from tenants.scopes import SCOPES
+from tenants.scopes import SCOPES, unknown_scopes
 from tenants.security import digest, new_access_token, same_digest
 
 
@@ -39,7 +40,7 @@ class _Client(ClientMixin):
         allowed = set(self.row.scopes)
         if not scope:
             return " ".join(sorted(allowed))
-        return " ".join(sorted(s for s in scope.split() if s in allowed))
+        return " ".join(sorted(set(scope.split()) & allowed))
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return False
@@ -101,11 +102,29 @@ class _Server(AuthorizationServer):
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         self.issued = token
 
+    def validate_requested_scope(self, scope: str | None) -> None:
+        """Refuse (``invalid_scope``) any scope that does not exist, naming the first few, and a request
+        for only scopes the client lacks (its token could do nothing). authlib calls this once the client
+        has authenticated, so neither answer tells a stranger anything about a client.
+        """
+        requested = normalised_scopes(scope)
+        unknown = unknown_scopes(requested)
+        if unknown:
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise InvalidScopeError(description=f"Unknown scope(s): {', '.join(unknown[:5])}{more}")
+        if requested and self._client and not set(requested) & set(self._client.row.scopes):
+            raise InvalidScopeError(description="The client holds none of the requested scopes")
+
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         return None
 
     def handle_response(self, status: int, body: Any, headers: Any) -> tuple[int, Any, dict[str, str]]:
         return status, body, dict(headers)
+
+
+def normalised_scopes(raw: str | None) -> list[str]:
+    """The requested scopes, each once, in sorted order (RFC 6749 §3.3: a space-separated set)."""
+    return sorted(set((raw or "").split()))
 
 
 def _client_id_from(headers: dict[str, str], form: dict[str, str]) -> str | None:
@@ -151,14 +170,12 @@ async def token_response(
     )
     uri = kernel.settings.base_url.rstrip("/") + path
     # authlib reads "Authorization" in canonical case
+    requested = normalised_scopes(form.get("scope"))
+    if "scope" in form:
+        form["scope"] = " ".join(requested)
     request = _FormRequest(
         uri, {"-".join(p.capitalize() for p in k.split("-")): v for k, v in headers.items()}, form
     )
-    requested = set((form.get("scope") or "").split())
-    if row is not None and requested and not requested & set(row.scopes) and requested <= set(SCOPES):
-        # Asking only for scopes the client does not hold would mint a token that can do nothing.
-        body = {"error": "invalid_scope", "error_description": "The client holds none of the requested scopes"}
-        return 400, _problem_fields(400, body), {}
     status, body, out_headers = server.create_token_response(request)
     if suspended and status >= 400:
         body = {"error": "invalid_client", "error_description": "This tenant is suspended"}

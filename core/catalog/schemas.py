@@ -13,6 +13,8 @@ import uuid
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from core.validation import Fen
+
 
 class BundleItemIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     product_id: uuid.UUID
@@ -34,7 +36,7 @@ class ProductCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     code_format: str | None = None
     brand: str = ""
     category: str = ""
-    face_value: int = 0
+    face_value: Fen = 0
     currency: str = "CNY"
     validity_kind: str = "batch_expiry"
     validity_date: dt.datetime | None = None
@@ -69,7 +71,7 @@ class ProductUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     code_format: str | UnsetType = UNSET
     brand: str | UnsetType = UNSET
     category: str | UnsetType = UNSET
-    face_value: int | UnsetType = UNSET
+    face_value: Fen | UnsetType = UNSET
     currency: str | UnsetType = UNSET
     validity_kind: str | UnsetType = UNSET
     validity_date: dt.datetime | UnsetType | None = UNSET
@@ -118,7 +120,7 @@ class ProductOut(msgspec.Struct):
     name_en: str
     brand: str
     category: str
-    face_value: int
+    face_value: Fen
     currency: str
     validity_kind: str
     validity_date: dt.datetime | None

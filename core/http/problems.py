@@ -5,13 +5,16 @@ Never a stack trace; never a 500 for bad input.
 
 from __future__ import annotations
 
-from typing import Any
+import socket
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from core.errors import DomainError, FieldError
@@ -129,9 +132,118 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     return problem(status, code, en if locale == "en" else zh, headers=headers, instance=request.url.path)
 
 
+OUTAGE_RETRY_AFTER = "5"
+"""Seconds a client is asked to wait when the database or the broker is unreachable."""
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps (SQLAlchemy's ``orig``, ``__cause__``, ``__context__``), each once."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack and len(seen) < 20:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for inner in (getattr(current, "orig", None), current.__cause__, current.__context__):
+            if isinstance(inner, BaseException):
+                stack.append(inner)
+
+
+def _is_bad_value(exc: BaseException) -> bool:
+    """A value the database refused as data (out of range, invalid text, NUL): the client's input."""
+    if isinstance(exc, (sa_exc.DataError, OverflowError, UnicodeEncodeError)):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith("22"):  # PostgreSQL class 22: data exception
+        return True
+    try:
+        from asyncpg.exceptions import _base as asyncpg_base
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return False
+    return isinstance(exc, asyncpg_base.DataError)  # asyncpg refused an argument before sending it
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """The database or the broker is unreachable, restarting or dropped the connection."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)):
+        return True
+    if isinstance(exc, (ConnectionError, socket.gaierror, TimeoutError)):
+        return True
+    try:
+        import asyncpg.exceptions as apg
+        import redis.exceptions as rex
+    except ImportError:  # pragma: no cover - both are dependencies
+        return False
+    return isinstance(
+        exc,
+        (
+            apg.PostgresConnectionError,  # connection does not exist / failure / cannot connect
+            apg.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
+            apg.InsufficientResourcesError,  # too many connections
+            apg.InterfaceError,  # "connection is closed" and friends
+            rex.ConnectionError,
+            rex.TimeoutError,
+        ),
+    )
+
+
+def classify_failure(exc: BaseException) -> Literal["bad_value", "outage"] | None:
+    """``bad_value`` (→ 422), ``outage`` (→ 503) or ``None`` (a bug → 500) for an unexpected exception."""
+    causes = list(_causes(exc))
+    if any(_is_bad_value(e) for e in causes):
+        return "bad_value"
+    if any(_is_outage(e) for e in causes):
+        return "outage"
+    return None
+
+
+def outage_detail(locale: str) -> str:
+    return (
+        "The service is temporarily unavailable (database or queue unreachable); "
+        "nothing was changed. Retry shortly"
+        if locale == "en"
+        else "服务暂时不可用（数据库或队列无法连接），本次请求未做任何更改，请稍后重试"
+    )
+
+
+def status_for(exc: BaseException) -> int:
+    """The status the exception handlers answer for ``exc`` (for the access log)."""
+    if isinstance(exc, DomainError):
+        return exc.status
+    if isinstance(exc, HTTPException):
+        return 422 if isinstance(exc, ValidationException) else exc.status_code
+    if isinstance(exc, PoolTimeout):
+        return 503
+    kind = classify_failure(exc)
+    return 422 if kind == "bad_value" else 503 if kind == "outage" else 500
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    log.error("unhandled_error", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
+    """A bug is a logged 500; a value the database refused is a 422; an outage is a 503 with Retry-After."""
+    kind = classify_failure(exc)
     locale = request_locale(request)
+    if kind == "bad_value":
+        log.warning("value_refused_by_database", path=request.url.path, error_type=type(exc).__name__)
+        detail = (
+            "A value in the request is out of range or not valid text; nothing was changed"
+            if locale == "en"
+            else "请求中的某个值超出范围或不是有效文本，本次请求未做任何更改"
+        )
+        return problem(422, "invalid_value", detail, instance=request.url.path)
+    if kind == "outage":
+        log.warning("service_unavailable", path=request.url.path, error_type=type(exc).__name__)
+        return problem(
+            503,
+            "service_unavailable",
+            outage_detail(locale),
+            headers={"Retry-After": OUTAGE_RETRY_AFTER},
+            instance=request.url.path,
+        )
+    log.error("unhandled_error", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
     detail = "An internal error occurred; it was logged" if locale == "en" else "服务器内部错误，已记录"
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", detail, instance=request.url.path)
 

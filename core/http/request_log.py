@@ -1,4 +1,12 @@
-"""Outermost middleware: request id, structlog context, one access-log line, request metrics."""
+"""Outermost middleware: request id, structlog context, one access-log line, request metrics.
+
+The request id comes from ``X-Request-ID`` only when it is 1–64 printable ASCII characters; anything else
+(non-UTF-8 bytes, control characters, too long) is replaced by a generated id, never an error.
+The log line records what the client got: the status that was sent, or ``499`` with
+``disconnected=true`` when the connection closed before an answer was sent (the client went away, or
+the server itself refused a malformed body with its own 400 and closed the connection): never a 500
+the client did not receive.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +17,23 @@ from typing import Any
 import structlog
 from prometheus_client import Counter, Histogram
 
+from core.http.problems import status_for
+
 log = structlog.get_logger("kaquan.access")
 
 REQUESTS = Counter("kaquan_http_requests_total", "HTTP requests", ["method", "status"])
 LATENCY = Histogram("kaquan_http_request_seconds", "HTTP request latency", ["method"])
+CLIENT_CLOSED = 499
+"""Logged when the connection closed before any answer was sent (nginx's convention)."""
+_MAX_ID = 64
+
+
+def request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's ``X-Request-ID`` when it is 1–64 printable ASCII characters, else a new one."""
+    raw = next((v for k, v in headers if k == b"x-request-id"), b"")
+    if 0 < len(raw) <= _MAX_ID and all(0x21 <= b <= 0x7E for b in raw):
+        return raw.decode("ascii")
+    return uuid.uuid4().hex
 
 
 def request_log_middleware(app: Any) -> Any:
@@ -20,24 +41,41 @@ def request_log_middleware(app: Any) -> Any:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        rid = next((v.decode() for k, v in scope["headers"] if k == b"x-request-id"), "")[:64]
-        rid = rid or uuid.uuid4().hex
+        rid = request_id(scope["headers"])
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid)
         started = time.perf_counter()
         status = 500
+        started_response = False
+        disconnected = False
+
+        async def receive_wrapper() -> dict[str, Any]:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect" and not started_response:
+                disconnected = True
+            return message
 
         async def send_wrapper(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, started_response
+            if disconnected and not started_response:
+                return  # nobody is listening: the server drops it, so the log must not claim it
             if message["type"] == "http.response.start":
+                started_response = True
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
-            await app(scope, receive, send_wrapper)
+            await app(scope, receive_wrapper, send_wrapper)
+        except Exception as exc:
+            if not started_response:  # the app's outer exception handler answers; log what it sends
+                status = status_for(exc)
+            raise
         finally:
+            if disconnected and not started_response:
+                status = CLIENT_CLOSED
             elapsed = time.perf_counter() - started
             REQUESTS.labels(scope["method"], str(status)).inc()
             LATENCY.labels(scope["method"]).observe(elapsed)
@@ -47,6 +85,7 @@ def request_log_middleware(app: Any) -> Any:
                     method=scope["method"],
                     path=scope["path"],
                     status=status,
+                    **({"disconnected": True} if status == CLIENT_CLOSED else {}),
                     ms=round(elapsed * 1000, 1),
                 )
             structlog.contextvars.clear_contextvars()

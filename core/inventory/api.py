@@ -217,7 +217,12 @@ class InventoryController(Controller):
         return Response(RevealedCodeOut(code.id, code.number, code.pin, code.state, code.expires_at),
                         headers=NO_STORE)
 
-    @post("/batches/{batch_id:uuid}/export", status_code=200, guards=[require_scope("codes:reveal")])
+    @post(
+        "/batches/{batch_id:uuid}/export",
+        status_code=200,
+        guards=[require_scope("codes:reveal")],
+        media_type="text/csv",
+    )
     async def export(
         self, request: Request[Any, Any, Any], db: AsyncSession, batch_id: uuid.UUID, data: ExportIn
     ) -> Response[bytes]:

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from core.validation import Fen
+
 Reason = Annotated[str, msgspec.Meta(max_length=500)]
 
 
@@ -23,7 +25,7 @@ class StockLevelOut(msgspec.Struct):
     expired: int
     voided: int
     total: int
-    available_value: int
+    available_value: Fen
     """Cost value (fen) of the available codes, at their batches' unit cost."""
     currency: str
 
@@ -32,7 +34,7 @@ class BatchStockOut(msgspec.Struct):
     batch_id: uuid.UUID
     ref: str
     supplier: str
-    unit_cost: int
+    unit_cost: Fen
     currency: str
     expires_at: dt.datetime | None
     levels: StockLevelOut
@@ -52,7 +54,7 @@ class BatchOut(msgspec.Struct):
     product_id: uuid.UUID
     source: str
     supplier: str
-    unit_cost: int
+    unit_cost: Fen
     currency: str
     purchase_ref: str
     expires_at: dt.datetime | None

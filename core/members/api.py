@@ -80,7 +80,9 @@ class MemberController(Controller):
         return services.member_out(member)
 
     @post("/import", status_code=201, guards=[require_scope("members:write")], request_max_body_size=1 << 30)
-    async def import_members(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[Any]:
+    async def import_members(
+        self, request: Request[Any, Any, Any], db: AsyncSession
+    ) -> Response[MemberImportReport]:
         """Import a CSV/TXT/XLSX of members (multipart field ``file``, or the raw body as ``text/csv``).
 
         All or nothing: ``201`` with the report when every row was inserted; ``422 member_import_rejected``

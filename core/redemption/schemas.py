@@ -9,11 +9,12 @@ from typing import Annotated
 import msgspec
 
 from core.inventory.vault import MAX_CODE_LENGTH
+from core.validation import Fen, FenDelta, PositiveFen
 
 CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CODE_LENGTH + 32)]
 PinText = Annotated[str, msgspec.Meta(max_length=128)]
 Place = Annotated[str, msgspec.Meta(max_length=64)]
-Amount = Annotated[int, msgspec.Meta(ge=1, le=10_000_000_000)]
+Amount = PositiveFen
 MAX_ROLLBACK_WINDOW_MINUTES = 7 * 24 * 60
 
 
@@ -51,7 +52,7 @@ class ValidationOut(msgspec.Struct):
     """Reusable codes: redemptions so far."""
     uses_remaining: int | None = None
     """Reusable codes: redemptions still possible (handed-out uses not yet redeemed)."""
-    balance: int | None = None
+    balance: Fen | None = None
     """Stored-value cards: the balance in fen."""
     member_id: uuid.UUID | None = None
     """The holder whose unit a redemption would use (the given member, else the oldest holder)."""
@@ -69,9 +70,9 @@ class RedemptionOut(msgspec.Struct):
     store: str
     terminal: str
     reference: str | None
-    amount: int | None
+    amount: Fen | None
     currency: str
-    balance_after: int | None
+    balance_after: Fen | None
     use_number: int | None
     member_id: uuid.UUID | None
     grant_item_id: uuid.UUID | None
@@ -95,8 +96,8 @@ class RollbackIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class LedgerEntryOut(msgspec.Struct):
     id: uuid.UUID
     kind: str
-    delta: int
-    balance_after: int
+    delta: FenDelta
+    balance_after: Fen
     redemption_id: uuid.UUID | None
     created_at: dt.datetime
 
@@ -106,8 +107,8 @@ class LedgerOut(msgspec.Struct):
     masked: str
     product_id: uuid.UUID
     currency: str
-    initial_balance: int
-    balance: int
+    initial_balance: Fen
+    balance: Fen
     entries: list[LedgerEntryOut]
 
 

@@ -9,8 +9,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from core.inventory.importing.parsing import ColumnMapping
+from core.validation import Fen
 
-Cost = Annotated[int, msgspec.Meta(ge=0, le=10**12, description="Unit cost in minor units (fen)")]
+Cost = Fen
+"""Unit cost: integer fen, like every amount."""
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. CNY")]
 ConfirmMode = Literal["valid_only", "all_or_nothing"]
 
