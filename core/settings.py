@@ -38,6 +38,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     default_rate_limit_per_minute: int = 600
     disabled_plugins: str = ""
     in_process_worker: bool = True
+    in_process_scheduler: bool = True
     outbox_poll_seconds: float = 1.0
     outbox_redeliver_seconds: float = 300.0
     worker_heartbeat_timeout_seconds: float = 30.0

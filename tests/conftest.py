@@ -105,6 +105,8 @@ async def test_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Te
         base_url="http://127.0.0.1:8000",
         # the job queues of concurrent test sessions sharing one Redis database never mix
         redis_namespace=f"kaquan-test-{os.getpid()}-{secrets.token_hex(3)}",
+        # periodic work is driven explicitly by the tests that need it, never by a clock mid-suite
+        in_process_scheduler=False,
     )
     if admin:
         try:

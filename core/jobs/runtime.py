@@ -1,7 +1,8 @@
 """The job runtime of the API process: broker, outbox relay and (embedded mode) an in-process worker.
 
-- Embedded mode (no ``KAQUAN_REDIS_URL``): a StubBroker, the relay loop as an asyncio task, and a
-  dramatiq ``Worker`` with a few threads in this process (``KAQUAN_IN_PROCESS_WORKER``, default on).
+- Embedded mode (no ``KAQUAN_REDIS_URL``): a StubBroker, the relay loop as an asyncio task, a
+  dramatiq ``Worker`` with a few threads in this process (``KAQUAN_IN_PROCESS_WORKER``, default on) and
+  the periodic-work scheduler (``KAQUAN_IN_PROCESS_SCHEDULER``, default on): one process does it all.
 - Service mode: a RedisBroker and the relay loop only; ``kaquan worker`` processes do the work.
 
 ``create_app`` calls ``JobRuntime(kernel)``, ``await start()`` / ``await stop()`` in its lifespan, and
@@ -14,12 +15,14 @@ import asyncio
 import datetime as dt
 
 import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
 from dramatiq import Worker
 from dramatiq.brokers.redis import RedisBroker
 
 from core.jobs.broker import build_broker
 from core.jobs.context import JobEnv
 from core.jobs.relay import OutboxRelay
+from core.jobs.scheduler import build_scheduler
 from core.kernel import Kernel
 from plugins.manager import PluginHost, load_plugins
 
@@ -45,17 +48,31 @@ class JobRuntime:
             redeliver_after=dt.timedelta(seconds=settings.outbox_redeliver_seconds),
         )
         self.worker: Worker | None = None
+        self.scheduler: BackgroundScheduler | None = None
 
     async def start(self) -> None:
-        """Start the relay loop, and in embedded mode the in-process worker."""
-        if self.mode == "embedded" and self.kernel.settings.in_process_worker and self.worker is None:
+        """Start the relay loop, and in embedded mode the in-process worker and scheduler."""
+        settings = self.kernel.settings
+        if self.mode == "embedded" and settings.in_process_worker and self.worker is None:
             self.worker = Worker(self.broker, worker_threads=EMBEDDED_WORKER_THREADS)
             self.worker.start()
+            if settings.in_process_scheduler and self.scheduler is None:
+                # expiry sweeps, reminders, alerts: without `kaquan scheduler` nothing else would enqueue them
+                self.scheduler = build_scheduler(settings)
+                self.scheduler.start()
         self.relay.start()
-        log.info("jobs_started", mode=self.mode, in_process_worker=self.worker is not None)
+        log.info(
+            "jobs_started",
+            mode=self.mode,
+            in_process_worker=self.worker is not None,
+            in_process_scheduler=self.scheduler is not None,
+        )
 
     async def stop(self) -> None:
         """Stop the relay (after its current pass), then let the worker finish its running jobs."""
+        if self.scheduler is not None:
+            scheduler, self.scheduler = self.scheduler, None
+            await asyncio.to_thread(scheduler.shutdown, True)  # a running tick finishes its transaction
         await self.relay.stop()
         if self.worker is not None:
             worker, self.worker = self.worker, None

@@ -102,3 +102,49 @@ async def test_worker_process_consumes_what_the_app_relay_enqueued(kernel, setti
 def test_worker_needs_redis(settings):
     with pytest.raises(SystemExit, match="KAQUAN_REDIS_URL"):
         run_worker(msgspec.structs.replace(settings, redis_url=""))
+
+
+async def test_embedded_runtime_runs_the_periodic_scheduler_itself(kernel, make_tenant, monkeypatch):
+    """Embedded mode needs no `kaquan scheduler`: the API process ticks periodic work (expiry sweeps,
+    reminders, alerts) itself; the test swaps in one harmless periodic job to watch it tick."""
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from core.db.context import tenant_context
+    from core.jobs import runtime as runtime_module
+    from core.jobs.models import OutboxMessage
+    from core.jobs.scheduler import Periodic, build_scheduler
+
+    tenant = await make_tenant()
+    probe = Periodic("purge_access_tokens_probe", "purge_expired_access_tokens", dt.timedelta(hours=1))
+    monkeypatch.setattr(runtime_module, "build_scheduler", lambda settings: build_scheduler(settings, (probe,)))
+    runtime = JobRuntime(_kernel(kernel, redis_url="", in_process_worker=True, in_process_scheduler=True))
+    await runtime.start()
+    try:
+        assert runtime.scheduler is not None and runtime.scheduler.running
+        keys: list[str] = []
+        for _ in range(100):
+            with tenant_context(tenant.id):
+                async with kernel.db.transaction() as db:
+                    keys = list((await db.execute(
+                        select(OutboxMessage.business_key).where(
+                            OutboxMessage.business_key.like("purge_access_tokens_probe:%")
+                        )
+                    )).scalars())
+            if keys:
+                break
+            await asyncio.sleep(0.1)
+        assert len(keys) == 1  # one row per window: `purge_access_tokens_probe:<window start>`
+    finally:
+        await runtime.stop()
+    assert runtime.scheduler is None
+
+
+async def test_embedded_runtime_without_the_scheduler_switch_starts_none(kernel):
+    runtime = JobRuntime(_kernel(kernel, redis_url="", in_process_worker=True, in_process_scheduler=False))
+    await runtime.start()
+    try:
+        assert runtime.worker is not None and runtime.scheduler is None
+    finally:
+        await runtime.stop()
