@@ -31,8 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import functools
 import io
-import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
@@ -40,7 +40,7 @@ from typing import IO, Any
 
 import msgspec
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,6 +57,7 @@ from core.db.ids import new_id
 from core.db.session import Database
 from core.errors import Conflict, DomainError, NotFound, ValidationFailed
 from core.grants.models import GrantItem
+from core.grants.schemas import GrantRequest
 from core.inventory.allocation import count_available
 from core.inventory.importing.parsing import open_upload
 from core.inventory.models import Code
@@ -73,7 +74,8 @@ BULK_KIND = "grants.bulk"
 MAX_ROWS = 10_000
 #: Problems listed one by one in the report (the counts cover all of them; the rows keep theirs).
 REPORT_PROBLEMS = 500
-PROGRESS_EVERY_SECONDS = 0.5
+#: Rows per chunk of the job: one transaction, one member upsert, one pick per product, one flush.
+CHUNK_ROWS = 200
 _CHUNK = 500
 
 ProgressCallback = Callable[[int, int], Awaitable[None] | None]
@@ -409,8 +411,11 @@ async def _take_key(s: AsyncSession, row: BulkGrantRow) -> bool:
 
 
 async def _grant_row(kernel: Kernel, bulk: BulkGrant, row_id: uuid.UUID) -> str | None:
-    """Grant one row in its own transaction: ``granted``, ``already_granted``, an error code, or None (taken)."""
-    from core.grants.schemas import GrantRequest
+    """Grant one row in its own transaction: ``granted``, ``already_granted``, an error code, or None (taken).
+
+    The fallback for a chunk that failed as a whole (see :func:`_grant_chunk`): row by row, so a row that
+    breaks its chunk is isolated and the others are still granted.
+    """
     from core.grants.services import create_grant
 
     db = kernel.db
@@ -435,17 +440,7 @@ async def _grant_row(kernel: Kernel, bulk: BulkGrant, row_id: uuid.UUID) -> str 
                     earlier.grant_ref,
                 )
                 return "already_granted"
-            name, phone, email = open_contact(await kernel.keys.cipher(s), row)
-            assert row.product_id is not None
-            request = GrantRequest(
-                product_id=row.product_id,
-                quantity=row.quantity,
-                phone=phone,
-                email=email,
-                name=name or None,
-                channel=bulk.channel,
-                campaign_ref=bulk.campaign_ref or None,
-            )
+            request = _request(bulk, row, open_contact(await kernel.keys.cipher(s), row))
             grant = await create_grant(
                 s, kernel, request, source="bulk", client_id=bulk.client_id, user_id=bulk.user_id
             )
@@ -478,6 +473,225 @@ async def _grant_row(kernel: Kernel, bulk: BulkGrant, row_id: uuid.UUID) -> str 
     return code
 
 
+def _request(bulk: BulkGrant, row: BulkGrantRow, contact: tuple[str, str | None, str | None]) -> GrantRequest:
+    name, phone, email = contact
+    assert row.product_id is not None
+    return GrantRequest(
+        product_id=row.product_id,
+        quantity=row.quantity,
+        phone=phone,
+        email=email,
+        name=name or None,
+        channel=bulk.channel,
+        campaign_ref=bulk.campaign_ref or None,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _claim_statement(dialect: str) -> Any:
+    """Take the next pending rows of a bulk grant (file order) for this run: marks and returns their ids.
+
+    On PostgreSQL the pick skips rows another run holds (``FOR UPDATE SKIP LOCKED``): two runs of one bulk
+    grant work side by side on different rows and never wait for each other. On SQLite (one writer) the
+    statement takes the database's write lock first thing, so a second run waits and then sees the first
+    run's rows as no longer pending.
+    """
+    t = BulkGrantRow.__table__.c
+    tenant = bindparam("tenant", type_=t.tenant_id.type)
+    picked = (
+        select(t.id)
+        .where(
+            t.tenant_id == tenant,
+            t.bulk_grant_id == bindparam("bulk", type_=t.bulk_grant_id.type),
+            t.status == "pending",
+        )
+        .order_by(t.row_number)
+        .limit(bindparam("n"))
+    )
+    if dialect == "postgresql":
+        picked = picked.with_for_update(skip_locked=True)
+    return (
+        update(BulkGrantRow.__table__)
+        .where(t.tenant_id == tenant, t.id.in_(picked.scalar_subquery()), t.status == "pending")
+        .values(processed_at=bindparam("now", type_=t.processed_at.type))
+        .returning(t.id)
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _row_update_statement() -> Any:
+    t = BulkGrantRow.__table__.c
+    return (
+        update(BulkGrantRow.__table__)
+        .where(t.tenant_id == bindparam("b_tenant", type_=t.tenant_id.type), t.id == bindparam("b_id"))
+        .values(
+            status=bindparam("b_status"),
+            error_code=bindparam("b_error"),
+            grant_id=bindparam("b_grant_id"),
+            grant_ref=bindparam("b_grant_ref"),
+            processed_at=bindparam("b_now"),
+        )
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _key_update_statement() -> Any:
+    t = BulkGrantKey.__table__.c
+    return (
+        update(BulkGrantKey.__table__)
+        .where(t.tenant_id == bindparam("b_tenant", type_=t.tenant_id.type), t.row_key == bindparam("b_key"))
+        .values(grant_id=bindparam("b_grant_id"), grant_ref=bindparam("b_grant_ref"))
+    )
+
+
+async def _grant_chunk(
+    s: AsyncSession, kernel: Kernel, bulk: BulkGrant, size: int, taken: list[uuid.UUID]
+) -> list[uuid.UUID]:
+    """Take up to ``size`` pending rows and grant them, set-based, in the caller's (one) transaction.
+
+    1. the rows are taken (see :func:`_claim_statement`);
+    2. their keys go into the ledger in one ``INSERT … ON CONFLICT DO NOTHING``; a key already there means
+       the row was granted before (by this or another bulk grant): it is marked ``already_granted``;
+    3. :func:`core.grants.services.grant_many` grants the rest — members upserted in one statement, one
+       ``SKIP LOCKED`` pick per product, the grants, items, audit, events and outbox rows in one flush —
+       and hands back per row a grant or the error of that row alone (out of stock, risk refused …);
+    4. the rows are updated in one ``executemany``; failed rows give their key back (a later run may
+       grant them), granted rows' keys name their grant.
+
+    Returns the ids of the rows taken (empty: nothing left for this run), also appended to ``taken`` as
+    soon as they are known. The chunk commits or rolls back as one: a worker killed in the middle loses
+    the chunk's work and grants nothing twice.
+    """
+    from core.grants.services import grant_many
+
+    tenant_id = require_tenant()
+    now = utcnow()
+    connection = await s.connection()
+    ids = list(
+        (
+            await connection.execute(
+                _claim_statement(connection.dialect.name),
+                {"tenant": tenant_id, "bulk": bulk.id, "n": size, "now": now},
+            )
+        ).scalars()
+    )
+    taken.extend(ids)
+    if not ids:
+        return []
+    rows = list(
+        (
+            await s.execute(
+                select(BulkGrantRow).where(BulkGrantRow.id.in_(ids)).order_by(BulkGrantRow.row_number)
+            )
+        ).scalars()
+    )
+    key_of = {r.id: r.row_key or "" for r in rows}
+    new_keys = set(
+        (
+            await connection.execute(
+                _insert(s)(BulkGrantKey.__table__)
+                .values(
+                    [
+                        {
+                            "tenant_id": tenant_id,
+                            "id": new_id(),
+                            "created_at": now,
+                            "row_key": key_of[r.id],
+                            "bulk_grant_id": r.bulk_grant_id,
+                            "row_number": r.row_number,
+                        }
+                        for r in rows
+                    ]
+                )
+                .on_conflict_do_nothing(index_elements=["tenant_id", "row_key"])
+                .returning(BulkGrantKey.__table__.c.row_key)
+            )
+        ).scalars()
+    )
+    earlier = await _granted_keys(s, [key_of[r.id] for r in rows if key_of[r.id] not in new_keys])
+    todo = [r for r in rows if key_of[r.id] in new_keys]
+    cipher = await kernel.keys.cipher(s)
+    requests = [_request(bulk, r, open_contact(cipher, r)) for r in todo]
+    results = (
+        await grant_many(
+            s,
+            kernel,
+            requests,
+            source="bulk",
+            purpose=f"bulk-grant:{bulk.id}",
+            client_id=bulk.client_id,
+            user_id=bulk.user_id,
+        )
+        if requests
+        else []
+    )
+    updates: list[dict[str, Any]] = []
+    key_updates: list[dict[str, Any]] = []
+    given_back: list[str] = []
+    for r in rows:
+        if key_of[r.id] not in new_keys:
+            gid, ref = earlier.get(key_of[r.id], (None, None))
+            updates.append(_row_values(tenant_id, r.id, "already_granted", None, gid, ref, now))
+    for r, result in zip(todo, results, strict=True):
+        if isinstance(result, DomainError):
+            updates.append(_row_values(tenant_id, r.id, "failed", result.code[:60], None, None, now))
+            given_back.append(key_of[r.id])
+        else:
+            updates.append(_row_values(tenant_id, r.id, "granted", None, result.id, result.ref, now))
+            key_updates.append(
+                {
+                    "b_tenant": tenant_id,
+                    "b_key": key_of[r.id],
+                    "b_grant_id": result.id,
+                    "b_grant_ref": result.ref,
+                }
+            )
+    await connection.execute(_row_update_statement(), updates)
+    if key_updates:
+        await connection.execute(_key_update_statement(), key_updates)
+    if given_back:
+        await connection.execute(
+            delete(BulkGrantKey.__table__).where(
+                BulkGrantKey.__table__.c.tenant_id == tenant_id,
+                BulkGrantKey.__table__.c.row_key.in_(given_back),
+            )
+        )
+    for r in rows:
+        s.expunge(r)  # the rows were updated by Core statements: drop the stale objects
+    return ids
+
+
+def _row_values(
+    tenant_id: uuid.UUID,
+    row_id: uuid.UUID,
+    status: str,
+    error: str | None,
+    grant_id: uuid.UUID | None,
+    grant_ref: str | None,
+    now: Any,
+) -> dict[str, Any]:
+    return {
+        "b_tenant": tenant_id,
+        "b_id": row_id,
+        "b_status": status,
+        "b_error": error,
+        "b_grant_id": grant_id,
+        "b_grant_ref": grant_ref,
+        "b_now": now,
+    }
+
+
+async def _pending(s: AsyncSession, bulk_id: uuid.UUID) -> int:
+    return int(
+        await s.scalar(
+            select(func.count())
+            .select_from(BulkGrantRow)
+            .where(BulkGrantRow.bulk_grant_id == bulk_id, BulkGrantRow.status == "pending")
+        )
+        or 0
+    )
+
+
 async def _recount(s: AsyncSession, bulk: BulkGrant) -> dict[str, int]:
     counts = dict(
         (
@@ -494,15 +708,32 @@ async def _recount(s: AsyncSession, bulk: BulkGrant) -> dict[str, int]:
     return {k: int(v) for k, v in counts.items()}
 
 
+async def _errors(s: AsyncSession, bulk_id: uuid.UUID) -> dict[str, int]:
+    found = await s.execute(
+        select(BulkGrantRow.error_code, func.count())
+        .where(BulkGrantRow.bulk_grant_id == bulk_id, BulkGrantRow.status == "failed")
+        .group_by(BulkGrantRow.error_code)
+    )
+    return {str(code or "grant_failed"): int(n) for code, n in found.all()}
+
+
 async def run_bulk_grant(
-    kernel: Kernel, bulk_id: uuid.UUID, *, on_progress: ProgressCallback | None = None
+    kernel: Kernel,
+    bulk_id: uuid.UUID,
+    *,
+    on_progress: ProgressCallback | None = None,
+    chunk_rows: int | None = None,
 ) -> BulkOutcome:
     """Grant every pending row of a confirmed bulk grant (the ``run_bulk_grant`` job's body; resumable).
 
-    A second or concurrent run skips rows already taken, so a redelivered message after a crash finishes
-    what is left and grants nothing twice. If the run itself stops (not a row: the database, say), the bulk
-    grant is marked ``failed`` and can be confirmed again to grant the rows still pending.
+    Rows are granted in chunks of ``chunk_rows`` (default :data:`CHUNK_ROWS`), one transaction each
+    (:func:`_grant_chunk`); the job's progress moves in the same transaction. A chunk that fails as a whole
+    (not a row's own error: those are recorded per row) is rolled back and its rows are granted one by one,
+    so one bad row cannot hold back the good ones. A second or concurrent run takes other rows, so a
+    redelivered message after a crash finishes what is left and grants nothing twice. If the run itself
+    stops (the database, say), the bulk grant is marked ``failed`` and can be confirmed again.
     """
+    size = max(1, chunk_rows or CHUNK_ROWS)
     db = kernel.db
     async with db.transaction() as s:
         bulk = (await s.execute(select(BulkGrant).where(BulkGrant.id == bulk_id))).scalar_one_or_none()
@@ -512,39 +743,56 @@ async def run_bulk_grant(
             )
             return BulkOutcome(bulk_grant_id=bulk_id, status="skipped")
         bulk.status = "running"
-        row_ids = list(
-            (
-                await s.execute(
-                    select(BulkGrantRow.id)
-                    .where(BulkGrantRow.bulk_grant_id == bulk_id, BulkGrantRow.status == "pending")
-                    .order_by(BulkGrantRow.row_number)
-                )
-            ).scalars()
-        )
         job_id = bulk.job_id
-        total = (await progress.get(s, job_id)).total if job_id else len(row_ids)
-    done = max(total - len(row_ids), 0)
-    errors: Counter[str] = Counter()
-    last = 0.0
+        pending = await _pending(s, bulk_id)
+        total = (await progress.get(s, job_id)).total if job_id else pending
+    done = max(total - pending, 0)
     try:
         if job_id is not None:
             await _advance(db, job_id, done)
-        for row_id in row_ids:
-            result = await _grant_row(kernel, bulk, row_id)
-            if result is not None and result not in ("granted", "already_granted"):
-                errors[result] += 1
-            done += 1
+        while True:
+            ids: list[uuid.UUID] = []
+            try:
+                async with db.transaction() as s:
+                    ids = await _grant_chunk(s, kernel, bulk, size, ids)
+                    if not ids:
+                        break
+                    done = max(total - await _pending(s, bulk_id), 0)
+                    if job_id is not None:
+                        with contextlib.suppress(Conflict, NotFound):
+                            await progress.advance(s, job_id, done)
+            except DomainError:
+                raise
+            except Exception as exc:
+                if not ids:
+                    raise  # the rows could not even be taken: the database, not a row
+                log.warning(
+                    "bulk_grant_chunk_failed",
+                    bulk_grant_id=str(bulk_id),
+                    rows=len(ids),
+                    error_type=type(exc).__name__,
+                    exc_info=True,
+                )
+                for row_id in ids:  # the chunk rolled back: its rows one by one
+                    await _grant_row(kernel, bulk, row_id)
+                async with db.transaction() as s:
+                    done = max(total - await _pending(s, bulk_id), 0)
+                if job_id is not None:
+                    await _advance(db, job_id, done)
             if on_progress is not None:
                 maybe = on_progress(done, total)
                 if maybe is not None:
                     await maybe
-            if job_id is not None and time.monotonic() - last >= PROGRESS_EVERY_SECONDS:
-                last = time.monotonic()
-                await _advance(db, job_id, done)
         async with db.transaction() as s:
-            bulk = await get_bulk_grant(s, bulk_id)
+            bulk = (
+                await s.execute(select(BulkGrant).where(BulkGrant.id == bulk_id).with_for_update())
+            ).scalar_one()
             counts = await _recount(s, bulk)
-            if bulk.status == "running":
+            errors = await _errors(s, bulk_id)
+            if counts.get("pending", 0):
+                # Rows another run holds right now: the last run to finish marks the bulk grant done.
+                log.info("bulk_grant_part_done", bulk_grant_id=str(bulk_id), counts=counts)
+            elif bulk.status == "running":
                 bulk.status, bulk.finished_at = "done", utcnow()
                 record(
                     s,
@@ -555,27 +803,27 @@ async def run_bulk_grant(
                         "granted": bulk.granted,
                         "failed": bulk.failed,
                         "already_granted": bulk.already_granted,
-                        "errors": dict(errors),
+                        "errors": errors,
                     },
                 )
-            result = {
-                "bulk_grant_id": str(bulk.id),
-                "granted": bulk.granted,
-                "failed": bulk.failed,
-                "already_granted": bulk.already_granted,
-                "errors": dict(errors),
-            }
-            if job_id is not None:
-                with contextlib.suppress(Conflict, NotFound):
-                    await progress.finish(s, job_id, result)
-        log.info("bulk_grant_done", bulk_grant_id=str(bulk_id), counts=counts, errors=dict(errors))
+                result = {
+                    "bulk_grant_id": str(bulk.id),
+                    "granted": bulk.granted,
+                    "failed": bulk.failed,
+                    "already_granted": bulk.already_granted,
+                    "errors": errors,
+                }
+                if job_id is not None:
+                    with contextlib.suppress(Conflict, NotFound):
+                        await progress.finish(s, job_id, result)
+        log.info("bulk_grant_done", bulk_grant_id=str(bulk_id), counts=counts, errors=errors)
         return BulkOutcome(
             bulk_grant_id=bulk_id,
             status="done",
             granted=bulk.granted,
             already_granted=bulk.already_granted,
             failed=bulk.failed,
-            errors=dict(errors),
+            errors=errors,
         )
     except Exception as exc:
         kind = exc.code if isinstance(exc, DomainError) else type(exc).__name__
@@ -593,7 +841,7 @@ async def run_bulk_grant(
                 with contextlib.suppress(Conflict, NotFound):
                     await progress.fail(s, job_id, f"bulk grant stopped ({kind})")
         log.warning("bulk_grant_failed", bulk_grant_id=str(bulk_id), error_type=kind, exc_info=True)
-        return BulkOutcome(bulk_grant_id=bulk_id, status="failed", errors=dict(errors))
+        return BulkOutcome(bulk_grant_id=bulk_id, status="failed")
 
 
 # --------------------------------------------------------------------------------------------- results
