@@ -519,6 +519,18 @@ def _claim_statement(dialect: str) -> Any:
 
 
 @functools.lru_cache(maxsize=4)
+def _key_insert_statement(dialect: str) -> Any:
+    """Claim row keys in the ledger (batched); returns the keys that were new."""
+    table = BulkGrantKey.__table__
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        upsert(table)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "row_key"])
+        .returning(table.c.row_key)
+    )
+
+
+@functools.lru_cache(maxsize=4)
 def _row_update_statement() -> Any:
     t = BulkGrantRow.__table__.c
     return (
@@ -589,22 +601,18 @@ async def _grant_chunk(
     new_keys = set(
         (
             await connection.execute(
-                _insert(s)(BulkGrantKey.__table__)
-                .values(
-                    [
-                        {
-                            "tenant_id": tenant_id,
-                            "id": new_id(),
-                            "created_at": now,
-                            "row_key": key_of[r.id],
-                            "bulk_grant_id": r.bulk_grant_id,
-                            "row_number": r.row_number,
-                        }
-                        for r in rows
-                    ]
-                )
-                .on_conflict_do_nothing(index_elements=["tenant_id", "row_key"])
-                .returning(BulkGrantKey.__table__.c.row_key)
+                _key_insert_statement(connection.dialect.name),
+                [
+                    {
+                        "tenant_id": tenant_id,
+                        "id": new_id(),
+                        "created_at": now,
+                        "row_key": key_of[r.id],
+                        "bulk_grant_id": r.bulk_grant_id,
+                        "row_number": r.row_number,
+                    }
+                    for r in rows
+                ],
             )
         ).scalars()
     )

@@ -10,6 +10,7 @@ vault and are unsealed only by the delivery job (or for a caller allowed to reve
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from typing import Any
 
@@ -546,14 +547,20 @@ async def _members_for(
             for m in found.scalars():
                 by_mail.setdefault(m.email or "", m)
 
-    def first_name(pred: Any) -> str | None:
-        for j, d in enumerate(requests):
-            if pred(j) and d.name and d.name.strip():
-                return d.name.strip()[:120]
-        return None
-
-    def first_mail(pred: Any) -> str | None:
-        return next((emails[j] for j in range(len(requests)) if pred(j) and emails[j]), None)
+    # The first name and e-mail given for each phone, and the first name for each e-mail given alone.
+    phone_name: dict[str, str] = {}
+    phone_mail: dict[str, str] = {}
+    mail_name: dict[str, str] = {}
+    for j, d in enumerate(requests):
+        name = (d.name or "").strip()[:120]
+        ph = phones[j]
+        if ph is not None:
+            if name:
+                phone_name.setdefault(ph[1], name)
+            if emails[j]:
+                phone_mail.setdefault(ph[1], emails[j] or "")
+        elif emails[j] and name:
+            mail_name.setdefault(emails[j] or "", name)
 
     tenant_id = require_tenant()
     created: list[dict[str, Any]] = []
@@ -573,8 +580,8 @@ async def _members_for(
                     "phone_digest": digest,
                     "phone_masked": masked_phone,
                     "phone_secret": secret,
-                    "email": first_mail(lambda j, d=d: phones[j] is not None and phones[j][1] == d),
-                    "name": first_name(lambda j, d=d: phones[j] is not None and phones[j][1] == d),
+                    "email": phone_mail.get(d),
+                    "name": phone_name.get(d),
                     "tags": [],
                     "source": source,
                     "status": "active",
@@ -598,7 +605,7 @@ async def _members_for(
                     "phone_masked": None,
                     "phone_secret": None,
                     "email": m,
-                    "name": first_name(lambda j, m=m: phones[j] is None and emails[j] == m),
+                    "name": mail_name.get(m),
                     "tags": [],
                     "source": source,
                     "status": "active",
@@ -640,16 +647,18 @@ async def _members_for(
     return result
 
 
-async def _insert_members(session: AsyncSession, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Insert members in one statement per 500, skipping any whose phone is taken; returns those inserted."""
-    connection = await session.connection()
-    upsert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+@functools.lru_cache(maxsize=4)
+def _members_insert(dialect: str) -> Any:
     table = Member.__table__
-    inserted: set[uuid.UUID] = set()
-    for start in range(0, len(values), 500):
-        part = values[start : start + 500]
-        stmt = upsert(table).values(part).on_conflict_do_nothing().returning(table.c.id)
-        inserted.update((await connection.execute(stmt)).scalars())
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return upsert(table).on_conflict_do_nothing().returning(table.c.id)
+
+
+async def _insert_members(session: AsyncSession, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Insert members (one batched statement), skipping any whose phone is taken; returns those inserted."""
+    connection = await session.connection()
+    stmt = _members_insert(connection.dialect.name)
+    inserted = set((await connection.execute(stmt, values)).scalars())
     return [v for v in values if v["id"] in inserted]
 
 
