@@ -33,6 +33,7 @@ import contextlib
 import csv
 import functools
 import io
+import re
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
+from core.bulk_grants.messages import failure_code, is_zh, row_message
 from core.bulk_grants.models import BulkGrant, BulkGrantKey, BulkGrantRow
 from core.bulk_grants.parsing import PROBLEMS, RecipientRow, mask_contact, read_rows
 from core.bulk_grants.schemas import BulkGrantFields, BulkGrantOut, BulkOutcome, ProductTotal
@@ -95,20 +97,34 @@ def _row_aad(bulk_id: uuid.UUID, row_number: int) -> bytes:
 
 
 def seal_contact(cipher: TenantCipher, bulk_id: uuid.UUID, row: RecipientRow) -> bytes:
-    """Name, phone and e-mail of a row, encrypted (bound to the bulk grant and row number)."""
+    """Name, phone, e-mail and the cells as written of a row, encrypted (bound to the bulk grant and row)."""
     return cipher.encrypt(
-        msgspec.msgpack.encode([row.name, row.phone, row.email]), aad=_row_aad(bulk_id, row.row)
+        msgspec.msgpack.encode([row.name, row.phone, row.email, row.written]), aad=_row_aad(bulk_id, row.row)
+    )
+
+
+def _open_row(cipher: TenantCipher, row: BulkGrantRow) -> list[Any]:
+    if row.contact_secret is None:
+        return []
+    return list(
+        msgspec.msgpack.decode(
+            cipher.decrypt(row.contact_secret, aad=_row_aad(row.bulk_grant_id, row.row_number))
+        )
     )
 
 
 def open_contact(cipher: TenantCipher, row: BulkGrantRow) -> tuple[str, str | None, str | None]:
     """(name, phone, e-mail) of a stored row."""
-    if row.contact_secret is None:
+    sealed = _open_row(cipher, row)
+    if not sealed:
         return "", None, None
-    name, phone, email = msgspec.msgpack.decode(
-        cipher.decrypt(row.contact_secret, aad=_row_aad(row.bulk_grant_id, row.row_number))
-    )
-    return name, phone, email
+    return sealed[0], sealed[1], sealed[2]
+
+
+def open_written(cipher: TenantCipher, row: BulkGrantRow) -> dict[str, str]:
+    """The row's cells as the file had them (empty for rows stored before they were kept)."""
+    sealed = _open_row(cipher, row)
+    return dict(sealed[3]) if len(sealed) > 3 else {}
 
 
 def bulk_out(bulk: BulkGrant) -> BulkGrantOut:
@@ -453,7 +469,7 @@ async def _grant_row(kernel: Kernel, bulk: BulkGrant, row_id: uuid.UUID) -> str 
             row.status, row.grant_id, row.grant_ref = "granted", grant.id, grant.ref
             return "granted"
     except DomainError as exc:
-        code = exc.code
+        code = failure_code(exc)
     except Exception as exc:
         code = "grant_failed"
         log.warning(
@@ -642,7 +658,7 @@ async def _grant_chunk(
             updates.append(_row_values(tenant_id, r.id, "already_granted", None, gid, ref, now))
     for r, result in zip(todo, results, strict=True):
         if isinstance(result, DomainError):
-            updates.append(_row_values(tenant_id, r.id, "failed", result.code[:60], None, None, now))
+            updates.append(_row_values(tenant_id, r.id, "failed", failure_code(result), None, None, now))
             given_back.append(key_of[r.id])
         else:
             updates.append(_row_values(tenant_id, r.id, "granted", None, result.id, result.ref, now))
@@ -855,7 +871,18 @@ async def run_bulk_grant(
 # --------------------------------------------------------------------------------------------- results
 
 _HEADERS = {
-    "zh-CN": ["行号", "姓名", "联系方式", "商品编码", "数量", "结果", "发放单号", "卡券（掩码）", "错误代码"],
+    "zh-CN": [
+        "行号",
+        "姓名",
+        "联系方式",
+        "商品编码",
+        "数量",
+        "结果",
+        "发放单号",
+        "卡券（掩码）",
+        "错误",
+        "error_code",
+    ],
     "en": [
         "row",
         "name",
@@ -865,7 +892,8 @@ _HEADERS = {
         "result",
         "grant ref",
         "codes (masked)",
-        "error code",
+        "error",
+        "error_code",
     ],
 }
 _STATUS_LABELS = {
@@ -886,11 +914,44 @@ _STATUS_LABELS = {
 }
 
 
+def _mask_written(text: str) -> str:
+    """A phone or e-mail that could not be read, in the form it was written but with the middle hidden.
+
+    ``138-0013-800`` → ``138-****-800``: every digit but the first 3 and last 4 becomes ``*`` once there
+    are 8 or more (it may be a real number with a typo, and the result file promises masked contacts);
+    an e-mail keeps its first character and domain. Shorter values cannot be a phone and stay as written.
+    """
+    if "@" in text:
+        user, _, domain = text.partition("@")
+        return f"{user[:1]}***@{domain}"
+    digits = [i for i, ch in enumerate(text) if ch.isdigit()]
+    if len(digits) < 8:
+        return text
+    hidden = set(digits[3:-4])
+    return "".join("*" if i in hidden else ch for i, ch in enumerate(text))
+
+
+def _contact_shown(row: BulkGrantRow, written: dict[str, str]) -> str:
+    """The masked contact; a phone or e-mail that could not be read is shown as written, masked alike."""
+    bad = [
+        written.get(f, "") for f, p in (("phone", "bad_phone"), ("email", "bad_email")) if p in row.problems
+    ]
+    bad = [_mask_written(b) for b in bad if b]
+    if bad:
+        return "; ".join(bad)
+    return row.contact_masked
+
+
 async def results_csv(
     session: AsyncSession, kernel: Kernel, bulk_id: uuid.UUID, locale: str = "zh-CN"
 ) -> bytes:
-    """The per-row result as CSV (UTF-8 with BOM so Excel opens it; contacts and codes masked)."""
-    lang = "en" if locale.lower().startswith("en") else "zh-CN"
+    """The per-row result as CSV (UTF-8 with BOM so Excel opens it; contacts and codes masked).
+
+    Values are shown as the file had them (a quantity of ``-2`` stays ``-2``, a date stays a date);
+    ``错误``/``error`` holds the row's problems or failure in the same words as the console (Chinese unless
+    ``locale`` is English); ``error_code`` the stable codes, for programs.
+    """
+    lang = "zh-CN" if is_zh(locale) else "en"
     bulk = await get_bulk_grant(session, bulk_id)
     rows = list(
         (
@@ -918,25 +979,38 @@ async def results_csv(
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(_HEADERS[lang])
     labels = _STATUS_LABELS[lang]
+    separator = "；" if lang == "zh-CN" else "; "
     for r in rows:
-        name, _phone, _email = open_contact(cipher, r)
-        error = r.error_code or (";".join(r.problems) if r.problems else "")
+        sealed = _open_row(cipher, r)
+        name = sealed[0] if sealed else ""
+        written: dict[str, str] = dict(sealed[3]) if len(sealed) > 3 else {}
+        error_codes = [r.error_code] if r.error_code else [p for p in PROBLEMS if p in (r.problems or [])]
+        quantity = written.get("quantity") or (str(r.quantity) if r.quantity else "")
         writer.writerow(
             [
                 r.row_number,
-                _safe(name),
-                r.contact_masked,
-                _safe(r.sku),
-                r.quantity,
+                _safe(written.get("name", name)),
+                _safe(_contact_shown(r, written)),
+                _safe(written.get("sku", r.sku)),
+                _safe(quantity),
                 labels.get(r.status, r.status),
                 r.grant_ref or "",
                 "; ".join(codes.get(r.grant_id, [])) if r.grant_id else "",
-                error,
+                separator.join(row_message(c, lang) for c in error_codes),
+                ";".join(error_codes),
             ]
         )
     return "\ufeff".encode() + out.getvalue().encode("utf-8")
 
 
+_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
+
+
 def _safe(text: str) -> str:
-    """Neutralise spreadsheet formulas in values that came from the uploaded file (CSV injection)."""
+    """Neutralise spreadsheet formulas in values that came from the uploaded file (CSV injection).
+
+    A plain number (``-2``) is left as written: it cannot be a formula.
+    """
+    if _NUMBER.fullmatch(text):
+        return text
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
