@@ -41,7 +41,7 @@ from typing import IO, Any
 
 import msgspec
 import structlog
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import any_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -525,10 +525,14 @@ def _claim_statement(dialect: str) -> Any:
         .limit(bindparam("n"))
     )
     if dialect == "postgresql":
-        picked = picked.with_for_update(skip_locked=True)
+        # id = ANY(ARRAY(pick)): the pick runs once. Under ``IN (pick)`` the planner may run it again per
+        # row, and each run skips what the last one locked: it would take far more than ``n`` rows.
+        chosen = t.id == any_(func.array(picked.with_for_update(skip_locked=True).scalar_subquery()))
+    else:
+        chosen = t.id.in_(picked.scalar_subquery())
     return (
         update(BulkGrantRow.__table__)
-        .where(t.tenant_id == tenant, t.id.in_(picked.scalar_subquery()), t.status == "pending")
+        .where(t.tenant_id == tenant, chosen, t.status == "pending")
         .values(processed_at=bindparam("now", type_=t.processed_at.type))
         .returning(t.id)
     )
