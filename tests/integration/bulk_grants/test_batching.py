@@ -5,11 +5,17 @@ stopped in the middle of a chunk loses nothing and grants nothing twice."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import msgspec
+import pytest
 from sqlalchemy import event, select
 
 from core.bulk_grants import services as bulk_services
@@ -29,6 +35,7 @@ from tests.integration.bulk_grants.test_bulk_grants import _confirm_without_job
 from tests.integration.risk.helpers import set_rules
 
 HEADER = ["姓名", "手机号", "商品编码", "数量"]
+ROOT = str(Path(__file__).resolve().parents[3])
 
 
 async def prepared(client: Any, kernel: Any, shop: Any, rows: list[tuple[Any, ...]]) -> uuid.UUID:
@@ -208,3 +215,88 @@ async def test_a_run_stopped_in_the_middle_of_a_chunk_loses_nothing_and_doubles_
         async with kernel.db.transaction() as db:
             members = (await db.execute(select(Grant.member_id))).scalars().all()
     assert len(set(members)) == 30  # each recipient once
+
+
+_KILLED_WORKER = """
+import asyncio, os, sys, uuid
+from pathlib import Path
+
+from core.app import create_app
+from core.bulk_grants import services
+from core.db.context import tenant_context
+from core.grants import services as grant_services
+from core.settings import load_settings
+
+real_many = grant_services.grant_many
+calls = 0
+
+
+async def stall_in_second_chunk(*args, **kw):
+    global calls
+    calls += 1
+    done = await real_many(*args, **kw)
+    if calls == 2:
+        Path(sys.argv[3]).write_text("inside")
+        await asyncio.sleep(3600)
+    return done
+
+
+async def main():
+    grant_services.grant_many = stall_in_second_chunk
+    kernel = create_app(load_settings()).state.kernel
+    with tenant_context(uuid.UUID(sys.argv[1])):
+        await services.run_bulk_grant(kernel, uuid.UUID(sys.argv[2]), chunk_rows=10)
+
+
+asyncio.run(main())
+"""
+
+
+async def test_a_worker_killed_mid_chunk_loses_nothing_and_doubles_nothing(
+    client, kernel, settings, shop, test_env, tmp_path
+):
+    if test_env.backend != "postgresql":
+        pytest.skip("a second process on the same database: PostgreSQL")
+    sku, _ = await new_product(kernel, shop.tenant.id, 40)
+    bulk_id = await prepared(
+        client, kernel, shop, [(f"员工{i}", n, sku, 1) for i, n in enumerate(phones(30))]
+    )
+    config = tmp_path / "settings.json"
+    config.write_bytes(msgspec.json.encode({"kaquan": settings}))
+    marker = tmp_path / "inside"
+    env = {**os.environ, "KAQUAN_CONFIG": str(config)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _KILLED_WORKER,
+        str(shop.tenant.id),
+        str(bulk_id),
+        str(marker),
+        cwd=ROOT,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        for _ in range(1200):  # a condition wait (up to two minutes), not a timing assertion
+            if marker.exists() or proc.returncode is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert marker.exists(), (
+            (await proc.stderr.read()).decode()[-3000:] if proc.returncode is not None else ""
+        )
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGKILL)  # kill -9 in the middle of the second chunk
+        await proc.wait()
+    states = await row_states(kernel, shop.tenant.id, bulk_id)
+    assert [s for s, _ in states.values()].count("granted") == 10  # the first chunk, whole
+    assert [s for s, _ in states.values()].count("pending") == 20  # nothing of the second chunk
+    assert await count(kernel, shop.tenant.id, Grant) == 10
+    assert await count(kernel, shop.tenant.id, Code, Code.state == "issued") == 10
+
+    with tenant_context(shop.tenant.id):
+        outcome = await bulk_services.run_bulk_grant(kernel, bulk_id, chunk_rows=10)  # the redelivery
+    assert (outcome.status, outcome.granted, outcome.failed) == ("done", 30, 0)
+    assert await count(kernel, shop.tenant.id, Grant) == 30
+    assert await count(kernel, shop.tenant.id, BulkGrantKey) == 30
+    assert await count(kernel, shop.tenant.id, Code, Code.state == "issued") == 30
