@@ -14,14 +14,19 @@ Each round measures, one after the other:
   ``--workers`` processes on 127.0.0.1, loaded by ``wrk`` with ``--concurrency`` connections (the machinery
   of ``bench/grant_http.py``; without ``wrk``, its httpx client). Each request grants 1 code to a new
   member with its own ``Idempotency-Key`` and no delivery.
+* **Single** — ``--single`` grants through :func:`core.grants.services.create_grant`, one transaction
+  each, one after the other, in this process (what the job did per row before it batched, and the work of
+  one API request without HTTP): the baseline that shares the bulk job's process and CPU share, so its
+  ratio does not move with how hard the shared machine squeezes the HTTP server.
 * **Bulk** — the ``run_bulk_grant`` job body over a bulk grant of ``--recipients`` rows (new phone numbers
   each round, 1 code each, no delivery), validated and confirmed beforehand (the upload is not timed),
   run in this process inside the app's lifespan (so the in-process audit sealer seals its events as it
   goes) on the same database and Redis — what a ``kaquan worker`` does with the job.
 
 The HTTP server is idle while the job runs and the job is idle while wrk runs. Printed: each round's
-rates and their ratio (bulk recipients/s ÷ HTTP grants/s), then min and median of the ratios; duplicate
-codes are counted in the database at the end. Aim: the bulk job at least 2× the HTTP grant rate.
+rates and the ratios bulk recipients/s ÷ HTTP grants/s and ÷ single grants/s, then min and median of
+each; duplicate codes are counted in the database at the end. Aim: the bulk job at least 2× the HTTP
+grant rate.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ from core.crypto.envelope import generate_master_key_spec
 from core.db.context import tenant_context
 from core.db.ids import new_id, readable_ref
 from core.db.maintenance import refresh_statistics
+from core.grants.schemas import GrantRequest
+from core.grants.services import create_grant
 from core.inventory.models import Batch, Code
 from core.inventory.vault import seal
 
@@ -137,6 +144,21 @@ async def run_bulk(kernel: object, tenant_id: uuid.UUID, bulk_id: uuid.UUID) -> 
     return seconds, outcome.granted, outcome.failed
 
 
+async def single_round(
+    kernel: object, tenant_id: uuid.UUID, product_id: uuid.UUID, n: int, round_no: int
+) -> float:
+    """Grants per second of ``n`` single grants (1 code to a new phone each, no delivery), one by one."""
+    with tenant_context(tenant_id):
+        started = time.perf_counter()
+        for i in range(n):
+            async with kernel.db.transaction() as s:  # type: ignore[attr-defined]
+                request = GrantRequest(
+                    product_id=product_id, quantity=1, phone=f"137{round_no:02d}{i:06d}", channel="none"
+                )
+                await create_grant(s, kernel, request, source="api")  # type: ignore[arg-type]
+        return n / (time.perf_counter() - started)
+
+
 def body_template(product_id: uuid.UUID) -> str:
     """wrk's request body: 1 code to a new member (``{key}`` is unique per request), no delivery."""
     return (
@@ -172,6 +194,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="HTTP / bulk alternations")
     parser.add_argument("--http-seconds", type=int, default=15, help="length of each HTTP load (wrk)")
     parser.add_argument("--http-grants", type=int, default=1500, help="grants per HTTP load (httpx)")
+    parser.add_argument("--single", type=int, default=500, help="single grants per round (0: none)")
     parser.add_argument("--concurrency", type=int, default=50, help="HTTP connections")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--chunk", type=int, default=0, help="rows per chunk of the job (0: the default)")
@@ -184,9 +207,9 @@ async def main() -> None:
     state = await redis_db_state(args.redis_url)
     if state != "empty":
         raise SystemExit(f"{args.redis_url} is {state}; the benchmark needs an empty Redis database")
-    http_stock = 400 * args.http_seconds * (args.rounds + 1) if args.loadgen == "wrk" else 0
-    http_stock = http_stock or args.http_grants * (args.rounds + 1) + 400
-    rounds: list[tuple[float, float, int, dict[int, int]]] = []
+    http_stock = 200 * args.http_seconds * (args.rounds + 1) if args.loadgen == "wrk" else 0
+    http_stock = (http_stock or args.http_grants * (args.rounds + 1) + 400) + args.single * args.rounds
+    rounds: list[tuple[float, float, float, dict[int, int]]] = []
     machine = machine_line()
     try:
         async with throwaway_database(args.admin_url, prefix="kaquan_bench_bulk") as db:
@@ -212,14 +235,19 @@ async def main() -> None:
                         )
                     for n, bulk_id in enumerate(bulk_ids):
                         h_seconds, h_ok, statuses = await http_round(base, token, product_id, args)
+                        single_rate = (
+                            await single_round(kernel, tenant_id, product_id, args.single, n)
+                            if args.single
+                            else 0.0
+                        )
                         b_seconds, granted, failed = await run_bulk(kernel, tenant_id, bulk_id)
                         if granted != args.recipients or failed:
                             raise SystemExit(f"round {n}: {granted} granted, {failed} failed")
                         http_rate, bulk_rate = h_ok / h_seconds, granted / b_seconds
-                        rounds.append((http_rate, bulk_rate, granted, statuses))
+                        rounds.append((http_rate, single_rate, bulk_rate, statuses))
                         print(
-                            f"round {n + 1}: HTTP {http_rate:,.0f} grants/s, bulk {bulk_rate:,.0f} recipients/s "
-                            f"({b_seconds:.1f} s), ratio {bulk_rate / http_rate:.2f}",
+                            f"round {n + 1}: HTTP {http_rate:,.0f} grants/s, single {single_rate:,.0f} grants/s, "
+                            f"bulk {bulk_rate:,.0f} recipients/s ({b_seconds:.1f} s)",
                             flush=True,
                         )
                 conn = await asyncpg.connect(asyncpg_dsn(db.owner_url))
@@ -231,27 +259,34 @@ async def main() -> None:
                     await conn.close()
     finally:
         await redis_flush(args.redis_url)
-    ratios = [b / h for h, b, _, _ in rounds]
+    ratios = [b / h for h, _, b, _ in rounds]
+    single_ratios = [b / one for _, one, b, _ in rounds if one]
     print()
     print(f"# Bulk grants against the HTTP grant rate — {dt.date.today().isoformat()}")
     print()
     print(
         f"Machine: {machine}; PostgreSQL {version} and Redis on 127.0.0.1; service mode (Redis rate limits "
         f"and risk counters), app role with RLS. HTTP: uvicorn, {args.workers} worker processes, "
-        f"{args.concurrency} connections ({args.loadgen}), {args.http_seconds} s per round. Bulk: "
-        f"{args.recipients:,} recipients per round, chunks of {bulk_services.CHUNK_ROWS} rows, one process."
+        f"{args.concurrency} connections ({args.loadgen}), {args.http_seconds} s per round. Single: "
+        f"{args.single} grants one by one in the bench process. Bulk: {args.recipients:,} recipients per "
+        f"round, chunks of {bulk_services.CHUNK_ROWS} rows, the job body in the bench process."
     )
-    print()
-    print("| round | HTTP grants/s | bulk recipients/s | ratio | HTTP other answers |")
-    print("|---:|---:|---:|---:|---|")
-    for n, (h, b, _granted, statuses) in enumerate(rounds, 1):
-        others = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()) if not 200 <= k < 300) or "none"
-        print(f"| {n} | {h:,.0f} | {b:,.0f} | {b / h:.2f} | {others} |")
     print()
     print(
-        f"Ratio bulk ÷ HTTP: min {min(ratios):.2f}, median {statistics.median(ratios):.2f} "
-        f"(aim ≥ 2). Bulk grants made: {bulk_grants:,}; duplicate codes in grant_items: {dups}."
+        "| round | HTTP grants/s | single grants/s | bulk recipients/s | bulk ÷ HTTP | bulk ÷ single | HTTP non-2xx |"
     )
+    print("|---:|---:|---:|---:|---:|---:|---|")
+    for n, (h, one, b, statuses) in enumerate(rounds, 1):
+        others = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()) if not 200 <= k < 300) or "none"
+        vs_single = f"{b / one:.2f}" if one else "—"
+        print(f"| {n} | {h:,.0f} | {one:,.0f} | {b:,.0f} | {b / h:.2f} | {vs_single} | {others} |")
+    print()
+    line = f"Bulk ÷ HTTP: min {min(ratios):.2f}, median {statistics.median(ratios):.2f} (aim ≥ 2)."
+    if single_ratios:
+        line += (
+            f" Bulk ÷ single: min {min(single_ratios):.2f}, median {statistics.median(single_ratios):.2f}."
+        )
+    print(line + f" Bulk grants made: {bulk_grants:,}; duplicate codes in grant_items: {dups}.")
 
 
 if __name__ == "__main__":
