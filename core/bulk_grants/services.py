@@ -1,4 +1,4 @@
-"""Bulk grants: validate a recipient file, confirm it, grant row by row in a job, give back a result file.
+"""Bulk grants: validate a recipient file, confirm it, grant it in chunks in a job, give back a result file.
 
 * :func:`create_bulk_grant` reads the upload (:mod:`.parsing`), checks every SKU against the catalog, finds
   duplicate rows and rows already granted, totals the units per product against available stock, and
@@ -6,11 +6,14 @@
   (contact encrypted under the tenant's data key, masked copy for display).
 * :func:`confirm_bulk_grant` creates a job progress record and queues the ``run_bulk_grant`` job through the
   outbox (payload: the bulk grant id only).
-* :func:`run_bulk_grant` is the job's body: every ``pending`` row gets its own transaction that takes the row
-  (conditional update), inserts its row key into the ledger and calls
-  :func:`core.grants.services.create_grant` (``source="bulk"``). A failure rolls that row back and records
-  its error code (``out_of_stock``, ``risk_refused`` …) in a second short transaction; the next row goes on.
-* :func:`results_csv` renders the per-row result (UTF-8 with BOM, codes masked).
+* :func:`run_bulk_grant` is the job's body: the ``pending`` rows are granted in chunks of :data:`CHUNK_ROWS`,
+  one transaction each (:func:`_grant_chunk`): the chunk's rows are taken (``SKIP LOCKED`` on PostgreSQL),
+  their keys inserted into the ledger in one statement, and :func:`core.grants.services.grant_many`
+  (``source="bulk"``) grants them set-based, handing back per row a grant or that row's own error code
+  (``out_of_stock``, ``risk_refused`` …), which is recorded while the chunk's other rows are granted. A chunk
+  that fails as a whole is rolled back and its rows are granted one by one (:func:`_grant_row`).
+* :func:`results_csv` renders the per-row result (UTF-8 with BOM, codes masked): the cells as written, and
+  each problem in the console's words (:mod:`core.bulk_grants.messages`) next to its stable code.
 
 **Row keys — why (campaign, contact, product) and not (file digest, row number).** A row key is the tenant's
 HMAC (the same keyed digest as code look-ups) of the campaign reference, the normalised contact (the phone
@@ -22,7 +25,7 @@ product (``duplicate_in_file``), so "the same row" is (contact, product), and a 
 that was already granted must not grant again. To give the same people the same product again (next
 month's welfare), use another ``campaign_ref``; the validation report shows beforehand which rows are
 already granted. The keys live in ``bulk_grant_keys`` under a unique ``(tenant_id, row_key)``, inserted in
-the transaction that creates the grant: re-uploading the file, confirming twice, a redelivered message or
+the transaction (the chunk) that creates the grant: re-uploading the file, confirming twice, a redelivered message or
 two workers at once can never grant a key twice. Rows that failed hold no key, so a later run can grant them.
 """
 
