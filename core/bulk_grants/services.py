@@ -44,7 +44,7 @@ from typing import IO, Any
 
 import msgspec
 import structlog
-from sqlalchemy import any_, bindparam, delete, func, select, update
+from sqlalchemy import any_, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -602,24 +602,45 @@ async def _grant_chunk(
     tenant_id = require_tenant()
     now = utcnow()
     connection = await s.connection()
-    ids = list(
-        (
-            await connection.execute(
-                _claim_statement(connection.dialect.name),
-                {"tenant": tenant_id, "bulk": bulk.id, "n": size, "now": now},
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:
+        # The rows are locked, not written: a second run skips them, and a killed worker's locks go with
+        # its connection.
+        rows = list(
+            (
+                await s.execute(
+                    select(BulkGrantRow)
+                    .where(BulkGrantRow.bulk_grant_id == bulk.id, BulkGrantRow.status == "pending")
+                    .order_by(BulkGrantRow.row_number)
+                    .limit(size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalars()
+        )
+        taken.extend(r.id for r in rows)
+    else:
+        ids = list(
+            (
+                await connection.execute(
+                    _claim_statement(connection.dialect.name),
+                    {"tenant": tenant_id, "bulk": bulk.id, "n": size, "now": now},
+                )
+            ).scalars()
+        )
+        taken.extend(ids)
+        rows = (
+            list(
+                (
+                    await s.execute(
+                        select(BulkGrantRow).where(BulkGrantRow.id.in_(ids)).order_by(BulkGrantRow.row_number)
+                    )
+                ).scalars()
             )
-        ).scalars()
-    )
-    taken.extend(ids)
-    if not ids:
+            if ids
+            else []
+        )
+    if not rows:
         return []
-    rows = list(
-        (
-            await s.execute(
-                select(BulkGrantRow).where(BulkGrantRow.id.in_(ids)).order_by(BulkGrantRow.row_number)
-            )
-        ).scalars()
-    )
     key_of = {r.id: r.row_key or "" for r in rows}
     new_keys = set(
         (
@@ -634,7 +655,7 @@ async def _grant_chunk(
                         "bulk_grant_id": r.bulk_grant_id,
                         "row_number": r.row_number,
                     }
-                    for r in rows
+                    for r in sorted(rows, key=lambda r: key_of[r.id])  # one lock order for every run
                 ],
             )
         ).scalars()
@@ -677,9 +698,14 @@ async def _grant_chunk(
                     "b_grant_ref": result.ref,
                 }
             )
-    await connection.execute(_row_update_statement(), updates)
-    if key_updates:
-        await connection.execute(_key_update_statement(), key_updates)
+    if postgres:  # one statement each, whatever the chunk's size
+        await connection.execute(_PG_ROW_UPDATE, _columns(updates, tenant_id, now))
+        if key_updates:
+            await connection.execute(_PG_KEY_UPDATE, _columns(key_updates, tenant_id, now))
+    else:
+        await connection.execute(_row_update_statement(), updates)
+        if key_updates:
+            await connection.execute(_key_update_statement(), key_updates)
     if given_back:
         await connection.execute(
             delete(BulkGrantKey.__table__).where(
@@ -689,7 +715,27 @@ async def _grant_chunk(
         )
     for r in rows:
         s.expunge(r)  # the rows were updated by Core statements: drop the stale objects
-    return ids
+    return [r.id for r in rows]
+
+
+_PG_ROW_UPDATE = text(
+    "UPDATE bulk_grant_rows AS r SET status = v.status, error_code = v.error_code, grant_id = v.grant_id, "
+    "grant_ref = v.grant_ref, processed_at = :now "
+    "FROM unnest(CAST(:b_id AS uuid[]), CAST(:b_status AS varchar[]), CAST(:b_error AS varchar[]), "
+    "CAST(:b_grant_id AS uuid[]), CAST(:b_grant_ref AS varchar[])) AS v(id, status, error_code, grant_id, grant_ref) "
+    "WHERE r.tenant_id = :tenant AND r.id = v.id"
+)
+_PG_KEY_UPDATE = text(
+    "UPDATE bulk_grant_keys AS k SET grant_id = v.grant_id, grant_ref = v.grant_ref "
+    "FROM unnest(CAST(:b_key AS varchar[]), CAST(:b_grant_id AS uuid[]), CAST(:b_grant_ref AS varchar[])) "
+    "AS v(row_key, grant_id, grant_ref) WHERE k.tenant_id = :tenant AND k.row_key = v.row_key"
+)
+
+
+def _columns(values: list[dict[str, Any]], tenant_id: uuid.UUID, now: Any) -> dict[str, Any]:
+    """``executemany`` parameters as one array per column (for an ``UPDATE … FROM unnest(…)``)."""
+    names = [k for k in values[0] if k not in ("b_tenant", "b_now")]
+    return {"tenant": tenant_id, "now": now} | {k: [v[k] for v in values] for k in names}
 
 
 def _row_values(

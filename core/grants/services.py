@@ -566,7 +566,7 @@ async def _members_for(
     created: list[dict[str, Any]] = []
     # Phones first: an e-mail alone may then find a member just created with that address.
     await read_phones(list(sealed))
-    missing = [d for d in sealed if d not in by_digest]
+    missing = sorted(d for d in sealed if d not in by_digest)  # one insert order: no deadlock between batches
     if missing:
         now = utcnow()
         values = []
