@@ -44,7 +44,7 @@ from typing import IO, Any
 
 import msgspec
 import structlog
-from sqlalchemy import any_, bindparam, delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -506,14 +506,13 @@ def _request(bulk: BulkGrant, row: BulkGrantRow, contact: tuple[str, str | None,
     )
 
 
-@functools.lru_cache(maxsize=4)
-def _claim_statement(dialect: str) -> Any:
-    """Take the next pending rows of a bulk grant (file order) for this run: marks and returns their ids.
+@functools.lru_cache(maxsize=1)
+def _claim_statement() -> Any:
+    """SQLite: take the next pending rows of a bulk grant (file order) for this run; marks, returns their ids.
 
-    On PostgreSQL the pick skips rows another run holds (``FOR UPDATE SKIP LOCKED``): two runs of one bulk
-    grant work side by side on different rows and never wait for each other. On SQLite (one writer) the
-    statement takes the database's write lock first thing, so a second run waits and then sees the first
-    run's rows as no longer pending.
+    The statement takes the database's write lock first thing (SQLite has one writer), so a second run
+    waits and then sees the first run's rows as no longer pending. PostgreSQL locks the rows instead
+    (``FOR UPDATE SKIP LOCKED``, see :func:`_grant_chunk`).
     """
     t = BulkGrantRow.__table__.c
     tenant = bindparam("tenant", type_=t.tenant_id.type)
@@ -527,15 +526,9 @@ def _claim_statement(dialect: str) -> Any:
         .order_by(t.row_number)
         .limit(bindparam("n"))
     )
-    if dialect == "postgresql":
-        # id = ANY(ARRAY(pick)): the pick runs once. Under ``IN (pick)`` the planner may run it again per
-        # row, and each run skips what the last one locked: it would take far more than ``n`` rows.
-        chosen = t.id == any_(func.array(picked.with_for_update(skip_locked=True).scalar_subquery()))
-    else:
-        chosen = t.id.in_(picked.scalar_subquery())
     return (
         update(BulkGrantRow.__table__)
-        .where(t.tenant_id == tenant, chosen, t.status == "pending")
+        .where(t.tenant_id == tenant, t.id.in_(picked.scalar_subquery()), t.status == "pending")
         .values(processed_at=bindparam("now", type_=t.processed_at.type))
         .returning(t.id)
     )
@@ -584,7 +577,8 @@ async def _grant_chunk(
 ) -> list[uuid.UUID]:
     """Take up to ``size`` pending rows and grant them, set-based, in the caller's (one) transaction.
 
-    1. the rows are taken (see :func:`_claim_statement`);
+    1. the rows are taken: locked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (a second run takes
+       others), marked under SQLite's write lock (:func:`_claim_statement`);
     2. their keys go into the ledger in one ``INSERT … ON CONFLICT DO NOTHING``; a key already there means
        the row was granted before (by this or another bulk grant): it is marked ``already_granted``;
     3. :func:`core.grants.services.grant_many` grants the rest — members upserted in one statement, one
@@ -622,7 +616,7 @@ async def _grant_chunk(
         ids = list(
             (
                 await connection.execute(
-                    _claim_statement(connection.dialect.name),
+                    _claim_statement(),
                     {"tenant": tenant_id, "bulk": bulk.id, "n": size, "now": now},
                 )
             ).scalars()
