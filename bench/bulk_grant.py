@@ -268,8 +268,8 @@ async def main() -> None:
                         rounds.append((http_rate, single_rate, bulk_rate, sealed_rate, statuses))
                         print(
                             f"round {n + 1}: HTTP {http_rate:,.0f} grants/s, single {single_rate:,.0f} grants/s, "
-                            f"bulk {bulk_rate:,.0f} recipients/s ({b_seconds:.1f} s, then {sealing:.1f} s "
-                            f"sealing its audit events)",
+                            f"bulk {bulk_rate:,.0f} recipients/s ({b_seconds:.1f} s"
+                            + (f", then {sealing:.1f} s sealing its audit events)" if args.seal else ")"),
                             flush=True,
                         )
                 conn = await asyncpg.connect(asyncpg_dsn(db.owner_url))
