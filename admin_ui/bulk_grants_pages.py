@@ -25,6 +25,7 @@ from admin_ui.labels import JOB_STATUS_LABELS
 from admin_ui.rendering import flash, locale_of, render, translator
 from core.bulk_grants import services
 from core.bulk_grants.api import declared_length, too_large
+from core.bulk_grants.messages import row_messages
 from core.bulk_grants.models import BulkGrant
 from core.bulk_grants.schemas import BulkGrantFields
 from core.errors import DomainError
@@ -37,16 +38,6 @@ FIELDS = ("campaign_ref", "channel")
 SHOWN_PROBLEMS = 100
 FILE_MESSAGE = N_("Choose the recipient file (CSV or Excel).")
 
-PROBLEM_LABELS: dict[str, str] = {
-    "missing_contact": N_("No phone or e-mail"),
-    "bad_phone": N_("Not a mainland mobile number"),
-    "bad_email": N_("Not an e-mail address"),
-    "missing_sku": N_("No product code"),
-    "unknown_sku": N_("Unknown product code"),
-    "product_inactive": N_("Product not on sale"),
-    "bad_quantity": N_("Quantity not 1–100"),
-    "duplicate_in_file": N_("Same person and product earlier in the file"),
-}
 STATUS_LABELS: dict[str, str] = {
     "validated": N_("Waiting for your confirmation"),
     "queued": N_("Queued"),
@@ -160,7 +151,7 @@ class BulkGrantsController(Controller):
             more_problems=max(0, int(report.get("invalid_rows") or 0) - len(problems[:SHOWN_PROBLEMS])),
             counts=dict(report.get("problem_counts") or {}),
             columns=dict(report.get("columns") or {}),
-            problem_labels=PROBLEM_LABELS,
+            problem_labels=row_messages(locale_of(request)),  # the same words as the result file
             status_labels=STATUS_LABELS,
             channel_labels=CHANNEL_LABELS,
             column_labels=COLUMN_LABELS,

@@ -9,7 +9,7 @@ from core.jobs.context import current_env
 from core.jobs.registry import job
 from core.kernel import Kernel
 
-#: Ten thousand rows, one short transaction each.
+#: Ten thousand rows in chunks of 200, one transaction per chunk (minutes, not hours).
 TIME_LIMIT_MS = 2 * 3600_000
 
 

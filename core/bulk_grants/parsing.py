@@ -21,6 +21,8 @@ from core.members import services as members
 
 FIELDS = ("name", "phone", "email", "sku", "quantity")
 MIN_QUANTITY, MAX_QUANTITY = 1, 100
+#: Characters of each cell kept as written (for the result file).
+WRITTEN_MAX = 200
 
 _ALIASES: dict[str, frozenset[str]] = {
     "name": frozenset(
@@ -105,6 +107,9 @@ class RecipientRow:
     sku: str
     quantity: int
     problems: list[str] = field(default_factory=list)
+    #: The cells as the file has them (``{"phone": "138 0013 8000", "quantity": "-2", …}``; empty cells left
+    #: out), so the result file can show what the user wrote rather than what it was read as.
+    written: dict[str, str] = field(default_factory=dict)
 
     @property
     def contact(self) -> str | None:
@@ -119,14 +124,19 @@ def _norm_header(value: Any) -> str:
 
 
 def cell_text(value: Any) -> str:
-    """A cell as text: spreadsheet numbers without a trailing ``.0`` (a phone typed as a number), dates ISO."""
+    """A cell as text: spreadsheet numbers without a trailing ``.0`` (a phone typed as a number); a date
+    cell as its calendar date (``2025-01-01``: no time of day unless it has one, never moved to UTC)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, dt.datetime | dt.date):
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time(0) and value.tzinfo is None:
+            return value.date().isoformat()
+        return value.isoformat(sep=" ", timespec="seconds" if not value.microsecond else "microseconds")
+    if isinstance(value, dt.date):
         return value.isoformat()
     return str(value).strip().replace("\u3000", " ").strip()
 
@@ -234,8 +244,9 @@ def _cell(cells: list[Any], columns: RecipientColumns, name: str) -> Any:
 
 def _row(number: int, cells: list[Any], columns: RecipientColumns) -> RecipientRow:
     problems: list[str] = []
-    raw_phone = cell_text(_cell(cells, columns, "phone"))
-    raw_email = cell_text(_cell(cells, columns, "email"))
+    written = {f: text[:WRITTEN_MAX] for f in FIELDS if (text := cell_text(_cell(cells, columns, f)))}
+    raw_phone = written.get("phone", "")
+    raw_email = written.get("email", "")
     phone = normalize_phone(raw_phone) if raw_phone else None
     email = normalize_email(raw_email) if raw_email else None
     if not raw_phone and not raw_email:
@@ -251,7 +262,7 @@ def _row(number: int, cells: list[Any], columns: RecipientColumns) -> RecipientR
     if quantity is None:
         problems.append("bad_quantity")
     name = cell_text(_cell(cells, columns, "name"))[:120]
-    return RecipientRow(number, name, phone, email, sku, quantity or 0, problems)
+    return RecipientRow(number, name, phone, email, sku, quantity or 0, problems, written)
 
 
 def mask_contact(phone: str | None, email: str | None) -> str:

@@ -10,9 +10,13 @@ vault and are unsealed only by the delivery job (or for a caller allowed to reve
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
+from typing import Any
 
 from sqlalchemy import event, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -20,8 +24,9 @@ from core.audit.services import record
 from core.catalog.models import Product
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
+from core.db.context import require_tenant
 from core.db.ids import new_id, readable_ref
-from core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.events.services import emit
 from core.grants.lifecycle import check_grant, grant_can, grant_sources, item_transition
 from core.grants.models import GRANT_STATUSES, Grant, GrantItem
@@ -34,18 +39,20 @@ from core.grants.schemas import (
     GrantPage,
     GrantRequest,
 )
-from core.inventory.allocation import allocate
+from core.inventory.allocation import MAX_QUANTITY, AllocatedCode, OutOfStock, allocate
 from core.inventory.models import Code
 from core.inventory.vault import masked, unseal
 from core.jobs import outbox
 from core.kernel import Kernel
 from core.members.models import Member
 from core.members.services import (
+    digest_with,
     find_or_create_member,
     mask_phone,
     member_phone,
     normalize_email,
     normalize_phone,
+    seal_phone,
 )
 from core.risk.gate import RiskSubject, guard
 from plugins import mask_recipient
@@ -55,6 +62,7 @@ __all__ = [
     "VOIDABLE_STATUSES",
     "create_grant",
     "get_grant",
+    "grant_many",
     "grant_out",
     "items_of_member",
     "list_grants",
@@ -492,3 +500,379 @@ async def grant_page(session: AsyncSession, kernel: Kernel, rows: list[Grant], l
     limit = max(1, min(limit, MAX_PAGE))
     items = [await grant_out(session, kernel, g) for g in rows[:limit]]
     return GrantPage(items, items[-1].id if len(rows) > limit else None)
+
+
+# --------------------------------------------------------------------------------------------- many at once
+
+
+async def _members_for(
+    session: AsyncSession, kernel: Kernel, requests: list[GrantRequest], source: str
+) -> list[Member | DomainError]:
+    """The member of each request (by phone digest, else by e-mail), created when unknown — set-based.
+
+    The same rules as :func:`core.members.services.find_or_create_member` for a phone and/or an e-mail:
+    the phone finds the member (its digest is unique); an e-mail alone finds the oldest member with that
+    address; a found member's empty fields are filled in; unknown ones are inserted in one statement
+    (``ON CONFLICT DO NOTHING``, then read back, so a concurrent creation is found, not duplicated).
+    """
+    cipher = await kernel.keys.cipher(session)
+    out: list[Member | DomainError | None] = [None] * len(requests)
+    phones: list[tuple[str, str] | None] = []  # (e164, digest) per request
+    emails: list[str | None] = []
+    sealed: dict[str, tuple[str, str, bytes]] = {}  # digest → sealed phone
+    for i, data in enumerate(requests):
+        if data.member_id is not None or data.external_id is not None:
+            raise ValueError("grant_many finds members by phone or e-mail only")
+        try:
+            e164 = normalize_phone(data.phone) if data.phone and data.phone.strip() else None
+            mail = normalize_email(data.email) if data.email and data.email.strip() else None
+        except DomainError as exc:
+            out[i] = exc
+            phones.append(None)
+            emails.append(None)
+            continue
+        if e164 is None and mail is None:
+            out[i] = ValidationFailed(
+                "Say who receives: member_id, external_id, phone or email",
+                "请指定接收人：会员、会员编号、手机号或邮箱",
+                code="recipient_required",
+            )
+        if e164 is not None:
+            digest = digest_with(cipher, e164)
+            if digest not in sealed:
+                sealed[digest] = seal_phone(cipher, e164)
+            phones.append((e164, digest))
+        else:
+            phones.append(None)
+        emails.append(mail)
+
+    by_digest: dict[str, Member] = {}
+    by_mail: dict[str, Member] = {}
+
+    async def read_phones(digests: list[str]) -> None:
+        for start in range(0, len(digests), 500):
+            part = digests[start : start + 500]
+            for m in (await session.execute(select(Member).where(Member.phone_digest.in_(part)))).scalars():
+                by_digest[m.phone_digest or ""] = m
+
+    async def read_mails(mails: list[str]) -> None:
+        for start in range(0, len(mails), 500):
+            part = mails[start : start + 500]
+            found = await session.execute(select(Member).where(Member.email.in_(part)).order_by(Member.id))
+            for m in found.scalars():
+                by_mail.setdefault(m.email or "", m)
+
+    # The first name and e-mail given for each phone, and the first name for each e-mail given alone.
+    phone_name: dict[str, str] = {}
+    phone_mail: dict[str, str] = {}
+    mail_name: dict[str, str] = {}
+    for j, d in enumerate(requests):
+        name = (d.name or "").strip()[:120]
+        ph = phones[j]
+        if ph is not None:
+            if name:
+                phone_name.setdefault(ph[1], name)
+            if emails[j]:
+                phone_mail.setdefault(ph[1], emails[j] or "")
+        elif emails[j] and name:
+            mail_name.setdefault(emails[j] or "", name)
+
+    tenant_id = require_tenant()
+    created: list[dict[str, Any]] = []
+    # Phones first: an e-mail alone may then find a member just created with that address.
+    await read_phones(list(sealed))
+    missing = sorted(d for d in sealed if d not in by_digest)  # one insert order: no deadlock between batches
+    if missing:
+        now = utcnow()
+        values = []
+        for d in missing:
+            digest, masked_phone, secret = sealed[d]
+            values.append(
+                {
+                    "tenant_id": tenant_id,
+                    "id": new_id(),
+                    "external_id": None,
+                    "phone_digest": digest,
+                    "phone_masked": masked_phone,
+                    "phone_secret": secret,
+                    "email": phone_mail.get(d),
+                    "name": phone_name.get(d),
+                    "tags": [],
+                    "source": source,
+                    "status": "active",
+                    "created_at": now,
+                }
+            )
+        created += await _insert_members(session, values)
+        await read_phones(missing)
+    mail_only = sorted({emails[i] or "" for i in range(len(requests)) if phones[i] is None and emails[i]})
+    if mail_only:
+        await read_mails(mail_only)
+        unknown = [m for m in mail_only if m not in by_mail]
+        if unknown:
+            now = utcnow()
+            values = [
+                {
+                    "tenant_id": tenant_id,
+                    "id": new_id(),
+                    "external_id": None,
+                    "phone_digest": None,
+                    "phone_masked": None,
+                    "phone_secret": None,
+                    "email": m,
+                    "name": mail_name.get(m),
+                    "tags": [],
+                    "source": source,
+                    "status": "active",
+                    "created_at": now,
+                }
+                for m in unknown
+            ]
+            created += await _insert_members(session, values)
+            await read_mails(unknown)
+    for v in created:
+        record(
+            session,
+            "member.created",
+            "member",
+            v["id"],
+            {"source": source, "external_id": None, "phone": v["phone_masked"], "tags": []},
+        )
+    result: list[Member | DomainError] = []
+    for i, data in enumerate(requests):
+        if out[i] is not None:
+            result.append(out[i])  # type: ignore[arg-type]
+            continue
+        ph = phones[i]
+        m = by_digest.get(ph[1]) if ph is not None else by_mail.get(emails[i] or "")
+        if m is None:  # a member deleted between the insert and the read: vanishingly rare
+            result.append(
+                Conflict(
+                    "The member is being changed concurrently; try again",
+                    "会员正被并发修改，请重试",
+                    code="member_busy",
+                )
+            )
+            continue
+        if emails[i] and not m.email:
+            m.email = emails[i]
+        if data.name and data.name.strip() and not m.name:
+            m.name = data.name.strip()[:120]
+        result.append(m)
+    return result
+
+
+@functools.lru_cache(maxsize=4)
+def _members_insert(dialect: str) -> Any:
+    table = Member.__table__
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return upsert(table).on_conflict_do_nothing().returning(table.c.id)
+
+
+async def _insert_members(session: AsyncSession, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Insert members (one batched statement), skipping any whose phone is taken; returns those inserted."""
+    connection = await session.connection()
+    stmt = _members_insert(connection.dialect.name)
+    inserted = set((await connection.execute(stmt, values)).scalars())
+    return [v for v in values if v["id"] in inserted]
+
+
+async def grant_many(
+    session: AsyncSession,
+    kernel: Kernel,
+    requests: list[GrantRequest],
+    *,
+    source: str,
+    purpose: str,
+    client_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+) -> list[Grant | DomainError]:
+    """Grant many requests in the caller's transaction, set-based; one result per request, in order.
+
+    Each request gets what :func:`create_grant` would give it — the same member rules, risk gate, FEFO
+    allocation, grant, items, audit event, ``grant.created`` event and delivery outbox row — or the
+    :class:`DomainError` that :func:`create_grant` would have raised for it (a bad phone, a blocked member,
+    ``risk_refused``, ``out_of_stock`` …); one request's error never undoes another's grant. Requests name
+    their recipient by ``phone`` and/or ``email`` (not ``member_id``/``external_id``). Stock is taken per
+    product in one pick for all its requests, handed out in request order; when it runs short, requests
+    are served one by one in order until it is out (as a loop of single grants would). Any other
+    exception (the database) propagates: the caller rolls back the whole batch.
+    """
+    from core.risk import engine
+
+    results: list[Grant | DomainError | None] = [None] * len(requests)
+    for i, data in enumerate(requests):
+        try:
+            _check(data)
+        except DomainError as exc:
+            results[i] = exc
+    product_ids = {d.product_id for d in requests}
+    products = {
+        p.id: p
+        for p in (await session.execute(select(Product).where(Product.id.in_(list(product_ids))))).scalars()
+    }
+    members = await _members_for(session, kernel, requests, "grant")
+    cipher = await kernel.keys.cipher(session)
+    grants: dict[int, Grant] = {}
+    tickets: dict[int, Any] = {}
+    for i, data in enumerate(requests):
+        if results[i] is not None:
+            continue
+        member = members[i]
+        if isinstance(member, DomainError):
+            results[i] = member
+            continue
+        if data.product_id not in products:
+            results[i] = NotFound("Product not found", "权益商品不存在", code="product_not_found")
+            continue
+        if member.status != "active":
+            results[i] = Conflict("This member is blocked", "该会员已被停用", code="member_blocked")
+            continue
+        try:
+            phone = normalize_phone(data.phone) if data.phone and data.phone.strip() else None
+            email = normalize_email(data.email) if data.email and data.email.strip() else None
+            channel, contact = await _contact(session, kernel, data, member, phone, email)
+            subject = RiskSubject(member_id=member.id, phone_digest=member.phone_digest, client_id=client_id)
+            tickets[i] = await engine.admit(session, kernel.settings, "grant", subject, data.quantity)
+        except DomainError as exc:
+            results[i] = exc
+            continue
+        grant = Grant(
+            id=new_id(),
+            ref=readable_ref("G"),
+            product_id=data.product_id,
+            quantity=data.quantity,
+            member_id=member.id,
+            channel=channel,
+            campaign_ref=(data.campaign_ref or "").strip() or None,
+            source=source,
+            client_id=client_id,
+            user_id=user_id,
+            status="created",
+        )
+        if contact is not None:
+            grant.contact_masked = mask_phone(contact) if channel == "sms" else mask_recipient(contact)
+            grant.contact_secret = seal_contact(cipher, grant.id, contact)
+        grants[i] = grant
+    try:
+        codes = await _allocate_many(session, requests, products, list(grants), purpose)
+    except BaseException:
+        for ticket in tickets.values():
+            await engine.give_back(kernel.settings, ticket)
+        raise
+    now = utcnow()
+    for i, grant in grants.items():
+        got = codes[i]
+        if isinstance(got, DomainError):
+            results[i] = got
+            await engine.give_back(kernel.settings, tickets[i])
+            continue
+        product = products[grant.product_id]
+        member = members[i]
+        assert isinstance(member, Member)
+        session.add(grant)
+        items = [
+            GrantItem(
+                id=new_id(),
+                grant_id=grant.id,
+                code_id=c.id,
+                member_id=member.id,
+                status="held",
+                expires_at=_item_expiry(product, c.expires_at, now),
+            )
+            for c in got
+        ]
+        session.add_all(items)
+        facts = {
+            "ref": grant.ref,
+            "product_id": str(product.id),
+            "quantity": grant.quantity,
+            "member_id": str(member.id),
+            "channel": grant.channel,
+            "campaign_ref": grant.campaign_ref,
+            "source": source,
+            "codes": [str(item.code_id) for item in items],
+        }
+        record(session, "grant.created", "grant", grant.id, facts)
+        emit(session, "grant.created", grant.id, facts)
+        if grant.channel is not None:
+            outbox.enqueue(
+                session,
+                DELIVERY_ACTOR,
+                {"grant_id": str(grant.id)},
+                business_key=f"{DELIVERY_ACTOR}:{grant.id}",
+            )
+        results[i] = grant
+    try:
+        await session.flush()  # one flush for every grant, item, audit, event and outbox row
+    except BaseException:
+        for i in grants:
+            await engine.give_back(kernel.settings, tickets[i])
+        raise
+    return [r for r in results if r is not None]
+
+
+async def _allocate_many(
+    session: AsyncSession,
+    requests: list[GrantRequest],
+    products: dict[uuid.UUID, Product],
+    indexes: list[int],
+    purpose: str,
+) -> dict[int, list[AllocatedCode] | DomainError]:
+    """Codes for each request index: per product one FEFO pick, dealt out in order; one by one when short."""
+    out: dict[int, list[AllocatedCode] | DomainError] = {}
+    groups: dict[uuid.UUID, list[int]] = {}
+    for i in indexes:
+        groups.setdefault(requests[i].product_id, []).append(i)
+    for product_id in sorted(groups):  # one product order for every batch: locks taken in the same order
+        product = products[product_id]
+        group = groups[product_id]
+        batches: list[list[int]] = [[]]
+        units = 0
+        for i in group:  # an allocation takes at most MAX_QUANTITY units
+            if units + requests[i].quantity > MAX_QUANTITY and batches[-1]:
+                batches.append([])
+                units = 0
+            batches[-1].append(i)
+            units += requests[i].quantity
+        short = product.kind not in ("code", "stored_value")  # bundles, reusable codes: one by one
+        for batch in batches:
+            if not short:
+                total = sum(requests[i].quantity for i in batch)
+                try:
+                    async with session.begin_nested():
+                        taken = await allocate(session, product_id, total, purpose, product=product)
+                except OutOfStock:
+                    short = True
+                except DomainError as exc:  # inactive, not allocatable: the same for every request
+                    for i in batch:
+                        out[i] = exc
+                    continue
+                else:
+                    at = 0
+                    for i in batch:
+                        out[i] = list(taken.codes[at : at + requests[i].quantity])
+                        at += requests[i].quantity
+                    continue
+            empty = False
+            for i in batch:
+                if empty:  # nothing left: the rest of this product's requests are out of stock
+                    wanted = requests[i].quantity
+                    out[i] = OutOfStock(
+                        f"Out of stock: {wanted} wanted, 0 available for {product.sku}",
+                        f"库存不足：需要 {wanted} 个，{product.sku} 仅剩 0 个可用",
+                        extra={"product_id": str(product.id), "requested": wanted, "available": 0},
+                    )
+                    continue
+                try:
+                    async with session.begin_nested():
+                        one = await allocate(
+                            session, product_id, requests[i].quantity, purpose, product=product
+                        )
+                    out[i] = list(one.codes)
+                except OutOfStock as exc:
+                    out[i] = exc
+                    empty = not exc.extra.get("available")
+                except DomainError as exc:
+                    out[i] = exc
+    return out

@@ -36,7 +36,8 @@ RESULT_HEADER = [
     "结果",
     "发放单号",
     "卡券（掩码）",
-    "错误代码",
+    "错误",
+    "error_code",
 ]
 
 
@@ -198,12 +199,15 @@ def test_bulk_grant_from_a_gbk_file_then_expiry_reminders(
     for name, count in (("张三", 1), ("王五", 2), ("赵六", 1), *((n, 1) for n in staff)):
         line = body[name]
         assert line[2] == masked(contacts[name]) and line[3] == sku and line[4] == str(count)
-        assert line[5] == "已发放" and line[6] and line[8] == ""
+        assert line[5] == "已发放" and line[6] and line[8] == line[9] == ""
         codes = line[7].split("; ")
         assert len(codes) == count and all(MASKED_CODE.match(c) for c in codes), line
         refs[name] = line[6]
     assert (
-        body["李四"][5] == "未发放（数据有误）" and body["李四"][6] == "" and body["李四"][8] == "bad_phone"
+        body["李四"][5] == "未发放（数据有误）"
+        and body["李四"][6] == ""
+        and body["李四"][8] == "不是有效的中国大陆手机号"  # the console's words
+        and body["李四"][9] == "bad_phone"
     )
     raw = "\n".join(",".join(r) for r in result)
     assert not any(n in raw for n in phones), "a phone number is in the result file"

@@ -197,8 +197,8 @@ async def test_every_kind_of_bad_row_is_reported_and_only_good_rows_are_granted(
     )
     results = {int(row["row"]): row for row in parse_results(r.content)}
     assert results[2]["result"] == results[13]["result"] == "granted"
-    assert results[4]["result"] == "not granted (bad row)" and results[4]["error code"] == "bad_phone"
-    assert results[12]["error code"] == "duplicate_in_file"
+    assert results[4]["result"] == "not granted (bad row)" and results[4]["error_code"] == "bad_phone"
+    assert results[12]["error_code"] == "duplicate_in_file"
 
 
 async def test_whole_file_errors_are_clear_problems(client, kernel, shop, monkeypatch):
@@ -374,7 +374,7 @@ async def test_partial_stock_grants_what_there_is_and_reports_the_rest(client, k
     )
     results = parse_results(r.content)
     assert [row["result"] for row in results] == ["granted"] * 3 + ["failed"] * 2
-    assert [row["error code"] for row in results[3:]] == ["out_of_stock", "out_of_stock"]
+    assert [row["error_code"] for row in results[3:]] == ["out_of_stock", "out_of_stock"]
 
     # Restocked: the same file grants the two that failed, and only them.
     from tests.integration.inventory.stocking import stock_product
