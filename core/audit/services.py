@@ -9,11 +9,9 @@ job catches the rest, and readers (event list, verify) seal first, so nothing st
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import hashlib
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +26,7 @@ from core.audit.models import AuditEvent, AuditHead
 from core.db.base import utcnow
 from core.db.context import cross_tenant, require_tenant, tenant_context
 from core.db.ids import new_id
+from core.db.locks import CrossLoopLock
 
 GENESIS = "0" * 64
 _TOUCHED = "kaquan_audit_touched"
@@ -112,32 +111,7 @@ def _drop_touched(session: Session) -> None:
     session.info.pop(_TOUCHED, None)
 
 
-class _CrossLoopLock:
-    """A mutex that any event loop, on any thread, can wait for without blocking its loop.
-
-    Embedded mode seals from the server's loop and from each worker thread's own loop; an
-    ``asyncio.Lock`` binds to the first loop that waits on it and then fails in every other
-    ("bound to a different event loop"). This polls a ``threading.Lock`` with short async sleeps:
-    contention is rare (one seal takes milliseconds) and a waiter is never bound to a loop.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    async def __aenter__(self) -> None:
-        delay = 0.001
-        while not self._lock.acquire(blocking=False):
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._lock.release()
-
-    def locked(self) -> bool:
-        return self._lock.locked()
-
-
-_SQLITE_SEAL_LOCK = _CrossLoopLock()
+_SQLITE_SEAL_LOCK = CrossLoopLock()
 
 
 async def seal_chain(session: AsyncSession, tenant_id: uuid.UUID) -> int:

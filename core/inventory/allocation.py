@@ -24,12 +24,13 @@ from core.catalog.models import BundleItem, Product
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id
+from core.db.locks import CrossLoopLock
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.inventory.models import Code, Reservation
 
 MAX_QUANTITY = 10_000
 ALLOCATABLE_KINDS = ("code", "reusable_code", "stored_value")
-_SQLITE_LOCK = asyncio.Lock()
+_SQLITE_LOCK = CrossLoopLock()  # the API loop and each worker thread's loop allocate
 _RETRIES = 40
 
 
@@ -259,11 +260,11 @@ class _maybe_lock:
 
     async def __aenter__(self) -> None:
         if self.on:
-            await _SQLITE_LOCK.acquire()
+            await _SQLITE_LOCK.__aenter__()
 
     async def __aexit__(self, *exc: object) -> None:
         if self.on:
-            _SQLITE_LOCK.release()
+            await _SQLITE_LOCK.__aexit__()
 
 
 async def _reservation(session: AsyncSession, reservation_id: uuid.UUID) -> Reservation:
