@@ -15,7 +15,7 @@ from sqlalchemy import select
 from core.audit.context import Actor, reset_actor, set_actor
 from core.db.context import reset_tenant, set_tenant
 from core.errors import DomainError, Unauthorized
-from core.http.problems import OUTAGE_RETRY_AFTER, classify_failure
+from core.http.problems import OUTAGE_RETRY_AFTER, classify_failure, send_problem_asgi
 from tenants.clients import authenticate_bearer
 from tenants.models import Tenant, User
 from tenants.operators import authenticate_operator_token
@@ -39,26 +39,6 @@ def _locale(scope: dict[str, Any]) -> str:
         return "en"
     lang = (_header(scope, b"accept-language") or "").lower()
     return "en" if lang.startswith("en") else "zh-CN"
-
-
-async def _send_problem(
-    send: Any, exc: DomainError, locale: str, extra_headers: list[tuple[bytes, bytes]]
-) -> None:
-    body = msgspec.json.encode(
-        {
-            "type": f"https://kaquan.dev/problems/{exc.code}",
-            "title": exc.code.replace("_", " "),
-            "status": exc.status,
-            "code": exc.code,
-            "detail": exc.detail(locale),
-        }
-    )
-    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()] + extra_headers
-    if exc.status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="kaquan"'))
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _bearer(scope: dict[str, Any]) -> str:
@@ -150,7 +130,7 @@ def request_context_middleware(app: Any) -> Any:
                     principal = await _console_principal(session, scope["session"])
             except DomainError as exc:
                 await session.rollback()
-                await _send_problem(send, exc, _locale(scope), rate_headers)
+                await send_problem_asgi(send, exc, _locale(scope), rate_headers)
                 return
             # Hand the lookup's connection back before the rest of the pipeline runs. The idempotency
             # middleware and some services open short transactions of their own; a request that held one

@@ -32,6 +32,7 @@ from litestar.params import BodyKwarg, ParameterKwarg
 from litestar.typing import FieldDefinition
 
 from core.errors import DomainError, FieldError, ValidationFailed
+from core.http.problems import scope_locale, send_problem_asgi
 from core.validation import MONEY_MARK
 
 MAX_JSON_DEPTH = 32
@@ -439,26 +440,6 @@ def _query_nul_field(query: bytes) -> str | None:
     return None
 
 
-async def _send_problem(send: Any, exc: DomainError, scope: dict[str, Any]) -> None:
-    locale = "zh-CN"
-    for k, v in scope.get("headers", []):
-        if k == b"accept-language" and v.strip().lower().startswith(b"en"):
-            locale = "en"
-    body = msgspec.json.encode(
-        {
-            "type": f"https://kaquan.dev/problems/{exc.code}",
-            "title": exc.code.replace("_", " "),
-            "status": exc.status,
-            "code": exc.code,
-            "detail": exc.detail(locale),
-            "errors": [msgspec.to_builtins(e) for e in exc.errors],
-        }
-    )
-    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 def _guard(scope: dict[str, Any]) -> DomainError | None:
     if "\x00" in scope.get("path", ""):
         return nul_refused("path")
@@ -486,7 +467,7 @@ def request_guard_middleware(app: Any) -> Any:
 
     async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and (refusal := _guard(scope)) is not None:
-            await _send_problem(send, refusal, scope)
+            await send_problem_asgi(send, refusal, scope_locale(scope))
             return
         await app(scope, receive, send)
 

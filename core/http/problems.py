@@ -266,3 +266,35 @@ EXCEPTION_HANDLERS = {
     PoolTimeout: busy_handler,
     Exception: internal_error_handler,
 }
+
+
+async def send_problem_asgi(
+    send: Any, exc: DomainError, locale: str, extra_headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer ``exc`` as problem+json straight on the ASGI ``send`` (middleware that refuses a request
+    before Litestar routes it): the same body as :func:`problem`, plus the error's own headers."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + exc.code,
+        "title": exc.code.replace("_", " "),
+        "status": exc.status,
+        "code": exc.code,
+        "detail": exc.detail(locale),
+    }
+    if exc.errors:
+        body["errors"] = [msgspec.to_builtins(e) for e in exc.errors]
+    encoded = msgspec.json.encode(body)
+    headers = [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(encoded)).encode())]
+    headers += [(k.lower().encode(), str(v).encode()) for k, v in (exc.headers or {}).items()]
+    headers += extra_headers or []
+    if exc.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="kaquan"'))
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": encoded})
+
+
+def scope_locale(scope: dict[str, Any]) -> str:
+    """zh-CN, or en when the raw ASGI headers ask for English first (bytes of any encoding are safe)."""
+    for key, value in scope.get("headers", []):
+        if key == b"accept-language":
+            return "en" if value.strip().lower().startswith(b"en") else "zh-CN"
+    return "zh-CN"
