@@ -171,6 +171,37 @@ def _item_expiry(product: Product, code_expiry: dt.datetime | None, now: dt.date
     return code_expiry
 
 
+def _new_grant(
+    cipher: TenantCipher,
+    data: GrantRequest,
+    product_id: uuid.UUID,
+    member_id: uuid.UUID,
+    channel: str | None,
+    contact: str | None,
+    source: str,
+    client_id: uuid.UUID | None,
+    user_id: uuid.UUID | None,
+) -> Grant:
+    """A new ``created`` grant; the contact is kept masked for display and sealed for delivery."""
+    grant = Grant(
+        id=new_id(),
+        ref=readable_ref("G"),
+        product_id=product_id,
+        quantity=data.quantity,
+        member_id=member_id,
+        channel=channel,
+        campaign_ref=(data.campaign_ref or "").strip() or None,
+        source=source,
+        client_id=client_id,
+        user_id=user_id,
+        status="created",
+    )
+    if contact is not None:
+        grant.contact_masked = mask_phone(contact) if channel == "sms" else mask_recipient(contact)
+        grant.contact_secret = seal_contact(cipher, grant.id, contact)
+    return grant
+
+
 async def create_grant(
     session: AsyncSession,
     kernel: Kernel,
@@ -204,22 +235,7 @@ async def create_grant(
         raise Conflict("This member is blocked", "该会员已被停用", code="member_blocked")
     channel, contact = await _contact(session, kernel, data, member, phone, email)
     cipher = await kernel.keys.cipher(session)
-    grant = Grant(
-        id=new_id(),
-        ref=readable_ref("G"),
-        product_id=product.id,
-        quantity=data.quantity,
-        member_id=member.id,
-        channel=channel,
-        campaign_ref=(data.campaign_ref or "").strip() or None,
-        source=source,
-        client_id=client_id,
-        user_id=user_id,
-        status="created",
-    )
-    if contact is not None:
-        grant.contact_masked = mask_phone(contact) if channel == "sms" else mask_recipient(contact)
-        grant.contact_secret = seal_contact(cipher, grant.id, contact)
+    grant = _new_grant(cipher, data, product.id, member.id, channel, contact, source, client_id, user_id)
     subject = RiskSubject(
         member_id=member.id, phone_digest=member.phone_digest, ip=ip, device_id=device_id, client_id=client_id
     )
@@ -737,23 +753,9 @@ async def grant_many(
         except DomainError as exc:
             results[i] = exc
             continue
-        grant = Grant(
-            id=new_id(),
-            ref=readable_ref("G"),
-            product_id=data.product_id,
-            quantity=data.quantity,
-            member_id=member.id,
-            channel=channel,
-            campaign_ref=(data.campaign_ref or "").strip() or None,
-            source=source,
-            client_id=client_id,
-            user_id=user_id,
-            status="created",
+        grants[i] = _new_grant(
+            cipher, data, data.product_id, member.id, channel, contact, source, client_id, user_id
         )
-        if contact is not None:
-            grant.contact_masked = mask_phone(contact) if channel == "sms" else mask_recipient(contact)
-            grant.contact_secret = seal_contact(cipher, grant.id, contact)
-        grants[i] = grant
     try:
         codes = await _allocate_many(session, requests, products, list(grants), purpose)
     except BaseException:
