@@ -80,7 +80,9 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     if port is not None:
         os.environ["KAQUAN_PORT"] = str(port)
     s = _settings()
-    uvicorn.run("core.app:create_app", factory=True, host=s.host, port=s.port,
+    from core.http.server import KaquanHttpToolsProtocol
+
+    uvicorn.run("core.app:create_app", factory=True, host=s.host, port=s.port, http=KaquanHttpToolsProtocol,
                 workers=workers, log_config=None, proxy_headers=True, access_log=False)
 
 

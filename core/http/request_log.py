@@ -2,10 +2,10 @@
 
 The request id comes from ``X-Request-ID`` only when it is 1–64 printable ASCII characters; anything else
 (non-UTF-8 bytes, control characters, too long) is replaced by a generated id, never an error.
-The log line records what the client got: the status that was sent, or ``499`` with
-``disconnected=true`` when the connection closed before an answer was sent (the client went away, or
-the server itself refused a malformed body with its own 400 and closed the connection): never a 500
-the client did not receive.
+The log line records what the client got: the status that was sent; the ``400`` uvicorn itself sent
+for a malformed body (``kaquan serve`` runs :class:`core.http.server.KaquanHttpToolsProtocol`, which
+marks the scope; logged with ``server_refused=true``); or ``499`` with ``disconnected=true`` when the
+client closed the connection before an answer was sent: never a 500 the client did not receive.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import structlog
 from prometheus_client import Counter, Histogram
 
 from core.http.problems import status_for
+from core.http.server import TRANSPORT_STATUS
 
 log = structlog.get_logger("kaquan.access")
 
@@ -58,8 +59,8 @@ def request_log_middleware(app: Any) -> Any:
 
         async def send_wrapper(message: dict[str, Any]) -> None:
             nonlocal status, started_response
-            if disconnected and not started_response:
-                return  # nobody is listening: the server drops it, so the log must not claim it
+            if not started_response and (disconnected or TRANSPORT_STATUS in scope):
+                return  # nobody is listening (or the server already answered): the log must not claim it
             if message["type"] == "http.response.start":
                 started_response = True
                 status = message["status"]
@@ -74,7 +75,10 @@ def request_log_middleware(app: Any) -> Any:
                 status = status_for(exc)
             raise
         finally:
-            if disconnected and not started_response:
+            refused_by_server = not started_response and TRANSPORT_STATUS in scope
+            if refused_by_server:
+                status = scope[TRANSPORT_STATUS]
+            elif disconnected and not started_response:
                 status = CLIENT_CLOSED
             elapsed = time.perf_counter() - started
             REQUESTS.labels(scope["method"], str(status)).inc()
@@ -86,6 +90,7 @@ def request_log_middleware(app: Any) -> Any:
                     path=scope["path"],
                     status=status,
                     **({"disconnected": True} if status == CLIENT_CLOSED else {}),
+                    **({"server_refused": True} if refused_by_server else {}),
                     ms=round(elapsed * 1000, 1),
                 )
             structlog.contextvars.clear_contextvars()

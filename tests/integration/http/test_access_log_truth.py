@@ -1,6 +1,6 @@
 """The access log records what the client got (issue 9, item 5), against a real uvicorn on 127.0.0.1:
-a chunked body uvicorn itself refuses (the client reads uvicorn's 400), or a client that goes away
-mid-body, is logged ``499 disconnected``, never a 500 the client did not receive."""
+a chunked body uvicorn itself refuses is logged with uvicorn's 400 (``kaquan serve``'s protocol marks
+it), a client that goes away mid-body ``499 disconnected``; never a 500 the client did not receive."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 import structlog
 import uvicorn
 
+from core.http.server import KaquanHttpToolsProtocol
 from core.logging import configure_logging
 
 
@@ -28,7 +29,9 @@ async def served(app, client) -> AsyncIterator[int]:
     """The test app served by uvicorn (lifespan already running through ``client``) on a free port."""
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", http="httptools")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", http=KaquanHttpToolsProtocol
+        )
     )
     task = asyncio.create_task(server.serve())
     for _ in range(200):
@@ -77,7 +80,7 @@ async def _logged(buffer: io.StringIO, path: str) -> list[dict]:
     return []
 
 
-async def test_a_chunked_body_uvicorn_refuses_is_not_logged_as_500(
+async def test_a_chunked_body_uvicorn_refuses_is_logged_with_uvicorns_400(
     served, access_log, make_tenant, make_api_client
 ):
     tenant = await make_tenant()
@@ -90,7 +93,8 @@ async def test_a_chunked_body_uvicorn_refuses_is_not_logged_as_500(
     assert answer.startswith(b"HTTP/1.1 400"), answer  # uvicorn's own answer
     entries = await _logged(access_log, "/api/v1/members")
     assert entries, access_log.getvalue()
-    assert entries[-1]["status"] == 499 and entries[-1]["disconnected"] is True
+    assert entries[-1]["status"] == 400 and entries[-1]["server_refused"] is True  # what the client got
+    assert "disconnected" not in entries[-1]
     assert all(e["status"] != 500 for e in entries)
     assert "unhandled_error" not in access_log.getvalue()
 
@@ -114,3 +118,16 @@ async def test_a_normal_answer_is_still_logged_with_its_status(served, access_lo
     assert answer.startswith(b"HTTP/1.1 401")
     entries = await _logged(access_log, "/api/v1/products")
     assert entries and entries[-1]["status"] == 401 and "disconnected" not in entries[-1]
+
+
+async def test_a_request_uvicorn_refused_before_the_app_answered_is_logged_with_the_400(served, access_log):
+    """The bad chunk arrives with the headers: uvicorn answers 400 at once, the app (no token: 401) is
+    too late and nobody hears it, so the log must say 400, not 401."""
+    head = (
+        b"POST /api/v1/members HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"nam\r\nzz\r\n\r\n"
+    )
+    answer = await _exchange(served, head)
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    entries = await _logged(access_log, "/api/v1/members")
+    assert entries and entries[-1]["status"] == 400 and entries[-1]["server_refused"] is True
