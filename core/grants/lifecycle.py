@@ -19,6 +19,7 @@ A **grant** follows its delivery and then its units::
     created / delivered / delivery_failed ──use──▶ partially_redeemed / redeemed
     partially_redeemed ──use──▶ redeemed
     partially_redeemed / redeemed ──rollback──▶ partially_redeemed / back to its delivery status
+                                                / voided (the code was voided in the inventory since)
     created / delivered / delivery_failed ──expire──▶ expired   (every unit expired unused)
     created / delivered / delivery_failed ──recall──▶ voided    (the shop voided every unit's code in the
                                                                 inventory; ``expired`` if some expired)
@@ -94,9 +95,9 @@ GRANT_TRANSITIONS: dict[str, dict[str, frozenset[str]]] = {
     "delivered": {"use": _USED, "expire": frozenset({"expired"}), "recall": _ENDED},
     "partially_redeemed": {
         "use": frozenset({"redeemed"}),
-        "rollback": _DELIVERY | {"partially_redeemed"},
+        "rollback": _DELIVERY | {"partially_redeemed", "voided"},
     },
-    "redeemed": {"rollback": _DELIVERY | {"partially_redeemed"}},
+    "redeemed": {"rollback": _DELIVERY | {"partially_redeemed", "voided"}},
     "expired": {},
     "voided": {},
 }

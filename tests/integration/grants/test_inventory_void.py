@@ -170,3 +170,36 @@ async def test_my_codes_no_longer_lists_a_voided_unit(shop: Shop, phones: Any) -
     page = await me.get(link["path"])
     assert f'class="card status-voided" data-item="{voided["item_id"]}"' in page.text
     assert f'class="card status-held" data-item="{kept["item_id"]}"' in page.text
+
+
+async def test_rolling_back_a_use_of_a_voided_reusable_code_leaves_the_unit_voided(shop: Shop) -> None:
+    stocked = await shop.stock(1, kind="reusable_code", with_pin=False, uses=2, max_uses=2)
+    grant = await _grant(shop, stocked.product_id, 2)
+    number, code_id = grant["codes"][0]["number"], grant["codes"][0]["code_id"]
+    member = grant["member"]["id"]
+    r = await shop.post("/api/v1/redemptions", {"code": number, "member_id": member}, key=None)
+    assert r.status_code == 201, r.text
+    assert (await _void(shop, code_id)).status_code == 200
+    assert await _status(shop, grant["id"]) == ("partially_redeemed", ["redeemed", "voided"])
+
+    # the use is given back, but the code is voided: the unit does not become usable again
+    r = await shop.post(f"/api/v1/redemptions/{r.json()['id']}/rollback", {"reason": "收银错误"}, key=None)
+    assert r.status_code == 200, r.text
+    assert await _status(shop, grant["id"]) == ("voided", ["voided", "voided"])
+    r = await shop.post("/api/v1/redemptions", {"code": number, "member_id": member}, key=None)
+    assert r.status_code == 409 and r.json()["code"] == "code_voided"
+
+
+async def test_rolling_back_a_spend_of_a_voided_stored_value_card(shop: Shop) -> None:
+    stocked = await shop.stock(1, kind="stored_value", with_pin=False)  # face value 1000 fen
+    grant = await _grant(shop, stocked.product_id)
+    unit = grant["codes"][0]
+    r = await shop.post("/api/v1/redemptions", {"code": unit["number"], "amount": 250}, key=None)
+    assert r.status_code == 201, r.text
+    assert (await _void(shop, unit["code_id"])).status_code == 200
+    # partly spent before the recall: the grant was used, the card is not usable any more
+    assert await _status(shop, grant["id"]) == ("partially_redeemed", ["voided"])
+
+    r = await shop.post(f"/api/v1/redemptions/{r.json()['id']}/rollback", {"reason": "收银错误"}, key=None)
+    assert r.status_code == 200, r.text
+    assert await _status(shop, grant["id"]) == ("voided", ["voided"])
