@@ -19,6 +19,7 @@ from tests.integration.claims.conftest import phones  # noqa: F401  (fixture)
 from tests.integration.claims.helpers import Shop as ClaimShop
 from tests.integration.claims.helpers import random_phone, text_of
 from tests.integration.grants.shops import Shop
+from tests.integration.inventory.stocking import stock_product
 
 
 async def _grant(shop: Shop, product_id: uuid.UUID, quantity: int = 1, **who: Any) -> dict[str, Any]:
@@ -203,3 +204,34 @@ async def test_rolling_back_a_spend_of_a_voided_stored_value_card(shop: Shop) ->
     r = await shop.post(f"/api/v1/redemptions/{r.json()['id']}/rollback", {"reason": "收银错误"}, key=None)
     assert r.status_code == 200, r.text
     assert await _status(shop, grant["id"]) == ("voided", ["voided"])
+
+
+async def test_console_member_page_no_longer_lists_a_voided_unit_as_held(
+    browser: Any, make_tenant: Any, make_api_client: Any, client: Any, kernel: Any
+) -> None:
+    tenant = await make_tenant(plan="growth")
+    api = await make_api_client(tenant)
+    stocked = await stock_product(kernel, tenant.id, 2, with_pin=False)
+    body = {
+        "product_id": str(stocked.product_id),
+        "quantity": 2,
+        "channel": "none",
+        "external_id": "m-recall",
+    }
+    r = await client.post("/api/v1/grants", json=body, headers={**api.headers, "Idempotency-Key": "g-recall"})
+    assert r.status_code == 201, r.text
+    grant = r.json()
+    kept, voided = grant["codes"]
+    await browser.console_login(tenant.slug, tenant.owner_email, tenant.owner_password)
+    member_url = f"/console/members/{grant['member']['id']}"
+    assert (await browser.get(member_url)).text.count("data-item=") == 2
+
+    r = await client.post(
+        "/api/v1/codes/void",
+        json={"code_ids": [voided["code_id"]], "reason": "供应商召回"},
+        headers=api.headers,
+    )
+    assert r.status_code == 200, r.text
+    page = await browser.get(member_url)
+    assert page.status_code == 200 and page.text.count("data-item=") == 1
+    assert f'data-item="{kept["item_id"]}"' in page.text and voided["item_id"] not in page.text
