@@ -3,10 +3,12 @@ hold on them along: the items become ``voided`` and each grant's status follows 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
 from core.audit.models import AuditEvent
@@ -235,3 +237,29 @@ async def test_console_member_page_no_longer_lists_a_voided_unit_as_held(
     page = await browser.get(member_url)
     assert page.status_code == 200 and page.text.count("data-item=") == 1
     assert f'data-item="{kept["item_id"]}"' in page.text and voided["item_id"] not in page.text
+
+
+async def test_concurrent_voids_and_redemptions_of_one_code_never_deadlock(shop: Shop, test_env: Any) -> None:
+    """Both paths lock the grant before the code: each pair ends one way, never half, never in a deadlock."""
+    if test_env.backend != "postgresql":
+        pytest.skip("concurrency is tested on PostgreSQL")
+    stocked = await shop.stock(8, with_pin=False)
+    grants = [await _grant(shop, stocked.product_id) for _ in range(8)]
+
+    async def redeem(unit: dict[str, Any]) -> Any:
+        return await shop.post("/api/v1/redemptions", {"code": unit["number"], "store": "徐汇店"}, key=None)
+
+    calls = []
+    for g in grants:
+        unit = g["codes"][0]
+        calls += [redeem(unit), _void(shop, unit["code_id"])]
+    answers = await asyncio.gather(*calls)
+    for g, (redeemed, voided) in zip(grants, zip(answers[::2], answers[1::2], strict=True), strict=True):
+        outcome = await _status(shop, g["id"])
+        if redeemed.status_code == 201:
+            assert voided.status_code == 409 and voided.json()["code"] == "code_not_voidable", voided.text
+            assert outcome == ("redeemed", ["redeemed"])
+        else:
+            assert redeemed.status_code == 409 and redeemed.json()["code"] == "code_voided", redeemed.text
+            assert voided.status_code == 200, voided.text
+            assert outcome == ("voided", ["voided"])
