@@ -26,7 +26,10 @@ EVENT_TYPES: dict[str, str] = {
     "grant.created": "Codes were granted to a member or a contact.",
     "grant.delivered": "A grant's notification was accepted by the notifier (e-mail, SMS).",
     "grant.delivery_failed": "A grant's notification could not be delivered.",
-    "grant.voided": "An undelivered grant was voided; its codes went back to stock.",
+    "grant.voided": (
+        "A grant was voided: an undelivered one, its codes back to stock; or every unit's code was voided "
+        "in the inventory (cause codes_voided)."
+    ),
     "code.claimed": "A member claimed a code through a claim link.",
     "code.redeemed": "A code was redeemed (核销), or part of a stored-value balance was spent.",
     "code.redemption_rolled_back": "A redemption was rolled back within the rollback window.",

@@ -80,7 +80,10 @@ async def render_grant_message(session: Any, keys: Any, grant: Grant, tenant: Te
     items = list(
         (
             await session.execute(
-                select(GrantItem).where(GrantItem.grant_id == grant.id).order_by(GrantItem.id)
+                select(GrantItem)
+                # a unit whose code was voided in the inventory before the send is left out
+                .where(GrantItem.grant_id == grant.id, GrantItem.status != "voided")
+                .order_by(GrantItem.id)
             )
         ).scalars()
     )

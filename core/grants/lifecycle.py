@@ -3,7 +3,8 @@
 A **grant item** is one unit handed to a member::
 
     held ──redeem──▶ redeemed ──rollback──▶ held
-    held ──void────▶ voided        (the grant was voided; the code went back to stock)
+    held ──void────▶ voided        (the grant was voided and the code went back to stock, or the
+                                    shop voided the code in the inventory: a recall)
     held ──expire──▶ expired       (its validity ended unredeemed; the expiry sweep)
     held ──transfer▶ transferred   (given to another member, who holds a new item)
 
@@ -18,10 +19,15 @@ A **grant** follows its delivery and then its units::
     created / delivered / delivery_failed ──use──▶ partially_redeemed / redeemed
     partially_redeemed ──use──▶ redeemed
     partially_redeemed / redeemed ──rollback──▶ partially_redeemed / back to its delivery status
+                                                / voided (the code was voided in the inventory since)
     created / delivered / delivery_failed ──expire──▶ expired   (every unit expired unused)
+    created / delivered / delivery_failed ──recall──▶ voided    (the shop voided every unit's code in the
+                                                                inventory; ``expired`` if some expired)
 
 ``redeemed``: every unit it still has (transferred-away units do not count) is redeemed.
 ``partially_redeemed``: some are used (redeemed, or a stored-value card partly spent), not all.
+Units voided or expired after others were used leave the grant ``partially_redeemed``; a grant with
+nothing used and nothing held is ``expired`` if any unit expired, else ``voided`` (all recalled).
 A grant never delivered through a channel (``channel`` none) goes from ``created`` straight to
 ``partially_redeemed`` / ``redeemed``. A delivery that lands after a redemption records ``delivered_at``
 and keeps the redemption status.
@@ -66,6 +72,8 @@ ITEM_TRANSITIONS: dict[tuple[str, str], str] = {
 
 _DELIVERY = frozenset({"created", "delivered", "delivery_failed"})
 _USED = frozenset({"partially_redeemed", "redeemed"})
+#: Where a recall (codes voided in the inventory) leaves a grant none of whose units is held or used.
+_ENDED = frozenset({"voided", "expired"})
 
 #: grant status → event → the statuses it may move to. Anything else is illegal.
 GRANT_TRANSITIONS: dict[str, dict[str, frozenset[str]]] = {
@@ -75,25 +83,33 @@ GRANT_TRANSITIONS: dict[str, dict[str, frozenset[str]]] = {
         "void": frozenset({"voided"}),
         "use": _USED,
         "expire": frozenset({"expired"}),
+        "recall": _ENDED,
     },
     "delivery_failed": {
         "deliver": frozenset({"delivered"}),
         "void": frozenset({"voided"}),
         "use": _USED,
         "expire": frozenset({"expired"}),
+        "recall": _ENDED,
     },
-    "delivered": {"use": _USED, "expire": frozenset({"expired"})},
+    "delivered": {"use": _USED, "expire": frozenset({"expired"}), "recall": _ENDED},
     "partially_redeemed": {
         "use": frozenset({"redeemed"}),
-        "rollback": _DELIVERY | {"partially_redeemed"},
+        "rollback": _DELIVERY | {"partially_redeemed", "voided"},
     },
-    "redeemed": {"rollback": _DELIVERY | {"partially_redeemed"}},
+    "redeemed": {"rollback": _DELIVERY | {"partially_redeemed", "voided"}},
     "expired": {},
     "voided": {},
 }
 
 #: The events that move grant items, and the grant event each one amounts to.
-_GRANT_EVENT_OF_ITEM_EVENT = {"redeem": "use", "rollback": "rollback", "expire": "expire", "transfer": "transfer"}
+_GRANT_EVENT_OF_ITEM_EVENT = {
+    "redeem": "use",
+    "rollback": "rollback",
+    "expire": "expire",
+    "transfer": "transfer",
+    "void": "recall",  # through sync_grant only from a recall; void_grant moves its grant explicitly
+}
 
 
 class IllegalTransition(Conflict):
@@ -171,6 +187,8 @@ def derive_grant_status(current: str, delivery: str, items: Counter[str], partly
         return "partially_redeemed"
     if not held and items["expired"]:
         return "expired"
+    if not held and items["voided"]:
+        return "voided"
     return delivery
 
 
@@ -217,7 +235,7 @@ async def sync_grant(
     session: AsyncSession, grant_id: uuid.UUID, cause: str, *, locked: LockedGrant | None = None
 ) -> GrantChange | None:
     """Bring the grant's status in line with its items after an item ``cause`` event (redeem, rollback,
-    expire, transfer); returns the change, or None when the status stays.
+    expire, transfer, void); returns the change, or None when the status stays.
 
     ``locked`` is the grant as :func:`lock_grant` read it earlier in this transaction (else it is locked
     and read now). Audited as ``grant.status_changed``; a move the table does not allow raises.

@@ -116,11 +116,20 @@ async def export_batch(session: AsyncSession, keys: KeyService, batch_id: uuid.U
 
 
 async def void_codes(session: AsyncSession, code_ids: list[uuid.UUID], reason: str) -> int:
-    """Void codes (supplier recall, found invalid): they never go out again; available ones are written off."""
+    """Void codes (supplier recall, found invalid): they never go out again; available ones are written off.
+
+    An ``issued`` code's held units become ``voided`` and their grants follow (:mod:`core.grants.recall`,
+    the grants' state machine). Locks in the order every path takes them: the holding grants' rows
+    (sorted by id) first, then the codes'. ``core.grants`` imports the inventory, so the recall module is
+    imported here, inside the function, to keep the two packages from importing each other.
+    """
+    from core.grants import recall  # function-level: core.grants imports core.inventory at module level
+
     reason = _need_reason(reason)
     if not code_ids or len(code_ids) > 10_000:
         raise ValidationFailed("Give 1 to 10000 code ids", "请提供 1 到 10000 个卡密 ID",
                                errors=[FieldError(field="code_ids", message="1..10000")])
+    locked = await recall.lock_holders(session, set(code_ids))
     codes = list((await session.execute(
         select(Code).where(Code.id.in_(code_ids)).with_for_update()
     )).scalars())
@@ -131,6 +140,7 @@ async def void_codes(session: AsyncSession, code_ids: list[uuid.UUID], reason: s
         raise Conflict(f"{len(not_voidable)} code(s) are already {not_voidable[0].state}",
                        f"{len(not_voidable)} 个卡密已是 {not_voidable[0].state} 状态，不能作废",
                        code="code_not_voidable")
+    issued = [c.id for c in codes if c.state == "issued"]  # members may hold units of these
     now = utcnow()
     cost_by_batch: dict[uuid.UUID, tuple[uuid.UUID, int]] = {}
     for c in codes:
@@ -150,4 +160,6 @@ async def void_codes(session: AsyncSession, code_ids: list[uuid.UUID], reason: s
                              cost=n * b.unit_cost, currency=b.currency))
     record(session, "codes.voided", "codes", codes[0].id if len(codes) == 1 else f"{len(codes)} codes",
            {"reason": reason, "codes": [str(c.id) for c in codes]})
+    if issued:
+        await recall.void_held_items(session, issued, reason, locked)
     return len(codes)

@@ -959,6 +959,12 @@ async def rollback(session: AsyncSession, redemption_id: uuid.UUID, reason: str)
         )
         await _set_code_state(session, red.code_id, "redeemed", "issued", now)
         await _move_item(session, red.grant_item_id, "rollback")
+    # Read under the code's row lock (after the grant's, as a void takes them): a concurrent void either
+    # committed before (seen here) or finds this unit held afterwards and voids it.
+    state = await session.scalar(select(Code.state).where(Code.id == red.code_id).with_for_update())
+    if red.grant_item_id is not None and state == "voided":
+        # the code was voided in the inventory since (a recall): the unit comes back, but not usable
+        await _move_item(session, red.grant_item_id, "void")
     if grant_id is not None:
         await sync_grant(session, grant_id, "rollback", locked=locked)
     red = won

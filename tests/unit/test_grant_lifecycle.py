@@ -98,6 +98,27 @@ def test_grant_status_is_derived_from_its_units() -> None:
     assert derive_grant_status("voided", "created", c(voided=1), 0) == "voided"
 
 
+def test_a_recall_ends_a_grant_with_nothing_held_or_used() -> None:
+    """Codes voided in the inventory: the grant follows its units (grant event ``recall``)."""
+    c = Counter
+    assert item_move("void") == ("held", "voided")
+    assert set(grant_sources("recall")) == {"created", "delivered", "delivery_failed"}
+    assert grant_can("delivered", "recall", "voided") and grant_can("created", "recall", "expired")
+    # a grant void (POST …/void) still only takes undelivered grants
+    assert not grant_can("delivered", "void", "voided")
+    for status in ("partially_redeemed", "redeemed", "expired", "voided"):
+        assert not grant_can(status, "recall"), status
+    assert derive_grant_status("delivered", "delivered", c(voided=2), 0) == "voided"
+    assert derive_grant_status("delivered", "delivered", c(held=1, voided=1), 0) == "delivered"
+    assert derive_grant_status("created", "created", c(expired=1, voided=1), 0) == "expired"
+    assert derive_grant_status("partially_redeemed", "created", c(redeemed=1, voided=1), 0) == "partially_redeemed"
+    # a stored-value card spent in part, then recalled: the grant was used
+    assert derive_grant_status("partially_redeemed", "created", c(voided=1), 1) == "partially_redeemed"
+    # a use rolled back after the recall: nothing used or held any more
+    assert grant_can("partially_redeemed", "rollback", "voided")
+    assert derive_grant_status("partially_redeemed", "created", c(voided=1), 0) == "voided"
+
+
 def test_delivery_status() -> None:
     assert delivery_status("sms", delivered=True, delivery_failed=False) == "delivered"
     assert delivery_status("sms", delivered=False, delivery_failed=True) == "delivery_failed"

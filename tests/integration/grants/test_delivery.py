@@ -223,3 +223,21 @@ async def test_voided_grant_is_not_sent(shop, gateway, run_job):
     assert len(gateway.requests) == before
     g, events = await _state(shop, grant.id)
     assert g.status == "voided" and "grant.delivered" not in events
+
+
+async def test_a_code_voided_before_delivery_is_not_sent(shop, gateway, run_job):
+    s = await shop.stock(2)
+    grant = await _grant(shop, s.product_id, quantity=2, phone="13812345672")
+    codes = (await shop.get(f"/api/v1/grants/{grant.id}")).json()["codes"]
+    recalled, kept = (s.numbers[s.code_ids.index(uuid.UUID(c["code_id"]))] for c in codes)
+    r = await shop.post(
+        "/api/v1/codes/void", {"code_ids": [codes[0]["code_id"]], "reason": "供应商召回"}, key=None
+    )
+    assert r.status_code == 200, r.text
+    gateway.answer = 200
+    before = len(gateway.requests)
+    await run_job(shop.id, grant.id)
+    _, payload = gateway.requests[before]
+    assert kept in payload["text"] and recalled not in payload["text"]
+    g, _ = await _state(shop, grant.id)
+    assert g.status == "delivered"
