@@ -93,11 +93,13 @@ GRANT_TRANSITIONS: dict[str, dict[str, frozenset[str]]] = {
         "recall": _ENDED,
     },
     "delivered": {"use": _USED, "expire": frozenset({"expired"}), "recall": _ENDED},
+    # a rollback can end a grant whose other units expired or were recalled meanwhile (a stored-value card
+    # partly spent, then expired: undoing the spend leaves nothing used and nothing held)
     "partially_redeemed": {
         "use": frozenset({"redeemed"}),
-        "rollback": _DELIVERY | {"partially_redeemed", "voided"},
+        "rollback": _DELIVERY | {"partially_redeemed"} | _ENDED,
     },
-    "redeemed": {"rollback": _DELIVERY | {"partially_redeemed", "voided"}},
+    "redeemed": {"rollback": _DELIVERY | {"partially_redeemed"} | _ENDED},
     "expired": {},
     "voided": {},
 }

@@ -132,3 +132,14 @@ def test_awaiting_delivery() -> None:
     assert not awaiting_delivery("created", None, None)
     assert not awaiting_delivery("voided", "email", None)
     assert not awaiting_delivery("created", "sms", "2026-12-06T06:00:00Z")
+
+
+def test_rolling_back_the_last_use_of_an_expired_unit_ends_the_grant_expired() -> None:
+    """A stored-value card partly spent (its unit still held), then expired: the grant stays
+    partially_redeemed while the spend stands; undoing it leaves nothing used or held."""
+    items = Counter({"expired": 1})
+    assert derive_grant_status("partially_redeemed", "delivered", items, partly_used=1) == "partially_redeemed"
+    after = derive_grant_status("partially_redeemed", "delivered", items, partly_used=0)
+    assert after == "expired"
+    check_grant("partially_redeemed", "rollback", after)  # legal: raises nothing
+    check_grant("redeemed", "rollback", "expired")
