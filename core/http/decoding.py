@@ -467,7 +467,7 @@ def request_guard_middleware(app: Any) -> Any:
 
     async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and (refusal := _guard(scope)) is not None:
-            await send_problem_asgi(send, refusal, scope_locale(scope))
+            await send_problem_asgi(send, refusal, scope_locale(scope), path=scope.get("path", ""))
             return
         await app(scope, receive, send)
 
