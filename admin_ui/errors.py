@@ -14,6 +14,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, PermissionDeniedException
 from litestar.response import Redirect
 
+from admin_ui.forms import FormInvalid, problem_of
 from admin_ui.i18n import N_
 from admin_ui.rendering import locale_of, render, translator
 from core.errors import DomainError, TenantSuspended, Unauthorized
@@ -87,6 +88,12 @@ def http_error_page(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     return _error_page(request, status, t.gettext(_TITLES.get(status, _TITLES[400])))
 
 
+def form_invalid_page(request: Request[Any, Any, Any], exc: FormInvalid) -> Response[Any]:
+    """A form value a handler did not catch itself: a 422 page naming the field, never a 500."""
+    problem = problem_of(exc, translator(request), locale_of(request))
+    return _error_page(request, 422, problem.message)
+
+
 def internal_error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """A bug is a logged 500 page; a refused value a 422 page; a database/queue outage a 503 page."""
     t = translator(request)
@@ -110,5 +117,6 @@ def internal_error_page(request: Request[Any, Any, Any], exc: Exception) -> Resp
 HTML_EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     DomainError: domain_error_page,
     HTTPException: http_error_page,
+    FormInvalid: form_invalid_page,
     Exception: internal_error_page,
 }

@@ -12,7 +12,9 @@ import httpx
 import pytest
 from litestar import Litestar
 
-from tests.integration.console.conftest import Browser, text_of
+from tests.integration.console.conftest import Browser, make_user, text_of
+
+__all__ = ["make_user"]  # the console's user factory, used as a fixture here
 
 
 @pytest.fixture
@@ -65,3 +67,14 @@ async def test_the_api_still_answers_problem_json(client: httpx.AsyncClient) -> 
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
     r = await client.get("/api/v1/products?q=%00")
     assert r.status_code == 400 and r.json()["code"] == "nul_character"
+
+
+@pytest.mark.parametrize("value", ["not-a-uuid", "99999999999999999999999", "2025-02-30", "a\x01b"])
+async def test_a_form_value_a_handler_does_not_catch_is_a_422_page_naming_the_field(
+    browser: Browser, make_tenant, make_user, value: str
+) -> None:
+    tenant = await make_tenant()
+    owner = await make_user(tenant, "owner")
+    await browser.console_login(tenant.slug, owner.email, owner.password)
+    r = await browser.submit("/console/stock", "/console/stock/check-alerts", {"product_id": value})
+    _is_page(r, 422, "商品")
