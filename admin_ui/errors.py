@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import structlog
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, PermissionDeniedException
+from litestar.exceptions import HTTPException, PermissionDeniedException, ValidationException
 from litestar.response import Redirect
 
 from admin_ui.forms import FormInvalid, problem_of
@@ -85,7 +85,18 @@ def http_error_page(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
         )
         return _error_page(request, 403, message)
     status = exc.status_code
+    if isinstance(exc, ValidationException) and (field := _invalid_parameter(exc)):
+        return _error_page(request, status, problem_of(FormInvalid(field), t, locale_of(request)).message)
     return _error_page(request, status, t.gettext(_TITLES.get(status, _TITLES[400])))
+
+
+def _invalid_parameter(exc: ValidationException) -> str | None:
+    """The query/path parameter Litestar refused (e.g. ``cursor``), to name it on the page."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    for item in extra:
+        if isinstance(item, dict) and isinstance(item.get("key"), str) and item["key"]:
+            return str(item["key"])
+    return None
 
 
 def form_invalid_page(request: Request[Any, Any, Any], exc: FormInvalid) -> Response[Any]:

@@ -78,3 +78,16 @@ async def test_a_form_value_a_handler_does_not_catch_is_a_422_page_naming_the_fi
     await browser.console_login(tenant.slug, owner.email, owner.password)
     r = await browser.submit("/console/stock", "/console/stock/check-alerts", {"product_id": value})
     _is_page(r, 422, "商品")
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [("/console/products?cursor=zzz", "cursor"), ("/console/batches?product_id=not-a-uuid", "商品")],
+)
+async def test_a_refused_query_parameter_is_named_on_the_page(
+    browser: Browser, make_tenant, make_user, url: str, field: str
+) -> None:
+    tenant = await make_tenant()
+    owner = await make_user(tenant, "owner")
+    await browser.console_login(tenant.slug, owner.email, owner.password)
+    _is_page(await browser.get(url), 400, f"“{field}”")
