@@ -11,9 +11,10 @@ from urllib.parse import urlencode
 
 import structlog
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, PermissionDeniedException
+from litestar.exceptions import HTTPException, PermissionDeniedException, ValidationException
 from litestar.response import Redirect
 
+from admin_ui.forms import FormInvalid, problem_of
 from admin_ui.i18n import N_
 from admin_ui.rendering import locale_of, render, translator
 from core.errors import DomainError, TenantSuspended, Unauthorized
@@ -84,7 +85,24 @@ def http_error_page(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
         )
         return _error_page(request, 403, message)
     status = exc.status_code
+    if isinstance(exc, ValidationException) and (field := _invalid_parameter(exc)):
+        return _error_page(request, status, problem_of(FormInvalid(field), t, locale_of(request)).message)
     return _error_page(request, status, t.gettext(_TITLES.get(status, _TITLES[400])))
+
+
+def _invalid_parameter(exc: ValidationException) -> str | None:
+    """The query/path parameter Litestar refused (e.g. ``cursor``), to name it on the page."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    for item in extra:
+        if isinstance(item, dict) and isinstance(item.get("key"), str) and item["key"]:
+            return str(item["key"])
+    return None
+
+
+def form_invalid_page(request: Request[Any, Any, Any], exc: FormInvalid) -> Response[Any]:
+    """A form value a handler did not catch itself: a 422 page naming the field, never a 500."""
+    problem = problem_of(exc, translator(request), locale_of(request))
+    return _error_page(request, 422, problem.message)
 
 
 def internal_error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -110,5 +128,6 @@ def internal_error_page(request: Request[Any, Any, Any], exc: Exception) -> Resp
 HTML_EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     DomainError: domain_error_page,
     HTTPException: http_error_page,
+    FormInvalid: form_invalid_page,
     Exception: internal_error_page,
 }

@@ -27,7 +27,7 @@ from core.health import health, metrics, ready
 from core.http.decoding import KaquanRequest, decode_request_body, request_guard_middleware
 from core.http.idempotency import idempotency_middleware
 from core.http.openapi import document_api, openapi_config
-from core.http.problems import EXCEPTION_HANDLERS
+from core.http.problems import exception_handlers_by_realm
 from core.http.ratelimit import RateLimiter
 from core.http.request_log import request_log_middleware
 from core.http.sessions import ResilientRedisStore
@@ -68,8 +68,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         raise SystemExit(f"kaquan cannot start: {exc}") from None
     kernel = Kernel.create(settings)
 
+    from admin_ui.errors import HTML_EXCEPTION_HANDLERS
     from admin_ui.routes import console_routes
     from core.jobs.runtime import JobRuntime
+    from h5.pages import EXCEPTION_HANDLERS as H5_EXCEPTION_HANDLERS
     from h5.pages import h5_router
 
     jobs = JobRuntime(kernel, plugins=plugins)
@@ -153,7 +155,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         csrf_config=csrf,
         stores=stores,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=exception_handlers_by_realm(  # type: ignore[arg-type]
+            {"/console": HTML_EXCEPTION_HANDLERS, "/platform": HTML_EXCEPTION_HANDLERS, "/h5": H5_EXCEPTION_HANDLERS}
+        ),
         request_class=KaquanRequest,
         before_request=decode_request_body,
         template_config=TemplateConfig(directory=UI_DIR / "templates", engine=JinjaTemplateEngine),

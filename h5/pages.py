@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import structlog
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from litestar import Controller, Request, Response, Router, get, post
 from litestar.di import Provide
@@ -36,12 +37,15 @@ from core.claims.otp import OTP_TTL
 from core.crypto.envelope import TenantCipher
 from core.errors import DomainError
 from core.grants.models import GrantItem
+from core.http.problems import OUTAGE_RETRY_AFTER, classify_failure
 from core.members.models import Member
 from core.members.services import mask_phone, normalize_phone
 from tenants.guards import provide_db
 from tenants.models import Tenant
 
 H5_DIR = Path(__file__).resolve().parent
+log = structlog.get_logger("kaquan.h5")
+
 HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -171,6 +175,26 @@ def http_error_page(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
         return _message(request, 403, "页面已过期", "页面已过期或来源不明，请刷新后重试。")
     status = exc.status_code if exc.status_code < 500 else 500
     return _message(request, status, _TITLES.get(status, "无法完成"), _TITLES.get(status, "请求无法处理"))
+
+
+def internal_error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A refused value is a 422 page, an outage a 503 page, a bug a logged 500 page: never problem+json."""
+    kind = classify_failure(exc)
+    if kind == "outage":
+        page_ = _message(request, 503, "服务暂时不可用", "服务暂时不可用，本次操作未做任何更改，请稍后重试。")
+        page_.headers["Retry-After"] = OUTAGE_RETRY_AFTER
+        return page_
+    if kind == "bad_value":
+        return _message(request, 422, _TITLES[422], "输入的内容超出范围或不是有效文本，本次操作未做任何更改。")
+    log.error("h5_error", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
+    return _message(request, 500, _TITLES[500], "系统内部错误，已记录。请稍后重试。")
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+    DomainError: domain_error_page,
+    HTTPException: http_error_page,
+    Exception: internal_error_page,
+}
 
 
 class H5Controller(Controller):
@@ -488,6 +512,6 @@ def h5_router() -> Router:
                 path="/static", directories=[H5_DIR / "static"], include_in_schema=False
             ),
         ],
-        exception_handlers={DomainError: domain_error_page, HTTPException: http_error_page},  # type: ignore[dict-item]
+        exception_handlers=EXCEPTION_HANDLERS,
         include_in_schema=False,
     )

@@ -130,7 +130,7 @@ def request_context_middleware(app: Any) -> Any:
                     principal = await _console_principal(session, scope["session"])
             except DomainError as exc:
                 await session.rollback()
-                await send_problem_asgi(send, exc, _locale(scope), rate_headers)
+                await send_problem_asgi(send, exc, _locale(scope), rate_headers, path=path)
                 return
             # Hand the lookup's connection back before the rest of the pipeline runs. The idempotency
             # middleware and some services open short transactions of their own; a request that held one

@@ -3,7 +3,8 @@
 - :func:`request_guard_middleware` (ASGI, before the handler): refuses a NUL character in the path, a
   query parameter or a header, and a query string that is not UTF-8 (``400``).
 - :class:`KaquanRequest` (the app's request class): ``form()`` refuses NUL in a form field or an upload's
-  filename; ``json()`` refuses excessive nesting and NUL for handlers that read the body themselves.
+  filename, and a field that is not valid text in its charset (``400 invalid_form_encoding``);
+  ``json()`` refuses excessive nesting and NUL for handlers that read the body themselves.
 - :func:`decode_request_body` (the app's ``before_request`` hook): for a handler that takes ``data``
   as JSON, insists on a JSON content type (``415``) and on a body when one is required (``400
   body_required``), checks nesting depth cheaply before decoding (``400 json_too_deep``), refuses NUL
@@ -415,7 +416,15 @@ class KaquanRequest(Request[Any, Any, Any]):
     """The app's request: forms and JSON read through it are refused NUL and excessive depth."""
 
     async def form(self) -> FormMultiDict:
-        form = await super().form()
+        try:
+            form = await super().form()
+        except (UnicodeDecodeError, LookupError):  # a field's bytes not in its (or an unknown) charset
+            raise BadRequest(
+                "A form field is not valid text in its character set (UTF-8 unless the part says otherwise)",
+                "表单字段不是有效的文本（除非另有声明，应为 UTF-8 编码）",
+                code="invalid_form_encoding",
+                errors=[FieldError(field="form", message="not valid text", code="invalid_encoding")],
+            ) from None
         check_form(form)
         return form
 
@@ -467,7 +476,7 @@ def request_guard_middleware(app: Any) -> Any:
 
     async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and (refusal := _guard(scope)) is not None:
-            await send_problem_asgi(send, refusal, scope_locale(scope))
+            await send_problem_asgi(send, refusal, scope_locale(scope), path=scope.get("path", ""))
             return
         await app(scope, receive, send)
 

@@ -5,8 +5,9 @@ Never a stack trace; never a 500 for bad input.
 
 from __future__ import annotations
 
+import html
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -268,11 +269,94 @@ EXCEPTION_HANDLERS = {
 }
 
 
+# --- pages: the consoles and H5 answer errors as HTML ----------------------------------------------------
+
+PAGE_REALMS: tuple[str, ...] = ("/console", "/platform", "/h5")
+ExceptionHandler = Callable[[Request[Any, Any, Any], Any], Response[Any]]
+
+
+def page_realm(path: str) -> str | None:
+    """The page realm (``/console``, ``/platform``, ``/h5``) ``path`` belongs to, or None for the API."""
+    for realm in PAGE_REALMS:
+        if path == realm or path.startswith(realm + "/"):
+            return realm
+    return None
+
+
+def _handler_for(table: Mapping[type[Exception], ExceptionHandler], exc: Exception) -> ExceptionHandler | None:
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]
+    return None
+
+
+def exception_handlers_by_realm(
+    pages: Mapping[str, Mapping[type[Exception], ExceptionHandler]],
+) -> dict[type[Exception], ExceptionHandler]:
+    """The app's exception handlers: problem+json for the API, and the realm's HTML page for an error on
+    a page path that never reached the page's router (no route matched, wrong method, a refusal raised
+    before routing). Each realm's table must handle ``Exception``."""
+
+    def dispatch(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        realm = page_realm(request.url.path)
+        table = pages.get(realm) if realm else None
+        handler = (_handler_for(table, exc) if table else None) or _handler_for(EXCEPTION_HANDLERS, exc)
+        assert handler is not None  # EXCEPTION_HANDLERS handles Exception
+        return handler(request, exc)
+
+    types = set(EXCEPTION_HANDLERS) | {cls for table in pages.values() for cls in table}
+    return dict.fromkeys(types, dispatch)
+
+
+_PAGE_TITLES: dict[int, tuple[str, str]] = {
+    400: ("The request could not be understood", "请求无法识别"),
+    401: ("Please log in", "请先登录"),
+    403: ("Access denied", "无权访问"),
+    404: ("Page not found", "页面不存在"),
+    413: ("The upload is too large", "上传内容过大"),
+    429: ("Too many requests", "请求过于频繁"),
+    503: ("Service temporarily unavailable", "服务暂时不可用"),
+}
+
+
+def _error_page_bytes(exc: DomainError, locale: str, realm: str) -> bytes:
+    """A self-contained HTML error page (no template, no session: the request may be unreadable)."""
+    en = locale == "en"
+    title = _PAGE_TITLES.get(exc.status, _PAGE_TITLES[400 if exc.status < 500 else 503])[0 if en else 1]
+    back = "Go to the start page" if en else "返回首页"
+    home = {"/platform": "/platform", "/h5": "/h5/me"}.get(realm, "/console")
+    return (
+        f'<!doctype html><html lang="{"en" if en else "zh-CN"}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title></head><body><main>"
+        f'<p class="error-code">{exc.status}</p><h1>{html.escape(title)}</h1>'
+        f"<p data-error-message>{html.escape(exc.detail(locale))}</p>"
+        f'<p><a href="{home}">{back}</a></p></main></body></html>'
+    ).encode()
+
+
 async def send_problem_asgi(
-    send: Any, exc: DomainError, locale: str, extra_headers: list[tuple[bytes, bytes]] | None = None
+    send: Any,
+    exc: DomainError,
+    locale: str,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    path: str = "",
 ) -> None:
-    """Answer ``exc`` as problem+json straight on the ASGI ``send`` (middleware that refuses a request
-    before Litestar routes it): the same body as :func:`problem`, plus the error's own headers."""
+    """Answer ``exc`` straight on the ASGI ``send`` (middleware that refuses a request before Litestar
+    routes it): problem+json, the same body as :func:`problem`, plus the error's own headers; on a page
+    path (:func:`page_realm`) a readable HTML page instead."""
+    if (realm := page_realm(path)) is not None:
+        page = _error_page_bytes(exc, locale, realm)
+        headers = [
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"content-length", str(len(page)).encode()),
+        ]
+        headers += [(k.lower().encode(), str(v).encode()) for k, v in (exc.headers or {}).items()]
+        headers += extra_headers or []
+        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+        await send({"type": "http.response.body", "body": page})
+        return
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + exc.code,
         "title": exc.code.replace("_", " "),

@@ -125,6 +125,22 @@ async def test_nul_in_an_upload_filename_or_form_field_is_400_but_binary_content
     assert r.status_code < 500 and r.json()["code"] != "nul_character", r.text
 
 
+@pytest.mark.parametrize("path", ["/api/v1/members/import", "/api/v1/code-imports", "/api/v1/bulk-grants"])
+@pytest.mark.parametrize(
+    ("part_headers", "value"),
+    [(b"", b"\xff\xfe"), (b"Content-Type: text/plain; charset=no-such-charset\r\n", b"abc")],
+)
+async def test_a_form_field_that_is_not_text_in_its_charset_is_400(client, api, path, part_headers, value):
+    body = (
+        b"--b0undary\r\nContent-Disposition: form-data; name=\"encoding\"\r\n" + part_headers + b"\r\n"
+        + value + b"\r\n--b0undary--\r\n"
+    )
+    r = await client.post(
+        path, headers={**api, "content-type": "multipart/form-data; boundary=b0undary"}, content=body
+    )
+    assert _is_problem(r, 400, "invalid_form_encoding")["errors"][0]["code"] == "invalid_encoding"
+
+
 # --- item 2: any header bytes ------------------------------------------------------------------------
 
 
