@@ -45,6 +45,8 @@ PERMISSION_LABELS: dict[str, str] = {
 }
 
 FIELD_LABELS: dict[str, str] = {
+    "cursor": N_("Position in the list"),
+    "limit": N_("Rows per page"),
     "name": N_("Name"),
     "slug": N_("Slug"),
     "owner_email": N_("Owner e-mail"),

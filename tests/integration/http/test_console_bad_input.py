@@ -82,7 +82,7 @@ async def test_a_form_value_a_handler_does_not_catch_is_a_422_page_naming_the_fi
 
 @pytest.mark.parametrize(
     ("url", "field"),
-    [("/console/products?cursor=zzz", "cursor"), ("/console/batches?product_id=not-a-uuid", "商品")],
+    [("/console/products?cursor=zzz", "列表位置"), ("/console/batches?product_id=not-a-uuid", "商品")],
 )
 async def test_a_refused_query_parameter_is_named_on_the_page(
     browser: Browser, make_tenant, make_user, url: str, field: str
