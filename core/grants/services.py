@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import event, select, update
@@ -202,6 +203,23 @@ def _new_grant(
     return grant
 
 
+def _new_items(
+    grant: Grant, member_id: uuid.UUID, product: Product, codes: Sequence[Any], now: dt.datetime
+) -> list[GrantItem]:
+    """The grant's units, one ``held`` item per allocated code, each with its own expiry."""
+    return [
+        GrantItem(
+            id=new_id(),
+            grant_id=grant.id,
+            code_id=c.id,
+            member_id=member_id,
+            status="held",
+            expires_at=_item_expiry(product, c.expires_at, now),
+        )
+        for c in codes
+    ]
+
+
 async def create_grant(
     session: AsyncSession,
     kernel: Kernel,
@@ -243,17 +261,7 @@ async def create_grant(
         allocation = await allocate(session, product.id, data.quantity, f"grant:{grant.ref}", product=product)
         now = utcnow()
         session.add(grant)
-        items = [
-            GrantItem(
-                id=new_id(),
-                grant_id=grant.id,
-                code_id=c.id,
-                member_id=member.id,
-                status="held",
-                expires_at=_item_expiry(product, c.expires_at, now),
-            )
-            for c in allocation.codes
-        ]
+        items = _new_items(grant, member.id, product, allocation.codes, now)
         session.add_all(items)
         facts = {
             "ref": grant.ref,
@@ -773,17 +781,7 @@ async def grant_many(
         member = members[i]
         assert isinstance(member, Member)
         session.add(grant)
-        items = [
-            GrantItem(
-                id=new_id(),
-                grant_id=grant.id,
-                code_id=c.id,
-                member_id=member.id,
-                status="held",
-                expires_at=_item_expiry(product, c.expires_at, now),
-            )
-            for c in got
-        ]
+        items = _new_items(grant, member.id, product, got, now)
         session.add_all(items)
         facts = {
             "ref": grant.ref,
