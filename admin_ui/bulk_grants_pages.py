@@ -16,7 +16,6 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import Provide
 from litestar.response import Redirect
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.console_pages import shell
 from admin_ui.forms import FormInvalid, FormProblem, problem_of, read_form, values
@@ -24,12 +23,13 @@ from admin_ui.i18n import N_
 from admin_ui.labels import JOB_STATUS_LABELS
 from admin_ui.rendering import flash, locale_of, render, translator
 from core.bulk_grants import services
-from core.bulk_grants.api import declared_length, too_large
 from core.bulk_grants.messages import row_messages
 from core.bulk_grants.models import BulkGrant
+from core.bulk_grants.parsing import too_large
 from core.bulk_grants.schemas import BulkGrantFields
+from core.db.types import DbSession
 from core.errors import DomainError
-from core.inventory.importing.api import MULTIPART_SLACK, UPLOAD_CEILING
+from core.http.uploads import MULTIPART_SLACK, UPLOAD_CEILING, declared_length
 from core.inventory.importing.services import to_request
 from core.jobs import progress
 from tenants.guards import principal_of, provide_db, require_permission
@@ -73,7 +73,7 @@ class BulkGrantsController(Controller):
     async def _index(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         form: dict[str, str],
         *,
         problem: FormProblem | None = None,
@@ -92,12 +92,12 @@ class BulkGrantsController(Controller):
         return render(request, "console/bulk_grants/index.html", ctx, status=status)
 
     @get("/")
-    async def index(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def index(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """Recent bulk grants and the upload form."""
         return await self._index(request, db, {f: "" for f in FIELDS})
 
     @post("/", status_code=303, request_max_body_size=UPLOAD_CEILING)
-    async def upload(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[Any]:
+    async def upload(self, request: Request[Any, Any, Any], db: DbSession) -> Response[Any]:
         """Read and validate the recipient file (nothing is granted yet), then show the report."""
         kernel = request.app.state.kernel
         limit: int = kernel.settings.max_import_bytes
@@ -131,7 +131,7 @@ class BulkGrantsController(Controller):
     async def _show(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         bulk: BulkGrant,
         *,
         problem: FormProblem | None = None,
@@ -159,15 +159,13 @@ class BulkGrantsController(Controller):
         return render(request, "console/bulk_grants/show.html", ctx, status=status)
 
     @get("/{bulk_id:uuid}")
-    async def show(
-        self, request: Request[Any, Any, Any], db: AsyncSession, bulk_id: uuid.UUID
-    ) -> Response[str]:
+    async def show(self, request: Request[Any, Any, Any], db: DbSession, bulk_id: uuid.UUID) -> Response[str]:
         """The report and confirm button; then the progress bar; then the counts and the result download."""
         return await self._show(request, db, await services.get_bulk_grant(db, bulk_id))
 
     @post("/{bulk_id:uuid}/confirm", status_code=303)
     async def confirm(
-        self, request: Request[Any, Any, Any], db: AsyncSession, bulk_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, bulk_id: uuid.UUID
     ) -> Response[Any]:
         """Queue the grant job for the rows that can be granted."""
         try:
@@ -183,7 +181,7 @@ class BulkGrantsController(Controller):
 
     @get("/{bulk_id:uuid}/progress")
     async def bulk_progress(
-        self, request: Request[Any, Any, Any], db: AsyncSession, bulk_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, bulk_id: uuid.UUID
     ) -> Response[Any]:
         """The job's progress as JSON for the progress bar (polled by console.js)."""
         bulk = await services.get_bulk_grant(db, bulk_id)
@@ -214,7 +212,7 @@ class BulkGrantsController(Controller):
 
     @get("/{bulk_id:uuid}/results.csv")
     async def results(
-        self, request: Request[Any, Any, Any], db: AsyncSession, bulk_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, bulk_id: uuid.UUID
     ) -> Response[bytes]:
         """The per-row result (UTF-8 with BOM; contacts and codes masked), in the console's language."""
         body = await services.results_csv(db, request.app.state.kernel, bulk_id, locale_of(request))

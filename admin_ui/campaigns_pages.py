@@ -18,15 +18,12 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.response import Redirect
 from markupsafe import Markup
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.console_pages import shell
 from admin_ui.forms import FormInvalid, FormProblem, problem_of, read_form, values
 from admin_ui.grants_pages import product_names
 from admin_ui.i18n import N_
 from admin_ui.rendering import flash, locale_of, render, translator
-from core.catalog.schemas import ProductFilter
-from core.catalog.services import list_products
 from core.claims import services
 from core.claims.qr import qr_svg
 from core.claims.schemas import (
@@ -36,8 +33,9 @@ from core.claims.schemas import (
     CampaignOut,
     CampaignUpdate,
 )
+from core.db.types import DbSession
 from core.errors import DomainError
-from core.inventory.allocation import ALLOCATABLE_KINDS
+from core.grants.services import grantable_products
 from tenants.guards import provide_db, require_permission
 
 PAGE = 100
@@ -159,7 +157,7 @@ class CampaignsController(Controller):
     async def _list(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         *,
         form: dict[str, Any] | None = None,
         problem: FormProblem | None = None,
@@ -168,8 +166,7 @@ class CampaignsController(Controller):
     ) -> Response[str]:
         kernel = request.app.state.kernel
         campaigns = (await services.list_campaigns(db, kernel, None, PAGE)).items
-        active_products = (await list_products(db, ProductFilter(status="active"), None, 200)).items
-        choices = [p for p in active_products if p.kind in ALLOCATABLE_KINDS or p.kind == "bundle"]
+        choices = await grantable_products(db)
         ctx = await shell(request, db)
         ctx.update(
             campaigns=campaigns,
@@ -186,12 +183,12 @@ class CampaignsController(Controller):
         return render(request, "console/campaigns/list.html", ctx, status=status)
 
     @get("/")
-    async def campaigns(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def campaigns(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """The tenant's campaigns, newest first, with their public claim links and counts, and the create form."""
         return await self._list(request, db)
 
     @post("/", status_code=200)
-    async def create(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def create(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """Create a campaign through the API's service; the response shows its public claim link."""
         raw = await read_form(request)
         form: dict[str, Any] = {**values(raw, *_FIELDS), "active": raw.get("active") == "on"}
@@ -209,7 +206,7 @@ class CampaignsController(Controller):
     async def _detail(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         campaign_id: uuid.UUID,
         *,
         form: dict[str, Any] | None = None,
@@ -232,14 +229,14 @@ class CampaignsController(Controller):
 
     @get("/{campaign_id:uuid}")
     async def detail(
-        self, request: Request[Any, Any, Any], db: AsyncSession, campaign_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, campaign_id: uuid.UUID
     ) -> Response[str]:
         """One campaign: link and QR, claim counts, the edit form and "Stop" / "Resume"."""
         return await self._detail(request, db, campaign_id)
 
     @post("/{campaign_id:uuid}", status_code=200)
     async def update(
-        self, request: Request[Any, Any, Any], db: AsyncSession, campaign_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, campaign_id: uuid.UUID
     ) -> Response[Any]:
         """Save the edit form through the API's service (the PATCH rules)."""
         raw = await read_form(request)
@@ -257,9 +254,7 @@ class CampaignsController(Controller):
         return Redirect(f"/console/campaigns/{campaign_id}", status_code=303)
 
     @post("/{campaign_id:uuid}/stop", status_code=303)
-    async def stop(
-        self, request: Request[Any, Any, Any], db: AsyncSession, campaign_id: uuid.UUID
-    ) -> Redirect:
+    async def stop(self, request: Request[Any, Any, Any], db: DbSession, campaign_id: uuid.UUID) -> Redirect:
         """End the campaign now (idempotent); its page then says the campaign has ended."""
         await services.stop_campaign(db, request.app.state.kernel, campaign_id)
         flash(
@@ -270,7 +265,7 @@ class CampaignsController(Controller):
 
     @post("/{campaign_id:uuid}/resume", status_code=303)
     async def resume(
-        self, request: Request[Any, Any, Any], db: AsyncSession, campaign_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, campaign_id: uuid.UUID
     ) -> Redirect:
         """Undo a stop; the campaign is open again if its window and the active switch allow."""
         await services.resume_campaign(db, request.app.state.kernel, campaign_id)

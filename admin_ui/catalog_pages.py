@@ -18,7 +18,6 @@ from litestar.datastructures import FormMultiDict
 from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.response import Redirect
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.console_pages import shell
 from admin_ui.forms import FormInvalid, FormProblem, convert, problem_of, read_form, values
@@ -28,10 +27,18 @@ from admin_ui.rendering import flash, locale_of, render, translator
 from core.catalog.models import CODE_FORMATS, PRODUCT_KINDS, PRODUCT_STATUSES, PROVENANCES, VALIDITY_KINDS
 from core.catalog.rules import CHARSETS, DEFAULT_CHARSET, DEFAULT_MAX_LENGTH, DEFAULT_MIN_LENGTH, RULE_FIELDS
 from core.catalog.schemas import ProductCreate, ProductFilter, ProductOut, ProductUpdate
-from core.catalog.services import CODE_KINDS, create_product, get_product, list_products, update_product
+from core.catalog.services import (
+    CODE_KINDS,
+    bundle_item_choices,
+    create_product,
+    get_product,
+    list_products,
+    update_product,
+)
+from core.db.types import DbSession
 from core.errors import DomainError
-from core.inventory.api import list_open_alerts, product_stock
-from core.inventory.importing.services import CODE_PRODUCT_KINDS as IMPORTABLE_KINDS
+from core.inventory.importing.services import accepts_codes
+from core.inventory.queries import list_open_alerts, product_stock
 from core.inventory.stock import StockLevel, stock_levels
 from tenants.guards import provide_db, require_permission
 
@@ -215,11 +222,6 @@ def _failure(exc: Exception, request: Request[Any, Any, Any]) -> tuple[FormProbl
     return problem_of(exc, translator(request), locale_of(request)), status
 
 
-async def _bundle_choices(db: AsyncSession, exclude: uuid.UUID | None = None) -> list[ProductOut]:
-    page = await list_products(db, ProductFilter(), None, 200)
-    return [p for p in page.items if p.kind != "bundle" and p.status != "archived" and p.id != exclude]
-
-
 class ProductsController(Controller):
     path = "/products"
     guards = [require_permission("catalog.read")]
@@ -229,7 +231,7 @@ class ProductsController(Controller):
     async def products(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         kind: Query = None,
         product_status: Annotated[str | None, Parameter(query="status", required=False)] = None,
         q: Annotated[str | None, Parameter(required=False, max_length=100)] = None,
@@ -258,7 +260,7 @@ class ProductsController(Controller):
     async def _form_page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         form: dict[str, Any],
         *,
         product: ProductOut | None = None,
@@ -273,7 +275,7 @@ class ProductsController(Controller):
             form=form,
             product=product,
             items=items,
-            choices=await _bundle_choices(db, product.id if product else None),
+            choices=await bundle_item_choices(db, product.id if product else None),
             problem=problem,
             bad=bad or set(),
             kinds=PRODUCT_KINDS,
@@ -289,7 +291,7 @@ class ProductsController(Controller):
 
     @get("/new", guards=[require_permission("catalog.manage")])
     async def new_product(
-        self, request: Request[Any, Any, Any], db: AsyncSession, kind: Query = None
+        self, request: Request[Any, Any, Any], db: DbSession, kind: Query = None
     ) -> Response[str]:
         ctx = await shell(request, db)
         form: dict[str, Any] = {f: "" for f in TEXT_FIELDS}
@@ -312,7 +314,7 @@ class ProductsController(Controller):
         return await self._form_page(request, db, form)
 
     @post("/", status_code=303, guards=[require_permission("catalog.manage")])
-    async def create(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[Any]:
+    async def create(self, request: Request[Any, Any, Any], db: DbSession) -> Response[Any]:
         form = read_product_form(await read_form(request))
         kind = form["kind"]
         try:
@@ -330,7 +332,7 @@ class ProductsController(Controller):
 
     @get("/{product_id:uuid}")
     async def detail(
-        self, request: Request[Any, Any, Any], db: AsyncSession, product_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, product_id: uuid.UUID
     ) -> Response[str]:
         """The product, its stock per state and per batch, value at cost, and open alerts."""
         product = await get_product(db, product_id)
@@ -339,18 +341,18 @@ class ProductsController(Controller):
         ctx.update(
             product=product,
             stock=stock,
-            alerts=[a for a in await list_open_alerts(db) if a.product_id == product.id],
+            alerts=await list_open_alerts(db, product.id),
             item_levels=await stock_levels(db) if product.kind == "bundle" else {},
             empty_level=StockLevel(currency=product.currency),
             code_kinds=CODE_KINDS,
             charset_labels=CHARSET_LABELS,
-            importable=product.kind in IMPORTABLE_KINDS and product.status != "archived",
+            importable=accepts_codes(product.kind, product.status),
         )
         return render(request, "console/product_detail.html", ctx)
 
     @get("/{product_id:uuid}/edit", guards=[require_permission("catalog.manage")])
     async def edit(
-        self, request: Request[Any, Any, Any], db: AsyncSession, product_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, product_id: uuid.UUID
     ) -> Response[str]:
         product = await get_product(db, product_id)
         tz = (await shell(request, db))["tz"]
@@ -358,7 +360,7 @@ class ProductsController(Controller):
 
     @post("/{product_id:uuid}", status_code=303, guards=[require_permission("catalog.manage")])
     async def update(
-        self, request: Request[Any, Any, Any], db: AsyncSession, product_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, product_id: uuid.UUID
     ) -> Response[Any]:
         product = await get_product(db, product_id)
         form = read_product_form(await read_form(request))

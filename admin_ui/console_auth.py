@@ -9,7 +9,6 @@ from litestar.datastructures import Cookie
 from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.response import Redirect
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.forms import (
     FormInvalid,
@@ -24,6 +23,7 @@ from admin_ui.forms import (
 from admin_ui.i18n import LOCALES
 from admin_ui.rendering import flash, locale_of, render, translator
 from admin_ui.sessions import end_session, safe_next, start_session
+from core.db.types import DbSession
 from core.errors import DomainError
 from tenants import onboarding
 from tenants.guards import principal_of, provide_db
@@ -88,7 +88,7 @@ class ConsoleAuthController(Controller):
     async def _invite_page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         token: str,
         problem: FormProblem | None = None,
         status: int = 200,
@@ -113,14 +113,12 @@ class ConsoleAuthController(Controller):
         return render(request, "console/invite.html", ctx, status=status, headers=headers)
 
     @get("/invite/{token:str}")
-    async def invite_page(
-        self, request: Request[Any, Any, Any], db: AsyncSession, token: str
-    ) -> Response[str]:
+    async def invite_page(self, request: Request[Any, Any, Any], db: DbSession, token: str) -> Response[str]:
         return await self._invite_page(request, db, token)
 
     @post("/invite/{token:str}", status_code=303)
     async def invite_accept(
-        self, request: Request[Any, Any, Any], db: AsyncSession, token: str
+        self, request: Request[Any, Any, Any], db: DbSession, token: str
     ) -> Response[Any]:
         t = translator(request)
         form = values(

@@ -14,14 +14,13 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.response import Redirect
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.forms import FormInvalid, FormProblem, RoleForm, convert, problem_of, read_form, values
 from admin_ui.i18n import N_
 from admin_ui.labels import PERMISSION_LABELS, ROLE_LABELS
 from admin_ui.rendering import flash, locale_of, render, translator
-from core.audit.api import list_events
-from core.audit.services import ChainReport, verify_chain
+from core.audit.services import ChainReport, list_events, verify_chain
+from core.db.types import DbSession
 from core.errors import DomainError, Unauthorized
 from tenants import onboarding
 from tenants.clients import client_out, create_client, list_clients, revoke_client
@@ -52,7 +51,7 @@ def _principal(request: Request[Any, Any, Any]) -> tuple[Principal, uuid.UUID]:
     return p, p.tenant_id
 
 
-async def shell(request: Request[Any, Any, Any], db: AsyncSession) -> dict[str, Any]:
+async def shell(request: Request[Any, Any, Any], db: DbSession) -> dict[str, Any]:
     """What every tenant page shows around its content: tenant, plan, the user and the menu."""
     p, tenant_id = _principal(request)
     tenant, plan = await onboarding.get_tenant(db, tenant_id)
@@ -78,7 +77,7 @@ class DashboardController(Controller):
     dependencies = {"db": Provide(provide_db)}
 
     @get("/")
-    async def dashboard(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def dashboard(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         ctx = await shell(request, db)
         used = await onboarding.quota_usage(db, ctx["tenant"].id)
         plan = ctx["plan"]
@@ -97,7 +96,7 @@ class UsersController(Controller):
     async def _page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         *,
         form: dict[str, str] | None = None,
         problem: FormProblem | None = None,
@@ -117,11 +116,11 @@ class UsersController(Controller):
         return render(request, "console/users.html", ctx, status=status)
 
     @get("/")
-    async def users(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def users(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         return await self._page(request, db)
 
     @post("/", status_code=200)
-    async def invite(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def invite(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """Invite a user; the invite link is shown on this response only."""
         form = values(await read_form(request), "email", "name", "role")
         try:
@@ -137,7 +136,7 @@ class UsersController(Controller):
 
     @post("/{user_id:uuid}/role", status_code=303)
     async def set_role(
-        self, request: Request[Any, Any, Any], db: AsyncSession, user_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, user_id: uuid.UUID
     ) -> Response[Any]:
         t = translator(request)
         try:
@@ -155,7 +154,7 @@ class UsersController(Controller):
 
     @post("/{user_id:uuid}/disable", status_code=303)
     async def disable(
-        self, request: Request[Any, Any, Any], db: AsyncSession, user_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, user_id: uuid.UUID
     ) -> Response[Any]:
         t = translator(request)
         try:
@@ -180,7 +179,7 @@ class ClientsController(Controller):
     async def _page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         *,
         form: dict[str, Any] | None = None,
         problem: FormProblem | None = None,
@@ -198,11 +197,11 @@ class ClientsController(Controller):
         return render(request, "console/clients.html", ctx, status=status)
 
     @get("/")
-    async def clients(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def clients(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         return await self._page(request, db)
 
     @post("/", status_code=200)
-    async def create(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def create(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """Create an API client; its secret is shown on this response only."""
         raw = await read_form(request)
         form: dict[str, Any] = {
@@ -222,9 +221,7 @@ class ClientsController(Controller):
         return await self._page(request, db, created=created)
 
     @post("/{client_pk:uuid}/revoke", status_code=303)
-    async def revoke(
-        self, request: Request[Any, Any, Any], db: AsyncSession, client_pk: uuid.UUID
-    ) -> Redirect:
+    async def revoke(self, request: Request[Any, Any, Any], db: DbSession, client_pk: uuid.UUID) -> Redirect:
         client = await revoke_client(db, client_pk)
         flash(request, translator(request).gettext("API client %(name)s is revoked.") % {"name": client.name})
         return Redirect("/console/clients", status_code=303)
@@ -238,7 +235,7 @@ class AuditPageController(Controller):
     async def _page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         before: int | None,
         report: ChainReport | None = None,
     ) -> Response[str]:
@@ -269,13 +266,13 @@ class AuditPageController(Controller):
     async def audit(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         before: Annotated[int | None, Parameter(query="before", ge=1, required=False)] = None,
     ) -> Response[str]:
         return await self._page(request, db, before)
 
     @post("/verify", status_code=200)
-    async def verify(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def verify(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """Recompute the tenant's audit chain and show the report."""
         report = await verify_chain(db, _principal(request)[1])
         return await self._page(request, db, None, report)

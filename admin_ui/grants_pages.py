@@ -10,21 +10,18 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.response import Redirect
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.console_pages import shell
 from admin_ui.forms import FormInvalid, FormProblem, problem_of, read_form, values
 from admin_ui.i18n import N_
 from admin_ui.rendering import flash, locale_of, render, translator
-from core.catalog.models import Product
-from core.catalog.schemas import ProductFilter
-from core.catalog.services import list_products
+from core.catalog.schemas import ProductOut
+from core.catalog.services import products_by_id
+from core.db.types import DbSession
 from core.errors import DomainError
 from core.grants import services
 from core.grants.models import GRANT_STATUSES
 from core.grants.schemas import MAX_GRANT_QUANTITY, GrantRequest
-from core.inventory.allocation import ALLOCATABLE_KINDS
 from tenants.guards import principal_of, provide_db, require_permission
 
 PAGE = 50
@@ -52,11 +49,9 @@ _EMPTY_FORM = dict.fromkeys(("product_id", "phone", "email", "name", "channel", 
 CHANNEL_LABELS: dict[str, str] = {"sms": N_("SMS"), "email": N_("E-mail"), "none": N_("No delivery")}
 
 
-async def product_names(db: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, Product]:
-    """Products by id (for names in lists)."""
-    if not ids:
-        return {}
-    return {p.id: p for p in (await db.execute(select(Product).where(Product.id.in_(list(ids))))).scalars()}
+async def product_names(db: DbSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, ProductOut]:
+    """Products by id, for their names in lists (the grant, campaign and member pages)."""
+    return await products_by_id(db, ids)
 
 
 def _failure(exc: Exception, request: Request[Any, Any, Any]) -> tuple[FormProblem, int]:
@@ -81,7 +76,7 @@ class GrantsController(Controller):
     async def grants(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         grant_status: Annotated[str | None, Parameter(query="status", required=False, max_length=20)] = None,
         cursor: UuidQuery = None,
     ) -> Response[str]:
@@ -103,7 +98,7 @@ class GrantsController(Controller):
     async def _detail(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         grant_id: uuid.UUID,
         *,
         problem: FormProblem | None = None,
@@ -125,14 +120,14 @@ class GrantsController(Controller):
 
     @get("/{grant_id:uuid}")
     async def grant(
-        self, request: Request[Any, Any, Any], db: AsyncSession, grant_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, grant_id: uuid.UUID
     ) -> Response[str]:
         """One grant: member, contact (masked), delivery, and its codes masked."""
         return await self._detail(request, db, grant_id)
 
     @post("/{grant_id:uuid}/void", status_code=303, guards=[require_permission("grants.manage")])
     async def void(
-        self, request: Request[Any, Any, Any], db: AsyncSession, grant_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, grant_id: uuid.UUID
     ) -> Response[Any]:
         """Void an undelivered grant with a reason; its codes go back to stock."""
         reason = values(await read_form(request), "reason")["reason"]
@@ -148,14 +143,13 @@ class GrantsController(Controller):
     async def _form(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         *,
         form: dict[str, str] | None = None,
         problem: FormProblem | None = None,
         status: int = 200,
     ) -> Response[str]:
-        page = await list_products(db, ProductFilter(status="active"), None, 200)
-        products = [p for p in page.items if p.kind in ALLOCATABLE_KINDS or p.kind == "bundle"]
+        products = await services.grantable_products(db)
         ctx = await shell(request, db)
         ctx.update(
             products=products,
@@ -167,12 +161,12 @@ class GrantsController(Controller):
         return render(request, "console/grants/new.html", ctx, status=status)
 
     @get("/new", guards=[require_permission("grants.manage")])
-    async def new(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def new(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """The "grant codes" form: product, quantity, and a phone or an e-mail."""
         return await self._form(request, db)
 
     @post("/new", status_code=303, guards=[require_permission("grants.manage")])
-    async def create(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[Any]:
+    async def create(self, request: Request[Any, Any, Any], db: DbSession) -> Response[Any]:
         """Grant codes from the console; delivery goes through the outbox like an API grant."""
         form = values(
             await read_form(request),

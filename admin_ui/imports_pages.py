@@ -22,10 +22,8 @@ from typing import IO, Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import FormMultiDict, UploadFile
 from litestar.di import Provide
-from litestar.exceptions import ClientException
 from litestar.params import Parameter
 from litestar.response import Redirect
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.catalog_pages import bad_fields
 from admin_ui.console_pages import shell
@@ -34,19 +32,18 @@ from admin_ui.i18n import N_
 from admin_ui.labels import JOB_STATUS_LABELS
 from admin_ui.money import AmountInvalid, yuan_to_fen
 from admin_ui.rendering import flash, locale_of, render, translator
-from core.catalog.schemas import ProductFilter, ProductOut
-from core.catalog.services import get_product, list_products
+from core.catalog.services import get_product
+from core.db.types import DbSession
 from core.errors import DomainError, ValidationFailed
+from core.http.uploads import MULTIPART_SLACK, UPLOAD_CEILING, declared_length
 from core.inventory.importing import services
 from core.inventory.importing.parsing import FIELDS, ColumnMapping, import_error, open_upload, records
 from core.inventory.importing.schemas import GenerationRequest, ImportRequest
 from core.inventory.models import CodeImport
+from core.inventory.queries import importable_products
 from core.jobs import progress
 from tenants.guards import provide_db, require_permission
 
-UPLOAD_CEILING = 1 << 30
-"""Hard ceiling of a request body here; the real limit is ``KAQUAN_MAX_IMPORT_BYTES`` (checked below)."""
-MULTIPART_SLACK = 256 * 1024
 BATCH_FIELDS = ("product_id", "supplier", "unit_cost", "purchase_ref", "expires_at", "notes", "encoding")
 MAP_FIELDS = ("map_header", "map_number", "map_pin", "map_expires_at")
 GENERATE_FIELDS = (
@@ -128,10 +125,7 @@ def _source(raw: FormMultiDict) -> tuple[IO[bytes], str]:
 
 
 def _check_length(request: Request[Any, Any, Any], limit: int) -> None:
-    try:
-        declared = request.content_length
-    except ClientException:
-        declared = None
+    declared = declared_length(request)
     if declared is not None and declared > limit + MULTIPART_SLACK:
         raise import_error(
             "import_too_large",
@@ -139,17 +133,6 @@ def _check_length(request: Request[Any, Any, Any], limit: int) -> None:
             f"上传内容为 {declared} 字节，单次最多导入 {limit} 字节，请拆分文件",
             status=413,
         )
-
-
-async def _code_products(db: AsyncSession, *, number_only: bool = False) -> list[ProductOut]:
-    page = await list_products(db, ProductFilter(), None, 200)
-    return [
-        p
-        for p in page.items
-        if p.kind in services.CODE_PRODUCT_KINDS
-        and p.status != "archived"
-        and (not number_only or p.code_format == "number")
-    ]
 
 
 def _column_name(value: str | None, t: Any) -> str | None:
@@ -182,7 +165,7 @@ class ImportsController(Controller):
     async def _upload_page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         form: dict[str, str],
         *,
         problem: FormProblem | None = None,
@@ -192,7 +175,7 @@ class ImportsController(Controller):
         ctx = await shell(request, db)
         ctx.update(
             form=form,
-            products=await _code_products(db),
+            products=await importable_products(db),
             problem=problem,
             bad=bad or set(),
             encodings=ENCODINGS,
@@ -203,7 +186,7 @@ class ImportsController(Controller):
 
     @get("/new", guards=[require_permission("inventory.manage")])
     async def new_import(
-        self, request: Request[Any, Any, Any], db: AsyncSession, product_id: UuidQuery = None
+        self, request: Request[Any, Any, Any], db: DbSession, product_id: UuidQuery = None
     ) -> Response[str]:
         """Step 1 and 2: the file (or pasted codes), the batch fields and the column mapping."""
         form = {f: "" for f in (*BATCH_FIELDS, *MAP_FIELDS)}
@@ -217,7 +200,7 @@ class ImportsController(Controller):
         guards=[require_permission("inventory.manage")],
         request_max_body_size=UPLOAD_CEILING,
     )
-    async def upload(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[Any]:
+    async def upload(self, request: Request[Any, Any, Any], db: DbSession) -> Response[Any]:
         """Parse and validate the upload (nothing is stored as stock yet), then show the report."""
         limit: int = request.app.state.kernel.settings.max_import_bytes
         form: dict[str, str] = {f: "" for f in (*BATCH_FIELDS, *MAP_FIELDS)}
@@ -283,7 +266,7 @@ class ImportsController(Controller):
 
     @get("/{import_id:uuid}")
     async def show(
-        self, request: Request[Any, Any, Any], db: AsyncSession, import_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, import_id: uuid.UUID
     ) -> Response[Any]:
         """Step 3–5: the validation report and the confirm form; then the progress bar; then the batch."""
         imp = await services.get_import(db, import_id)
@@ -305,7 +288,7 @@ class ImportsController(Controller):
     async def _report_page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         imp: CodeImport,
         *,
         problem: FormProblem | None = None,
@@ -324,7 +307,7 @@ class ImportsController(Controller):
 
     @post("/{import_id:uuid}/confirm", status_code=303, guards=[require_permission("inventory.manage")])
     async def confirm(
-        self, request: Request[Any, Any, Any], db: AsyncSession, import_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, import_id: uuid.UUID
     ) -> Response[Any]:
         """Queue the import of the valid rows (or of everything, refused if any row has a problem)."""
         mode = values(await read_form(request), "mode")["mode"] or "valid_only"
@@ -341,7 +324,7 @@ class ImportsController(Controller):
 
     @get("/{import_id:uuid}/progress")
     async def import_progress(
-        self, request: Request[Any, Any, Any], db: AsyncSession, import_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, import_id: uuid.UUID
     ) -> Response[Any]:
         """The import's job progress as JSON for the progress bar (polled by console.js)."""
         imp = await services.get_import(db, import_id)
@@ -380,7 +363,7 @@ class ImportsController(Controller):
     async def _generate_page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         form: dict[str, str],
         *,
         problem: FormProblem | None = None,
@@ -389,13 +372,16 @@ class ImportsController(Controller):
     ) -> Response[str]:
         ctx = await shell(request, db)
         ctx.update(
-            form=form, products=await _code_products(db, number_only=True), problem=problem, bad=bad or set()
+            form=form,
+            products=await importable_products(db, number_only=True),
+            problem=problem,
+            bad=bad or set(),
         )
         return render(request, "console/generate.html", ctx, status=status)
 
     @get("/generate", guards=[require_permission("inventory.manage")])
     async def generate_form(
-        self, request: Request[Any, Any, Any], db: AsyncSession, product_id: UuidQuery = None
+        self, request: Request[Any, Any, Any], db: DbSession, product_id: UuidQuery = None
     ) -> Response[str]:
         """Generate your own codes (Crockford base32 with a check symbol) into a new batch."""
         form = {f: "" for f in GENERATE_FIELDS}
@@ -404,7 +390,7 @@ class ImportsController(Controller):
         return await self._generate_page(request, db, form)
 
     @post("/generate", status_code=303, guards=[require_permission("inventory.manage")])
-    async def generate(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[Any]:
+    async def generate(self, request: Request[Any, Any, Any], db: DbSession) -> Response[Any]:
         form = values(await read_form(request), *GENERATE_FIELDS)
         try:
             data = services.to_request({**form, "unit_cost": _cost(form)}, GenerationRequest)

@@ -16,29 +16,28 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.response import Redirect
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.console_pages import shell
 from admin_ui.forms import FormInvalid, FormProblem, problem_of, read_form, values
 from admin_ui.i18n import N_
 from admin_ui.rendering import flash, locale_of, render, translator
-from core.catalog.schemas import ProductFilter, ProductOut
-from core.catalog.services import CODE_KINDS, get_product, list_products
-from core.errors import DomainError, NotFound
+from core.catalog.services import get_product, products_by_id
+from core.db.types import DbSession
+from core.errors import DomainError
 from core.inventory import custody
-from core.inventory.api import (
+from core.inventory.models import CODE_STATES
+from core.inventory.queries import (
     check_states,
+    codes_in_batch,
     find_batch,
     get_batch,
+    get_code,
     list_batches,
     list_codes,
-    list_open_alerts,
+    stock_overview,
 )
-from core.inventory.models import CODE_STATES, Code
 from core.inventory.schemas import StockAlertOut
 from core.inventory.stock import StockLevel, evaluate_alerts, stock_levels
-from core.inventory.vault import masked
 from tenants.guards import principal_of, provide_db, require_permission
 
 STOCK_PAGE = 100
@@ -67,32 +66,24 @@ class StockController(Controller):
 
     @get("/")
     async def stock(
-        self, request: Request[Any, Any, Any], db: AsyncSession, cursor: UuidQuery = None
+        self, request: Request[Any, Any, Any], db: DbSession, cursor: UuidQuery = None
     ) -> Response[str]:
         """Every code product (not archived) with its codes by state, value at cost and open alerts."""
-        page = await list_products(db, ProductFilter(), cursor, STOCK_PAGE)
-        products = [p for p in page.items if p.kind in CODE_KINDS and p.status != "archived"]
-        levels = await stock_levels(db)
-        alerts = await list_open_alerts(db)
-        value: dict[str, int] = defaultdict(int)
-        for p in products:
-            level = levels.get(p.id)
-            if level is not None:
-                value[level.currency] += level.available_value
+        stock = await stock_overview(db, cursor, STOCK_PAGE)
         ctx = await shell(request, db)
         ctx.update(
-            products=products,
-            levels=levels,
-            empty_levels={p.id: StockLevel(currency=p.currency) for p in products},
-            alerts=alerts,
-            alerts_by_product=_alerts_by_product(alerts),
-            value=dict(value),
-            next_cursor=page.next_cursor,
+            products=stock.products,
+            levels=stock.levels,
+            empty_levels={p.id: StockLevel(currency=p.currency) for p in stock.products},
+            alerts=stock.alerts,
+            alerts_by_product=_alerts_by_product(stock.alerts),
+            value=stock.value,
+            next_cursor=stock.next_cursor,
         )
         return render(request, "console/stock.html", ctx)
 
     @post("/check-alerts", status_code=303, guards=[require_permission("inventory.manage")])
-    async def check_alerts(self, request: Request[Any, Any, Any], db: AsyncSession) -> Redirect:
+    async def check_alerts(self, request: Request[Any, Any, Any], db: DbSession) -> Redirect:
         """Evaluate low-stock and near-expiry alerts now (of one product, or all) and say what changed."""
         form = values(await read_form(request), "product_id")
         product_id = None
@@ -122,14 +113,14 @@ class BatchesController(Controller):
     async def batches(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         product_id: UuidQuery = None,
         cursor: UuidQuery = None,
     ) -> Response[str]:
         """Batches newest first (of one product, or all)."""
         page = await list_batches(db, product_id, cursor, BATCH_PAGE)
         levels = await stock_levels(db, product_id, by="batch")
-        products = await _products_of(db, {b.product_id for b in page.items})
+        products = await products_by_id(db, {b.product_id for b in page.items})
         ctx = await shell(request, db)
         ctx.update(
             batches=page.items,
@@ -144,7 +135,7 @@ class BatchesController(Controller):
     async def _page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         batch_id: uuid.UUID,
         *,
         code_state: str | None = None,
@@ -179,7 +170,7 @@ class BatchesController(Controller):
     async def batch(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         batch_id: uuid.UUID,
         code_state: Annotated[str | None, Parameter(query="state", required=False)] = None,
         cursor: UuidQuery = None,
@@ -189,7 +180,7 @@ class BatchesController(Controller):
 
     @post("/{batch_id:uuid}/void", status_code=303, guards=[require_permission("inventory.manage")])
     async def void(
-        self, request: Request[Any, Any, Any], db: AsyncSession, batch_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, batch_id: uuid.UUID
     ) -> Response[Any]:
         """Void the selected codes with a reason (they never go out again)."""
         raw = await read_form(request)
@@ -204,11 +195,7 @@ class BatchesController(Controller):
                 ids = [uuid.UUID(c) for c in picked]
             except ValueError:
                 raise FormInvalid("code_ids") from None
-            in_batch = set(
-                (
-                    await db.execute(select(Code.id).where(Code.batch_id == batch_id, Code.id.in_(ids)))
-                ).scalars()
-            )
+            in_batch = await codes_in_batch(db, batch_id, ids)
             if len(in_batch) != len(set(ids)):
                 raise FormInvalid("code_ids", N_("Some selected codes are not in this batch."))
             count = await custody.void_codes(db, ids, reason)
@@ -232,7 +219,7 @@ class BatchesController(Controller):
 
     @post("/{batch_id:uuid}/export", status_code=200, guards=[require_permission("codes.reveal")])
     async def export(
-        self, request: Request[Any, Any, Any], db: AsyncSession, batch_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, batch_id: uuid.UUID
     ) -> Response[Any]:
         """A CSV of the batch's codes in the chosen states (plaintext): reason required, audited."""
         raw = await read_form(request)
@@ -254,10 +241,6 @@ class BatchesController(Controller):
         )
 
 
-async def _products_of(db: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, ProductOut]:
-    return {pid: await get_product(db, pid) for pid in ids}
-
-
 class CodesController(Controller):
     """Reveal one code: a form asking the reason, then the plaintext once on a ``no-store`` page."""
 
@@ -268,25 +251,19 @@ class CodesController(Controller):
     async def _form(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         code_id: uuid.UUID,
         *,
         problem: FormProblem | None = None,
         reason: str = "",
         status: int = 200,
     ) -> Response[str]:
-        row = (
-            await db.execute(
-                select(Code.id, Code.batch_id, Code.last4, Code.has_pin, Code.state).where(Code.id == code_id)
-            )
-        ).one_or_none()
-        if row is None:
-            raise NotFound("Code not found", "卡密不存在", code="code_not_found")
+        row = await get_code(db, code_id)
         batch = await find_batch(db, row.batch_id)
         product = await get_product(db, batch.product_id)
         ctx = await shell(request, db)
         ctx.update(
-            code={"id": row.id, "masked": masked(row.last4), "has_pin": row.has_pin, "state": row.state},
+            code={"id": row.id, "masked": row.masked, "has_pin": row.has_pin, "state": row.state},
             batch=batch,
             product=product,
             problem=problem,
@@ -298,13 +275,13 @@ class CodesController(Controller):
 
     @get("/{code_id:uuid}/reveal")
     async def reveal_form(
-        self, request: Request[Any, Any, Any], db: AsyncSession, code_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, code_id: uuid.UUID
     ) -> Response[str]:
         return await self._form(request, db, code_id)
 
     @post("/{code_id:uuid}/reveal", status_code=200)
     async def reveal(
-        self, request: Request[Any, Any, Any], db: AsyncSession, code_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, code_id: uuid.UUID
     ) -> Response[str]:
         """Decrypt the code for this user with the stated reason (audited, rate-limited)."""
         reason = values(await read_form(request), "reason")["reason"]
@@ -316,13 +293,13 @@ class CodesController(Controller):
             await db.rollback()
             problem, status = _failure(exc, request)
             return await self._form(request, db, code_id, problem=problem, reason=reason, status=status)
-        row = (await db.execute(select(Code.batch_id, Code.last4).where(Code.id == code_id))).one()
+        row = await get_code(db, code_id)
         batch = await find_batch(db, row.batch_id)
         ctx = await shell(request, db)
         ctx.update(
             code={
                 "id": code.id,
-                "masked": masked(row.last4),
+                "masked": row.masked,
                 "state": code.state,
                 "expires_at": code.expires_at,
             },

@@ -2,62 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
-import msgspec
 from litestar import Controller, get
 from litestar.di import Provide
 from litestar.params import Parameter
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.audit.models import AuditEvent
-from core.audit.services import ChainReport, seal_chain, verify_chain
+from core.audit.services import AuditPage, ChainReport, list_events, verify_chain
 from core.db.context import require_tenant
 from tenants.guards import provide_db, require_scope
-
-
-class AuditEventOut(msgspec.Struct):
-    seq: int | None
-    occurred_at: dt.datetime
-    actor_type: str
-    actor_id: str
-    action: str
-    object_type: str
-    object_id: str
-    data: dict[str, Any]
-    hash: str | None
-
-
-class AuditPage(msgspec.Struct):
-    items: list[AuditEventOut]
-    next_cursor: int | None
-
-
-async def list_events(db: AsyncSession, before: int | None, limit: int) -> AuditPage:
-    """Newest sealed events first (pending events are sealed first, so the list is complete)."""
-    await seal_chain(db, require_tenant())
-    q = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit + 1)
-    if before is not None:
-        q = q.where(AuditEvent.seq < before)
-    rows = list((await db.execute(q)).scalars())
-    items = [
-        AuditEventOut(
-            r.seq,
-            r.occurred_at,
-            r.actor_type,
-            r.actor_id,
-            r.action,
-            r.object_type,
-            r.object_id,
-            r.data,
-            r.hash,
-        )
-        for r in rows[:limit]
-    ]
-    return AuditPage(items, items[-1].seq if len(rows) > limit else None)
 
 
 class AuditController(Controller):

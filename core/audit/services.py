@@ -220,3 +220,48 @@ async def verify_chain(session: AsyncSession, tenant_id: uuid.UUID, batch: int =
     if head is not None and (head.last_seq != checked or head.last_hash != prev):
         return ChainReport(tenant_id, False, checked, checked + 1, "chain head is ahead of the stored events")
     return ChainReport(tenant_id, True, checked)
+
+
+class AuditEventOut(msgspec.Struct):
+    """One event of the chain as the API and the console's audit log show it."""
+
+    seq: int | None
+    occurred_at: dt.datetime
+    actor_type: str
+    actor_id: str
+    action: str
+    object_type: str
+    object_id: str
+    data: dict[str, Any]
+    hash: str | None
+
+
+class AuditPage(msgspec.Struct):
+    """Events newest first; ``next_cursor`` is the ``seq`` to pass back for the older ones."""
+
+    items: list[AuditEventOut]
+    next_cursor: int | None
+
+
+async def list_events(session: AsyncSession, before: int | None, limit: int) -> AuditPage:
+    """Newest sealed events first (pending events are sealed first, so the list is complete)."""
+    await seal_chain(session, require_tenant())
+    q = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit + 1)
+    if before is not None:
+        q = q.where(AuditEvent.seq < before)
+    rows = list((await session.execute(q)).scalars())
+    items = [
+        AuditEventOut(
+            r.seq,
+            r.occurred_at,
+            r.actor_type,
+            r.actor_id,
+            r.action,
+            r.object_type,
+            r.object_id,
+            r.data,
+            r.hash,
+        )
+        for r in rows[:limit]
+    ]
+    return AuditPage(items, items[-1].seq if len(rows) > limit else None)

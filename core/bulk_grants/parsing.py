@@ -24,6 +24,19 @@ MIN_QUANTITY, MAX_QUANTITY = 1, 100
 #: Characters of each cell kept as written (for the result file).
 WRITTEN_MAX = 200
 
+
+def too_large(size: int, limit: int) -> ValidationFailed:
+    """``413 import_too_large``: the upload declares more bytes than may be uploaded at once."""
+    return import_error(
+        "import_too_large",
+        f"The upload is {size} bytes; at most {limit} bytes can be uploaded at once — split the file",
+        f"上传内容为 {size} 字节，单次最多上传 {limit} 字节，请拆分文件",
+        status=413,
+        size_bytes=size,
+        max_bytes=limit,
+    )
+
+
 _ALIASES: dict[str, frozenset[str]] = {
     "name": frozenset(
         {"姓名", "名字", "员工姓名", "收件人", "领取人", "name", "fullname", "recipient", "employee"}

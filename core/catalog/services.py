@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -370,6 +371,16 @@ async def find_product(session: AsyncSession, product_id: uuid.UUID) -> Product:
     return product
 
 
+async def products_by_id(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ProductOut]:
+    """The tenant's products with these ids, read together (unknown ids are left out)."""
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    rows = list((await session.execute(select(Product).where(Product.id.in_(wanted)))).scalars())
+    items = await _items_of(session, [p.id for p in rows if p.kind == "bundle"])
+    return {p.id: product_out(p, items.get(p.id, [])) for p in rows}
+
+
 async def get_product_by_sku(session: AsyncSession, sku: str) -> Product:
     """The tenant's product with this SKU (model, for the import CLI); 404 ``product_not_found`` otherwise."""
     product = (await session.execute(select(Product).where(Product.sku == sku.strip()))).scalar_one_or_none()
@@ -505,3 +516,8 @@ async def list_products(
     return ProductPage([product_out(p, items.get(p.id, [])) for p in page],
                        page[-1].id if len(rows) > limit else None)
 
+
+async def bundle_item_choices(session: AsyncSession, exclude: uuid.UUID | None = None) -> list[ProductOut]:
+    """Products a bundle may hold (neither bundles nor archived; not ``exclude``), of the newest page."""
+    page = await list_products(session, ProductFilter(), None, MAX_PAGE)
+    return [p for p in page.items if p.kind != "bundle" and p.status != "archived" and p.id != exclude]

@@ -23,6 +23,9 @@ from sqlalchemy.orm import Session
 
 from core.audit.services import record
 from core.catalog.models import Product
+from core.catalog.schemas import ProductFilter, ProductOut
+from core.catalog.services import MAX_PAGE as PRODUCT_PAGE
+from core.catalog.services import list_products
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.context import require_tenant
@@ -40,7 +43,7 @@ from core.grants.schemas import (
     GrantPage,
     GrantRequest,
 )
-from core.inventory.allocation import MAX_QUANTITY, AllocatedCode, OutOfStock, allocate
+from core.inventory.allocation import ALLOCATABLE_KINDS, MAX_QUANTITY, AllocatedCode, OutOfStock, allocate
 from core.inventory.models import Code
 from core.inventory.vault import masked, unseal
 from core.jobs import outbox
@@ -65,6 +68,7 @@ __all__ = [
     "get_grant",
     "grant_many",
     "grant_out",
+    "grantable_products",
     "items_of_member",
     "list_grants",
     "normalize_phone",
@@ -117,6 +121,12 @@ async def _product(session: AsyncSession, product_id: uuid.UUID) -> Product:
     if product is None:
         raise NotFound("Product not found", "权益商品不存在", code="product_not_found")
     return product
+
+
+async def grantable_products(session: AsyncSession) -> list[ProductOut]:
+    """Products a grant (or a campaign's claim) can give: active code products and bundles, newest first."""
+    page = await list_products(session, ProductFilter(status="active"), None, PRODUCT_PAGE)
+    return [p for p in page.items if p.kind in ALLOCATABLE_KINDS or p.kind == "bundle"]
 
 
 def seal_contact(cipher: TenantCipher, grant_id: uuid.UUID, contact: str) -> bytes:
@@ -453,44 +463,18 @@ async def list_grants(
     return list((await session.execute(stmt)).scalars())
 
 
-async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reveal: bool = False) -> GrantOut:
-    """The grant as the API shows it; plaintext numbers (+PIN) only with ``reveal`` (audited)."""
-    just_created = session.info.get(_JUST_CREATED, {}).pop(grant.id, None)
-    if just_created is not None:
-        items, last4, member = just_created
-    else:
-        items = await grant_items(session, grant.id)
-        last4 = {}
-        member = await session.get(Member, (grant.tenant_id, grant.member_id)) if grant.member_id else None
-    code_ids = list({i.code_id for i in items})
-    codes: dict[uuid.UUID, Code] = {}
-    if code_ids and (reveal or not all(c in last4 for c in code_ids)):
-        codes = {c.id: c for c in (await session.execute(select(Code).where(Code.id.in_(code_ids)))).scalars()}
-        last4 = {c.id: c.last4 for c in codes.values()}
-    cipher = await kernel.keys.cipher(session) if reveal and items else None
-    out_codes: list[GrantCodeOut] = []
-    for item in items:
-        entry = GrantCodeOut(
-            item_id=item.id,
-            code_id=item.code_id,
-            masked=masked(last4[item.code_id]),
-            last4=last4[item.code_id],
-            status=item.status,
-            expires_at=item.expires_at,
-        )
-        if cipher is not None:
-            code = codes[item.code_id]
-            entry.number, entry.pin = unseal(cipher, code.digest, code.secret)
-            item.revealed_at = item.revealed_at or utcnow()
-        out_codes.append(entry)
-    if cipher is not None:
-        record(
-            session,
-            "grant.codes_revealed",
-            "grant",
-            grant.id,
-            {"ref": grant.ref, "codes": sorted(str(c) for c in code_ids)},
-        )
+def _code_out(item: GrantItem, last4: str) -> GrantCodeOut:
+    return GrantCodeOut(
+        item_id=item.id,
+        code_id=item.code_id,
+        masked=masked(last4),
+        last4=last4,
+        status=item.status,
+        expires_at=item.expires_at,
+    )
+
+
+def _out(grant: Grant, member: Member | None, codes: list[GrantCodeOut], *, revealed: bool) -> GrantOut:
     return GrantOut(
         id=grant.id,
         ref=grant.ref,
@@ -515,14 +499,67 @@ async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reve
         delivery_detail=grant.delivery_detail,
         voided_at=grant.voided_at,
         void_reason=grant.void_reason,
-        codes=out_codes,
-        revealed=cipher is not None,
+        codes=codes,
+        revealed=revealed,
     )
 
 
-async def grant_page(session: AsyncSession, kernel: Kernel, rows: list[Grant], limit: int) -> GrantPage:
+async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reveal: bool = False) -> GrantOut:
+    """The grant as the API shows it; plaintext numbers (+PIN) only with ``reveal`` (audited)."""
+    just_created = session.info.get(_JUST_CREATED, {}).pop(grant.id, None)
+    if just_created is not None:
+        items, last4, member = just_created
+    else:
+        items = await grant_items(session, grant.id)
+        last4 = {}
+        member = await session.get(Member, (grant.tenant_id, grant.member_id)) if grant.member_id else None
+    code_ids = list({i.code_id for i in items})
+    codes: dict[uuid.UUID, Code] = {}
+    if code_ids and (reveal or not all(c in last4 for c in code_ids)):
+        codes = {c.id: c for c in (await session.execute(select(Code).where(Code.id.in_(code_ids)))).scalars()}
+        last4 = {c.id: c.last4 for c in codes.values()}
+    cipher = await kernel.keys.cipher(session) if reveal and items else None
+    out_codes: list[GrantCodeOut] = []
+    for item in items:
+        entry = _code_out(item, last4[item.code_id])
+        if cipher is not None:
+            code = codes[item.code_id]
+            entry.number, entry.pin = unseal(cipher, code.digest, code.secret)
+            item.revealed_at = item.revealed_at or utcnow()
+        out_codes.append(entry)
+    if cipher is not None:
+        record(
+            session,
+            "grant.codes_revealed",
+            "grant",
+            grant.id,
+            {"ref": grant.ref, "codes": sorted(str(c) for c in code_ids)},
+        )
+    return _out(grant, member, out_codes, revealed=cipher is not None)
+
+
+async def grant_page(session: AsyncSession, rows: list[Grant], limit: int) -> GrantPage:
+    """A page of :func:`list_grants` rows as the API shows them (codes masked), read in one query: each
+    grant's items with their codes' last four characters and the grant's member, whatever the page's size."""
     limit = max(1, min(limit, MAX_PAGE))
-    items = [await grant_out(session, kernel, g) for g in rows[:limit]]
+    shown = rows[:limit]
+    members: dict[uuid.UUID, Member | None] = {}
+    codes: dict[uuid.UUID, list[GrantCodeOut]] = {g.id: [] for g in shown}
+    if shown:
+        stmt = (
+            select(Grant.id, GrantItem, Code.last4, Member)
+            .select_from(Grant)
+            .outerjoin(GrantItem, (GrantItem.tenant_id == Grant.tenant_id) & (GrantItem.grant_id == Grant.id))
+            .outerjoin(Code, (Code.tenant_id == GrantItem.tenant_id) & (Code.id == GrantItem.code_id))
+            .outerjoin(Member, (Member.tenant_id == Grant.tenant_id) & (Member.id == Grant.member_id))
+            .where(Grant.id.in_([g.id for g in shown]))
+            .order_by(Grant.id, GrantItem.id)
+        )
+        for grant_id, item, last4, member in (await session.execute(stmt)).all():
+            members[grant_id] = member
+            if item is not None:
+                codes[grant_id].append(_code_out(item, last4))
+    items = [_out(g, members.get(g.id), codes[g.id], revealed=False) for g in shown]
     return GrantPage(items, items[-1].id if len(rows) > limit else None)
 
 

@@ -1,9 +1,9 @@
 """Inventory API under ``/api/v1``: stock, batches, masked codes, void, audited reveal and export, stock
 alerts, allocations and reservations.
 
-The read services at the top (stock, batches, codes, alerts) are shared with the console; the rules of
-allocation, custody and stock live in :mod:`core.inventory.allocation`, :mod:`~core.inventory.custody`
-and :mod:`~core.inventory.stock`.
+The reads (stock, batches, codes, alerts) are :mod:`core.inventory.queries`, shared with the console; the
+rules of allocation, custody and stock live in :mod:`core.inventory.allocation`,
+:mod:`~core.inventory.custody` and :mod:`~core.inventory.stock`.
 """
 
 from __future__ import annotations
@@ -15,136 +15,40 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.catalog.services import find_product
-from core.errors import DomainError, FieldError, NotFound, ValidationFailed
+from core.errors import DomainError
 from core.inventory import allocation, custody
-from core.inventory.models import CODE_STATES, Batch, Code
+from core.inventory.queries import (
+    check_states,
+    get_batch,
+    list_batches,
+    list_codes,
+    list_open_alerts,
+    product_stock,
+)
 from core.inventory.schemas import (
     AllocatedCodeOut,
     AllocationIn,
     AllocationOut,
     BatchDetail,
-    BatchOut,
     BatchPage,
-    BatchStockOut,
     CodePage,
     ExportIn,
-    MaskedCodeOut,
     ProductStockOut,
     ReleaseIn,
     ReleaseOut,
     RevealedCodeOut,
     RevealIn,
     StockAlertOut,
-    StockLevelOut,
     VoidIn,
     VoidOut,
 )
-from core.inventory.stock import StockLevel, open_alerts, stock_levels
 from core.inventory.vault import masked
 from tenants.guards import principal_of, provide_db, require_scope
 
 MAX_PAGE = 500
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-# --- read services (API and console) ---------------------------------------------------------------
-
-
-def level_out(level: StockLevel) -> StockLevelOut:
-    return StockLevelOut(level.available, level.reserved, level.issued, level.redeemed, level.expired,
-                         level.voided, level.total, level.available_value, level.currency)
-
-
-def batch_out(b: Batch) -> BatchOut:
-    return BatchOut(b.id, b.ref, b.product_id, b.source, b.supplier, b.unit_cost, b.currency, b.purchase_ref,
-                    b.expires_at, b.notes, b.code_count, b.created_at)
-
-
-def check_states(states: list[str], field: str = "states") -> tuple[str, ...]:
-    """Refuse unknown code states (422) instead of silently matching nothing."""
-    unknown = [s for s in states if s not in CODE_STATES]
-    if unknown or not states:
-        raise ValidationFailed(f"States must be among {', '.join(CODE_STATES)}",
-                               f"状态必须是 {', '.join(CODE_STATES)} 之一",
-                               errors=[FieldError(field=field, message="unknown state", code="invalid_choice")])
-    return tuple(dict.fromkeys(states))
-
-
-async def find_batch(db: AsyncSession, batch_id: uuid.UUID) -> Batch:
-    batch = (await db.execute(select(Batch).where(Batch.id == batch_id))).scalar_one_or_none()
-    if batch is None:
-        raise NotFound("Batch not found", "批次不存在", code="batch_not_found")
-    return batch
-
-
-async def product_stock(db: AsyncSession, product_id: uuid.UUID) -> ProductStockOut:
-    """A product's codes by state with the cost value of what is available; the same per batch."""
-    product = await find_product(db, product_id)
-    total = (await stock_levels(db, product.id)).get(product.id, StockLevel(currency=product.currency))
-    per_batch = await stock_levels(db, product.id, by="batch")
-    batches = (await db.execute(select(Batch).where(Batch.product_id == product.id).order_by(Batch.id))).scalars()
-    return ProductStockOut(
-        product.id, product.sku, product.kind, level_out(total),
-        [BatchStockOut(b.id, b.ref, b.supplier, b.unit_cost, b.currency, b.expires_at,
-                       level_out(per_batch.get(b.id, StockLevel(currency=b.currency)))) for b in batches],
-    )
-
-
-async def list_batches(
-    db: AsyncSession, product_id: uuid.UUID | None, cursor: uuid.UUID | None, limit: int
-) -> BatchPage:
-    """Batches newest first, optionally of one product (404 if the product is not the tenant's)."""
-    q = select(Batch).order_by(Batch.id.desc()).limit(limit + 1)
-    if product_id is not None:
-        await find_product(db, product_id)
-        q = q.where(Batch.product_id == product_id)
-    if cursor is not None:
-        q = q.where(Batch.id < cursor)
-    rows = list((await db.execute(q)).scalars())
-    page = rows[:limit]
-    return BatchPage([batch_out(b) for b in page], page[-1].id if len(rows) > limit else None)
-
-
-async def get_batch(db: AsyncSession, batch_id: uuid.UUID) -> BatchDetail:
-    batch = await find_batch(db, batch_id)
-    level = (await stock_levels(db, batch.product_id, by="batch")).get(batch.id, StockLevel(currency=batch.currency))
-    return BatchDetail(batch_out(batch), level_out(level))
-
-
-async def list_codes(
-    db: AsyncSession,
-    *,
-    batch_id: uuid.UUID | None = None,
-    product_id: uuid.UUID | None = None,
-    state: str | None = None,
-    cursor: uuid.UUID | None = None,
-    limit: int = 100,
-) -> CodePage:
-    """Codes masked (``•••• 1234``), oldest first; never the number or the PIN."""
-    q = select(Code.id, Code.product_id, Code.batch_id, Code.last4, Code.has_pin, Code.state, Code.expires_at,
-               Code.uses_left).order_by(Code.id).limit(limit + 1)
-    if batch_id is not None:
-        await find_batch(db, batch_id)
-        q = q.where(Code.batch_id == batch_id)
-    if product_id is not None:
-        await find_product(db, product_id)
-        q = q.where(Code.product_id == product_id)
-    if state is not None:
-        q = q.where(Code.state == check_states([state], "state")[0])
-    if cursor is not None:
-        q = q.where(Code.id > cursor)
-    rows = (await db.execute(q)).all()
-    items = [MaskedCodeOut(r.id, r.product_id, r.batch_id, masked(r.last4), r.has_pin, r.state, r.expires_at,
-                           r.uses_left) for r in rows[:limit]]
-    return CodePage(items, items[-1].id if len(rows) > limit else None)
-
-
-async def list_open_alerts(db: AsyncSession) -> list[StockAlertOut]:
-    return [StockAlertOut(a.id, a.product_id, p.sku, p.name_zh, a.kind, a.status, a.details, a.created_at)
-            for a, p in await open_alerts(db)]
 
 
 def allocation_out(a: allocation.Allocation) -> AllocationOut:

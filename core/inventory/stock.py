@@ -175,10 +175,15 @@ async def _low_stock(session: AsyncSession, product: Product, level: StockLevel)
     return available <= stocked * DEFAULT_WATERMARK, details
 
 
-async def open_alerts(session: AsyncSession) -> list[tuple[StockAlert, Product]]:
-    rows = await session.execute(
+async def open_alerts(
+    session: AsyncSession, product_id: uuid.UUID | None = None
+) -> list[tuple[StockAlert, Product]]:
+    """Open alerts with their products, newest first (of one product, or all)."""
+    q = (
         select(StockAlert, Product).join(Product, (Product.tenant_id == StockAlert.tenant_id)
                                          & (Product.id == StockAlert.product_id))
         .where(StockAlert.status == "open").order_by(StockAlert.created_at.desc())
     )
-    return [(a, p) for a, p in rows.all()]
+    if product_id is not None:
+        q = q.where(StockAlert.product_id == product_id)
+    return [(a, p) for a, p in (await session.execute(q)).all()]

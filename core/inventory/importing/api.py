@@ -23,6 +23,7 @@ from litestar.exceptions import ClientException
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import FieldError, ValidationFailed
+from core.http.uploads import MULTIPART_SLACK, UPLOAD_CEILING
 from core.inventory.importing import services
 from core.inventory.importing.parsing import import_error
 from core.inventory.importing.schemas import (
@@ -35,10 +36,6 @@ from core.inventory.importing.schemas import (
 )
 from tenants.guards import provide_db, require_scope
 
-#: Hard ceiling of an upload body whatever the settings say (multipart without Content-Length spools to disk).
-UPLOAD_CEILING = 1 << 30
-#: Room for multipart boundaries and the form fields next to the file.
-MULTIPART_SLACK = 256 * 1024
 _SPOOL = 8 * 1024 * 1024
 _FORM_FIELDS = ("product_id", "supplier", "unit_cost", "currency", "purchase_ref", "expires_at", "notes", "encoding")
 

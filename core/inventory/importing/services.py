@@ -85,6 +85,11 @@ def _invalid(field: str, en: str, zh: str, code: str = "invalid") -> ValidationF
     return ValidationFailed(en, zh, errors=[FieldError(field=field, message=en, code=code)])
 
 
+def accepts_codes(kind: str, status: str) -> bool:
+    """Whether codes can be imported into (or generated for) a product of this kind and status."""
+    return kind in CODE_PRODUCT_KINDS and status != "archived"
+
+
 async def code_product(session: AsyncSession, product_id: uuid.UUID) -> Product:
     """The tenant's product that can hold codes (``code``, ``reusable_code`` or ``stored_value``, not archived)."""
     product = (await session.execute(select(Product).where(Product.id == product_id))).scalar_one_or_none()
