@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -368,6 +369,15 @@ async def find_product(session: AsyncSession, product_id: uuid.UUID) -> Product:
     if product is None:
         raise NotFound("Product not found", "权益商品不存在", code="product_not_found")
     return product
+
+
+async def products_by_id(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Product]:
+    """The tenant's products among ``ids`` (models, keyed by id; unknown ids are left out)."""
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    rows = (await session.execute(select(Product).where(Product.id.in_(wanted)))).scalars()
+    return {p.id: p for p in rows}
 
 
 async def get_product_by_sku(session: AsyncSession, sku: str) -> Product:
