@@ -19,7 +19,7 @@ from admin_ui.forms import FormInvalid, FormProblem, problem_of, read_form, valu
 from admin_ui.i18n import N_
 from admin_ui.money import AmountInvalid, yuan_to_fen
 from admin_ui.rendering import flash, locale_of, render, translator
-from core.catalog.services import find_product, products_by_id
+from core.catalog.services import find_product, find_products
 from core.db.base import utcnow
 from core.db.types import DbSession
 from core.errors import DomainError
@@ -70,7 +70,7 @@ class RedeemController(Controller):
         status: int = 200,
     ) -> Response[str]:
         recent = await services.list_redemptions(db, limit=RECENT)
-        names = await products_by_id(db, {r.product_id for r in recent.items})
+        names = await find_products(db, {r.product_id for r in recent.items})
         ctx = await shell(request, db)
         place = _place(request)
         ctx.update(

@@ -1,8 +1,8 @@
-"""Database types the layers above the services may name without importing SQLAlchemy.
+"""Database types the layers above name without importing SQLAlchemy.
 
-The consoles (``admin_ui``, ``h5``) receive the request's session from ``tenants.guards.provide_db`` and
-hand it to services unopened; they annotate it with :data:`DbSession` (the services own every query and
-every commit).
+The console and the H5 pages receive the request's session from :func:`tenants.guards.provide_db` and
+hand it, unopened, to the services; they annotate it with :data:`DbSession` so that SQLAlchemy stays an
+implementation detail of ``core``.
 """
 
 from __future__ import annotations
@@ -12,4 +12,4 @@ from typing import TypeAlias
 from sqlalchemy.ext.asyncio import AsyncSession
 
 DbSession: TypeAlias = AsyncSession
-"""The request's unit of work, as a page passes it to the services."""
+"""The request's (or job's) database session, passed opaquely to services."""

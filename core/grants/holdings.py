@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.catalog.models import Product
-from core.catalog.services import products_by_id
+from core.catalog.services import find_products
 from core.grants.models import Grant, GrantItem
 from core.grants.services import items_of_member, list_grants
 from core.inventory.models import Code
@@ -45,7 +45,7 @@ async def member_holdings(session: AsyncSession, member_id: uuid.UUID, *, grant_
         else {}
     )
     grants = (await list_grants(session, member_id=member_id, limit=grant_limit))[:grant_limit]
-    products = await products_by_id(
+    products = await find_products(
         session, {c.product_id for c in codes.values()} | {g.product_id for g in grants}
     )
     held = [
