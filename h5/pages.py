@@ -7,8 +7,9 @@
 
 The member session is a signed cookie (``kq_member``: HttpOnly, SameSite=Lax, two hours, path ``/h5``).
 Every page is ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer`` (tokens live in URLs).
-Business rules live in :mod:`core.claims.services`, and what a refused step saves in
-:mod:`core.claims.member_flows`; handlers only translate forms and errors (they never commit).
+Business rules live in :mod:`core.claims.services`; what a refused step saves is decided by
+:mod:`core.claims.member_flows` and :mod:`core.campaigns.member_flows`. Handlers only translate forms and
+errors; they never commit.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from litestar.utils.empty import value_or_default
 from litestar.utils.scope.state import ScopeState
 from markupsafe import Markup
 
+from core.campaigns import member_flows as campaign_flows
 from core.catalog.services import find_product
 from core.claims import member_flows, services
 from core.claims.otp import OTP_TTL
@@ -445,7 +447,7 @@ class H5Controller(Controller):
         phone = form.get("phone", "")
         ip, device = _client(request)
         try:
-            confirmed = await member_flows.confirm_campaign_phone(
+            confirmed = await campaign_flows.confirm_campaign_phone(
                 db, kernel, campaign, phone, form.get("code", ""), ip=ip, device_id=device
             )
         except DomainError as exc:  # the counted attempt (and a lock) is saved
@@ -461,7 +463,7 @@ class H5Controller(Controller):
                 status=exc.status,
             )
         try:
-            lot = await member_flows.claim_campaign_lot(
+            lot = await campaign_flows.claim_campaign_lot(
                 db, kernel, campaign.id, confirmed, ip=ip, device_id=device
             )
         except DomainError as exc:  # the used one-time code stays used

@@ -1,8 +1,8 @@
-"""The steps of the member-facing pages (``/h5``), each a whole unit of work over the request's session.
+"""The claim-link and "my codes" steps of the member pages (``/h5``), each a whole unit of work over the
+request's session (the campaign steps are in :mod:`core.campaigns.member_flows`).
 
 The pages only read forms and render; what must be saved when a step is refused is decided here:
-- a wrong one-time code is counted (and may lock the link or phone), and a campaign's one-time code is used
-  up even when the claim after it is refused, so those refusals commit before they are raised;
+- a wrong one-time code is counted (and may lock the link), so that refusal commits before it is raised;
 - a refused transfer leaves nothing behind: it is rolled back before it is raised, and the page re-reads
   the member.
 
@@ -12,20 +12,16 @@ Everything else stays in the request's transaction, which the request middleware
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.claims.models import Campaign
 from core.claims.services import (
     ItemView,
     LinkState,
     SessionRequired,
     Transfer,
-    claim,
-    confirm_campaign_code,
     confirm_link,
     item_views,
     link_items,
@@ -34,7 +30,6 @@ from core.claims.services import (
     transfer_item,
 )
 from core.errors import DomainError
-from core.grants.services import grant_items
 from core.kernel import Kernel
 from core.members.models import Member
 from tenants.models import Tenant
@@ -42,16 +37,8 @@ from tenants.models import Tenant
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class ClaimedLot:
-    """A claimed campaign lot: who holds it now and its units (in id order)."""
-
-    member_id: uuid.UUID
-    item_ids: list[uuid.UUID]
-
-
-async def _commit_refusal(session: AsyncSession, step: Callable[[], Awaitable[T]]) -> T:
-    """Run ``step``; when it is refused, commit what the refusal counted, then raise the refusal."""
+async def commit_refusal(session: AsyncSession, step: Awaitable[T]) -> T:
+    """Await ``step``; when it is refused, commit what the refusal counted, then raise the refusal."""
     try:
         return await step()
     except DomainError:
@@ -99,47 +86,9 @@ async def verify_link_code(
 ) -> Member:
     """:func:`~core.claims.services.confirm_link` for a link opened with ``lock``; a refused code is
     committed as counted (the attempt and any lock stick) before the refusal is raised."""
-    return await _commit_refusal(
-        session, lambda: confirm_link(session, kernel, state, code, ip=ip, device_id=device_id)
+    return await commit_refusal(
+        session, confirm_link(session, kernel, state, code, ip=ip, device_id=device_id)
     )
-
-
-async def confirm_campaign_phone(
-    session: AsyncSession,
-    kernel: Kernel,
-    campaign: Campaign,
-    phone: str,
-    code: str,
-    *,
-    ip: str | None = None,
-    device_id: str | None = None,
-) -> str:
-    """The phone (E.164) the campaign's one-time ``code`` confirms; a refused code is committed as counted
-    (the attempt and any lock stick) before the refusal is raised."""
-    return await _commit_refusal(
-        session,
-        lambda: confirm_campaign_code(session, kernel, campaign, phone, code, ip=ip, device_id=device_id),
-    )
-
-
-async def claim_campaign_lot(
-    session: AsyncSession,
-    kernel: Kernel,
-    campaign_id: uuid.UUID,
-    phone: str,
-    *,
-    ip: str | None = None,
-    device_id: str | None = None,
-) -> ClaimedLot:
-    """Claim one lot for the confirmed ``phone``; a refused claim leaves nothing of itself behind, and the
-    one-time code used to confirm the phone is committed as used before the refusal is raised."""
-    grant = await _commit_refusal(
-        session, lambda: claim(session, kernel, campaign_id, phone, ip=ip, device_id=device_id)
-    )
-    if grant.member_id is None:  # a campaign grant always goes to the claiming member
-        raise RuntimeError(f"claimed grant {grant.id} has no member")
-    items = await grant_items(session, grant.id)
-    return ClaimedLot(member_id=grant.member_id, item_ids=[i.id for i in items])
 
 
 async def transfer(

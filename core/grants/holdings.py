@@ -49,7 +49,9 @@ async def member_holdings(session: AsyncSession, member_id: uuid.UUID, *, grant_
         session, {c.product_id for c in codes.values()} | {g.product_id for g in grants}
     )
     held = [
-        HeldCode(item=i, masked=masked(codes[i.code_id].last4), product=products.get(codes[i.code_id].product_id))
+        HeldCode(
+            item=i, masked=masked(codes[i.code_id].last4), product=products.get(codes[i.code_id].product_id)
+        )
         for i in items
     ]
     return MemberHoldings(held=held, grants=grants, products=products)
