@@ -40,7 +40,7 @@ T = TypeVar("T")
 async def commit_refusal(session: AsyncSession, step: Awaitable[T]) -> T:
     """Await ``step``; when it is refused, commit what the refusal counted, then raise the refusal."""
     try:
-        return await step()
+        return await step
     except DomainError:
         await session.commit()
         raise
