@@ -9,16 +9,13 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get
 from litestar.di import Provide
 from litestar.params import Parameter
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.console_pages import shell
-from admin_ui.grants_pages import GRANT_STATUS_LABELS, product_names
+from admin_ui.grants_pages import GRANT_STATUS_LABELS
 from admin_ui.rendering import render
+from core.db.types import DbSession
 from core.errors import ValidationFailed
-from core.grants.services import items_of_member, list_grants
-from core.inventory.models import Code
-from core.inventory.vault import masked
+from core.grants.holdings import member_holdings
 from core.members import services
 from tenants.guards import provide_db, require_permission
 
@@ -35,7 +32,7 @@ class MembersController(Controller):
     async def members(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         q: Annotated[str | None, Parameter(required=False, max_length=120)] = None,
         cursor: UuidQuery = None,
     ) -> Response[str]:
@@ -51,39 +48,17 @@ class MembersController(Controller):
 
     @get("/{member_id:uuid}")
     async def member(
-        self, request: Request[Any, Any, Any], db: AsyncSession, member_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, member_id: uuid.UUID
     ) -> Response[str]:
         """One member: contact (masked), tags, the codes they hold and their latest grants."""
         member = await services.get_member(db, member_id)
-        items = await items_of_member(db, member_id)
-        codes = (
-            {
-                c.id: c
-                for c in (
-                    await db.execute(select(Code).where(Code.id.in_([i.code_id for i in items])))
-                ).scalars()
-            }
-            if items
-            else {}
-        )
-        grants = (await list_grants(db, member_id=member_id, limit=PAGE))[:PAGE]
-        products = await product_names(
-            db, {c.product_id for c in codes.values()} | {g.product_id for g in grants}
-        )
-        held = [
-            {
-                "item": i,
-                "masked": masked(codes[i.code_id].last4),
-                "product": products.get(codes[i.code_id].product_id),
-            }
-            for i in items
-        ]
+        holdings = await member_holdings(db, member_id, grant_limit=PAGE)
         ctx = await shell(request, db)
         ctx.update(
             member=services.member_out(member),
-            held=held,
-            grants=grants,
-            products=products,
+            held=holdings.held,
+            grants=holdings.grants,
+            products=holdings.products,
             grant_labels=GRANT_STATUS_LABELS,
         )
         return render(request, "console/members/detail.html", ctx)

@@ -9,7 +9,6 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.response import Redirect
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.forms import (
     FormInvalid,
@@ -23,6 +22,7 @@ from admin_ui.forms import (
 from admin_ui.i18n import LOCALES, N_
 from admin_ui.rendering import flash, locale_of, render, translator
 from admin_ui.sessions import end_session, safe_next, start_session
+from core.db.types import DbSession
 from core.errors import DomainError
 from core.kernel import Kernel
 from tenants import onboarding
@@ -90,13 +90,13 @@ class PlatformConsoleController(Controller):
         return Redirect(HOME, status_code=303)
 
     @get("/tenants")
-    async def tenants(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def tenants(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         return render(request, "platform/tenants.html", {"tenants": await onboarding.list_tenants(db)})
 
     async def _onboard_form(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         form: dict[str, str],
         problem: FormProblem | None = None,
         status: int = 200,
@@ -106,7 +106,7 @@ class PlatformConsoleController(Controller):
         return render(request, "platform/tenant_new.html", ctx, status=status)
 
     @get("/tenants/new")
-    async def onboard_page(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def onboard_page(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         defaults = {
             "name": "",
             "slug": "",
@@ -119,7 +119,7 @@ class PlatformConsoleController(Controller):
         return await self._onboard_form(request, db, defaults)
 
     @post("/tenants", status_code=200)
-    async def onboard(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def onboard(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """Onboard a tenant; the owner's invite link is on this response only."""
         form = values(await read_form(request), *TENANT_FIELDS)
         try:
@@ -134,7 +134,7 @@ class PlatformConsoleController(Controller):
     async def _detail(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         tenant_id: uuid.UUID,
         problem: FormProblem | None = None,
         status: int = 200,
@@ -149,12 +149,12 @@ class PlatformConsoleController(Controller):
 
     @get("/tenants/{tenant_id:uuid}")
     async def tenant_detail(
-        self, request: Request[Any, Any, Any], db: AsyncSession, tenant_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, tenant_id: uuid.UUID
     ) -> Response[str]:
         return await self._detail(request, db, tenant_id)
 
     async def _set_status(
-        self, request: Request[Any, Any, Any], db: AsyncSession, tenant_id: uuid.UUID, status: str
+        self, request: Request[Any, Any, Any], db: DbSession, tenant_id: uuid.UUID, status: str
     ) -> Response[Any]:
         t = translator(request)
         form = values(await read_form(request), "reason")
@@ -176,18 +176,18 @@ class PlatformConsoleController(Controller):
 
     @post("/tenants/{tenant_id:uuid}/suspend", status_code=303)
     async def suspend(
-        self, request: Request[Any, Any, Any], db: AsyncSession, tenant_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, tenant_id: uuid.UUID
     ) -> Response[Any]:
         return await self._set_status(request, db, tenant_id, "suspended")
 
     @post("/tenants/{tenant_id:uuid}/resume", status_code=303)
     async def resume(
-        self, request: Request[Any, Any, Any], db: AsyncSession, tenant_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, tenant_id: uuid.UUID
     ) -> Response[Any]:
         return await self._set_status(request, db, tenant_id, "active")
 
     @get("/plans")
-    async def plans(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def plans(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         plans = [onboarding.plan_out(p) for p in await onboarding.list_plans(db)]
         return render(request, "platform/plans.html", {"plans": plans})
 

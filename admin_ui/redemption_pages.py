@@ -13,16 +13,15 @@ from typing import Any
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.response import Redirect
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.console_pages import shell
 from admin_ui.forms import FormInvalid, FormProblem, problem_of, read_form, values
 from admin_ui.i18n import N_
 from admin_ui.money import AmountInvalid, yuan_to_fen
 from admin_ui.rendering import flash, locale_of, render, translator
-from core.catalog.models import Product
+from core.catalog.services import find_product, find_products
 from core.db.base import utcnow
+from core.db.types import DbSession
 from core.errors import DomainError
 from core.inventory.vault import masked
 from core.redemption import services
@@ -62,7 +61,7 @@ class RedeemController(Controller):
     async def _page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         *,
         result: dict[str, Any] | None = None,
         form: dict[str, str] | None = None,
@@ -71,18 +70,7 @@ class RedeemController(Controller):
         status: int = 200,
     ) -> Response[str]:
         recent = await services.list_redemptions(db, limit=RECENT)
-        names = (
-            {
-                p.id: p
-                for p in (
-                    await db.execute(
-                        select(Product).where(Product.id.in_({r.product_id for r in recent.items}))
-                    )
-                ).scalars()
-            }
-            if recent.items
-            else {}
-        )
+        names = await find_products(db, {r.product_id for r in recent.items})
         ctx = await shell(request, db)
         place = _place(request)
         ctx.update(
@@ -100,12 +88,12 @@ class RedeemController(Controller):
         return render(request, "console/redemption/redeem.html", ctx, status=status)
 
     @get("/")
-    async def scan(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def scan(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """The scan page: the code input has the focus, ready for the scanner."""
         return await self._page(request, db)
 
     @post("/")
-    async def submit(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def submit(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """Redeem (or only check, with ``action=validate``) the scanned code; show the result big."""
         raw = await read_form(request)
         form = values(raw, "code", "pin", "amount", "store", "terminal", "action", keep=("pin",))
@@ -155,7 +143,7 @@ class RedeemController(Controller):
                     need_amount=v.kind == "stored_value",
                 )
             red = await services.redeem(db, kernel, data, _caller(request))
-            product = (await db.execute(select(Product).where(Product.id == red.product_id))).scalar_one()
+            product = await find_product(db, red.product_id)
             result = {
                 "ok": True,
                 "validated": False,
@@ -201,7 +189,7 @@ class RedeemController(Controller):
         "/{redemption_id:uuid}/rollback", status_code=303, guards=[require_permission("redemptions.rollback")]
     )
     async def rollback(
-        self, request: Request[Any, Any, Any], db: AsyncSession, redemption_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, redemption_id: uuid.UUID
     ) -> Any:
         """Roll a redemption back with a reason (within the tenant's window)."""
         reason = values(await read_form(request), "reason")["reason"]
@@ -226,7 +214,7 @@ class RedeemController(Controller):
         return Redirect("/console/redeem", status_code=303)
 
     @post("/settings", status_code=303, guards=[require_permission("redemptions.rollback")])
-    async def settings(self, request: Request[Any, Any, Any], db: AsyncSession) -> Any:
+    async def settings(self, request: Request[Any, Any, Any], db: DbSession) -> Any:
         """Change how long after a redemption it may be rolled back."""
         text = values(await read_form(request), "rollback_window_minutes")["rollback_window_minutes"]
         t = translator(request)

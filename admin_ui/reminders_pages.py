@@ -15,13 +15,13 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.response import Redirect
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.console_pages import shell
 from admin_ui.forms import FormProblem, problem_of, read_form, values
 from admin_ui.grants_pages import ITEM_STATUS_LABELS
 from admin_ui.i18n import N_
 from admin_ui.rendering import flash, locale_of, render, translator
+from core.db.types import DbSession
 from core.errors import DomainError, ValidationFailed
 from core.reminders import services
 from core.reminders.services import MAX_DAYS_BEFORE, ReminderSettingIn
@@ -55,7 +55,7 @@ class RemindersController(Controller):
     async def _page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         *,
         cursor: uuid.UUID | None = None,
         form: dict[str, Any] | None = None,
@@ -83,14 +83,14 @@ class RemindersController(Controller):
     async def index(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         cursor: Annotated[uuid.UUID | None, Parameter(required=False)] = None,
     ) -> Response[str]:
         """The setting and the latest reminders (``cursor`` pages to older ones)."""
         return await self._page(request, db, cursor=cursor)
 
     @post("/settings", status_code=303, guards=[require_permission(MANAGE_PERMISSION)])
-    async def save(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[Any]:
+    async def save(self, request: Request[Any, Any, Any], db: DbSession) -> Response[Any]:
         """Change the number of days before expiry and the on/off switch."""
         raw = await read_form(request)
         form: dict[str, Any] = {**values(raw, "days_before"), "enabled": raw.get("enabled") == "1"}

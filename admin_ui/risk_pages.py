@@ -13,12 +13,12 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import FormMultiDict
 from litestar.di import Provide
 from litestar.response import Redirect
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.console_pages import shell
 from admin_ui.forms import FormInvalid, FormProblem, convert, problem_of, read_form, values
 from admin_ui.i18n import N_
 from admin_ui.rendering import flash, locale_of, render, translator
+from core.db.types import DbSession
 from core.errors import DomainError
 from core.risk import engine, services
 from core.risk.models import BLOCK_KINDS, DIMENSIONS, LIMIT_ACTIONS, WINDOWS
@@ -136,7 +136,7 @@ class RiskPageController(Controller):
     async def _page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         *,
         problem: FormProblem | None = None,
         problem_section: str = "",
@@ -173,11 +173,11 @@ class RiskPageController(Controller):
         return problem_of(exc, translator(request), locale_of(request)), status
 
     @get("/")
-    async def index(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def index(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         return await self._page(request, db)
 
     @post("/rules", status_code=303, guards=[require_permission("risk.manage")])
-    async def save_rules(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[Any]:
+    async def save_rules(self, request: Request[Any, Any, Any], db: DbSession) -> Response[Any]:
         """Replace the rule set with what the form shows."""
         try:
             data = rules_from_form(await read_form(request))
@@ -190,7 +190,7 @@ class RiskPageController(Controller):
         return Redirect("/console/risk", status_code=303)
 
     @post("/blocklist", status_code=303, guards=[require_permission("risk.manage")])
-    async def add_block(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[Any]:
+    async def add_block(self, request: Request[Any, Any, Any], db: DbSession) -> Response[Any]:
         form = values(await read_form(request), "kind", "value", "note")
         try:
             data = convert(
@@ -210,7 +210,7 @@ class RiskPageController(Controller):
 
     @post("/blocklist/{block_id:uuid}/remove", status_code=303, guards=[require_permission("risk.manage")])
     async def remove_block(
-        self, request: Request[Any, Any, Any], db: AsyncSession, block_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, block_id: uuid.UUID
     ) -> Redirect:
         await services.remove_block(db, block_id)
         flash(request, translator(request).gettext("Removed from the blocklist."))
@@ -218,7 +218,7 @@ class RiskPageController(Controller):
 
     @post("/lockouts/{lockout_id:uuid}/lift", status_code=303, guards=[require_permission("risk.manage")])
     async def lift(
-        self, request: Request[Any, Any, Any], db: AsyncSession, lockout_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, lockout_id: uuid.UUID
     ) -> Redirect:
         lockout = await services.lift_lockout(db, lockout_id, engine._now())
         flash(

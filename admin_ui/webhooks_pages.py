@@ -14,12 +14,12 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.response import Redirect
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_ui.console_pages import shell
 from admin_ui.forms import FormInvalid, FormProblem, convert, problem_of, read_form, values
 from admin_ui.i18n import N_
 from admin_ui.rendering import flash, locale_of, render, translator
+from core.db.types import DbSession
 from core.errors import DomainError
 from core.events.services import EVENT_TYPES
 from core.webhooks import services
@@ -59,7 +59,7 @@ class WebhooksController(Controller):
     async def _list(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         *,
         form: dict[str, Any] | None = None,
         problem: FormProblem | None = None,
@@ -78,11 +78,11 @@ class WebhooksController(Controller):
         return render(request, "console/webhooks/list.html", ctx, status=status)
 
     @get("/")
-    async def webhooks(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def webhooks(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         return await self._list(request, db)
 
     @post("/", status_code=200)
-    async def create(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
+    async def create(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """Create a subscription; its signing secret is shown on this response only."""
         form = _form(await read_form(request))
         try:
@@ -103,7 +103,7 @@ class WebhooksController(Controller):
     async def _detail(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         webhook_id: uuid.UUID,
         *,
         cursor: uuid.UUID | None = None,
@@ -135,7 +135,7 @@ class WebhooksController(Controller):
     async def detail(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         webhook_id: uuid.UUID,
         cursor: Annotated[uuid.UUID | None, Parameter(required=False)] = None,
         delivery_status: Annotated[str | None, Parameter(query="status", required=False)] = None,
@@ -146,7 +146,7 @@ class WebhooksController(Controller):
 
     @post("/{webhook_id:uuid}", status_code=200)
     async def update(
-        self, request: Request[Any, Any, Any], db: AsyncSession, webhook_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, webhook_id: uuid.UUID
     ) -> Response[Any]:
         """Change the URL, events, description and the active flag."""
         form = _form(await read_form(request))
@@ -162,7 +162,7 @@ class WebhooksController(Controller):
 
     @post("/{webhook_id:uuid}/rotate", status_code=200)
     async def rotate(
-        self, request: Request[Any, Any, Any], db: AsyncSession, webhook_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, webhook_id: uuid.UUID
     ) -> Response[str]:
         """A new signing secret, shown on this response only."""
         cipher = await request.app.state.kernel.keys.cipher(db)
@@ -171,7 +171,7 @@ class WebhooksController(Controller):
 
     @post("/{webhook_id:uuid}/delete", status_code=303)
     async def remove(
-        self, request: Request[Any, Any, Any], db: AsyncSession, webhook_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, webhook_id: uuid.UUID
     ) -> Redirect:
         await services.delete_subscription(db, webhook_id)
         flash(request, translator(request).gettext("The webhook is deleted."))
@@ -179,7 +179,7 @@ class WebhooksController(Controller):
 
     @post("/deliveries/{delivery_id:uuid}/resend", status_code=303)
     async def resend(
-        self, request: Request[Any, Any, Any], db: AsyncSession, delivery_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, delivery_id: uuid.UUID
     ) -> Response[Any]:
         """Send a finished delivery again and return to its subscription's log."""
         delivery = await services.get_delivery(db, delivery_id)

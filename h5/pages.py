@@ -7,7 +7,9 @@
 
 The member session is a signed cookie (``kq_member``: HttpOnly, SameSite=Lax, two hours, path ``/h5``).
 Every page is ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer`` (tokens live in URLs).
-Business rules live in :mod:`core.claims.services`; handlers only translate forms and errors.
+Business rules live in :mod:`core.claims.services`; what a refused step saves is decided by
+:mod:`core.claims.member_flows` and :mod:`core.campaigns.member_flows`. Handlers only translate forms and
+errors; they never commit.
 """
 
 from __future__ import annotations
@@ -28,14 +30,14 @@ from litestar.response import Redirect
 from litestar.utils.empty import value_or_default
 from litestar.utils.scope.state import ScopeState
 from markupsafe import Markup
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.claims import services
+from core.campaigns import member_flows as campaign_flows
+from core.catalog.services import find_product
+from core.claims import member_flows, services
 from core.claims.otp import OTP_TTL
-from core.crypto.envelope import TenantCipher
+from core.db.base import utcnow
+from core.db.types import DbSession
 from core.errors import DomainError
-from core.grants.models import GrantItem
 from core.http.problems import OUTAGE_RETRY_AFTER, classify_failure
 from core.members.models import Member
 from core.members.services import mask_phone, normalize_phone
@@ -118,11 +120,11 @@ def _client(request: Request[Any, Any, Any]) -> tuple[str | None, str | None]:
     return ip, (device or None) and device[:64]
 
 
-def _login(
-    request: Request[Any, Any, Any], response: Response[Any], cipher: TenantCipher, member: Member
+async def _login(
+    request: Request[Any, Any, Any], db: DbSession, response: Response[Any], member_id: uuid.UUID
 ) -> Response[Any]:
     """Start the member's session (signed cookie) on ``response``."""
-    value, ttl = services.session_cookie(cipher, member.id)
+    value, ttl = await member_flows.member_cookie(db, request.app.state.kernel, member_id)
     response.set_cookie(
         services.MEMBER_COOKIE,
         value,
@@ -205,16 +207,15 @@ class H5Controller(Controller):
     async def _claim_page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         state: services.LinkState,
         *,
         problem: str | None = None,
         status: int = 200,
     ) -> Response[Any]:
-        kernel = request.app.state.kernel
         link = state.link
-        current = await services.session_member(
-            db, kernel, request.cookies.get(services.MEMBER_COOKIE), tenant_id=link.tenant_id
+        views = await member_flows.holder_views(
+            db, request.app.state.kernel, state, request.cookies.get(services.MEMBER_COOKIE)
         )
         ctx: dict[str, Any] = {
             "tenant_name": state.tenant.name,
@@ -224,26 +225,24 @@ class H5Controller(Controller):
             "code_sent_to": state.code_sent_to,
             "title": "领取券码",
         }
-        if state.bound and current is not None and current[1].id == link.member_id:
-            items = await services.link_items(db, link)
-            views = await services.item_views(db, kernel, items, state.tenant, reveal=True)
+        if views is not None:
             return page(request, "h5/codes.html", {**ctx, "items": views, "title": "我的券码"}, status=status)
         if state.locked_until is not None:
-            minutes = max(1, int((state.locked_until - services.utcnow()).total_seconds() + 59) // 60)
+            minutes = max(1, int((state.locked_until - utcnow()).total_seconds() + 59) // 60)
             return page(request, "h5/claim.html", {**ctx, "step": "locked", "minutes": minutes}, status=423)
         step = "code" if state.code_sent_to else ("phone" if state.needs_phone else "known")
         return page(request, "h5/claim.html", {**ctx, "step": step, "bound": state.bound}, status=status)
 
     @get("/c/{token:str}")
     async def claim_link(
-        self, request: Request[Any, Any, Any], db: AsyncSession, token: str
+        self, request: Request[Any, Any, Any], db: DbSession, token: str
     ) -> Response[Any]:
         state = await services.open_link(db, request.app.state.kernel, token)
         return await self._claim_page(request, db, state)
 
     @post("/c/{token:str}/send", status_code=303)
     async def claim_send(
-        self, request: Request[Any, Any, Any], db: AsyncSession, token: str
+        self, request: Request[Any, Any, Any], db: DbSession, token: str
     ) -> Response[Any]:
         kernel = request.app.state.kernel
         state = await services.open_link(db, kernel, token, lock=True)
@@ -257,38 +256,30 @@ class H5Controller(Controller):
 
     @post("/c/{token:str}/verify", status_code=303)
     async def claim_verify(
-        self, request: Request[Any, Any, Any], db: AsyncSession, token: str
+        self, request: Request[Any, Any, Any], db: DbSession, token: str
     ) -> Response[Any]:
         kernel = request.app.state.kernel
         state = await services.open_link(db, kernel, token, lock=True)
         form = await _form(request)
         ip, device = _client(request)
         try:
-            member = await services.confirm_link(
+            member = await member_flows.verify_link_code(
                 db, kernel, state, form.get("code", ""), ip=ip, device_id=device
             )
-        except DomainError as exc:
-            await db.commit()  # the counted attempt (and a lock) must stick
+        except DomainError as exc:  # the counted attempt (and a lock) is saved: show the link as it is now
             state = await services.open_link(db, kernel, token)
             return await self._claim_page(request, db, state, problem=exc.detail("zh-CN"), status=exc.status)
-        cipher = await kernel.keys.cipher(db)
-        return _login(request, Redirect(f"/h5/c/{token}", status_code=303), cipher, member)
+        return await _login(request, db, Redirect(f"/h5/c/{token}", status_code=303), member.id)
 
     # ------------------------------------------------------------ the member's own pages
 
-    async def _member(self, request: Request[Any, Any, Any], db: AsyncSession) -> tuple[Tenant, Member]:
-        current = await services.session_member(
+    async def _member(self, request: Request[Any, Any, Any], db: DbSession) -> tuple[Tenant, Member]:
+        return await member_flows.current_member(
             db, request.app.state.kernel, request.cookies.get(services.MEMBER_COOKIE)
         )
-        if current is None:
-            raise services.SessionRequired(
-                "Open the claim link from your SMS to see your codes",
-                "请通过短信中的领取链接打开，验证手机号后即可查看您的券码",
-            )
-        return current
 
     @get("/me")
-    async def my_codes(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[Any]:
+    async def my_codes(self, request: Request[Any, Any, Any], db: DbSession) -> Response[Any]:
         tenant, member = await self._member(request, db)
         items = await services.member_items(db, member.id)
         views = await services.item_views(db, request.app.state.kernel, items, tenant, reveal=False)
@@ -306,7 +297,7 @@ class H5Controller(Controller):
     async def _item_page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         tenant: Tenant,
         member: Member,
         item_id: uuid.UUID,
@@ -332,20 +323,20 @@ class H5Controller(Controller):
 
     @get("/items/{item_id:uuid}")
     async def item(
-        self, request: Request[Any, Any, Any], db: AsyncSession, item_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, item_id: uuid.UUID
     ) -> Response[Any]:
         tenant, member = await self._member(request, db)
         return await self._item_page(request, db, tenant, member, item_id)
 
     @post("/items/{item_id:uuid}/transfer", status_code=200)
     async def transfer(
-        self, request: Request[Any, Any, Any], db: AsyncSession, item_id: uuid.UUID
+        self, request: Request[Any, Any, Any], db: DbSession, item_id: uuid.UUID
     ) -> Response[Any]:
         tenant, member = await self._member(request, db)
         form = await _form(request)
         ip, device = _client(request)
         try:
-            result = await services.transfer_item(
+            result = await member_flows.transfer(
                 db,
                 request.app.state.kernel,
                 tenant,
@@ -355,8 +346,7 @@ class H5Controller(Controller):
                 ip=ip,
                 device_id=device,
             )
-        except DomainError as exc:
-            await db.rollback()  # nothing of the refused transfer stays; objects are re-read below
+        except DomainError as exc:  # nothing of the refused transfer stays: re-read who is asking
             tenant, member = await self._member(request, db)
             return await self._item_page(
                 request,
@@ -385,7 +375,7 @@ class H5Controller(Controller):
     async def _campaign_page(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
+        db: DbSession,
         tenant: Tenant,
         campaign: Any,
         token: str,
@@ -395,9 +385,7 @@ class H5Controller(Controller):
         problem: str | None = None,
         status: int = 200,
     ) -> Response[Any]:
-        from core.catalog.models import Product
-
-        product = (await db.execute(select(Product).where(Product.id == campaign.product_id))).scalar_one()
+        product = await find_product(db, campaign.product_id)
         try:
             phone_masked = mask_phone(normalize_phone(phone)) if phone else ""
         except DomainError:
@@ -421,13 +409,13 @@ class H5Controller(Controller):
         )
 
     @get("/campaign/{token:str}")
-    async def campaign(self, request: Request[Any, Any, Any], db: AsyncSession, token: str) -> Response[Any]:
+    async def campaign(self, request: Request[Any, Any, Any], db: DbSession, token: str) -> Response[Any]:
         tenant, campaign = await services.open_campaign(db, request.app.state.kernel, token)
         return await self._campaign_page(request, db, tenant, campaign, token)
 
     @post("/campaign/{token:str}/send", status_code=200)
     async def campaign_send(
-        self, request: Request[Any, Any, Any], db: AsyncSession, token: str
+        self, request: Request[Any, Any, Any], db: DbSession, token: str
     ) -> Response[Any]:
         kernel = request.app.state.kernel
         tenant, campaign = await services.open_campaign(db, kernel, token)
@@ -450,7 +438,7 @@ class H5Controller(Controller):
 
     @post("/campaign/{token:str}/claim", status_code=303)
     async def campaign_claim(
-        self, request: Request[Any, Any, Any], db: AsyncSession, token: str
+        self, request: Request[Any, Any, Any], db: DbSession, token: str
     ) -> Response[Any]:
         kernel = request.app.state.kernel
         tenant, campaign = await services.open_campaign(db, kernel, token)
@@ -458,11 +446,10 @@ class H5Controller(Controller):
         phone = form.get("phone", "")
         ip, device = _client(request)
         try:
-            confirmed = await services.confirm_campaign_code(
+            confirmed = await campaign_flows.confirm_campaign_phone(
                 db, kernel, campaign, phone, form.get("code", ""), ip=ip, device_id=device
             )
-        except DomainError as exc:
-            await db.commit()  # the counted attempt (and a lock) must stick
+        except DomainError as exc:  # the counted attempt (and a lock) is saved
             return await self._campaign_page(
                 request,
                 db,
@@ -475,9 +462,10 @@ class H5Controller(Controller):
                 status=exc.status,
             )
         try:
-            grant = await services.claim(db, kernel, campaign.id, confirmed, ip=ip, device_id=device)
-        except DomainError as exc:
-            await db.commit()  # the used one-time code stays used
+            lot = await campaign_flows.claim_campaign_lot(
+                db, kernel, campaign.id, confirmed, ip=ip, device_id=device
+            )
+        except DomainError as exc:  # the used one-time code stays used
             return await self._campaign_page(
                 request,
                 db,
@@ -488,15 +476,6 @@ class H5Controller(Controller):
                 problem=exc.detail("zh-CN"),
                 status=exc.status,
             )
-        items = list(
-            (
-                await db.execute(
-                    select(GrantItem.id).where(GrantItem.grant_id == grant.id).order_by(GrantItem.id)
-                )
-            ).scalars()
-        )
-        member = await db.get(Member, (tenant.id, grant.member_id))
-        assert member is not None
-        target = f"/h5/items/{items[0]}" if len(items) == 1 else "/h5/me"
-        return _login(request, Redirect(target, status_code=303), await kernel.keys.cipher(db), member)
+        target = f"/h5/items/{lot.item_ids[0]}" if len(lot.item_ids) == 1 else "/h5/me"
+        return await _login(request, db, Redirect(target, status_code=303), lot.member_id)
 

@@ -371,14 +371,19 @@ async def find_product(session: AsyncSession, product_id: uuid.UUID) -> Product:
     return product
 
 
-async def products_by_id(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ProductOut]:
-    """The tenant's products with these ids, read together (unknown ids are left out)."""
+async def find_products(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Product]:
+    """The tenant's products among ``ids``, by id, in one query (unknown or other tenants' ids are absent)."""
     wanted = list(set(ids))
     if not wanted:
         return {}
-    rows = list((await session.execute(select(Product).where(Product.id.in_(wanted)))).scalars())
-    items = await _items_of(session, [p.id for p in rows if p.kind == "bundle"])
-    return {p.id: product_out(p, items.get(p.id, [])) for p in rows}
+    return {p.id: p for p in (await session.execute(select(Product).where(Product.id.in_(wanted)))).scalars()}
+
+
+async def products_by_id(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ProductOut]:
+    """The tenant's products with these ids as API views, read together (unknown ids are left out)."""
+    rows = await find_products(session, ids)
+    items = await _items_of(session, [p.id for p in rows.values() if p.kind == "bundle"])
+    return {pid: product_out(p, items.get(pid, [])) for pid, p in rows.items()}
 
 
 async def get_product_by_sku(session: AsyncSession, sku: str) -> Product:
