@@ -143,8 +143,8 @@ async def write_codes(
         for i in range(len(ids))
     ]
     conn = await session.connection()
-    result = await conn.exec_driver_sql(_SQLITE_INSERT, params)  # type: ignore[arg-type]
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    result = await conn.exec_driver_sql(_SQLITE_INSERT, params)
+    return int(result.rowcount)
 
 
 async def insert_codes(
