@@ -32,10 +32,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, Row, Select, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import BigInteger, Row, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -528,7 +528,7 @@ def _account_values(code: Row[Any], now: dt.datetime, *, uses: int, spent: int =
     }
 
 
-_ACCOUNTS = cast(Table, CodeAccount.__table__)  # Core: no ORM bookkeeping for these upserts
+_ACCOUNTS = CodeAccount.__table__  # Core: no ORM bookkeeping for these upserts
 _ACCOUNT_COLUMNS = ("tenant_id", "id", "code_id", "uses", "balance", "initial_balance", "currency")
 
 
@@ -688,8 +688,8 @@ async def _take_item(
     ).first()
 
 
-_REDEMPTIONS = cast(Table, Redemption.__table__)
-_LEDGER = cast(Table, LedgerEntry.__table__)
+_REDEMPTIONS = Redemption.__table__
+_LEDGER = LedgerEntry.__table__
 
 
 async def redeem(session: AsyncSession, kernel: Any, data: RedeemIn, caller: Caller) -> Redemption:

@@ -189,7 +189,7 @@ async def open_balances(
         if not ids:
             return opened
         await session.execute(
-            accounts.insert(),  # type: ignore[attr-defined]
+            accounts.insert(),
             [
                 {"tenant_id": tenant_id, "id": new_id(), "code_id": code_id, "uses": 0, "balance": balance,
                  "initial_balance": balance, "currency": currency, "updated_at": now, "created_at": now}
@@ -197,7 +197,7 @@ async def open_balances(
             ],
         )
         await session.execute(
-            ledger.insert(),  # type: ignore[attr-defined]
+            ledger.insert(),
             [
                 {"tenant_id": tenant_id, "id": new_id(), "code_id": code_id, "redemption_id": None,
                  "kind": "opening", "delta": balance, "balance_after": balance, "created_at": now}
