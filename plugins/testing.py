@@ -40,7 +40,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -87,7 +87,10 @@ SEND_TIMEOUT = 10.0
 #: How long the "slow answer" upstream waits before answering (seconds).
 SLOW_ANSWER_SECONDS = 0.3
 
-Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
+#: What answers the mock upstream's requests: a plain or an ``async`` function (httpx.MockTransport's own).
+Handler = (
+    Callable[[httpx.Request], httpx.Response] | Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
+)
 
 
 def _ok_handler(request: httpx.Request) -> httpx.Response:
