@@ -332,8 +332,7 @@ async def find_or_create_member(
     members → 409 ``member_mismatch``. Safe under concurrency: a lost creation race re-reads the winner.
     """
     if member_id is not None:
-        m = await get_member(session, member_id)
-        return m
+        return await get_member(session, member_id)
     external_id = _clean_text(external_id, "external_id", 120)
     name = _clean_text(name, "name", 120)
     e164 = normalize_phone(phone) if phone and phone.strip() else None
