@@ -285,7 +285,7 @@ def _lapsed(code_id: Any, by_member: bool, by_item: bool) -> Any:
 
 
 @cache
-def _lookup(with_window: bool, by_member: bool, by_item: bool) -> Select[Any]:
+def _lookup(with_window: bool, by_member: bool, by_item: bool) -> Select:
     holder = aliased(GrantItem, name="holder")
     q = select(
         *_LOOKUP_COLUMNS,
@@ -1016,7 +1016,7 @@ async def list_redemptions(
     limit: int = 50,
 ) -> RedemptionPage:
     """Redemptions newest first, filtered by the code's last four characters, store, terminal, time, status."""
-    q: Select[tuple[Redemption]] = select(Redemption).order_by(Redemption.id.desc()).limit(limit + 1)
+    q = select(Redemption).order_by(Redemption.id.desc()).limit(limit + 1)
     if last4:
         q = q.where(Redemption.code_last4 == last4.strip()[-4:])
     if store:
