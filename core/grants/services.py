@@ -608,9 +608,9 @@ async def _members_for(
     missing = sorted(d for d in sealed if d not in by_digest)  # one insert order: no deadlock between batches
     if missing:
         now = utcnow()
-        values = []
-        for d in missing:
-            digest, masked_phone, secret = sealed[d]
+        values: list[dict[str, Any]] = []
+        for key in missing:
+            digest, masked_phone, secret = sealed[key]
             values.append(
                 {
                     "tenant_id": tenant_id,
@@ -619,8 +619,8 @@ async def _members_for(
                     "phone_digest": digest,
                     "phone_masked": masked_phone,
                     "phone_secret": secret,
-                    "email": phone_mail.get(d),
-                    "name": phone_name.get(d),
+                    "email": phone_mail.get(key),
+                    "name": phone_name.get(key),
                     "tags": [],
                     "source": source,
                     "status": "active",
@@ -664,8 +664,9 @@ async def _members_for(
         )
     result: list[Member | DomainError] = []
     for i, data in enumerate(requests):
-        if out[i] is not None:
-            result.append(out[i])  # type: ignore[arg-type]
+        known = out[i]
+        if known is not None:
+            result.append(known)
             continue
         ph = phones[i]
         m = by_digest.get(ph[1]) if ph is not None else by_mail.get(emails[i] or "")
