@@ -600,8 +600,10 @@ async def _insert_all(
         codes = codegen.generate_unique(10**9, spec["pattern"], spec["prefix"])  # drawn as needed
         while inserted < wanted:  # a clash with a held code is dropped and drawn again: duplicates are impossible
             missing = wanted - inserted
-            parts = ([(next(codes), None, None) for _ in range(min(INSERT_CHUNK, missing - start))]
-                     for start in range(0, missing, INSERT_CHUNK))
+            parts: Iterator[list[tuple[str, str | None, int | None]]] = (
+                [(next(codes), None, None) for _ in range(min(INSERT_CHUNK, missing - start))]
+                for start in range(0, missing, INSERT_CHUNK)
+            )
             async for sent, got in _pipelined(s, cipher, parts, target):
                 attempted += sent
                 inserted += got
