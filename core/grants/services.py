@@ -27,6 +27,7 @@ from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id, readable_ref
+from core.db.results import rowcount
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.events.services import emit
 from core.grants.lifecycle import check_grant, grant_can, grant_sources, item_transition
@@ -383,7 +384,7 @@ async def mark_delivered(session: AsyncSession, grant_id: uuid.UUID, connector_i
         .values(status="delivered", delivered_at=now, delivery_detail=detail),
         execution_options={"synchronize_session": False},
     )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    if not rowcount(result):
         late = await session.execute(
             update(Grant)
             .where(
@@ -394,7 +395,7 @@ async def mark_delivered(session: AsyncSession, grant_id: uuid.UUID, connector_i
             .values(delivered_at=now, delivery_detail=detail),
             execution_options={"synchronize_session": False},
         )
-        if not late.rowcount:  # type: ignore[attr-defined]
+        if not rowcount(late):
             return False
     grant = await get_grant(session, grant_id)
     facts = {"ref": grant.ref, "channel": grant.channel, "connector": connector_id}
@@ -413,7 +414,7 @@ async def mark_delivery_failed(
         .values(status="delivery_failed", delivery_detail=f"{connector_id}: {detail}"[:500]),
         execution_options={"synchronize_session": False},
     )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    if not rowcount(result):
         return False
     grant = await get_grant(session, grant_id)
     facts = {"ref": grant.ref, "channel": grant.channel, "connector": connector_id, "detail": detail[:300]}

@@ -25,6 +25,7 @@ from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id
 from core.db.locks import CrossLoopLock
+from core.db.results import rowcount
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.inventory.models import Code, Reservation
 
@@ -318,7 +319,7 @@ async def _return_codes(session: AsyncSession, reservation_id: uuid.UUID) -> int
                 state_changed_at=utcnow()),
         execution_options={"synchronize_session": False},
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 async def sweep_lapsed_reservations(session: AsyncSession) -> int:

@@ -46,6 +46,7 @@ from core.catalog.models import Product
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id
+from core.db.results import rowcount
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.events.services import emit
 from core.grants.lifecycle import grant_of_item, item_move, lock_grant, sync_grant
@@ -577,7 +578,7 @@ def _spend_stmt(dialect: str) -> Any:
 async def _open_account(session: AsyncSession, code: Row[Any], now: dt.datetime) -> bool:
     """Create the code's account if it has none (balance = face value for stored value); True if created."""
     result = await session.execute(_open_stmt(_dialect(session)), _account_values(code, now, uses=0))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 async def _use_once(session: AsyncSession, code: Row[Any], handed: int, now: dt.datetime) -> int | None:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crypto.envelope import TenantCipher
 from core.db.ids import new_id
+from core.db.results import rowcount
 from core.inventory.models import Code
 from core.inventory.vault import seal
 
@@ -128,7 +129,7 @@ async def write_codes(
                 "expires": expires,
             },
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result)
     # SQLite: the stored forms SQLAlchemy would bind (UUID as 32 hex digits, UTC timestamps as text),
     # prepared here once per row and sent through one executemany without per-value bind processing.
     tid, pid, bid = tenant_id.hex, product_id.hex, batch_id.hex

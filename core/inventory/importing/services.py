@@ -38,6 +38,7 @@ from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id, readable_ref
 from core.db.maintenance import refresh_statistics
+from core.db.results import rowcount
 from core.db.session import Database
 from core.errors import Conflict, DomainError, FieldError, NotFound, QuotaExceeded, ValidationFailed
 from core.inventory import codegen
@@ -468,7 +469,7 @@ async def _claim(session: AsyncSession, import_id: uuid.UUID) -> bool:
         .values(status="importing")
         .execution_options(synchronize_session=False)
     )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    if not rowcount(result):
         return False
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         # One import or generation per tenant at a time, so the quota check and the inserts agree.
