@@ -138,10 +138,10 @@ async def write_codes(
     params = [
         (
             tid, ids[i].hex, pid, bid, digests[i], secrets_[i], last4s[i], has_pins[i],
-            expires[i].strftime(_SQLITE_TS) if expires[i] is not default_expires_at else default_exp,  # type: ignore[union-attr]
+            default_exp if exp is default_expires_at or exp is None else exp.strftime(_SQLITE_TS),
             uses_left, stamp, stamp,
         )
-        for i in range(len(ids))
+        for i, exp in enumerate(expires)
     ]
     conn = await session.connection()
     result = await conn.exec_driver_sql(_SQLITE_INSERT, params)
