@@ -273,7 +273,7 @@ class Validator:
     def _date(self, raw: Any) -> dt.datetime | None:
         if isinstance(raw, str):
             key = raw.strip()
-            hit: dt.datetime | ValueError | None | Literal[False] = self._dates.get(key, False)
+            hit: dt.datetime | ValueError | Literal[False] | None = self._dates.get(key, False)
             if hit is False:
                 try:
                     hit = parse_expiry(key, self.tz)
