@@ -1,4 +1,8 @@
-"""``create_app(settings)``: the composition root (API routers, console, jobs, plugins)."""
+"""``create_app(settings)``: the composition root.
+
+The kernel routes (health, metrics, static files) are named here; every domain's API controllers, console
+and H5 pages come from its declaration (:mod:`core.domains`).
+"""
 
 from __future__ import annotations
 
@@ -16,13 +20,8 @@ from litestar.stores.file import FileStore
 from litestar.stores.registry import StoreRegistry
 from litestar.template.config import TemplateConfig
 
-from core.audit.api import AuditController
 from core.audit.sealer import AuditSealer
-from core.bulk_grants.api import BulkGrantController
-from core.catalog.api import CatalogController
-from core.claims.api import CampaignController, ClaimLinkController
-from core.events.api import EventsController
-from core.grants.api import GrantController
+from core.domains import handlers
 from core.health import health, metrics, ready
 from core.http.decoding import KaquanRequest, decode_request_body, request_guard_middleware
 from core.http.idempotency import idempotency_middleware
@@ -31,20 +30,10 @@ from core.http.problems import exception_handlers_by_realm
 from core.http.ratelimit import RateLimiter
 from core.http.request_log import request_log_middleware
 from core.http.sessions import ResilientRedisStore
-from core.inventory.api import InventoryController
-from core.inventory.importing.api import CodeImportController
-from core.jobs.api import JobsController
 from core.kernel import Kernel
 from core.logging import configure_logging
-from core.members.api import MemberController
-from core.redemption.api import RedemptionController
-from core.reminders.api import ReminderSettingsController
-from core.risk.api import RiskController
 from core.root import root
 from core.settings import Settings, load_settings
-from core.webhooks.api import WebhookDeliveriesController, WebhooksController
-from tenants.api_platform import PlatformController, PlatformLoginController
-from tenants.api_tenant import ApiClientsController, OAuthController, TenantApiController
 from tenants.auth import request_context_middleware
 
 UI_DIR = Path(__file__).resolve().parent.parent / "admin_ui"
@@ -72,7 +61,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     from admin_ui.routes import console_routes
     from core.jobs.runtime import JobRuntime
     from h5.pages import EXCEPTION_HANDLERS as H5_EXCEPTION_HANDLERS
-    from h5.pages import h5_router
+    from h5.routes import h5_router
 
     jobs = JobRuntime(kernel, plugins=plugins)
     sealer = AuditSealer(kernel.db)
@@ -119,27 +108,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             health,
             ready,
             metrics,
-            OAuthController,
-            TenantApiController,
-            ApiClientsController,
-            AuditController,
-            CatalogController,
-            InventoryController,
-            RedemptionController,
-            CodeImportController,
-            BulkGrantController,
-            ReminderSettingsController,
-            EventsController,
-            MemberController,
-            GrantController,
-            ClaimLinkController,
-            CampaignController,
-            WebhooksController,
-            WebhookDeliveriesController,
-            RiskController,
-            JobsController,
-            PlatformLoginController,
-            PlatformController,
+            *handlers("api"),
             create_static_files_router(
                 path="/static", directories=[UI_DIR / "static"], include_in_schema=False
             ),

@@ -20,12 +20,11 @@ from typing import Any
 
 import structlog
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from litestar import Controller, Request, Response, Router, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException, PermissionDeniedException
 from litestar.response import Redirect
-from litestar.static_files import create_static_files_router
 from litestar.utils.empty import value_or_default
 from litestar.utils.scope.state import ScopeState
 from markupsafe import Markup
@@ -501,17 +500,3 @@ class H5Controller(Controller):
         target = f"/h5/items/{items[0]}" if len(items) == 1 else "/h5/me"
         return _login(request, Redirect(target, status_code=303), await kernel.keys.cipher(db), member)
 
-
-def h5_router() -> Router:
-    """The ``/h5`` router: pages, their stylesheet, and HTML error pages."""
-    return Router(
-        path="/h5",
-        route_handlers=[
-            H5Controller,
-            create_static_files_router(
-                path="/static", directories=[H5_DIR / "static"], include_in_schema=False
-            ),
-        ],
-        exception_handlers=EXCEPTION_HANDLERS,
-        include_in_schema=False,
-    )

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Forbidden, TenantSuspended, Unauthorized
 from tenants.schemas import Principal
-from tenants.scopes import role_can
+from tenants.scopes import ROLE_PERMISSIONS, SCOPES, role_can
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
 
@@ -21,7 +21,9 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | 
 
 
 def require_scope(scope: str) -> Guard:
-    """API clients must hold ``scope``."""
+    """API clients must hold ``scope`` (a scope some domain declares: a typo fails at import)."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope {scope!r} is declared by no domain (core/*/plugin.py)")
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         p = principal_of(connection)
@@ -39,7 +41,12 @@ def require_scope(scope: str) -> Guard:
 
 
 def require_permission(permission: str) -> Guard:
-    """Console users must have a role that grants ``permission``; a suspended tenant is refused."""
+    """Console users must have a role that grants ``permission``; a suspended tenant is refused.
+
+    ``permission`` must be one some domain declares, so a typo fails at import, not as a refusal.
+    """
+    if not any(permission in granted for granted in ROLE_PERMISSIONS.values()):
+        raise ValueError(f"permission {permission!r} is declared by no domain (core/*/plugin.py)")
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         p = principal_of(connection)

@@ -4,26 +4,10 @@ from __future__ import annotations
 
 import importlib
 
-MODEL_MODULES = (
-    "tenants.models",
-    "core.crypto.models",
-    "core.audit.models",
-    "core.jobs.models",
-    "core.http.models",
-    "core.catalog.models",
-    "core.inventory.models",
-    "core.events.models",
-    "core.members.models",
-    "core.grants.models",
-    "core.webhooks.models",
-    "core.bulk_grants.models",
-    "core.reminders.models",
-    "core.claims.models",
-    "core.risk.models",
-    "core.redemption.models",
-)
+from core.domains import model_modules
 
 
 def load_all_models() -> None:
-    for name in MODEL_MODULES:
+    """Import the model modules every domain declares (see :mod:`core.domains`)."""
+    for name in model_modules():
         importlib.import_module(name)

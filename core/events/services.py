@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from core.db.base import utcnow
 from core.db.ids import new_id
+from core.domains import event_types
 from core.events.models import Event
 from core.jobs.models import OutboxMessage
 from core.webhooks.models import WebhookSubscription
@@ -20,22 +21,8 @@ from core.webhooks.models import WebhookSubscription
 FANOUT_ACTOR = "fan_out_webhooks"
 _PENDING_FANOUT = "kaquan_pending_fanout"
 
-EVENT_TYPES: dict[str, str] = {
-    "stock.low": "A product's available stock fell below its threshold, days of cover or watermark.",
-    "stock.near_expiry": "Available codes of a product expire within its near-expiry window.",
-    "grant.created": "Codes were granted to a member or a contact.",
-    "grant.delivered": "A grant's notification was accepted by the notifier (e-mail, SMS).",
-    "grant.delivery_failed": "A grant's notification could not be delivered.",
-    "grant.voided": (
-        "A grant was voided: an undelivered one, its codes back to stock; or every unit's code was voided "
-        "in the inventory (cause codes_voided)."
-    ),
-    "code.claimed": "A member claimed a code through a claim link.",
-    "code.redeemed": "A code was redeemed (核销), or part of a stored-value balance was spent.",
-    "code.redemption_rolled_back": "A redemption was rolled back within the rollback window.",
-    "code.transferred": "A member transferred an unredeemed code to another phone (转赠).",
-    "risk.flagged": "A risk rule flagged activity (e.g. one device used by many members).",
-}
+#: Every domain's event types with their descriptions (see :mod:`core.domains`).
+EVENT_TYPES: dict[str, str] = event_types()
 
 
 class EventOut(msgspec.Struct):

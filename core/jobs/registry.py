@@ -1,7 +1,7 @@
 """Actors are declared once, in modules, and bound to whichever broker is configured.
 
 A module declares an ``async`` job with :func:`job`; nothing touches dramatiq's global broker.
-:func:`declare_actors` (called by :func:`core.jobs.broker.build_broker`) imports :data:`JOB_MODULES`
+:func:`declare_actors` (called by :func:`core.jobs.broker.build_broker`) imports the job modules every domain declares (:mod:`core.domains`)
 and creates one dramatiq actor per job on the given broker, so a process can hold several brokers
 (a test's StubBroker next to the app's) and importing a module never needs a broker to exist.
 The dramatiq actor runs the coroutine on its worker thread's event loop (see ``core.jobs.context``).
@@ -17,23 +17,8 @@ from typing import Any, TypeVar
 
 import dramatiq
 
+from core.domains import job_modules
 from core.jobs.context import run_in_thread_loop
-
-#: Modules whose jobs every broker gets; a new domain appends its ``jobs`` module here.
-JOB_MODULES: tuple[str, ...] = (
-    "core.jobs.actors",
-    "core.notifications.actors",
-    "core.inventory.importing.jobs",
-    "core.inventory.jobs",
-    "core.audit.jobs",
-    "core.bulk_grants.jobs",
-    "core.reminders.jobs",
-    "core.webhooks.jobs",
-    "core.grants.delivery",
-    "core.grants.jobs",
-    "core.claims.otp",
-    "core.risk.jobs",
-)
 
 #: Queues (Redis keys are ``kaquan:<queue>`` under the broker namespace).
 QUEUES: tuple[str, ...] = ("default", "notifications", "maintenance")
@@ -90,7 +75,7 @@ def job(
 
 def load_job_modules() -> dict[str, JobSpec]:
     """Import every job module; returns the declared jobs by name."""
-    for module in JOB_MODULES:
+    for module in job_modules():
         importlib.import_module(module)
     return dict(_JOBS)
 

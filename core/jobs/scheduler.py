@@ -11,7 +11,6 @@ import asyncio
 import datetime as dt
 import signal
 import threading
-from dataclasses import dataclass
 
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -22,45 +21,15 @@ from sqlalchemy import select
 from core.db.base import utcnow
 from core.db.context import cross_tenant
 from core.db.session import Database
+from core.domains import Periodic, periodic_tasks
 from core.jobs.outbox import enqueue_for_tenants
 from core.logging import configure_logging
 from core.settings import Settings
 from tenants.models import Tenant
 
 log = structlog.get_logger("kaquan.scheduler")
-EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
-
-
-@dataclass(frozen=True)
-class Periodic:
-    """A periodic job: ``actor`` is enqueued for every tenant each ``every``."""
-
-    name: str
-    actor: str
-    every: dt.timedelta
-
-    def window(self, now: dt.datetime) -> dt.datetime:
-        """The start of the window ``now`` falls in (windows are aligned to a fixed epoch)."""
-        n = (now - EPOCH) // self.every
-        return EPOCH + n * self.every
-
-    def business_key(self, now: dt.datetime) -> str:
-        return f"{self.name}:{self.window(now).isoformat()}"
-
-
-PERIODIC: tuple[Periodic, ...] = (
-    Periodic("purge_idempotency_keys", "purge_expired_idempotency_keys", dt.timedelta(hours=1)),
-    Periodic("purge_access_tokens", "purge_expired_access_tokens", dt.timedelta(hours=1)),
-    Periodic("purge_job_ledgers", "purge_job_ledgers", dt.timedelta(days=1)),
-    Periodic("expire_codes", "expire_codes", dt.timedelta(hours=1)),
-    Periodic("expire_grant_items", "expire_grant_items", dt.timedelta(hours=1)),
-    Periodic("sweep_reservations", "sweep_reservations", dt.timedelta(minutes=5)),
-    Periodic("check_stock_alerts", "check_stock_alerts", dt.timedelta(hours=1)),
-    Periodic("seal_audit_chain", "seal_audit_chain", dt.timedelta(minutes=1)),
-    Periodic("remind_expiring_codes", "remind_expiring_codes", dt.timedelta(hours=1)),
-    Periodic("sweep_webhook_deliveries", "sweep_webhook_deliveries", dt.timedelta(minutes=5)),
-    Periodic("purge_risk_counters", "purge_risk_counters", dt.timedelta(hours=6)),
-)
+#: Every domain's periodic tasks (see :mod:`core.domains`).
+PERIODIC: tuple[Periodic, ...] = periodic_tasks()
 
 
 async def enqueue_periodic(db: Database, periodic: Periodic, now: dt.datetime | None = None) -> int:

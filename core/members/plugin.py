@@ -1,0 +1,15 @@
+"""The members domain: the tenant's members (phones encrypted, masked on screen)."""
+
+from core.domains import EVERYONE, OPERATORS, Domain
+
+domain = Domain(
+    name="members",
+    api=("core.members.api:MemberController",),
+    console=("admin_ui.members_pages:MembersController",),
+    models=("core.members.models",),
+    scopes={
+        "members:read": "List and read members (phones masked).",
+        "members:write": "Create, import and change members.",
+    },
+    permissions={"members.read": EVERYONE, "members.manage": OPERATORS},
+)
