@@ -97,6 +97,9 @@ class Domain:
     scopes: Mapping[str, str] = field(default_factory=dict)
     #: Console permissions this domain checks, and the roles that hold each.
     permissions: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: What this domain plugs into another's extension points: point name → objects implementing it.
+    #: A lower domain calls a higher one only this way (see :func:`extensions`), never by importing it.
+    provides: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def resolve(ref: str) -> Any:
@@ -132,6 +135,16 @@ def _merged(kind: str) -> dict[str, Any]:
 def handlers(kind: str) -> list[Any]:
     """The controllers of one kind (``api``, ``console``, ``platform``, ``h5``), imported."""
     return [resolve(ref) for d in domains() for ref in getattr(d, kind)]
+
+
+def extensions(point: str) -> list[Any]:
+    """The objects every domain provides for the extension point ``point``, imported, in domain order.
+
+    The domain that owns a point names it ``"<domain>.<what>"`` and documents the protocol its
+    implementations follow (e.g. ``inventory.code_holders`` in :mod:`core.inventory.custody`): the
+    inventory voids codes that grants hold without importing the grants package, which imports it.
+    """
+    return [resolve(ref) for d in domains() for ref in d.provides.get(point, ())]
 
 
 def model_modules() -> tuple[str, ...]:
