@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         csrf_config=csrf,
         stores=stores,
-        exception_handlers=exception_handlers_by_realm(  # type: ignore[arg-type]
+        exception_handlers=exception_handlers_by_realm(
             {"/console": HTML_EXCEPTION_HANDLERS, "/platform": HTML_EXCEPTION_HANDLERS, "/h5": H5_EXCEPTION_HANDLERS}
         ),
         request_class=KaquanRequest,

@@ -11,9 +11,9 @@ import functools
 import getpass
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -22,6 +22,9 @@ from rich.table import Table
 from core.audit.context import Actor, set_actor
 from core.errors import DomainError
 from core.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # annotations only: the commands import their domain modules when they run
+    from core.inventory.importing.schemas import ConfirmMode
 
 T = TypeVar("T")
 console = Console()
@@ -33,7 +36,7 @@ def _locale() -> str:
     return "zh-CN" if os.environ.get("LANG", "").lower().startswith("zh") else "en"
 
 
-def _run(coro_fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
+def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
     """Run an async command body; turn domain errors into a readable message and exit code 1."""
 
     @functools.wraps(coro_fn)
@@ -509,7 +512,7 @@ def _print_import_report(imp: Any, shown: int = 20) -> None:
 @_run
 async def codes_import(slug: str, sku: str, path: Path, supplier: str, unit_cost: int, currency: str | None,
                        purchase_ref: str, expires: str | None, notes: str, mapping: str | None,
-                       encoding: str | None, mode: str, yes: bool) -> None:
+                       encoding: str | None, mode: ConfirmMode, yes: bool) -> None:
     """Validate a supplier's file, show the report, then import it as one batch with a progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -544,7 +547,7 @@ async def codes_import(slug: str, sku: str, path: Path, supplier: str, unit_cost
                 console.print("nothing imported")
                 return
             async with kernel.db.transaction() as db:
-                await services.confirm_import(db, imp.id, mode, enqueue=False)  # type: ignore[arg-type]
+                await services.confirm_import(db, imp.id, mode, enqueue=False)
             with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                           console=console) as bar:
                 task = bar.add_task("import", total=imp.valid_rows)

@@ -14,7 +14,7 @@ hookspec = pluggy.HookspecMarker("kaquan")
 
 
 @hookspec
-def kaquan_connectors() -> list[Connector]:  # type: ignore[empty-body]
+def kaquan_connectors() -> list[Connector]:  # type: ignore[empty-body]  # a hookspec; pluggy never runs it
     """Return the connectors this plugin provides.
 
     Each item is a connector object with an ``info`` attribute (:class:`plugins.ConnectorInfo`: id, kind,

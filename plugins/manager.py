@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 from collections.abc import Collection, Iterable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pluggy
@@ -183,7 +183,8 @@ class PluginHost:
             for impl in self.pm.hook.kaquan_connectors.get_hookimpls():  # in registration order
                 name = impl.plugin_name
                 try:
-                    provided = list(impl.function() or [])
+                    # pluggy types a hook's result object; the hookspec promises connectors, _validate checks
+                    provided = list(cast("Iterable[Connector] | None", impl.function()) or [])
                     infos = [_validate(c) for c in provided]
                 except PluginError as exc:
                     self._fail(name, f"provides an invalid connector: {exc}")

@@ -40,7 +40,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -87,7 +87,10 @@ SEND_TIMEOUT = 10.0
 #: How long the "slow answer" upstream waits before answering (seconds).
 SLOW_ANSWER_SECONDS = 0.3
 
-Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
+#: What answers the mock upstream's requests: a plain or an ``async`` function (httpx.MockTransport's own).
+Handler = (
+    Callable[[httpx.Request], httpx.Response] | Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
+)
 
 
 def _ok_handler(request: httpx.Request) -> httpx.Response:
@@ -132,10 +135,18 @@ class SendRecord:
 _THREAD_PREFIX = "kq-conformance"
 
 
+class _ThreadMark(threading.local):
+    """Set on the thread that calls :func:`run_send` while the send runs."""
+
+    active: bool = False
+
+
+_MARK = _ThreadMark()
+
+
 def _connector_thread() -> bool:
     """Whether the current thread runs connector code (not a test server's or another thread)."""
-    thread = threading.current_thread()
-    return thread.name.startswith(_THREAD_PREFIX) or getattr(thread, "_kq_conformance", False)
+    return threading.current_thread().name.startswith(_THREAD_PREFIX) or _MARK.active
 
 
 class _ListHandler(logging.Handler):
@@ -266,14 +277,13 @@ def run_send(
             await watchdog
             record.max_loop_lag = max(lags, default=0.0)
 
-    me = threading.current_thread()
-    marked = getattr(me, "_kq_conformance", False)
-    me._kq_conformance = True  # type: ignore[attr-defined]
+    marked = _MARK.active
+    _MARK.active = True
     try:
         with _capture_process_logs(record):
             asyncio.run(go())
     finally:
-        me._kq_conformance = marked  # type: ignore[attr-defined]
+        _MARK.active = marked
     return record
 
 

@@ -183,7 +183,8 @@ async def authenticate_bearer(session: AsyncSession, token: str) -> Principal:
     if hit is not None:
         cached_until, expires_at, principal = hit
         if cached_until > _clock() and expires_at > utcnow():
-            await bind_tenant(session, principal.tenant_id)  # type: ignore[arg-type]
+            assert principal.tenant_id is not None  # cached by _resolve_bearer: a tenant's API client
+            await bind_tenant(session, principal.tenant_id)
             return principal
         _principals.pop(key, None)
     principal, expires_at = await _resolve_bearer(session, token, key)

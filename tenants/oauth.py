@@ -86,10 +86,14 @@ class _Server(AuthorizationServer):
         self.register_token_generator(
             "default",
             BearerTokenGenerator(
-                access_token_generator=lambda *a, **k: new_access_token(self._tenant.id),  # type: ignore[union-attr]
+                access_token_generator=self._new_token,
                 expires_generator=lambda *a, **k: ttl,
             ),
         )
+
+    def _new_token(self, *args: Any, **kwargs: Any) -> str:
+        assert self._tenant is not None  # authlib mints only for a client query_client found, so a tenant's
+        return new_access_token(self._tenant.id)
 
     def create_oauth2_request(self, request: OAuth2Request) -> OAuth2Request:
         return request

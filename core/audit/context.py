@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 import msgspec
 
@@ -20,9 +20,9 @@ def current_actor() -> Actor:
     return _actor.get()
 
 
-def set_actor(actor: Actor) -> object:
+def set_actor(actor: Actor) -> Token[Actor]:
     return _actor.set(actor)
 
 
-def reset_actor(token: object) -> None:
-    _actor.reset(token)  # type: ignore[arg-type]
+def reset_actor(token: Token[Actor]) -> None:
+    _actor.reset(token)

@@ -59,6 +59,7 @@ from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id
+from core.db.results import rowcount
 from core.db.session import Database
 from core.errors import Conflict, DomainError, NotFound, ValidationFailed
 from core.grants.models import GrantItem
@@ -446,7 +447,7 @@ async def _grant_row(kernel: Kernel, bulk: BulkGrant, row_id: uuid.UUID) -> str 
                 .values(processed_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
-            if not taken.rowcount:  # type: ignore[attr-defined]
+            if not rowcount(taken):
                 return None  # another run has it (or had it)
             row = (await s.execute(select(BulkGrantRow).where(BulkGrantRow.id == row_id))).scalar_one()
             if not await _take_key(s, row):

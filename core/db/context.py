@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 _tenant: ContextVar[uuid.UUID | None] = ContextVar("kaquan_tenant", default=None)
 _bypass: ContextVar[str | None] = ContextVar("kaquan_bypass", default=None)
@@ -35,13 +35,13 @@ def bypass_reason() -> str | None:
     return _bypass.get()
 
 
-def set_tenant(tenant_id: uuid.UUID | None) -> object:
+def set_tenant(tenant_id: uuid.UUID | None) -> Token[uuid.UUID | None]:
     """Set the tenant for the rest of this task; returns a token for :func:`reset_tenant`."""
     return _tenant.set(tenant_id)
 
 
-def reset_tenant(token: object) -> None:
-    _tenant.reset(token)  # type: ignore[arg-type]
+def reset_tenant(token: Token[uuid.UUID | None]) -> None:
+    _tenant.reset(token)
 
 
 @contextlib.contextmanager

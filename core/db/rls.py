@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: loading this module imports no SQLAlchemy
+    from sqlalchemy.engine import Connection
+
 POLICY_NAME = "tenant_isolation"
 
 _BOUND = (
@@ -66,19 +71,19 @@ def provision_app_role_sql(
     ]
 
 
-def role_exists(connection: object, role: str) -> bool:
+def role_exists(connection: Connection, role: str) -> bool:
     """Whether the server has a role named ``role`` (roles are shared by every database on it)."""
     from sqlalchemy import text
 
-    found = connection.execute(  # type: ignore[attr-defined]
+    found = connection.execute(
         text("select 1 from pg_roles where rolname = :role"), {"role": role}
     ).first()
     return found is not None
 
 
-def tenant_tables(connection: object) -> list[str]:
+def tenant_tables(connection: Connection) -> list[str]:
     """Every table in ``public`` that has a ``tenant_id`` column (PostgreSQL catalog)."""
-    rows = connection.exec_driver_sql(  # type: ignore[attr-defined]
+    rows = connection.exec_driver_sql(
         "select table_name from information_schema.columns "
         "where table_schema = 'public' and column_name = 'tenant_id' order by table_name"
     )
@@ -86,7 +91,7 @@ def tenant_tables(connection: object) -> list[str]:
 
 
 def secure_postgres(
-    connection: object, app_role: tuple[str, str | None] | None, *, reset_app_password: bool = False
+    connection: Connection, app_role: tuple[str, str | None] | None, *, reset_app_password: bool = False
 ) -> None:
     """Wall every tenant table and provision the app role; idempotent, run after each upgrade.
 
@@ -104,4 +109,4 @@ def secure_postgres(
             )
         )
     for stmt in statements:
-        connection.exec_driver_sql(stmt)  # type: ignore[attr-defined]
+        connection.exec_driver_sql(stmt)

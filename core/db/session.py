@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.util import find_tables
 
 from core.db.base import TenantScoped
@@ -44,9 +45,9 @@ def _tenant_filter(state: ORMExecuteState) -> None:
     tid = current_tenant()
     if tid is None:
         # No tenant: refuse any statement that reads or writes a tenant table (never "all tenants").
-        if any(
-            "tenant_id" in t.c for t in find_tables(state.statement, include_crud=True, include_joins=True)
-        ):
+        # a SELECT, UPDATE or DELETE (checked above) is a ClauseElement; ORMExecuteState types it Executable
+        statement = cast(ClauseElement, state.statement)
+        if any("tenant_id" in t.c for t in find_tables(statement, include_crud=True, include_joins=True)):
             require_tenant()
         return
     state.statement = state.statement.options(

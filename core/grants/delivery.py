@@ -167,6 +167,7 @@ async def deliver_grant(grant_id: str) -> None:
         to = open_contact(await env.keys.cipher(session), grant) or ""
         lang, subject, body = await render_grant_message(session, env.keys, grant, tenant)
         channel, ref = grant.channel, grant.ref
+        assert channel is not None  # awaiting_delivery() above: a grant without a channel is not sent
         resend = attempt is not None
         if attempt is None:
             attempt = GrantDelivery(grant_id=gid, idempotency_key=key, attempts=0)

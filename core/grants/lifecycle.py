@@ -147,7 +147,9 @@ def item_move(event: str) -> tuple[str, str]:
 def grant_can(status: str, event: str, target: str | None = None) -> bool:
     """Whether a grant in ``status`` may take ``event`` (to ``target``, when given)."""
     targets = GRANT_TRANSITIONS.get(status, {}).get(event)
-    return bool(targets) and (target is None or target in targets)  # type: ignore[operator]
+    if not targets:
+        return False
+    return target is None or target in targets
 
 
 def grant_sources(event: str) -> tuple[str, ...]:

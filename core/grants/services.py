@@ -30,6 +30,7 @@ from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id, readable_ref
+from core.db.results import rowcount
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.events.services import emit
 from core.grants.lifecycle import check_grant, grant_can, grant_sources, item_transition
@@ -393,7 +394,7 @@ async def mark_delivered(session: AsyncSession, grant_id: uuid.UUID, connector_i
         .values(status="delivered", delivered_at=now, delivery_detail=detail),
         execution_options={"synchronize_session": False},
     )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    if not rowcount(result):
         late = await session.execute(
             update(Grant)
             .where(
@@ -404,7 +405,7 @@ async def mark_delivered(session: AsyncSession, grant_id: uuid.UUID, connector_i
             .values(delivered_at=now, delivery_detail=detail),
             execution_options={"synchronize_session": False},
         )
-        if not late.rowcount:  # type: ignore[attr-defined]
+        if not rowcount(late):
             return False
     grant = await get_grant(session, grant_id)
     facts = {"ref": grant.ref, "channel": grant.channel, "connector": connector_id}
@@ -423,7 +424,7 @@ async def mark_delivery_failed(
         .values(status="delivery_failed", delivery_detail=f"{connector_id}: {detail}"[:500]),
         execution_options={"synchronize_session": False},
     )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    if not rowcount(result):
         return False
     grant = await get_grant(session, grant_id)
     facts = {"ref": grant.ref, "channel": grant.channel, "connector": connector_id, "detail": detail[:300]}
@@ -645,9 +646,9 @@ async def _members_for(
     missing = sorted(d for d in sealed if d not in by_digest)  # one insert order: no deadlock between batches
     if missing:
         now = utcnow()
-        values = []
-        for d in missing:
-            digest, masked_phone, secret = sealed[d]
+        values: list[dict[str, Any]] = []
+        for key in missing:
+            digest, masked_phone, secret = sealed[key]
             values.append(
                 {
                     "tenant_id": tenant_id,
@@ -656,8 +657,8 @@ async def _members_for(
                     "phone_digest": digest,
                     "phone_masked": masked_phone,
                     "phone_secret": secret,
-                    "email": phone_mail.get(d),
-                    "name": phone_name.get(d),
+                    "email": phone_mail.get(key),
+                    "name": phone_name.get(key),
                     "tags": [],
                     "source": source,
                     "status": "active",
@@ -701,8 +702,9 @@ async def _members_for(
         )
     result: list[Member | DomainError] = []
     for i, data in enumerate(requests):
-        if out[i] is not None:
-            result.append(out[i])  # type: ignore[arg-type]
+        known = out[i]
+        if known is not None:
+            result.append(known)
             continue
         ph = phones[i]
         m = by_digest.get(ph[1]) if ph is not None else by_mail.get(emails[i] or "")

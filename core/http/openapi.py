@@ -27,9 +27,11 @@ from litestar.openapi.spec import (
     Components,
     OAuthFlow,
     OAuthFlows,
+    OpenAPIFormat,
     OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
+    OpenAPIType,
     Operation,
     Reference,
     RequestBody,
@@ -128,31 +130,31 @@ class BodySpec:
 
 
 def _binary(description: str) -> Schema:
-    return Schema(type="string", format="binary", description=description)  # type: ignore[arg-type]
+    return Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY, description=description)
 
 
 def _text(description: str, **kw: Any) -> Schema:
-    return Schema(type="string", description=description, **kw)  # type: ignore[arg-type]
+    return Schema(type=OpenAPIType.STRING, description=description, **kw)
 
 
-def _form(properties: dict[str, Schema], required: list[str] | None = None) -> Schema:
-    return Schema(type="object", properties=properties, required=required)  # type: ignore[arg-type]
+def _form(properties: dict[str, Schema | Reference], required: list[str] | None = None) -> Schema:
+    return Schema(type=OpenAPIType.OBJECT, properties=properties, required=required)
 
 
-_MONEY = Schema(type="integer", minimum=0, description="Amount in fen (integer): 2500 is ¥25.00")  # type: ignore[arg-type]
-_IMPORT_FIELDS: dict[str, Schema] = {
-    "product_id": _text("The product the codes are for", format="uuid"),
+_MONEY = Schema(type=OpenAPIType.INTEGER, minimum=0, description="Amount in fen (integer): 2500 is ¥25.00")
+_IMPORT_FIELDS: dict[str, Schema | Reference] = {
+    "product_id": _text("The product the codes are for", format=OpenAPIFormat.UUID),
     "supplier": _text("Supplier name"),
     "unit_cost": _MONEY,
     "currency": _text("ISO currency, default the tenant's"),
     "purchase_ref": _text("Purchase order reference"),
-    "expires_at": _text("Expiry of the codes (ISO 8601)", format="date-time"),
+    "expires_at": _text("Expiry of the codes (ISO 8601)", format=OpenAPIFormat.DATE_TIME),
     "notes": _text("Free notes"),
     "encoding": _text("Text encoding of the file when not detected (e.g. gb18030)"),
     "mapping": _text('Column mapping as JSON, e.g. {"code": "卡号", "pin": "密码"}'),
 }
 _OAUTH_ERROR = Schema(
-    type="object",  # type: ignore[arg-type]
+    type=OpenAPIType.OBJECT,
     title="OAuthError",
     description="RFC 6749 §5.2 error, with the problem+json members",
     required=["error", "type", "title", "status", "code", "detail"],
@@ -161,7 +163,7 @@ _OAUTH_ERROR = Schema(
         "error_description": _text("What went wrong"),
         "type": _text("Problem type URI"),
         "title": _text("Short title"),
-        "status": Schema(type="integer"),  # type: ignore[arg-type]
+        "status": Schema(type=OpenAPIType.INTEGER),
         "code": _text("Stable code: oauth_<error>"),
         "detail": _text("What went wrong"),
     },
@@ -290,13 +292,13 @@ def _problem_spec(status: int) -> ResponseSpec:
 
 #: Headers that come with some error statuses.
 _RETRY_AFTER = OpenAPIHeader(
-    schema=Schema(type="integer", minimum=0),  # type: ignore[arg-type]
+    schema=Schema(type=OpenAPIType.INTEGER, minimum=0),
     description="Seconds to wait before retrying",
 )
 _ERROR_HEADERS: dict[int, dict[str, OpenAPIHeader]] = {
     401: {
         "WWW-Authenticate": OpenAPIHeader(
-            schema=Schema(type="string"),  # type: ignore[arg-type]
+            schema=Schema(type=OpenAPIType.STRING),
             description='On /api/v1: Bearer realm="kaquan"',
         )
     },

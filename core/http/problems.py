@@ -15,6 +15,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -261,7 +262,7 @@ def busy_handler(request: Request[Any, Any, Any], exc: PoolTimeout) -> Response[
     return problem(503, "server_busy", detail, headers={"Retry-After": "1"}, instance=request.url.path)
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: dict[type[Exception], Callable[[Request[Any, Any, Any], Any], Response[Any]]] = {
     DomainError: domain_error_handler,
     HTTPException: http_exception_handler,
     PoolTimeout: busy_handler,
@@ -292,7 +293,7 @@ def _handler_for(table: Mapping[type[Exception], ExceptionHandler], exc: Excepti
 
 def exception_handlers_by_realm(
     pages: Mapping[str, Mapping[type[Exception], ExceptionHandler]],
-) -> dict[type[Exception], ExceptionHandler]:
+) -> ExceptionHandlersMap:
     """The app's exception handlers: problem+json for the API, and the realm's HTML page for an error on
     a page path that never reached the page's router (no route matched, wrong method, a refusal raised
     before routing). Each realm's table must handle ``Exception``."""

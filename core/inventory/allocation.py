@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, any_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, any_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
@@ -25,6 +25,7 @@ from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id
 from core.db.locks import CrossLoopLock
+from core.db.results import rowcount
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.inventory.models import Code, Reservation
 
@@ -55,7 +56,7 @@ class Allocation(msgspec.Struct):
     reserved_until: dt.datetime | None = None
 
 
-def available_clause(now: dt.datetime) -> object:
+def available_clause(now: dt.datetime) -> ColumnElement[bool]:
     """Rows that may be handed out now: available (or in a lapsed reservation) and not expired."""
     return and_(
         or_(Code.state == "available", and_(Code.state == "reserved", Code.reserved_until < now)),
@@ -205,7 +206,7 @@ async def allocate(
         {"state": "reserved", "reservation_id": reservation_id, "reserved_until": until, "purpose": purpose}
         if reserve_for else {"state": "issued", "reservation_id": None, "reserved_until": None, "purpose": purpose}
     )
-    codes: list[AllocatedCode] = []
+    codes = []
     async with _maybe_lock(session):
         for attempt in range(_RETRIES):
             codes += await _take(session, product_id, quantity - len(codes), values)
@@ -318,7 +319,7 @@ async def _return_codes(session: AsyncSession, reservation_id: uuid.UUID) -> int
                 state_changed_at=utcnow()),
         execution_options={"synchronize_session": False},
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 async def sweep_lapsed_reservations(session: AsyncSession) -> int:

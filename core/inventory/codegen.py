@@ -115,7 +115,9 @@ def generate(pattern: str = DEFAULT_PATTERN, prefix: str = "") -> str:
 
 def _make(pieces: list[tuple[str, str, int]], rand: str) -> tuple[str, str]:
     """(code as shown, code normalized) for one draw of random symbols."""
-    shown, flat, at = [], [], 0
+    shown: list[str] = []
+    flat: list[str] = []
+    at = 0
     for literal, literal_flat, n in pieces:
         chunk = rand[at:at + n]
         shown += (literal, chunk)

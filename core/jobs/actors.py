@@ -12,6 +12,7 @@ from sqlalchemy import delete
 
 from core.db.base import utcnow
 from core.db.context import require_tenant
+from core.db.results import rowcount
 from core.http.models import IdempotencyRecord
 from core.jobs.context import current_env
 from core.jobs.models import OutboxMessage, ProcessedMessage
@@ -37,7 +38,7 @@ async def purge_expired_idempotency_keys() -> None:
             .where(IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.expires_at < utcnow())
             .execution_options(synchronize_session=False)
         )
-    log.info("purged_idempotency_keys", rows=result.rowcount)  # type: ignore[attr-defined]
+    log.info("purged_idempotency_keys", rows=rowcount(result))
 
 
 @job("purge_expired_access_tokens", queue="maintenance", max_retries=3)
@@ -50,7 +51,7 @@ async def purge_expired_access_tokens() -> None:
             .where(AccessToken.tenant_id == tenant_id, AccessToken.expires_at < utcnow() - ACCESS_TOKEN_GRACE)
             .execution_options(synchronize_session=False)
         )
-    log.info("purged_access_tokens", rows=result.rowcount)  # type: ignore[attr-defined]
+    log.info("purged_access_tokens", rows=rowcount(result))
 
 
 @job("purge_job_ledgers", queue="maintenance", max_retries=3)
@@ -75,4 +76,4 @@ async def purge_job_ledgers() -> None:
             )
             .execution_options(synchronize_session=False)
         )
-    log.info("purged_job_ledgers", outbox=outbox.rowcount, processed=ledger.rowcount)  # type: ignore[attr-defined]
+    log.info("purged_job_ledgers", outbox=rowcount(outbox), processed=rowcount(ledger))

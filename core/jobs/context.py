@@ -13,7 +13,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Coroutine
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -96,14 +96,16 @@ def current_message() -> MessageInfo | None:
     return _message.get()
 
 
-def set_job_context(env: JobEnv | None, message: MessageInfo | None) -> tuple[object, object]:
+def set_job_context(
+    env: JobEnv | None, message: MessageInfo | None
+) -> tuple[Token[JobEnv | None], Token[MessageInfo | None]]:
     """Set the environment and message for this thread's next actor call; returns reset tokens."""
     return _env.set(env), _message.set(message)
 
 
-def reset_job_context(tokens: tuple[object, object]) -> None:
-    _env.reset(tokens[0])  # type: ignore[arg-type]
-    _message.reset(tokens[1])  # type: ignore[arg-type]
+def reset_job_context(tokens: tuple[Token[JobEnv | None], Token[MessageInfo | None]]) -> None:
+    _env.reset(tokens[0])
+    _message.reset(tokens[1])
 
 
 class _ThreadState(threading.local):

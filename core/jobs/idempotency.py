@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id
+from core.db.results import rowcount
 from core.jobs.models import ProcessedMessage
 
 
@@ -47,7 +48,7 @@ async def run_once(session: AsyncSession, business_key: str, actor: str) -> bool
             .on_conflict_do_nothing(index_elements=["tenant_id", "business_key"])
         )
         result = await session.execute(stmt)
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(rowcount(result))
     exists = await session.scalar(
         select(ProcessedMessage.id).where(ProcessedMessage.business_key == business_key)
     )

@@ -10,7 +10,7 @@ The dramatiq actor runs the coroutine on its worker thread's event loop (see ``c
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from inspect import iscoroutinefunction
 from typing import Any, TypeVar
@@ -23,7 +23,7 @@ from core.jobs.context import run_in_thread_loop
 #: Queues (Redis keys are ``kaquan:<queue>`` under the broker namespace).
 QUEUES: tuple[str, ...] = ("default", "notifications", "maintenance")
 
-F = TypeVar("F", bound=Callable[..., Awaitable[None]])
+F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, None]])
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class JobSpec:
     """A declared job: its actor name, queue and retry policy."""
 
     name: str
-    fn: Callable[..., Awaitable[None]]
+    fn: Callable[..., Coroutine[Any, Any, None]]
     queue: str
     max_retries: int
     min_backoff_ms: int

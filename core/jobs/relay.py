@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Collection
+from typing import Any
 
 import dramatiq
 import msgspec
@@ -60,14 +61,13 @@ def backoff(attempts: int) -> dt.timedelta:
 
 def _message(broker: dramatiq.Broker, row: OutboxMessage) -> dramatiq.Message[object]:
     actor = broker.get_actor(row.actor)
-    return actor.message_with_options(
-        kwargs=dict(row.payload or {}),
-        **{
-            TENANT_OPTION: str(row.tenant_id),
-            BUSINESS_KEY_OPTION: row.business_key,
-            OUTBOX_OPTION: str(row.id),
-        },
-    )
+    # typed Any: dramatiq's ``**options`` sits beside ``args: tuple``, which a dict of str would also fill
+    options: dict[str, Any] = {
+        TENANT_OPTION: str(row.tenant_id),
+        BUSINESS_KEY_OPTION: row.business_key,
+        OUTBOX_OPTION: str(row.id),
+    }
+    return actor.message_with_options(kwargs=dict(row.payload or {}), **options)
 
 
 async def relay_once(

@@ -253,15 +253,15 @@ async def update_member(
     m = await get_member(session, member_id)
     changed: dict[str, Any] = {}
     if data.external_id is not _UNSET:
-        ext = _clean_text(data.external_id, "external_id", 120)  # type: ignore[arg-type]
+        ext = _clean_text(data.external_id, "external_id", 120)
         if ext != m.external_id:
             if ext and (other := await by_external_id(session, ext)) is not None and other.id != m.id:
                 raise _duplicate("external_id")
             m.external_id = ext
             changed["external_id"] = ext
     if data.phone is not _UNSET:
-        if data.phone and data.phone.strip():  # type: ignore[union-attr]
-            phone = normalize_phone(data.phone)  # type: ignore[arg-type]
+        if data.phone and data.phone.strip():
+            phone = normalize_phone(data.phone)
             digest, masked, secret = seal_phone(await kernel.keys.cipher(session), phone)
             if digest != m.phone_digest:
                 other = await by_phone_digest(session, digest)
@@ -273,17 +273,17 @@ async def update_member(
             m.phone_digest = m.phone_masked = m.phone_secret = None
             changed["phone"] = None
     if data.email is not _UNSET:
-        email = normalize_email(data.email) if data.email and data.email.strip() else None  # type: ignore[union-attr]
+        email = normalize_email(data.email) if data.email and data.email.strip() else None
         if email != m.email:
             m.email = email
             changed["email"] = "set" if email else None
     if data.name is not _UNSET:
-        name = _clean_text(data.name, "name", 120)  # type: ignore[arg-type]
+        name = _clean_text(data.name, "name", 120)
         if name != m.name:
             m.name = name
             changed["name"] = "set" if name else None
     if data.tags is not _UNSET:
-        tags = _clean_tags(data.tags)  # type: ignore[arg-type]
+        tags = _clean_tags(data.tags)
         if tags != list(m.tags or []):
             m.tags = tags
             changed["tags"] = tags
@@ -297,7 +297,7 @@ async def update_member(
                 ],
             )
         if data.status != m.status:
-            m.status = data.status  # type: ignore[assignment]
+            m.status = data.status
             changed["status"] = data.status
     if not (m.external_id or m.phone_digest or m.email):
         raise ValidationFailed(
@@ -332,8 +332,7 @@ async def find_or_create_member(
     members → 409 ``member_mismatch``. Safe under concurrency: a lost creation race re-reads the winner.
     """
     if member_id is not None:
-        m = await get_member(session, member_id)
-        return m
+        return await get_member(session, member_id)
     external_id = _clean_text(external_id, "external_id", 120)
     name = _clean_text(name, "name", 120)
     e164 = normalize_phone(phone) if phone and phone.strip() else None

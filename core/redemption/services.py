@@ -32,10 +32,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, Row, Select, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import BigInteger, Row, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +46,7 @@ from core.catalog.models import Product
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id
+from core.db.results import rowcount
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.events.services import emit
 from core.grants.lifecycle import grant_of_item, item_move, lock_grant, sync_grant
@@ -285,7 +286,7 @@ def _lapsed(code_id: Any, by_member: bool, by_item: bool) -> Any:
 
 
 @cache
-def _lookup(with_window: bool, by_member: bool, by_item: bool) -> Select[Any]:
+def _lookup(with_window: bool, by_member: bool, by_item: bool) -> Select:
     holder = aliased(GrantItem, name="holder")
     q = select(
         *_LOOKUP_COLUMNS,
@@ -528,7 +529,7 @@ def _account_values(code: Row[Any], now: dt.datetime, *, uses: int, spent: int =
     }
 
 
-_ACCOUNTS = cast(Table, CodeAccount.__table__)  # Core: no ORM bookkeeping for these upserts
+_ACCOUNTS = CodeAccount.__table__  # Core: no ORM bookkeeping for these upserts
 _ACCOUNT_COLUMNS = ("tenant_id", "id", "code_id", "uses", "balance", "initial_balance", "currency")
 
 
@@ -577,7 +578,7 @@ def _spend_stmt(dialect: str) -> Any:
 async def _open_account(session: AsyncSession, code: Row[Any], now: dt.datetime) -> bool:
     """Create the code's account if it has none (balance = face value for stored value); True if created."""
     result = await session.execute(_open_stmt(_dialect(session)), _account_values(code, now, uses=0))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 async def _use_once(session: AsyncSession, code: Row[Any], handed: int, now: dt.datetime) -> int | None:
@@ -688,8 +689,8 @@ async def _take_item(
     ).first()
 
 
-_REDEMPTIONS = cast(Table, Redemption.__table__)
-_LEDGER = cast(Table, LedgerEntry.__table__)
+_REDEMPTIONS = Redemption.__table__
+_LEDGER = LedgerEntry.__table__
 
 
 async def redeem(session: AsyncSession, kernel: Any, data: RedeemIn, caller: Caller) -> Redemption:
@@ -1016,7 +1017,7 @@ async def list_redemptions(
     limit: int = 50,
 ) -> RedemptionPage:
     """Redemptions newest first, filtered by the code's last four characters, store, terminal, time, status."""
-    q: Select[tuple[Redemption]] = select(Redemption).order_by(Redemption.id.desc()).limit(limit + 1)
+    q = select(Redemption).order_by(Redemption.id.desc()).limit(limit + 1)
     if last4:
         q = q.where(Redemption.code_last4 == last4.strip()[-4:])
     if store:

@@ -20,7 +20,7 @@ from collections import defaultdict
 
 import msgspec
 import structlog
-from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
@@ -102,7 +102,7 @@ async def set_setting(session: AsyncSession, data: ReminderSettingIn) -> Reminde
     return ReminderSettingOut(days_before=row.days_before, enabled=row.enabled)
 
 
-def _due(now: dt.datetime, horizon: dt.datetime) -> tuple[object, ...]:
+def _due(now: dt.datetime, horizon: dt.datetime) -> tuple[ColumnElement[bool], ...]:
     return (
         GrantItem.status == "held",
         GrantItem.reminded_at.is_(None),
@@ -161,6 +161,7 @@ async def _remind_page(
         ).all()
         per_member: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
         for item_id, member_id in taken:
+            assert member_id is not None  # the update matched only items of members in ``channels``
             per_member[member_id].append(item_id)
         run_id = new_id()
         for member_id, item_ids in per_member.items():

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.ids import new_id
+from core.db.results import rowcount
 from core.risk.models import RiskCounter, RiskDeviceMember, RiskFailure
 from core.settings import Settings
 
@@ -341,5 +342,5 @@ async def purge_expired(session: AsyncSession, tenant_id: uuid.UUID, now: dt.dat
             RiskDeviceMember.__table__.c.tenant_id == tenant_id, RiskDeviceMember.__table__.c.day < yesterday
         ),
     ):
-        deleted += int((await session.execute(stmt)).rowcount or 0)  # type: ignore[attr-defined]
+        deleted += rowcount(await session.execute(stmt))
     return deleted

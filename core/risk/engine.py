@@ -242,7 +242,7 @@ async def _check_blocklist(
     kinds = tuple(k for k in BLOCK_KINDS if k in dims)
     if not kinds:
         return
-    params = {f"{k}_value": dims[k] for k in kinds}
+    params: dict[str, Any] = {f"{k}_value": dims[k] for k in kinds}
     params["tenant"] = tenant_id
     connection = await session.connection()  # Core on the connection: no ORM execution overhead
     rows = (await connection.execute(_blocklist_statement(kinds), params)).all()
@@ -353,8 +353,8 @@ async def _check_lockout(
         )
 
 
-def _insert(engine: AsyncEngine) -> Any:
-    return pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+def _insert(dialect: str) -> Any:
+    return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
 async def _flag_device(
@@ -366,7 +366,7 @@ async def _flag_device(
     masked = mask("device", device)
     inserted = (
         await own.execute(
-            _insert(own.bind)(table)  # type: ignore[arg-type]
+            _insert(own.get_bind().dialect.name)(table)
             .values(
                 tenant_id=tenant_id,
                 id=flag_id,
@@ -610,7 +610,11 @@ async def record_failure(
                 settings, tenant_id, dimension, skey, now, window, velocity.failure_limit
             )
             if n:
-                await _autonomous(session, settings, lambda own, d=dimension, n=n: _async(lock, own, d, n))
+
+                async def lock_now(own: AsyncSession, d: str = dimension, failures: int = n) -> None:
+                    lock(own, d, failures)
+
+                await _autonomous(session, settings, lock_now)
             continue
 
         async def work(own: AsyncSession, d: str = dimension, k: str = skey) -> None:
@@ -620,6 +624,3 @@ async def record_failure(
 
         await _autonomous(session, settings, work)
 
-
-async def _async(fn: Callable[..., None], *args: Any) -> None:
-    fn(*args)

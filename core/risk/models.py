@@ -15,6 +15,7 @@ from sqlalchemy import Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import TenantScoped, utcnow
+from core.risk.schemas import Action, Dimension, Window
 
 LIMIT_ACTIONS: tuple[str, ...] = ("grant", "claim", "transfer", "redeem")
 DIMENSIONS: tuple[str, ...] = ("member", "phone", "ip", "device", "client")
@@ -41,9 +42,9 @@ class RiskRule(TenantScoped):
 
     __tablename__ = "risk_rules"
     __table_args__ = (UniqueConstraint("tenant_id", "action", "dimension", "per_window"),)
-    action: Mapped[str] = mapped_column(String(20))
-    dimension: Mapped[str] = mapped_column(String(20))
-    per_window: Mapped[str] = mapped_column(String(10))
+    action: Mapped[Action] = mapped_column(String(20))
+    dimension: Mapped[Dimension] = mapped_column(String(20))
+    per_window: Mapped[Window] = mapped_column(String(10))
     max_units: Mapped[int]
     active: Mapped[bool] = mapped_column(default=True)
 

@@ -96,7 +96,7 @@ async def load_config(session: AsyncSession, tenant_id: uuid.UUID, *, fresh: boo
                 action=r.action,
                 dimension=r.dimension,
                 window=r.per_window,
-                limit=r.max_units,  # type: ignore[arg-type]
+                limit=r.max_units,
                 active=r.active,
             )
             for r in rules

@@ -32,6 +32,7 @@ from core.audit.services import record
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.ids import new_id
+from core.db.results import rowcount
 from core.errors import Conflict, FieldError, NotFound, QuotaExceeded, ValidationFailed
 from core.events.models import Event
 from core.events.services import EVENT_TYPES
@@ -492,7 +493,7 @@ async def claim_attempt(
         .values(attempts=attempt, locked_until=lease, last_attempt_at=now, next_attempt_at=lease)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         log.info("webhook_attempt_skipped", delivery_id=str(delivery_id), attempt=attempt)
         return None
     delivery = await get_delivery(session, delivery_id)

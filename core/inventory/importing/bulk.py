@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crypto.envelope import TenantCipher
 from core.db.ids import new_id
+from core.db.results import rowcount
 from core.inventory.models import Code
 from core.inventory.vault import seal
 
@@ -128,7 +129,7 @@ async def write_codes(
                 "expires": expires,
             },
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return rowcount(result)
     # SQLite: the stored forms SQLAlchemy would bind (UUID as 32 hex digits, UTC timestamps as text),
     # prepared here once per row and sent through one executemany without per-value bind processing.
     tid, pid, bid = tenant_id.hex, product_id.hex, batch_id.hex
@@ -137,14 +138,14 @@ async def write_codes(
     params = [
         (
             tid, ids[i].hex, pid, bid, digests[i], secrets_[i], last4s[i], has_pins[i],
-            expires[i].strftime(_SQLITE_TS) if expires[i] is not default_expires_at else default_exp,  # type: ignore[union-attr]
+            default_exp if exp is default_expires_at or exp is None else exp.strftime(_SQLITE_TS),
             uses_left, stamp, stamp,
         )
-        for i in range(len(ids))
+        for i, exp in enumerate(expires)
     ]
     conn = await session.connection()
-    result = await conn.exec_driver_sql(_SQLITE_INSERT, params)  # type: ignore[arg-type]
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    result = await conn.exec_driver_sql(_SQLITE_INSERT, params)
+    return int(result.rowcount)
 
 
 async def insert_codes(
@@ -189,7 +190,7 @@ async def open_balances(
         if not ids:
             return opened
         await session.execute(
-            accounts.insert(),  # type: ignore[attr-defined]
+            accounts.insert(),
             [
                 {"tenant_id": tenant_id, "id": new_id(), "code_id": code_id, "uses": 0, "balance": balance,
                  "initial_balance": balance, "currency": currency, "updated_at": now, "created_at": now}
@@ -197,7 +198,7 @@ async def open_balances(
             ],
         )
         await session.execute(
-            ledger.insert(),  # type: ignore[attr-defined]
+            ledger.insert(),
             [
                 {"tenant_id": tenant_id, "id": new_id(), "code_id": code_id, "redemption_id": None,
                  "kind": "opening", "delta": balance, "balance_after": balance, "created_at": now}

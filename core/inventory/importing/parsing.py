@@ -352,7 +352,7 @@ def _delimiter(head: bytes, encoding: str, ext: str) -> str | None:
 
 def _text_lines(f: IO[bytes], encoding: str) -> Iterator[str]:
     f.seek(0)
-    wrapper = io.TextIOWrapper(f, encoding=encoding, errors="strict", newline="")  # type: ignore[type-var]
+    wrapper = io.TextIOWrapper(f, encoding=encoding, errors="strict", newline="")
     try:
         yield from wrapper
     except UnicodeDecodeError:
@@ -512,7 +512,7 @@ def _resolve(first: list[Any], mapping: ColumnMapping | None) -> Columns:
             "列映射中有两个字段指向同一列",
             columns=header,
         )
-    return Columns(chosen["number"], chosen["pin"], chosen["expires_at"], has_header, header)  # type: ignore[arg-type]
+    return Columns(chosen["number"], chosen["pin"], chosen["expires_at"], has_header, header)
 
 
 def _bad_mapping(field_name: str, value: str, header: list[str]) -> ValidationFailed:

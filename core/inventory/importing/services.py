@@ -38,6 +38,7 @@ from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id, readable_ref
 from core.db.maintenance import refresh_statistics
+from core.db.results import rowcount
 from core.db.session import Database
 from core.errors import Conflict, DomainError, FieldError, NotFound, QuotaExceeded, ValidationFailed
 from core.inventory import codegen
@@ -473,7 +474,7 @@ async def _claim(session: AsyncSession, import_id: uuid.UUID) -> bool:
         .values(status="importing")
         .execution_options(synchronize_session=False)
     )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    if not rowcount(result):
         return False
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         # One import or generation per tenant at a time, so the quota check and the inserts agree.
@@ -605,8 +606,10 @@ async def _insert_all(
         codes = codegen.generate_unique(10**9, spec["pattern"], spec["prefix"])  # drawn as needed
         while inserted < wanted:  # a clash with a held code is dropped and drawn again: duplicates are impossible
             missing = wanted - inserted
-            parts = ([(next(codes), None, None) for _ in range(min(INSERT_CHUNK, missing - start))]
-                     for start in range(0, missing, INSERT_CHUNK))
+            parts: Iterator[list[tuple[str, str | None, int | None]]] = (
+                [(next(codes), None, None) for _ in range(min(INSERT_CHUNK, missing - start))]
+                for start in range(0, missing, INSERT_CHUNK)
+            )
             async for sent, got in _pipelined(s, cipher, parts, target):
                 attempted += sent
                 inserted += got

@@ -16,7 +16,7 @@ import datetime as dt
 import hmac
 import re
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -149,7 +149,9 @@ def parse_expiry(value: Any, tz: ZoneInfo) -> dt.datetime | None:
             return end_of_day(day, tz)
         zone: dt.tzinfo = tz
         if off:
-            zone = dt.UTC if off == "Z" else dt.datetime.strptime(off.replace(":", ""), "%z").tzinfo  # type: ignore[assignment]
+            zone = dt.UTC if off == "Z" else (  # type: ignore[assignment]  # strptime's %z always sets a tzinfo
+                dt.datetime.strptime(off.replace(":", ""), "%z").tzinfo
+            )
         micro = int((frac or "0").ljust(6, "0"))
         moment = dt.datetime(day.year, day.month, day.day, int(hh), int(mm), int(ss or 0), micro, tzinfo=zone)
         return moment.astimezone(dt.UTC)
@@ -271,7 +273,7 @@ class Validator:
     def _date(self, raw: Any) -> dt.datetime | None:
         if isinstance(raw, str):
             key = raw.strip()
-            hit = self._dates.get(key, False)
+            hit: dt.datetime | ValueError | Literal[False] | None = self._dates.get(key, False)
             if hit is False:
                 try:
                     hit = parse_expiry(key, self.tz)
@@ -281,7 +283,7 @@ class Validator:
                     self._dates[key] = hit
             if isinstance(hit, ValueError):
                 raise hit
-            return hit  # type: ignore[return-value]
+            return hit
         return parse_expiry(raw, self.tz)
 
     def _text(self, row: int, column: str, raw: Any) -> str | None:
