@@ -140,7 +140,7 @@ async def get_batch(session: AsyncSession, batch_id: uuid.UUID) -> BatchDetail:
     return BatchDetail(batch_out(batch), level_out(levels.get(batch.id, StockLevel(currency=batch.currency))))
 
 
-def _masked_out(row: Row[Any]) -> MaskedCodeOut:
+def _masked_out(row: Row) -> MaskedCodeOut:
     return MaskedCodeOut(
         row.id,
         row.product_id,
