@@ -27,6 +27,7 @@ from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id, readable_ref
+from core.db.session import KaquanSession
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.events.services import emit
 from core.grants.lifecycle import check_grant, grant_can, grant_sources, item_transition
@@ -80,8 +81,8 @@ MAX_PAGE = 200
 _JUST_CREATED = "kaquan_grants_just_created"
 
 
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_soft_rollback")
+@event.listens_for(KaquanSession, "after_commit")
+@event.listens_for(KaquanSession, "after_soft_rollback")
 def _forget_just_created(session: Session, *_: object) -> None:
     """A long-lived session (a bulk job) must not keep every grant it made: the parts live one transaction."""
     session.info.pop(_JUST_CREATED, None)

@@ -38,7 +38,7 @@ from core.audit.services import record
 from core.db.base import utcnow
 from core.db.context import require_tenant, tenant_context
 from core.db.ids import new_id
-from core.db.session import Database
+from core.db.session import Database, KaquanSession
 from core.events.services import emit
 from core.risk import counters
 from core.risk.counters import CounterSpec, mask, normalize_ip, subject_key, window_bounds
@@ -137,7 +137,8 @@ async def _holds_sqlite_write(session: AsyncSession) -> bool:
 
 
 async def _run_own(engine: AsyncEngine, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    async with AsyncSession(engine, expire_on_commit=False) as own, own.begin():
+    own_session = AsyncSession(engine, expire_on_commit=False, sync_session_class=KaquanSession)
+    async with own_session as own, own.begin():
         return await work(own)
 
 
