@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.claims import services
 from core.claims.otp import OTP_TTL
 from core.crypto.envelope import TenantCipher
+from core.db.session import get_scoped
 from core.errors import DomainError
 from core.grants.models import GrantItem
 from core.http.problems import OUTAGE_RETRY_AFTER, classify_failure
@@ -496,7 +497,7 @@ class H5Controller(Controller):
                 )
             ).scalars()
         )
-        member = await db.get(Member, (tenant.id, grant.member_id))
+        member = await get_scoped(db, Member, grant.member_id)
         assert member is not None
         target = f"/h5/items/{items[0]}" if len(items) == 1 else "/h5/me"
         return _login(request, Redirect(target, status_code=303), await kernel.keys.cipher(db), member)

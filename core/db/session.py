@@ -73,7 +73,7 @@ def _stamp_tenant(session: Session, flush_context: Any, instances: Any) -> None:
             if tid is None:
                 raise TenantContextMissing(f"insert of {type(obj).__name__} with no tenant in context")
             obj.tenant_id = tid
-        elif tid is not None and obj.tenant_id != tid and not bypass:
+        elif obj.tenant_id != tid and not bypass:  # no tenant in context names none either
             raise TenantContextMissing(f"insert of {type(obj).__name__} for a tenant not in context")
 
 

@@ -25,9 +25,8 @@ from core.audit.services import record
 from core.catalog.models import Product
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
-from core.db.context import require_tenant
 from core.db.ids import new_id, readable_ref
-from core.db.session import KaquanSession
+from core.db.session import KaquanSession, get_scoped
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.events.services import emit
 from core.grants.lifecycle import check_grant, grant_can, grant_sources, item_transition
@@ -462,7 +461,7 @@ async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reve
     else:
         items = await grant_items(session, grant.id)
         last4 = {}
-        member = await session.get(Member, (grant.tenant_id, grant.member_id)) if grant.member_id else None
+        member = await get_scoped(session, Member, grant.member_id) if grant.member_id else None
     code_ids = list({i.code_id for i in items})
     codes: dict[uuid.UUID, Code] = {}
     if code_ids and (reveal or not all(c in last4 for c in code_ids)):
@@ -602,7 +601,6 @@ async def _members_for(
         elif emails[j] and name:
             mail_name.setdefault(emails[j] or "", name)
 
-    tenant_id = require_tenant()
     created: list[dict[str, Any]] = []
     # Phones first: an e-mail alone may then find a member just created with that address.
     await read_phones(list(sealed))
@@ -614,7 +612,6 @@ async def _members_for(
             digest, masked_phone, secret = sealed[d]
             values.append(
                 {
-                    "tenant_id": tenant_id,
                     "id": new_id(),
                     "external_id": None,
                     "phone_digest": digest,
@@ -638,7 +635,6 @@ async def _members_for(
             now = utcnow()
             values = [
                 {
-                    "tenant_id": tenant_id,
                     "id": new_id(),
                     "external_id": None,
                     "phone_digest": None,

@@ -193,7 +193,6 @@ async def _refuse(
     async def write(own: AsyncSession) -> None:
         own.add(
             RiskRefusal(
-                tenant_id=tenant_id,
                 action=action,
                 reason=reason,
                 dimension=dimension,
@@ -369,7 +368,6 @@ async def _flag_device(
         await own.execute(
             _insert(own.bind)(table)  # type: ignore[arg-type]
             .values(
-                tenant_id=tenant_id,
                 id=flag_id,
                 kind="device_many_members",
                 day=day,
@@ -569,7 +567,6 @@ async def record_failure(
 
     def lock(own: AsyncSession, dimension: str, failures: int) -> None:
         lockout = RiskLockout(
-            tenant_id=tenant_id,
             id=new_id(),
             action=action,
             dimension=dimension,
