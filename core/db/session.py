@@ -1,4 +1,8 @@
-"""Engines and sessions, with the tenant filter, insert stamping and per-transaction RLS settings."""
+"""Engines and sessions, with the tenant filter, insert stamping and per-transaction RLS settings.
+
+The session hooks listen on :class:`KaquanSession` (never on SQLAlchemy's global ``Session``); the engine
+refuses an INSERT that names a tenant other than the one in context (:func:`_refuse_foreign_tenant`).
+"""
 
 from __future__ import annotations
 
@@ -113,7 +117,11 @@ def _row_values(element: ClauseElement, rows: Sequence[Mapping[str, Any]]) -> It
 
 def _stated_tenants(stmt: Insert, rows: Sequence[Mapping[str, Any]]) -> Iterator[object]:
     """Every ``tenant_id`` an INSERT names itself: in ``values()``, a multi-row ``values([...])``, its
-    parameter rows or the SELECT it inserts from. Rows that leave it out take the column default instead."""
+    parameter rows or the SELECT it inserts from. Rows that leave it out take the column default instead.
+
+    SQLAlchemy has no public accessor for a statement's values, hence ``_values``/``_multi_values``/
+    ``_select_names``; ``tests/isolation/test_tenant_stamping.py`` covers every form, so a change shows there.
+    """
     if stmt._select_names is not None:  # INSERT ... FROM SELECT
         if "tenant_id" in stmt._select_names:
             position = stmt._select_names.index("tenant_id")
