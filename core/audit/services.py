@@ -27,6 +27,7 @@ from core.db.base import utcnow
 from core.db.context import cross_tenant, require_tenant, tenant_context
 from core.db.ids import new_id
 from core.db.locks import CrossLoopLock
+from core.db.session import KaquanSession
 
 GENESIS = "0" * 64
 _TOUCHED = "kaquan_audit_touched"
@@ -98,7 +99,7 @@ def on_commit(listener: Callable[[set[uuid.UUID]], None]) -> Callable[[], None]:
     return lambda: _commit_listeners.remove(listener)
 
 
-@event.listens_for(Session, "after_commit")
+@event.listens_for(KaquanSession, "after_commit")
 def _notify_sealers(session: Session) -> None:
     touched: set[uuid.UUID] = session.info.pop(_TOUCHED, set())
     if touched:
@@ -106,7 +107,7 @@ def _notify_sealers(session: Session) -> None:
             listener(touched)
 
 
-@event.listens_for(Session, "after_rollback")
+@event.listens_for(KaquanSession, "after_rollback")
 def _drop_touched(session: Session) -> None:
     session.info.pop(_TOUCHED, None)
 
@@ -126,7 +127,8 @@ async def seal_chain(session: AsyncSession, tenant_id: uuid.UUID) -> int:
         if sqlite:
             await stack.enter_async_context(_SQLITE_SEAL_LOCK)
         with tenant_context(tenant_id):
-            async with AsyncSession(bind=engine, expire_on_commit=False) as own, own.begin():
+            own_session = AsyncSession(bind=engine, expire_on_commit=False, sync_session_class=KaquanSession)
+            async with own_session as own, own.begin():
                 return await _link_pending(own, tenant_id)
     return 0
 

@@ -221,7 +221,6 @@ async def create_bulk_grant(
     client_id: uuid.UUID | None = None,
 ) -> BulkGrant:
     """Read and validate a recipient file; store the report and the rows (nothing is granted yet)."""
-    tenant_id = require_tenant()
     upload = await asyncio.to_thread(open_upload, file, filename, max_bytes=max_bytes)
     columns, rows = await asyncio.to_thread(read_rows, upload, MAX_ROWS)
     campaign = fields.campaign_ref.strip()
@@ -270,7 +269,6 @@ async def create_bulk_grant(
         earlier = granted.get(key) if status == "already_granted" and key else None
         values.append(
             {
-                "tenant_id": tenant_id,
                 "id": new_id(),
                 "created_at": now,
                 "bulk_grant_id": bulk_id,
@@ -417,7 +415,6 @@ async def _take_key(s: AsyncSession, row: BulkGrantRow) -> bool:
     stmt = (
         _insert(s)(BulkGrantKey)
         .values(
-            tenant_id=require_tenant(),
             id=new_id(),
             created_at=utcnow(),
             row_key=row.row_key,
@@ -643,7 +640,6 @@ async def _grant_chunk(
                 _key_insert_statement(connection.dialect.name),
                 [
                     {
-                        "tenant_id": tenant_id,
                         "id": new_id(),
                         "created_at": now,
                         "row_key": key_of[r.id],

@@ -40,7 +40,7 @@ from core.claims.schemas import (
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.ids import new_id, readable_ref
-from core.db.session import bind_tenant
+from core.db.session import bind_tenant, get_scoped
 from core.errors import Conflict, DomainError, FieldError, NotFound, TenantSuspended, ValidationFailed
 from core.events.services import emit
 from core.grants.lifecycle import item_transition
@@ -191,7 +191,7 @@ async def create_claim_link(
     ).scalar_one()
     if not held:
         raise Conflict("The grant has no held codes", "该发放没有可领取的券码", code="nothing_to_claim")
-    member = await session.get(Member, (grant.tenant_id, grant.member_id)) if grant.member_id else None
+    member = await get_scoped(session, Member, grant.member_id) if grant.member_id else None
     link = ClaimLink(
         id=new_id(),
         grant_id=grant.id,
@@ -277,7 +277,7 @@ async def request_link_code(
     """
     link = state.link
     if link.phone_digest is not None:
-        member = await session.get(Member, (link.tenant_id, link.member_id)) if link.member_id else None
+        member = await get_scoped(session, Member, link.member_id) if link.member_id else None
         e164 = await member_phone(session, kernel, member) if member is not None else None
         if e164 is None or member is None or member.phone_digest != link.phone_digest:
             raise LinkTaken("This link belongs to another phone", "该链接已绑定其他手机号")
@@ -297,7 +297,7 @@ async def request_link_code(
 async def _holder_for_phone(session: AsyncSession, kernel: Kernel, grant: Grant, phone: str) -> Member:
     """The member who becomes the holder: the grant's member gets the phone when it has none and the phone
     is free; otherwise the member with that phone (created if new)."""
-    current = await session.get(Member, (grant.tenant_id, grant.member_id)) if grant.member_id else None
+    current = await get_scoped(session, Member, grant.member_id) if grant.member_id else None
     if current is not None and current.external_id and current.phone_digest is None:
         try:
             return await find_or_create_member(
@@ -331,14 +331,14 @@ async def confirm_link(
     if link.phone_digest is not None and digest != link.phone_digest:
         raise LinkTaken("This link belongs to another phone", "该链接已绑定其他手机号")
     if link.status == "bound":
-        member = await session.get(Member, (link.tenant_id, link.member_id))
+        member = await get_scoped(session, Member, link.member_id) if link.member_id else None
         if member is None or member.status != "active":
             raise LinkTaken("This link is no longer available", "该链接已不可用")
         record(session, "claim_link.opened", "claim_link", link.id, {"member_id": str(member.id)})
         return member
     grant = (await session.execute(select(Grant).where(Grant.id == link.grant_id))).scalar_one()
     if link.member_id is not None:
-        member = await session.get(Member, (link.tenant_id, link.member_id))
+        member = await get_scoped(session, Member, link.member_id)
         assert member is not None
     else:
         member = await _holder_for_phone(session, kernel, grant, phone)
@@ -563,7 +563,7 @@ async def session_member(
         return None
     if entry.claims.expired(utcnow()):
         return None
-    member = await session.get(Member, (entry.tenant.id, entry.claims.object_id))
+    member = await get_scoped(session, Member, entry.claims.object_id)
     if member is None or member.status != "active":
         return None
     return entry.tenant, member

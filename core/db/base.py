@@ -10,6 +10,7 @@ from sqlalchemy import DateTime, ForeignKey, MetaData, Table, Uuid, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from core.db.context import require_tenant
 from core.db.ids import new_id
 
 NAMING = {
@@ -65,9 +66,15 @@ class PlatformModel(Base, Timestamped):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id, sort_order=-90)
 
 
+# ``Column.info`` flag of the tenant column of every tenant table (the engine checks inserts that name it).
+TENANT_COLUMN = "kaquan_tenant_column"
+
+
 class TenantScoped(Base, Timestamped):
     """A tenant table. ``tenant_id`` is stamped on insert from the context and filtered on every query.
 
+    The column's default is the tenant in context, so ORM flushes and Core ``insert()`` statements alike get
+    it without naming it (and fail with :class:`~core.db.context.TenantContextMissing` when there is none).
     Foreign keys to other tenant tables must be composite ``(tenant_id, x_id)``.
     """
 
@@ -75,6 +82,12 @@ class TenantScoped(Base, Timestamped):
 
     @declared_attr
     def tenant_id(cls) -> Mapped[uuid.UUID]:
-        return mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"), primary_key=True, sort_order=-100)
+        return mapped_column(
+            ForeignKey("tenants.id", ondelete="RESTRICT"),
+            primary_key=True,
+            default=require_tenant,
+            sort_order=-100,
+            info={TENANT_COLUMN: True},
+        )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id, sort_order=-90)

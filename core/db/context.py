@@ -11,12 +11,15 @@ import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar, Token
 
+from sqlalchemy.exc import DontWrapMixin
+
 _tenant: ContextVar[uuid.UUID | None] = ContextVar("kaquan_tenant", default=None)
 _bypass: ContextVar[str | None] = ContextVar("kaquan_bypass", default=None)
 
 
-class TenantContextMissing(RuntimeError):
-    """A tenant-scoped query ran with no tenant in context and no named bypass."""
+class TenantContextMissing(DontWrapMixin, RuntimeError):
+    """A tenant-scoped query ran with no tenant in context and no named bypass, or a write named a tenant that
+    is not in context. SQLAlchemy raises it as is (not wrapped in ``StatementError``) from a column default."""
 
 
 def current_tenant() -> uuid.UUID | None:
@@ -24,6 +27,8 @@ def current_tenant() -> uuid.UUID | None:
 
 
 def require_tenant() -> uuid.UUID:
+    """The tenant in context; :class:`TenantContextMissing` if there is none. Also the ``tenant_id`` column
+    default, so a Core ``insert()`` (one row, many rows, executemany, upsert, from a select) is stamped too."""
     tid = _tenant.get()
     if tid is None:
         raise TenantContextMissing("no tenant in context for a tenant-scoped operation")

@@ -1,20 +1,24 @@
-"""Engines and sessions, with the tenant filter, insert stamping and per-transaction RLS settings."""
+"""Engines and sessions, with the tenant filter, insert stamping and per-transaction RLS settings.
+
+The session hooks listen on :class:`KaquanSession` (never on SQLAlchemy's global ``Session``); the engine
+refuses an INSERT that names a tenant other than the one in context (:func:`_refuse_foreign_tenant`).
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import Insert, event, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
-from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.elements import BindParameter, ClauseElement, Label
 from sqlalchemy.sql.util import find_tables
 
-from core.db.base import TenantScoped
+from core.db.base import TENANT_COLUMN, TenantScoped
 from core.db.context import (
     TenantContextMissing,
     bypass_reason,
@@ -33,7 +37,13 @@ def _context_params() -> dict[str, str]:
     return {"tid": str(tid) if tid else "", "bypass": "on" if bypass_reason() else ""}
 
 
-@event.listens_for(Session, "do_orm_execute")
+class KaquanSession(Session):
+    """kaquan's ORM session: the tenant filter, insert stamping, RLS settings and the domain session hooks
+    listen on this class, never on SQLAlchemy's :class:`~sqlalchemy.orm.Session`, so a library's or a test's
+    own session in the same process is left alone. Async sessions use it as their ``sync_session_class``."""
+
+
+@event.listens_for(KaquanSession, "do_orm_execute")
 def _tenant_filter(state: ORMExecuteState) -> None:
     """Add ``tenant_id = <current>`` to every ORM SELECT/UPDATE/DELETE touching a tenant table."""
     if not (state.is_select or state.is_update or state.is_delete):
@@ -55,7 +65,7 @@ def _tenant_filter(state: ORMExecuteState) -> None:
     )
 
 
-@event.listens_for(Session, "before_flush")
+@event.listens_for(KaquanSession, "before_flush")
 def _stamp_tenant(session: Session, flush_context: Any, instances: Any) -> None:
     """Stamp ``tenant_id`` on new tenant rows; refuse rows for another tenant outside a bypass."""
     tid = current_tenant()
@@ -67,15 +77,106 @@ def _stamp_tenant(session: Session, flush_context: Any, instances: Any) -> None:
             if tid is None:
                 raise TenantContextMissing(f"insert of {type(obj).__name__} with no tenant in context")
             obj.tenant_id = tid
-        elif tid is not None and obj.tenant_id != tid and not bypass:
+        elif obj.tenant_id != tid and not bypass:  # no tenant in context names none either
             raise TenantContextMissing(f"insert of {type(obj).__name__} for a tenant not in context")
 
 
-@event.listens_for(Session, "after_begin")
+@event.listens_for(KaquanSession, "after_begin")
 def _set_rls_context(session: Session, transaction: Any, connection: Any) -> None:
     """On PostgreSQL, tell row-level security who we are, for this transaction only."""
     if connection.dialect.name == "postgresql":
         connection.execute(_SET_CONTEXT, _context_params())
+
+
+T = TypeVar("T", bound=TenantScoped)
+
+
+async def get_scoped(session: AsyncSession, model: type[T], id_: uuid.UUID) -> T | None:
+    """``session.get`` of a tenant row by its own id: the key ``(tenant_id, id)`` takes the tenant in context."""
+    return await session.get(model, (require_tenant(), id_))
+
+
+# An INSERT's tenant given as an SQL expression (a column of another table, a function): not checkable here.
+_UNCHECKABLE = object()
+
+
+def _column_key(column: object) -> object:
+    return column if isinstance(column, str) else getattr(column, "key", None)
+
+
+def _row_values(element: ClauseElement, rows: Sequence[Mapping[str, Any]]) -> Iterator[object]:
+    """The values a bound parameter takes in each parameter row; anything else is uncheckable."""
+    if isinstance(element, Label):
+        element = element.element
+    if not isinstance(element, BindParameter):
+        yield _UNCHECKABLE
+        return
+    for row in rows:
+        yield row.get(element.key, element.effective_value)
+
+
+def _stated_tenants(stmt: Insert, rows: Sequence[Mapping[str, Any]]) -> Iterator[object]:
+    """Every ``tenant_id`` an INSERT names itself: in ``values()``, a multi-row ``values([...])``, its
+    parameter rows or the SELECT it inserts from. Rows that leave it out take the column default instead.
+
+    SQLAlchemy has no public accessor for a statement's values, hence ``_values``/``_multi_values``/
+    ``_select_names``; ``tests/isolation/test_tenant_stamping.py`` covers every form, so a change shows there.
+    """
+    if stmt._select_names is not None:  # INSERT ... FROM SELECT
+        if "tenant_id" in stmt._select_names:
+            position = stmt._select_names.index("tenant_id")
+            source = stmt.select
+            assert source is not None  # set together with _select_names
+            yield from _row_values(source.selected_columns[position], rows)
+        return
+    for multi in stmt._multi_values:
+        for values in multi:
+            named_values = values if isinstance(values, Mapping) else dict(zip(stmt.table.c.keys(), values))
+            for column, value in named_values.items():
+                if _column_key(column) == "tenant_id":
+                    if isinstance(value, ClauseElement):
+                        yield from _row_values(value, [{}])
+                    else:
+                        yield value
+    named = None
+    for column, value in (stmt._values or {}).items():
+        if _column_key(column) == "tenant_id":
+            named = value
+    if named is not None:
+        yield from _row_values(named, rows)
+        return
+    for row in rows:
+        if "tenant_id" in row:
+            yield row["tenant_id"]
+
+
+def _refuse_foreign_tenant(
+    conn: Connection,
+    clauseelement: Any,
+    multiparams: Sequence[Mapping[str, Any]],
+    params: Mapping[str, Any],
+    execution_options: Any,
+) -> None:
+    """Refuse a Core or ORM INSERT into a tenant table that names a tenant other than the one in context.
+
+    A statement that leaves ``tenant_id`` out gets the context's tenant from the column default; naming one
+    is for cross-tenant work, which says so with :func:`~core.db.context.cross_tenant`. On PostgreSQL the
+    row-level security policy's ``WITH CHECK`` refuses the same rows; this is the wall on every backend.
+    """
+    if not isinstance(clauseelement, Insert) or bypass_reason() is not None:
+        return
+    column = clauseelement.table.c.get("tenant_id")
+    if column is None or not column.info.get(TENANT_COLUMN):
+        return
+    tid = current_tenant()
+    rows = multiparams or [params or {}]
+    for stated in _stated_tenants(clauseelement, rows):
+        if isinstance(stated, str):
+            stated = uuid.UUID(stated)
+        if stated != tid or tid is None:
+            raise TenantContextMissing(
+                f"insert into {clauseelement.table.name} names a tenant not in context"
+            )
 
 
 async def bind_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
@@ -128,14 +229,17 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """kaquan's engine: SQLite pragmas (embedded mode) or a sized pool, and inserts checked for their tenant."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
         _sqlite_pragmas(engine.sync_engine)
-        return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(url, **kwargs)
+    else:
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
+        kwargs.setdefault("pool_pre_ping", True)
+        engine = create_async_engine(url, **kwargs)
+    event.listen(engine.sync_engine, "before_execute", _refuse_foreign_tenant)
+    return engine
 
 
 class Database:
@@ -144,7 +248,9 @@ class Database:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, autoflush=True, sync_session_class=KaquanSession
+        )
 
     @property
     def dialect(self) -> str:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from core.db.base import utcnow
 from core.db.ids import new_id
+from core.db.session import KaquanSession
 from core.domains import event_types
 from core.events.models import Event
 from core.jobs.models import OutboxMessage
@@ -74,7 +75,7 @@ def _fan_out_statement() -> Any:
 _FAN_OUT = _fan_out_statement()
 
 
-@event.listens_for(Session, "after_flush")
+@event.listens_for(KaquanSession, "after_flush")
 def _queue_fan_out(session: Session, _flush_context: Any) -> None:
     """Write the fan-out rows of the events this flush inserted, in the same transaction."""
     pending: list[Event] | None = session.info.get(_PENDING_FANOUT)
@@ -102,8 +103,8 @@ def _queue_fan_out(session: Session, _flush_context: Any) -> None:
     )
 
 
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_soft_rollback")
+@event.listens_for(KaquanSession, "after_commit")
+@event.listens_for(KaquanSession, "after_soft_rollback")
 def _drop_pending_fan_out(session: Session, *_: Any) -> None:
     session.info.pop(_PENDING_FANOUT, None)
 

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from core.catalog.models import Product
 from core.db.base import utcnow
 from core.db.context import require_tenant
+from core.db.session import get_scoped
 from core.grants.lifecycle import awaiting_delivery
 from core.grants.models import Grant, GrantDelivery, GrantItem
 from core.grants.services import DELIVERY_ACTOR, get_grant, mark_delivered, mark_delivery_failed, open_contact
@@ -76,7 +77,8 @@ def _validity(expiries: list[dt.datetime | None], timezone: str, lang: str) -> s
 async def render_grant_message(session: Any, keys: Any, grant: Grant, tenant: Tenant) -> tuple[str, str, str]:
     """(locale, subject, body) of the grant's message with the codes in plaintext (never log it)."""
     lang = normalize_locale(tenant.locale)
-    product = await session.get(Product, (grant.tenant_id, grant.product_id))
+    product = await get_scoped(session, Product, grant.product_id)
+    assert product is not None  # a grant's product is a composite foreign key: it exists
     items = list(
         (
             await session.execute(
@@ -95,7 +97,7 @@ async def render_grant_message(session: Any, keys: Any, grant: Grant, tenant: Te
     }
     cipher = await keys.cipher(session)
     pairs = [unseal(cipher, codes[i.code_id].digest, codes[i.code_id].secret) for i in items]
-    member = await session.get(Member, (grant.tenant_id, grant.member_id)) if grant.member_id else None
+    member = await get_scoped(session, Member, grant.member_id) if grant.member_id else None
     name = (product.name_en or product.name_zh) if lang == "en" else product.name_zh
     greeting = (" " + member.name if lang == "en" else member.name) if member and member.name else ""
     subject, body = render(

@@ -28,9 +28,9 @@ from core.catalog.services import MAX_PAGE as PRODUCT_PAGE
 from core.catalog.services import list_products
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
-from core.db.context import require_tenant
 from core.db.ids import new_id, readable_ref
 from core.db.results import rowcount
+from core.db.session import KaquanSession, get_scoped
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.events.services import emit
 from core.grants.lifecycle import check_grant, grant_can, grant_sources, item_transition
@@ -85,8 +85,8 @@ MAX_PAGE = 200
 _JUST_CREATED = "kaquan_grants_just_created"
 
 
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_soft_rollback")
+@event.listens_for(KaquanSession, "after_commit")
+@event.listens_for(KaquanSession, "after_soft_rollback")
 def _forget_just_created(session: Session, *_: object) -> None:
     """A long-lived session (a bulk job) must not keep every grant it made: the parts live one transaction."""
     session.info.pop(_JUST_CREATED, None)
@@ -513,7 +513,7 @@ async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reve
     else:
         items = await grant_items(session, grant.id)
         last4 = {}
-        member = await session.get(Member, (grant.tenant_id, grant.member_id)) if grant.member_id else None
+        member = await get_scoped(session, Member, grant.member_id) if grant.member_id else None
     code_ids = list({i.code_id for i in items})
     codes: dict[uuid.UUID, Code] = {}
     if code_ids and (reveal or not all(c in last4 for c in code_ids)):
@@ -639,7 +639,6 @@ async def _members_for(
         elif emails[j] and name:
             mail_name.setdefault(emails[j] or "", name)
 
-    tenant_id = require_tenant()
     created: list[dict[str, Any]] = []
     # Phones first: an e-mail alone may then find a member just created with that address.
     await read_phones(list(sealed))
@@ -651,7 +650,6 @@ async def _members_for(
             digest, masked_phone, secret = sealed[key]
             values.append(
                 {
-                    "tenant_id": tenant_id,
                     "id": new_id(),
                     "external_id": None,
                     "phone_digest": digest,
@@ -675,7 +673,6 @@ async def _members_for(
             now = utcnow()
             values = [
                 {
-                    "tenant_id": tenant_id,
                     "id": new_id(),
                     "external_id": None,
                     "phone_digest": None,

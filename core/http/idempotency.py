@@ -175,7 +175,6 @@ def _upsert(dialect: str) -> Any:
 
 
 _COLUMNS = (
-    "tenant_id",
     "id",
     "principal",
     "key",
@@ -192,7 +191,6 @@ def _record_values(
 ) -> dict[str, Any]:
     """The columns every stored record has (``_COLUMNS``)."""
     return {
-        "tenant_id": require_tenant(),
         "id": record_id,
         "principal": who,
         "key": key,
@@ -214,7 +212,7 @@ def _claim_statement(dialect: str) -> Any:
     values: dict[str, Any] = {c: bindparam(c, type_=table.c[c].type) for c in _COLUMNS}
     insert = _upsert(dialect)(table).values(status="pending", response_headers=[], **values)
     replace = {c: insert.excluded[c] for c in (*_COLUMNS, "status", "response_headers")}
-    for c in ("tenant_id", "principal", "key"):
+    for c in ("principal", "key"):
         replace.pop(c)
     return insert.on_conflict_do_update(
         index_elements=[table.c.tenant_id, table.c.principal, table.c.key],

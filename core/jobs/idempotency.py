@@ -24,7 +24,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.base import utcnow
-from core.db.context import require_tenant
 from core.db.ids import new_id
 from core.db.results import rowcount
 from core.jobs.models import ProcessedMessage
@@ -33,7 +32,6 @@ from core.jobs.models import ProcessedMessage
 async def run_once(session: AsyncSession, business_key: str, actor: str) -> bool:
     """Claim ``business_key`` for the tenant in context; ``False`` if it was already done."""
     values: dict[str, Any] = {
-        "tenant_id": require_tenant(),
         "id": new_id(),
         "business_key": business_key,
         "actor": actor,

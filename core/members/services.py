@@ -24,7 +24,6 @@ from sqlalchemy.orm import make_transient_to_detached
 from core.audit.services import record
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
-from core.db.context import require_tenant
 from core.db.ids import new_id
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from core.inventory.importing.parsing import import_error, open_upload
@@ -387,7 +386,7 @@ async def find_or_create_member(
 def _member_insert(dialect: str) -> Any:
     table = Member.__table__
     upsert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return upsert(table).on_conflict_do_nothing().returning(table.c.id)
+    return upsert(table).on_conflict_do_nothing().returning(table.c.tenant_id)
 
 
 async def _insert_member(
@@ -403,7 +402,6 @@ async def _insert_member(
     One ``INSERT … ON CONFLICT DO NOTHING`` instead of a savepoint around a flush (three round trips).
     """
     values: dict[str, Any] = {
-        "tenant_id": require_tenant(),
         "id": new_id(),
         "external_id": external_id,
         "phone_digest": sealed[0] if sealed else None,
@@ -417,9 +415,11 @@ async def _insert_member(
         "created_at": utcnow(),
     }
     connection = await session.connection()  # Core on the connection: no ORM execution overhead
-    if (await connection.execute(_member_insert(connection.dialect.name), values)).scalar_one_or_none() is None:
+    inserted = await connection.execute(_member_insert(connection.dialect.name), values)
+    tenant_id = inserted.scalar_one_or_none()
+    if tenant_id is None:
         return None
-    member = Member(**values)
+    member = Member(tenant_id=tenant_id, **values)  # the row's tenant, stamped by the insert from the context
     make_transient_to_detached(member)  # the row exists: attach the object without inserting it again
     session.add(member)
     return member
@@ -711,10 +711,9 @@ async def import_members(
     if problem_count:
         problems.sort(key=lambda p: p.row)
         return report
-    tenant_id, now = require_tenant(), utcnow()
+    now = utcnow()
     values_list = [
         {
-            "tenant_id": tenant_id,
             "id": new_id(),
             "created_at": now,
             "source": "import",

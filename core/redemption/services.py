@@ -518,7 +518,6 @@ def _upsert(session: AsyncSession) -> Any:
 def _account_values(code: Row[Any], now: dt.datetime, *, uses: int, spent: int = 0) -> dict[str, Any]:
     stored = code.kind == "stored_value"
     return {
-        "b_tenant_id": require_tenant(),
         "b_id": new_id(),
         "b_code_id": code.id,
         "b_uses": uses,
@@ -530,7 +529,7 @@ def _account_values(code: Row[Any], now: dt.datetime, *, uses: int, spent: int =
 
 
 _ACCOUNTS = CodeAccount.__table__  # Core: no ORM bookkeeping for these upserts
-_ACCOUNT_COLUMNS = ("tenant_id", "id", "code_id", "uses", "balance", "initial_balance", "currency")
+_ACCOUNT_COLUMNS = ("id", "code_id", "uses", "balance", "initial_balance", "currency")
 
 
 def _account_insert(dialect: str) -> Any:
@@ -762,7 +761,6 @@ async def _redeem(
             holder_id, holder_member_id = (item.id, item.member_id) if item is not None else (None, None)
             used_grant = item.grant_id if item is not None else None
         values: dict[str, Any] = {
-            "tenant_id": require_tenant(),
             "id": new_id(),
             "code_id": code.id,
             "product_id": code.product_id,
@@ -787,11 +785,10 @@ async def _redeem(
         await session.execute(_REDEMPTIONS.insert(), values)
         red = Redemption(**values)
         if code.kind == "stored_value":
-            tid, entries = values["tenant_id"], []
+            entries: list[dict[str, Any]] = []
             if opened:
                 entries.append(
                     {
-                        "tenant_id": tid,
                         "id": new_id(),
                         "code_id": code.id,
                         "redemption_id": None,
@@ -803,7 +800,6 @@ async def _redeem(
                 )
             entries.append(
                 {
-                    "tenant_id": tid,
                     "id": new_id(),
                     "code_id": code.id,
                     "redemption_id": red.id,

@@ -241,7 +241,7 @@ async def db_add(session: AsyncSession, tenant_id: uuid.UUID, spec: CounterSpec,
     """Add ``quantity`` to one counter if it stays within the limit (atomic conditional upsert)."""
     table = RiskCounter.__table__
     ins = _insert(session)(table).values(
-        tenant_id=tenant_id, id=new_id(), key=spec.key, count=quantity, expires_at=spec.ends_at + EXPIRY_GRACE
+        id=new_id(), key=spec.key, count=quantity, expires_at=spec.ends_at + EXPIRY_GRACE
     )
     stmt = ins.on_conflict_do_update(
         index_elements=[table.c.tenant_id, table.c.key],
@@ -281,9 +281,7 @@ async def db_failure(
 ) -> int:
     """Record a failure row; returns the count in the window when it reaches ``limit`` (and resets), else 0."""
     session.add(
-        RiskFailure(
-            tenant_id=tenant_id, action=action, dimension=dimension, subject_key=skey, occurred_at=now
-        )
+        RiskFailure(action=action, dimension=dimension, subject_key=skey, occurred_at=now)
     )
     await session.flush()
     subject = and_(
@@ -308,7 +306,7 @@ async def db_device_member(
     table = RiskDeviceMember.__table__
     stmt = (
         _insert(session)(table)
-        .values(tenant_id=tenant_id, id=new_id(), day=day, device_key=device_key, member_id=member_id)
+        .values(id=new_id(), day=day, device_key=device_key, member_id=member_id)
         .on_conflict_do_nothing(
             index_elements=[table.c.tenant_id, table.c.day, table.c.device_key, table.c.member_id]
         )

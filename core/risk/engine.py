@@ -38,7 +38,7 @@ from core.audit.services import record
 from core.db.base import utcnow
 from core.db.context import require_tenant, tenant_context
 from core.db.ids import new_id
-from core.db.session import Database
+from core.db.session import Database, KaquanSession
 from core.events.services import emit
 from core.risk import counters
 from core.risk.counters import CounterSpec, mask, normalize_ip, subject_key, window_bounds
@@ -137,7 +137,8 @@ async def _holds_sqlite_write(session: AsyncSession) -> bool:
 
 
 async def _run_own(engine: AsyncEngine, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    async with AsyncSession(engine, expire_on_commit=False) as own, own.begin():
+    own_session = AsyncSession(engine, expire_on_commit=False, sync_session_class=KaquanSession)
+    async with own_session as own, own.begin():
         return await work(own)
 
 
@@ -192,7 +193,6 @@ async def _refuse(
     async def write(own: AsyncSession) -> None:
         own.add(
             RiskRefusal(
-                tenant_id=tenant_id,
                 action=action,
                 reason=reason,
                 dimension=dimension,
@@ -368,7 +368,6 @@ async def _flag_device(
         await own.execute(
             _insert(own.get_bind().dialect.name)(table)
             .values(
-                tenant_id=tenant_id,
                 id=flag_id,
                 kind="device_many_members",
                 day=day,
@@ -568,7 +567,6 @@ async def record_failure(
 
     def lock(own: AsyncSession, dimension: str, failures: int) -> None:
         lockout = RiskLockout(
-            tenant_id=tenant_id,
             id=new_id(),
             action=action,
             dimension=dimension,

@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crypto.envelope import TenantCipher
+from core.db.context import require_tenant
 from core.db.ids import new_id
 from core.db.results import rowcount
 from core.inventory.models import Code
@@ -100,17 +101,18 @@ async def write_codes(
     session: AsyncSession,
     chunk: SealedChunk,
     *,
-    tenant_id: uuid.UUID,
     product_id: uuid.UUID,
     batch_id: uuid.UUID,
     default_expires_at: dt.datetime | None,
     uses_left: int | None,
     now: dt.datetime,
 ) -> int:
-    """Insert sealed codes as ``available`` in the session's transaction; returns how many went in."""
+    """Insert sealed codes as ``available`` for the tenant in context, in the session's transaction; returns
+    how many went in. (Raw SQL for speed: no column default applies, so the context's tenant is bound here.)"""
     ids, digests, secrets_, last4s, has_pins, expires = chunk
     if not ids:
         return 0
+    tenant_id = require_tenant()
     utc = dt.UTC
     if _dialect(session) == "postgresql":
         result = await session.execute(
@@ -165,7 +167,6 @@ async def insert_codes(
 async def open_balances(
     session: AsyncSession,
     *,
-    tenant_id: uuid.UUID,
     batch_id: uuid.UUID,
     balance: int,
     currency: str,
@@ -192,7 +193,7 @@ async def open_balances(
         await session.execute(
             accounts.insert(),
             [
-                {"tenant_id": tenant_id, "id": new_id(), "code_id": code_id, "uses": 0, "balance": balance,
+                {"id": new_id(), "code_id": code_id, "uses": 0, "balance": balance,
                  "initial_balance": balance, "currency": currency, "updated_at": now, "created_at": now}
                 for code_id in ids
             ],
@@ -200,7 +201,7 @@ async def open_balances(
         await session.execute(
             ledger.insert(),
             [
-                {"tenant_id": tenant_id, "id": new_id(), "code_id": code_id, "redemption_id": None,
+                {"id": new_id(), "code_id": code_id, "redemption_id": None,
                  "kind": "opening", "delta": balance, "balance_after": balance, "created_at": now}
                 for code_id in ids
             ],

@@ -570,7 +570,6 @@ async def _pipelined(
 async def _insert_all(
     s: AsyncSession, keys: KeyService, imp: CodeImport, *, generated: bool, report: _Progress
 ) -> ImportOutcome:
-    tenant_id = require_tenant()
     fields = dict(imp.batch_fields or {})
     mode = fields.get("mode", "valid_only")
     product = await code_product(s, imp.product_id)
@@ -597,7 +596,7 @@ async def _insert_all(
     s.add(batch)
     await s.flush()
     uses_left = product.max_uses if product.kind == "reusable_code" else None
-    target = dict(tenant_id=tenant_id, product_id=product.id, batch_id=batch.id, default_expires_at=expires,
+    target = dict(product_id=product.id, batch_id=batch.id, default_expires_at=expires,
                   uses_left=uses_left, now=now)
     inserted = attempted = 0
     if generated:
@@ -631,7 +630,7 @@ async def _insert_all(
             await report(inserted)
     skipped = 0 if generated else attempted - inserted
     if product.kind == "stored_value":
-        await bulk.open_balances(s, tenant_id=tenant_id, batch_id=batch.id, balance=product.face_value,
+        await bulk.open_balances(s, batch_id=batch.id, balance=product.face_value,
                                  currency=product.currency, now=now)
     batch.code_count = inserted
     total_cost = batch.unit_cost * inserted
