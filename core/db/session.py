@@ -131,7 +131,9 @@ def _stated_tenants(stmt: Insert, rows: Sequence[Mapping[str, Any]]) -> Iterator
         return
     for multi in stmt._multi_values:
         for values in multi:
-            named_values = values if isinstance(values, Mapping) else dict(zip(stmt.table.c.keys(), values))
+            if not isinstance(values, Mapping):  # positional rows give every column in table order
+                values = dict(zip(stmt.table.c.keys(), values, strict=False))
+            named_values = values
             for column, value in named_values.items():
                 if _column_key(column) == "tenant_id":
                     if isinstance(value, ClauseElement):
