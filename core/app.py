@@ -19,8 +19,9 @@ from litestar.template.config import TemplateConfig
 from core.audit.api import AuditController
 from core.audit.sealer import AuditSealer
 from core.bulk_grants.api import BulkGrantController
+from core.campaigns.api import CampaignController
 from core.catalog.api import CatalogController
-from core.claims.api import CampaignController, ClaimLinkController
+from core.claims.api import ClaimLinkController
 from core.events.api import EventsController
 from core.grants.api import GrantController
 from core.health import health, metrics, ready

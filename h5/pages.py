@@ -7,7 +7,7 @@
 
 The member session is a signed cookie (``kq_member``: HttpOnly, SameSite=Lax, two hours, path ``/h5``).
 Every page is ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer`` (tokens live in URLs).
-Business rules live in :mod:`core.claims.services`; handlers only translate forms and errors.
+Business rules live in :mod:`core.claims` and :mod:`core.campaigns`; handlers only translate forms and errors.
 """
 
 from __future__ import annotations
@@ -32,9 +32,14 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.claims import services
+from core.campaigns import services as campaigns
+from core.claims.access import MEMBER_COOKIE, SessionRequired, session_cookie, session_member
+from core.claims.items import item_views, link_items, member_item, member_items
+from core.claims.links import LinkState, confirm_link, open_link, request_link_code
 from core.claims.otp import OTP_TTL
+from core.claims.transfer import transfer_item
 from core.crypto.envelope import TenantCipher
+from core.db.base import utcnow
 from core.errors import DomainError
 from core.grants.models import GrantItem
 from core.http.problems import OUTAGE_RETRY_AFTER, classify_failure
@@ -123,9 +128,9 @@ def _login(
     request: Request[Any, Any, Any], response: Response[Any], cipher: TenantCipher, member: Member
 ) -> Response[Any]:
     """Start the member's session (signed cookie) on ``response``."""
-    value, ttl = services.session_cookie(cipher, member.id)
+    value, ttl = session_cookie(cipher, member.id)
     response.set_cookie(
-        services.MEMBER_COOKIE,
+        MEMBER_COOKIE,
         value,
         max_age=ttl,
         path="/h5",
@@ -207,15 +212,15 @@ class H5Controller(Controller):
         self,
         request: Request[Any, Any, Any],
         db: AsyncSession,
-        state: services.LinkState,
+        state: LinkState,
         *,
         problem: str | None = None,
         status: int = 200,
     ) -> Response[Any]:
         kernel = request.app.state.kernel
         link = state.link
-        current = await services.session_member(
-            db, kernel, request.cookies.get(services.MEMBER_COOKIE), tenant_id=link.tenant_id
+        current = await session_member(
+            db, kernel, request.cookies.get(MEMBER_COOKIE), tenant_id=link.tenant_id
         )
         ctx: dict[str, Any] = {
             "tenant_name": state.tenant.name,
@@ -226,11 +231,11 @@ class H5Controller(Controller):
             "title": "领取券码",
         }
         if state.bound and current is not None and current[1].id == link.member_id:
-            items = await services.link_items(db, link)
-            views = await services.item_views(db, kernel, items, state.tenant, reveal=True)
+            items = await link_items(db, link)
+            views = await item_views(db, kernel, items, state.tenant, reveal=True)
             return page(request, "h5/codes.html", {**ctx, "items": views, "title": "我的券码"}, status=status)
         if state.locked_until is not None:
-            minutes = max(1, int((state.locked_until - services.utcnow()).total_seconds() + 59) // 60)
+            minutes = max(1, int((state.locked_until - utcnow()).total_seconds() + 59) // 60)
             return page(request, "h5/claim.html", {**ctx, "step": "locked", "minutes": minutes}, status=423)
         step = "code" if state.code_sent_to else ("phone" if state.needs_phone else "known")
         return page(request, "h5/claim.html", {**ctx, "step": step, "bound": state.bound}, status=status)
@@ -239,7 +244,7 @@ class H5Controller(Controller):
     async def claim_link(
         self, request: Request[Any, Any, Any], db: AsyncSession, token: str
     ) -> Response[Any]:
-        state = await services.open_link(db, request.app.state.kernel, token)
+        state = await open_link(db, request.app.state.kernel, token)
         return await self._claim_page(request, db, state)
 
     @post("/c/{token:str}/send", status_code=303)
@@ -247,11 +252,11 @@ class H5Controller(Controller):
         self, request: Request[Any, Any, Any], db: AsyncSession, token: str
     ) -> Response[Any]:
         kernel = request.app.state.kernel
-        state = await services.open_link(db, kernel, token, lock=True)
+        state = await open_link(db, kernel, token, lock=True)
         form = await _form(request)
         ip, device = _client(request)
         try:
-            await services.request_link_code(db, kernel, state, form.get("phone"), ip=ip, device_id=device)
+            await request_link_code(db, kernel, state, form.get("phone"), ip=ip, device_id=device)
         except DomainError as exc:
             return await self._claim_page(request, db, state, problem=exc.detail("zh-CN"), status=exc.status)
         return Redirect(f"/h5/c/{token}", status_code=303)
@@ -261,16 +266,16 @@ class H5Controller(Controller):
         self, request: Request[Any, Any, Any], db: AsyncSession, token: str
     ) -> Response[Any]:
         kernel = request.app.state.kernel
-        state = await services.open_link(db, kernel, token, lock=True)
+        state = await open_link(db, kernel, token, lock=True)
         form = await _form(request)
         ip, device = _client(request)
         try:
-            member = await services.confirm_link(
+            member = await confirm_link(
                 db, kernel, state, form.get("code", ""), ip=ip, device_id=device
             )
         except DomainError as exc:
             await db.commit()  # the counted attempt (and a lock) must stick
-            state = await services.open_link(db, kernel, token)
+            state = await open_link(db, kernel, token)
             return await self._claim_page(request, db, state, problem=exc.detail("zh-CN"), status=exc.status)
         cipher = await kernel.keys.cipher(db)
         return _login(request, Redirect(f"/h5/c/{token}", status_code=303), cipher, member)
@@ -278,11 +283,11 @@ class H5Controller(Controller):
     # ------------------------------------------------------------ the member's own pages
 
     async def _member(self, request: Request[Any, Any, Any], db: AsyncSession) -> tuple[Tenant, Member]:
-        current = await services.session_member(
-            db, request.app.state.kernel, request.cookies.get(services.MEMBER_COOKIE)
+        current = await session_member(
+            db, request.app.state.kernel, request.cookies.get(MEMBER_COOKIE)
         )
         if current is None:
-            raise services.SessionRequired(
+            raise SessionRequired(
                 "Open the claim link from your SMS to see your codes",
                 "请通过短信中的领取链接打开，验证手机号后即可查看您的券码",
             )
@@ -291,8 +296,8 @@ class H5Controller(Controller):
     @get("/me")
     async def my_codes(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[Any]:
         tenant, member = await self._member(request, db)
-        items = await services.member_items(db, member.id)
-        views = await services.item_views(db, request.app.state.kernel, items, tenant, reveal=False)
+        items = await member_items(db, member.id)
+        views = await item_views(db, request.app.state.kernel, items, tenant, reveal=False)
         return page(
             request,
             "h5/me.html",
@@ -316,8 +321,8 @@ class H5Controller(Controller):
         status: int = 200,
         phone: str = "",
     ) -> Response[Any]:
-        item = await services.member_item(db, member.id, item_id)
-        views = await services.item_views(db, request.app.state.kernel, [item], tenant, reveal=True)
+        item = await member_item(db, member.id, item_id)
+        views = await item_views(db, request.app.state.kernel, [item], tenant, reveal=True)
         return page(
             request,
             "h5/item.html",
@@ -346,7 +351,7 @@ class H5Controller(Controller):
         form = await _form(request)
         ip, device = _client(request)
         try:
-            result = await services.transfer_item(
+            result = await transfer_item(
                 db,
                 request.app.state.kernel,
                 tenant,
@@ -378,7 +383,7 @@ class H5Controller(Controller):
     @post("/logout", status_code=303)
     async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:
         response = Redirect("/h5/me", status_code=303)
-        response.delete_cookie(services.MEMBER_COOKIE, path="/h5")
+        response.delete_cookie(MEMBER_COOKIE, path="/h5")
         return response
 
     # ------------------------------------------------------------ campaigns
@@ -411,7 +416,7 @@ class H5Controller(Controller):
                 "title": campaign.name,
                 "campaign": campaign,
                 "product": product,
-                "state": services.campaign_state(campaign),
+                "state": campaigns.campaign_state(campaign),
                 "token": token,
                 "step": step,
                 "phone": phone,
@@ -423,7 +428,7 @@ class H5Controller(Controller):
 
     @get("/campaign/{token:str}")
     async def campaign(self, request: Request[Any, Any, Any], db: AsyncSession, token: str) -> Response[Any]:
-        tenant, campaign = await services.open_campaign(db, request.app.state.kernel, token)
+        tenant, campaign = await campaigns.open_campaign(db, request.app.state.kernel, token)
         return await self._campaign_page(request, db, tenant, campaign, token)
 
     @post("/campaign/{token:str}/send", status_code=200)
@@ -431,11 +436,13 @@ class H5Controller(Controller):
         self, request: Request[Any, Any, Any], db: AsyncSession, token: str
     ) -> Response[Any]:
         kernel = request.app.state.kernel
-        tenant, campaign = await services.open_campaign(db, kernel, token)
+        tenant, campaign = await campaigns.open_campaign(db, kernel, token)
         phone = (await _form(request)).get("phone", "")
         ip, device = _client(request)
         try:
-            await services.request_campaign_code(db, kernel, tenant, campaign, phone, ip=ip, device_id=device)
+            await campaigns.request_campaign_code(
+                db, kernel, tenant, campaign, phone, ip=ip, device_id=device
+            )
         except DomainError as exc:
             return await self._campaign_page(
                 request,
@@ -454,12 +461,12 @@ class H5Controller(Controller):
         self, request: Request[Any, Any, Any], db: AsyncSession, token: str
     ) -> Response[Any]:
         kernel = request.app.state.kernel
-        tenant, campaign = await services.open_campaign(db, kernel, token)
+        tenant, campaign = await campaigns.open_campaign(db, kernel, token)
         form = await _form(request)
         phone = form.get("phone", "")
         ip, device = _client(request)
         try:
-            confirmed = await services.confirm_campaign_code(
+            confirmed = await campaigns.confirm_campaign_code(
                 db, kernel, campaign, phone, form.get("code", ""), ip=ip, device_id=device
             )
         except DomainError as exc:
@@ -476,7 +483,7 @@ class H5Controller(Controller):
                 status=exc.status,
             )
         try:
-            grant = await services.claim(db, kernel, campaign.id, confirmed, ip=ip, device_id=device)
+            grant = await campaigns.claim(db, kernel, campaign.id, confirmed, ip=ip, device_id=device)
         except DomainError as exc:
             await db.commit()  # the used one-time code stays used
             return await self._campaign_page(

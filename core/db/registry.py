@@ -19,6 +19,7 @@ MODEL_MODULES = (
     "core.bulk_grants.models",
     "core.reminders.models",
     "core.claims.models",
+    "core.campaigns.models",
     "core.risk.models",
     "core.redemption.models",
 )
