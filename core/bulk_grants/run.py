@@ -12,16 +12,18 @@ exactly once: :mod:`core.bulk_grants.services`.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.audit.services import record
 from core.bulk_grants.messages import failure_code
@@ -33,6 +35,7 @@ from core.db.context import require_tenant
 from core.db.ids import new_id
 from core.db.session import Database
 from core.errors import Conflict, DomainError, NotFound
+from core.grants.models import Grant
 from core.grants.schemas import GrantRequest
 from core.jobs import progress
 from core.kernel import Kernel
@@ -239,64 +242,11 @@ async def _grant_chunk(
     tenant_id = require_tenant()
     now = utcnow()
     connection = await s.connection()
-    postgres = connection.dialect.name == "postgresql"
-    if postgres:
-        # The rows are locked, not written: a second run skips them, and a killed worker's locks go with
-        # its connection.
-        rows = list(
-            (
-                await s.execute(
-                    select(BulkGrantRow)
-                    .where(BulkGrantRow.bulk_grant_id == bulk.id, BulkGrantRow.status == "pending")
-                    .order_by(BulkGrantRow.row_number)
-                    .limit(size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).scalars()
-        )
-        taken.extend(r.id for r in rows)
-    else:
-        ids = list(
-            (
-                await connection.execute(
-                    _claim_statement(),
-                    {"tenant": tenant_id, "bulk": bulk.id, "n": size, "now": now},
-                )
-            ).scalars()
-        )
-        taken.extend(ids)
-        rows = (
-            list(
-                (
-                    await s.execute(
-                        select(BulkGrantRow).where(BulkGrantRow.id.in_(ids)).order_by(BulkGrantRow.row_number)
-                    )
-                ).scalars()
-            )
-            if ids
-            else []
-        )
+    rows = await _take_rows(s, connection, bulk, size, taken, tenant_id, now)
     if not rows:
         return []
     key_of = {r.id: r.row_key or "" for r in rows}
-    new_keys = set(
-        (
-            await connection.execute(
-                _key_insert_statement(connection.dialect.name),
-                [
-                    {
-                        "tenant_id": tenant_id,
-                        "id": new_id(),
-                        "created_at": now,
-                        "row_key": key_of[r.id],
-                        "bulk_grant_id": r.bulk_grant_id,
-                        "row_number": r.row_number,
-                    }
-                    for r in sorted(rows, key=lambda r: key_of[r.id])  # one lock order for every run
-                ],
-            )
-        ).scalars()
-    )
+    new_keys = await _claim_keys(connection, rows, key_of, tenant_id, now)
     earlier = await granted_keys(s, [key_of[r.id] for r in rows if key_of[r.id] not in new_keys])
     todo = [r for r in rows if key_of[r.id] in new_keys]
     cipher = await kernel.keys.cipher(s)
@@ -314,45 +264,134 @@ async def _grant_chunk(
         if requests
         else []
     )
-    updates: list[dict[str, Any]] = []
-    key_updates: list[dict[str, Any]] = []
-    given_back: list[str] = []
+    outcomes = _Outcomes()
     for r in rows:
         if key_of[r.id] not in new_keys:
             gid, ref = earlier.get(key_of[r.id], (None, None))
-            updates.append(_row_values(tenant_id, r.id, "already_granted", None, gid, ref, now))
+            outcomes.rows.append(_row_values(tenant_id, r.id, "already_granted", None, gid, ref, now))
     for r, result in zip(todo, results, strict=True):
-        if isinstance(result, DomainError):
-            updates.append(_row_values(tenant_id, r.id, "failed", failure_code(result), None, None, now))
-            given_back.append(key_of[r.id])
-        else:
-            updates.append(_row_values(tenant_id, r.id, "granted", None, result.id, result.ref, now))
-            key_updates.append(
-                {
-                    "b_tenant": tenant_id,
-                    "b_key": key_of[r.id],
-                    "b_grant_id": result.id,
-                    "b_grant_ref": result.ref,
-                }
-            )
-    if postgres:  # one statement each, whatever the chunk's size
-        await connection.execute(_PG_ROW_UPDATE, _columns(updates, tenant_id, now))
-        if key_updates:
-            await connection.execute(_PG_KEY_UPDATE, _columns(key_updates, tenant_id, now))
-    else:
-        await connection.execute(_row_update_statement(), updates)
-        if key_updates:
-            await connection.execute(_key_update_statement(), key_updates)
-    if given_back:
-        await connection.execute(
-            delete(BulkGrantKey.__table__).where(
-                BulkGrantKey.__table__.c.tenant_id == tenant_id,
-                BulkGrantKey.__table__.c.row_key.in_(given_back),
-            )
-        )
+        outcomes.add(tenant_id, r, key_of[r.id], result, now)
+    await _write_outcomes(connection, outcomes, tenant_id, now)
     for r in rows:
         s.expunge(r)  # the rows were updated by Core statements: drop the stale objects
     return [r.id for r in rows]
+
+
+async def _take_rows(
+    s: AsyncSession,
+    connection: AsyncConnection,
+    bulk: BulkGrant,
+    size: int,
+    taken: list[uuid.UUID],
+    tenant_id: uuid.UUID,
+    now: dt.datetime,
+) -> list[BulkGrantRow]:
+    """Step 1 of :func:`_grant_chunk`: the next ``size`` pending rows, in file order, for this run alone."""
+    if connection.dialect.name == "postgresql":
+        # The rows are locked, not written: a second run skips them, and a killed worker's locks go with
+        # its connection.
+        rows = list(
+            (
+                await s.execute(
+                    select(BulkGrantRow)
+                    .where(BulkGrantRow.bulk_grant_id == bulk.id, BulkGrantRow.status == "pending")
+                    .order_by(BulkGrantRow.row_number)
+                    .limit(size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalars()
+        )
+        taken.extend(r.id for r in rows)
+        return rows
+    ids = list(
+        (
+            await connection.execute(
+                _claim_statement(),
+                {"tenant": tenant_id, "bulk": bulk.id, "n": size, "now": now},
+            )
+        ).scalars()
+    )
+    taken.extend(ids)
+    if not ids:
+        return []
+    return list(
+        (
+            await s.execute(
+                select(BulkGrantRow).where(BulkGrantRow.id.in_(ids)).order_by(BulkGrantRow.row_number)
+            )
+        ).scalars()
+    )
+
+
+async def _claim_keys(
+    connection: AsyncConnection,
+    rows: list[BulkGrantRow],
+    key_of: dict[uuid.UUID, str],
+    tenant_id: uuid.UUID,
+    now: dt.datetime,
+) -> set[str]:
+    """Step 2: insert the rows' keys into the ledger in one statement; the keys that were new."""
+    return set(
+        (
+            await connection.execute(
+                _key_insert_statement(connection.dialect.name),
+                [
+                    {
+                        "tenant_id": tenant_id,
+                        "id": new_id(),
+                        "created_at": now,
+                        "row_key": key_of[r.id],
+                        "bulk_grant_id": r.bulk_grant_id,
+                        "row_number": r.row_number,
+                    }
+                    for r in sorted(rows, key=lambda r: key_of[r.id])  # one lock order for every run
+                ],
+            )
+        ).scalars()
+    )
+
+
+@dataclass
+class _Outcomes:
+    """Step 4's writes: the rows' new values, the keys that name their grant, the keys given back."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[dict[str, Any]] = field(default_factory=list)
+    given_back: list[str] = field(default_factory=list)
+
+    def add(
+        self, tenant_id: uuid.UUID, r: BulkGrantRow, key: str, result: Grant | DomainError, now: dt.datetime
+    ) -> None:
+        """A granted row names its grant on its key; a failed row gives its key back."""
+        if isinstance(result, DomainError):
+            self.rows.append(_row_values(tenant_id, r.id, "failed", failure_code(result), None, None, now))
+            self.given_back.append(key)
+        else:
+            self.rows.append(_row_values(tenant_id, r.id, "granted", None, result.id, result.ref, now))
+            self.keys.append(
+                {"b_tenant": tenant_id, "b_key": key, "b_grant_id": result.id, "b_grant_ref": result.ref}
+            )
+
+
+async def _write_outcomes(
+    connection: AsyncConnection, outcomes: _Outcomes, tenant_id: uuid.UUID, now: dt.datetime
+) -> None:
+    """Step 4: the rows and keys updated in one statement each (PostgreSQL) or one ``executemany``."""
+    if connection.dialect.name == "postgresql":  # one statement each, whatever the chunk's size
+        await connection.execute(_PG_ROW_UPDATE, _columns(outcomes.rows, tenant_id, now))
+        if outcomes.keys:
+            await connection.execute(_PG_KEY_UPDATE, _columns(outcomes.keys, tenant_id, now))
+    else:
+        await connection.execute(_row_update_statement(), outcomes.rows)
+        if outcomes.keys:
+            await connection.execute(_key_update_statement(), outcomes.keys)
+    if outcomes.given_back:
+        await connection.execute(
+            delete(BulkGrantKey.__table__).where(
+                BulkGrantKey.__table__.c.tenant_id == tenant_id,
+                BulkGrantKey.__table__.c.row_key.in_(outcomes.given_back),
+            )
+        )
 
 
 _PG_ROW_UPDATE = text(
@@ -460,99 +499,122 @@ async def run_bulk_grant(
         job_id = bulk.job_id
         pending = await _pending(s, bulk_id)
         total = (await progress.get(s, job_id)).total if job_id else pending
-    done = max(total - pending, 0)
     try:
         if job_id is not None:
-            await _advance(db, job_id, done)
-        while True:
-            ids: list[uuid.UUID] = []
-            try:
-                async with db.transaction() as s:
-                    ids = await _grant_chunk(s, kernel, bulk, size, ids)
-                    if not ids:
-                        break
-                    done = max(total - await _pending(s, bulk_id), 0)
-                    if job_id is not None:
-                        with contextlib.suppress(Conflict, NotFound):
-                            await progress.advance(s, job_id, done)
-            except DomainError:
-                raise
-            except Exception as exc:
+            await _advance(db, job_id, max(total - pending, 0))
+        await _grant_chunks(kernel, bulk, job_id, size, total, on_progress)
+        return await _finish(db, bulk_id, job_id)
+    except Exception as exc:
+        return await _stopped(db, bulk_id, job_id, exc)
+
+
+async def _grant_chunks(
+    kernel: Kernel,
+    bulk: BulkGrant,
+    job_id: uuid.UUID | None,
+    size: int,
+    total: int,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """Grant chunk after chunk until no pending row is left for this run; the job's progress moves with
+    each chunk. A chunk that fails as a whole is granted again row by row (:func:`_grant_row`)."""
+    db, bulk_id = kernel.db, bulk.id
+    while True:
+        ids: list[uuid.UUID] = []
+        try:
+            async with db.transaction() as s:
+                ids = await _grant_chunk(s, kernel, bulk, size, ids)
                 if not ids:
-                    raise  # the rows could not even be taken: the database, not a row
-                log.warning(
-                    "bulk_grant_chunk_failed",
-                    bulk_grant_id=str(bulk_id),
-                    rows=len(ids),
-                    error_type=type(exc).__name__,
-                    exc_info=True,
-                )
-                for row_id in ids:  # the chunk rolled back: its rows one by one
-                    await _grant_row(kernel, bulk, row_id)
-                async with db.transaction() as s:
-                    done = max(total - await _pending(s, bulk_id), 0)
+                    return
+                done = max(total - await _pending(s, bulk_id), 0)
                 if job_id is not None:
-                    await _advance(db, job_id, done)
-            if on_progress is not None:
-                maybe = on_progress(done, total)
-                if maybe is not None:
-                    await maybe
-        async with db.transaction() as s:
-            bulk = (
-                await s.execute(select(BulkGrant).where(BulkGrant.id == bulk_id).with_for_update())
-            ).scalar_one()
-            counts = await _recount(s, bulk)
-            errors = await _errors(s, bulk_id)
-            if counts.get("pending", 0):
-                # Rows another run holds right now: the last run to finish marks the bulk grant done.
-                log.info("bulk_grant_part_done", bulk_grant_id=str(bulk_id), counts=counts)
-            elif bulk.status == "running":
-                bulk.status, bulk.finished_at = "done", utcnow()
-                record(
-                    s,
-                    "bulk_grant.finished",
-                    "bulk_grant",
-                    bulk.id,
-                    {
-                        "granted": bulk.granted,
-                        "failed": bulk.failed,
-                        "already_granted": bulk.already_granted,
-                        "errors": errors,
-                    },
-                )
-                result = {
-                    "bulk_grant_id": str(bulk.id),
+                    with contextlib.suppress(Conflict, NotFound):
+                        await progress.advance(s, job_id, done)
+        except DomainError:
+            raise
+        except Exception as exc:
+            if not ids:
+                raise  # the rows could not even be taken: the database, not a row
+            log.warning(
+                "bulk_grant_chunk_failed",
+                bulk_grant_id=str(bulk_id),
+                rows=len(ids),
+                error_type=type(exc).__name__,
+                exc_info=True,
+            )
+            for row_id in ids:  # the chunk rolled back: its rows one by one
+                await _grant_row(kernel, bulk, row_id)
+            async with db.transaction() as s:
+                done = max(total - await _pending(s, bulk_id), 0)
+            if job_id is not None:
+                await _advance(db, job_id, done)
+        if on_progress is not None:
+            maybe = on_progress(done, total)
+            if maybe is not None:
+                await maybe
+
+
+async def _finish(db: Database, bulk_id: uuid.UUID, job_id: uuid.UUID | None) -> BulkOutcome:
+    """Count the rows' outcomes; the last run to finish marks the bulk grant (and its job) done."""
+    async with db.transaction() as s:
+        bulk = (
+            await s.execute(select(BulkGrant).where(BulkGrant.id == bulk_id).with_for_update())
+        ).scalar_one()
+        counts = await _recount(s, bulk)
+        errors = await _errors(s, bulk_id)
+        if counts.get("pending", 0):
+            # Rows another run holds right now: the last run to finish marks the bulk grant done.
+            log.info("bulk_grant_part_done", bulk_grant_id=str(bulk_id), counts=counts)
+        elif bulk.status == "running":
+            bulk.status, bulk.finished_at = "done", utcnow()
+            record(
+                s,
+                "bulk_grant.finished",
+                "bulk_grant",
+                bulk.id,
+                {
                     "granted": bulk.granted,
                     "failed": bulk.failed,
                     "already_granted": bulk.already_granted,
                     "errors": errors,
-                }
-                if job_id is not None:
-                    with contextlib.suppress(Conflict, NotFound):
-                        await progress.finish(s, job_id, result)
-        log.info("bulk_grant_done", bulk_grant_id=str(bulk_id), counts=counts, errors=errors)
-        return BulkOutcome(
-            bulk_grant_id=bulk_id,
-            status="done",
-            granted=bulk.granted,
-            already_granted=bulk.already_granted,
-            failed=bulk.failed,
-            errors=errors,
-        )
-    except Exception as exc:
-        kind = exc.code if isinstance(exc, DomainError) else type(exc).__name__
-        async with db.transaction() as s:
-            failed = await get_bulk_grant(s, bulk_id)
-            if failed.status == "running":
-                failed.status, failed.error, failed.finished_at = (
-                    "failed",
-                    f"bulk grant stopped ({kind})",
-                    utcnow(),
-                )
-                await _recount(s, failed)
-                record(s, "bulk_grant.failed", "bulk_grant", failed.id, {"error": kind})
+                },
+            )
+            result = {
+                "bulk_grant_id": str(bulk.id),
+                "granted": bulk.granted,
+                "failed": bulk.failed,
+                "already_granted": bulk.already_granted,
+                "errors": errors,
+            }
             if job_id is not None:
                 with contextlib.suppress(Conflict, NotFound):
-                    await progress.fail(s, job_id, f"bulk grant stopped ({kind})")
-        log.warning("bulk_grant_failed", bulk_grant_id=str(bulk_id), error_type=kind, exc_info=True)
-        return BulkOutcome(bulk_grant_id=bulk_id, status="failed")
+                    await progress.finish(s, job_id, result)
+    log.info("bulk_grant_done", bulk_grant_id=str(bulk_id), counts=counts, errors=errors)
+    return BulkOutcome(
+        bulk_grant_id=bulk_id,
+        status="done",
+        granted=bulk.granted,
+        already_granted=bulk.already_granted,
+        failed=bulk.failed,
+        errors=errors,
+    )
+
+
+async def _stopped(db: Database, bulk_id: uuid.UUID, job_id: uuid.UUID | None, exc: Exception) -> BulkOutcome:
+    """The run itself stopped: the bulk grant is marked ``failed`` (it can be confirmed again), and its job."""
+    kind = exc.code if isinstance(exc, DomainError) else type(exc).__name__
+    async with db.transaction() as s:
+        failed = await get_bulk_grant(s, bulk_id)
+        if failed.status == "running":
+            failed.status, failed.error, failed.finished_at = (
+                "failed",
+                f"bulk grant stopped ({kind})",
+                utcnow(),
+            )
+            await _recount(s, failed)
+            record(s, "bulk_grant.failed", "bulk_grant", failed.id, {"error": kind})
+        if job_id is not None:
+            with contextlib.suppress(Conflict, NotFound):
+                await progress.fail(s, job_id, f"bulk grant stopped ({kind})")
+    log.warning("bulk_grant_failed", bulk_grant_id=str(bulk_id), error_type=kind, exc_info=True)
+    return BulkOutcome(bulk_grant_id=bulk_id, status="failed")

@@ -29,8 +29,10 @@ two workers at once can never grant a key twice. Rows that failed hold no key, s
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import msgspec
@@ -209,18 +211,7 @@ async def create_bulk_grant(
     columns, rows = await asyncio.to_thread(read_rows, upload, MAX_ROWS)
     campaign = fields.campaign_ref.strip()
     products = await _products(session, {r.sku for r in rows if r.sku})
-    seen: set[tuple[str, str]] = set()
-    for r in rows:
-        product = products.get(r.sku) if r.sku else None
-        if r.sku and product is None:
-            r.problems.append("unknown_sku")
-        elif product is not None and product.status != "active":
-            r.problems.append("product_inactive")
-        if r.contact and r.sku:
-            ident = (r.contact, r.sku)
-            if ident in seen:
-                r.problems.append("duplicate_in_file")
-            seen.add(ident)
+    _mark_problems(rows, products)
     cipher = await kernel.keys.cipher(session)
     bulk_id = new_id()
     keys: dict[int, str] = {}
@@ -228,77 +219,29 @@ async def create_bulk_grant(
         if not r.problems and r.contact:
             keys[r.row] = row_key(cipher, campaign, r.contact, products[r.sku].id)
     granted = await granted_keys(session, list(keys.values()))
-
     now = utcnow()
-    problem_counts: Counter[str] = Counter()
-    listed: list[dict[str, Any]] = []
-    per_product: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    tally = _Tally()
     values: list[dict[str, Any]] = []
-    valid = already = 0
     for r in rows:
-        product = products.get(r.sku)
         key = keys.get(r.row)
-        if r.problems:
-            status = "invalid"
-            problem_counts.update(r.problems)
-            if len(listed) < REPORT_PROBLEMS:
-                listed.append({"row": r.row, "codes": [p for p in PROBLEMS if p in r.problems]})
-        elif key in granted:
-            status, already = "already_granted", already + 1
-        else:
-            status, valid = "pending", valid + 1
-            totals = per_product[r.sku]
-            totals[0] += 1
-            totals[1] += r.quantity
+        status = tally.add(r, key, granted)
         earlier = granted.get(key) if status == "already_granted" and key else None
         values.append(
-            {
-                "tenant_id": tenant_id,
-                "id": new_id(),
-                "created_at": now,
-                "bulk_grant_id": bulk_id,
-                "row_number": r.row,
-                "row_key": key,
-                "contact_masked": mask_contact(r.phone, r.email),
-                "contact_secret": seal_contact(cipher, bulk_id, r),
-                "sku": r.sku,
-                "product_id": product.id if product is not None else None,
-                "quantity": r.quantity,
-                "status": status,
-                "problems": r.problems,
-                "error_code": None,
-                "grant_id": earlier[0] if earlier else None,
-                "grant_ref": earlier[1] if earlier else None,
-                "processed_at": None,
-            }
+            _row_record(tenant_id, bulk_id, cipher, r, products.get(r.sku), key, status, earlier, now)
         )
-    totals_out: list[ProductTotal] = []
-    for sku, (n_rows, quantity) in sorted(per_product.items()):
-        product = products[sku]
-        available = await count_available(session, product.id)
-        totals_out.append(
-            ProductTotal(
-                sku=sku,
-                product_id=product.id,
-                name=product.name_zh,
-                rows=n_rows,
-                quantity=quantity,
-                available=available,
-                shortfall=max(quantity - available, 0),
-            )
-        )
+    totals = await _product_totals(session, products, tally.per_product)
     report = {
         "columns": columns.describe(),
         "file_format": upload.file_format,
         "encoding": upload.encoding,
         "total_rows": len(rows),
-        "valid_rows": valid,
-        "invalid_rows": len(rows) - valid - already,
-        "already_granted": already,
-        "problem_counts": {p: problem_counts[p] for p in PROBLEMS if problem_counts[p]},
-        "problems": listed,
-        "products": msgspec.to_builtins(totals_out),
-        "short_of_stock": any(t.shortfall for t in totals_out),
+        "valid_rows": tally.valid,
+        "invalid_rows": len(rows) - tally.valid - tally.already,
+        "already_granted": tally.already,
+        "problem_counts": {p: tally.problem_counts[p] for p in PROBLEMS if tally.problem_counts[p]},
+        "problems": tally.listed,
+        "products": msgspec.to_builtins(totals),
+        "short_of_stock": any(t.shortfall for t in totals),
     }
     bulk = BulkGrant(
         id=bulk_id,
@@ -311,8 +254,8 @@ async def create_bulk_grant(
         status="validated",
         report=report,
         total_rows=len(rows),
-        valid_rows=valid,
-        already_granted=already,
+        valid_rows=tally.valid,
+        already_granted=tally.already,
         user_id=user_id,
         client_id=client_id,
     )
@@ -320,29 +263,119 @@ async def create_bulk_grant(
     await session.flush()
     for start in range(0, len(values), IN_CHUNK):
         await session.execute(dialect_insert(session)(BulkGrantRow), values[start : start + IN_CHUNK])
-    record(
-        session,
-        "bulk_grant.validated",
-        "bulk_grant",
-        bulk.id,
-        {
-            "filename": bulk.filename,
-            "campaign_ref": campaign,
-            "total_rows": len(rows),
-            "valid_rows": valid,
-            "already_granted": already,
-            "problems": report["problem_counts"],
-        },
-    )
-    log.info(
-        "bulk_grant_validated",
-        bulk_grant_id=str(bulk.id),
-        total_rows=len(rows),
-        valid_rows=valid,
-        already_granted=already,
-        problems=report["problem_counts"],
-    )
+    facts = {"total_rows": len(rows), "valid_rows": tally.valid, "already_granted": tally.already}
+    audit = {
+        "filename": bulk.filename,
+        "campaign_ref": campaign,
+        **facts,
+        "problems": report["problem_counts"],
+    }
+    record(session, "bulk_grant.validated", "bulk_grant", bulk.id, audit)
+    log.info("bulk_grant_validated", bulk_grant_id=str(bulk.id), **facts, problems=report["problem_counts"])
     return bulk
+
+
+def _mark_problems(rows: list[RecipientRow], products: dict[str, Product]) -> None:
+    """Add the rows' catalog problems (unknown or inactive SKU) and a second line for the same person and
+    product (``duplicate_in_file``) to the cell problems the parser found."""
+    seen: set[tuple[str, str]] = set()
+    for r in rows:
+        product = products.get(r.sku) if r.sku else None
+        if r.sku and product is None:
+            r.problems.append("unknown_sku")
+        elif product is not None and product.status != "active":
+            r.problems.append("product_inactive")
+        if r.contact and r.sku:
+            ident = (r.contact, r.sku)
+            if ident in seen:
+                r.problems.append("duplicate_in_file")
+            seen.add(ident)
+
+
+@dataclass
+class _Tally:
+    """The validation report's counts, built row by row."""
+
+    valid: int = 0
+    already: int = 0
+    problem_counts: Counter[str] = field(default_factory=Counter)
+    listed: list[dict[str, Any]] = field(default_factory=list)  # the first REPORT_PROBLEMS rows with problems
+    per_product: dict[str, list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0])
+    )  # rows, units
+
+    def add(
+        self, r: RecipientRow, key: str | None, granted: dict[str, tuple[uuid.UUID | None, str | None]]
+    ) -> str:
+        """Count the row; its status: ``invalid``, ``already_granted`` (its key is in the ledger) or ``pending``."""
+        if r.problems:
+            self.problem_counts.update(r.problems)
+            if len(self.listed) < REPORT_PROBLEMS:
+                self.listed.append({"row": r.row, "codes": [p for p in PROBLEMS if p in r.problems]})
+            return "invalid"
+        if key in granted:
+            self.already += 1
+            return "already_granted"
+        self.valid += 1
+        totals = self.per_product[r.sku]
+        totals[0] += 1
+        totals[1] += r.quantity
+        return "pending"
+
+
+def _row_record(
+    tenant_id: uuid.UUID,
+    bulk_id: uuid.UUID,
+    cipher: TenantCipher,
+    r: RecipientRow,
+    product: Product | None,
+    key: str | None,
+    status: str,
+    earlier: tuple[uuid.UUID | None, str | None] | None,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """The stored row (contact sealed, a masked copy for display; the earlier grant of a row granted before)."""
+    return {
+        "tenant_id": tenant_id,
+        "id": new_id(),
+        "created_at": now,
+        "bulk_grant_id": bulk_id,
+        "row_number": r.row,
+        "row_key": key,
+        "contact_masked": mask_contact(r.phone, r.email),
+        "contact_secret": seal_contact(cipher, bulk_id, r),
+        "sku": r.sku,
+        "product_id": product.id if product is not None else None,
+        "quantity": r.quantity,
+        "status": status,
+        "problems": r.problems,
+        "error_code": None,
+        "grant_id": earlier[0] if earlier else None,
+        "grant_ref": earlier[1] if earlier else None,
+        "processed_at": None,
+    }
+
+
+async def _product_totals(
+    session: AsyncSession, products: dict[str, Product], per_product: dict[str, list[int]]
+) -> list[ProductTotal]:
+    """Per product of the pending rows: rows, units, available stock and the shortfall (by SKU)."""
+    totals: list[ProductTotal] = []
+    for sku, (n_rows, quantity) in sorted(per_product.items()):
+        product = products[sku]
+        available = await count_available(session, product.id)
+        totals.append(
+            ProductTotal(
+                sku=sku,
+                product_id=product.id,
+                name=product.name_zh,
+                rows=n_rows,
+                quantity=quantity,
+                available=available,
+                shortfall=max(quantity - available, 0),
+            )
+        )
+    return totals
 
 
 # --------------------------------------------------------------------------------------------- confirm
