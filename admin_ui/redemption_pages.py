@@ -104,6 +104,7 @@ class RedeemController(Controller):
         """The scan page: the code input has the focus, ready for the scanner."""
         return await self._page(request, db)
 
+    # long: the scan form's three outcomes (checked, redeemed, refused) answered on the one page, in order
     @post("/")
     async def submit(self, request: Request[Any, Any, Any], db: AsyncSession) -> Response[str]:
         """Redeem (or only check, with ``action=validate``) the scanned code; show the result big."""

@@ -58,6 +58,7 @@ def _secret(kernel: Kernel) -> str:
     return hashlib.sha256(master + b"kaquan-csrf").hexdigest()
 
 
+# long: the composition root: one declaration of routes, middleware, stores and lifespan, read top to bottom
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_json)
