@@ -134,7 +134,8 @@ async def _principal_of(
     session: Any, kernel: Any, scope: dict[str, Any], path: str, rate_headers: list[tuple[bytes, bytes]]
 ) -> Principal | None:
     """Who calls ``path``: a bearer token's client (rate-limited; the limit's headers are added to
-    ``rate_headers``), an operator token, or the console session's user; a refusal as a :class:`DomainError`."""
+    ``rate_headers``), an operator token, or the console session's user. A refusal is a :class:`DomainError`.
+    """
     if path.startswith("/api/v1/"):
         principal = await authenticate_bearer(session, _bearer(scope))
         decision = await scope["app"].state.rate_limiter.hit(

@@ -601,7 +601,7 @@ async def _finish(db: Database, bulk_id: uuid.UUID, job_id: uuid.UUID | None) ->
 
 
 async def _stopped(db: Database, bulk_id: uuid.UUID, job_id: uuid.UUID | None, exc: Exception) -> BulkOutcome:
-    """The run itself stopped: the bulk grant is marked ``failed`` (it can be confirmed again), and its job."""
+    """The run stopped: the bulk grant and its job are marked ``failed`` (it may be confirmed again)."""
     kind = exc.code if isinstance(exc, DomainError) else type(exc).__name__
     async with db.transaction() as s:
         failed = await get_bulk_grant(s, bulk_id)

@@ -307,7 +307,7 @@ class _Tally:
     def add(
         self, r: RecipientRow, key: str | None, granted: dict[str, tuple[uuid.UUID | None, str | None]]
     ) -> str:
-        """Count the row; its status: ``invalid``, ``already_granted`` (its key is in the ledger) or ``pending``."""
+        """Count the row; its status: ``invalid``, ``already_granted`` (key in the ledger) or ``pending``."""
         if r.problems:
             self.problem_counts.update(r.problems)
             if len(self.listed) < REPORT_PROBLEMS:
@@ -334,7 +334,7 @@ def _row_record(
     earlier: tuple[uuid.UUID | None, str | None] | None,
     now: dt.datetime,
 ) -> dict[str, Any]:
-    """The stored row (contact sealed, a masked copy for display; the earlier grant of a row granted before)."""
+    """The stored row (contact sealed, a masked copy for display; the grant of a row granted before)."""
     return {
         "tenant_id": tenant_id,
         "id": new_id(),

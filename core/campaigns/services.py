@@ -356,7 +356,7 @@ def _require_open(campaign: Campaign) -> None:
 
 
 async def open_campaign(session: AsyncSession, kernel: Kernel, token: str) -> tuple[Tenant, Campaign]:
-    """The campaign behind a page token (its tenant becomes current); ``invalid_link`` if forged or unknown."""
+    """The campaign behind a page token (its tenant becomes current); ``invalid_link`` if bad or unknown."""
     entry = await enter_tenant(session, kernel, token, "campaign")
     campaign = (
         await session.execute(select(Campaign).where(Campaign.id == entry.claims.object_id))

@@ -622,7 +622,9 @@ async def _insert_all(
     )
 
 
-def _new_batch(product: Product, fields: dict[str, Any], generated: bool, expires: dt.datetime | None) -> Batch:
+def _new_batch(
+    product: Product, fields: dict[str, Any], generated: bool, expires: dt.datetime | None
+) -> Batch:
     """The batch the import's codes go into, from the fields given at upload."""
     return Batch(
         ref=readable_ref("B"),
