@@ -26,6 +26,7 @@ from core.bulk_grants import services
 from core.bulk_grants.messages import row_messages
 from core.bulk_grants.models import BulkGrant
 from core.bulk_grants.parsing import too_large
+from core.bulk_grants.results import results_csv
 from core.bulk_grants.schemas import BulkGrantFields
 from core.db.types import DbSession
 from core.errors import DomainError
@@ -215,7 +216,7 @@ class BulkGrantsController(Controller):
         self, request: Request[Any, Any, Any], db: DbSession, bulk_id: uuid.UUID
     ) -> Response[bytes]:
         """The per-row result (UTF-8 with BOM; contacts and codes masked), in the console's language."""
-        body = await services.results_csv(db, request.app.state.kernel, bulk_id, locale_of(request))
+        body = await results_csv(db, request.app.state.kernel, bulk_id, locale_of(request))
         return Response(
             content=body,
             media_type="text/csv; charset=utf-8",

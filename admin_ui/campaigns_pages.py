@@ -2,7 +2,7 @@
 links (``/h5/campaign/<token>``, to copy into an SMS or print as a QR poster) and claim counts, a form that
 creates one, and each campaign's page: its counts, an edit form, and "Stop" / "Resume".
 
-The rules live in :mod:`core.claims.services` (the same services the API calls); this controller reads the
+The rules live in :mod:`core.campaigns.services` (the same services the API calls); this controller reads the
 forms, turns the tenant-local times into aware datetimes and renders.
 """
 
@@ -24,15 +24,15 @@ from admin_ui.forms import FormInvalid, FormProblem, problem_of, read_form, valu
 from admin_ui.grants_pages import product_names
 from admin_ui.i18n import N_
 from admin_ui.rendering import flash, locale_of, render, translator
-from core.claims import services
-from core.claims.qr import qr_svg
-from core.claims.schemas import (
+from core.campaigns import services
+from core.campaigns.schemas import (
     MAX_CLAIM_QUANTITY,
     MAX_PER_MEMBER_LIMIT,
     CampaignCreate,
     CampaignOut,
     CampaignUpdate,
 )
+from core.claims.qr import qr_svg
 from core.db.types import DbSession
 from core.errors import DomainError
 from core.grants.services import grantable_products

@@ -2,7 +2,7 @@
 the PIN and amount fields when the code needs them, recent redemptions with rollback, and the rollback window.
 
 Store and terminal are remembered in the server-side session. The rules live in
-:mod:`core.redemption.services`; this module only turns forms into calls and results into pages.
+:mod:`core.redemption`; this module only turns forms into calls and results into pages.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from core.db.base import utcnow
 from core.db.types import DbSession
 from core.errors import DomainError
 from core.inventory.vault import masked
-from core.redemption import services
+from core.redemption import checks, records, redeem, rollback
 from core.redemption.schemas import MAX_ROLLBACK_WINDOW_MINUTES, RedeemIn
 from tenants.guards import principal_of, provide_db, require_permission
 
@@ -34,10 +34,10 @@ _PIN_CODES = {"pin_required", "pin_mismatch"}
 _AMOUNT_CODES = {"amount_required", "insufficient_balance"}
 
 
-def _caller(request: Request[Any, Any, Any]) -> services.Caller:
+def _caller(request: Request[Any, Any, Any]) -> checks.Caller:
     p = principal_of(request)
     ip = request.client.host if request.client else None
-    return services.Caller(user_id=uuid.UUID(p.subject_id) if p else None, ip=ip)
+    return checks.Caller(user_id=uuid.UUID(p.subject_id) if p else None, ip=ip)
 
 
 def _place(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -69,7 +69,7 @@ class RedeemController(Controller):
         need_amount: bool = False,
         status: int = 200,
     ) -> Response[str]:
-        recent = await services.list_redemptions(db, limit=RECENT)
+        recent = await records.list_redemptions(db, limit=RECENT)
         names = await find_products(db, {r.product_id for r in recent.items})
         ctx = await shell(request, db)
         place = _place(request)
@@ -81,7 +81,7 @@ class RedeemController(Controller):
             need_amount=need_amount,
             recent=recent.items,
             products=names,
-            window=(await services.get_settings(db)).rollback_window_minutes,
+            window=(await records.get_settings(db)).rollback_window_minutes,
             max_window=MAX_ROLLBACK_WINDOW_MINUTES,
             now=utcnow(),
         )
@@ -92,6 +92,7 @@ class RedeemController(Controller):
         """The scan page: the code input has the focus, ready for the scanner."""
         return await self._page(request, db)
 
+    # long: the scan form's three outcomes (checked, redeemed, refused) answered on the one page, in order
     @post("/")
     async def submit(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """Redeem (or only check, with ``action=validate``) the scanned code; show the result big."""
@@ -121,7 +122,7 @@ class RedeemController(Controller):
                 terminal=terminal,
             )
             if form["action"] == "validate":
-                v = await services.validate(db, kernel, data, _caller(request))
+                v = await checks.validate(db, kernel, data, _caller(request))
                 result = {
                     "ok": True,
                     "validated": True,
@@ -142,7 +143,7 @@ class RedeemController(Controller):
                     need_pin=bool(form["pin"]),
                     need_amount=v.kind == "stored_value",
                 )
-            red = await services.redeem(db, kernel, data, _caller(request))
+            red = await redeem.redeem(db, kernel, data, _caller(request))
             product = await find_product(db, red.product_id)
             result = {
                 "ok": True,
@@ -195,7 +196,7 @@ class RedeemController(Controller):
         reason = values(await read_form(request), "reason")["reason"]
         t = translator(request)
         try:
-            red = await services.rollback(db, redemption_id, reason)
+            red = await rollback.rollback(db, redemption_id, reason)
         except DomainError as exc:
             if exc.status == 404:
                 raise
@@ -228,6 +229,6 @@ class RedeemController(Controller):
                 status=422,
                 result={"ok": False, "code": "validation_failed", "message": message, "extra": {}},
             )
-        await services.update_settings(db, int(text))
+        await records.update_settings(db, int(text))
         flash(request, t.gettext("Rollback window saved."))
         return Redirect("/console/redeem", status_code=303)

@@ -60,6 +60,7 @@ from sqlalchemy import insert
 from wrk_load import have_wrk, run_wrk
 
 from core.audit.services import seal_chain
+from core.bulk_grants import run as bulk_run
 from core.bulk_grants import services as bulk_services
 from core.bulk_grants.schemas import BulkGrantFields
 from core.catalog.models import Product
@@ -153,7 +154,7 @@ async def run_bulk(
         if with_seal:
             await seal_audit(kernel, tenant_id)  # whatever came before is not the job's
         started = time.perf_counter()
-        outcome = await bulk_services.run_bulk_grant(kernel, bulk_id)  # type: ignore[arg-type]
+        outcome = await bulk_run.run_bulk_grant(kernel, bulk_id)  # type: ignore[arg-type]
         seconds = time.perf_counter() - started
         sealing = await seal_audit(kernel, tenant_id) if with_seal else 0.0
     if outcome.status != "done":
@@ -221,7 +222,7 @@ async def main() -> None:
     parser.add_argument("--admin-url", "--database-url", dest="admin_url", default=ADMIN_URL)
     args = parser.parse_args()
     if args.chunk:
-        bulk_services.CHUNK_ROWS = args.chunk
+        bulk_run.CHUNK_ROWS = args.chunk
     state = await redis_db_state(args.redis_url)
     if state != "empty":
         raise SystemExit(f"{args.redis_url} is {state}; the benchmark needs an empty Redis database")
@@ -292,7 +293,7 @@ async def main() -> None:
         f"and risk counters), app role with RLS. HTTP: uvicorn, {args.workers} worker processes, "
         f"{args.concurrency} connections ({args.loadgen}), {args.http_seconds} s per round. Single: "
         f"{args.single} grants one by one in the bench process. Bulk: {args.recipients:,} recipients per "
-        f"round, chunks of {bulk_services.CHUNK_ROWS} rows, the job body in the bench process (as in a worker: "
+        f"round, chunks of {bulk_run.CHUNK_ROWS} rows, the job body in the bench process (as in a worker: "
         "no in-process audit sealer"
         + ("; its audit events sealed afterwards, timed apart)." if args.seal else ").")
     )

@@ -37,6 +37,7 @@ DOMAINS: tuple[str, ...] = (
     "core.bulk_grants",
     "core.reminders",
     "core.claims",
+    "core.campaigns",
     "core.redemption",
     "core.webhooks",
     "core.risk",

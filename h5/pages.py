@@ -7,9 +7,9 @@
 
 The member session is a signed cookie (``kq_member``: HttpOnly, SameSite=Lax, two hours, path ``/h5``).
 Every page is ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer`` (tokens live in URLs).
-Business rules live in :mod:`core.claims.services`; what a refused step saves is decided by
-:mod:`core.claims.member_flows` and :mod:`core.campaigns.member_flows`. Handlers only translate forms and
-errors; they never commit.
+Business rules live in :mod:`core.claims` and :mod:`core.campaigns`; what a refused step saves is
+decided by :mod:`core.claims.member_flows` and :mod:`core.campaigns.member_flows`. Handlers only translate
+forms and errors; they never commit.
 """
 
 from __future__ import annotations
@@ -32,8 +32,12 @@ from litestar.utils.scope.state import ScopeState
 from markupsafe import Markup
 
 from core.campaigns import member_flows as campaign_flows
+from core.campaigns import services as campaigns
 from core.catalog.services import find_product
-from core.claims import member_flows, services
+from core.claims import member_flows
+from core.claims.access import MEMBER_COOKIE
+from core.claims.items import item_views, member_item, member_items
+from core.claims.links import LinkState, open_link, request_link_code
 from core.claims.otp import OTP_TTL
 from core.db.base import utcnow
 from core.db.types import DbSession
@@ -126,7 +130,7 @@ async def _login(
     """Start the member's session (signed cookie) on ``response``."""
     value, ttl = await member_flows.member_cookie(db, request.app.state.kernel, member_id)
     response.set_cookie(
-        services.MEMBER_COOKIE,
+        MEMBER_COOKIE,
         value,
         max_age=ttl,
         path="/h5",
@@ -208,14 +212,14 @@ class H5Controller(Controller):
         self,
         request: Request[Any, Any, Any],
         db: DbSession,
-        state: services.LinkState,
+        state: LinkState,
         *,
         problem: str | None = None,
         status: int = 200,
     ) -> Response[Any]:
         link = state.link
         views = await member_flows.holder_views(
-            db, request.app.state.kernel, state, request.cookies.get(services.MEMBER_COOKIE)
+            db, request.app.state.kernel, state, request.cookies.get(MEMBER_COOKIE)
         )
         ctx: dict[str, Any] = {
             "tenant_name": state.tenant.name,
@@ -237,7 +241,7 @@ class H5Controller(Controller):
     async def claim_link(
         self, request: Request[Any, Any, Any], db: DbSession, token: str
     ) -> Response[Any]:
-        state = await services.open_link(db, request.app.state.kernel, token)
+        state = await open_link(db, request.app.state.kernel, token)
         return await self._claim_page(request, db, state)
 
     @post("/c/{token:str}/send", status_code=303)
@@ -245,11 +249,11 @@ class H5Controller(Controller):
         self, request: Request[Any, Any, Any], db: DbSession, token: str
     ) -> Response[Any]:
         kernel = request.app.state.kernel
-        state = await services.open_link(db, kernel, token, lock=True)
+        state = await open_link(db, kernel, token, lock=True)
         form = await _form(request)
         ip, device = _client(request)
         try:
-            await services.request_link_code(db, kernel, state, form.get("phone"), ip=ip, device_id=device)
+            await request_link_code(db, kernel, state, form.get("phone"), ip=ip, device_id=device)
         except DomainError as exc:
             return await self._claim_page(request, db, state, problem=exc.detail("zh-CN"), status=exc.status)
         return Redirect(f"/h5/c/{token}", status_code=303)
@@ -259,7 +263,7 @@ class H5Controller(Controller):
         self, request: Request[Any, Any, Any], db: DbSession, token: str
     ) -> Response[Any]:
         kernel = request.app.state.kernel
-        state = await services.open_link(db, kernel, token, lock=True)
+        state = await open_link(db, kernel, token, lock=True)
         form = await _form(request)
         ip, device = _client(request)
         try:
@@ -267,7 +271,7 @@ class H5Controller(Controller):
                 db, kernel, state, form.get("code", ""), ip=ip, device_id=device
             )
         except DomainError as exc:  # the counted attempt (and a lock) is saved: show the link as it is now
-            state = await services.open_link(db, kernel, token)
+            state = await open_link(db, kernel, token)
             return await self._claim_page(request, db, state, problem=exc.detail("zh-CN"), status=exc.status)
         return await _login(request, db, Redirect(f"/h5/c/{token}", status_code=303), member.id)
 
@@ -275,14 +279,14 @@ class H5Controller(Controller):
 
     async def _member(self, request: Request[Any, Any, Any], db: DbSession) -> tuple[Tenant, Member]:
         return await member_flows.current_member(
-            db, request.app.state.kernel, request.cookies.get(services.MEMBER_COOKIE)
+            db, request.app.state.kernel, request.cookies.get(MEMBER_COOKIE)
         )
 
     @get("/me")
     async def my_codes(self, request: Request[Any, Any, Any], db: DbSession) -> Response[Any]:
         tenant, member = await self._member(request, db)
-        items = await services.member_items(db, member.id)
-        views = await services.item_views(db, request.app.state.kernel, items, tenant, reveal=False)
+        items = await member_items(db, member.id)
+        views = await item_views(db, request.app.state.kernel, items, tenant, reveal=False)
         return page(
             request,
             "h5/me.html",
@@ -306,8 +310,8 @@ class H5Controller(Controller):
         status: int = 200,
         phone: str = "",
     ) -> Response[Any]:
-        item = await services.member_item(db, member.id, item_id)
-        views = await services.item_views(db, request.app.state.kernel, [item], tenant, reveal=True)
+        item = await member_item(db, member.id, item_id)
+        views = await item_views(db, request.app.state.kernel, [item], tenant, reveal=True)
         return page(
             request,
             "h5/item.html",
@@ -367,7 +371,7 @@ class H5Controller(Controller):
     @post("/logout", status_code=303)
     async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:
         response = Redirect("/h5/me", status_code=303)
-        response.delete_cookie(services.MEMBER_COOKIE, path="/h5")
+        response.delete_cookie(MEMBER_COOKIE, path="/h5")
         return response
 
     # ------------------------------------------------------------ campaigns
@@ -398,7 +402,7 @@ class H5Controller(Controller):
                 "title": campaign.name,
                 "campaign": campaign,
                 "product": product,
-                "state": services.campaign_state(campaign),
+                "state": campaigns.campaign_state(campaign),
                 "token": token,
                 "step": step,
                 "phone": phone,
@@ -410,7 +414,7 @@ class H5Controller(Controller):
 
     @get("/campaign/{token:str}")
     async def campaign(self, request: Request[Any, Any, Any], db: DbSession, token: str) -> Response[Any]:
-        tenant, campaign = await services.open_campaign(db, request.app.state.kernel, token)
+        tenant, campaign = await campaigns.open_campaign(db, request.app.state.kernel, token)
         return await self._campaign_page(request, db, tenant, campaign, token)
 
     @post("/campaign/{token:str}/send", status_code=200)
@@ -418,11 +422,13 @@ class H5Controller(Controller):
         self, request: Request[Any, Any, Any], db: DbSession, token: str
     ) -> Response[Any]:
         kernel = request.app.state.kernel
-        tenant, campaign = await services.open_campaign(db, kernel, token)
+        tenant, campaign = await campaigns.open_campaign(db, kernel, token)
         phone = (await _form(request)).get("phone", "")
         ip, device = _client(request)
         try:
-            await services.request_campaign_code(db, kernel, tenant, campaign, phone, ip=ip, device_id=device)
+            await campaigns.request_campaign_code(
+                db, kernel, tenant, campaign, phone, ip=ip, device_id=device
+            )
         except DomainError as exc:
             return await self._campaign_page(
                 request,
@@ -441,7 +447,7 @@ class H5Controller(Controller):
         self, request: Request[Any, Any, Any], db: DbSession, token: str
     ) -> Response[Any]:
         kernel = request.app.state.kernel
-        tenant, campaign = await services.open_campaign(db, kernel, token)
+        tenant, campaign = await campaigns.open_campaign(db, kernel, token)
         form = await _form(request)
         phone = form.get("phone", "")
         ip, device = _client(request)

@@ -103,31 +103,8 @@ def request_context_middleware(app: Any) -> Any:
         state["db"] = session
         rate_headers: list[tuple[bytes, bytes]] = []
         try:
-            principal: Principal | None = None
             try:
-                if path.startswith("/api/v1/"):
-                    principal = await authenticate_bearer(session, _bearer(scope))
-                    decision = await scope["app"].state.rate_limiter.hit(
-                        [
-                            (f"tenant:{principal.tenant_id}", principal.rate_limit or 600),
-                            (
-                                f"client:{principal.tenant_id}:{principal.subject_id}",
-                                kernel.settings.default_rate_limit_per_minute,
-                            ),
-                        ]
-                    )
-                    rate_headers = decision.headers()
-                    if not decision.allowed:
-                        raise DomainError(
-                            "Too many requests; slow down",
-                            "请求过于频繁，请稍后再试",
-                            code="rate_limited",
-                            status=429,
-                        )
-                elif path.startswith("/api/platform/v1/") and path not in PUBLIC_API:
-                    principal = await authenticate_operator_token(session, _bearer(scope))
-                elif path.startswith(("/console", "/platform")) and isinstance(scope.get("session"), dict):
-                    principal = await _console_principal(session, scope["session"])
+                principal = await _principal_of(session, kernel, scope, path, rate_headers)
             except DomainError as exc:
                 await session.rollback()
                 await send_problem_asgi(send, exc, _locale(scope), rate_headers, path=path)
@@ -144,59 +121,107 @@ def request_context_middleware(app: Any) -> Any:
                 if principal.tenant_id:
                     set_tenant(principal.tenant_id)
                     structlog.contextvars.bind_contextvars(tenant_id=str(principal.tenant_id))
-
-            async def send_wrapper(message: dict[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    if rate_headers:
-                        message["headers"] = [*message.get("headers", []), *rate_headers]
-                    if message["status"] < 400:
-                        try:
-                            await session.commit()
-                            state["kaquan_committed"] = True
-                        except Exception as exc:
-                            state["kaquan_committed"] = False
-                            await session.rollback()
-                            status, code, extra = 500, "internal_error", []
-                            if classify_failure(exc) == "outage":  # database gone at commit: retryable
-                                status, code = 503, "service_unavailable"
-                                extra = [(b"retry-after", OUTAGE_RETRY_AFTER.encode())]
-                                log.warning("commit_failed_outage", path=path, error_type=type(exc).__name__)
-                            else:
-                                log.exception("commit_failed", path=path)
-                            body = msgspec.json.encode(
-                                {
-                                    "type": f"https://kaquan.dev/problems/{code}",
-                                    "title": code.replace("_", " "),
-                                    "status": status,
-                                    "code": code,
-                                    "detail": "The change could not be saved; nothing was changed",
-                                }
-                            )
-                            await send(
-                                {
-                                    "type": "http.response.start",
-                                    "status": status,
-                                    "headers": [
-                                        (b"content-type", b"application/problem+json"),
-                                        (b"content-length", str(len(body)).encode()),
-                                        *extra,
-                                    ],
-                                }
-                            )
-                            await send({"type": "http.response.body", "body": body})
-                            state["kaquan_aborted"] = True
-                            return
-                    else:
-                        state["kaquan_committed"] = False
-                        await session.rollback()
-                if state.get("kaquan_aborted"):
-                    return
-                await send(message)
-
-            await app(scope, receive, send_wrapper)
+            await app(scope, receive, _committing_send(send, session, state, rate_headers, path))
         finally:
             await session.close()
             reset_tenant(tenant_token)
             reset_actor(actor_token)
 
     return middleware
+
+
+async def _principal_of(
+    session: Any, kernel: Any, scope: dict[str, Any], path: str, rate_headers: list[tuple[bytes, bytes]]
+) -> Principal | None:
+    """Who calls ``path``: a bearer token's client (rate-limited; the limit's headers are added to
+    ``rate_headers``), an operator token, or the console session's user. A refusal is a :class:`DomainError`.
+    """
+    if path.startswith("/api/v1/"):
+        principal = await authenticate_bearer(session, _bearer(scope))
+        decision = await scope["app"].state.rate_limiter.hit(
+            [
+                (f"tenant:{principal.tenant_id}", principal.rate_limit or 600),
+                (
+                    f"client:{principal.tenant_id}:{principal.subject_id}",
+                    kernel.settings.default_rate_limit_per_minute,
+                ),
+            ]
+        )
+        rate_headers.extend(decision.headers())
+        if not decision.allowed:
+            raise DomainError(
+                "Too many requests; slow down",
+                "请求过于频繁，请稍后再试",
+                code="rate_limited",
+                status=429,
+            )
+        return principal
+    if path.startswith("/api/platform/v1/") and path not in PUBLIC_API:
+        return await authenticate_operator_token(session, _bearer(scope))
+    if path.startswith(("/console", "/platform")) and isinstance(scope.get("session"), dict):
+        return await _console_principal(session, scope["session"])
+    return None
+
+
+def _committing_send(
+    send: Any, session: Any, state: dict[str, Any], rate_headers: list[tuple[bytes, bytes]], path: str
+) -> Any:
+    """The ``send`` the app answers through: it commits the request's session as a success response
+    starts (rolls back on an error status), so a client never sees a success that was not committed; a
+    failed commit is answered instead (:func:`_send_commit_failure`) and the app's response dropped."""
+
+    async def send_wrapper(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            if rate_headers:
+                message["headers"] = [*message.get("headers", []), *rate_headers]
+            if message["status"] < 400:
+                try:
+                    await session.commit()
+                    state["kaquan_committed"] = True
+                except Exception as exc:
+                    state["kaquan_committed"] = False
+                    await session.rollback()
+                    await _send_commit_failure(send, exc, path)
+                    state["kaquan_aborted"] = True
+                    return
+            else:
+                state["kaquan_committed"] = False
+                await session.rollback()
+        if state.get("kaquan_aborted"):
+            return
+        await send(message)
+
+    return send_wrapper
+
+
+async def _send_commit_failure(send: Any, exc: Exception, path: str) -> None:
+    """500 ``internal_error``, or 503 ``service_unavailable`` with ``Retry-After`` when the database is gone
+    (retryable): nothing was changed. Called while ``exc`` is being handled (its traceback is logged)."""
+    status, code, extra = 500, "internal_error", []
+    if classify_failure(exc) == "outage":  # database gone at commit: retryable
+        status, code = 503, "service_unavailable"
+        extra = [(b"retry-after", OUTAGE_RETRY_AFTER.encode())]
+        log.warning("commit_failed_outage", path=path, error_type=type(exc).__name__)
+    else:
+        log.exception("commit_failed", path=path)
+    body = msgspec.json.encode(
+        {
+            "type": f"https://kaquan.dev/problems/{code}",
+            "title": code.replace("_", " "),
+            "status": status,
+            "code": code,
+            "detail": "The change could not be saved; nothing was changed",
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                *extra,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.bulk_grants import services
 from core.bulk_grants.parsing import too_large
+from core.bulk_grants.results import results_csv
 from core.bulk_grants.schemas import BulkGrantFields, BulkGrantOut, BulkGrantPage, BulkJobAccepted
 from core.errors import FieldError, ValidationFailed
 from core.http.uploads import MULTIPART_SLACK, UPLOAD_CEILING, declared_length
@@ -97,7 +98,7 @@ class BulkGrantController(Controller):
         self, request: Request[Any, Any, Any], db: AsyncSession, bulk_id: uuid.UUID, lang: str = "zh-CN"
     ) -> Response[bytes]:
         """The per-row result as CSV (UTF-8 with BOM; contacts and codes masked); ``?lang=en`` for English."""
-        body = await services.results_csv(db, request.app.state.kernel, bulk_id, lang)
+        body = await results_csv(db, request.app.state.kernel, bulk_id, lang)
         return Response(
             content=body,
             media_type="text/csv; charset=utf-8",

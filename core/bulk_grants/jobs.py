@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from core.bulk_grants.services import BULK_JOB, run_bulk_grant
+from core.bulk_grants.run import run_bulk_grant
+from core.bulk_grants.services import BULK_JOB
 from core.jobs.context import current_env
 from core.jobs.registry import job
 from core.kernel import Kernel

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.campaigns.models import Campaign
+from core.campaigns.services import claim, confirm_campaign_code
 from core.claims.member_flows import commit_refusal
-from core.claims.models import Campaign
-from core.claims.services import claim, confirm_campaign_code
 from core.grants.services import grant_items
 from core.kernel import Kernel
 

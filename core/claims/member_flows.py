@@ -17,18 +17,10 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.claims.services import (
-    ItemView,
-    LinkState,
-    SessionRequired,
-    Transfer,
-    confirm_link,
-    item_views,
-    link_items,
-    session_cookie,
-    session_member,
-    transfer_item,
-)
+from core.claims.access import SessionRequired, session_cookie, session_member
+from core.claims.items import ItemView, item_views, link_items
+from core.claims.links import LinkState, confirm_link
+from core.claims.transfer import Transfer, transfer_item
 from core.errors import DomainError
 from core.kernel import Kernel
 from core.members.models import Member
@@ -84,7 +76,7 @@ async def verify_link_code(
     ip: str | None = None,
     device_id: str | None = None,
 ) -> Member:
-    """:func:`~core.claims.services.confirm_link` for a link opened with ``lock``; a refused code is
+    """:func:`~core.claims.links.confirm_link` for a link opened with ``lock``; a refused code is
     committed as counted (the attempt and any lock stick) before the refusal is raised."""
     return await commit_refusal(
         session, confirm_link(session, kernel, state, code, ip=ip, device_id=device_id)
@@ -102,7 +94,7 @@ async def transfer(
     ip: str | None = None,
     device_id: str | None = None,
 ) -> Transfer:
-    """:func:`~core.claims.services.transfer_item`; a refused transfer is rolled back before the refusal is
+    """:func:`~core.claims.transfer.transfer_item`; a refused transfer is rolled back before the refusal is
     raised (nothing of it stays; the caller re-reads the tenant and member it holds)."""
     try:
         return await transfer_item(session, kernel, tenant, giver, item_id, phone, ip=ip, device_id=device_id)

@@ -1,11 +1,10 @@
-"""The claims domain: claim links, campaigns, the member's H5 pages, OTP sign-in and transfer (转赠)."""
+"""The claims domain: claim links, the member's H5 pages, OTP sign-in and transfer (转赠)."""
 
 from core.domains import Domain
 
 domain = Domain(
     name="claims",
-    api=("core.claims.api:ClaimLinkController", "core.claims.api:CampaignController"),
-    console=("admin_ui.campaigns_pages:CampaignsController",),
+    api=("core.claims.api:ClaimLinkController",),
     h5=("h5.pages:H5Controller",),
     models=("core.claims.models",),
     jobs=("core.claims.otp",),

@@ -16,6 +16,7 @@ import datetime as dt
 import uuid
 import zoneinfo
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -135,6 +136,52 @@ async def _record_failed_attempt(env: Any, gid: uuid.UUID, connector_id: str, de
             attempt.status, attempt.connector, attempt.detail = "failed", connector_id, detail[:500]
 
 
+@dataclass(frozen=True)
+class _Sending:
+    """An attempt committed as ``sending``: the message to send and what the log says about it."""
+
+    to: str
+    channel: str
+    ref: str
+    lang: str
+    subject: str
+    body: str
+    resend: bool
+    attempts: int
+
+
+async def _start_attempt(env: Any, tenant_id: uuid.UUID, grant_id: str, key: str) -> _Sending | None:
+    """Commit the grant's attempt as ``sending`` (a new one, or the next try of a crashed or failed one) and
+    render its message; None when there is nothing to send (done, sent, rejected, or no longer awaited)."""
+    gid = uuid.UUID(grant_id)
+    async with env.db().transaction() as session:
+        if await already_done(session, key):
+            log.info("grant_delivery_already_done", grant_id=grant_id)
+            return None
+        grant = await get_grant(session, gid)
+        if not awaiting_delivery(grant.status, grant.channel, grant.delivered_at):
+            log.info("grant_delivery_skipped", grant_id=grant_id, status=grant.status)
+            return None
+        attempt = await _attempt(session, gid)
+        if attempt is not None and attempt.status in ("sent", "rejected"):
+            log.info("grant_delivery_skipped", grant_id=grant_id, send_status=attempt.status)
+            return None
+        tenant = await session.get(Tenant, tenant_id)
+        if tenant is None:
+            raise LookupError(f"tenant {tenant_id} not found")
+        to = open_contact(await env.keys.cipher(session), grant) or ""
+        lang, subject, body = await render_grant_message(session, env.keys, grant, tenant)
+        channel, ref = grant.channel, grant.ref
+        assert channel is not None  # awaiting_delivery() above: a grant without a channel is not sent
+        resend = attempt is not None
+        if attempt is None:
+            attempt = GrantDelivery(grant_id=gid, idempotency_key=key, attempts=0)
+            session.add(attempt)
+        attempt.status, attempt.attempts, attempt.attempted_at = "sending", attempt.attempts + 1, utcnow()
+        attempts = attempt.attempts
+    return _Sending(to, channel, ref, lang, subject, body, resend, attempts)
+
+
 @job(DELIVERY_ACTOR, queue="notifications", max_retries=MAX_RETRIES, min_backoff_ms=10_000)
 async def deliver_grant(grant_id: str) -> None:
     """Send grant ``grant_id``'s codes to its contact once, and record the outcome on the grant.
@@ -151,34 +198,20 @@ async def deliver_grant(grant_id: str) -> None:
     tenant_id = require_tenant()
     gid = uuid.UUID(grant_id)
     key = delivery_key(gid)
-    async with env.db().transaction() as session:
-        if await already_done(session, key):
-            log.info("grant_delivery_already_done", grant_id=grant_id)
-            return
-        grant = await get_grant(session, gid)
-        if not awaiting_delivery(grant.status, grant.channel, grant.delivered_at):
-            log.info("grant_delivery_skipped", grant_id=grant_id, status=grant.status)
-            return
-        attempt = await _attempt(session, gid)
-        if attempt is not None and attempt.status in ("sent", "rejected"):
-            log.info("grant_delivery_skipped", grant_id=grant_id, send_status=attempt.status)
-            return
-        tenant = await session.get(Tenant, tenant_id)
-        if tenant is None:
-            raise LookupError(f"tenant {tenant_id} not found")
-        to = open_contact(await env.keys.cipher(session), grant) or ""
-        lang, subject, body = await render_grant_message(session, env.keys, grant, tenant)
-        channel, ref = grant.channel, grant.ref
-        assert channel is not None  # awaiting_delivery() above: a grant without a channel is not sent
-        resend = attempt is not None
-        if attempt is None:
-            attempt = GrantDelivery(grant_id=gid, idempotency_key=key, attempts=0)
-            session.add(attempt)
-        attempt.status, attempt.attempts, attempt.attempted_at = "sending", attempt.attempts + 1, utcnow()
-        attempts = attempt.attempts
+    sending = await _start_attempt(env, tenant_id, grant_id, key)
+    if sending is None:
+        return
+    to, channel, ref = sending.to, sending.channel, sending.ref
+    resend, attempts = sending.resend, sending.attempts
     # The attempt is committed: a retry after a crash from here on knows a message may have gone out.
     notification = Notification(
-        channel=channel, to=to, subject=subject, body=body, locale=lang, template=TEMPLATE, reference=key
+        channel=channel,
+        to=to,
+        subject=sending.subject,
+        body=sending.body,
+        locale=sending.lang,
+        template=TEMPLATE,
+        reference=key,
     )
     try:
         connector_id, result = await deliver(env, tenant_id, notification)

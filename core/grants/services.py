@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event, select, update
@@ -577,118 +578,31 @@ async def _members_for(
     address; a found member's empty fields are filled in; unknown ones are inserted in one statement
     (``ON CONFLICT DO NOTHING``, then read back, so a concurrent creation is found, not duplicated).
     """
-    cipher = await kernel.keys.cipher(session)
-    out: list[Member | DomainError | None] = [None] * len(requests)
-    phones: list[tuple[str, str] | None] = []  # (e164, digest) per request
-    emails: list[str | None] = []
-    sealed: dict[str, tuple[str, str, bytes]] = {}  # digest → sealed phone
-    for i, data in enumerate(requests):
-        if data.member_id is not None or data.external_id is not None:
-            raise ValueError("grant_many finds members by phone or e-mail only")
-        try:
-            e164 = normalize_phone(data.phone) if data.phone and data.phone.strip() else None
-            mail = normalize_email(data.email) if data.email and data.email.strip() else None
-        except DomainError as exc:
-            out[i] = exc
-            phones.append(None)
-            emails.append(None)
-            continue
-        if e164 is None and mail is None:
-            out[i] = ValidationFailed(
-                "Say who receives: member_id, external_id, phone or email",
-                "请指定接收人：会员、会员编号、手机号或邮箱",
-                code="recipient_required",
-            )
-        if e164 is not None:
-            digest = digest_with(cipher, e164)
-            if digest not in sealed:
-                sealed[digest] = seal_phone(cipher, e164)
-            phones.append((e164, digest))
-        else:
-            phones.append(None)
-        emails.append(mail)
-
-    by_digest: dict[str, Member] = {}
-    by_mail: dict[str, Member] = {}
-
-    async def read_phones(digests: list[str]) -> None:
-        for start in range(0, len(digests), 500):
-            part = digests[start : start + 500]
-            for m in (await session.execute(select(Member).where(Member.phone_digest.in_(part)))).scalars():
-                by_digest[m.phone_digest or ""] = m
-
-    async def read_mails(mails: list[str]) -> None:
-        for start in range(0, len(mails), 500):
-            part = mails[start : start + 500]
-            found = await session.execute(select(Member).where(Member.email.in_(part)).order_by(Member.id))
-            for m in found.scalars():
-                by_mail.setdefault(m.email or "", m)
-
-    # The first name and e-mail given for each phone, and the first name for each e-mail given alone.
-    phone_name: dict[str, str] = {}
-    phone_mail: dict[str, str] = {}
-    mail_name: dict[str, str] = {}
-    for j, d in enumerate(requests):
-        name = (d.name or "").strip()[:120]
-        ph = phones[j]
-        if ph is not None:
-            if name:
-                phone_name.setdefault(ph[1], name)
-            if emails[j]:
-                phone_mail.setdefault(ph[1], emails[j] or "")
-        elif emails[j] and name:
-            mail_name.setdefault(emails[j] or "", name)
-
+    batch = _Recipients.parse(await kernel.keys.cipher(session), requests)
+    phone_name, phone_mail, mail_name = batch.first_details(requests)
     created: list[dict[str, Any]] = []
     # Phones first: an e-mail alone may then find a member just created with that address.
-    await read_phones(list(sealed))
-    missing = sorted(d for d in sealed if d not in by_digest)  # one insert order: no deadlock between batches
+    await batch.read_phones(session, list(batch.sealed))
+    missing = sorted(d for d in batch.sealed if d not in batch.by_digest)  # one insert order: no deadlock
     if missing:
         now = utcnow()
-        values: list[dict[str, Any]] = []
-        for key in missing:
-            digest, masked_phone, secret = sealed[key]
-            values.append(
-                {
-                    "id": new_id(),
-                    "external_id": None,
-                    "phone_digest": digest,
-                    "phone_masked": masked_phone,
-                    "phone_secret": secret,
-                    "email": phone_mail.get(key),
-                    "name": phone_name.get(key),
-                    "tags": [],
-                    "source": source,
-                    "status": "active",
-                    "created_at": now,
-                }
-            )
+        values = [
+            _member_values(source, now, batch.sealed[d], phone_mail.get(d), phone_name.get(d))
+            for d in missing
+        ]
         created += await _insert_members(session, values)
-        await read_phones(missing)
-    mail_only = sorted({emails[i] or "" for i in range(len(requests)) if phones[i] is None and emails[i]})
+        await batch.read_phones(session, missing)
+    mail_only = sorted(
+        {batch.emails[i] or "" for i in range(len(requests)) if batch.phones[i] is None and batch.emails[i]}
+    )
     if mail_only:
-        await read_mails(mail_only)
-        unknown = [m for m in mail_only if m not in by_mail]
+        await batch.read_mails(session, mail_only)
+        unknown = [m for m in mail_only if m not in batch.by_mail]
         if unknown:
             now = utcnow()
-            values = [
-                {
-                    "id": new_id(),
-                    "external_id": None,
-                    "phone_digest": None,
-                    "phone_masked": None,
-                    "phone_secret": None,
-                    "email": m,
-                    "name": mail_name.get(m),
-                    "tags": [],
-                    "source": source,
-                    "status": "active",
-                    "created_at": now,
-                }
-                for m in unknown
-            ]
+            values = [_member_values(source, now, None, m, mail_name.get(m)) for m in unknown]
             created += await _insert_members(session, values)
-            await read_mails(unknown)
+            await batch.read_mails(session, unknown)
     for v in created:
         record(
             session,
@@ -697,29 +611,131 @@ async def _members_for(
             v["id"],
             {"source": source, "external_id": None, "phone": v["phone_masked"], "tags": []},
         )
-    result: list[Member | DomainError] = []
-    for i, data in enumerate(requests):
-        known = out[i]
-        if known is not None:
-            result.append(known)
-            continue
-        ph = phones[i]
-        m = by_digest.get(ph[1]) if ph is not None else by_mail.get(emails[i] or "")
-        if m is None:  # a member deleted between the insert and the read: vanishingly rare
-            result.append(
-                Conflict(
-                    "The member is being changed concurrently; try again",
-                    "会员正被并发修改，请重试",
-                    code="member_busy",
+    return [batch.member_of(i, data) for i, data in enumerate(requests)]
+
+
+@dataclass
+class _Recipients:
+    """The recipients of a :func:`grant_many` batch, read from its requests, and the members found so far.
+
+    Per request: its error (a bad phone or e-mail, none given), its phone as (E.164, digest), its e-mail.
+    """
+
+    out: list[Member | DomainError | None]
+    phones: list[tuple[str, str] | None]
+    emails: list[str | None]
+    sealed: dict[str, tuple[str, str, bytes]]  # digest → sealed phone
+    by_digest: dict[str, Member] = field(default_factory=dict)
+    by_mail: dict[str, Member] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, cipher: TenantCipher, requests: list[GrantRequest]) -> _Recipients:
+        """Each request's phone (normalised, digested; each distinct phone sealed once) and e-mail."""
+        batch = cls([None] * len(requests), [], [], {})
+        for i, data in enumerate(requests):
+            if data.member_id is not None or data.external_id is not None:
+                raise ValueError("grant_many finds members by phone or e-mail only")
+            try:
+                e164 = normalize_phone(data.phone) if data.phone and data.phone.strip() else None
+                mail = normalize_email(data.email) if data.email and data.email.strip() else None
+            except DomainError as exc:
+                batch.out[i] = exc
+                batch.phones.append(None)
+                batch.emails.append(None)
+                continue
+            if e164 is None and mail is None:
+                batch.out[i] = ValidationFailed(
+                    "Say who receives: member_id, external_id, phone or email",
+                    "请指定接收人：会员、会员编号、手机号或邮箱",
+                    code="recipient_required",
                 )
+            if e164 is not None:
+                digest = digest_with(cipher, e164)
+                if digest not in batch.sealed:
+                    batch.sealed[digest] = seal_phone(cipher, e164)
+                batch.phones.append((e164, digest))
+            else:
+                batch.phones.append(None)
+            batch.emails.append(mail)
+        return batch
+
+    def first_details(
+        self, requests: list[GrantRequest]
+    ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+        """The first name and e-mail given for each phone (by digest), and the first name for each e-mail
+        given alone: what a member created for them starts with."""
+        phone_name: dict[str, str] = {}
+        phone_mail: dict[str, str] = {}
+        mail_name: dict[str, str] = {}
+        for j, d in enumerate(requests):
+            name = (d.name or "").strip()[:120]
+            ph = self.phones[j]
+            if ph is not None:
+                if name:
+                    phone_name.setdefault(ph[1], name)
+                if self.emails[j]:
+                    phone_mail.setdefault(ph[1], self.emails[j] or "")
+            elif self.emails[j] and name:
+                mail_name.setdefault(self.emails[j] or "", name)
+        return phone_name, phone_mail, mail_name
+
+    async def read_phones(self, session: AsyncSession, digests: list[str]) -> None:
+        """Find the members with these phone digests."""
+        for start in range(0, len(digests), 500):
+            part = digests[start : start + 500]
+            for m in (await session.execute(select(Member).where(Member.phone_digest.in_(part)))).scalars():
+                self.by_digest[m.phone_digest or ""] = m
+
+    async def read_mails(self, session: AsyncSession, mails: list[str]) -> None:
+        """Find the oldest member with each of these e-mails (unless one was found already)."""
+        for start in range(0, len(mails), 500):
+            part = mails[start : start + 500]
+            found = await session.execute(select(Member).where(Member.email.in_(part)).order_by(Member.id))
+            for m in found.scalars():
+                self.by_mail.setdefault(m.email or "", m)
+
+    def member_of(self, i: int, data: GrantRequest) -> Member | DomainError:
+        """Request ``i``'s member (its empty e-mail and name filled in from the request), or its error."""
+        error = self.out[i]
+        if error is not None:
+            return error
+        ph = self.phones[i]
+        m = self.by_digest.get(ph[1]) if ph is not None else self.by_mail.get(self.emails[i] or "")
+        if m is None:  # a member deleted between the insert and the read: vanishingly rare
+            return Conflict(
+                "The member is being changed concurrently; try again",
+                "会员正被并发修改，请重试",
+                code="member_busy",
             )
-            continue
-        if emails[i] and not m.email:
-            m.email = emails[i]
+        if self.emails[i] and not m.email:
+            m.email = self.emails[i]
         if data.name and data.name.strip() and not m.name:
             m.name = data.name.strip()[:120]
-        result.append(m)
-    return result
+        return m
+
+
+def _member_values(
+    source: str,
+    now: dt.datetime,
+    sealed: tuple[str, str, bytes] | None,
+    email: str | None,
+    name: str | None,
+) -> dict[str, Any]:
+    """A new member's row: by its sealed phone (digest, masked, ciphertext), or by e-mail alone."""
+    digest, masked_phone, secret = sealed if sealed is not None else (None, None, None)
+    return {
+        "id": new_id(),
+        "external_id": None,
+        "phone_digest": digest,
+        "phone_masked": masked_phone,
+        "phone_secret": secret,
+        "email": email,
+        "name": name,
+        "tags": [],
+        "source": source,
+        "status": "active",
+        "created_at": now,
+    }
 
 
 @functools.lru_cache(maxsize=4)
@@ -778,22 +794,10 @@ async def grant_many(
     for i, data in enumerate(requests):
         if results[i] is not None:
             continue
-        member = members[i]
-        if isinstance(member, DomainError):
-            results[i] = member
-            continue
-        if data.product_id not in products:
-            results[i] = NotFound("Product not found", "权益商品不存在", code="product_not_found")
-            continue
-        if member.status != "active":
-            results[i] = Conflict("This member is blocked", "该会员已被停用", code="member_blocked")
-            continue
         try:
-            phone = normalize_phone(data.phone) if data.phone and data.phone.strip() else None
-            email = normalize_email(data.email) if data.email and data.email.strip() else None
-            channel, contact = await _contact(session, kernel, data, member, phone, email)
-            subject = RiskSubject(member_id=member.id, phone_digest=member.phone_digest, client_id=client_id)
-            tickets[i] = await engine.admit(session, kernel.settings, "grant", subject, data.quantity)
+            member, channel, contact, tickets[i] = await _admit(
+                session, kernel, data, members[i], products, client_id
+            )
         except DomainError as exc:
             results[i] = exc
             continue
@@ -813,31 +817,9 @@ async def grant_many(
             results[i] = got
             await engine.give_back(kernel.settings, tickets[i])
             continue
-        product = products[grant.product_id]
-        member = members[i]
-        assert isinstance(member, Member)
-        session.add(grant)
-        items = _new_items(grant, member.id, product, got, now)
-        session.add_all(items)
-        facts = {
-            "ref": grant.ref,
-            "product_id": str(product.id),
-            "quantity": grant.quantity,
-            "member_id": str(member.id),
-            "channel": grant.channel,
-            "campaign_ref": grant.campaign_ref,
-            "source": source,
-            "codes": [str(item.code_id) for item in items],
-        }
-        record(session, "grant.created", "grant", grant.id, facts)
-        emit(session, "grant.created", grant.id, facts)
-        if grant.channel is not None:
-            outbox.enqueue(
-                session,
-                DELIVERY_ACTOR,
-                {"grant_id": str(grant.id)},
-                business_key=f"{DELIVERY_ACTOR}:{grant.id}",
-            )
+        recipient = members[i]
+        assert isinstance(recipient, Member)  # _admit() above refused the request otherwise
+        _add_grant(session, grant, recipient, products[grant.product_id], got, source, now)
         results[i] = grant
     try:
         await session.flush()  # one flush for every grant, item, audit, event and outbox row
@@ -846,6 +828,66 @@ async def grant_many(
             await engine.give_back(kernel.settings, tickets[i])
         raise
     return [r for r in results if r is not None]
+
+
+async def _admit(
+    session: AsyncSession,
+    kernel: Kernel,
+    data: GrantRequest,
+    member: Member | DomainError,
+    products: dict[uuid.UUID, Product],
+    client_id: uuid.UUID | None,
+) -> tuple[Member, str | None, str | None, Any]:
+    """One request of :func:`grant_many` before stock is taken: its member, delivery channel and contact,
+    and the risk gate's ticket for it; the request's :class:`DomainError` when it is refused."""
+    from core.risk import engine
+
+    if isinstance(member, DomainError):
+        raise member
+    if data.product_id not in products:
+        raise NotFound("Product not found", "权益商品不存在", code="product_not_found")
+    if member.status != "active":
+        raise Conflict("This member is blocked", "该会员已被停用", code="member_blocked")
+    phone = normalize_phone(data.phone) if data.phone and data.phone.strip() else None
+    email = normalize_email(data.email) if data.email and data.email.strip() else None
+    channel, contact = await _contact(session, kernel, data, member, phone, email)
+    subject = RiskSubject(member_id=member.id, phone_digest=member.phone_digest, client_id=client_id)
+    ticket = await engine.admit(session, kernel.settings, "grant", subject, data.quantity)
+    return member, channel, contact, ticket
+
+
+def _add_grant(
+    session: AsyncSession,
+    grant: Grant,
+    member: Member,
+    product: Product,
+    got: list[AllocatedCode],
+    source: str,
+    now: dt.datetime,
+) -> None:
+    """Add a batched grant with its items, its audit event, ``grant.created`` and its delivery (if any)."""
+    session.add(grant)
+    items = _new_items(grant, member.id, product, got, now)
+    session.add_all(items)
+    facts = {
+        "ref": grant.ref,
+        "product_id": str(product.id),
+        "quantity": grant.quantity,
+        "member_id": str(member.id),
+        "channel": grant.channel,
+        "campaign_ref": grant.campaign_ref,
+        "source": source,
+        "codes": [str(item.code_id) for item in items],
+    }
+    record(session, "grant.created", "grant", grant.id, facts)
+    emit(session, "grant.created", grant.id, facts)
+    if grant.channel is not None:
+        outbox.enqueue(
+            session,
+            DELIVERY_ACTOR,
+            {"grant_id": str(grant.id)},
+            business_key=f"{DELIVERY_ACTOR}:{grant.id}",
+        )
 
 
 async def _allocate_many(

@@ -82,31 +82,9 @@ def idempotency_middleware(app: Any) -> Any:
             )
             return
         kernel = scope["app"].state.kernel
-        limit = kernel.settings.max_body_bytes
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await _send_simple(
-                    send,
-                    *_problem(
-                        413,
-                        "payload_too_large",
-                        f"The request body is larger than {limit} bytes",
-                        f"请求体超过 {limit} 字节上限",
-                        locale,
-                    ),
-                )
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        body = await _read_body(receive, send, kernel.settings.max_body_bytes, locale)
+        if body is None:
+            return
         fingerprint = hashlib.sha256(
             scope["method"].encode() + b" " + scope["path"].encode() + b"\n" + body
         ).hexdigest()
@@ -126,48 +104,85 @@ def idempotency_middleware(app: Any) -> Any:
         async def replay_receive() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}
 
-        # The response is held until it is complete, then stored in the request's own transaction, which
-        # the request pipeline commits when the held response start is passed on: the change and its
-        # stored answer are committed together or not at all.
-        start: dict[str, Any] = {}
-        parts: list[bytes] = []
-        sent = False
-
-        async def capture_send(message: dict[str, Any]) -> None:
-            nonlocal sent
-            if message["type"] == "http.response.start":
-                start.update(message)
-                return
-            if message["type"] != "http.response.body":
-                await send(message)
-                return
-            parts.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            status = int(start.get("status", 500))
-            if status < 400:
-                await _complete(session, kernel, record_id, status, start, b"".join(parts))
-            sent = True
-            await send(start)
-            await send({"type": "http.response.body", "body": b"".join(parts)})
-
+        held = _HeldResponse(send, session, kernel, record_id)
         try:
-            await app(scope, replay_receive, capture_send)
+            await app(scope, replay_receive, held.send)
         except BaseException:
             await session.rollback()  # end the request's transaction (on SQLite it holds the write lock)
             await _forget(kernel, record_id)
             raise
-        status = int(start.get("status", 500)) if sent else 500
+        status = int(held.start.get("status", 500)) if held.sent else 500
         if status < 400 and scope["state"].get("kaquan_committed", True):
             return
         if status < 500 and not scope["state"].get("kaquan_aborted"):
             # A refusal (4xx) rolled the request back; its answer is kept on its own, like Stripe's.
-            await _store_refusal(kernel, who, key, scope, fingerprint, status, start, b"".join(parts))
+            await _store_refusal(
+                kernel, who, key, scope, fingerprint, status, held.start, b"".join(held.parts)
+            )
             return
         await session.rollback()
         await _forget(kernel, record_id)  # nothing happened: the client may retry with the same key
 
     return middleware
+
+
+async def _read_body(receive: Any, send: Any, limit: int, locale: str) -> bytes | None:
+    """The whole request body; None when the client left or the body is over ``limit`` (answered 413)."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            await _send_simple(
+                send,
+                *_problem(
+                    413,
+                    "payload_too_large",
+                    f"The request body is larger than {limit} bytes",
+                    f"请求体超过 {limit} 字节上限",
+                    locale,
+                ),
+            )
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+class _HeldResponse:
+    """The handler's response, held until it is complete, then stored in the request's own transaction
+    (a success) before it is passed on. The request pipeline commits that transaction when the held
+    response start is passed on: the change and its stored answer are committed together or not at all."""
+
+    def __init__(self, send: Any, session: AsyncSession, kernel: Any, record_id: uuid.UUID) -> None:
+        self._send, self._session, self._kernel, self._record_id = send, session, kernel, record_id
+        self.start: dict[str, Any] = {}
+        self.parts: list[bytes] = []
+        self.sent = False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.start.update(message)
+            return
+        if message["type"] != "http.response.body":
+            await self._send(message)
+            return
+        self.parts.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        status = int(self.start.get("status", 500))
+        if status < 400:
+            await _complete(
+                self._session, self._kernel, self._record_id, status, self.start, b"".join(self.parts)
+            )
+        self.sent = True
+        await self._send(self.start)
+        await self._send({"type": "http.response.body", "body": b"".join(self.parts)})
 
 
 def _upsert(dialect: str) -> Any:

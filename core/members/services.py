@@ -11,6 +11,7 @@ import contextlib
 import functools
 import re
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -594,6 +595,68 @@ async def import_members(
 
     upload = open_upload(file, filename, max_bytes=max_bytes, encoding=encoding)
     rows = upload.rows()
+    cols = _member_columns(rows)
+    reader = _ImportRows(await kernel.keys.cipher(session))
+    total = 0
+    for n, cells in rows:
+        values = {name: _cell(cells, idx) for name, idx in cols.items()}
+        if not any(values.values()):
+            continue
+        total += 1
+        if total > max_rows:
+            raise import_error(
+                "import_too_many_rows",
+                f"At most {max_rows} members can be imported per file; split it",
+                f"每个文件最多导入 {max_rows} 个会员，请拆分文件",
+                status=413,
+                max_rows=max_rows,
+            )
+        reader.read(n, values)
+    if total == 0:
+        raise import_error(
+            "import_empty", "The file has a header but no members", "文件只有表头，没有会员数据"
+        )
+    valid = await reader.refuse_existing(session)
+    report = MemberImportReport(
+        encoding=upload.encoding or upload.file_format,
+        total_rows=total,
+        valid_rows=valid,
+        inserted=0,
+        problems=reader.problems,
+    )
+    if reader.problem_count:
+        reader.problems.sort(key=lambda p: p.row)
+        return report
+    now = utcnow()
+    values_list = [
+        {
+            "id": new_id(),
+            "created_at": now,
+            "source": "import",
+            "status": "active",
+            "phone_digest": None,
+            "phone_masked": None,
+            "phone_secret": None,
+            **row,
+        }
+        for _n, row in reader.candidates
+    ]
+    for start in range(0, len(values_list), _INSERT_CHUNK):
+        await session.execute(insert(Member), values_list[start : start + _INSERT_CHUNK])
+    record(
+        session,
+        "members.imported",
+        "members",
+        f"{len(values_list)} members",
+        {"rows": len(values_list), "filename": filename[:200], "encoding": report.encoding},
+    )
+    report.inserted = len(values_list)
+    return report
+
+
+def _member_columns(rows: Iterator[tuple[int, list[Any]]]) -> dict[str, int]:
+    """The columns of the first non-empty row (the header), consumed from ``rows``; ``import_empty`` when
+    there is none, ``import_no_member_columns`` when no column identifies a member."""
     header: list[Any] | None = None
     for _n, cells in rows:
         if any(_cell(cells, i) for i in range(len(cells))):
@@ -609,33 +672,28 @@ async def import_members(
             "找不到会员标识列，请将表头命名为“会员编号”、“手机号”或“邮箱”（或 external_id / phone / email）",
             columns=[str(c) for c in header],
         )
-    cipher = await kernel.keys.cipher(session)
-    problems: list[ImportProblem] = []
-    problem_count = 0
-    seen_ext: dict[str, int] = {}
-    seen_phone: dict[str, int] = {}
-    candidates: list[tuple[int, dict[str, Any]]] = []
-    total = 0
+    return cols
 
-    def problem(row: int, field: str, code: str, message: str) -> None:
-        nonlocal problem_count
-        problem_count += 1
-        if len(problems) < MAX_REPORTED_PROBLEMS:
-            problems.append(ImportProblem(row=row, field=field, code=code, message=message))
 
-    for n, cells in rows:
-        values = {name: _cell(cells, idx) for name, idx in cols.items()}
-        if not any(values.values()):
-            continue
-        total += 1
-        if total > max_rows:
-            raise import_error(
-                "import_too_many_rows",
-                f"At most {max_rows} members can be imported per file; split it",
-                f"每个文件最多导入 {max_rows} 个会员，请拆分文件",
-                status=413,
-                max_rows=max_rows,
-            )
+class _ImportRows:
+    """The rows of a member import as they are read: the valid ones (``candidates``) and the problems
+    (all counted, the first :data:`MAX_REPORTED_PROBLEMS` listed)."""
+
+    def __init__(self, cipher: TenantCipher) -> None:
+        self.cipher = cipher
+        self.problems: list[ImportProblem] = []
+        self.problem_count = 0
+        self.seen_ext: dict[str, int] = {}
+        self.seen_phone: dict[str, int] = {}
+        self.candidates: list[tuple[int, dict[str, Any]]] = []
+
+    def problem(self, row: int, field: str, code: str, message: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_REPORTED_PROBLEMS:
+            self.problems.append(ImportProblem(row=row, field=field, code=code, message=message))
+
+    def read(self, n: int, values: dict[str, str]) -> None:
+        """Check row ``n`` (its cells by column name); a valid row becomes a candidate."""
         ok = True
         row: dict[str, Any] = {
             "external_id": values.get("external_id") or None,
@@ -644,95 +702,61 @@ async def import_members(
             "tags": [],
         }
         if row["external_id"] and len(row["external_id"]) > 120:
-            problem(n, "external_id", "too_long", "at most 120 characters")
+            self.problem(n, "external_id", "too_long", "at most 120 characters")
             ok = False
         if row["name"] and len(row["name"]) > 120:
-            problem(n, "name", "too_long", "at most 120 characters")
+            self.problem(n, "name", "too_long", "at most 120 characters")
             ok = False
         if values.get("phone"):
             try:
                 e164 = normalize_phone(values["phone"])
-                row["phone_digest"], row["phone_masked"], row["phone_secret"] = seal_phone(cipher, e164)
+                row["phone_digest"], row["phone_masked"], row["phone_secret"] = seal_phone(self.cipher, e164)
             except ValidationFailed:
-                problem(n, "phone", "invalid_phone", "not a mainland China mobile number")
+                self.problem(n, "phone", "invalid_phone", "not a mainland China mobile number")
                 ok = False
         if values.get("email"):
             try:
                 row["email"] = normalize_email(values["email"])
             except ValidationFailed:
-                problem(n, "email", "invalid_email", "not an e-mail address")
+                self.problem(n, "email", "invalid_email", "not an e-mail address")
                 ok = False
         if values.get("tags"):
             try:
                 row["tags"] = _clean_tags(_TAG_SPLIT.split(values["tags"]))
             except ValidationFailed:
-                problem(n, "tags", "invalid", f"at most {MAX_TAGS} tags of 40 characters")
+                self.problem(n, "tags", "invalid", f"at most {MAX_TAGS} tags of 40 characters")
                 ok = False
         if ok and not (row["external_id"] or row.get("phone_digest") or row["email"]):
-            problem(n, "phone", "required", "a row needs an external id, a phone or an e-mail")
+            self.problem(n, "phone", "required", "a row needs an external id, a phone or an e-mail")
             ok = False
-        if row["external_id"]:
-            if row["external_id"] in seen_ext:
-                problem(n, "external_id", "duplicate_in_file", f"same as row {seen_ext[row['external_id']]}")
-                ok = False
-            else:
-                seen_ext[row["external_id"]] = n
-        if row.get("phone_digest"):
-            if row["phone_digest"] in seen_phone:
-                problem(n, "phone", "duplicate_in_file", f"same as row {seen_phone[row['phone_digest']]}")
-                ok = False
-            else:
-                seen_phone[row["phone_digest"]] = n
+        ok = self._first_in_file(n, "external_id", row["external_id"], self.seen_ext) and ok
+        ok = self._first_in_file(n, "phone", row.get("phone_digest"), self.seen_phone) and ok
         if ok:
-            candidates.append((n, row))
-    if total == 0:
-        raise import_error(
-            "import_empty", "The file has a header but no members", "文件只有表头，没有会员数据"
-        )
-    taken_ext = await _existing(session, Member.external_id, list(seen_ext))
-    taken_phone = await _existing(session, Member.phone_digest, list(seen_phone))
-    valid = 0
-    for n, row in candidates:
-        clash = False
-        if row["external_id"] in taken_ext:
-            problem(n, "external_id", "exists", "a member with this external id exists")
-            clash = True
-        if row.get("phone_digest") in taken_phone:
-            problem(n, "phone", "exists", "a member with this phone exists")
-            clash = True
-        valid += not clash
-    report = MemberImportReport(
-        encoding=upload.encoding or upload.file_format,
-        total_rows=total,
-        valid_rows=valid,
-        inserted=0,
-        problems=problems,
-    )
-    if problem_count:
-        problems.sort(key=lambda p: p.row)
-        return report
-    now = utcnow()
-    values_list = [
-        {
-            "id": new_id(),
-            "created_at": now,
-            "source": "import",
-            "status": "active",
-            "phone_digest": None,
-            "phone_masked": None,
-            "phone_secret": None,
-            **row,
-        }
-        for _n, row in candidates
-    ]
-    for start in range(0, len(values_list), _INSERT_CHUNK):
-        await session.execute(insert(Member), values_list[start : start + _INSERT_CHUNK])
-    record(
-        session,
-        "members.imported",
-        "members",
-        f"{len(values_list)} members",
-        {"rows": len(values_list), "filename": filename[:200], "encoding": report.encoding},
-    )
-    report.inserted = len(values_list)
-    return report
+            self.candidates.append((n, row))
+
+    def _first_in_file(self, n: int, field: str, value: str | None, seen: dict[str, int]) -> bool:
+        """False (a ``duplicate_in_file`` problem) when an earlier row has the same ``value``."""
+        if not value:
+            return True
+        if value in seen:
+            self.problem(n, field, "duplicate_in_file", f"same as row {seen[value]}")
+            return False
+        seen[value] = n
+        return True
+
+    async def refuse_existing(self, session: AsyncSession) -> int:
+        """Count an ``exists`` problem for every candidate whose external id or phone a member has; the
+        number of valid rows."""
+        taken_ext = await _existing(session, Member.external_id, list(self.seen_ext))
+        taken_phone = await _existing(session, Member.phone_digest, list(self.seen_phone))
+        valid = 0
+        for n, row in self.candidates:
+            clash = False
+            if row["external_id"] in taken_ext:
+                self.problem(n, "external_id", "exists", "a member with this external id exists")
+                clash = True
+            if row.get("phone_digest") in taken_phone:
+                self.problem(n, "phone", "exists", "a member with this phone exists")
+                clash = True
+            valid += not clash
+        return valid

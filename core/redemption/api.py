@@ -12,7 +12,7 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import FieldError, ValidationFailed
-from core.redemption import services
+from core.redemption import accounts, checks, records, redeem, rollback
 from core.redemption.models import REDEMPTION_STATUSES
 from core.redemption.schemas import (
     LedgerOut,
@@ -30,15 +30,15 @@ from tenants.schemas import Principal
 MAX_PAGE = 200
 
 
-def caller_of(request: Request[Any, Any, Any]) -> services.Caller:
+def caller_of(request: Request[Any, Any, Any]) -> checks.Caller:
     """The API client or console user behind the request, and its address (for the risk rules)."""
     p: Principal | None = principal_of(request)
     ip = request.client.host if request.client else None
     if p is not None and p.kind == "client":
-        return services.Caller(client_id=p.client_pk, ip=ip)
+        return checks.Caller(client_id=p.client_pk, ip=ip)
     if p is not None and p.kind == "user":
-        return services.Caller(user_id=uuid.UUID(p.subject_id), ip=ip)
-    return services.Caller(ip=ip)
+        return checks.Caller(user_id=uuid.UUID(p.subject_id), ip=ip)
+    return checks.Caller(ip=ip)
 
 
 class RedemptionController(Controller):
@@ -51,7 +51,7 @@ class RedemptionController(Controller):
         self, request: Request[Any, Any, Any], db: AsyncSession, data: RedeemIn
     ) -> ValidationOut:
         """Check that a code (and PIN) may be redeemed now — balance or uses left — without redeeming it."""
-        return await services.validate(db, request.app.state.kernel, data, caller_of(request))
+        return await checks.validate(db, request.app.state.kernel, data, caller_of(request))
 
     @post("/redemptions", status_code=201, guards=[require_scope("redemptions:write")])
     async def redeem(
@@ -61,7 +61,7 @@ class RedemptionController(Controller):
 
         ``member_id`` or ``grant_item_id`` pick whose unit of a shared (reusable) code is used.
         """
-        return await services.redeem_out(db, request.app.state.kernel, data, caller_of(request))
+        return await redeem.redeem_out(db, request.app.state.kernel, data, caller_of(request))
 
     @get("/redemptions", guards=[require_scope("redemptions:read")])
     async def list_redemptions(
@@ -82,7 +82,7 @@ class RedemptionController(Controller):
                 "status 只能是 redeemed 或 rolled_back",
                 errors=[FieldError(field="status", message="unknown", code="invalid_choice")],
             )
-        return await services.list_redemptions(
+        return await records.list_redemptions(
             db,
             last4=last4,
             store=store,
@@ -95,8 +95,8 @@ class RedemptionController(Controller):
 
     @get("/redemptions/{redemption_id:uuid}", guards=[require_scope("redemptions:read")])
     async def get_redemption(self, db: AsyncSession, redemption_id: uuid.UUID) -> RedemptionOut:
-        red = await services.find_redemption(db, redemption_id)
-        return services.redemption_out(red, (await services.get_settings(db)).rollback_window_minutes)
+        red = await records.find_redemption(db, redemption_id)
+        return records.redemption_out(red, (await records.get_settings(db)).rollback_window_minutes)
 
     @post(
         "/redemptions/{redemption_id:uuid}/rollback",
@@ -105,20 +105,20 @@ class RedemptionController(Controller):
     )
     async def rollback(self, db: AsyncSession, redemption_id: uuid.UUID, data: RollbackIn) -> RedemptionOut:
         """Undo a redemption within the tenant's window (``409 rollback_window_passed`` after it)."""
-        red = await services.rollback(db, redemption_id, data.reason)
-        return services.redemption_out(red, (await services.get_settings(db)).rollback_window_minutes)
+        red = await rollback.rollback(db, redemption_id, data.reason)
+        return records.redemption_out(red, (await records.get_settings(db)).rollback_window_minutes)
 
     @get("/stored-value/{code_id:uuid}/ledger", guards=[require_scope("redemptions:read")])
     async def ledger(self, db: AsyncSession, code_id: uuid.UUID) -> LedgerOut:
         """A stored-value card's balance and its movements (opening, spends, rolled-back spends)."""
-        return await services.stored_value_ledger(db, code_id)
+        return await accounts.stored_value_ledger(db, code_id)
 
     @get("/redemption-settings", guards=[require_scope("redemptions:read")])
     async def get_settings(self, db: AsyncSession) -> RedemptionSettingsOut:
-        return RedemptionSettingsOut((await services.get_settings(db)).rollback_window_minutes)
+        return RedemptionSettingsOut((await records.get_settings(db)).rollback_window_minutes)
 
     @put("/redemption-settings", guards=[require_scope("redemptions:write")])
     async def update_settings(self, db: AsyncSession, data: RedemptionSettingsIn) -> RedemptionSettingsOut:
         """Change the rollback window (minutes, 0 = no rollback, at most 7 days)."""
-        row = await services.update_settings(db, data.rollback_window_minutes)
+        row = await records.update_settings(db, data.rollback_window_minutes)
         return RedemptionSettingsOut(row.rollback_window_minutes)

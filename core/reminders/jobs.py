@@ -10,9 +10,10 @@ from __future__ import annotations
 import uuid
 import zoneinfo
 from collections import Counter
+from collections.abc import Sequence
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from core.catalog.models import Product
 from core.db.context import require_tenant
@@ -80,27 +81,7 @@ async def send_expiry_reminder(member_id: str, item_ids: list[str], channel: str
         if not to:
             log.warning("expiry_reminder_skipped", reason="no_contact", member_id=member_id, channel=channel)
             return
-        lang = normalize_locale(tenant.locale)
-        try:
-            tz = zoneinfo.ZoneInfo(tenant.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            tz = zoneinfo.ZoneInfo("Asia/Shanghai")
-        dates = [r.expires_at for r in rows if r.expires_at is not None]
-        first = min(dates).astimezone(tz).strftime("%Y-%m-%d") if dates else "—"
-        names = Counter((r.name_en or r.name_zh) if lang == "en" else r.name_zh for r in rows)
-        products = "\n".join(f"· {name} ×{n}" for name, n in sorted(names.items()))
-        greeting = ((" " + member.name) if lang == "en" else member.name) if member.name else ""
-        subject, body = render(
-            REMINDER_TEMPLATE,
-            lang,
-            {
-                "tenant_name": tenant.name,
-                "count": len(rows),
-                "expires_on": first,
-                "products": products,
-                "greeting": greeting,
-            },
-        )
+        lang, subject, body = _reminder_text(tenant, member, rows)
         notification = Notification(
             channel=channel,
             to=to,
@@ -124,3 +105,30 @@ async def send_expiry_reminder(member_id: str, item_ids: list[str], channel: str
             raise ReminderDeliveryFailed(f"{connector_id}: {result.detail}")
         else:
             log.warning("expiry_reminder_not_delivered", detail=result.detail, **fields)
+
+
+def _reminder_text(tenant: Tenant, member: Member, rows: Sequence[Row]) -> tuple[str, str, str]:
+    """(locale, subject, body) of the reminder in the tenant's language: how many codes, the first expiry
+    (the tenant's day), each product's name and count."""
+    lang = normalize_locale(tenant.locale)
+    try:
+        tz = zoneinfo.ZoneInfo(tenant.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        tz = zoneinfo.ZoneInfo("Asia/Shanghai")
+    dates = [r.expires_at for r in rows if r.expires_at is not None]
+    first = min(dates).astimezone(tz).strftime("%Y-%m-%d") if dates else "—"
+    names = Counter((r.name_en or r.name_zh) if lang == "en" else r.name_zh for r in rows)
+    products = "\n".join(f"· {name} ×{n}" for name, n in sorted(names.items()))
+    greeting = ((" " + member.name) if lang == "en" else member.name) if member.name else ""
+    subject, body = render(
+        REMINDER_TEMPLATE,
+        lang,
+        {
+            "tenant_name": tenant.name,
+            "count": len(rows),
+            "expires_on": first,
+            "products": products,
+            "greeting": greeting,
+        },
+    )
+    return lang, subject, body

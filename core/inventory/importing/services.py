@@ -581,54 +581,18 @@ async def _insert_all(
     cipher = await keys.cipher(s)
     expires = dt.datetime.fromisoformat(fields["expires_at"]) if fields.get("expires_at") else None
     now = utcnow()
-    batch = Batch(
-        ref=readable_ref("B"),
-        product_id=product.id,
-        source="generated" if generated else "import",
-        supplier=fields.get("supplier", ""),
-        unit_cost=int(fields.get("unit_cost", 0)),
-        currency=fields.get("currency") or product.currency,
-        purchase_ref=fields.get("purchase_ref", ""),
-        expires_at=expires,
-        notes=fields.get("notes", ""),
-        code_count=0,
-    )
+    batch = _new_batch(product, fields, generated, expires)
     s.add(batch)
     await s.flush()
     uses_left = product.max_uses if product.kind == "reusable_code" else None
     target = dict(product_id=product.id, batch_id=batch.id, default_expires_at=expires,
                   uses_left=uses_left, now=now)
-    inserted = attempted = 0
     if generated:
-        spec = fields["generate"]
-        wanted = int(spec["count"])
-        codes = codegen.generate_unique(10**9, spec["pattern"], spec["prefix"])  # drawn as needed
-        while inserted < wanted:  # a clash with a held code is dropped and drawn again: duplicates are impossible
-            missing = wanted - inserted
-            parts: Iterator[list[tuple[str, str | None, int | None]]] = (
-                [(next(codes), None, None) for _ in range(min(INSERT_CHUNK, missing - start))]
-                for start in range(0, missing, INSERT_CHUNK)
-            )
-            async for sent, got in _pipelined(s, cipher, parts, target):
-                attempted += sent
-                inserted += got
-                await report(inserted)
+        inserted = await _write_generated(s, cipher, fields["generate"], target, report)
+        skipped = 0
     else:
-        if not imp.staged:
-            raise StagingCorrupt("nothing staged")
-        parts = (chunk[start : start + INSERT_CHUNK] for chunk in iter_staged(cipher, imp.id, imp.staged)
-                 for start in range(0, len(chunk), INSERT_CHUNK))
-        async for sent, got in _pipelined(s, cipher, parts, target):
-            attempted += sent
-            inserted += got
-            if got < sent and mode == "all_or_nothing":
-                raise Conflict(
-                    "Some codes were added to your stock since validation; nothing was imported",
-                    "自校验以来部分卡密已入库，本次未导入任何卡密",
-                    code="import_duplicates_appeared",
-                )
-            await report(inserted)
-    skipped = 0 if generated else attempted - inserted
+        attempted, inserted = await _write_staged(s, cipher, imp, mode, target, report)
+        skipped = attempted - inserted
     if product.kind == "stored_value":
         await bulk.open_balances(s, batch_id=batch.id, balance=product.face_value,
                                  currency=product.currency, now=now)
@@ -661,6 +625,68 @@ async def _insert_all(
         import_id=imp.id, status="imported", batch_id=batch.id, batch_ref=batch.ref,
         imported=inserted, skipped_duplicates=skipped,
     )
+
+
+def _new_batch(
+    product: Product, fields: dict[str, Any], generated: bool, expires: dt.datetime | None
+) -> Batch:
+    """The batch the import's codes go into, from the fields given at upload."""
+    return Batch(
+        ref=readable_ref("B"),
+        product_id=product.id,
+        source="generated" if generated else "import",
+        supplier=fields.get("supplier", ""),
+        unit_cost=int(fields.get("unit_cost", 0)),
+        currency=fields.get("currency") or product.currency,
+        purchase_ref=fields.get("purchase_ref", ""),
+        expires_at=expires,
+        notes=fields.get("notes", ""),
+        code_count=0,
+    )
+
+
+async def _write_generated(
+    s: AsyncSession, cipher: Any, spec: dict[str, Any], target: dict[str, Any], report: _Progress
+) -> int:
+    """Generate and write ``spec["count"]`` new codes; the number written (always that count)."""
+    inserted = 0
+    wanted = int(spec["count"])
+    codes = codegen.generate_unique(10**9, spec["pattern"], spec["prefix"])  # drawn as needed
+    while inserted < wanted:  # a clash with a held code is dropped and drawn again: duplicates are impossible
+        missing = wanted - inserted
+        parts: Iterator[list[tuple[str, str | None, int | None]]] = (
+            [(next(codes), None, None) for _ in range(min(INSERT_CHUNK, missing - start))]
+            for start in range(0, missing, INSERT_CHUNK)
+        )
+        async for _sent, got in _pipelined(s, cipher, parts, target):
+            inserted += got
+            await report(inserted)
+    return inserted
+
+
+async def _write_staged(
+    s: AsyncSession, cipher: Any, imp: CodeImport, mode: str, target: dict[str, Any], report: _Progress
+) -> tuple[int, int]:
+    """Write the staged rows: (rows attempted, codes written; the rest were already in stock).
+
+    ``all_or_nothing`` refuses (``import_duplicates_appeared``) when a code arrived in stock since validation.
+    """
+    if not imp.staged:
+        raise StagingCorrupt("nothing staged")
+    inserted = attempted = 0
+    parts = (chunk[start : start + INSERT_CHUNK] for chunk in iter_staged(cipher, imp.id, imp.staged)
+             for start in range(0, len(chunk), INSERT_CHUNK))
+    async for sent, got in _pipelined(s, cipher, parts, target):
+        attempted += sent
+        inserted += got
+        if got < sent and mode == "all_or_nothing":
+            raise Conflict(
+                "Some codes were added to your stock since validation; nothing was imported",
+                "自校验以来部分卡密已入库，本次未导入任何卡密",
+                code="import_duplicates_appeared",
+            )
+        await report(inserted)
+    return attempted, inserted
 
 
 async def run_import(

@@ -18,7 +18,7 @@ import msgspec
 import pytest
 from sqlalchemy import event, select
 
-from core.bulk_grants import services as bulk_services
+from core.bulk_grants import run as bulk_run
 from core.bulk_grants.models import BulkGrantKey, BulkGrantRow
 from core.db.context import tenant_context
 from core.grants import services as grant_services
@@ -82,7 +82,7 @@ async def test_the_job_is_set_based_and_moves_progress_chunk_by_chunk(client, ke
     )
     steps: list[tuple[int, int]] = []
     with tenant_context(shop.tenant.id), counting_statements(kernel) as statements:
-        outcome = await bulk_services.run_bulk_grant(
+        outcome = await bulk_run.run_bulk_grant(
             kernel, bulk_id, chunk_rows=25, on_progress=lambda done, total: steps.append((done, total))
         )
     assert (outcome.status, outcome.granted, outcome.failed) == ("done", 60, 0)
@@ -123,7 +123,7 @@ async def test_a_rows_own_error_does_not_undo_the_good_rows_of_its_chunk(client,
         ],
     )
     with tenant_context(shop.tenant.id):
-        outcome = await bulk_services.run_bulk_grant(kernel, bulk_id, chunk_rows=50)  # one chunk
+        outcome = await bulk_run.run_bulk_grant(kernel, bulk_id, chunk_rows=50)  # one chunk
         await engine.settle()
     assert (outcome.granted, outcome.failed) == (3, 4)
     assert outcome.errors == {"risk_refused": 2, "member_blocked": 1, "out_of_stock": 1}
@@ -162,7 +162,7 @@ async def test_a_chunk_that_breaks_as_a_whole_is_granted_row_by_row(client, kern
     monkeypatch.setattr(grant_services, "grant_many", broken_batch)
     monkeypatch.setattr(grant_services, "create_grant", create_failing_for_one)
     with tenant_context(shop.tenant.id):
-        outcome = await bulk_services.run_bulk_grant(kernel, bulk_id, chunk_rows=5)
+        outcome = await bulk_run.run_bulk_grant(kernel, bulk_id, chunk_rows=5)
     assert (outcome.status, outcome.granted, outcome.failed) == ("done", 7, 1)
     states = await row_states(kernel, shop.tenant.id, bulk_id)
     assert states[5] == ("failed", "grant_failed")
@@ -193,7 +193,7 @@ async def test_a_run_stopped_in_the_middle_of_a_chunk_loses_nothing_and_doubles_
 
     monkeypatch.setattr(grant_services, "grant_many", stalls_in_the_second_chunk)
     with tenant_context(shop.tenant.id):
-        run = asyncio.create_task(bulk_services.run_bulk_grant(kernel, bulk_id, chunk_rows=10))
+        run = asyncio.create_task(bulk_run.run_bulk_grant(kernel, bulk_id, chunk_rows=10))
         await asyncio.wait_for(inside.wait(), 60)
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
@@ -206,7 +206,7 @@ async def test_a_run_stopped_in_the_middle_of_a_chunk_loses_nothing_and_doubles_
 
     monkeypatch.setattr(grant_services, "grant_many", real_many)
     with tenant_context(shop.tenant.id):
-        outcome = await bulk_services.run_bulk_grant(kernel, bulk_id, chunk_rows=10)  # the redelivery
+        outcome = await bulk_run.run_bulk_grant(kernel, bulk_id, chunk_rows=10)  # the redelivery
     assert (outcome.status, outcome.granted, outcome.failed) == ("done", 30, 0)
     assert await count(kernel, shop.tenant.id, Grant) == 30
     assert await count(kernel, shop.tenant.id, GrantItem) == 30
@@ -222,7 +222,7 @@ import asyncio, os, sys, uuid
 from pathlib import Path
 
 from core.app import create_app
-from core.bulk_grants import services
+from core.bulk_grants import run
 from core.db.context import tenant_context
 from core.grants import services as grant_services
 from core.settings import load_settings
@@ -245,7 +245,7 @@ async def main():
     grant_services.grant_many = stall_in_second_chunk
     kernel = create_app(load_settings()).state.kernel
     with tenant_context(uuid.UUID(sys.argv[1])):
-        await services.run_bulk_grant(kernel, uuid.UUID(sys.argv[2]), chunk_rows=10)
+        await run.run_bulk_grant(kernel, uuid.UUID(sys.argv[2]), chunk_rows=10)
 
 
 asyncio.run(main())
@@ -295,7 +295,7 @@ async def test_a_worker_killed_mid_chunk_loses_nothing_and_doubles_nothing(
     assert await count(kernel, shop.tenant.id, Code, Code.state == "issued") == 10
 
     with tenant_context(shop.tenant.id):
-        outcome = await bulk_services.run_bulk_grant(kernel, bulk_id, chunk_rows=10)  # the redelivery
+        outcome = await bulk_run.run_bulk_grant(kernel, bulk_id, chunk_rows=10)  # the redelivery
     assert (outcome.status, outcome.granted, outcome.failed) == ("done", 30, 0)
     assert await count(kernel, shop.tenant.id, Grant) == 30
     assert await count(kernel, shop.tenant.id, BulkGrantKey) == 30

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from core.bulk_grants.models import BulkGrant, BulkGrantKey, BulkGrantRow
-from core.bulk_grants.services import run_bulk_grant
+from core.bulk_grants.run import run_bulk_grant
 from core.db.context import tenant_context
 from core.grants.models import Grant, GrantItem
 from core.inventory.models import Code

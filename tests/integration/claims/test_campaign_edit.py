@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import event, select
 
 from core.audit.models import AuditEvent
-from core.claims import services
-from core.claims.models import Campaign
+from core.campaigns import services
+from core.campaigns.models import Campaign
+from core.claims.transfer import transfer_item
 from core.db.base import utcnow
 from core.db.context import tenant_context
 from core.errors import DomainError
@@ -211,7 +212,7 @@ async def test_claim_counts(shop: Shop, other_shop: Shop) -> None:
         item = (
             (await db.execute(select(GrantItem).where(GrantItem.grant_id == grants[2].id))).scalars().first()
         )
-        await services.transfer_item(db, shop.kernel, tenant, giver, item.id, c)
+        await transfer_item(db, shop.kernel, tenant, giver, item.id, c)
 
     await shop.run(transfer)
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from core.audit.models import AuditEvent
-from core.claims import services
+from core.campaigns import services
 from core.db.context import tenant_context
 from tests.integration.claims.helpers import random_phone
 from tests.integration.console.conftest import (  # noqa: F401 (fixtures)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from core.claims import services
-from core.claims.models import CampaignClaim
+from core.campaigns import services
+from core.campaigns.models import CampaignClaim
 from core.db.base import utcnow
 from core.db.context import tenant_context
 from core.errors import DomainError

@@ -67,7 +67,7 @@ async def test_create_by_form_lists_the_link_and_it_opens(new_browser, make_tena
 
     # the API sees the same campaign with the same times (the tenant's timezone, Asia/Shanghai by default)
     async def api_list():
-        from core.claims.services import list_campaigns
+        from core.campaigns.services import list_campaigns
         from core.db.context import tenant_context
 
         with tenant_context(tenant.id):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from core.claims import services
+from core.campaigns import services
 from core.claims.otp import OtpInvalid
 from core.db.context import tenant_context
 from core.errors import DomainError

@@ -15,8 +15,10 @@ from sqlalchemy import select
 
 from core.db.context import tenant_context
 from core.errors import DomainError
-from core.redemption import services
+from core.redemption.checks import Caller
 from core.redemption.models import CodeAccount, LedgerEntry, Redemption
+from core.redemption.redeem import redeem
+from core.redemption.rollback import rollback
 from core.redemption.schemas import RedeemIn
 from tests.integration.redemption.helpers import code_state, issued_codes
 
@@ -125,13 +127,13 @@ async def test_stored_value_balance_never_negative(kernel, make_tenant, sequence
     code_id, number = await _card(kernel, t.id)
     face = 1000
     model_balance, standing = face, []  # spends that stand: (redemption id, amount)
-    caller = services.Caller()
+    caller = Caller()
     for op, n in sequence:
         with tenant_context(t.id):
             async with kernel.db.transaction() as db:
                 if op == "redeem":
                     try:
-                        red = await services.redeem(db, kernel, RedeemIn(code=number, amount=n), caller)
+                        red = await redeem(db, kernel, RedeemIn(code=number, amount=n), caller)
                     except DomainError as exc:
                         assert exc.code == "insufficient_balance" and n > model_balance
                     else:
@@ -140,7 +142,7 @@ async def test_stored_value_balance_never_negative(kernel, make_tenant, sequence
                         standing.append((red.id, n))
                 elif standing:
                     red_id, amount = standing.pop(n % len(standing))
-                    await services.rollback(db, red_id, "property test")
+                    await rollback(db, red_id, "property test")
                     model_balance += amount
         with tenant_context(t.id):
             async with kernel.db.transaction() as db:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from core.db.context import tenant_context
-from core.redemption import services
+from core.redemption.records import get_settings, update_settings
 from tests.integration.redemption.helpers import issued_codes
 
 
@@ -25,7 +25,7 @@ def sqlite_only(test_env: Any) -> None:
 async def _window(kernel: Any, tenant_id: Any) -> int:
     with tenant_context(tenant_id):
         async with kernel.db.transaction() as db:
-            return (await services.get_settings(db)).rollback_window_minutes
+            return (await get_settings(db)).rollback_window_minutes
 
 
 async def test_read_in_a_savepoint_then_write_waits_for_another_writer(sqlite_only, kernel, make_tenant):
@@ -36,15 +36,15 @@ async def test_read_in_a_savepoint_then_write_waits_for_another_writer(sqlite_on
         with tenant_context(b.id):
             other_started.set()
             async with kernel.db.transaction() as db:
-                await services.update_settings(db, 11)
+                await update_settings(db, 11)
 
     with tenant_context(a.id):
         async with kernel.db.transaction() as db, db.begin_nested():
-            assert (await services.get_settings(db)).rollback_window_minutes == 30  # a read
+            assert (await get_settings(db)).rollback_window_minutes == 30  # a read
             other = asyncio.create_task(other_writer())
             await other_started.wait()
             await asyncio.sleep(0.3)  # the other connection writes now (or queues behind us)
-            await services.update_settings(db, 7)  # then this transaction writes
+            await update_settings(db, 7)  # then this transaction writes
     await asyncio.wait_for(other, 15)
     assert await _window(kernel, a.id) == 7 and await _window(kernel, b.id) == 11
 
@@ -58,7 +58,7 @@ async def test_a_released_savepoint_rolls_back_with_its_transaction(sqlite_only,
     with tenant_context(t.id), pytest.raises(Abandon):
         async with kernel.db.transaction() as db:
             async with db.begin_nested():
-                await services.update_settings(db, 9)
+                await update_settings(db, 9)
             raise Abandon
     assert await _window(kernel, t.id) == 30
 

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import event
 
 from core.db.context import tenant_context
-from core.redemption import services
+from core.redemption.checks import Caller
+from core.redemption.redeem import redeem
 from core.redemption.schemas import RedeemIn
 from tests.integration.redemption.helpers import issued_codes
 
@@ -45,7 +46,7 @@ async def _redeem_counting(kernel: Any, tenant_id: Any, body: RedeemIn) -> tuple
     with tenant_context(tenant_id):
         async with kernel.db.transaction() as db:
             with statements(kernel) as sent:
-                red = await services.redeem(db, kernel, body, services.Caller())
+                red = await redeem(db, kernel, body, Caller())
     shapes = []
     for s in sent:
         table = OWN_TABLES.search(s)

@@ -13,7 +13,7 @@ from core.errors import ValidationFailed
 from core.inventory.vault import FULL_MASK, digest_of, hint, masked, masked_code, seal, unseal
 from core.members.services import normalize_phone
 from core.normalize import display, typed
-from core.redemption.services import code_candidates
+from core.redemption.lookup import code_candidates
 
 
 def test_full_width_spaces_dashes_and_invisible_characters_are_one_canonical_form():
