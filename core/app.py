@@ -46,7 +46,42 @@ def _secret(kernel: Kernel) -> str:
     return hashlib.sha256(master + b"kaquan-csrf").hexdigest()
 
 
+#: Paths without a console session or CSRF check (the API, OAuth, probes, static files, the schema).
+_NO_SESSION = ["/api", "/oauth", "/health", "/ready", "/metrics", "/static", "/schema"]
+
+
+def _stores(settings: Settings) -> StoreRegistry:
+    """Console sessions live in Redis in service mode, in files in embedded mode."""
+    if settings.redis_url:
+        return StoreRegistry({"sessions": ResilientRedisStore.for_url(settings.redis_url, settings.redis_namespace)})
+    return StoreRegistry({"sessions": FileStore(settings.data_path / "sessions")})
+
+
+def _session_config(settings: Settings) -> ServerSideSessionConfig:
+    return ServerSideSessionConfig(
+        store="sessions",
+        key="kq_session",
+        max_age=settings.session_ttl_seconds,
+        httponly=True,
+        samesite="lax",
+        secure=settings.base_url.startswith("https"),
+        exclude=_NO_SESSION,
+    )
+
+
+def _csrf_config(kernel: Kernel) -> CSRFConfig:
+    return CSRFConfig(
+        secret=_secret(kernel),
+        cookie_name="kq_csrf",
+        header_name="x-csrftoken",
+        cookie_secure=kernel.settings.base_url.startswith("https"),
+        cookie_samesite="lax",
+        exclude=[p for p in _NO_SESSION if p != "/static"],
+    )
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
+    """The application: kernel, plugins, jobs, the audit sealer, and every domain's routes."""
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_json)
     from plugins.manager import PluginError, load_plugins
@@ -78,30 +113,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await app.state.rate_limiter.close()
             await kernel.close()
 
-    if settings.redis_url:
-        stores = StoreRegistry(
-            {"sessions": ResilientRedisStore.for_url(settings.redis_url, settings.redis_namespace)}
-        )
-    else:
-        stores = StoreRegistry({"sessions": FileStore(settings.data_path / "sessions")})
-
-    session_config = ServerSideSessionConfig(
-        store="sessions",
-        key="kq_session",
-        max_age=settings.session_ttl_seconds,
-        httponly=True,
-        samesite="lax",
-        secure=settings.base_url.startswith("https"),
-        exclude=["/api", "/oauth", "/health", "/ready", "/metrics", "/static", "/schema"],
-    )
-    csrf = CSRFConfig(
-        secret=_secret(kernel),
-        cookie_name="kq_csrf",
-        header_name="x-csrftoken",
-        cookie_secure=settings.base_url.startswith("https"),
-        cookie_samesite="lax",
-        exclude=["/api", "/oauth", "/health", "/ready", "/metrics", "/schema"],
-    )
     app = Litestar(
         route_handlers=[
             root,
@@ -118,12 +129,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             request_log_middleware,
             request_guard_middleware,
-            session_config.middleware,
+            _session_config(settings).middleware,
             request_context_middleware,
             idempotency_middleware,
         ],
-        csrf_config=csrf,
-        stores=stores,
+        csrf_config=_csrf_config(kernel),
+        stores=_stores(settings),
         exception_handlers=exception_handlers_by_realm(
             {"/console": HTML_EXCEPTION_HANDLERS, "/platform": HTML_EXCEPTION_HANDLERS, "/h5": H5_EXCEPTION_HANDLERS}
         ),
