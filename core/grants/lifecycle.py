@@ -44,10 +44,11 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
+from core.domains import extensions
 from core.errors import Conflict
 
 ITEM_STATUSES = ("held", "redeemed", "transferred", "voided", "expired")
@@ -235,6 +236,11 @@ async def lock_grant(session: AsyncSession, grant_id: uuid.UUID) -> LockedGrant 
     )
 
 
+#: The extension point that tells whether a held item was partly used (a stored-value card partly spent):
+#: each provider gives ``clause(GrantItem)``, a boolean SQL expression correlated to the item's row.
+ITEM_USED = "grants.item_used"
+
+
 async def sync_grant(
     session: AsyncSession, grant_id: uuid.UUID, cause: str, *, locked: LockedGrant | None = None
 ) -> GrantChange | None:
@@ -245,23 +251,12 @@ async def sync_grant(
     and read now). Audited as ``grant.status_changed``; a move the table does not allow raises.
     """
     from core.grants.models import Grant, GrantItem
-    from core.redemption.models import Redemption
 
     grant = locked if locked is not None and locked.id == grant_id else await lock_grant(session, grant_id)
     if grant is None:
         return None
-    spent = (
-        exists()
-        .where(
-            and_(
-                Redemption.tenant_id == GrantItem.tenant_id,
-                Redemption.code_id == GrantItem.code_id,
-                Redemption.grant_item_id == GrantItem.id,
-                Redemption.status == "redeemed",
-            )
-        )
-        .correlate(GrantItem)
-    )
+    clauses = [clause(GrantItem) for clause in extensions(ITEM_USED)]
+    spent = or_(*clauses) if clauses else false()
     counts: Counter[str] = Counter()
     partly_used = 0
     for status, n, used in (

@@ -25,4 +25,5 @@ domain = Domain(
         "grants:write": "Grant codes to members or contacts, void undelivered grants and run bulk grants.",
     },
     permissions={"grants.manage": OPERATORS},
+    provides={"inventory.code_holders": ("core.grants.recall:GRANT_HOLDERS",)},
 )

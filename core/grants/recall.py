@@ -8,8 +8,9 @@ for grants, through the state machine of :mod:`core.grants.lifecycle` (item even
 1. :func:`lock_holders` before the codes are locked;
 2. :func:`void_held_items` after they were voided.
 
-``core.grants`` imports the inventory (allocation, models); ``void_codes`` imports this module inside the
-function, so the two packages never import each other at module level.
+``core.grants`` imports the inventory (allocation, models), never the other way: the inventory finds
+:data:`GRANT_HOLDERS` through its ``inventory.code_holders`` extension point (declared in
+``core/grants/plugin.py``).
 """
 
 from __future__ import annotations
@@ -110,3 +111,24 @@ async def void_held_items(
             }
             emit(session, "grant.voided", grant_id, facts)
     return changes
+
+
+class GrantHolders:
+    """The grants' side of a void in the inventory (the ``inventory.code_holders`` extension point)."""
+
+    async def lock(self, session: AsyncSession, code_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, LockedGrant]:
+        """:func:`lock_holders`."""
+        return await lock_holders(session, code_ids)
+
+    async def release(
+        self,
+        session: AsyncSession,
+        code_ids: Collection[uuid.UUID],
+        reason: str,
+        locked: dict[uuid.UUID, LockedGrant],
+    ) -> None:
+        """:func:`void_held_items`."""
+        await void_held_items(session, code_ids, reason, locked)
+
+
+GRANT_HOLDERS = GrantHolders()

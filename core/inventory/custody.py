@@ -7,6 +7,8 @@ import csv
 import datetime as dt
 import io
 import uuid
+from collections.abc import Collection
+from typing import Any, Protocol
 
 import msgspec
 from sqlalchemy import func, select, update
@@ -16,6 +18,7 @@ from core.audit.models import AuditEvent
 from core.audit.services import record
 from core.crypto.services import KeyService
 from core.db.base import utcnow
+from core.domains import extensions
 from core.errors import Conflict, FieldError, Forbidden, NotFound, RateLimited, ValidationFailed
 from core.inventory.models import Batch, Code, WriteOff
 from core.inventory.vault import unseal
@@ -115,21 +118,39 @@ async def export_batch(session: AsyncSession, keys: KeyService, batch_id: uuid.U
     return f"{batch.ref}.csv", ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
+#: The extension point through which holders of issued codes follow a void (see :class:`CodeHolders`).
+CODE_HOLDERS = "inventory.code_holders"
+
+
+class CodeHolders(Protocol):
+    """Something that holds units of issued codes (a grant's items) and must follow when they are voided.
+
+    Provided by a domain above the inventory through ``provides={"inventory.code_holders": (...)}``.
+    """
+
+    async def lock(self, session: AsyncSession, code_ids: Collection[uuid.UUID]) -> Any:
+        """Lock the holders of ``code_ids`` before the codes are locked; returns what :meth:`release` needs."""
+        ...
+
+    async def release(
+        self, session: AsyncSession, code_ids: Collection[uuid.UUID], reason: str, locked: Any
+    ) -> None:
+        """After the codes are voided: the units held on ``code_ids`` become void, with ``reason``."""
+        ...
+
+
 async def void_codes(session: AsyncSession, code_ids: list[uuid.UUID], reason: str) -> int:
     """Void codes (supplier recall, found invalid): they never go out again; available ones are written off.
 
-    An ``issued`` code's held units become ``voided`` and their grants follow (:mod:`core.grants.recall`,
-    the grants' state machine). Locks in the order every path takes them: the holding grants' rows
-    (sorted by id) first, then the codes'. ``core.grants`` imports the inventory, so the recall module is
-    imported here, inside the function, to keep the two packages from importing each other.
+    Whoever holds units of an ``issued`` code (grants today: :mod:`core.grants.recall`) follows through the
+    ``inventory.code_holders`` extension point (:class:`CodeHolders`), in the lock order every path takes:
+    the holders' rows (sorted by id) first, then the codes'.
     """
-    from core.grants import recall  # function-level: core.grants imports core.inventory at module level
-
     reason = _need_reason(reason)
     if not code_ids or len(code_ids) > 10_000:
         raise ValidationFailed("Give 1 to 10000 code ids", "请提供 1 到 10000 个卡密 ID",
                                errors=[FieldError(field="code_ids", message="1..10000")])
-    locked = await recall.lock_holders(session, set(code_ids))
+    holders = [(h, await h.lock(session, set(code_ids))) for h in extensions(CODE_HOLDERS)]
     codes = list((await session.execute(
         select(Code).where(Code.id.in_(code_ids)).with_for_update()
     )).scalars())
@@ -161,5 +182,6 @@ async def void_codes(session: AsyncSession, code_ids: list[uuid.UUID], reason: s
     record(session, "codes.voided", "codes", codes[0].id if len(codes) == 1 else f"{len(codes)} codes",
            {"reason": reason, "codes": [str(c.id) for c in codes]})
     if issued:
-        await recall.void_held_items(session, issued, reason, locked)
+        for holder, locked in holders:
+            await holder.release(session, issued, reason, locked)
     return len(codes)

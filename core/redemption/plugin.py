@@ -16,4 +16,8 @@ domain = Domain(
         "redemptions:write": "Validate and redeem codes, and roll redemptions back within the window.",
     },
     permissions={"redemptions.redeem": OPERATORS, "redemptions.rollback": ADMINS},
+    provides={
+        "inventory.batch_stocked": ("core.redemption.opening:batch_stocked",),
+        "grants.item_used": ("core.redemption.usage:item_used",),
+    },
 )

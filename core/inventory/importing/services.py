@@ -40,6 +40,7 @@ from core.db.ids import new_id, readable_ref
 from core.db.maintenance import refresh_statistics
 from core.db.results import rowcount
 from core.db.session import Database
+from core.domains import extensions
 from core.errors import Conflict, DomainError, FieldError, NotFound, QuotaExceeded, ValidationFailed
 from core.inventory import codegen
 from core.inventory.importing import bulk
@@ -70,6 +71,10 @@ GENERATE_KIND = "codes.generate"
 VALIDATE_CHUNK = 5_000
 #: Codes sealed and inserted per statement.
 INSERT_CHUNK = 5_000
+
+#: The extension point called when a batch is stocked (import or generation), in the stocking transaction,
+#: as ``await stocked(session, product, batch_id, now)``: redemption opens stored-value balances here.
+BATCH_STOCKED = "inventory.batch_stocked"
 #: Code states that count against the plan's ``max_stored_codes``.
 LIVE_STATES = ("available", "reserved", "issued")
 CODE_PRODUCT_KINDS = ("code", "reusable_code", "stored_value")
@@ -593,9 +598,8 @@ async def _insert_all(
     else:
         attempted, inserted = await _write_staged(s, cipher, imp, mode, target, report)
         skipped = attempted - inserted
-    if product.kind == "stored_value":
-        await bulk.open_balances(s, batch_id=batch.id, balance=product.face_value,
-                                 currency=product.currency, now=now)
+    for stocked in extensions(BATCH_STOCKED):  # e.g. redemption opens stored-value balances
+        await stocked(s, product, batch.id, now)
     batch.code_count = inserted
     total_cost = batch.unit_cost * inserted
     imp.status, imp.batch_id, imp.error, imp.staged = "imported", batch.id, None, None
