@@ -60,7 +60,7 @@ def _secret(kernel: Kernel) -> str:
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_json)
-    from plugins.manager import PluginError, load_plugins
+    from core.plugin_host import PluginError, load_plugins
 
     try:  # a broken plugin stops start-up with one readable line naming it and the switch that disables it
         plugins = load_plugins(settings.disabled_plugin_names)

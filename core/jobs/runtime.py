@@ -24,7 +24,7 @@ from core.jobs.context import JobEnv
 from core.jobs.relay import OutboxRelay
 from core.jobs.scheduler import build_scheduler
 from core.kernel import Kernel
-from plugins.manager import PluginHost, load_plugins
+from core.plugin_host import PluginHost, load_plugins
 
 log = structlog.get_logger("kaquan.jobs")
 

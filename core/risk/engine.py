@@ -42,9 +42,9 @@ from core.db.session import Database
 from core.events.services import emit
 from core.risk import counters
 from core.risk.counters import CounterSpec, mask, normalize_ip, subject_key, window_bounds
-from core.risk.gate import RISK_ACTIONS, RiskRefused, RiskSubject
 from core.risk.models import BLOCK_KINDS, FAILURE_DIMENSIONS, RiskBlock, RiskFlag, RiskLockout, RiskRefusal
 from core.risk.services import RiskConfig, load_config
+from core.risk.subjects import RISK_ACTIONS, RiskRefused, RiskSubject
 from core.settings import Settings
 
 log = structlog.get_logger("kaquan.risk")

@@ -57,7 +57,7 @@ from core.inventory.models import Batch, Code, CodeImport
 from core.inventory.vault import clean
 from core.jobs import outbox, progress
 from core.jobs.models import JobRecord
-from tenants.onboarding import get_tenant
+from tenants.registry import get_tenant
 
 log = structlog.get_logger("kaquan.inventory.import")
 

@@ -1,4 +1,4 @@
-"""The plugin host: loads ``kaquan`` entry points, honours the blocklist, checks hooks, lists connectors.
+"""The plugin host (the core side of the partner SDK in :mod:`plugins`): loads ``kaquan`` entry points, honours the blocklist, checks hooks, lists connectors.
 
 ``KAQUAN_DISABLED_PLUGINS`` (comma separated) blocks entry-point names (never imported) and connector
 ids (loaded but not offered). A plugin that fails to import, whose hook raises, or whose connectors are
@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 from collections.abc import Collection, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import pluggy
@@ -21,8 +21,6 @@ import structlog
 from plugins import hookspecs
 from plugins.contracts import CONNECTOR_ID, CONNECTOR_KINDS, ConnectorInfo
 from plugins.protocols import Connector, Notifier
-from tenants.models import Plan
-from tenants.onboarding import connector_allowed
 
 PROJECT = "kaquan"
 DISABLE_SWITCH = "KAQUAN_DISABLED_PLUGINS"
@@ -31,6 +29,14 @@ log = structlog.get_logger("kaquan.plugins")
 #: Why a plugin or connector is not in use (``PluginStatus.reason`` / ``ConnectorStatus.reason``).
 REASON_BLOCKLISTED = "blocklisted"
 REASON_FAILED = "failed"
+
+
+class ConnectorPolicy(Protocol):
+    """What the host asks of a plan (``tenants.models.Plan``) when a tenant wants to connect a connector."""
+
+    def allows_connector(self, connector_id: str) -> bool:
+        """Whether tenants on this plan may connect ``connector_id``."""
+        ...
 
 
 class PluginError(RuntimeError):
@@ -241,13 +247,13 @@ class PluginHost:
             if c.info.kind == "notifier" and channel in c.info.capabilities and isinstance(c, Notifier)
         ]
 
-    def allowed(self, plan: Plan, connector_id: str) -> bool:
+    def allowed(self, plan: ConnectorPolicy, connector_id: str) -> bool:
         """Whether tenants on ``plan`` may connect ``connector_id`` (it must also be installed and enabled)."""
-        return connector_id in self.connectors() and connector_allowed(plan, connector_id)
+        return connector_id in self.connectors() and plan.allows_connector(connector_id)
 
-    def allowed_for_plan(self, plan: Plan, kind: str | None = None) -> list[ConnectorInfo]:
+    def allowed_for_plan(self, plan: ConnectorPolicy, kind: str | None = None) -> list[ConnectorInfo]:
         """The connectors (optionally of one kind) a tenant on ``plan`` may connect."""
-        return [i for i in self.infos(kind) if connector_allowed(plan, i.id)]
+        return [i for i in self.infos(kind) if plan.allows_connector(i.id)]
 
     # -- reporting -----------------------------------------------------------------------------------
 
