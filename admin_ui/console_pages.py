@@ -20,8 +20,7 @@ from admin_ui.forms import FormInvalid, FormProblem, RoleForm, convert, problem_
 from admin_ui.i18n import N_
 from admin_ui.labels import PERMISSION_LABELS, ROLE_LABELS
 from admin_ui.rendering import flash, locale_of, render, translator
-from core.audit.api import list_events
-from core.audit.services import ChainReport, verify_chain
+from core.audit.services import ChainReport, list_events, verify_chain
 from core.errors import DomainError, Unauthorized
 from tenants import onboarding, registry
 from tenants.clients import client_out, create_client, list_clients, revoke_client

@@ -16,7 +16,6 @@ from litestar.stores.file import FileStore
 from litestar.stores.registry import StoreRegistry
 from litestar.template.config import TemplateConfig
 
-from core.audit.api import AuditController
 from core.audit.sealer import AuditSealer
 from core.bulk_grants.api import BulkGrantController
 from core.catalog.api import CatalogController
@@ -43,6 +42,7 @@ from core.risk.api import RiskController
 from core.root import root
 from core.settings import Settings, load_settings
 from core.webhooks.api import WebhookDeliveriesController, WebhooksController
+from tenants.api_audit import AuditController
 from tenants.api_platform import PlatformController, PlatformLoginController
 from tenants.api_tenant import ApiClientsController, OAuthController, TenantApiController
 from tenants.auth import request_context_middleware

@@ -32,6 +32,27 @@ GENESIS = "0" * 64
 _TOUCHED = "kaquan_audit_touched"
 
 
+class AuditEventOut(msgspec.Struct):
+    """One sealed audit event as the API and the console list it."""
+
+    seq: int | None
+    occurred_at: dt.datetime
+    actor_type: str
+    actor_id: str
+    action: str
+    object_type: str
+    object_id: str
+    data: dict[str, Any]
+    hash: str | None
+
+
+class AuditPage(msgspec.Struct):
+    """A page of events, newest first; ``next_cursor`` is the ``seq`` to list before for the next page."""
+
+    items: list[AuditEventOut]
+    next_cursor: int | None
+
+
 class ChainReport(msgspec.Struct):
     """Result of verifying one tenant's chain."""
 
@@ -220,3 +241,27 @@ async def verify_chain(session: AsyncSession, tenant_id: uuid.UUID, batch: int =
     if head is not None and (head.last_seq != checked or head.last_hash != prev):
         return ChainReport(tenant_id, False, checked, checked + 1, "chain head is ahead of the stored events")
     return ChainReport(tenant_id, True, checked)
+
+
+async def list_events(session: AsyncSession, before: int | None, limit: int) -> AuditPage:
+    """Newest sealed events first (pending events are sealed first, so the list is complete)."""
+    await seal_chain(session, require_tenant())
+    q = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit + 1)
+    if before is not None:
+        q = q.where(AuditEvent.seq < before)
+    rows = list((await session.execute(q)).scalars())
+    items = [
+        AuditEventOut(
+            r.seq,
+            r.occurred_at,
+            r.actor_type,
+            r.actor_id,
+            r.action,
+            r.object_type,
+            r.object_id,
+            r.data,
+            r.hash,
+        )
+        for r in rows[:limit]
+    ]
+    return AuditPage(items, items[-1].seq if len(rows) > limit else None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -56,7 +57,6 @@ from core.catalog.schemas import (
 )
 from core.db.base import utcnow
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
-from core.inventory.models import Code
 from core.validation import check_currency
 
 CODE_KINDS = ("code", "reusable_code", "stored_value")
@@ -66,6 +66,11 @@ STATUS_TRANSITIONS: dict[str, frozenset[str]] = {
     "inactive": frozenset({"active", "archived"}),
     "archived": frozenset({"inactive"}),
 }
+#: A check whether a product holds codes (in any state). Its code format is fixed once it does.
+HoldsCodes = Callable[[AsyncSession, uuid.UUID], Awaitable[bool]]
+#: The checks of the domains that store codes (``core.inventory`` registers one); the catalog asks them
+#: through :func:`register_code_holder` rather than importing those domains, which import the catalog.
+_CODE_HOLDERS: list[HoldsCodes] = []
 SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
 MAX_FACE_VALUE = 10**12
 MAX_TAGS, MAX_TAG_LENGTH = 20, 30
@@ -455,8 +460,18 @@ async def update_product(session: AsyncSession, product_id: uuid.UUID, data: Pro
     return product_out(product, items)
 
 
+def register_code_holder(check: HoldsCodes) -> HoldsCodes:
+    """Register a domain's :data:`HoldsCodes` check (usable as a decorator); registering twice is harmless."""
+    if check not in _CODE_HOLDERS:
+        _CODE_HOLDERS.append(check)
+    return check
+
+
 async def _has_codes(session: AsyncSession, product_id: uuid.UUID) -> bool:
-    return (await session.execute(select(Code.id).where(Code.product_id == product_id).limit(1))).first() is not None
+    for check in _CODE_HOLDERS:
+        if await check(session, product_id):
+            return True
+    return False
 
 
 def _like(text: str) -> str:

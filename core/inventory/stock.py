@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
 from core.catalog.models import Product
+from core.catalog.services import register_code_holder
 from core.db.base import utcnow
 from core.events.services import emit
 from core.inventory.models import CODE_STATES, Batch, Code, StockAlert, WriteOff
@@ -35,6 +36,12 @@ class StockLevel(msgspec.Struct):
     @property
     def total(self) -> int:
         return sum(getattr(self, s) for s in CODE_STATES)
+
+
+@register_code_holder
+async def product_has_codes(session: AsyncSession, product_id: uuid.UUID) -> bool:
+    """Whether the product has any code in the inventory, in any state (the catalog then fixes its format)."""
+    return (await session.execute(select(Code.id).where(Code.product_id == product_id).limit(1))).first() is not None
 
 
 async def stock_levels(

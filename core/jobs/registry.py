@@ -25,7 +25,6 @@ JOB_MODULES: tuple[str, ...] = (
     "core.notifications.actors",
     "core.inventory.importing.jobs",
     "core.inventory.jobs",
-    "core.audit.jobs",
     "core.bulk_grants.jobs",
     "core.reminders.jobs",
     "core.webhooks.jobs",

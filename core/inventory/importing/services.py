@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.audit.services import record
 from core.catalog.models import Product
 from core.catalog.rules import CHARSET_LABELS, CodeRules, charset_ok
+from core.catalog.services import get_product_by_sku
 from core.crypto.services import KeyService
 from core.db.base import utcnow
 from core.db.context import require_tenant
@@ -103,14 +104,7 @@ async def code_product(session: AsyncSession, product_id: uuid.UUID) -> Product:
 
 
 async def product_by_sku(session: AsyncSession, sku: str) -> Product:
-    """The tenant's product with this SKU (through the catalog service when it is installed)."""
-    try:
-        from core.catalog.services import get_product_by_sku
-    except ImportError:
-        found = (await session.execute(select(Product).where(Product.sku == sku.strip()))).scalar_one_or_none()
-        if found is None:
-            raise NotFound(f"No product with SKU {sku!r}", f"不存在 SKU 为 {sku!r} 的商品", code="product_not_found") from None
-        return found
+    """The tenant's product with this SKU (through the catalog service)."""
     return await get_product_by_sku(session, sku)
 
 
