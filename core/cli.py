@@ -123,7 +123,7 @@ async def _app_login_error(url: str) -> str | None:
     try:
         async with engine.connect() as conn:
             await conn.exec_driver_sql("select 1")
-    except Exception as exc:  # any failure is reported, never raised: the migration itself succeeded
+    except Exception as exc:  # boundary: a diagnostic after the migration succeeded; reported, never raised
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     finally:
         await engine.dispose()

@@ -1,4 +1,5 @@
-"""The plugin host (the core side of the partner SDK in :mod:`plugins`): loads ``kaquan`` entry points, honours the blocklist, checks hooks, lists connectors.
+"""The plugin host, the core side of the partner SDK in :mod:`plugins` (which imports nothing of core):
+loads ``kaquan`` entry points, honours the blocklist, checks hooks, lists connectors.
 
 ``KAQUAN_DISABLED_PLUGINS`` (comma separated) blocks entry-point names (never imported) and connector
 ids (loaded but not offered). A plugin that fails to import, whose hook raises, or whose connectors are
@@ -136,7 +137,7 @@ class PluginHost:
                     continue
                 try:
                     plugin = ep.load()
-                except Exception as exc:
+                except Exception as exc:  # boundary: importing a plugin; reported with its disable switch
                     self._fail(ep.name, f"({dist_info[0]} {dist_info[1]}) failed to load: {_describe(exc)}")
                     continue
                 if self._register(plugin, ep.name):
@@ -194,7 +195,7 @@ class PluginHost:
                 except PluginError as exc:
                     self._fail(name, f"provides an invalid connector: {exc}")
                     continue
-                except Exception as exc:
+                except Exception as exc:  # boundary: plugin hook call; reported with its disable switch
                     self._fail(name, f"failed in kaquan_connectors(): {_describe(exc)}")
                     continue
                 clash = next((i.id for i in infos if i.id in owner), None)

@@ -153,7 +153,7 @@ def request_context_middleware(app: Any) -> Any:
                         try:
                             await session.commit()
                             state["kaquan_committed"] = True
-                        except Exception as exc:
+                        except Exception as exc:  # boundary: request middleware answers a failed commit
                             state["kaquan_committed"] = False
                             await session.rollback()
                             status, code, extra = 500, "internal_error", []

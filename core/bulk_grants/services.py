@@ -473,7 +473,7 @@ async def _grant_row(kernel: Kernel, bulk: BulkGrant, row_id: uuid.UUID) -> str 
             return "granted"
     except DomainError as exc:
         code = failure_code(exc)
-    except Exception as exc:
+    except Exception as exc:  # boundary: one row of a bulk job; it fails alone, the rest go on
         code = "grant_failed"
         log.warning(
             "bulk_grant_row_failed",
@@ -834,7 +834,7 @@ async def run_bulk_grant(
                             await progress.advance(s, job_id, done)
             except DomainError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # boundary: one chunk of a bulk job; its rows are retried one by one
                 if not ids:
                     raise  # the rows could not even be taken: the database, not a row
                 log.warning(
@@ -896,7 +896,7 @@ async def run_bulk_grant(
             failed=bulk.failed,
             errors=errors,
         )
-    except Exception as exc:
+    except Exception as exc:  # boundary: the bulk job; whatever stops it is recorded on the bulk grant
         kind = exc.code if isinstance(exc, DomainError) else type(exc).__name__
         async with db.transaction() as s:
             failed = await get_bulk_grant(s, bulk_id)

@@ -766,7 +766,7 @@ async def grant_many(
         )
     try:
         codes = await _allocate_many(session, requests, products, list(grants), purpose)
-    except BaseException:
+    except BaseException:  # boundary: cleanup only, re-raised: the counted units go back on any exit
         for ticket in tickets.values():
             await engine.give_back(kernel.settings, ticket)
         raise
@@ -805,7 +805,7 @@ async def grant_many(
         results[i] = grant
     try:
         await session.flush()  # one flush for every grant, item, audit, event and outbox row
-    except BaseException:
+    except BaseException:  # boundary: cleanup only, re-raised: the counted units go back on any exit
         for i in grants:
             await engine.give_back(kernel.settings, tickets[i])
         raise

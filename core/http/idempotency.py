@@ -153,7 +153,7 @@ def idempotency_middleware(app: Any) -> Any:
 
         try:
             await app(scope, replay_receive, capture_send)
-        except BaseException:
+        except BaseException:  # boundary: request middleware cleanup, re-raised (cancellation too)
             await session.rollback()  # end the request's transaction (on SQLite it holds the write lock)
             await _forget(kernel, record_id)
             raise

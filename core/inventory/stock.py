@@ -41,7 +41,8 @@ class StockLevel(msgspec.Struct):
 @register_code_holder
 async def product_has_codes(session: AsyncSession, product_id: uuid.UUID) -> bool:
     """Whether the product has any code in the inventory, in any state (the catalog then fixes its format)."""
-    return (await session.execute(select(Code.id).where(Code.product_id == product_id).limit(1))).first() is not None
+    found = await session.execute(select(Code.id).where(Code.product_id == product_id).limit(1))
+    return found.first() is not None
 
 
 async def stock_levels(

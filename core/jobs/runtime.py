@@ -85,7 +85,7 @@ class JobRuntime:
         if isinstance(self.broker, RedisBroker):
             try:
                 await asyncio.to_thread(self.broker.client.ping)
-            except Exception as exc:
+            except Exception as exc:  # boundary: readiness probe; any broker failure means not ready
                 return f"error: {type(exc).__name__}"
             return "ok"
         if self.kernel.settings.in_process_worker and self.worker is None:

@@ -33,7 +33,7 @@ async def guard(
     ticket = await engine.admit(session, settings, action, subject, quantity)
     try:
         yield
-    except BaseException:
+    except BaseException:  # boundary: cleanup only, re-raised: the counted units go back on any exit
         await engine.give_back(settings, ticket)
         raise
 

@@ -22,12 +22,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import IO, Any, TypeVar
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import structlog
 from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
@@ -112,7 +112,7 @@ async def tenant_zone(session: AsyncSession) -> ZoneInfo:
     tenant, _plan = await get_tenant(session, require_tenant())
     try:
         return ZoneInfo(tenant.timezone)
-    except Exception:
+    except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("Asia/Shanghai")
 
 
@@ -506,7 +506,7 @@ async def _execute(
         # Statistics are upkeep: a failure here must not mark a committed batch as failed.
         try:
             await refresh_statistics(db, "codes")
-        except Exception:
+        except (SQLAlchemyError, OSError):
             log.warning("statistics_refresh_failed", import_id=str(import_id), exc_info=True)
         if job_id is not None:
             # The batch is committed; a progress record already finished (a second run) or gone is no error.
@@ -527,7 +527,7 @@ async def _execute(
             skipped_duplicates=outcome.skipped_duplicates,
         )
         return outcome
-    except Exception as exc:
+    except Exception as exc:  # boundary: the import job; whatever stops it is recorded on the import
         return await _mark_failed(db, import_id, job_id, exc)
 
 
@@ -551,6 +551,7 @@ async def _pipelined(
     finally:
         if pending is not None:
             pending.cancel()
+            # boundary: the abandoned read-ahead task; what it raised no longer matters
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await pending
 
