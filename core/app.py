@@ -9,12 +9,10 @@ from pathlib import Path
 
 from litestar import Litestar
 from litestar.config.csrf import CSRFConfig
-from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.static_files import create_static_files_router
 from litestar.stores.file import FileStore
 from litestar.stores.registry import StoreRegistry
-from litestar.template.config import TemplateConfig
 
 from core.audit.sealer import AuditSealer
 from core.bulk_grants.api import BulkGrantController
@@ -160,7 +158,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         request_class=KaquanRequest,
         before_request=decode_request_body,
-        template_config=TemplateConfig(directory=UI_DIR / "templates", engine=JinjaTemplateEngine),
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import ensure_head, record
 from core.db.base import utcnow
-from core.db.context import cross_tenant
 from core.db.session import bind_tenant
 from core.errors import Conflict, FieldError, ValidationFailed
 from core.kernel import Kernel
@@ -186,8 +185,3 @@ async def set_status(session: AsyncSession, tenant_id: uuid.UUID, status: str, r
     )
     await session.flush()
     return tenant_out(tenant, plan.code)
-
-
-async def all_tenant_ids(session: AsyncSession) -> list[uuid.UUID]:
-    with cross_tenant("list tenant ids"):
-        return list((await session.execute(select(Tenant.id))).scalars())

@@ -290,7 +290,3 @@ def build_broker(
         broker.emit_after("process_boot")
     declare_actors(broker)
     return broker
-
-
-def broker_kind(broker: dramatiq.Broker) -> str:
-    return "redis" if isinstance(broker, RedisBroker) else "stub"

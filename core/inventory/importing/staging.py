@@ -23,8 +23,6 @@ CHUNK_ROWS = 10_000
 _HEADER = struct.Struct(">4sIQ")
 _LEN = struct.Struct(">I")
 
-StagedRow = tuple[str, "str | None", "int | None"]
-
 
 class StagingCorrupt(ValueError):
     """The staged blob is truncated, reordered or not for this import."""
