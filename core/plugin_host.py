@@ -19,6 +19,7 @@ import msgspec
 import pluggy
 import structlog
 
+from core.settings import load_settings
 from plugins import hookspecs
 from plugins.contracts import CONNECTOR_ID, CONNECTOR_KINDS, ConnectorInfo
 from plugins.protocols import Connector, Notifier
@@ -359,7 +360,5 @@ def _installed_connector_ids(disabled: frozenset[str]) -> frozenset[str]:
 def installed_connector_ids(disabled: Iterable[str] | None = None) -> frozenset[str]:
     """Ids of the connectors the installed plugins provide (``disabled``: default, the settings' list)."""
     if disabled is None:
-        from core.settings import load_settings
-
         disabled = load_settings().disabled_plugin_names
     return _installed_connector_ids(frozenset(disabled))

@@ -61,6 +61,7 @@ from core.db.context import require_tenant
 from core.db.ids import new_id
 from core.db.session import Database
 from core.errors import Conflict, DomainError, NotFound, ValidationFailed
+from core.grants import services as grant_services  # looked up per call: tests replace its functions
 from core.grants.models import GrantItem
 from core.grants.schemas import GrantRequest
 from core.inventory.allocation import count_available
@@ -429,8 +430,6 @@ async def _grant_row(kernel: Kernel, bulk: BulkGrant, row_id: uuid.UUID) -> str 
     The fallback for a chunk that failed as a whole (see :func:`_grant_chunk`): row by row, so a row that
     breaks its chunk is isolated and the others are still granted.
     """
-    from core.grants.services import create_grant
-
     db = kernel.db
     try:
         async with db.transaction() as s:
@@ -454,7 +453,7 @@ async def _grant_row(kernel: Kernel, bulk: BulkGrant, row_id: uuid.UUID) -> str 
                 )
                 return "already_granted"
             request = _request(bulk, row, open_contact(await kernel.keys.cipher(s), row))
-            grant = await create_grant(
+            grant = await grant_services.create_grant(
                 s, kernel, request, source="bulk", client_id=bulk.client_id, user_id=bulk.user_id
             )
             await s.execute(
@@ -585,8 +584,6 @@ async def _grant_chunk(
     soon as they are known. The chunk commits or rolls back as one: a worker killed in the middle loses
     the chunk's work and grants nothing twice.
     """
-    from core.grants.services import grant_many
-
     tenant_id = require_tenant()
     now = utcnow()
     connection = await s.connection()
@@ -653,7 +650,7 @@ async def _grant_chunk(
     cipher = await kernel.keys.cipher(s)
     requests = [_request(bulk, r, open_contact(cipher, r)) for r in todo]
     results = (
-        await grant_many(
+        await grant_services.grant_many(
             s,
             kernel,
             requests,

@@ -55,6 +55,7 @@ from core.members.services import (
     normalize_phone,
     seal_phone,
 )
+from core.risk import engine
 from core.risk.gate import RiskSubject, guard
 from plugins import mask_recipient
 
@@ -722,8 +723,6 @@ async def grant_many(
     are served one by one in order until it is out (as a loop of single grants would). Any other
     exception (the database) propagates: the caller rolls back the whole batch.
     """
-    from core.risk import engine
-
     results: list[Grant | DomainError | None] = [None] * len(requests)
     for i, data in enumerate(requests):
         try:

@@ -17,6 +17,7 @@ from core.audit.services import record
 from core.crypto.services import KeyService
 from core.db.base import utcnow
 from core.errors import Conflict, FieldError, Forbidden, NotFound, RateLimited, ValidationFailed
+from core.grants import recall  # voiding codes voids the grant units held on them (see the import test)
 from core.inventory.models import Batch, Code, WriteOff
 from core.inventory.vault import unseal
 from tenants.schemas import Principal
@@ -120,11 +121,8 @@ async def void_codes(session: AsyncSession, code_ids: list[uuid.UUID], reason: s
 
     An ``issued`` code's held units become ``voided`` and their grants follow (:mod:`core.grants.recall`,
     the grants' state machine). Locks in the order every path takes them: the holding grants' rows
-    (sorted by id) first, then the codes'. ``core.grants`` imports the inventory, so the recall module is
-    imported here, inside the function, to keep the two packages from importing each other.
+    (sorted by id) first, then the codes'.
     """
-    from core.grants import recall  # function-level: core.grants imports core.inventory at module level
-
     reason = _need_reason(reason)
     if not code_ids or len(code_ids) > 10_000:
         raise ValidationFailed("Give 1 to 10000 code ids", "请提供 1 到 10000 个卡密 ID",

@@ -19,6 +19,7 @@ from core.crypto.envelope import TenantCipher
 from core.db.ids import new_id
 from core.inventory.models import Code
 from core.inventory.vault import seal
+from core.redemption.models import CodeAccount, LedgerEntry  # a stored-value batch opens its accounts
 
 LOOKUP_CHUNK_PG = 10_000
 LOOKUP_CHUNK_SQLITE = 900
@@ -163,8 +164,6 @@ async def open_balances(
     Redemption takes the balance from the account (``balance - amount WHERE balance >= amount``), so a card
     stocked here has its opening balance on record before its first spend.
     """
-    from core.redemption.models import CodeAccount, LedgerEntry  # redemption keeps balances; stock opens them
-
     accounts, ledger = CodeAccount.__table__, LedgerEntry.__table__
     opened, after = 0, None
     while True:
