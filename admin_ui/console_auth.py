@@ -25,7 +25,7 @@ from admin_ui.rendering import flash, locale_of, render, translator
 from admin_ui.sessions import end_session, safe_next, start_session
 from core.db.types import DbSession
 from core.errors import DomainError
-from tenants import onboarding
+from tenants import registry
 from tenants.guards import principal_of, provide_db
 from tenants.security import MIN_PASSWORD_LENGTH
 from tenants.users import accept_invite, authenticate_user, find_invite
@@ -97,7 +97,7 @@ class ConsoleAuthController(Controller):
         headers = {"Referrer-Policy": "no-referrer"}  # the URL carries the invite token
         try:
             user = await find_invite(db, token)
-            tenant, _plan = await onboarding.get_tenant(db, user.tenant_id)
+            tenant, _plan = await registry.get_tenant(db, user.tenant_id)
         except DomainError as exc:
             ctx = {"invalid": exc.detail(locale_of(request))}
             return render(request, "console/invite.html", ctx, status=exc.status, headers=headers)
@@ -134,7 +134,7 @@ class ConsoleAuthController(Controller):
                 problem = FormProblem(t.gettext("The two passwords do not match."), "password_confirm")
                 return await self._invite_page(request, db, token, problem, 422, form["name"])
             user = await accept_invite(db, token, data.password, data.name)
-            tenant, _plan = await onboarding.get_tenant(db, user.tenant_id)
+            tenant, _plan = await registry.get_tenant(db, user.tenant_id)
         except (DomainError, FormInvalid) as exc:
             await db.rollback()
             status = exc.status if isinstance(exc, DomainError) else 422

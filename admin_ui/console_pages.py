@@ -22,7 +22,7 @@ from admin_ui.rendering import flash, locale_of, render, translator
 from core.audit.services import ChainReport, list_events, verify_chain
 from core.db.types import DbSession
 from core.errors import DomainError, Unauthorized
-from tenants import onboarding
+from tenants import onboarding, registry
 from tenants.clients import client_out, create_client, list_clients, revoke_client
 from tenants.guards import principal_of, provide_db, require_permission
 from tenants.models import ROLES
@@ -54,7 +54,7 @@ def _principal(request: Request[Any, Any, Any]) -> tuple[Principal, uuid.UUID]:
 async def shell(request: Request[Any, Any, Any], db: DbSession) -> dict[str, Any]:
     """What every tenant page shows around its content: tenant, plan, the user and the menu."""
     p, tenant_id = _principal(request)
-    tenant, plan = await onboarding.get_tenant(db, tenant_id)
+    tenant, plan = await registry.get_tenant(db, tenant_id)
     me = await get_user(db, uuid.UUID(p.subject_id))
     return {
         "tenant": onboarding.tenant_out(tenant, plan.code),
@@ -79,7 +79,7 @@ class DashboardController(Controller):
     @get("/")
     async def dashboard(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         ctx = await shell(request, db)
-        used = await onboarding.quota_usage(db, ctx["tenant"].id)
+        used = await registry.quota_usage(db, ctx["tenant"].id)
         plan = ctx["plan"]
         ctx["quotas"] = [
             {"label": N_("Users"), "used": used["users"], "limit": plan.max_users},

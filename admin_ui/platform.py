@@ -25,7 +25,7 @@ from admin_ui.sessions import end_session, safe_next, start_session
 from core.db.types import DbSession
 from core.errors import DomainError
 from core.kernel import Kernel
-from tenants import onboarding
+from tenants import onboarding, registry
 from tenants.guards import principal_of, provide_db, require_operator
 from tenants.operators import authenticate_operator
 from tenants.schemas import StatusChange, TenantCreate
@@ -139,7 +139,7 @@ class PlatformConsoleController(Controller):
         problem: FormProblem | None = None,
         status: int = 200,
     ) -> Response[str]:
-        tenant, plan = await onboarding.get_tenant(db, tenant_id)
+        tenant, plan = await registry.get_tenant(db, tenant_id)
         ctx = {
             "tenant": onboarding.tenant_out(tenant, plan.code),
             "plan": onboarding.plan_out(plan),

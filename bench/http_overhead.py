@@ -50,7 +50,7 @@ from core.crypto.envelope import generate_master_key_spec
 from core.db.context import set_tenant, tenant_context
 from core.db.session import Database
 from core.settings import Settings, load_settings
-from tenants import onboarding
+from tenants import onboarding, registry
 from tenants.api_tenant import QuotaOut, TenantProfile
 from tenants.clients import create_client
 from tenants.models import Tenant
@@ -72,8 +72,8 @@ def create_bare_app(database_url: str, tenant_id: uuid.UUID) -> Litestar:
     async def profile() -> TenantProfile:
         with tenant_context(tenant_id):
             async with db.transaction() as s:
-                tenant, plan = await onboarding.get_tenant(s, tenant_id)
-                used = await onboarding.quota_usage(s, tenant_id)
+                tenant, plan = await registry.get_tenant(s, tenant_id)
+                used = await registry.quota_usage(s, tenant_id)
         quotas = [
             QuotaOut("users", plan.max_users, used["users"]),
             QuotaOut("api_clients", plan.max_api_clients, used["api_clients"]),

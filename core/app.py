@@ -13,12 +13,10 @@ from pathlib import Path
 
 from litestar import Litestar
 from litestar.config.csrf import CSRFConfig
-from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.static_files import create_static_files_router
 from litestar.stores.file import FileStore
 from litestar.stores.registry import StoreRegistry
-from litestar.template.config import TemplateConfig
 
 from core.audit.sealer import AuditSealer
 from core.domains import handlers
@@ -84,7 +82,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """The application: kernel, plugins, jobs, the audit sealer, and every domain's routes."""
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_json)
-    from plugins.manager import PluginError, load_plugins
+    from core.plugin_host import PluginError, load_plugins
 
     try:  # a broken plugin stops start-up with one readable line naming it and the switch that disables it
         plugins = load_plugins(settings.disabled_plugin_names)
@@ -140,7 +138,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         request_class=KaquanRequest,
         before_request=decode_request_body,
-        template_config=TemplateConfig(directory=UI_DIR / "templates", engine=JinjaTemplateEngine),
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],

@@ -126,7 +126,7 @@ async def _app_login_error(url: str) -> str | None:
     try:
         async with engine.connect() as conn:
             await conn.exec_driver_sql("select 1")
-    except Exception as exc:  # any failure is reported, never raised: the migration itself succeeded
+    except Exception as exc:  # boundary: a diagnostic after the migration succeeded; reported, never raised
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     finally:
         await engine.dispose()
@@ -263,7 +263,8 @@ async def tenants_list() -> None:
 
 async def _set_status(slug: str, status: str, reason: str) -> None:
     from core.errors import NotFound
-    from tenants.onboarding import get_tenant_by_slug, set_status
+    from tenants.onboarding import set_status
+    from tenants.registry import get_tenant_by_slug
 
     kernel = await _kernel()
     try:
@@ -297,7 +298,7 @@ async def tenants_resume(slug: str, reason: str) -> None:
 
 async def _tenant_id(kernel: Any, slug: str) -> Any:
     from core.errors import NotFound
-    from tenants.onboarding import get_tenant_by_slug
+    from tenants.registry import get_tenant_by_slug
 
     async with kernel.db.transaction() as db:
         tenant = await get_tenant_by_slug(db, slug)
@@ -520,7 +521,7 @@ async def codes_import(slug: str, sku: str, path: Path, supplier: str, unit_cost
     from core.errors import NotFound, ValidationFailed
     from core.inventory.importing import services
     from core.inventory.importing.schemas import ImportRequest
-    from tenants.onboarding import get_tenant_by_slug
+    from tenants.registry import get_tenant_by_slug
 
     kernel = await _kernel()
     try:
@@ -590,7 +591,7 @@ def plugins_list(as_json: bool) -> None:
     import msgspec
     import structlog
 
-    from plugins.manager import disable_hint, inspect_plugins
+    from core.plugin_host import disable_hint, inspect_plugins
 
     saved = structlog.get_config()
     structlog.configure(  # the list is the output: keep the loader's log lines out of it

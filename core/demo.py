@@ -12,7 +12,8 @@ from core.db.context import tenant_context
 from core.kernel import Kernel
 from tenants.clients import create_client, list_clients, revoke_client
 from tenants.models import Operator, User
-from tenants.onboarding import create_tenant, ensure_default_plans, get_tenant_by_slug
+from tenants.onboarding import create_tenant, ensure_default_plans
+from tenants.registry import get_tenant_by_slug
 from tenants.schemas import TenantCreate
 from tenants.scopes import SCOPES
 from tenants.security import generate_password, hash_password

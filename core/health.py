@@ -28,7 +28,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Health]:
         async with kernel.db.engine.connect() as conn:
             await conn.execute(text("select 1"))
         checks["database"] = "ok"
-    except Exception as exc:
+    except Exception as exc:  # boundary: readiness probe; any database failure means not ready
         checks["database"] = f"error: {type(exc).__name__}"
     runtime = getattr(request.app.state, "jobs", None)
     if runtime is not None:

@@ -11,7 +11,7 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.kernel import Kernel
-from tenants import onboarding
+from tenants import onboarding, registry
 from tenants.guards import provide_db, require_operator
 from tenants.operators import authenticate_operator, issue_operator_token
 from tenants.schemas import PlanCreate, PlanOut, StatusChange, TenantCreate, TenantCreated, TenantOut
@@ -77,7 +77,7 @@ class PlatformController(Controller):
 
     @get("/tenants/{tenant_id:uuid}")
     async def get_tenant(self, db: AsyncSession, tenant_id: uuid.UUID) -> TenantOut:
-        tenant, plan = await onboarding.get_tenant(db, tenant_id)
+        tenant, plan = await registry.get_tenant(db, tenant_id)
         return onboarding.tenant_out(tenant, plan.code)
 
     @post("/tenants/{tenant_id:uuid}/suspend", status_code=200)

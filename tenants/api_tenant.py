@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db.context import require_tenant
 from core.errors import DomainError, Unauthorized
 from core.http.openapi import TokenResponse
-from tenants import onboarding
+from tenants import onboarding, registry
 from tenants.clients import client_out, create_client, get_client, list_clients, revoke_client
 from tenants.guards import principal_of, provide_db, require_scope
 from tenants.oauth import token_response
@@ -77,8 +77,8 @@ class TenantApiController(Controller):
     @get("/tenant", guards=[require_scope("tenant:read")])
     async def profile(self, db: AsyncSession) -> TenantProfile:
         """The calling tenant's profile, plan quotas and their current use."""
-        tenant, plan = await onboarding.get_tenant(db, require_tenant())
-        used = await onboarding.quota_usage(db, tenant.id)
+        tenant, plan = await registry.get_tenant(db, require_tenant())
+        used = await registry.quota_usage(db, tenant.id)
         quotas = [
             QuotaOut("users", plan.max_users, used["users"]),
             QuotaOut("api_clients", plan.max_api_clients, used["api_clients"]),

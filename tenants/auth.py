@@ -17,7 +17,7 @@ from core.db.context import reset_tenant, set_tenant
 from core.errors import DomainError, Unauthorized
 from core.http.problems import OUTAGE_RETRY_AFTER, classify_failure, send_problem_asgi
 from tenants.clients import authenticate_bearer
-from tenants.models import Tenant, User
+from tenants.models import Operator, Tenant, User
 from tenants.operators import authenticate_operator_token
 from tenants.schemas import Principal
 
@@ -59,8 +59,6 @@ async def _console_principal(session: Any, data: dict[str, Any]) -> Principal | 
 async def _resolve_console_principal(session: Any, data: dict[str, Any]) -> Principal | None:
     realm = data.get("realm")
     if realm == "operator":
-        from tenants.models import Operator
-
         op = await session.get(Operator, uuid.UUID(data["operator_id"]))
         return Principal(kind="operator", subject_id=str(op.id)) if op and op.is_active else None
     if realm == "tenant":
@@ -178,7 +176,7 @@ def _committing_send(
                 try:
                     await session.commit()
                     state["kaquan_committed"] = True
-                except Exception as exc:
+                except Exception as exc:  # boundary: request middleware answers a failed commit
                     state["kaquan_committed"] = False
                     await session.rollback()
                     await _send_commit_failure(send, exc, path)

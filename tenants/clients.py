@@ -15,6 +15,7 @@ from core.db.context import require_tenant
 from core.db.session import bind_tenant
 from core.errors import FieldError, Forbidden, NotFound, TenantSuspended, Unauthorized, ValidationFailed
 from tenants.models import AccessToken, ApiClient, Plan, Tenant
+from tenants.registry import check_quota
 from tenants.schemas import ApiClientOut, Principal
 from tenants.scopes import MANAGE_CLIENTS_SCOPE, unknown_scopes
 from tenants.security import digest, new_client_id, random_secret, tenant_of_credential
@@ -58,8 +59,6 @@ async def create_client(
     creating it (None for a console owner/admin or the CLI): such a client can give only scopes it holds
     and never ``clients:manage`` (see :func:`_check_grantable`). The plan's ``api_clients`` quota applies.
     """
-    from tenants.onboarding import check_quota
-
     tenant_id = require_tenant()
     bad = unknown_scopes(scopes)
     if bad or not scopes:

@@ -71,7 +71,3 @@ def require_operator(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRout
 async def provide_db(request: Any) -> AsyncSession:
     """The request's session, opened by the request-context middleware and committed by it."""
     return request.state.db
-
-
-async def provide_principal(request: Any) -> Principal | None:
-    return request.state.principal if "principal" in request.state else None

@@ -25,6 +25,10 @@ class Plan(PlatformModel):
     max_stored_codes: Mapped[int] = mapped_column(default=100_000)
     allowed_connectors: Mapped[list[str]] = mapped_column(JSON, default=list)
 
+    def allows_connector(self, connector_id: str) -> bool:
+        """Whether tenants on this plan may connect the given connector (empty list: none allowed)."""
+        return connector_id in self.allowed_connectors or "*" in self.allowed_connectors
+
 
 class Tenant(PlatformModel):
     """A customer business. Its id is the ``tenant_id`` of every row it owns."""

@@ -1,22 +1,25 @@
-"""Plans and tenants: onboarding, status changes (suspend/resume) and quota checks."""
+"""Plans and tenants: onboarding and status changes (suspend/resume); lookups and quotas are in
+:mod:`tenants.registry`."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import ensure_head, record
 from core.db.base import utcnow
-from core.db.context import cross_tenant
 from core.db.session import bind_tenant
-from core.errors import Conflict, FieldError, NotFound, QuotaExceeded, ValidationFailed
+from core.errors import Conflict, FieldError, ValidationFailed
 from core.kernel import Kernel
+from core.plugin_host import installed_connector_ids
 from core.validation import check_currency, check_email, check_timezone
-from tenants.models import ApiClient, Plan, Tenant, User
+from tenants.clients import forget_principals
+from tenants.models import Plan, Tenant
+from tenants.registry import get_tenant
 from tenants.schemas import PlanCreate, PlanOut, TenantCreate, TenantCreated, TenantOut
 from tenants.users import create_invited_user
 
@@ -76,8 +79,6 @@ def check_allowed_connectors(names: list[str], known: Collection[str] | None = N
     ``known`` is the running process's connector ids (default: the installed plugins' ones).
     """
     if known is None:
-        from plugins.manager import installed_connector_ids
-
         known = installed_connector_ids()
     unknown = sorted({n for n in names if n != "*" and n not in known})
     if unknown:
@@ -167,25 +168,12 @@ async def list_tenants(session: AsyncSession) -> list[TenantOut]:
     return [tenant_out(t, code) for t, code in rows.all()]
 
 
-async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> tuple[Tenant, Plan]:
-    row = (await session.execute(select(Tenant, Plan).join(Plan).where(Tenant.id == tenant_id))).first()
-    if row is None:
-        raise NotFound("Tenant not found", "租户不存在", code="tenant_not_found")
-    return row[0], row[1]
-
-
-async def get_tenant_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
-    return (await session.execute(select(Tenant).where(Tenant.slug == slug))).scalar_one_or_none()
-
-
 async def set_status(session: AsyncSession, tenant_id: uuid.UUID, status: str, reason: str) -> TenantOut:
     """Suspend or resume; nothing is deleted. The change is audited in the tenant's own chain."""
     tenant, plan = await get_tenant(session, tenant_id)
     if tenant.status == status:
         raise Conflict(f"Tenant is already {status}", f"租户已处于该状态：{status}", code="status_unchanged")
     tenant.status, tenant.status_reason, tenant.status_changed_at = status, reason or None, utcnow()
-    from tenants.clients import forget_principals  # clients imports this module
-
     forget_principals()
     await bind_tenant(session, tenant.id)
     record(
@@ -197,35 +185,3 @@ async def set_status(session: AsyncSession, tenant_id: uuid.UUID, status: str, r
     )
     await session.flush()
     return tenant_out(tenant, plan.code)
-
-
-async def quota_usage(session: AsyncSession, tenant_id: uuid.UUID) -> dict[str, int]:
-    """Current use of the counted quotas of the tenant in context."""
-    users = await session.scalar(select(func.count()).select_from(User).where(User.status != "disabled"))
-    clients = await session.scalar(
-        select(func.count()).select_from(ApiClient).where(ApiClient.revoked_at.is_(None))
-    )
-    return {"users": int(users or 0), "api_clients": int(clients or 0)}
-
-
-async def check_quota(session: AsyncSession, tenant_id: uuid.UUID, quota: str, adding: int = 1) -> None:
-    """Raise :class:`QuotaExceeded` if adding ``adding`` more would pass the plan's limit."""
-    _tenant, plan = await get_tenant(session, tenant_id)
-    limits = {"users": plan.max_users, "api_clients": plan.max_api_clients}
-    used = (await quota_usage(session, tenant_id))[quota]
-    if used + adding > limits[quota]:
-        raise QuotaExceeded(
-            f"Your plan {plan.code!r} allows {limits[quota]} {quota.replace('_', ' ')}; {used} in use",
-            f"当前套餐 {plan.code!r} 最多允许 {limits[quota]} 个（{quota}），已使用 {used} 个",
-            extra={"quota": quota, "limit": limits[quota], "used": used},
-        )
-
-
-def connector_allowed(plan: Plan, connector_id: str) -> bool:
-    """Whether the plan lets tenants connect the given connector (empty list: none allowed)."""
-    return connector_id in plan.allowed_connectors or "*" in plan.allowed_connectors
-
-
-async def all_tenant_ids(session: AsyncSession) -> list[uuid.UUID]:
-    with cross_tenant("list tenant ids"):
-        return list((await session.execute(select(Tenant.id))).scalars())

@@ -18,6 +18,7 @@ from core.jobs.outbox import enqueue
 from core.kernel import Kernel
 from core.validation import check_email
 from tenants.models import Tenant, User
+from tenants.registry import check_quota, get_tenant_by_slug
 from tenants.schemas import UserOut
 from tenants.security import (
     MIN_PASSWORD_LENGTH,
@@ -39,8 +40,6 @@ async def create_invited_user(
     kernel: Kernel, session: AsyncSession, email: str, role: str, name: str, *, quota_checked: bool = False
 ) -> tuple[User, str]:
     """Create an invited user and queue the invite e-mail; returns the user and the one-time link."""
-    from tenants.onboarding import check_quota  # onboarding imports this module
-
     tenant_id = require_tenant()
     email = check_email(email)
     if (await session.execute(select(User.id).where(User.email == email))).first():
@@ -176,8 +175,6 @@ async def authenticate_user(
 
     After ``login_max_failures`` wrong passwords the account is locked for ``login_lockout_seconds``.
     """
-    from tenants.onboarding import get_tenant_by_slug
-
     invalid = Unauthorized("Wrong tenant, e-mail or password", "租户、邮箱或密码错误", code="invalid_login")
     error: Exception | None = None
     async with kernel.db.transaction() as session:

@@ -64,7 +64,7 @@ class AuditSealer:
             try:
                 async with self.db.sessionmaker() as session:
                     sealed += await seal_chain(session, tenant_id)
-            except Exception:  # the scheduled job and the next reader seal what is left
+            except Exception:  # boundary: the sealer loop; the scheduled job and readers seal what is left
                 log.exception("audit_seal_failed", tenant_id=str(tenant_id))
         return sealed
 

@@ -33,6 +33,27 @@ GENESIS = "0" * 64
 _TOUCHED = "kaquan_audit_touched"
 
 
+class AuditEventOut(msgspec.Struct):
+    """One sealed audit event as the API and the console list it."""
+
+    seq: int | None
+    occurred_at: dt.datetime
+    actor_type: str
+    actor_id: str
+    action: str
+    object_type: str
+    object_id: str
+    data: dict[str, Any]
+    hash: str | None
+
+
+class AuditPage(msgspec.Struct):
+    """A page of events, newest first; ``next_cursor`` is the ``seq`` to list before for the next page."""
+
+    items: list[AuditEventOut]
+    next_cursor: int | None
+
+
 class ChainReport(msgspec.Struct):
     """Result of verifying one tenant's chain."""
 
@@ -222,27 +243,6 @@ async def verify_chain(session: AsyncSession, tenant_id: uuid.UUID, batch: int =
     if head is not None and (head.last_seq != checked or head.last_hash != prev):
         return ChainReport(tenant_id, False, checked, checked + 1, "chain head is ahead of the stored events")
     return ChainReport(tenant_id, True, checked)
-
-
-class AuditEventOut(msgspec.Struct):
-    """One event of the chain as the API and the console's audit log show it."""
-
-    seq: int | None
-    occurred_at: dt.datetime
-    actor_type: str
-    actor_id: str
-    action: str
-    object_type: str
-    object_id: str
-    data: dict[str, Any]
-    hash: str | None
-
-
-class AuditPage(msgspec.Struct):
-    """Events newest first; ``next_cursor`` is the ``seq`` to pass back for the older ones."""
-
-    items: list[AuditEventOut]
-    next_cursor: int | None
 
 
 async def list_events(session: AsyncSession, before: int | None, limit: int) -> AuditPage:

@@ -36,6 +36,7 @@ from core.db.ids import new_id
 from core.db.results import rowcount
 from core.db.session import Database
 from core.errors import Conflict, DomainError, NotFound
+from core.grants import services as grant_services  # looked up per call: tests replace its functions
 from core.grants.models import Grant
 from core.grants.schemas import GrantRequest
 from core.jobs import progress
@@ -81,8 +82,6 @@ async def _grant_row(kernel: Kernel, bulk: BulkGrant, row_id: uuid.UUID) -> str 
     The fallback for a chunk that failed as a whole (see :func:`_grant_chunk`): row by row, so a row that
     breaks its chunk is isolated and the others are still granted.
     """
-    from core.grants.services import create_grant
-
     db = kernel.db
     try:
         async with db.transaction() as s:
@@ -106,7 +105,7 @@ async def _grant_row(kernel: Kernel, bulk: BulkGrant, row_id: uuid.UUID) -> str 
                 )
                 return "already_granted"
             request = _request(bulk, row, open_contact(await kernel.keys.cipher(s), row))
-            grant = await create_grant(
+            grant = await grant_services.create_grant(
                 s, kernel, request, source="bulk", client_id=bulk.client_id, user_id=bulk.user_id
             )
             await s.execute(
@@ -119,7 +118,7 @@ async def _grant_row(kernel: Kernel, bulk: BulkGrant, row_id: uuid.UUID) -> str 
             return "granted"
     except DomainError as exc:
         code = failure_code(exc)
-    except Exception as exc:
+    except Exception as exc:  # boundary: one row of a bulk job; it fails alone, the rest go on
         code = "grant_failed"
         log.warning(
             "bulk_grant_row_failed",
@@ -237,8 +236,6 @@ async def _grant_chunk(
     soon as they are known. The chunk commits or rolls back as one: a worker killed in the middle loses
     the chunk's work and grants nothing twice.
     """
-    from core.grants.services import grant_many
-
     tenant_id = require_tenant()
     now = utcnow()
     connection = await s.connection()
@@ -252,7 +249,7 @@ async def _grant_chunk(
     cipher = await kernel.keys.cipher(s)
     requests = [_request(bulk, r, open_contact(cipher, r)) for r in todo]
     results = (
-        await grant_many(
+        await grant_services.grant_many(
             s,
             kernel,
             requests,
@@ -503,7 +500,7 @@ async def run_bulk_grant(
             await _advance(db, job_id, max(total - pending, 0))
         await _grant_chunks(kernel, bulk, job_id, size, total, on_progress)
         return await _finish(db, bulk_id, job_id)
-    except Exception as exc:
+    except Exception as exc:  # boundary: the bulk job; whatever stops it is recorded on the bulk grant
         return await _stopped(db, bulk_id, job_id, exc)
 
 
@@ -531,7 +528,7 @@ async def _grant_chunks(
                         await progress.advance(s, job_id, done)
         except DomainError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # boundary: one chunk of a bulk job; its rows are retried one by one
             if not ids:
                 raise  # the rows could not even be taken: the database, not a row
             log.warning(

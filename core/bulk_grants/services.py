@@ -108,12 +108,6 @@ def open_contact(cipher: TenantCipher, row: BulkGrantRow) -> tuple[str, str | No
     return sealed[0], sealed[1], sealed[2]
 
 
-def open_written(cipher: TenantCipher, row: BulkGrantRow) -> dict[str, str]:
-    """The row's cells as the file had them (empty for rows stored before they were kept)."""
-    sealed = open_row(cipher, row)
-    return dict(sealed[3]) if len(sealed) > 3 else {}
-
-
 def bulk_out(bulk: BulkGrant) -> BulkGrantOut:
     return BulkGrantOut(
         id=bulk.id,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -56,8 +56,8 @@ from core.catalog.schemas import (
     ProductUpdate,
 )
 from core.db.base import utcnow
+from core.domains import extensions
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
-from core.inventory.models import Code
 from core.validation import check_currency
 
 CODE_KINDS = ("code", "reusable_code", "stored_value")
@@ -67,6 +67,11 @@ STATUS_TRANSITIONS: dict[str, frozenset[str]] = {
     "inactive": frozenset({"active", "archived"}),
     "archived": frozenset({"inactive"}),
 }
+#: A check whether a product holds codes (in any state). Its code format is fixed once it does.
+HoldsCodes = Callable[[AsyncSession, uuid.UUID], Awaitable[bool]]
+#: The extension point of those checks: the domains that store codes (``core.inventory``) provide one in
+#: their ``plugin.py``; the catalog asks them rather than importing those domains, which import the catalog.
+HOLDS_CODES = "catalog.holds_codes"
 SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
 MAX_FACE_VALUE = 10**12
 MAX_TAGS, MAX_TAG_LENGTH = 20, 30
@@ -472,7 +477,11 @@ async def update_product(session: AsyncSession, product_id: uuid.UUID, data: Pro
 
 
 async def _has_codes(session: AsyncSession, product_id: uuid.UUID) -> bool:
-    return (await session.execute(select(Code.id).where(Code.product_id == product_id).limit(1))).first() is not None
+    check: HoldsCodes
+    for check in extensions(HOLDS_CODES):
+        if await check(session, product_id):
+            return True
+    return False
 
 
 def _like(text: str) -> str:

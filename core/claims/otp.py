@@ -39,6 +39,7 @@ from core.jobs.registry import job
 from core.kernel import Kernel
 from core.members.services import PHONE_AAD, mask_phone, seal_phone
 from core.normalize import typed
+from core.notifications.delivery import deliver
 from core.risk import gate
 from core.risk.gate import RiskSubject, record_failure
 from core.settings import Settings
@@ -310,8 +311,6 @@ def open_sms(cipher: TenantCipher, payload: dict[str, Any]) -> tuple[str, str]:
 @job(SMS_ACTOR, queue="notifications", max_retries=5, min_backoff_ms=5_000)
 async def send_member_sms(template: str, sealed: str, to_masked: str = "") -> None:
     """Deliver one member SMS (a one-time code or a claim link) once, through the notifier for ``sms``."""
-    from core.notifications.delivery import deliver
-
     env = current_env()
     message = current_message()
     tenant_id = require_tenant()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -73,7 +74,7 @@ class MasterKeyring:
             return AESGCM(key).decrypt(
                 wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], b"kaquan-dk:" + tenant_id.bytes
             )
-        except Exception as exc:  # cryptography raises InvalidTag
+        except (InvalidTag, ValueError) as exc:  # a wrong key, or a blob too short to hold a nonce
             raise KeyError_(f"master key {key_id!r} cannot unwrap the data key of this tenant") from exc
 
 

@@ -188,12 +188,6 @@ async def bind_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
         await session.execute(_SET_CONTEXT, _context_params())
 
 
-async def refresh_rls(session: AsyncSession) -> None:
-    """Re-apply the current context to an open transaction (after entering a bypass or tenant)."""
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        await session.execute(_SET_CONTEXT, _context_params())
-
-
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 

@@ -15,9 +15,8 @@ from core.db.base import utcnow
 from core.db.ids import new_id
 from core.db.session import KaquanSession
 from core.domains import event_types
-from core.events.models import Event
+from core.events.models import Event, WebhookSubscription
 from core.jobs.models import OutboxMessage
-from core.webhooks.models import WebhookSubscription
 
 FANOUT_ACTOR = "fan_out_webhooks"
 _PENDING_FANOUT = "kaquan_pending_fanout"

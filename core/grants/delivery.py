@@ -215,7 +215,7 @@ async def deliver_grant(grant_id: str) -> None:
     )
     try:
         connector_id, result = await deliver(env, tenant_id, notification)
-    except Exception as exc:  # a broken connector counts as a retryable failure
+    except Exception as exc:  # boundary: notifier plugin call; a broken connector is a retryable failure
         connector_id = "notifier"
         result = DeliveryResult(
             status="failed", detail=f"notifier error: {type(exc).__name__}", retryable=True

@@ -35,7 +35,8 @@ and keeps the redemption status.
 After an item changes, :func:`sync_grant` derives the grant's status from its items (under the grant's
 row lock) and applies it only if :data:`GRANT_TRANSITIONS` allows the move. Explicit moves (void,
 delivery) are checked against the same table. A move the table does not allow raises
-:class:`IllegalTransition` (``409 illegal_transition``) and nothing changes.
+:class:`IllegalTransition` (``409 illegal_transition``) and nothing changes. The statuses themselves are
+declared in :mod:`core.grants.models`, beside the CHECK constraints that hold the database to them.
 """
 
 from __future__ import annotations
@@ -50,17 +51,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.audit.services import record
 from core.domains import extensions
 from core.errors import Conflict
-
-ITEM_STATUSES = ("held", "redeemed", "transferred", "voided", "expired")
-GRANT_STATUSES = (
-    "created",
-    "delivered",
-    "delivery_failed",
-    "partially_redeemed",
-    "redeemed",
-    "expired",
-    "voided",
-)
+from core.grants.models import GRANT_STATUSES, Grant, GrantItem
+from core.grants.models import ITEM_STATUSES as ITEM_STATUSES  # the statuses ITEM_TRANSITIONS moves between
 
 #: (item status, event) → the item's next status. Anything else is illegal.
 ITEM_TRANSITIONS: dict[tuple[str, str], str] = {
@@ -220,8 +212,6 @@ async def lock_grant(session: AsyncSession, grant_id: uuid.UUID) -> LockedGrant 
     """Take the grant's row lock (PostgreSQL) and read it. Every path that changes a grant's items takes
     this lock first (redemption, rollback, void, expiry), so two of them never wait on each other in a
     circle, and concurrent redemptions of two units of one grant count each other's items."""
-    from core.grants.models import Grant
-
     row = (
         await session.execute(
             select(Grant.status, Grant.ref, Grant.channel, Grant.delivered_at, Grant.delivery_detail)
@@ -250,8 +240,6 @@ async def sync_grant(
     ``locked`` is the grant as :func:`lock_grant` read it earlier in this transaction (else it is locked
     and read now). Audited as ``grant.status_changed``; a move the table does not allow raises.
     """
-    from core.grants.models import Grant, GrantItem
-
     grant = locked if locked is not None and locked.id == grant_id else await lock_grant(session, grant_id)
     if grant is None:
         return None
@@ -285,6 +273,4 @@ async def sync_grant(
 
 async def grant_of_item(session: AsyncSession, item_id: uuid.UUID) -> uuid.UUID | None:
     """The grant an item belongs to."""
-    from core.grants.models import GrantItem
-
     return await session.scalar(select(GrantItem.grant_id).where(GrantItem.id == item_id))

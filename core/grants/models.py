@@ -9,11 +9,21 @@ from sqlalchemy import CheckConstraint, ForeignKeyConstraint, Index, LargeBinary
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import TenantScoped
-from core.grants.lifecycle import GRANT_STATUSES, ITEM_STATUSES
 
 __all__ = ["GRANT_SOURCES", "GRANT_STATUSES", "ITEM_STATUSES", "Grant", "GrantItem"]
 
 GRANT_SOURCES = ("api", "console", "bulk", "claim")
+#: The statuses of the state machine in :mod:`core.grants.lifecycle` (its transition tables use these).
+ITEM_STATUSES = ("held", "redeemed", "transferred", "voided", "expired")
+GRANT_STATUSES = (
+    "created",
+    "delivered",
+    "delivery_failed",
+    "partially_redeemed",
+    "redeemed",
+    "expired",
+    "voided",
+)
 
 
 def status_check(statuses: tuple[str, ...]) -> CheckConstraint:

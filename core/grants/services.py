@@ -60,6 +60,7 @@ from core.members.services import (
     normalize_phone,
     seal_phone,
 )
+from core.risk import engine
 from core.risk.gate import RiskSubject, guard
 from plugins import mask_recipient
 
@@ -774,8 +775,6 @@ async def grant_many(
     are served one by one in order until it is out (as a loop of single grants would). Any other
     exception (the database) propagates: the caller rolls back the whole batch.
     """
-    from core.risk import engine
-
     results: list[Grant | DomainError | None] = [None] * len(requests)
     for i, data in enumerate(requests):
         try:
@@ -806,7 +805,7 @@ async def grant_many(
         )
     try:
         codes = await _allocate_many(session, requests, products, list(grants), purpose)
-    except BaseException:
+    except BaseException:  # boundary: cleanup only, re-raised: the counted units go back on any exit
         for ticket in tickets.values():
             await engine.give_back(kernel.settings, ticket)
         raise
@@ -823,7 +822,7 @@ async def grant_many(
         results[i] = grant
     try:
         await session.flush()  # one flush for every grant, item, audit, event and outbox row
-    except BaseException:
+    except BaseException:  # boundary: cleanup only, re-raised: the counted units go back on any exit
         for i in grants:
             await engine.give_back(kernel.settings, tickets[i])
         raise

@@ -295,7 +295,7 @@ def _spec(handler: Any) -> tuple[_BodySpec | None, list[tuple[str, str]]]:
             )
             try:
                 info = msgspec.inspect.type_info(data.annotation)
-            except Exception:  # a type msgspec cannot describe has no money fields
+            except TypeError:  # a type msgspec cannot describe has no money fields
                 info = None
         spec = _BodySpec(decoder=decoder, info=info, required=required, json=is_json)
     _SPECS[id(handler)] = (handler, spec, ints)

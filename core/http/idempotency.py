@@ -107,7 +107,7 @@ def idempotency_middleware(app: Any) -> Any:
         held = _HeldResponse(send, session, kernel, record_id)
         try:
             await app(scope, replay_receive, held.send)
-        except BaseException:
+        except BaseException:  # boundary: request middleware cleanup, re-raised (cancellation too)
             await session.rollback()  # end the request's transaction (on SQLite it holds the write lock)
             await _forget(kernel, record_id)
             raise

@@ -70,7 +70,7 @@ def request_log_middleware(app: Any) -> Any:
 
         try:
             await app(scope, receive_wrapper, send_wrapper)
-        except Exception as exc:
+        except Exception as exc:  # boundary: request middleware; notes the status it will log, re-raised
             if not started_response:  # the app's outer exception handler answers; log what it sends
                 status = status_for(exc)
             raise

@@ -30,4 +30,5 @@ domain = Domain(
         "codes:reveal": "Reveal or export plaintext codes (each reveal needs a reason and is audited).",
     },
     permissions={"inventory.read": EVERYONE, "inventory.manage": OPERATORS, "codes.reveal": ADMINS},
+    provides={"catalog.holds_codes": ("core.inventory.stock:product_has_codes",)},
 )

@@ -37,6 +37,12 @@ class StockLevel(msgspec.Struct):
         return sum(getattr(self, s) for s in CODE_STATES)
 
 
+async def product_has_codes(session: AsyncSession, product_id: uuid.UUID) -> bool:
+    """Whether the product has any code in the inventory, in any state (the catalog then fixes its format)."""
+    found = await session.execute(select(Code.id).where(Code.product_id == product_id).limit(1))
+    return found.first() is not None
+
+
 async def stock_levels(
     session: AsyncSession, product_id: uuid.UUID | None = None, by: str = "product"
 ) -> dict[uuid.UUID, StockLevel]:

@@ -1,6 +1,7 @@
 """Maintenance jobs (queue ``maintenance``), enqueued per tenant by the scheduler.
 
-Each deletes only the tenant in context's expired rows, so it is naturally idempotent.
+Each deletes only the tenant in context's expired rows, or seals its pending audit events, so it is
+naturally idempotent.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import datetime as dt
 import structlog
 from sqlalchemy import delete
 
+from core.audit.services import seal_chain
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.results import rowcount
@@ -20,6 +22,7 @@ from core.jobs.registry import job
 from tenants.models import AccessToken
 
 log = structlog.get_logger("kaquan.jobs.maintenance")
+audit_log = structlog.get_logger("kaquan.audit.jobs")
 
 #: Expired access tokens are kept this long (for support questions) before being deleted.
 ACCESS_TOKEN_GRACE = dt.timedelta(days=1)
@@ -77,3 +80,12 @@ async def purge_job_ledgers() -> None:
             .execution_options(synchronize_session=False)
         )
     log.info("purged_job_ledgers", outbox=rowcount(outbox), processed=rowcount(ledger))
+
+
+@job("seal_audit_chain", queue="maintenance", max_retries=5)
+async def seal_audit_chain() -> None:
+    """Seal the tenant's pending audit events (catches events written by workers and the CLI, which
+    run no in-process sealer)."""
+    async with current_env().db().sessionmaker() as session:
+        sealed = await seal_chain(session, require_tenant())
+    audit_log.info("audit_sealed", events=sealed)

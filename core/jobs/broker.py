@@ -143,7 +143,7 @@ class TenantMiddleware(Middleware):
 
         try:
             run_in_thread_loop(mark())
-        except Exception:  # not fatal: the relay may re-send it after the short time; actors are idempotent
+        except Exception:  # boundary: worker middleware; the relay may re-send it, actors are idempotent
             log.warning("outbox_mark_failed", outbox_id=str(outbox_id), status="running", exc_info=True)
 
     def _mark_outbox(self, outbox_id: uuid.UUID, status: str, error: str | None) -> None:
@@ -163,7 +163,7 @@ class TenantMiddleware(Middleware):
 
         try:
             run_in_thread_loop(mark())
-        except Exception:  # the relay redelivers a stale row; the idempotent actor then does nothing
+        except Exception:  # boundary: worker middleware; a stale row is redelivered, the actor is idempotent
             log.warning("outbox_mark_failed", outbox_id=str(outbox_id), status=status, exc_info=True)
 
     def _stack(self) -> list[tuple[str, MessageInfo, tuple[Any, ...]]]:
@@ -290,7 +290,3 @@ def build_broker(
         broker.emit_after("process_boot")
     declare_actors(broker)
     return broker
-
-
-def broker_kind(broker: dramatiq.Broker) -> str:
-    return "redis" if isinstance(broker, RedisBroker) else "stub"

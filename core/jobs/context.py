@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 from core.crypto.services import KeyService
 from core.db.session import Database
+from core.plugin_host import PluginHost
 from core.settings import Settings
-from plugins.manager import PluginHost
 
 T = TypeVar("T")
 

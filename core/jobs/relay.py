@@ -119,7 +119,7 @@ async def relay_once(
                 try:
                     with tenant_context(row.tenant_id):
                         await asyncio.to_thread(broker.enqueue, message)
-                except Exception as exc:
+                except Exception as exc:  # boundary: the broker and its middleware; the row waits a pass
                     error = f"{type(exc).__name__}: {exc}"[:2000]
                     _failed(row, now, error)
                     report.failed += 1
@@ -185,7 +185,7 @@ class OutboxRelay:
                     self.db, self.broker, limit=self.batch_size, redeliver_after=self.redeliver_after
                 )
                 full = report.broker_error is None and report.enqueued + report.redelivered >= self.batch_size
-            except Exception:
+            except Exception:  # boundary: the relay loop; one failed pass must not stop the next
                 log.exception("outbox_relay_pass_failed")
             if full:
                 continue  # more rows are waiting: go on without sleeping

@@ -24,7 +24,7 @@ from core.jobs.context import JobEnv
 from core.jobs.relay import OutboxRelay
 from core.jobs.scheduler import build_scheduler
 from core.kernel import Kernel
-from plugins.manager import PluginHost, load_plugins
+from core.plugin_host import PluginHost, load_plugins
 
 log = structlog.get_logger("kaquan.jobs")
 
@@ -85,7 +85,7 @@ class JobRuntime:
         if isinstance(self.broker, RedisBroker):
             try:
                 await asyncio.to_thread(self.broker.client.ping)
-            except Exception as exc:
+            except Exception as exc:  # boundary: readiness probe; any broker failure means not ready
                 return f"error: {type(exc).__name__}"
             return "ok"
         if self.kernel.settings.in_process_worker and self.worker is None:

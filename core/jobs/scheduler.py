@@ -62,7 +62,7 @@ def _tick(settings: Settings, periodic: Periodic) -> None:
 
     try:
         asyncio.run(once())
-    except Exception:
+    except Exception:  # boundary: scheduler tick; the next tick tries again
         log.exception("periodic_enqueue_failed", job=periodic.name)
 
 

@@ -14,8 +14,8 @@ from core.jobs.broker import build_broker
 from core.jobs.context import JobEnv
 from core.kernel import Kernel
 from core.logging import configure_logging
+from core.plugin_host import PluginError, load_plugins
 from core.settings import Settings
-from plugins.manager import PluginError, load_plugins
 
 log = structlog.get_logger("kaquan.worker")
 

@@ -188,10 +188,6 @@ async def redis_give_back(settings: Settings, tenant_id: uuid.UUID, keys: list[s
     )
 
 
-async def redis_count(settings: Settings, tenant_id: uuid.UUID, key: str) -> int:
-    return int(await redis_for(settings).get(redis_key(settings, tenant_id, "c", key)) or 0)
-
-
 async def redis_failure(
     settings: Settings,
     tenant_id: uuid.UUID,
@@ -258,15 +254,6 @@ async def db_subtract(session: AsyncSession, tenant_id: uuid.UUID, keys: list[st
         .where(and_(table.c.tenant_id == tenant_id, table.c.key.in_(keys)))
         .values(count=case((table.c.count > quantity, table.c.count - quantity), else_=0))
     )
-
-
-async def db_count(session: AsyncSession, tenant_id: uuid.UUID, key: str) -> int:
-    value = (
-        await session.execute(
-            select(RiskCounter.count).where(RiskCounter.tenant_id == tenant_id, RiskCounter.key == key)
-        )
-    ).scalar_one_or_none()
-    return int(value or 0)
 
 
 async def db_failure(

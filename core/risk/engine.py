@@ -42,9 +42,9 @@ from core.db.session import Database, KaquanSession
 from core.events.services import emit
 from core.risk import counters
 from core.risk.counters import CounterSpec, mask, normalize_ip, subject_key, window_bounds
-from core.risk.gate import RISK_ACTIONS, RiskRefused, RiskSubject
 from core.risk.models import BLOCK_KINDS, FAILURE_DIMENSIONS, RiskBlock, RiskFlag, RiskLockout, RiskRefusal
 from core.risk.services import RiskConfig, load_config
+from core.risk.subjects import RISK_ACTIONS, RiskRefused, RiskSubject
 from core.settings import Settings
 
 log = structlog.get_logger("kaquan.risk")
@@ -207,7 +207,7 @@ async def _refuse(
 
     try:
         await _autonomous(session, settings, write)
-    except Exception:  # the refusal stands even if its log row cannot be written
+    except (SQLAlchemyError, OSError):  # the refusal stands even if its log row cannot be written
         log.exception("risk_refusal_not_recorded", reason=reason)
     log.info("risk_refused", tenant_id=str(tenant_id), action=action, reason=reason, subject=masked)
     extra: dict[str, Any] = {"reason": reason, "action": action}
@@ -547,7 +547,7 @@ async def give_back(settings: Settings, ticket: Ticket) -> None:
         # the caller's failed transaction cannot run it; its rollback takes the counted units away anyway
         if ticket.store != "session":
             log.exception("risk_give_back_failed", tenant_id=str(tenant_id))
-    except Exception:
+    except Exception:  # boundary: runs on the caller's failure path, so it must not mask that failure
         log.exception("risk_give_back_failed", tenant_id=str(tenant_id))
 
 

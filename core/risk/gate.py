@@ -11,36 +11,18 @@ back if the guarded block raises. ``record_failure`` feeds the failed-attempt ve
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import DomainError
+from core.risk import engine
+from core.risk.subjects import RiskAction, RiskRefused, RiskSubject
 from core.settings import Settings
 
-RiskAction = Literal["grant", "claim", "transfer", "redeem"]
-RISK_ACTIONS: tuple[str, ...] = ("grant", "claim", "transfer", "redeem")
-
-
-@dataclass(frozen=True)
-class RiskSubject:
-    """Who is acting, as far as the caller knows; every field is optional."""
-
-    member_id: uuid.UUID | None = None
-    phone_digest: str | None = None
-    ip: str | None = None
-    device_id: str | None = None
-    client_id: uuid.UUID | None = None
-
-
-class RiskRefused(DomainError):
-    """A risk rule refused the action; ``extra['reason']`` is the stable reason code."""
-
-    status, code = 429, "risk_refused"
+# Callers import the subject and the refusal from here, with the guard; they are defined in
+# core.risk.subjects so that the engine behind the guard can use them without importing the guard.
+__all__ = ["RiskAction", "RiskRefused", "RiskSubject", "guard", "record_failure", "refuse_if_locked_out"]
 
 
 @asynccontextmanager
@@ -48,12 +30,10 @@ async def guard(
     session: AsyncSession, settings: Settings, action: RiskAction, subject: RiskSubject, quantity: int = 1
 ) -> AsyncIterator[None]:
     """Refuse, or count ``quantity`` units of ``action`` for ``subject`` for the guarded block."""
-    from core.risk import engine
-
     ticket = await engine.admit(session, settings, action, subject, quantity)
     try:
         yield
-    except BaseException:
+    except BaseException:  # boundary: cleanup only, re-raised: the counted units go back on any exit
         await engine.give_back(settings, ticket)
         raise
 
@@ -62,8 +42,6 @@ async def record_failure(
     session: AsyncSession, settings: Settings, action: RiskAction, subject: RiskSubject
 ) -> None:
     """Count a failed attempt (wrong code or PIN); enough of them in the window start a lockout."""
-    from core.risk import engine
-
     await engine.record_failure(session, settings, action, subject)
 
 
@@ -72,6 +50,4 @@ async def refuse_if_locked_out(
 ) -> None:
     """Refuse with ``locked_out`` while failed attempts keep ``subject`` out of ``action`` (no counting),
     for a step before the counted one, such as sending or checking a one-time code."""
-    from core.risk import engine
-
     await engine.refuse_if_locked_out(session, settings, action, subject)

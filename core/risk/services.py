@@ -20,6 +20,7 @@ from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from core.kernel import Kernel
+from core.members.services import mask_phone, normalize_phone, phone_digest
 from core.risk.counters import mask, zone
 from core.risk.models import RiskBlock, RiskFlag, RiskLockout, RiskPolicy, RiskRefusal, RiskRule
 from core.risk.schemas import (
@@ -195,8 +196,6 @@ async def normalize_block(session: AsyncSession, kernel: Kernel, kind: str, raw:
     """(value matched on, display) of a blocklist entry: a phone becomes its tenant-keyed digest."""
     raw = raw.strip()
     if kind == "phone":
-        from core.members.services import mask_phone, normalize_phone, phone_digest
-
         phone = normalize_phone(raw)
         return await phone_digest(session, kernel, phone), mask_phone(phone)
     if kind == "ip":

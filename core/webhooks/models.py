@@ -1,4 +1,4 @@
-"""Webhook subscriptions and their deliveries (one row per event and subscription)."""
+"""Webhook deliveries: one row per event and subscription (subscriptions are in :mod:`core.events.models`)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import datetime as dt
 import uuid
 
 from sqlalchemy import (
-    JSON,
     ForeignKeyConstraint,
     Index,
-    LargeBinary,
     String,
     UniqueConstraint,
 )
@@ -18,18 +16,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.db.base import TenantScoped
 
 DELIVERY_STATUSES = ("pending", "succeeded", "failed", "gave_up")
-
-
-class WebhookSubscription(TenantScoped):
-    """Where the tenant wants events POSTed; ``secret`` is the signing secret, encrypted (tenant cipher)."""
-
-    __tablename__ = "webhook_subscriptions"
-    url: Mapped[str] = mapped_column(String(2000))
-    events: Mapped[list[str]] = mapped_column(JSON, default=list)
-    secret: Mapped[bytes] = mapped_column(LargeBinary)
-    active: Mapped[bool] = mapped_column(default=True)
-    description: Mapped[str] = mapped_column(String(500), default="")
-    updated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class WebhookDelivery(TenantScoped):

@@ -34,13 +34,13 @@ from core.db.base import utcnow
 from core.db.ids import new_id
 from core.db.results import rowcount
 from core.errors import Conflict, FieldError, NotFound, QuotaExceeded, ValidationFailed
-from core.events.models import Event
+from core.events.models import Event, WebhookSubscription
 from core.events.services import EVENT_TYPES
 from core.events.services import FANOUT_ACTOR as FANOUT_ACTOR  # the fan-out job is written and run here
 from core.jobs.outbox import enqueue
 from core.settings import Settings
 from core.webhooks import signing
-from core.webhooks.models import DELIVERY_STATUSES, WebhookDelivery, WebhookSubscription
+from core.webhooks.models import DELIVERY_STATUSES, WebhookDelivery
 from core.webhooks.schemas import (
     DeliveryOut,
     DeliveryPage,

@@ -7,10 +7,10 @@ import sys
 import msgspec
 import pytest
 
+from core.plugin_host import ConnectorNotFound, PluginError, load_plugins
 from core.settings import load_settings
 from plugins import ConnectorInfo, DeliveryResult, hookimpl
 from plugins.builtin.log_notifier import LogNotifierConfig
-from plugins.manager import ConnectorNotFound, PluginError, load_plugins
 from tenants.models import Plan
 
 

@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from core.cli import main
+from core.plugin_host import PluginError, inspect_plugins, load_plugins
 from plugins import ConnectorInfo, DeliveryResult, hookimpl
 from plugins.builtin.log_notifier import LogNotifierConfig
-from plugins.manager import PluginError, inspect_plugins, load_plugins
 
 ROOT = Path(__file__).resolve().parents[2]
 

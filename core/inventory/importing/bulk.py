@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -149,17 +149,4 @@ async def write_codes(
     result = await conn.exec_driver_sql(_SQLITE_INSERT, params)
     return int(result.rowcount)
 
-
-async def insert_codes(
-    session: AsyncSession,
-    cipher: TenantCipher,
-    rows: Sequence[tuple[str, str | None, int | None]],
-    *,
-    default_expires_at: dt.datetime | None,
-    **target: Any,
-) -> int:
-    """Seal and insert ``rows`` in one step (see :func:`seal_rows` and :func:`write_codes`)."""
-    return await write_codes(
-        session, seal_rows(cipher, rows, default_expires_at), default_expires_at=default_expires_at, **target
-    )
 

@@ -203,11 +203,11 @@ def _open_sheet(f: IO[bytes], filename: str, ext: str, size: int, head: bytes) -
         if ext in SHEET_EXTENSIONS:
             raise _bad_sheet()
         raise _binary(_ZIP_ARCHIVE)  # an XLSX renamed .csv is read as what it is; other archives are not
-    try:
-        from python_calamine import CalamineWorkbook
+    from python_calamine import CalamineError, CalamineWorkbook  # imported when a sheet is opened
 
+    try:
         CalamineWorkbook.from_filelike(f).close()
-    except Exception:
+    except (CalamineError, OSError, ValueError):
         raise _bad_sheet() from None
     finally:
         f.seek(0)

@@ -22,17 +22,18 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import IO, Any, TypeVar
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import structlog
 from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
 from core.catalog.models import Product
 from core.catalog.rules import CHARSET_LABELS, CodeRules, charset_ok
+from core.catalog.services import get_product_by_sku
 from core.crypto.services import KeyService
 from core.db.base import utcnow
 from core.db.context import require_tenant
@@ -59,7 +60,7 @@ from core.inventory.models import Batch, Code, CodeImport
 from core.inventory.vault import clean
 from core.jobs import outbox, progress
 from core.jobs.models import JobRecord
-from tenants.onboarding import get_tenant
+from tenants.registry import get_tenant
 
 log = structlog.get_logger("kaquan.inventory.import")
 
@@ -114,14 +115,7 @@ async def code_product(session: AsyncSession, product_id: uuid.UUID) -> Product:
 
 
 async def product_by_sku(session: AsyncSession, sku: str) -> Product:
-    """The tenant's product with this SKU (through the catalog service when it is installed)."""
-    try:
-        from core.catalog.services import get_product_by_sku
-    except ImportError:
-        found = (await session.execute(select(Product).where(Product.sku == sku.strip()))).scalar_one_or_none()
-        if found is None:
-            raise NotFound(f"No product with SKU {sku!r}", f"不存在 SKU 为 {sku!r} 的商品", code="product_not_found") from None
-        return found
+    """The tenant's product with this SKU (through the catalog service)."""
     return await get_product_by_sku(session, sku)
 
 
@@ -129,7 +123,7 @@ async def tenant_zone(session: AsyncSession) -> ZoneInfo:
     tenant, _plan = await get_tenant(session, require_tenant())
     try:
         return ZoneInfo(tenant.timezone)
-    except Exception:
+    except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("Asia/Shanghai")
 
 
@@ -523,7 +517,7 @@ async def _execute(
         # Statistics are upkeep: a failure here must not mark a committed batch as failed.
         try:
             await refresh_statistics(db, "codes")
-        except Exception:
+        except (SQLAlchemyError, OSError):
             log.warning("statistics_refresh_failed", import_id=str(import_id), exc_info=True)
         if job_id is not None:
             # The batch is committed; a progress record already finished (a second run) or gone is no error.
@@ -544,7 +538,7 @@ async def _execute(
             skipped_duplicates=outcome.skipped_duplicates,
         )
         return outcome
-    except Exception as exc:
+    except Exception as exc:  # boundary: the import job; whatever stops it is recorded on the import
         return await _mark_failed(db, import_id, job_id, exc)
 
 
@@ -568,6 +562,7 @@ async def _pipelined(
     finally:
         if pending is not None:
             pending.cancel()
+            # boundary: the abandoned read-ahead task; what it raised no longer matters
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await pending
 

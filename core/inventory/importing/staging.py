@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 
 import msgspec
+from cryptography.exceptions import InvalidTag
 
 from core.crypto.envelope import TenantCipher
 
@@ -21,8 +22,6 @@ MAGIC = b"KQS1"
 CHUNK_ROWS = 10_000
 _HEADER = struct.Struct(">4sIQ")
 _LEN = struct.Struct(">I")
-
-StagedRow = tuple[str, "str | None", "int | None"]
 
 
 class StagingCorrupt(ValueError):
@@ -103,7 +102,7 @@ def iter_staged(
             raise StagingCorrupt("staged data is truncated")
         try:
             plain = cipher.decrypt(bytes(view[at : at + length]), aad=_aad(import_id, index))
-        except Exception:
+        except (InvalidTag, ValueError):
             raise StagingCorrupt("staged data does not belong to this import") from None
         at += length
         part = decoder.decode(plain)

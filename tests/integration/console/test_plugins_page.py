@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from plugins.manager import load_plugins
+from core.plugin_host import load_plugins
 
 
 def _rows(html: str) -> dict[tuple[str, str], str]:

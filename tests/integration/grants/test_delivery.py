@@ -28,7 +28,7 @@ from core.grants.schemas import GrantRequest
 from core.grants.services import create_grant, void_grant
 from core.jobs.context import JobEnv, MessageInfo, reset_job_context, set_job_context
 from core.jobs.models import OutboxMessage
-from plugins.manager import load_plugins
+from core.plugin_host import load_plugins
 
 FAR = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)
 

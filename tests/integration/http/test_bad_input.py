@@ -104,7 +104,7 @@ async def test_an_exhausted_database_pool_is_503_busy_not_500(client, make_tenan
     async def no_connection(*_a, **_k):
         raise PoolTimeout("QueuePool limit of size 10 overflow 20 reached, connection timed out, timeout 30.00")
 
-    monkeypatch.setattr(api_tenant.onboarding, "get_tenant", no_connection)
+    monkeypatch.setattr(api_tenant.registry, "get_tenant", no_connection)
     r = await client.get("/api/v1/tenant", headers={"Authorization": f"Bearer {creds.token}", "Accept-Language": "en"})
     body = _is_problem(r, 503, "server_busy")
     assert r.headers["retry-after"] == "1" and "nothing was changed" in body["detail"]

@@ -92,7 +92,7 @@ async def test_outage_errors_mid_request_are_503(client, make_tenant, make_api_c
     async def outage(*_a, **_k):
         raise error
 
-    monkeypatch.setattr(api_tenant.onboarding, "get_tenant", outage)
+    monkeypatch.setattr(api_tenant.registry, "get_tenant", outage)
     _is_503(await client.get("/api/v1/tenant", headers=creds.headers))
 
 
@@ -105,7 +105,7 @@ async def test_a_bug_is_still_a_500(client, make_tenant, make_api_client, monkey
     async def bug(*_a, **_k):
         raise KeyError("not an outage")
 
-    monkeypatch.setattr(api_tenant.onboarding, "get_tenant", bug)
+    monkeypatch.setattr(api_tenant.registry, "get_tenant", bug)
     r = await client.get("/api/v1/tenant", headers=creds.headers)
     assert r.status_code == 500 and r.json()["code"] == "internal_error"
 
@@ -167,18 +167,18 @@ async def test_postgresql_connection_killed_mid_request_is_503_then_recovers(
         pytest.skip("needs PostgreSQL")
     from sqlalchemy import text
 
-    from tenants import api_tenant, onboarding
+    from tenants import api_tenant, registry
 
     tenant = await make_tenant()
     creds = await make_api_client(tenant, ["tenant:read"])
-    real = onboarding.get_tenant
+    real = registry.get_tenant
 
     async def killed_midway(db, tenant_id):
         await db.execute(text("select pg_terminate_backend(pg_backend_pid())"))
         return await real(db, tenant_id)
 
-    monkeypatch.setattr(api_tenant.onboarding, "get_tenant", killed_midway)
+    monkeypatch.setattr(api_tenant.registry, "get_tenant", killed_midway)
     _is_503(await client.get("/api/v1/tenant", headers=creds.headers))
-    monkeypatch.setattr(api_tenant.onboarding, "get_tenant", real)
+    monkeypatch.setattr(api_tenant.registry, "get_tenant", real)
     r = await client.get("/api/v1/tenant", headers=creds.headers)
     assert r.status_code == 200, r.text

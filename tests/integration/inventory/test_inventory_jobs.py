@@ -14,7 +14,7 @@ from core.inventory.models import Code, WriteOff
 from core.jobs.context import JobEnv, reset_job_context, set_job_context
 from core.jobs.registry import load_job_modules
 from core.jobs.scheduler import PERIODIC
-from plugins.manager import load_plugins
+from core.plugin_host import load_plugins
 from tests.integration.inventory.stocking import stock_product
 
 

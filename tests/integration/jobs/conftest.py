@@ -31,8 +31,8 @@ from core.jobs.broker import build_broker
 from core.jobs.context import JobEnv
 from core.jobs.models import OutboxMessage
 from core.jobs.registry import QUEUES
+from core.plugin_host import PluginHost, load_plugins
 from plugins import ConnectorContext, ConnectorInfo, DeliveryResult, Notification, hookimpl
-from plugins.manager import PluginHost, load_plugins
 from tenants.users import create_invited_user
 
 FAR = utcnow().replace(microsecond=0) + dt.timedelta(days=30)

@@ -13,10 +13,10 @@ from sqlalchemy import select, text
 
 from core.audit.models import AuditEvent
 from core.db.context import tenant_context
+from core.events.models import WebhookSubscription
 from core.jobs.models import OutboxMessage
 from core.logging import configure_logging
 from core.webhooks import services
-from core.webhooks.models import WebhookSubscription
 
 PROBLEM = "application/problem+json"
 

@@ -1,4 +1,5 @@
-"""The plugin host: loads ``kaquan`` entry points, honours the blocklist, checks hooks, lists connectors.
+"""The plugin host, the core side of the partner SDK in :mod:`plugins` (which imports nothing of core):
+loads ``kaquan`` entry points, honours the blocklist, checks hooks, lists connectors.
 
 ``KAQUAN_DISABLED_PLUGINS`` (comma separated) blocks entry-point names (never imported) and connector
 ids (loaded but not offered). A plugin that fails to import, whose hook raises, or whose connectors are
@@ -12,17 +13,16 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 from collections.abc import Collection, Iterable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import msgspec
 import pluggy
 import structlog
 
+from core.settings import load_settings
 from plugins import hookspecs
 from plugins.contracts import CONNECTOR_ID, CONNECTOR_KINDS, ConnectorInfo
 from plugins.protocols import Connector, Notifier
-from tenants.models import Plan
-from tenants.onboarding import connector_allowed
 
 PROJECT = "kaquan"
 DISABLE_SWITCH = "KAQUAN_DISABLED_PLUGINS"
@@ -31,6 +31,14 @@ log = structlog.get_logger("kaquan.plugins")
 #: Why a plugin or connector is not in use (``PluginStatus.reason`` / ``ConnectorStatus.reason``).
 REASON_BLOCKLISTED = "blocklisted"
 REASON_FAILED = "failed"
+
+
+class ConnectorPolicy(Protocol):
+    """What the host asks of a plan (``tenants.models.Plan``) when a tenant wants to connect a connector."""
+
+    def allows_connector(self, connector_id: str) -> bool:
+        """Whether tenants on this plan may connect ``connector_id``."""
+        ...
 
 
 class PluginError(RuntimeError):
@@ -130,7 +138,7 @@ class PluginHost:
                     continue
                 try:
                     plugin = ep.load()
-                except Exception as exc:
+                except Exception as exc:  # boundary: importing a plugin; reported with its disable switch
                     self._fail(ep.name, f"({dist_info[0]} {dist_info[1]}) failed to load: {_describe(exc)}")
                     continue
                 if self._register(plugin, ep.name):
@@ -189,7 +197,7 @@ class PluginHost:
                 except PluginError as exc:
                     self._fail(name, f"provides an invalid connector: {exc}")
                     continue
-                except Exception as exc:
+                except Exception as exc:  # boundary: plugin hook call; reported with its disable switch
                     self._fail(name, f"failed in kaquan_connectors(): {_describe(exc)}")
                     continue
                 clash = next((i.id for i in infos if i.id in owner), None)
@@ -242,13 +250,13 @@ class PluginHost:
             if c.info.kind == "notifier" and channel in c.info.capabilities and isinstance(c, Notifier)
         ]
 
-    def allowed(self, plan: Plan, connector_id: str) -> bool:
+    def allowed(self, plan: ConnectorPolicy, connector_id: str) -> bool:
         """Whether tenants on ``plan`` may connect ``connector_id`` (it must also be installed and enabled)."""
-        return connector_id in self.connectors() and connector_allowed(plan, connector_id)
+        return connector_id in self.connectors() and plan.allows_connector(connector_id)
 
-    def allowed_for_plan(self, plan: Plan, kind: str | None = None) -> list[ConnectorInfo]:
+    def allowed_for_plan(self, plan: ConnectorPolicy, kind: str | None = None) -> list[ConnectorInfo]:
         """The connectors (optionally of one kind) a tenant on ``plan`` may connect."""
-        return [i for i in self.infos(kind) if connector_allowed(plan, i.id)]
+        return [i for i in self.infos(kind) if plan.allows_connector(i.id)]
 
     # -- reporting -----------------------------------------------------------------------------------
 
@@ -353,7 +361,5 @@ def _installed_connector_ids(disabled: frozenset[str]) -> frozenset[str]:
 def installed_connector_ids(disabled: Iterable[str] | None = None) -> frozenset[str]:
     """Ids of the connectors the installed plugins provide (``disabled``: default, the settings' list)."""
     if disabled is None:
-        from core.settings import load_settings
-
         disabled = load_settings().disabled_plugin_names
     return _installed_connector_ids(frozenset(disabled))

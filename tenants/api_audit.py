@@ -1,4 +1,8 @@
-"""Audit API: list a tenant's events and verify its chain (``/api/v1/audit``)."""
+"""Audit API: list the tenant's events and verify its chain (``/api/v1/audit``).
+
+The chain itself is the kernel in :mod:`core.audit`, below ``tenants``; this controller adds the auth
+guards on top, so it lives here rather than in the kernel.
+"""
 
 from __future__ import annotations
 
