@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.audit.models import AuditEvent
 from core.audit.services import ChainReport, seal_chain, verify_chain
 from core.db.context import require_tenant
+from core.db.paging import keyset_page
 from tenants.guards import provide_db, require_scope
 
 
@@ -39,10 +40,7 @@ class AuditPage(msgspec.Struct):
 async def list_events(db: AsyncSession, before: int | None, limit: int) -> AuditPage:
     """Newest sealed events first (pending events are sealed first, so the list is complete)."""
     await seal_chain(db, require_tenant())
-    q = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit + 1)
-    if before is not None:
-        q = q.where(AuditEvent.seq < before)
-    rows = list((await db.execute(q)).scalars())
+    page = await keyset_page(db, select(AuditEvent), AuditEvent.seq, cursor=before, limit=limit)
     items = [
         AuditEventOut(
             r.seq,
@@ -55,9 +53,9 @@ async def list_events(db: AsyncSession, before: int | None, limit: int) -> Audit
             r.data,
             r.hash,
         )
-        for r in rows[:limit]
+        for r in page.items
     ]
-    return AuditPage(items, items[-1].seq if len(rows) > limit else None)
+    return AuditPage(items, page.next_cursor)
 
 
 class AuditController(Controller):

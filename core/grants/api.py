@@ -68,7 +68,6 @@ class GrantController(Controller):
     @get("/", guards=[require_scope("grants:read")])
     async def list_grants(
         self,
-        request: Request[Any, Any, Any],
         db: AsyncSession,
         member_id: Annotated[uuid.UUID | None, Parameter(query="member")] = None,
         grant_status: Annotated[str | None, Parameter(query="status", max_length=20)] = None,
@@ -80,7 +79,7 @@ class GrantController(Controller):
         rows = await services.list_grants(
             db, after=cursor, limit=limit, member_id=member_id, status=grant_status, campaign_ref=campaign_ref
         )
-        return await services.grant_page(db, request.app.state.kernel, rows, limit)
+        return await services.grant_page(db, rows, limit)
 
     @get("/{grant_id:uuid}", guards=[require_scope("grants:read")])
     async def get_grant(

@@ -23,10 +23,12 @@ from sqlalchemy.orm import Session
 
 from core.audit.services import record
 from core.catalog.models import Product
+from core.catalog.services import find_product, find_products
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id, readable_ref
+from core.db.paging import Page, keyset_select
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.events.services import emit
 from core.grants.lifecycle import check_grant, grant_can, grant_sources, item_transition
@@ -110,13 +112,6 @@ def _check(data: GrantRequest) -> None:
             "活动编号过长",
             errors=[FieldError(field="campaign_ref", message="at most 120 characters", code="too_long")],
         )
-
-
-async def _product(session: AsyncSession, product_id: uuid.UUID) -> Product:
-    product = (await session.execute(select(Product).where(Product.id == product_id))).scalar_one_or_none()
-    if product is None:
-        raise NotFound("Product not found", "权益商品不存在", code="product_not_found")
-    return product
 
 
 def seal_contact(cipher: TenantCipher, grant_id: uuid.UUID, contact: str) -> bytes:
@@ -238,7 +233,7 @@ async def create_grant(
     _check(data)
     phone = normalize_phone(data.phone) if data.phone and data.phone.strip() else None
     email = normalize_email(data.email) if data.email and data.email.strip() else None
-    product = await _product(session, data.product_id)
+    product = await find_product(session, data.product_id)
     member = await find_or_create_member(
         session,
         kernel,
@@ -441,16 +436,14 @@ async def list_grants(
             ],
         )
     limit = max(1, min(limit, MAX_PAGE))
-    stmt = select(Grant).order_by(Grant.id.desc()).limit(limit + 1)
-    if after is not None:
-        stmt = stmt.where(Grant.id < after)
+    stmt = select(Grant)
     if member_id is not None:
         stmt = stmt.where(Grant.member_id == member_id)
     if status:
         stmt = stmt.where(Grant.status == status)
     if campaign_ref:
         stmt = stmt.where(Grant.campaign_ref == campaign_ref)
-    return list((await session.execute(stmt)).scalars())
+    return list((await session.execute(keyset_select(stmt, Grant.id, cursor=after, limit=limit))).scalars())
 
 
 async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reveal: bool = False) -> GrantOut:
@@ -470,14 +463,7 @@ async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reve
     cipher = await kernel.keys.cipher(session) if reveal and items else None
     out_codes: list[GrantCodeOut] = []
     for item in items:
-        entry = GrantCodeOut(
-            item_id=item.id,
-            code_id=item.code_id,
-            masked=masked(last4[item.code_id]),
-            last4=last4[item.code_id],
-            status=item.status,
-            expires_at=item.expires_at,
-        )
+        entry = _code_out(item, last4[item.code_id])
         if cipher is not None:
             code = codes[item.code_id]
             entry.number, entry.pin = unseal(cipher, code.digest, code.secret)
@@ -491,6 +477,21 @@ async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reve
             grant.id,
             {"ref": grant.ref, "codes": sorted(str(c) for c in code_ids)},
         )
+    return _grant_view(grant, member, out_codes, revealed=cipher is not None)
+
+
+def _code_out(item: GrantItem, last4: str) -> GrantCodeOut:
+    return GrantCodeOut(
+        item_id=item.id,
+        code_id=item.code_id,
+        masked=masked(last4),
+        last4=last4,
+        status=item.status,
+        expires_at=item.expires_at,
+    )
+
+
+def _grant_view(grant: Grant, member: Member | None, codes: list[GrantCodeOut], *, revealed: bool) -> GrantOut:
     return GrantOut(
         id=grant.id,
         ref=grant.ref,
@@ -515,15 +516,55 @@ async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reve
         delivery_detail=grant.delivery_detail,
         voided_at=grant.voided_at,
         void_reason=grant.void_reason,
-        codes=out_codes,
-        revealed=cipher is not None,
+        codes=codes,
+        revealed=revealed,
     )
 
 
-async def grant_page(session: AsyncSession, kernel: Kernel, rows: list[Grant], limit: int) -> GrantPage:
-    limit = max(1, min(limit, MAX_PAGE))
-    items = [await grant_out(session, kernel, g) for g in rows[:limit]]
-    return GrantPage(items, items[-1].id if len(rows) > limit else None)
+async def grants_out(session: AsyncSession, grants: Sequence[Grant]) -> list[GrantOut]:
+    """Several grants as :func:`grant_out` shows them (codes masked), in three queries whatever their number:
+    the items with their codes' last four characters, and the members."""
+    just_created: dict[uuid.UUID, Any] = session.info.get(_JUST_CREATED, {})
+    parts = {g.id: just_created.pop(g.id) for g in grants if g.id in just_created}
+    stored = [g.id for g in grants if g.id not in parts]
+    items: dict[uuid.UUID, list[GrantItem]] = {gid: [] for gid in stored}
+    last4: dict[uuid.UUID, str] = {}
+    if stored:
+        rows = await session.execute(
+            select(GrantItem, Code.last4)
+            .join(Code, (Code.tenant_id == GrantItem.tenant_id) & (Code.id == GrantItem.code_id))
+            .where(GrantItem.grant_id.in_(stored))
+            .order_by(GrantItem.grant_id, GrantItem.id)
+        )
+        for item, code_last4 in rows:
+            items[item.grant_id].append(item)
+            last4[item.code_id] = code_last4
+    member_ids = {g.member_id for g in grants if g.id not in parts and g.member_id is not None}
+    members: dict[uuid.UUID, Member] = {}
+    if member_ids:
+        members = {
+            m.id: m for m in (await session.execute(select(Member).where(Member.id.in_(member_ids)))).scalars()
+        }
+    missing = {i.code_id for gid, (its, known, _m) in parts.items() for i in its if i.code_id not in known}
+    if missing:
+        found = await session.execute(select(Code.id, Code.last4).where(Code.id.in_(missing)))
+        last4.update({code_id: code_last4 for code_id, code_last4 in found})
+    out: list[GrantOut] = []
+    for grant in grants:
+        if grant.id in parts:
+            its, known, member = parts[grant.id]
+            codes = [_code_out(i, known[i.code_id] if i.code_id in known else last4[i.code_id]) for i in its]
+        else:
+            member = members.get(grant.member_id) if grant.member_id else None
+            codes = [_code_out(i, last4[i.code_id]) for i in items[grant.id]]
+        out.append(_grant_view(grant, member, codes, revealed=False))
+    return out
+
+
+async def grant_page(session: AsyncSession, rows: list[Grant], limit: int) -> GrantPage:
+    """The API page of :func:`list_grants`' rows (fetched with ``limit + 1``)."""
+    page = Page.cut(rows, max(1, min(limit, MAX_PAGE)), lambda g: g.id)
+    return GrantPage(await grants_out(session, page.items), page.next_cursor)
 
 
 # --------------------------------------------------------------------------------------------- many at once
@@ -730,11 +771,7 @@ async def grant_many(
             _check(data)
         except DomainError as exc:
             results[i] = exc
-    product_ids = {d.product_id for d in requests}
-    products = {
-        p.id: p
-        for p in (await session.execute(select(Product).where(Product.id.in_(list(product_ids))))).scalars()
-    }
+    products = await find_products(session, (d.product_id for d in requests))
     members = await _members_for(session, kernel, requests, "grant")
     cipher = await kernel.keys.cipher(session)
     grants: dict[int, Grant] = {}

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.catalog.services import find_product
+from core.db.paging import keyset_page, keyset_rows
 from core.errors import DomainError, FieldError, NotFound, ValidationFailed
 from core.inventory import allocation, custody
 from core.inventory.models import CODE_STATES, Batch, Code
@@ -97,15 +98,12 @@ async def list_batches(
     db: AsyncSession, product_id: uuid.UUID | None, cursor: uuid.UUID | None, limit: int
 ) -> BatchPage:
     """Batches newest first, optionally of one product (404 if the product is not the tenant's)."""
-    q = select(Batch).order_by(Batch.id.desc()).limit(limit + 1)
+    q = select(Batch)
     if product_id is not None:
         await find_product(db, product_id)
         q = q.where(Batch.product_id == product_id)
-    if cursor is not None:
-        q = q.where(Batch.id < cursor)
-    rows = list((await db.execute(q)).scalars())
-    page = rows[:limit]
-    return BatchPage([batch_out(b) for b in page], page[-1].id if len(rows) > limit else None)
+    page = await keyset_page(db, q, Batch.id, cursor=cursor, limit=limit)
+    return BatchPage([batch_out(b) for b in page.items], page.next_cursor)
 
 
 async def get_batch(db: AsyncSession, batch_id: uuid.UUID) -> BatchDetail:
@@ -125,7 +123,7 @@ async def list_codes(
 ) -> CodePage:
     """Codes masked (``•••• 1234``), oldest first; never the number or the PIN."""
     q = select(Code.id, Code.product_id, Code.batch_id, Code.last4, Code.has_pin, Code.state, Code.expires_at,
-               Code.uses_left).order_by(Code.id).limit(limit + 1)
+               Code.uses_left)
     if batch_id is not None:
         await find_batch(db, batch_id)
         q = q.where(Code.batch_id == batch_id)
@@ -134,12 +132,10 @@ async def list_codes(
         q = q.where(Code.product_id == product_id)
     if state is not None:
         q = q.where(Code.state == check_states([state], "state")[0])
-    if cursor is not None:
-        q = q.where(Code.id > cursor)
-    rows = (await db.execute(q)).all()
+    page = await keyset_rows(db, q, Code.id, cursor=cursor, limit=limit, descending=False)
     items = [MaskedCodeOut(r.id, r.product_id, r.batch_id, masked(r.last4), r.has_pin, r.state, r.expires_at,
-                           r.uses_left) for r in rows[:limit]]
-    return CodePage(items, items[-1].id if len(rows) > limit else None)
+                           r.uses_left) for r in page.items]
+    return CodePage(items, page.next_cursor)
 
 
 async def list_open_alerts(db: AsyncSession) -> list[StockAlertOut]:
