@@ -22,7 +22,6 @@ from typing import IO, Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import FormMultiDict, UploadFile
 from litestar.di import Provide
-from litestar.exceptions import ClientException
 from litestar.params import Parameter
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,16 +36,14 @@ from admin_ui.rendering import flash, locale_of, render, translator
 from core.catalog.schemas import ProductFilter, ProductOut
 from core.catalog.services import get_product, list_products
 from core.errors import DomainError, ValidationFailed
+from core.http.uploads import UPLOAD_CEILING, check_declared_length
 from core.inventory.importing import services
-from core.inventory.importing.parsing import FIELDS, ColumnMapping, import_error, open_upload, records
+from core.inventory.importing.parsing import FIELDS, ColumnMapping, open_upload, records
 from core.inventory.importing.schemas import GenerationRequest, ImportRequest
 from core.inventory.models import CodeImport
 from core.jobs import progress
 from tenants.guards import provide_db, require_permission
 
-UPLOAD_CEILING = 1 << 30
-"""Hard ceiling of a request body here; the real limit is ``KAQUAN_MAX_IMPORT_BYTES`` (checked below)."""
-MULTIPART_SLACK = 256 * 1024
 BATCH_FIELDS = ("product_id", "supplier", "unit_cost", "purchase_ref", "expires_at", "notes", "encoding")
 MAP_FIELDS = ("map_header", "map_number", "map_pin", "map_expires_at")
 GENERATE_FIELDS = (
@@ -125,20 +122,6 @@ def _source(raw: FormMultiDict) -> tuple[IO[bytes], str]:
     if isinstance(text, str) and text.strip():
         return io.BytesIO(text.encode("utf-8")), ""
     raise FormInvalid("file", FILE_MESSAGE)
-
-
-def _check_length(request: Request[Any, Any, Any], limit: int) -> None:
-    try:
-        declared = request.content_length
-    except ClientException:
-        declared = None
-    if declared is not None and declared > limit + MULTIPART_SLACK:
-        raise import_error(
-            "import_too_large",
-            f"The upload is {declared} bytes; at most {limit} bytes can be imported at once — split the file",
-            f"上传内容为 {declared} 字节，单次最多导入 {limit} 字节，请拆分文件",
-            status=413,
-        )
 
 
 async def _code_products(db: AsyncSession, *, number_only: bool = False) -> list[ProductOut]:
@@ -222,7 +205,7 @@ class ImportsController(Controller):
         limit: int = request.app.state.kernel.settings.max_import_bytes
         form: dict[str, str] = {f: "" for f in (*BATCH_FIELDS, *MAP_FIELDS)}
         try:
-            _check_length(request, limit)
+            check_declared_length(request, limit)
             raw = await read_form(request)
             form = values(raw, *BATCH_FIELDS, *MAP_FIELDS)
             file, filename = _source(raw)
@@ -251,7 +234,7 @@ class ImportsController(Controller):
         t = translator(request)
         limit: int = request.app.state.kernel.settings.max_import_bytes
         try:
-            _check_length(request, limit)
+            check_declared_length(request, limit)
             raw = await read_form(request)
             file, filename = _source(raw)
             encoding = values(raw, "encoding")["encoding"] or None

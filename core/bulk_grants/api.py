@@ -15,35 +15,15 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import Provide
-from litestar.exceptions import ClientException
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.bulk_grants import services
 from core.bulk_grants.schemas import BulkGrantFields, BulkGrantOut, BulkGrantPage, BulkJobAccepted
 from core.errors import FieldError, ValidationFailed
-from core.inventory.importing.api import MULTIPART_SLACK, UPLOAD_CEILING
-from core.inventory.importing.parsing import import_error
+from core.http.uploads import UPLOAD_CEILING, check_declared_length
 from core.inventory.importing.services import to_request
 from tenants.guards import principal_of, provide_db, require_scope
-
-
-def too_large(size: int, limit: int) -> ValidationFailed:
-    return import_error(
-        "import_too_large",
-        f"The upload is {size} bytes; at most {limit} bytes can be uploaded at once — split the file",
-        f"上传内容为 {size} 字节，单次最多上传 {limit} 字节，请拆分文件",
-        status=413,
-        size_bytes=size,
-        max_bytes=limit,
-    )
-
-
-def declared_length(request: Request[Any, Any, Any]) -> int | None:
-    try:
-        return request.content_length
-    except ClientException:
-        return None
 
 
 class BulkGrantController(Controller):
@@ -56,9 +36,7 @@ class BulkGrantController(Controller):
         """Upload and validate a recipient file (CSV/XLSX: name, phone or e-mail, SKU, quantity); returns the report."""
         kernel = request.app.state.kernel
         limit: int = kernel.settings.max_import_bytes
-        declared = declared_length(request)
-        if declared is not None and declared > limit + MULTIPART_SLACK:
-            raise too_large(declared, limit)
+        check_declared_length(request, limit, action="upload")
         content_type, _ = request.content_type
         if content_type != "multipart/form-data":
             raise ValidationFailed(

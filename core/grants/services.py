@@ -491,7 +491,9 @@ def _code_out(item: GrantItem, last4: str) -> GrantCodeOut:
     )
 
 
-def _grant_view(grant: Grant, member: Member | None, codes: list[GrantCodeOut], *, revealed: bool) -> GrantOut:
+def _grant_view(
+    grant: Grant, member: Member | None, codes: list[GrantCodeOut], *, revealed: bool
+) -> GrantOut:
     return GrantOut(
         id=grant.id,
         ref=grant.ref,
@@ -542,10 +544,9 @@ async def grants_out(session: AsyncSession, grants: Sequence[Grant]) -> list[Gra
     member_ids = {g.member_id for g in grants if g.id not in parts and g.member_id is not None}
     members: dict[uuid.UUID, Member] = {}
     if member_ids:
-        members = {
-            m.id: m for m in (await session.execute(select(Member).where(Member.id.in_(member_ids)))).scalars()
-        }
-    missing = {i.code_id for gid, (its, known, _m) in parts.items() for i in its if i.code_id not in known}
+        found_members = await session.execute(select(Member).where(Member.id.in_(member_ids)))
+        members = {m.id: m for m in found_members.scalars()}
+    missing = {i.code_id for its, known, _member in parts.values() for i in its if i.code_id not in known}
     if missing:
         found = await session.execute(select(Code.id, Code.last4).where(Code.id.in_(missing)))
         last4.update({code_id: code_last4 for code_id, code_last4 in found})

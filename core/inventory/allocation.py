@@ -66,7 +66,10 @@ def available_clause(now: dt.datetime) -> object:
 
 async def _product(session: AsyncSession, product_id: uuid.UUID, *, bundles: bool = False,
                    loaded: Product | None = None) -> Product:
-    product = loaded if loaded is not None and loaded.id == product_id else await find_product(session, product_id)
+    if loaded is not None and loaded.id == product_id:
+        product = loaded
+    else:
+        product = await find_product(session, product_id)
     if product.status != "active":
         raise Conflict("This product is not active", "该权益商品未上架", code="product_inactive")
     if product.kind not in ALLOCATABLE_KINDS and not (bundles and product.kind == "bundle"):

@@ -485,7 +485,8 @@ async def _tag_page(
     found: list[Member] = []
     cursor = after
     while True:
-        rows = list((await session.execute(keyset_select(stmt, Member.id, cursor=cursor, limit=limit))).scalars())
+        batch = keyset_select(stmt, Member.id, cursor=cursor, limit=limit)
+        rows = list((await session.execute(batch)).scalars())
         found += [m for m in rows if tag in (m.tags or [])]
         if len(found) > limit or len(rows) <= limit:
             break

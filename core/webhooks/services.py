@@ -303,7 +303,8 @@ async def delete_subscription(session: AsyncSession, subscription_id: uuid.UUID)
 
 async def list_subscriptions(session: AsyncSession, cursor: uuid.UUID | None, limit: int) -> WebhookPage:
     """Newest first; pass ``next_cursor`` back as ``cursor``."""
-    page = await keyset_page(session, select(WebhookSubscription), WebhookSubscription.id, cursor=cursor, limit=limit)
+    q = select(WebhookSubscription)
+    page = await keyset_page(session, q, WebhookSubscription.id, cursor=cursor, limit=limit)
     return WebhookPage([subscription_out(r) for r in page.items], page.next_cursor)
 
 
