@@ -25,12 +25,11 @@ from admin_ui.rendering import flash, locale_of, render, translator
 from core.bulk_grants import services
 from core.bulk_grants.messages import row_messages
 from core.bulk_grants.models import BulkGrant
-from core.bulk_grants.parsing import too_large
 from core.bulk_grants.results import results_csv
 from core.bulk_grants.schemas import BulkGrantFields
 from core.db.types import DbSession
 from core.errors import DomainError
-from core.http.uploads import MULTIPART_SLACK, UPLOAD_CEILING, declared_length
+from core.http.uploads import UPLOAD_CEILING, check_declared_length
 from core.inventory.importing.services import to_request
 from core.jobs import progress
 from tenants.guards import principal_of, provide_db, require_permission
@@ -104,9 +103,7 @@ class BulkGrantsController(Controller):
         limit: int = kernel.settings.max_import_bytes
         form = {f: "" for f in FIELDS}
         try:
-            declared = declared_length(request)
-            if declared is not None and declared > limit + MULTIPART_SLACK:
-                raise too_large(declared, limit)
+            check_declared_length(request, limit, action="upload")
             raw = await read_form(request)
             form = values(raw, *FIELDS)
             upload = raw.get("file")

@@ -35,9 +35,9 @@ from admin_ui.rendering import flash, locale_of, render, translator
 from core.catalog.services import get_product
 from core.db.types import DbSession
 from core.errors import DomainError, ValidationFailed
-from core.http.uploads import MULTIPART_SLACK, UPLOAD_CEILING, declared_length
+from core.http.uploads import UPLOAD_CEILING, check_declared_length
 from core.inventory.importing import services
-from core.inventory.importing.parsing import FIELDS, ColumnMapping, import_error, open_upload, records
+from core.inventory.importing.parsing import FIELDS, ColumnMapping, open_upload, records
 from core.inventory.importing.schemas import GenerationRequest, ImportRequest
 from core.inventory.models import CodeImport
 from core.inventory.queries import importable_products
@@ -124,15 +124,6 @@ def _source(raw: FormMultiDict) -> tuple[IO[bytes], str]:
     raise FormInvalid("file", FILE_MESSAGE)
 
 
-def _check_length(request: Request[Any, Any, Any], limit: int) -> None:
-    declared = declared_length(request)
-    if declared is not None and declared > limit + MULTIPART_SLACK:
-        raise import_error(
-            "import_too_large",
-            f"The upload is {declared} bytes; at most {limit} bytes can be imported at once — split the file",
-            f"上传内容为 {declared} 字节，单次最多导入 {limit} 字节，请拆分文件",
-            status=413,
-        )
 
 
 def _column_name(value: str | None, t: Any) -> str | None:
@@ -205,7 +196,7 @@ class ImportsController(Controller):
         limit: int = request.app.state.kernel.settings.max_import_bytes
         form: dict[str, str] = {f: "" for f in (*BATCH_FIELDS, *MAP_FIELDS)}
         try:
-            _check_length(request, limit)
+            check_declared_length(request, limit)
             raw = await read_form(request)
             form = values(raw, *BATCH_FIELDS, *MAP_FIELDS)
             file, filename = _source(raw)
@@ -234,7 +225,7 @@ class ImportsController(Controller):
         t = translator(request)
         limit: int = request.app.state.kernel.settings.max_import_bytes
         try:
-            _check_length(request, limit)
+            check_declared_length(request, limit)
             raw = await read_form(request)
             file, filename = _source(raw)
             encoding = values(raw, "encoding")["encoding"] or None

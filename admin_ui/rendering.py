@@ -43,7 +43,7 @@ from admin_ui.labels import (
     VALIDITY_LABELS,
 )
 from admin_ui.money import fen_to_yuan, format_money, last_day
-from core.http.problems import request_locale
+from core.http.locale import request_locale
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY"}

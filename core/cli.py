@@ -517,6 +517,7 @@ async def codes_import(slug: str, sku: str, path: Path, supplier: str, unit_cost
     """Validate a supplier's file, show the report, then import it as one batch with a progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from core.catalog.services import get_product_by_sku
     from core.db.context import tenant_context
     from core.errors import NotFound, ValidationFailed
     from core.inventory.importing import services
@@ -531,7 +532,7 @@ async def codes_import(slug: str, sku: str, path: Path, supplier: str, unit_cost
             raise NotFound(f"No tenant with slug {slug!r}", f"不存在标识为 {slug!r} 的租户", code="tenant_not_found")
         with tenant_context(tenant.id):
             async with kernel.db.transaction() as db:
-                product = await services.product_by_sku(db, sku)
+                product = await get_product_by_sku(db, sku)
                 fields = services.to_request(
                     dict(product_id=str(product.id), supplier=supplier, unit_cost=unit_cost, currency=currency,
                          purchase_ref=purchase_ref, expires_at=expires, notes=notes, encoding=encoding),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Protocol, cast
 
 import msgspec
@@ -47,6 +47,14 @@ class PluginError(RuntimeError):
 
 class ConnectorNotFound(LookupError):
     """No enabled connector has this id (not installed, or disabled)."""
+
+
+class PlatformAccount(msgspec.Struct, frozen=True, kw_only=True):
+    """A connector's platform-wide account: the config mapping its ``platform_config`` built from the
+    operator's connector settings (decoded into ``connector.config`` when the connector is called)."""
+
+    connector: ConnectorInfo
+    config: dict[str, Any]
 
 
 class PluginInfo(msgspec.Struct, frozen=True):
@@ -249,6 +257,40 @@ class PluginHost:
             for c in self.connectors().values()
             if c.info.kind == "notifier" and channel in c.info.capabilities and isinstance(c, Notifier)
         ]
+
+    def connector_config(self, connector_id: str, values: Mapping[str, Any]) -> msgspec.Struct:
+        """The enabled connector's config Struct from an account's config mapping (its defaults fill the
+        rest; a value given as text, as the environment gives it, is read as the field's type)."""
+        info = self.connector(connector_id).info
+        return msgspec.convert(dict(values), info.config, strict=False)
+
+    def platform_accounts(self, settings: Mapping[str, Any]) -> dict[str, PlatformAccount]:
+        """The platform-wide accounts, by connector id (sorted): each loaded connector with a
+        ``platform_config`` that finds its settings in ``settings`` (the operator's connector settings).
+
+        Connectors blocklisted by id are included, so that a route to one fails as "not enabled" rather than
+        going elsewhere unnoticed. A ``platform_config`` that raises, or returns a config its Struct refuses,
+        is a :class:`PluginError` naming the plugin and the switch that disables it.
+        """
+        accounts: dict[str, PlatformAccount] = {}
+        for plugin_name, connectors in self._provided().items():
+            for connector in connectors:
+                info = connector.info
+                build = getattr(connector, "platform_config", None)
+                if not callable(build):
+                    continue
+                try:
+                    config = build(settings)
+                    if config is not None:
+                        msgspec.convert(dict(config), info.config, strict=False)
+                except Exception as exc:
+                    raise PluginError(
+                        f"plugin {plugin_name!r}: connector {info.id!r} cannot read its platform settings "
+                        f"({_describe(exc)}); fix them, or set {disable_hint([plugin_name])}"
+                    ) from exc
+                if config is not None:
+                    accounts[info.id] = PlatformAccount(connector=info, config=dict(config))
+        return dict(sorted(accounts.items()))
 
     def allowed(self, plan: ConnectorPolicy, connector_id: str) -> bool:
         """Whether tenants on ``plan`` may connect ``connector_id`` (it must also be installed and enabled)."""

@@ -49,6 +49,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     webhook_allow_private: bool = False
     sms_gateway_url: str = ""
     sms_gateway_key: str = ""
+    fallback_notifier: str = "log_notifier"
+    """The notifier for a channel no platform connector account delivers (the built-in log notifier)."""
 
     @property
     def data_path(self) -> Path:
@@ -71,6 +73,23 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def disabled_plugin_names(self) -> set[str]:
         return {p.strip() for p in self.disabled_plugins.split(",") if p.strip()}
+
+    @property
+    def connector_settings(self) -> dict[str, Any]:
+        """The settings connectors read to set up their platform-wide accounts, by name (no other setting
+        ever reaches a plugin; see ``plugins.PlatformConfigurable``)."""
+        return {name: getattr(self, name) for name in CONNECTOR_SETTINGS}
+
+
+#: Settings that belong to connectors, not to kaquan: handed to plugins (``platform_config``) and read
+#: nowhere in core. Per-tenant connector accounts hold the same kind of config under the tenant's key.
+CONNECTOR_SETTINGS: tuple[str, ...] = (
+    "smtp_host",
+    "smtp_port",
+    "smtp_sender",
+    "sms_gateway_url",
+    "sms_gateway_key",
+)
 
 
 def _coerce(field_type: Any, raw: str) -> Any:

@@ -29,7 +29,7 @@ from plugins.contracts import (
     secret_fields,
 )
 from plugins.hookspecs import hookspec
-from plugins.protocols import Connector, Notifier
+from plugins.protocols import Connector, Notifier, PlatformConfigurable
 
 PROJECT = "kaquan"
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -46,6 +46,7 @@ __all__ = [
     "DeliveryStatus",
     "Notification",
     "Notifier",
+    "PlatformConfigurable",
     "Secret",
     "config_schema",
     "hookimpl",

@@ -443,6 +443,16 @@ class NotifierConformance:
         for name in marked:
             assert props[name].get("writeOnly") is True, f"secret {name!r} must be writeOnly in the schema"
 
+    def test_platform_config_without_settings_is_none_or_a_valid_config(self) -> None:
+        """An optional ``platform_config`` reads missing settings without raising, and what it returns
+        decodes into the config Struct. A connector without one has nothing to check: it passes."""
+        build = getattr(self.connector, "platform_config", None)
+        if build is not None:
+            assert not inspect.iscoroutinefunction(build), "platform_config must be a plain (sync) method"
+            config = build({})
+            if config is not None:
+                msgspec.convert(dict(config), self.connector.info.config, strict=False)
+
     def test_send_is_a_coroutine_function(self) -> None:
         assert inspect.iscoroutinefunction(self.connector.send), "send must be declared `async def`"
         params = list(inspect.signature(self.connector.send).parameters)

@@ -8,14 +8,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import msgspec
 import structlog
 from sqlalchemy import select
 
 from core.audit.context import Actor, reset_actor, set_actor
 from core.db.context import reset_tenant, set_tenant
 from core.errors import DomainError, Unauthorized
-from core.http.problems import OUTAGE_RETRY_AFTER, classify_failure, send_problem_asgi
+from core.http.locale import scope_locale
+from core.http.problems import (
+    OUTAGE_RETRY_AFTER,
+    classify_failure,
+    problem_body,
+    send_problem_asgi,
+    send_problem_body,
+)
 from tenants.clients import authenticate_bearer
 from tenants.models import Operator, Tenant, User
 from tenants.operators import authenticate_operator_token
@@ -31,14 +37,6 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
         if k == name:
             return v.decode("latin-1")
     return None
-
-
-def _locale(scope: dict[str, Any]) -> str:
-    cookie = _header(scope, b"cookie") or ""
-    if "lang=en" in cookie:
-        return "en"
-    lang = (_header(scope, b"accept-language") or "").lower()
-    return "en" if lang.startswith("en") else "zh-CN"
 
 
 def _bearer(scope: dict[str, Any]) -> str:
@@ -105,7 +103,7 @@ def request_context_middleware(app: Any) -> Any:
                 principal = await _principal_of(session, kernel, scope, path, rate_headers)
             except DomainError as exc:
                 await session.rollback()
-                await send_problem_asgi(send, exc, _locale(scope), rate_headers, path=path)
+                await send_problem_asgi(send, exc, scope_locale(scope), rate_headers, path=path)
                 return
             # Hand the lookup's connection back before the rest of the pipeline runs. The idempotency
             # middleware and some services open short transactions of their own; a request that held one
@@ -202,24 +200,5 @@ async def _send_commit_failure(send: Any, exc: Exception, path: str) -> None:
         log.warning("commit_failed_outage", path=path, error_type=type(exc).__name__)
     else:
         log.exception("commit_failed", path=path)
-    body = msgspec.json.encode(
-        {
-            "type": f"https://kaquan.dev/problems/{code}",
-            "title": code.replace("_", " "),
-            "status": status,
-            "code": code,
-            "detail": "The change could not be saved; nothing was changed",
-        }
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(body)).encode()),
-                *extra,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    body = problem_body(status, code, "The change could not be saved; nothing was changed")
+    await send_problem_body(send, status, body, extra)

@@ -14,12 +14,12 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.audit.context import Actor, current_actor
 from core.audit.models import AuditEvent, AuditHead
@@ -27,6 +27,7 @@ from core.db.base import utcnow
 from core.db.context import cross_tenant, require_tenant, tenant_context
 from core.db.ids import new_id
 from core.db.locks import CrossLoopLock
+from core.db.paging import keyset_page
 from core.db.session import KaquanSession
 
 GENESIS = "0" * 64
@@ -248,10 +249,8 @@ async def verify_chain(session: AsyncSession, tenant_id: uuid.UUID, batch: int =
 async def list_events(session: AsyncSession, before: int | None, limit: int) -> AuditPage:
     """Newest sealed events first (pending events are sealed first, so the list is complete)."""
     await seal_chain(session, require_tenant())
-    q = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit + 1)
-    if before is not None:
-        q = q.where(AuditEvent.seq < before)
-    rows = list((await session.execute(q)).scalars())
+    sealed_seq = cast("InstrumentedAttribute[int]", AuditEvent.seq)  # sealed events (all listed ones) have a seq
+    page = await keyset_page(session, select(AuditEvent), sealed_seq, cursor=before, limit=limit)
     items = [
         AuditEventOut(
             r.seq,
@@ -264,6 +263,6 @@ async def list_events(session: AsyncSession, before: int | None, limit: int) -> 
             r.data,
             r.hash,
         )
-        for r in rows[:limit]
+        for r in page.items
     ]
-    return AuditPage(items, items[-1].seq if len(rows) > limit else None)
+    return AuditPage(items, page.next_cursor)

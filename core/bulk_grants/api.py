@@ -19,11 +19,10 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.bulk_grants import services
-from core.bulk_grants.parsing import too_large
 from core.bulk_grants.results import results_csv
 from core.bulk_grants.schemas import BulkGrantFields, BulkGrantOut, BulkGrantPage, BulkJobAccepted
 from core.errors import FieldError, ValidationFailed
-from core.http.uploads import MULTIPART_SLACK, UPLOAD_CEILING, declared_length
+from core.http.uploads import UPLOAD_CEILING, check_declared_length
 from core.inventory.importing.services import to_request
 from tenants.guards import principal_of, provide_db, require_scope
 
@@ -38,9 +37,7 @@ class BulkGrantController(Controller):
         """Upload and validate a recipient file (CSV/XLSX: name, phone or e-mail, SKU, quantity); returns the report."""
         kernel = request.app.state.kernel
         limit: int = kernel.settings.max_import_bytes
-        declared = declared_length(request)
-        if declared is not None and declared > limit + MULTIPART_SLACK:
-            raise too_large(declared, limit)
+        check_declared_length(request, limit, action="upload")
         content_type, _ = request.content_type
         if content_type != "multipart/form-data":
             raise ValidationFailed(

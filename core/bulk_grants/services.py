@@ -50,6 +50,7 @@ from core.catalog.models import Product
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.ids import new_id
+from core.db.paging import keyset_page
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.inventory.allocation import count_available
 from core.inventory.importing.parsing import open_upload
@@ -143,11 +144,8 @@ async def list_bulk_grants(
     session: AsyncSession, *, before: uuid.UUID | None = None, limit: int = 50
 ) -> tuple[list[BulkGrant], uuid.UUID | None]:
     """Newest first; pass the returned cursor as ``before`` for the next page."""
-    q = select(BulkGrant).order_by(BulkGrant.id.desc()).limit(limit + 1)
-    if before is not None:
-        q = q.where(BulkGrant.id < before)
-    rows = list((await session.execute(q)).scalars())
-    return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
+    page = await keyset_page(session, select(BulkGrant), BulkGrant.id, cursor=before, limit=limit)
+    return page.items, page.next_cursor
 
 
 def dialect_insert(session: AsyncSession) -> Any:

@@ -56,6 +56,7 @@ from core.catalog.schemas import (
     ProductUpdate,
 )
 from core.db.base import utcnow
+from core.db.paging import keyset_page
 from core.domains import extensions
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from core.validation import check_currency
@@ -285,9 +286,7 @@ async def _check_items(
     if len(items) > MAX_BUNDLE_ITEMS:
         errs.add("items", "too_many", f"At most {MAX_BUNDLE_ITEMS} items", f"最多 {MAX_BUNDLE_ITEMS} 个商品")
         return []
-    ids = [i.product_id for i in items]
-    found = {p.id: p for p in (await session.execute(select(Product).where(Product.id.in_(ids)))).scalars()} \
-        if ids else {}
+    found = await find_products(session, (i.product_id for i in items))
     seen: set[uuid.UUID] = set()
     out: list[BundleItemOut] = []
     for n, item in enumerate(items):
@@ -511,9 +510,7 @@ async def list_products(
     if not 1 <= limit <= MAX_PAGE:
         errs.add("limit", "out_of_range", f"limit must be from 1 to {MAX_PAGE}", f"limit 必须在 1 到 {MAX_PAGE} 之间")
     errs.raise_if_any()
-    q = select(Product).order_by(Product.id.desc()).limit(limit + 1)
-    if cursor is not None:
-        q = q.where(Product.id < cursor)
+    q = select(Product)
     for field in ("kind", "status", "brand", "category"):
         value = getattr(filters, field)
         if value is not None:
@@ -524,11 +521,9 @@ async def list_products(
         pattern = _like(filters.q.strip())
         q = q.where(or_(Product.sku.ilike(pattern, escape="\\"), Product.name_zh.ilike(pattern, escape="\\"),
                         Product.name_en.ilike(pattern, escape="\\")))
-    rows = list((await session.execute(q)).scalars())
-    page = rows[:limit]
-    items = await _items_of(session, [p.id for p in page if p.kind == "bundle"])
-    return ProductPage([product_out(p, items.get(p.id, [])) for p in page],
-                       page[-1].id if len(rows) > limit else None)
+    page = await keyset_page(session, q, Product.id, cursor=cursor, limit=limit)
+    items = await _items_of(session, [p.id for p in page.items if p.kind == "bundle"])
+    return ProductPage([product_out(p, items.get(p.id, [])) for p in page.items], page.next_cursor)
 
 
 async def bundle_item_choices(session: AsyncSession, exclude: uuid.UUID | None = None) -> list[ProductOut]:

@@ -39,11 +39,10 @@ from core.jobs.registry import job
 from core.kernel import Kernel
 from core.members.services import PHONE_AAD, mask_phone, seal_phone
 from core.normalize import typed
-from core.notifications.delivery import deliver
 from core.risk import gate
 from core.risk.gate import RiskSubject, record_failure
 from core.settings import Settings
-from plugins import Notification, mask_recipient
+from plugins import Notification
 
 log = structlog.get_logger("kaquan.claims")
 
@@ -308,9 +307,15 @@ def open_sms(cipher: TenantCipher, payload: dict[str, Any]) -> tuple[str, str]:
     return str(opened["to"]), str(opened["body"])
 
 
+class MemberSmsFailed(RuntimeError):
+    """The notifier could not deliver a member SMS now; the job is retried with backoff."""
+
+
 @job(SMS_ACTOR, queue="notifications", max_retries=5, min_backoff_ms=5_000)
 async def send_member_sms(template: str, sealed: str, to_masked: str = "") -> None:
     """Deliver one member SMS (a one-time code or a claim link) once, through the notifier for ``sms``."""
+    from core.notifications.delivery import send
+
     env = current_env()
     message = current_message()
     tenant_id = require_tenant()
@@ -322,17 +327,6 @@ async def send_member_sms(template: str, sealed: str, to_masked: str = "") -> No
         notification = Notification(
             channel="sms", to=to, subject="", body=body, template=template, reference=key
         )
-        connector_id, result = await deliver(env, tenant_id, notification)
-        fields = {
-            "connector": connector_id,
-            "template": template,
-            "to": mask_recipient(to),
-            "status": result.status,
-            "reference": key,
-        }
-        if result.accepted:
-            log.info("member_sms_delivered", **fields)
-        elif result.status == "failed" and result.retryable:
-            raise RuntimeError(f"{connector_id} could not deliver the SMS now: {result.detail}")
-        else:
-            log.warning("member_sms_not_delivered", detail=result.detail, **fields)
+        sent = await send(env, tenant_id, notification)
+        sent.raise_for_retry(MemberSmsFailed)
+        sent.log(log, "member_sms")

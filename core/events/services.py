@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from core.db.base import utcnow
 from core.db.ids import new_id
+from core.db.paging import keyset_page
 from core.db.session import KaquanSession
 from core.domains import event_types
 from core.events.models import Event, WebhookSubscription
@@ -110,11 +111,9 @@ def _drop_pending_fan_out(session: Session, *_: Any) -> None:
 
 async def list_events(session: AsyncSession, after: uuid.UUID | None, types: list[str], limit: int) -> EventPage:
     """Oldest first after ``after`` (a cursor), optionally only some types."""
-    q = select(Event).order_by(Event.id).limit(limit + 1)
-    if after is not None:
-        q = q.where(Event.id > after)
+    q = select(Event)
     if types:
         q = q.where(Event.type.in_(types))
-    rows = list((await session.execute(q)).scalars())
-    items = [EventOut(r.id, r.type, r.object_id, r.data, r.created_at) for r in rows[:limit]]
-    return EventPage(items, items[-1].id if len(rows) > limit else None)
+    page = await keyset_page(session, q, Event.id, cursor=after, limit=limit, descending=False)
+    items = [EventOut(r.id, r.type, r.object_id, r.data, r.created_at) for r in page.items]
+    return EventPage(items, page.next_cursor)

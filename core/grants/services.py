@@ -26,10 +26,11 @@ from core.audit.services import record
 from core.catalog.models import Product
 from core.catalog.schemas import ProductFilter, ProductOut
 from core.catalog.services import MAX_PAGE as PRODUCT_PAGE
-from core.catalog.services import list_products
+from core.catalog.services import find_product, find_products, list_products
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.ids import new_id, readable_ref
+from core.db.paging import keyset_select
 from core.db.results import rowcount
 from core.db.session import KaquanSession, get_scoped
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
@@ -117,13 +118,6 @@ def _check(data: GrantRequest) -> None:
             "活动编号过长",
             errors=[FieldError(field="campaign_ref", message="at most 120 characters", code="too_long")],
         )
-
-
-async def _product(session: AsyncSession, product_id: uuid.UUID) -> Product:
-    product = (await session.execute(select(Product).where(Product.id == product_id))).scalar_one_or_none()
-    if product is None:
-        raise NotFound("Product not found", "权益商品不存在", code="product_not_found")
-    return product
 
 
 async def grantable_products(session: AsyncSession) -> list[ProductOut]:
@@ -251,7 +245,7 @@ async def create_grant(
     _check(data)
     phone = normalize_phone(data.phone) if data.phone and data.phone.strip() else None
     email = normalize_email(data.email) if data.email and data.email.strip() else None
-    product = await _product(session, data.product_id)
+    product = await find_product(session, data.product_id)
     member = await find_or_create_member(
         session,
         kernel,
@@ -454,16 +448,14 @@ async def list_grants(
             ],
         )
     limit = max(1, min(limit, MAX_PAGE))
-    stmt = select(Grant).order_by(Grant.id.desc()).limit(limit + 1)
-    if after is not None:
-        stmt = stmt.where(Grant.id < after)
+    stmt = select(Grant)
     if member_id is not None:
         stmt = stmt.where(Grant.member_id == member_id)
     if status:
         stmt = stmt.where(Grant.status == status)
     if campaign_ref:
         stmt = stmt.where(Grant.campaign_ref == campaign_ref)
-    return list((await session.execute(stmt)).scalars())
+    return list((await session.execute(keyset_select(stmt, Grant.id, cursor=after, limit=limit))).scalars())
 
 
 def _code_out(item: GrantItem, last4: str) -> GrantCodeOut:
@@ -781,11 +773,7 @@ async def grant_many(
             _check(data)
         except DomainError as exc:
             results[i] = exc
-    product_ids = {d.product_id for d in requests}
-    products = {
-        p.id: p
-        for p in (await session.execute(select(Product).where(Product.id.in_(list(product_ids))))).scalars()
-    }
+    products = await find_products(session, (d.product_id for d in requests))
     members = await _members_for(session, kernel, requests, "grant")
     cipher = await kernel.keys.cipher(session)
     grants: dict[int, Grant] = {}

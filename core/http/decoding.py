@@ -33,7 +33,8 @@ from litestar.params import BodyKwarg, ParameterKwarg
 from litestar.typing import FieldDefinition
 
 from core.errors import DomainError, FieldError, ValidationFailed
-from core.http.problems import scope_locale, send_problem_asgi
+from core.http.locale import scope_locale
+from core.http.problems import send_problem_asgi
 from core.validation import MONEY_MARK
 
 MAX_JSON_DEPTH = 32

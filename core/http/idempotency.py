@@ -16,7 +16,6 @@ import hashlib
 import uuid
 from typing import Any
 
-import msgspec
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -25,37 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id
+from core.errors import Conflict, DomainError, ValidationFailed
+from core.http.locale import scope_locale
 from core.http.models import IdempotencyRecord
+from core.http.problems import send_problem_asgi
 
 TTL = dt.timedelta(hours=24)
 MAX_KEY_LENGTH = 255
 _SKIP_HEADERS = {b"content-length", b"date", b"server", b"x-request-id", b"set-cookie"}
-
-
-def _problem(status: int, code: str, en: str, zh: str, locale: str) -> tuple[int, bytes]:
-    body = {
-        "type": f"https://kaquan.dev/problems/{code}",
-        "title": code.replace("_", " "),
-        "status": status,
-        "code": code,
-        "detail": zh if locale.startswith("zh") else en,
-    }
-    return status, msgspec.json.encode(body)
-
-
-async def _send_simple(
-    send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _locale(scope: dict[str, Any]) -> str:
-    for k, v in scope["headers"]:
-        if k == b"accept-language" and v.lower().startswith(b"en"):
-            return "en"
-    return "zh-CN"
 
 
 def idempotency_middleware(app: Any) -> Any:
@@ -68,18 +44,15 @@ def idempotency_middleware(app: Any) -> Any:
         if key is None or principal is None:
             await app(scope, receive, send)
             return
-        locale = _locale(scope)
+        locale = scope_locale(scope)
         if not key.strip() or len(key) > MAX_KEY_LENGTH:
-            await _send_simple(
-                send,
-                *_problem(
-                    400,
-                    "invalid_idempotency_key",
-                    f"Idempotency-Key must be 1–{MAX_KEY_LENGTH} characters",
-                    f"Idempotency-Key 长度须为 1–{MAX_KEY_LENGTH} 个字符",
-                    locale,
-                ),
+            invalid = ValidationFailed(
+                f"Idempotency-Key must be 1–{MAX_KEY_LENGTH} characters",
+                f"Idempotency-Key 长度须为 1–{MAX_KEY_LENGTH} 个字符",
+                code="invalid_idempotency_key",
+                status=400,
             )
+            await send_problem_asgi(send, invalid, locale)
             return
         kernel = scope["app"].state.kernel
         body = await _read_body(receive, send, kernel.settings.max_body_bytes, locale)
@@ -138,16 +111,13 @@ async def _read_body(receive: Any, send: Any, limit: int, locale: str) -> bytes 
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            await _send_simple(
-                send,
-                *_problem(
-                    413,
-                    "payload_too_large",
-                    f"The request body is larger than {limit} bytes",
-                    f"请求体超过 {limit} 字节上限",
-                    locale,
-                ),
+            too_large = DomainError(
+                f"The request body is larger than {limit} bytes",
+                f"请求体超过 {limit} 字节上限",
+                code="payload_too_large",
+                status=413,
             )
+            await send_problem_asgi(send, too_large, locale)
             return None
         chunks.append(chunk)
         more = message.get("more_body", False)
@@ -339,29 +309,20 @@ async def _answer_existing(
     existing: IdempotencyRecord, fingerprint: str, locale: str, send: Any, body: bytes
 ) -> None:
     if existing.request_hash != fingerprint:
-        await _send_simple(
-            send,
-            *_problem(
-                422,
-                "idempotency_key_reused",
-                "This Idempotency-Key was used with a different request",
-                "该 Idempotency-Key 已用于另一个不同的请求",
-                locale,
-            ),
+        reused = ValidationFailed(
+            "This Idempotency-Key was used with a different request",
+            "该 Idempotency-Key 已用于另一个不同的请求",
+            code="idempotency_key_reused",
         )
+        await send_problem_asgi(send, reused, locale)
         return
     if existing.status != "complete":
-        await _send_simple(
-            send,
-            *_problem(
-                409,
-                "idempotency_in_progress",
-                "A request with this Idempotency-Key is still in progress; retry later",
-                "使用该 Idempotency-Key 的请求仍在处理中，请稍后重试",
-                locale,
-            ),
-            [(b"retry-after", b"1")],
+        busy = Conflict(
+            "A request with this Idempotency-Key is still in progress; retry later",
+            "使用该 Idempotency-Key 的请求仍在处理中，请稍后重试",
+            code="idempotency_in_progress",
         )
+        await send_problem_asgi(send, busy, locale, [(b"retry-after", b"1")])
         return
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in existing.response_headers]
     headers += [(b"content-length", str(len(body)).encode()), (b"idempotent-replayed", b"true")]

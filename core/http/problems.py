@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -20,6 +20,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from core.errors import DomainError, FieldError
+from core.http.locale import request_locale
 
 log = structlog.get_logger("kaquan.http")
 
@@ -39,32 +40,18 @@ _HTTP_CODES: dict[int, tuple[str, str, str]] = {
 }
 
 
-def request_locale(request: Request[Any, Any, Any]) -> str:
-    """``lang`` cookie, else the first Accept-Language tag we support; zh-CN by default."""
-    cookie = request.cookies.get("lang")
-    if cookie in ("zh-CN", "en"):
-        return cookie
-    header = request.headers.get("accept-language", "")
-    for part in header.split(","):
-        tag = part.split(";")[0].strip().lower()
-        if tag.startswith("en"):
-            return "en"
-        if tag.startswith("zh"):
-            return "zh-CN"
-    return "zh-CN"
-
-
-def problem(
+def problem_body(
     status: int,
     code: str,
     detail: str,
     *,
     title: str | None = None,
     errors: list[FieldError] | None = None,
-    headers: dict[str, str] | None = None,
     instance: str | None = None,
     extra: dict[str, Any] | None = None,
-) -> Response[bytes]:
+) -> bytes:
+    """The encoded problem+json body every error answer carries: ``type``, ``title``, ``status``, ``code``,
+    ``detail``, then ``instance``, field ``errors`` and the error's extra members when there are any."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + code,
         "title": title or code.replace("_", " "),
@@ -78,7 +65,33 @@ def problem(
         body["errors"] = [msgspec.to_builtins(e) for e in errors]
     if extra:
         body.update(extra)
-    return Response(msgspec.json.encode(body), status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    return msgspec.json.encode(body)
+
+
+async def send_problem_body(
+    send: Any, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """Send an encoded problem+json ``body`` straight on the ASGI ``send``, with ``headers`` after the
+    content type and length (middleware that answers without Litestar)."""
+    start = [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": start})
+    await send({"type": "http.response.body", "body": body})
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+    instance: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response[bytes]:
+    """A problem+json response (:func:`problem_body`)."""
+    body = problem_body(status, code, detail, title=title, errors=errors, instance=instance, extra=extra)
+    return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
 def _validation_errors(exc: ValidationException) -> tuple[str, list[FieldError]]:
@@ -358,28 +371,9 @@ async def send_problem_asgi(
         await send({"type": "http.response.start", "status": exc.status, "headers": headers})
         await send({"type": "http.response.body", "body": page})
         return
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE + exc.code,
-        "title": exc.code.replace("_", " "),
-        "status": exc.status,
-        "code": exc.code,
-        "detail": exc.detail(locale),
-    }
-    if exc.errors:
-        body["errors"] = [msgspec.to_builtins(e) for e in exc.errors]
-    encoded = msgspec.json.encode(body)
-    headers = [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(encoded)).encode())]
-    headers += [(k.lower().encode(), str(v).encode()) for k, v in (exc.headers or {}).items()]
+    encoded = problem_body(exc.status, exc.code, exc.detail(locale), errors=exc.errors)
+    headers = [(k.lower().encode(), str(v).encode()) for k, v in (exc.headers or {}).items()]
     headers += extra_headers or []
     if exc.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="kaquan"'))
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": encoded})
-
-
-def scope_locale(scope: dict[str, Any]) -> str:
-    """zh-CN, or en when the raw ASGI headers ask for English first (bytes of any encoding are safe)."""
-    for key, value in scope.get("headers", []):
-        if key == b"accept-language":
-            return "en" if value.strip().lower().startswith(b"en") else "zh-CN"
-    return "zh-CN"
+    await send_problem_body(send, exc.status, encoded, headers)

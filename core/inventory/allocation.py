@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
 from core.catalog.models import BundleItem, Product
+from core.catalog.services import find_product
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id
@@ -66,10 +67,10 @@ def available_clause(now: dt.datetime) -> ColumnElement[bool]:
 
 async def _product(session: AsyncSession, product_id: uuid.UUID, *, bundles: bool = False,
                    loaded: Product | None = None) -> Product:
-    product = loaded if loaded is not None and loaded.id == product_id else (
-        await session.execute(select(Product).where(Product.id == product_id))).scalar_one_or_none()
-    if product is None:
-        raise NotFound("Product not found", "权益商品不存在", code="product_not_found")
+    if loaded is not None and loaded.id == product_id:
+        product = loaded
+    else:
+        product = await find_product(session, product_id)
     if product.status != "active":
         raise Conflict("This product is not active", "该权益商品未上架", code="product_inactive")
     if product.kind not in ALLOCATABLE_KINDS and not (bundles and product.kind == "bundle"):

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.catalog.schemas import ProductFilter, ProductOut
 from core.catalog.services import CODE_KINDS, find_product, list_products
 from core.catalog.services import MAX_PAGE as PRODUCT_PAGE
+from core.db.paging import keyset_page, keyset_rows
 from core.errors import FieldError, NotFound, ValidationFailed
 from core.inventory.importing.services import accepts_codes
 from core.inventory.models import CODE_STATES, Batch, Code
@@ -121,15 +122,12 @@ async def list_batches(
     session: AsyncSession, product_id: uuid.UUID | None, cursor: uuid.UUID | None, limit: int
 ) -> BatchPage:
     """Batches newest first, optionally of one product (404 if the product is not the tenant's)."""
-    q = select(Batch).order_by(Batch.id.desc()).limit(limit + 1)
+    q = select(Batch)
     if product_id is not None:
         await find_product(session, product_id)
         q = q.where(Batch.product_id == product_id)
-    if cursor is not None:
-        q = q.where(Batch.id < cursor)
-    rows = list((await session.execute(q)).scalars())
-    page = rows[:limit]
-    return BatchPage([batch_out(b) for b in page], page[-1].id if len(rows) > limit else None)
+    page = await keyset_page(session, q, Batch.id, cursor=cursor, limit=limit)
+    return BatchPage([batch_out(b) for b in page.items], page.next_cursor)
 
 
 async def get_batch(session: AsyncSession, batch_id: uuid.UUID) -> BatchDetail:
@@ -174,7 +172,7 @@ async def list_codes(
     limit: int = 100,
 ) -> CodePage:
     """Codes masked (``•••• 1234``), oldest first; never the number or the PIN."""
-    q = select(*_MASKED_COLUMNS).order_by(Code.id).limit(limit + 1)
+    q = select(*_MASKED_COLUMNS)
     if batch_id is not None:
         await find_batch(session, batch_id)
         q = q.where(Code.batch_id == batch_id)
@@ -183,11 +181,8 @@ async def list_codes(
         q = q.where(Code.product_id == product_id)
     if state is not None:
         q = q.where(Code.state == check_states([state], "state")[0])
-    if cursor is not None:
-        q = q.where(Code.id > cursor)
-    rows = (await session.execute(q)).all()
-    items = [_masked_out(r) for r in rows[:limit]]
-    return CodePage(items, items[-1].id if len(rows) > limit else None)
+    page = await keyset_rows(session, q, Code.id, cursor=cursor, limit=limit, descending=False)
+    return CodePage([_masked_out(r) for r in page.items], page.next_cursor)
 
 
 async def get_code(session: AsyncSession, code_id: uuid.UUID) -> MaskedCodeOut:

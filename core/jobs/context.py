@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from core.crypto.services import KeyService
 from core.db.session import Database
-from core.plugin_host import PluginHost
+from core.plugin_host import PlatformAccount, PluginHost
 from core.settings import Settings
 
 T = TypeVar("T")
@@ -28,8 +28,10 @@ T = TypeVar("T")
 class JobEnv:
     """Settings, keys and plugins shared by a broker's actors, plus one database per worker thread.
 
-    ``notifier_routes`` maps a notification channel to a connector id; ``None`` means the default
-    choice from settings (see :func:`core.notifications.delivery.default_routes`).
+    ``connector_accounts`` are the platform's connector accounts, built once by the plugin host from the
+    connector settings (a connector that cannot read its settings stops the worker at start).
+    ``notifier_routes`` maps a notification channel to a connector id; ``None`` means the routing of
+    :func:`core.notifications.delivery.route` over those accounts.
     """
 
     def __init__(
@@ -44,6 +46,9 @@ class JobEnv:
         self.keys = keys
         self.plugins = plugins
         self.notifier_routes = notifier_routes
+        self.connector_accounts: dict[str, PlatformAccount] = plugins.platform_accounts(
+            settings.connector_settings
+        )
 
     @property
     def embedded(self) -> bool:

@@ -7,7 +7,6 @@ The phone never comes back in plaintext: responses carry ``phone_masked`` (``138
 from __future__ import annotations
 
 import io
-import tempfile
 import uuid
 from typing import IO, Annotated, Any
 
@@ -18,24 +17,10 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import FieldError, ValidationFailed
-from core.inventory.importing.parsing import import_error
+from core.http.uploads import UPLOAD_CEILING, read_body
 from core.members import services
 from core.members.schemas import MemberCreate, MemberImportReport, MemberOut, MemberPage, MemberUpdate
 from tenants.guards import provide_db, require_scope
-
-_SPOOL = 8 * 1024 * 1024
-MULTIPART_SLACK = 256 * 1024
-
-
-def _too_large(size: int, limit: int) -> ValidationFailed:
-    return import_error(
-        "import_too_large",
-        f"The upload is larger than {limit} bytes; split the file",
-        f"上传内容超过 {limit} 字节，请拆分文件",
-        status=413,
-        size_bytes=size,
-        max_bytes=limit,
-    )
 
 
 class MemberController(Controller):
@@ -79,7 +64,12 @@ class MemberController(Controller):
         member = await services.update_member(db, request.app.state.kernel, member_id, data)
         return services.member_out(member)
 
-    @post("/import", status_code=201, guards=[require_scope("members:write")], request_max_body_size=1 << 30)
+    @post(
+        "/import",
+        status_code=201,
+        guards=[require_scope("members:write")],
+        request_max_body_size=UPLOAD_CEILING,
+    )
     async def import_members(
         self, request: Request[Any, Any, Any], db: AsyncSession
     ) -> Response[MemberImportReport]:
@@ -108,7 +98,8 @@ class MemberController(Controller):
                 )
             encoding = form.get("encoding") if isinstance(form.get("encoding"), str) else encoding
         else:
-            file, filename = await self._read(request, limit), request.query_params.get("filename", "")
+            file = await read_body(request, limit, with_size=False)
+            filename = request.query_params.get("filename", "")
         report = await services.import_members(
             db, kernel, file, filename, max_bytes=limit, encoding=encoding or None
         )
@@ -120,19 +111,6 @@ class MemberController(Controller):
                 extra=_report_extra(report),
             )
         return Response(report, status_code=201)
-
-    @staticmethod
-    async def _read(request: Request[Any, Any, Any], limit: int) -> IO[bytes]:
-        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL)  # noqa: SIM115 - returned to the caller
-        total = 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                spool.close()
-                raise _too_large(total, limit)
-            spool.write(chunk)
-        spool.seek(0)
-        return spool
 
 
 def _report_extra(report: MemberImportReport) -> dict[str, Any]:

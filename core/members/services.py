@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgspec
-from sqlalchemy import insert, or_, select
+from sqlalchemy import Select, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +26,7 @@ from core.audit.services import record
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.ids import new_id
+from core.db.paging import Page, keyset_page, keyset_select
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from core.inventory.importing.parsing import import_error, open_upload
 from core.kernel import Kernel
@@ -457,9 +458,7 @@ async def list_members(
     """Newest first, cursor-paginated. ``phone`` is looked up by digest; ``q`` matches external id, name,
     e-mail, or (when it is a phone number) the phone digest."""
     limit = max(1, min(limit, MAX_PAGE))
-    stmt = select(Member).order_by(Member.id.desc()).limit(limit + 1)
-    if after is not None:
-        stmt = stmt.where(Member.id < after)
+    stmt = select(Member)
     if phone:
         stmt = stmt.where(Member.phone_digest == await phone_digest(session, kernel, normalize_phone(phone)))
     if q and q.strip():
@@ -472,27 +471,28 @@ async def list_members(
         with contextlib.suppress(ValidationFailed):
             conds.append(Member.phone_digest == await phone_digest(session, kernel, normalize_phone(term)))
         stmt = stmt.where(or_(*conds))
-    rows = list((await session.execute(stmt)).scalars())
     if tag:
         # Tags are a JSON list (portable across SQLite and PostgreSQL): filter in Python, page on.
-        return await _tag_page(session, stmt, rows, tag.strip(), limit)
-    items = [member_out(m) for m in rows[:limit]]
-    return MemberPage(items, items[-1].id if len(rows) > limit else None)
+        return await _tag_page(session, stmt, after, tag.strip(), limit)
+    page = await keyset_page(session, stmt, Member.id, cursor=after, limit=limit)
+    return MemberPage([member_out(m) for m in page.items], page.next_cursor)
 
 
 async def _tag_page(
-    session: AsyncSession, stmt: Any, first: list[Member], tag: str, limit: int
+    session: AsyncSession, stmt: Select[Member], after: uuid.UUID | None, tag: str, limit: int
 ) -> MemberPage:
+    """A page of the members carrying ``tag``: scan ``limit + 1`` rows at a time until enough match."""
     found: list[Member] = []
-    rows = first
-    scan = limit + 1
+    cursor = after
     while True:
+        batch = keyset_select(stmt, Member.id, cursor=cursor, limit=limit)
+        rows = list((await session.execute(batch)).scalars())
         found += [m for m in rows if tag in (m.tags or [])]
-        if len(found) > limit or len(rows) < scan:
+        if len(found) > limit or len(rows) <= limit:
             break
-        rows = list((await session.execute(stmt.where(Member.id < rows[-1].id))).scalars())
-    items = [member_out(m) for m in found[:limit]]
-    return MemberPage(items, items[-1].id if len(found) > limit else None)
+        cursor = rows[-1].id
+    page = Page.cut(found, limit, lambda m: m.id)
+    return MemberPage([member_out(m) for m in page.items], page.next_cursor)
 
 
 # --------------------------------------------------------------------------------------------- CSV import

@@ -18,9 +18,9 @@ from core.db.context import require_tenant
 from core.jobs.context import current_env, current_message
 from core.jobs.idempotency import run_once
 from core.jobs.registry import job
-from core.notifications.delivery import deliver
+from core.notifications.delivery import send
 from core.notifications.templates import render
-from plugins import Notification, mask_recipient
+from plugins import Notification
 from tenants.models import Tenant
 
 log = structlog.get_logger("kaquan.notifications")
@@ -62,19 +62,7 @@ async def send_notification(
         notification = Notification(
             channel=channel, to=to, subject=subject, body=body, locale=lang, template=template, reference=key
         )
-        connector_id, result = await deliver(env, tenant_id, notification)
-        fields = {
-            "connector": connector_id,
-            "channel": channel,
-            "template": template,
-            "to": mask_recipient(to),
-            "status": result.status,
-            "reference": key,
-        }
-        if result.status == "failed" and result.retryable and not result.accepted:
-            raise DeliveryFailed(f"{connector_id}: {result.detail}")  # rolls the claim back: retried
+        sent = await send(env, tenant_id, notification)
+        sent.raise_for_retry(DeliveryFailed)  # rolls the claim back: retried
     # Logged once the claim has committed; a failed commit is retried with the same reference.
-    if result.accepted:
-        log.info("notification_delivered", recorded=True, **fields)
-    else:
-        log.warning("notification_not_delivered", detail=result.detail, recorded=True, **fields)
+    sent.log(log, "notification", recorded=True)

@@ -1,54 +1,52 @@
-"""Which notifier delivers a channel, with what config, and the delivery call itself.
+"""Which notifier delivers a channel, with what config; the delivery call; and what its result means.
 
-Routes come from settings unless the job environment overrides them: e-mail goes through the built-in
-``smtp_email`` connector when ``KAQUAN_SMTP_HOST`` is set, otherwise (embedded mode, development)
-through ``log_notifier``; SMS goes through ``sms_gateway`` when ``KAQUAN_SMS_GATEWAY_URL`` is set; other
-channels fall back to ``log_notifier``. The log notifier may log the
-body (an invite link) only in embedded mode, where the log is the operator's own terminal.
+Core names no connector and reads none of their settings. The plugin host builds the platform's connector
+accounts: each installed connector turns the operator's connector settings it understands into its config
+(``platform_config``; e.g. ``smtp_email`` from ``KAQUAN_SMTP_HOST``). A channel goes to the first account
+(by connector id) of a notifier that delivers it, else to ``KAQUAN_FALLBACK_NOTIFIER`` (the built-in
+``log_notifier``, which logs the body only in embedded mode, where the log is the operator's own terminal).
+The job environment can pin routes instead (``JobEnv.notifier_routes``). Per-tenant connector accounts
+will come first in :func:`route` and :func:`account_config` once tenants connect their own notifiers.
+
+:func:`send` delivers and describes the outcome once for every job that sends (invites, reminders, member
+SMS): raise to retry a retryable failure, log delivered / not delivered with the recipient masked.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import msgspec
 import structlog
 
 from core.db.base import utcnow
 from core.jobs.context import JobEnv
-from core.settings import Settings
-from plugins import ConnectorContext, DeliveryResult, Notification
+from plugins import ConnectorContext, DeliveryResult, Notification, mask_recipient
 
 log = structlog.get_logger("kaquan.notifications")
 
-FALLBACK_NOTIFIER = "log_notifier"
 HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
-def default_routes(settings: Settings) -> dict[str, str]:
-    """Channel → connector id, from settings."""
-    return {
-        "email": "smtp_email" if settings.smtp_host else FALLBACK_NOTIFIER,
-        "sms": "sms_gateway" if settings.sms_gateway_url else FALLBACK_NOTIFIER,
-    }
-
-
-def builtin_config(connector_id: str, settings: Settings, embedded: bool) -> dict[str, Any]:
-    """Platform-level config of a notifier (built-ins from settings; others use their defaults)."""
-    if connector_id == "smtp_email":
-        return {"host": settings.smtp_host, "port": settings.smtp_port, "sender": settings.smtp_sender}
-    if connector_id == "sms_gateway":
-        return {"url": settings.sms_gateway_url, "api_key": settings.sms_gateway_key}
-    if connector_id == "log_notifier":
-        return {"include_body": embedded}
-    return {}
-
-
 def route(env: JobEnv, channel: str) -> str:
-    routes = env.notifier_routes if env.notifier_routes is not None else default_routes(env.settings)
-    return routes.get(channel, routes.get("*", FALLBACK_NOTIFIER))
+    """The connector id that delivers ``channel``."""
+    fallback = env.settings.fallback_notifier
+    if env.notifier_routes is not None:
+        return env.notifier_routes.get(channel, env.notifier_routes.get("*", fallback))
+    for connector_id, account in env.connector_accounts.items():
+        info = account.connector
+        if connector_id != fallback and info.kind == "notifier" and channel in info.capabilities:
+            return connector_id
+    return fallback
+
+
+def account_config(env: JobEnv, connector_id: str) -> Mapping[str, Any]:
+    """The config of the account ``connector_id`` delivers through (empty: the connector's defaults)."""
+    account = env.connector_accounts.get(connector_id)
+    return account.config if account is not None else {}
 
 
 async def deliver(
@@ -61,7 +59,7 @@ async def deliver(
         return connector_id, DeliveryResult(
             status="rejected", detail=f"{connector_id} does not deliver {notification.channel!r}"
         )
-    config = msgspec.convert(builtin_config(connector_id, env.settings, env.embedded), notifier.info.config)
+    config = env.plugins.connector_config(connector_id, account_config(env, connector_id))
     bound = log.bind(connector=connector_id, tenant_id=str(tenant_id) if tenant_id else None)
     async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
         ctx = ConnectorContext(
@@ -71,3 +69,46 @@ async def deliver(
     if not isinstance(result, DeliveryResult):
         raise TypeError(f"{connector_id}.send returned {type(result).__name__}, not DeliveryResult")
     return connector_id, result
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The outcome of one :func:`send`: the connector, its result, and what the logs say about it."""
+
+    connector_id: str
+    result: DeliveryResult
+    fields: dict[str, Any]
+
+    @property
+    def retry(self) -> bool:
+        """A failure worth another attempt (the job raises, so its claim rolls back and it runs again)."""
+        return self.result.status == "failed" and self.result.retryable
+
+    def raise_for_retry(self, error: type[Exception]) -> None:
+        """Raise ``error`` (naming the connector and its reason) when the delivery should be retried."""
+        if self.retry:
+            raise error(f"{self.connector_id}: {self.result.detail}")
+
+    def log(self, logger: Any, event: str, **extra: Any) -> None:
+        """``<event>_delivered`` (info) when the provider accepted it, else ``<event>_not_delivered`` (warning,
+        with the reason)."""
+        if self.result.accepted:
+            logger.info(f"{event}_delivered", **self.fields, **extra)
+        else:
+            logger.warning(f"{event}_not_delivered", detail=self.result.detail, **self.fields, **extra)
+
+
+async def send(
+    env: JobEnv, tenant_id: uuid.UUID | None, notification: Notification, **fields: Any
+) -> Sent:
+    """:func:`deliver`, with the log fields of the outcome (recipient masked, never the body) plus ``fields``."""
+    connector_id, result = await deliver(env, tenant_id, notification)
+    described = {
+        "connector": connector_id,
+        "channel": notification.channel,
+        "template": notification.template,
+        "to": mask_recipient(notification.to),
+        "status": result.status,
+        "reference": notification.reference,
+    }
+    return Sent(connector_id, result, {**described, **fields})

@@ -24,10 +24,10 @@ from core.jobs.registry import job
 from core.kernel import Kernel
 from core.members.models import Member
 from core.members.services import member_phone
-from core.notifications.delivery import deliver
+from core.notifications.delivery import send
 from core.notifications.templates import normalize_locale, render
 from core.reminders.services import REMINDER_ACTOR, REMINDER_TEMPLATE, run_reminders
-from plugins import Notification, mask_recipient
+from plugins import Notification
 from tenants.models import Tenant
 
 log = structlog.get_logger("kaquan.reminders")
@@ -91,20 +91,9 @@ async def send_expiry_reminder(member_id: str, item_ids: list[str], channel: str
             template=REMINDER_TEMPLATE,
             reference=key,
         )
-        connector_id, result = await deliver(env, tenant_id, notification)
-        fields = {
-            "connector": connector_id,
-            "channel": channel,
-            "to": mask_recipient(to),
-            "status": result.status,
-            "items": len(rows),
-        }
-        if result.accepted:
-            log.info("expiry_reminder_delivered", **fields)
-        elif result.status == "failed" and result.retryable:
-            raise ReminderDeliveryFailed(f"{connector_id}: {result.detail}")
-        else:
-            log.warning("expiry_reminder_not_delivered", detail=result.detail, **fields)
+        sent = await send(env, tenant_id, notification, items=len(rows))
+        sent.raise_for_retry(ReminderDeliveryFailed)
+        sent.log(log, "expiry_reminder")
 
 
 def _reminder_text(tenant: Tenant, member: Member, rows: Sequence[Row]) -> tuple[str, str, str]:

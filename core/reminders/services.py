@@ -28,6 +28,7 @@ from core.catalog.models import Product
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id
+from core.db.paging import Page
 from core.db.session import Database
 from core.errors import FieldError, NotFound, ValidationFailed
 from core.grants.models import Grant, GrantItem
@@ -280,9 +281,9 @@ async def list_sent(
                 and_(GrantItem.reminded_at == mark, GrantItem.id < after),
             )
         )
-    rows = (await session.execute(q)).all()
+    page = Page.cut((await session.execute(q)).all(), limit, lambda r: r.id)
     items: list[SentReminder] = []
-    for r in rows[:limit]:
+    for r in page.items:
         if r.has_phone and r.phone_masked:
             contact, channel = r.phone_masked, "sms"
         elif r.email:
@@ -305,4 +306,4 @@ async def list_sent(
                 status=r.status,
             )
         )
-    return SentReminderPage(items, items[-1].item_id if len(rows) > limit else None)
+    return SentReminderPage(items, page.next_cursor)

@@ -18,6 +18,7 @@ from core.audit.context import current_actor
 from core.audit.services import record
 from core.db.base import utcnow
 from core.db.context import require_tenant
+from core.db.paging import keyset_page
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from core.kernel import Kernel
 from core.members.services import mask_phone, normalize_phone, phone_digest
@@ -240,14 +241,11 @@ async def add_block(session: AsyncSession, kernel: Kernel, data: BlockIn) -> Blo
 async def list_blocks(
     session: AsyncSession, kind: str | None = None, cursor: uuid.UUID | None = None, limit: int = 100
 ) -> BlockPage:
-    q = select(RiskBlock).order_by(RiskBlock.id.desc()).limit(limit + 1)
+    q = select(RiskBlock)
     if kind:
         q = q.where(RiskBlock.kind == kind)
-    if cursor is not None:
-        q = q.where(RiskBlock.id < cursor)
-    rows = list((await session.execute(q)).scalars())
-    items = [_block_out(b) for b in rows[:limit]]
-    return BlockPage(items, items[-1].id if len(rows) > limit else None)
+    page = await keyset_page(session, q, RiskBlock.id, cursor=cursor, limit=limit)
+    return BlockPage([_block_out(b) for b in page.items], page.next_cursor)
 
 
 async def remove_block(session: AsyncSession, block_id: uuid.UUID) -> None:
@@ -272,14 +270,12 @@ async def list_refusals(
     reason: str | None = None,
 ) -> RefusalPage:
     """Recent refusals, newest first."""
-    q = select(RiskRefusal).order_by(RiskRefusal.id.desc()).limit(limit + 1)
-    if cursor is not None:
-        q = q.where(RiskRefusal.id < cursor)
+    q = select(RiskRefusal)
     if action:
         q = q.where(RiskRefusal.action == action)
     if reason:
         q = q.where(RiskRefusal.reason == reason)
-    rows = list((await session.execute(q)).scalars())
+    page = await keyset_page(session, q, RiskRefusal.id, cursor=cursor, limit=limit)
     items = [
         RefusalOut(
             r.id,
@@ -293,20 +289,15 @@ async def list_refusals(
             r.max_units,
             r.occurred_at,
         )
-        for r in rows[:limit]
+        for r in page.items
     ]
-    return RefusalPage(items, items[-1].id if len(rows) > limit else None)
+    return RefusalPage(items, page.next_cursor)
 
 
 async def list_flags(session: AsyncSession, cursor: uuid.UUID | None = None, limit: int = 100) -> FlagPage:
-    q = select(RiskFlag).order_by(RiskFlag.id.desc()).limit(limit + 1)
-    if cursor is not None:
-        q = q.where(RiskFlag.id < cursor)
-    rows = list((await session.execute(q)).scalars())
-    items = [
-        FlagOut(f.id, f.kind, f.day, f.subject_masked, f.member_count, f.created_at) for f in rows[:limit]
-    ]
-    return FlagPage(items, items[-1].id if len(rows) > limit else None)
+    page = await keyset_page(session, select(RiskFlag), RiskFlag.id, cursor=cursor, limit=limit)
+    items = [FlagOut(f.id, f.kind, f.day, f.subject_masked, f.member_count, f.created_at) for f in page.items]
+    return FlagPage(items, page.next_cursor)
 
 
 def _lockout_out(lo: RiskLockout, now: dt.datetime) -> LockoutOut:
@@ -331,14 +322,11 @@ async def list_lockouts(
     cursor: uuid.UUID | None = None,
     limit: int = 100,
 ) -> LockoutPage:
-    q = select(RiskLockout).order_by(RiskLockout.id.desc()).limit(limit + 1)
+    q = select(RiskLockout)
     if active_only:
         q = q.where(RiskLockout.lifted_at.is_(None), RiskLockout.locked_until > now)
-    if cursor is not None:
-        q = q.where(RiskLockout.id < cursor)
-    rows = list((await session.execute(q)).scalars())
-    items = [_lockout_out(lo, now) for lo in rows[:limit]]
-    return LockoutPage(items, items[-1].id if len(rows) > limit else None)
+    page = await keyset_page(session, q, RiskLockout.id, cursor=cursor, limit=limit)
+    return LockoutPage([_lockout_out(lo, now) for lo in page.items], page.next_cursor)
 
 
 async def lift_lockout(session: AsyncSession, lockout_id: uuid.UUID, now: dt.datetime) -> LockoutOut:

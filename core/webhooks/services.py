@@ -32,6 +32,7 @@ from core.audit.services import record
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.ids import new_id
+from core.db.paging import keyset_page
 from core.db.results import rowcount
 from core.errors import Conflict, FieldError, NotFound, QuotaExceeded, ValidationFailed
 from core.events.models import Event, WebhookSubscription
@@ -303,12 +304,9 @@ async def delete_subscription(session: AsyncSession, subscription_id: uuid.UUID)
 
 async def list_subscriptions(session: AsyncSession, cursor: uuid.UUID | None, limit: int) -> WebhookPage:
     """Newest first; pass ``next_cursor`` back as ``cursor``."""
-    q = select(WebhookSubscription).order_by(WebhookSubscription.id.desc()).limit(limit + 1)
-    if cursor is not None:
-        q = q.where(WebhookSubscription.id < cursor)
-    rows = list((await session.execute(q)).scalars())
-    items = [subscription_out(r) for r in rows[:limit]]
-    return WebhookPage(items, items[-1].id if len(rows) > limit else None)
+    q = select(WebhookSubscription)
+    page = await keyset_page(session, q, WebhookSubscription.id, cursor=cursor, limit=limit)
+    return WebhookPage([subscription_out(r) for r in page.items], page.next_cursor)
 
 
 # --- delivery log ------------------------------------------------------------------------------------------
@@ -333,12 +331,7 @@ async def list_deliveries(
 ) -> DeliveryPage:
     """A subscription's deliveries, newest first, optionally of one status."""
     await get_subscription(session, subscription_id)
-    q = (
-        select(WebhookDelivery)
-        .where(WebhookDelivery.subscription_id == subscription_id)
-        .order_by(WebhookDelivery.id.desc())
-        .limit(limit + 1)
-    )
+    q = select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
     if status is not None:
         if status not in DELIVERY_STATUSES:
             raise ValidationFailed(
@@ -347,11 +340,8 @@ async def list_deliveries(
                 errors=[FieldError(field="status", message=f"one of {', '.join(DELIVERY_STATUSES)}")],
             )
         q = q.where(WebhookDelivery.status == status)
-    if cursor is not None:
-        q = q.where(WebhookDelivery.id < cursor)
-    rows = list((await session.execute(q)).scalars())
-    items = [delivery_out(r) for r in rows[:limit]]
-    return DeliveryPage(items, items[-1].id if len(rows) > limit else None)
+    page = await keyset_page(session, q, WebhookDelivery.id, cursor=cursor, limit=limit)
+    return DeliveryPage([delivery_out(r) for r in page.items], page.next_cursor)
 
 
 def _queue_attempt(

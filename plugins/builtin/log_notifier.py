@@ -3,8 +3,10 @@
 It is the delivery used in embedded mode (no mail server). The recipient is always masked. The body
 can hold a credential (an invite link), so it is logged only when the config says ``include_body``
 *and* the host runs in embedded mode (a developer's own machine); in service mode logs are shipped
-elsewhere and the body is never written. Registered through the ``kaquan`` entry-point group like any
-partner plugin, and it imports only the partner SDK.
+elsewhere and the body is never written. ``include_body`` is on by default, so an operator on a development
+machine can copy an invite link. It has no platform account: it is the fallback for a channel no configured
+notifier delivers. Registered through the ``kaquan`` entry-point group like any partner plugin, and it
+imports only the partner SDK.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from plugins.builtin._recipients import recipient_problem
 
 
 class LogNotifierConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """``include_body``: also log the message body (embedded mode only; it may hold an invite link)."""
+    """``include_body``: also log the message body — in embedded mode only, whatever this says (it may hold
+    an invite link)."""
 
-    include_body: bool = False
+    include_body: bool = True
 
 
 class LogNotifier:

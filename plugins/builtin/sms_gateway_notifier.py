@@ -5,11 +5,14 @@ header (``X-Api-Key`` by default, a marked secret); ``reference`` and the ``Idem
 message's ``reference`` (its idempotency key), the same on every retry. A 2xx answer is ``sent`` (``queued`` for 202), with the
 gateway's ``id``/``message_id`` when it returns one; 4xx (except 408/429) is ``rejected``; 408, 429, 5xx and
 network errors are ``failed`` and retryable; a gateway that dedupes on the key never sends a retried message
-twice. The text carries codes: it is never logged. The host picks it for SMS when ``KAQUAN_SMS_GATEWAY_URL``
-is set.
+twice. The text carries codes: it is never logged. Platform-wide it is set up by ``KAQUAN_SMS_GATEWAY_URL``
+(with ``KAQUAN_SMS_GATEWAY_KEY``), and the host then routes SMS to it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 import msgspec
@@ -50,6 +53,12 @@ class SmsGatewayNotifier:
         config=SmsGatewayConfig,
         capabilities=frozenset({"sms"}),
     )
+
+    def platform_config(self, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The platform's gateway account: ``sms_gateway_url`` (required) and ``sms_gateway_key``."""
+        if not settings.get("sms_gateway_url"):
+            return None
+        return {"url": settings["sms_gateway_url"], "api_key": settings.get("sms_gateway_key", "")}
 
     async def send(self, ctx: ConnectorContext, message: Notification) -> DeliveryResult:
         if message.channel != "sms":

@@ -1,7 +1,9 @@
 """The built-in ``smtp_email`` notifier: sends e-mail through an SMTP server (stdlib ``smtplib``).
 
-The host picks it for e-mail when ``KAQUAN_SMTP_HOST`` is set. A refused recipient is ``rejected``;
-a connection or server error is ``failed`` and retryable. The password is a marked secret.
+Platform-wide it is set up by ``KAQUAN_SMTP_HOST`` (with ``KAQUAN_SMTP_PORT`` and ``KAQUAN_SMTP_SENDER``):
+:meth:`SmtpNotifier.platform_config` turns those settings into its config, and the host then routes e-mail
+to it. A refused recipient is ``rejected``; a connection or server error is ``failed`` and retryable. The
+password is a marked secret.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
+from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 
 import msgspec
 
@@ -51,6 +55,16 @@ class SmtpNotifier:
         config=SmtpConfig,
         capabilities=frozenset({"email"}),
     )
+
+    def platform_config(self, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The platform's SMTP account: ``smtp_host`` (required), ``smtp_port`` and ``smtp_sender``."""
+        if not settings.get("smtp_host"):
+            return None
+        config = {"host": settings["smtp_host"]}
+        for name in ("port", "sender"):
+            if f"smtp_{name}" in settings:
+                config[name] = settings[f"smtp_{name}"]
+        return config
 
     async def send(self, ctx: ConnectorContext, message: Notification) -> DeliveryResult:
         if message.channel != "email":

@@ -11,7 +11,6 @@ Uploads may be up to ``KAQUAN_MAX_IMPORT_BYTES``; larger gets ``413 import_too_l
 from __future__ import annotations
 
 import io
-import tempfile
 import uuid
 from typing import IO, Any
 
@@ -19,13 +18,11 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import Provide
-from litestar.exceptions import ClientException
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import FieldError, ValidationFailed
-from core.http.uploads import MULTIPART_SLACK, UPLOAD_CEILING
+from core.http.uploads import MULTIPART_SLACK, UPLOAD_CEILING, check_declared_length, read_body
 from core.inventory.importing import services
-from core.inventory.importing.parsing import import_error
 from core.inventory.importing.schemas import (
     ConfirmRequest,
     GenerationRequest,
@@ -36,19 +33,7 @@ from core.inventory.importing.schemas import (
 )
 from tenants.guards import provide_db, require_scope
 
-_SPOOL = 8 * 1024 * 1024
 _FORM_FIELDS = ("product_id", "supplier", "unit_cost", "currency", "purchase_ref", "expires_at", "notes", "encoding")
-
-
-def _too_large(size: int, limit: int) -> ValidationFailed:
-    return import_error(
-        "import_too_large",
-        f"The upload is {size} bytes; at most {limit} bytes can be imported at once — split the file",
-        f"上传内容为 {size} 字节，单次最多导入 {limit} 字节，请拆分文件",
-        status=413,
-        size_bytes=size,
-        max_bytes=limit,
-    )
 
 
 class CodeImportController(Controller):
@@ -66,12 +51,7 @@ class CodeImportController(Controller):
         """Upload and validate a file of codes; returns the report (nothing is stored as stock yet)."""
         kernel = request.app.state.kernel
         limit: int = kernel.settings.max_import_bytes
-        try:
-            declared = request.content_length
-        except ClientException:
-            declared = None
-        if declared is not None and declared > limit + MULTIPART_SLACK:
-            raise _too_large(declared, limit)
+        check_declared_length(request, limit)
         content_type, _ = request.content_type
         file: IO[bytes]
         if content_type == "multipart/form-data":
@@ -91,7 +71,7 @@ class CodeImportController(Controller):
                     errors=[FieldError(field="file", message="required", code="required")],
                 )
         elif content_type == "application/json":
-            body = await self._read(request, limit + MULTIPART_SLACK)
+            body = await read_body(request, limit + MULTIPART_SLACK)
             try:
                 data = msgspec.json.decode(body.read(), type=TextImportRequest)
             except msgspec.ValidationError as exc:
@@ -108,23 +88,9 @@ class CodeImportController(Controller):
             params = dict(request.query_params)
             fields = services.to_request({k: params.get(k) for k in _FORM_FIELDS}, ImportRequest)
             fields.mapping = services.parse_mapping(params.get("mapping"))
-            file, filename = await self._read(request, limit), params.get("filename", "")
+            file, filename = await read_body(request, limit), params.get("filename", "")
         imp = await services.create_import(db, kernel.keys, file, filename, fields, max_bytes=limit)
         return services.import_out(imp)
-
-    @staticmethod
-    async def _read(request: Request[Any, Any, Any], limit: int) -> IO[bytes]:
-        """The raw body into a spooled temporary file, refusing it past ``limit`` bytes."""
-        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL)  # noqa: SIM115 - returned to the caller
-        total = 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                spool.close()
-                raise _too_large(total, limit)
-            spool.write(chunk)
-        spool.seek(0)
-        return spool
 
     @get("/code-imports/{import_id:uuid}", guards=[require_scope("inventory:read")])
     async def show(self, db: AsyncSession, import_id: uuid.UUID) -> ImportOut:

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.audit.services import record
 from core.catalog.models import Product
 from core.catalog.rules import CHARSET_LABELS, CodeRules, charset_ok
-from core.catalog.services import get_product_by_sku
+from core.catalog.services import find_product
 from core.crypto.services import KeyService
 from core.db.base import utcnow
 from core.db.context import require_tenant
@@ -99,9 +99,7 @@ def accepts_codes(kind: str, status: str) -> bool:
 
 async def code_product(session: AsyncSession, product_id: uuid.UUID) -> Product:
     """The tenant's product that can hold codes (``code``, ``reusable_code`` or ``stored_value``, not archived)."""
-    product = (await session.execute(select(Product).where(Product.id == product_id))).scalar_one_or_none()
-    if product is None:
-        raise NotFound("Product not found", "商品不存在", code="product_not_found")
+    product = await find_product(session, product_id)
     if product.kind not in CODE_PRODUCT_KINDS:
         raise _invalid(
             "product_id",
@@ -112,11 +110,6 @@ async def code_product(session: AsyncSession, product_id: uuid.UUID) -> Product:
     if product.status == "archived":
         raise _invalid("product_id", "The product is archived", "该商品已归档", "product_archived")
     return product
-
-
-async def product_by_sku(session: AsyncSession, sku: str) -> Product:
-    """The tenant's product with this SKU (through the catalog service)."""
-    return await get_product_by_sku(session, sku)
 
 
 async def tenant_zone(session: AsyncSession) -> ZoneInfo:

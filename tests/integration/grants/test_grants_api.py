@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select, text, update
+from sqlalchemy import event, select, text, update
 
 from core.events.models import Event
+from core.grants import services
 from core.grants.models import Grant, GrantItem
 from core.inventory.models import Code
 from core.jobs.models import OutboxMessage
@@ -200,6 +201,34 @@ async def test_list_get_and_filters(shop):
     one = (await shop.get(f"/api/v1/grants/{a['id']}")).json()
     assert one["ref"] == a["ref"] and one["codes"] == a["codes"]
     assert (await shop.get(f"/api/v1/grants/{uuid.uuid4()}")).status_code == 404
+
+
+async def test_the_list_shows_each_grant_as_its_own_page_does_in_a_fixed_number_of_queries(shop):
+    s = await shop.stock(12)
+    for n in range(4):
+        who = {"phone": f"1381234000{n}"} if n % 2 else {"external_id": f"list-{n}"}
+        made = await shop.post("/api/v1/grants", body(s.product_id, quantity=n + 1, channel="none", **who))
+        assert made.status_code == 201, made.text
+    listed = (await shop.get("/api/v1/grants")).json()["items"]
+    assert sorted(len(g["codes"]) for g in listed) == [1, 2, 3, 4]
+    for g in listed:
+        assert g == (await shop.get(f"/api/v1/grants/{g['id']}")).json()
+
+    async def statements_for(limit: int) -> int:
+        async def page(db):
+            seen: list[str] = []
+            conn = (await db.connection()).sync_connection  # this session's only: workers run beside it
+            listener = lambda *args: seen.append(args[2])  # noqa: E731 - (conn, cursor, statement, ...)
+            event.listen(conn, "before_cursor_execute", listener)
+            try:
+                await services.grant_page(db, await services.list_grants(db, limit=limit), limit)
+            finally:
+                event.remove(conn, "before_cursor_execute", listener)
+            return sum(1 for sql in seen if sql.lstrip().upper().startswith("SELECT"))
+
+        return await shop.run(page)
+
+    assert await statements_for(1) == await statements_for(4)  # not one query per grant
 
 
 async def test_scopes_are_enforced(shop, client, kernel, make_api_client):

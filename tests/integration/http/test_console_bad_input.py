@@ -62,6 +62,15 @@ async def test_a_nul_header_on_a_page_is_an_html_page_in_the_asked_language(brow
     assert "not allowed" in text
 
 
+async def test_a_refusal_before_the_page_follows_the_language_switch(browser: Browser) -> None:
+    """The console's ``lang`` cookie chooses the language of a page refused before routing too, as it
+    does for every page (one locale rule: cookie, then Accept-Language)."""
+    browser.http.cookies.set("lang", "en")
+    r = await browser.get("/console/login", headers={"Accept-Language": "zh-CN", "X-Request-ID": "a\x00b"})
+    text = _is_page(r, 400, "NUL")
+    assert "not allowed" in text
+
+
 async def test_the_api_still_answers_problem_json(client: httpx.AsyncClient) -> None:
     r = await client.get("/api/v1/nope")
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 from sqlalchemy import func, select, text
 
 from core.members.models import Member
@@ -133,6 +134,19 @@ async def test_import_is_all_or_nothing(shop):
     assert r.status_code == 422 and r.json()["code"] == "import_no_member_columns"
     r = await _import(shop, b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "x.csv")
     assert r.status_code in (400, 422)
+
+
+async def test_an_oversized_raw_import_is_413_and_stores_nothing(shop, kernel, monkeypatch):
+    monkeypatch.setattr(kernel, "settings", msgspec.structs.replace(kernel.settings, max_import_bytes=1000))
+    body = b"external_id,phone\n" + b"".join(b"E%04d,1350000%04d\n" % (n, n) for n in range(100))
+    r = await shop.client.post(
+        "/api/v1/members/import?filename=m.csv",
+        content=body,
+        headers={**shop.headers, "Content-Type": "text/csv", "Accept-Language": "en"},
+    )
+    assert (r.status_code, r.json()["code"], r.json()["max_bytes"]) == (413, "import_too_large", 1000), r.text
+    assert r.json()["detail"] == "The upload is larger than 1000 bytes; split the file"
+    assert await shop.run(lambda db: db.scalar(select(func.count()).select_from(Member))) == 0
 
 
 async def test_isolation(shop, other_shop):
