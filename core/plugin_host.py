@@ -283,7 +283,7 @@ class PluginHost:
                     config = build(settings)
                     if config is not None:
                         msgspec.convert(dict(config), info.config, strict=False)
-                except Exception as exc:
+                except Exception as exc:  # boundary: a plugin call; its failure names the plugin and the switch
                     raise PluginError(
                         f"plugin {plugin_name!r}: connector {info.id!r} cannot read its platform settings "
                         f"({_describe(exc)}); fix them, or set {disable_hint([plugin_name])}"
