@@ -33,6 +33,7 @@ from core.claims.access import absolute, enter_tenant, invalid_link, requester
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.ids import new_id, readable_ref
+from core.db.paging import keyset_page
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.grants.models import Grant, GrantItem
 from core.grants.schemas import GrantRequest
@@ -247,15 +248,11 @@ async def list_campaigns(
     """Newest first, with claim counts (one grouped query per page); ``next_cursor`` continues after the
     last one."""
     limit = max(1, min(limit, MAX_PAGE))
-    q = select(Campaign).order_by(Campaign.id.desc()).limit(limit + 1)
-    if cursor is not None:
-        q = q.where(Campaign.id < cursor)
-    rows = list((await session.execute(q)).scalars())
-    page = rows[:limit]
-    counts = await campaign_counts(session, [c.id for c in page])
+    page = await keyset_page(session, select(Campaign), Campaign.id, cursor=cursor, limit=limit)
+    counts = await campaign_counts(session, [c.id for c in page.items])
     cipher = await kernel.keys.cipher(session)
-    items = [_campaign_out(kernel.settings, cipher, c, counts.get(c.id, _NO_COUNTS)) for c in page]
-    return CampaignPage(items, items[-1].id if len(rows) > limit else None)
+    items = [_campaign_out(kernel.settings, cipher, c, counts.get(c.id, _NO_COUNTS)) for c in page.items]
+    return CampaignPage(items, page.next_cursor)
 
 
 async def update_campaign(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
 from core.db.base import utcnow
+from core.db.paging import keyset_page
 from core.errors import FieldError, NotFound, ValidationFailed
 from core.inventory.vault import masked
 from core.redemption.models import DEFAULT_ROLLBACK_WINDOW_MINUTES, Redemption, RedemptionSettings
@@ -97,7 +97,7 @@ async def list_redemptions(
     limit: int = 50,
 ) -> RedemptionPage:
     """Redemptions newest first, filtered by the code's last four characters, store, terminal, time, status."""
-    q = select(Redemption).order_by(Redemption.id.desc()).limit(limit + 1)
+    q = select(Redemption)
     if last4:
         q = q.where(Redemption.code_last4 == last4.strip()[-4:])
     if store:
@@ -114,14 +114,9 @@ async def list_redemptions(
         q = q.where(Redemption.created_at >= since)
     if status:
         q = q.where(Redemption.status == status)
-    if cursor is not None:
-        q = q.where(Redemption.id < cursor)
-    rows: Sequence[Redemption] = (await session.execute(q)).scalars().all()
+    page = await keyset_page(session, q, Redemption.id, cursor=cursor, limit=limit)
     window = (await get_settings(session)).rollback_window_minutes
-    page = rows[:limit]
-    return RedemptionPage(
-        [redemption_out(r, window) for r in page], page[-1].id if len(rows) > limit else None
-    )
+    return RedemptionPage([redemption_out(r, window) for r in page.items], page.next_cursor)
 
 
 def redemption_facts(red: Redemption) -> dict[str, Any]:
