@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
 from core.catalog.models import Product
+from core.catalog.services import find_product
 from core.claims import otp, tokens
 from core.claims.items import effective_status, member_item
 from core.claims.links import link_out
@@ -83,7 +84,7 @@ async def transfer_item(
         recipient, new_item, link = await _hand_over(session, kernel, item, e164, now)
     token = tokens.sign(cipher, "claim_link", link.id, link.expires_at)
     out = link_out(kernel.settings, link, token)
-    product = (await session.execute(select(Product).where(Product.id == code.product_id))).scalar_one()
+    product = await find_product(session, code.product_id)
     _send_link(session, cipher, tenant, giver, product, e164, out.url, link.id)
     facts = {
         "item_id": str(item.id),

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.catalog.models import Product
+from core.catalog.services import find_product
 from core.db.ids import new_id
 from core.db.results import rowcount
 from core.errors import ValidationFailed
@@ -156,16 +156,12 @@ async def spend(
     return None if row is None else (int(row.balance), int(row.uses), row.id == params["b_id"])
 
 
-async def _product(session: AsyncSession, product_id: uuid.UUID) -> Product:
-    return (await session.execute(select(Product).where(Product.id == product_id))).scalar_one()
-
-
 async def stored_value_ledger(session: AsyncSession, code_id: uuid.UUID) -> LedgerOut:
     """A stored-value card's balance and every movement of it, oldest first."""
     code = (await session.execute(select(Code).where(Code.id == code_id))).scalar_one_or_none()
     if code is None:
         raise refusals.not_found()
-    product = await _product(session, code.product_id)
+    product = await find_product(session, code.product_id)
     if product.kind != "stored_value":
         raise ValidationFailed(
             "This code is not a stored-value card", "该券码不是储值卡", code="not_stored_value"
