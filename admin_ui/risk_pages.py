@@ -144,7 +144,7 @@ class RiskPageController(Controller):
         status: int = 200,
     ) -> Response[str]:
         await engine.settle()
-        now = engine._now()
+        now = engine.now()
         ctx = await shell(request, db)
         ctx.update(
             rules=await services.get_rules(db),
@@ -220,7 +220,7 @@ class RiskPageController(Controller):
     async def lift(
         self, request: Request[Any, Any, Any], db: DbSession, lockout_id: uuid.UUID
     ) -> Redirect:
-        lockout = await services.lift_lockout(db, lockout_id, engine._now())
+        lockout = await services.lift_lockout(db, lockout_id, engine.now())
         flash(
             request,
             translator(request).gettext("Lockout of %(subject)s lifted.") % {"subject": lockout.subject},

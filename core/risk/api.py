@@ -89,9 +89,9 @@ class RiskController(Controller):
     ) -> LockoutPage:
         """Lockouts after repeated failures, newest first (``active=true``: only those still in force)."""
         await engine.settle()
-        return await services.list_lockouts(db, engine._now(), active, cursor, limit)
+        return await services.list_lockouts(db, engine.now(), active, cursor, limit)
 
     @delete("/lockouts/{lockout_id:uuid}", status_code=200, guards=[require_scope("risk:manage")])
     async def lift(self, db: AsyncSession, lockout_id: uuid.UUID) -> LockoutOut:
         """Lift an active lockout now (audited)."""
-        return await services.lift_lockout(db, lockout_id, engine._now())
+        return await services.lift_lockout(db, lockout_id, engine.now())

@@ -69,6 +69,11 @@ def _now() -> dt.datetime:
     return utcnow()
 
 
+def now() -> dt.datetime:
+    """The engine's clock, for callers that show or lift lockouts against the time the engine keeps."""
+    return _now()
+
+
 @dataclass
 class Ticket:
     """What ``admit`` counted, so ``give_back`` can subtract it again."""

@@ -23,5 +23,5 @@ async def purge_risk_counters_job() -> None:
     tenant_id = require_tenant()
     async with current_env().db().transaction() as session:
         config = await load_config(session, tenant_id)
-        deleted = await counters.purge_expired(session, tenant_id, engine._now(), config.tz)
+        deleted = await counters.purge_expired(session, tenant_id, engine.now(), config.tz)
     log.info("risk_counters_purged", tenant_id=str(tenant_id), deleted=deleted)
