@@ -266,29 +266,7 @@ async def create_grant(
     )
     async with guard(session, kernel.settings, "grant", subject, data.quantity):
         allocation = await allocate(session, product.id, data.quantity, f"grant:{grant.ref}", product=product)
-        now = utcnow()
-        session.add(grant)
-        items = _new_items(grant, member.id, product, allocation.codes, now)
-        session.add_all(items)
-        facts = {
-            "ref": grant.ref,
-            "product_id": str(product.id),
-            "quantity": grant.quantity,
-            "member_id": str(member.id),
-            "channel": channel,
-            "campaign_ref": grant.campaign_ref,
-            "source": source,
-            "codes": [str(i.code_id) for i in items],
-        }
-        record(session, "grant.created", "grant", grant.id, facts)
-        emit(session, "grant.created", grant.id, facts)
-        if channel is not None:
-            outbox.enqueue(
-                session,
-                DELIVERY_ACTOR,
-                {"grant_id": str(grant.id)},
-                business_key=f"{DELIVERY_ACTOR}:{grant.id}",
-            )
+        items = _add_grant(session, grant, member, product, allocation.codes, source, utcnow())
         await session.flush()  # one flush for the grant, its items, audit, event and outbox rows
     last4 = {c.id: c.last4 for c in allocation.codes}
     session.info.setdefault(_JUST_CREATED, {})[grant.id] = (items, last4, member)
@@ -851,8 +829,8 @@ def _add_grant(
     got: list[AllocatedCode],
     source: str,
     now: dt.datetime,
-) -> None:
-    """Add a batched grant with its items, its audit event, ``grant.created`` and its delivery (if any)."""
+) -> list[GrantItem]:
+    """Add a grant with its items, its audit event, ``grant.created`` and its delivery (if any); the items."""
     session.add(grant)
     items = _new_items(grant, member.id, product, got, now)
     session.add_all(items)
@@ -875,6 +853,7 @@ def _add_grant(
             {"grant_id": str(grant.id)},
             business_key=f"{DELIVERY_ACTOR}:{grant.id}",
         )
+    return items
 
 
 async def _allocate_many(

@@ -37,7 +37,7 @@ SESSION_EVENTS = [n for n, v in vars(SessionEvents).items() if inspect.isfunctio
 
 
 class _Base(DeclarativeBase):
-    pass
+    """A metadata of this test's own, apart from kaquan's."""
 
 
 class _Note(_Base):

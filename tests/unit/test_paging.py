@@ -14,7 +14,7 @@ from core.db.paging import Page, keyset_page, keyset_rows
 
 
 class _Base(DeclarativeBase):
-    pass
+    """A metadata of this test's own, apart from kaquan's."""
 
 
 class _Row(_Base):
