@@ -41,6 +41,9 @@ DOMAINS: tuple[str, ...] = (
     "core.redemption",
     "core.webhooks",
     "core.risk",
+    "core.connectors",
+    "core.channels",
+    "core.channel_orders",
 )
 
 #: The console roles, most powerful first.

@@ -25,7 +25,10 @@ class ConnectorContext:
     - ``http``: an ``httpx.AsyncClient`` owned by the host (timeouts set; do not close it);
     - ``log``: a structlog logger already bound to the tenant and connector (never log secrets);
     - ``clock``: returns the current time, timezone-aware UTC (tests freeze it);
-    - ``embedded``: true in embedded (single-process, development) mode.
+    - ``embedded``: true in embedded (single-process, development) mode;
+    - ``account_id``: the tenant's connector account the call is for (``""`` for the platform's account);
+    - ``access_token``: the account's OAuth2 access token, for connectors with capability ``oauth``
+      (kaquan refreshes it before it expires; never log it).
     """
 
     tenant_id: uuid.UUID | None
@@ -34,6 +37,8 @@ class ConnectorContext:
     log: Any
     clock: Callable[[], dt.datetime] = field(default=_utcnow)
     embedded: bool = False
+    account_id: str = ""
+    access_token: str = ""
 
     def now(self) -> dt.datetime:
         return self.clock()

@@ -50,6 +50,10 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     redelivery of one delivery (a retry after a crash re-sends with the same key), unique per delivery.
     Pass it to providers that dedupe.
     ``body`` may contain a credential (an invite link): deliver it, never log it.
+    ``template`` names the message (``invite``, ``grant_codes``, ``claim_otp`` …) and ``params`` carries its
+    values as strings, for providers that send only approved templates with a signature (Chinese SMS
+    services, WeChat template messages): such a connector maps ``template`` to its provider's template id
+    in its config and sends ``params``; others send ``subject`` and ``body``, which are already rendered.
     """
 
     channel: str
@@ -59,6 +63,7 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     locale: str = "zh-CN"
     template: str = ""
     reference: str = ""
+    params: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 DeliveryStatus = Literal["sent", "queued", "rejected", "failed"]

@@ -1,0 +1,1 @@
+"""Consignment listings on sales channels: price rules, quotas and stock sync."""

@@ -1,0 +1,1 @@
+"""Connector accounts: a tenant's connection to a notifier, sales channel or supplier connector."""
