@@ -1,0 +1,247 @@
+"""Calling a tenant's connector account: decrypt its settings, run one method with a timeout, record health.
+
+Every call into partner code goes through :meth:`BoundAccount.call`. A connector that raises, hangs past its
+timeout or answers with something that is not the contract's type fails that one call, for that account
+only: the caller gets a :class:`ConnectorCallFailed` (``retryable`` for a timeout or a raise, so the job
+system may retry an idempotent call), the account's health records it, and nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+import structlog
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.connectors.models import ConnectorAccount
+from core.crypto.envelope import TenantCipher
+from core.db.base import utcnow
+from core.db.context import require_tenant
+from core.db.session import Database, get_scoped
+from core.plugin_host import PluginHost
+from plugins import ConnectorContext, secret_fields
+
+log = structlog.get_logger("kaquan.connectors")
+T = TypeVar("T")
+
+#: Seconds one connector call may take unless the caller says otherwise.
+DEFAULT_TIMEOUT = 10.0
+HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+class AccountUnavailable(LookupError):
+    """No such account for this tenant, or it is not active (paused, disconnected), or its connector is gone."""
+
+    def __init__(self, account_id: uuid.UUID, reason: str) -> None:
+        super().__init__(f"connector account {account_id} is not usable: {reason}")
+        self.account_id = account_id
+        self.reason = reason
+
+
+class ConnectorCallFailed(RuntimeError):
+    """One call into a connector failed: it raised, timed out, or answered outside its contract.
+
+    ``reason`` is ``timeout``, ``raised`` or ``bad_answer``; ``retryable`` says whether running the same
+    idempotent call again may succeed. The message never carries the account's secrets.
+    """
+
+    def __init__(self, connector_id: str, method: str, reason: str, detail: str, *, retryable: bool) -> None:
+        super().__init__(f"{connector_id}.{method}: {reason}: {detail}")
+        self.connector_id = connector_id
+        self.method = method
+        self.reason = reason
+        self.detail = detail
+        self.retryable = retryable
+
+
+def seal_secrets(cipher: TenantCipher, account_id: uuid.UUID, values: Mapping[str, Any]) -> bytes:
+    """The secret settings as JSON, encrypted under the tenant's data key (bound to the account id)."""
+    return cipher.encrypt(
+        json.dumps(dict(values), ensure_ascii=False).encode(), b"connector:" + account_id.bytes
+    )
+
+
+def open_secrets(cipher: TenantCipher, account_id: uuid.UUID, blob: bytes | None) -> dict[str, Any]:
+    """The account's secret settings (empty when it has none)."""
+    if not blob:
+        return {}
+    data: dict[str, Any] = json.loads(cipher.decrypt(blob, b"connector:" + account_id.bytes))
+    return data
+
+
+def seal_tokens(cipher: TenantCipher, account_id: uuid.UUID, token: Mapping[str, Any]) -> bytes:
+    """An OAuth2 token set, encrypted under the tenant's data key (bound to the account id)."""
+    return cipher.encrypt(json.dumps(dict(token)).encode(), b"oauth:" + account_id.bytes)
+
+
+def open_tokens(cipher: TenantCipher, account_id: uuid.UUID, blob: bytes | None) -> dict[str, Any]:
+    """The account's OAuth2 token set (empty when it has none)."""
+    if not blob:
+        return {}
+    data: dict[str, Any] = json.loads(cipher.decrypt(blob, b"oauth:" + account_id.bytes))
+    return data
+
+
+def split_config(
+    config_type: type[msgspec.Struct], values: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``values`` as (public settings, secret settings) by the config Struct's ``Secret`` fields."""
+    secrets = secret_fields(config_type)
+    public = {k: v for k, v in values.items() if k not in secrets}
+    hidden = {k: v for k, v in values.items() if k in secrets}
+    return public, hidden
+
+
+@dataclass
+class BoundAccount:
+    """An active account with its connector object and decoded config, ready to call."""
+
+    account_id: uuid.UUID
+    tenant_id: uuid.UUID
+    connector_id: str
+    kind: str
+    connector: Any
+    config: msgspec.Struct
+    access_token: str = ""
+    embedded: bool = False
+    db: Database | None = None
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+
+    def supports(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def context(self, http: httpx.AsyncClient) -> ConnectorContext:
+        bound = log.bind(
+            tenant_id=str(self.tenant_id), connector=self.connector_id, account=str(self.account_id)
+        )
+        return ConnectorContext(
+            tenant_id=self.tenant_id,
+            config=self.config,
+            http=http,
+            log=bound,
+            clock=utcnow,
+            embedded=self.embedded,
+            account_id=str(self.account_id),
+            access_token=self.access_token,
+        )
+
+    async def call(
+        self,
+        method: str,
+        *args: Any,
+        expect: type[T] | tuple[type, ...] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Any:
+        """``await connector.<method>(ctx, *args)`` with a timeout of ``limit`` seconds; the answer checked against ``expect``.
+
+        Raises :class:`ConnectorCallFailed` on a raise, a timeout or an answer of the wrong type, and records
+        the outcome on the account's health (when the account was opened with a database).
+        """
+        fn = getattr(self.connector, method, None)
+        if fn is None:
+            raise ConnectorCallFailed(
+                self.connector_id, method, "bad_answer", "method not provided", retryable=False
+            )
+        try:
+            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
+                result = await asyncio.wait_for(fn(self.context(http), *args), limit)
+        except TimeoutError:
+            await self._health(False, f"{method}: no answer within {limit:g} s")
+            raise ConnectorCallFailed(
+                self.connector_id, method, "timeout", f"no answer within {limit:g} s", retryable=True
+            ) from None
+        except Exception as exc:  # boundary: partner code; fails this call for this account only
+            detail = f"{type(exc).__name__}: {str(exc)[:300]}"
+            await self._health(False, f"{method}: {detail}")
+            raise ConnectorCallFailed(self.connector_id, method, "raised", detail, retryable=True) from exc
+        if expect is not None and not isinstance(result, expect):
+            detail = f"answered {type(result).__name__}, not the contract's type"
+            await self._health(False, f"{method}: {detail}")
+            raise ConnectorCallFailed(self.connector_id, method, "bad_answer", detail, retryable=False)
+        await self._health(True, "")
+        return result
+
+    async def _health(self, ok: bool, error: str) -> None:
+        if self.db is None:
+            return
+        now = utcnow()
+        values: dict[str, Any] = (
+            {"last_ok_at": now, "consecutive_failures": 0}
+            if ok
+            else {
+                "last_error_at": now,
+                "last_error": error[:500],
+                "consecutive_failures": ConnectorAccount.consecutive_failures + 1,
+            }
+        )
+        try:
+            async with self.db.transaction() as session:
+                await session.execute(
+                    update(ConnectorAccount).where(ConnectorAccount.id == self.account_id).values(**values)
+                )
+        except Exception as exc:  # boundary: health is a record of the call, never a reason to fail it
+            log.warning(
+                "connector_health_not_recorded", account=str(self.account_id), error=type(exc).__name__
+            )
+
+
+async def bind_account(
+    session: AsyncSession,
+    cipher: TenantCipher,
+    plugins: PluginHost,
+    account_id: uuid.UUID,
+    *,
+    db: Database | None = None,
+    embedded: bool = False,
+    kind: str | None = None,
+    allow_paused: bool = False,
+) -> BoundAccount:
+    """The tenant's account ``account_id``, decrypted and bound to its connector, ready to :meth:`~BoundAccount.call`.
+
+    Raises :class:`AccountUnavailable` when the account is not this tenant's, not of ``kind``, not active
+    (unless ``allow_paused``), or its connector is no longer installed or enabled.
+    """
+    account = await get_scoped(session, ConnectorAccount, account_id)
+    if account is None:
+        raise AccountUnavailable(account_id, "not_found")
+    if kind is not None and account.kind != kind:
+        raise AccountUnavailable(account_id, "wrong_kind")
+    if account.status != "active" and not (allow_paused and account.status == "paused"):
+        raise AccountUnavailable(account_id, account.status)
+    try:
+        connector = plugins.connector(account.connector_id)
+    except LookupError:
+        raise AccountUnavailable(account_id, "connector_not_installed") from None
+    values = {**account.config, **open_secrets(cipher, account.id, account.secrets)}
+    config = plugins.connector_config(account.connector_id, values)
+    token = open_tokens(cipher, account.id, account.oauth_tokens)
+    return BoundAccount(
+        account_id=account.id,
+        tenant_id=require_tenant(),
+        connector_id=account.connector_id,
+        kind=account.kind,
+        connector=connector,
+        config=config,
+        access_token=str(token.get("access_token", "")),
+        embedded=embedded,
+        db=db,
+        capabilities=frozenset(connector.info.capabilities),
+    )
+
+
+def token_expiry(token: Mapping[str, Any]) -> dt.datetime | None:
+    """When an OAuth2 token set expires (``expires_at`` epoch seconds, or ``expires_in`` from now)."""
+    if token.get("expires_at"):
+        return dt.datetime.fromtimestamp(float(token["expires_at"]), dt.UTC)
+    if token.get("expires_in"):
+        return utcnow() + dt.timedelta(seconds=float(token["expires_in"]))
+    return None
