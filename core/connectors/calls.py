@@ -139,9 +139,9 @@ class BoundAccount:
         method: str,
         *args: Any,
         expect: type[T] | tuple[type, ...] | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        limit: float = DEFAULT_TIMEOUT,
     ) -> Any:
-        """``await connector.<method>(ctx, *args)`` with a timeout of ``limit`` seconds; the answer checked against ``expect``.
+        """``await connector.<method>(ctx, *args)``, at most ``limit`` seconds, answer checked against ``expect``.
 
         Raises :class:`ConnectorCallFailed` on a raise, a timeout or an answer of the wrong type, and records
         the outcome on the account's health (when the account was opened with a database).
