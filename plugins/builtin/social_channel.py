@@ -303,9 +303,13 @@ class SocialChannel:
             code = answer.data.get("errcode", SUCCESS)
             if code == SUCCESS:
                 return answer
-            if code in TOKEN_CODES and attempt == 1:
+            if code in TOKEN_CODES:
                 self.tokens.drop(cfg)
-                continue
+                if attempt == 1:
+                    continue
+                return wire.Answer(
+                    None, answer.http_status, retryable=True, detail="channel refused a fresh access token"
+                )
             if not isinstance(code, int) or isinstance(code, bool):
                 return wire.Answer(
                     None, answer.http_status, retryable=True, detail="channel answered a bad errcode"

@@ -106,6 +106,7 @@ class FakeChannelServer:
         self.delivery_calls = 0
         self.bills: list[dict[str, Any]] = []
         self._failures: list[Reply] = []
+        self._path_failures: dict[str, list[Reply]] = {}
         self._delays: list[float] = []
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
@@ -174,6 +175,11 @@ class FakeChannelServer:
         with self.lock:
             self._failures.extend([json_reply(data)] * count)
 
+    def fail_path(self, path: str, data: dict[str, Any], count: int = 1) -> None:
+        """The next ``count`` requests to ``path`` get HTTP 200 with the platform error ``data``."""
+        with self.lock:
+            self._path_failures.setdefault(path, []).extend([json_reply(data)] * count)
+
     def delay_next(self, seconds: float, count: int = 1) -> None:
         """The next ``count`` requests are answered after ``seconds``."""
         with self.lock:
@@ -187,6 +193,9 @@ class FakeChannelServer:
             self.requests.append((method, path))
             delay = self._delays.pop(0) if self._delays else 0.0
             failure = self._failures.pop(0) if self._failures else None
+            on_path = self._path_failures.get(path)
+            if failure is None and on_path:
+                failure = on_path.pop(0)
         if delay:
             time.sleep(delay)
         if failure is not None:

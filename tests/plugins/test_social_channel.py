@@ -247,3 +247,16 @@ async def test_no_secret_or_token_reaches_the_logs(shop, config, channel):
     tokens = list(shop.tokens)
     assert logs and tokens
     assert all(secret not in repr(logs) for secret in (SECRET, TOKEN, *tokens))
+
+
+async def test_a_token_refused_twice_in_a_row_is_a_retryable_failure(shop, config, channel):
+    async with channel_context(config) as ctx:
+        assert (await channel.check(ctx)).ok
+        expired = {"errcode": 42001, "errmsg": "access_token expired"}
+        shop.fail_path("/channels/ec/product/stock/batch_update", expired, count=2)
+        refused = await channel.push_stock(
+            ctx,
+            StockPush(reference="p", items=[StockItem(sku="s", listing_id="l", available=1, price_fen=1)]),
+        )
+    assert {(r.status, r.retryable) for r in refused.items} == {("failed", True)}
+    assert "fresh access token" in refused.items[0].detail and shop.tokens_issued == 2
