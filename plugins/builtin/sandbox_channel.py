@@ -69,8 +69,8 @@ from plugins import (
 )
 from plugins.channels import ChannelEventType
 
-Fault = Literal["timeout", "server_error", "rate_limited", "unreachable", "answer_lost"]
-FAULTS: tuple[str, ...] = ("timeout", "server_error", "rate_limited", "unreachable", "answer_lost")
+Fault = Literal["timeout", "server_error", "bad_gateway", "rate_limited", "unreachable", "answer_lost"]
+FAULTS: tuple[str, ...] = ("timeout", "server_error", "bad_gateway", "rate_limited", "unreachable", "answer_lost")
 
 SIGNATURE_HEADER = "x-sandbox-signature"
 TIMESTAMP_HEADER = "x-sandbox-timestamp"
