@@ -29,6 +29,10 @@ class FakeLocalLife(FakeChannelServer):
         self.client_secret = client_secret
         #: code → {"order_id", "state": issued | verified_here | verified_by_merchant | refunded, "verify_token"}
         self.codes: dict[str, dict[str, Any]] = {}
+        #: order id → its ``issue_code`` message (retried with the same ``msg_id``)
+        self.issue_messages: dict[str, dict[str, Any]] = {}
+        #: code → how many verifications reported by the merchant the platform applied
+        self.verifications: dict[str, int] = {}
 
     def route(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
@@ -89,6 +93,7 @@ class FakeLocalLife(FakeChannelServer):
                     result = 2119001
                 else:
                     record.update(state="verified_by_merchant", verify_token=params["verify_token"])
+                    self.verifications[code] = self.verifications.get(code, 0) + 1
                     result = 0
             results.append({"code": code, "result": result, "verify_id": f"v-{params['verify_token']}"})
         return _ll({"error_code": 0, "description": "success", "verify_results": results})
@@ -126,7 +131,12 @@ class FakeLocalLife(FakeChannelServer):
             "create_time": self.now(),
             "content": content,
         }
-        body = dumps(message)
+        call = self.sign(dumps(message), timestamp=timestamp)
+        call.message = message
+        return call
+
+    def sign(self, body: bytes, *, timestamp: int | None = None) -> SignedCall:
+        """An SPI call carrying ``body`` as is, signed as the platform signs."""
         ts = str(self.now() if timestamp is None else timestamp)
         headers = {
             "Content-Type": "application/json",
@@ -134,7 +144,12 @@ class FakeLocalLife(FakeChannelServer):
             "X-Life-Timestamp": ts,
             "X-Life-Sign": hmac_hex(self.client_secret, f"{ts}\n".encode() + body),
         }
-        return SignedCall(headers=headers, query={}, body=body, message=message)
+        return SignedCall(headers=headers, query={}, body=body, message={})
+
+    def issue_call(self, order_id: str) -> SignedCall:
+        """The ``issue_code`` call for an order again (a retry: same ``msg_id`` and content, signed anew)."""
+        message = self.issue_messages[order_id]
+        return self.spi("issue_code", message["content"], msg_id=message["msg_id"])
 
     def buy(
         self, sku: str, count: int = 1, unit_price: int = 4900, *, open_id: str = "ou-1", phone: str = ""
@@ -151,7 +166,10 @@ class FakeLocalLife(FakeChannelServer):
             "unit_price": unit_price,
             "buyer": order.buyer,
         }
-        return self.spi("issue_code", content)
+        call = self.spi("issue_code", content)
+        with self.lock:
+            self.issue_messages[order.order_id] = call.message
+        return call
 
     def take_issue_reply(self, order_id: str, body: bytes) -> list[str]:
         """Read the merchant's answer to ``issue_code`` as the platform does: the codes it now sells."""

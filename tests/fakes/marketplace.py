@@ -233,7 +233,12 @@ class FakeMarketplace(FakeChannelServer):
 
     def callback(self, message: dict[str, Any], *, timestamp: int | None = None) -> SignedCall:
         """The signed push of ``message`` to the merchant's callback URL."""
-        body = dumps(public(message))
+        call = self.sign(dumps(public(message)), timestamp=timestamp)
+        call.message = message
+        return call
+
+    def sign(self, body: bytes, *, timestamp: int | None = None) -> SignedCall:
+        """A push carrying ``body`` as is, signed as the marketplace signs."""
         ts = str(self.now() if timestamp is None else timestamp)
         sign = hmac_hex(self.app_secret, f"{self.app_key}\n{ts}\n".encode() + body)
         headers = {
@@ -242,7 +247,7 @@ class FakeMarketplace(FakeChannelServer):
             "X-Timestamp": ts,
             "X-Sign": sign,
         }
-        return SignedCall(headers=headers, query={}, body=body, message=message)
+        return SignedCall(headers=headers, query={}, body=body, message={})
 
 
 def _mk_ok(data: dict[str, Any]) -> Reply:

@@ -201,11 +201,15 @@ class FakeSocialShop(FakeChannelServer):
         }
 
     def callback(self, message: dict[str, Any], *, timestamp: int | None = None) -> SignedCall:
-        body = dumps(public(message))
+        """The signed push of ``message`` to the merchant's callback URL."""
+        call = self.sign(dumps(public(message)), timestamp=timestamp)
+        call.message = message
+        return call
+
+    def sign(self, body: bytes, *, timestamp: int | None = None) -> SignedCall:
+        """A push carrying ``body`` as is, signed as the platform signs (query string)."""
         ts = str(self.now() if timestamp is None else timestamp)
         nonce = secrets.token_hex(6)
         signature = hmac_hex(self.callback_token, f"{ts}\n{nonce}\n".encode() + body)
         query = {"timestamp": ts, "nonce": nonce, "msg_signature": signature}
-        return SignedCall(
-            headers={"Content-Type": "application/json"}, query=query, body=body, message=message
-        )
+        return SignedCall(headers={"Content-Type": "application/json"}, query=query, body=body, message={})

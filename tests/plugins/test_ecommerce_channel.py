@@ -26,8 +26,10 @@ from plugins import (
 )
 from plugins.builtin._channel_http import ChannelUnavailable
 from plugins.builtin.ecommerce_channel import CONNECTOR, EcommerceConfig
+from plugins.testing import channel_conformance
 from tests.fakes import callback_request, channel_context
 from tests.fakes.channel_servers import FakeMarketplace, hmac_hex
+from tests.fakes.simulators import MarketplaceSimulator
 
 SECRET = "mk-secret-canary-41d7"
 
@@ -350,3 +352,13 @@ async def test_no_secret_or_token_reaches_the_logs_on_any_path(market, config):
                 await CONNECTOR.pull_orders(ctx, "")
     text = repr(logs) + str(caught.value)
     assert logs and SECRET not in text and token not in text
+
+
+class TestEcommerceConformance(
+    channel_conformance(CONNECTOR, MarketplaceSimulator, entry_point="ecommerce_channel")
+):
+    """The partner conformance kit, on the marketplace fake (an authorised shop)."""
+
+    @pytest.fixture
+    def connector_config(self) -> EcommerceConfig:
+        return EcommerceConfig(app_key="kit-app", app_secret="kit-app-secret", page_size=5)

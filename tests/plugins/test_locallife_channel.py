@@ -24,8 +24,10 @@ from plugins import (
     hookspecs,
 )
 from plugins.builtin.locallife_channel import ALREADY_VERIFIED, CONNECTOR, PROCESSING, LocallifeConfig
+from plugins.testing import channel_conformance
 from tests.fakes import callback_request, channel_context
 from tests.fakes.channel_servers import FakeLocalLife, SignedCall, hmac_hex
+from tests.fakes.simulators import LocalLifeSimulator
 
 SECRET = "ll-secret-canary-93be"
 
@@ -299,3 +301,13 @@ async def test_no_secret_reaches_the_logs(life, config):
                 ChannelRedemption(order_id="o", code="C", redeemed_at=dt.datetime.now(dt.UTC), reference="r"),
             )
     assert logs and SECRET not in repr(logs)
+
+
+class TestLocallifeConformance(
+    channel_conformance(CONNECTOR, LocalLifeSimulator, entry_point="locallife_channel")
+):
+    """The partner conformance kit, on the local-life fake."""
+
+    @pytest.fixture
+    def connector_config(self) -> LocallifeConfig:
+        return LocallifeConfig(client_key="kit-client", client_secret="kit-client-secret", account_id="kit")

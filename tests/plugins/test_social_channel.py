@@ -22,8 +22,10 @@ from plugins import (
 )
 from plugins.builtin._channel_http import ChannelUnavailable
 from plugins.builtin.social_channel import CONNECTOR, SocialChannel, SocialConfig
+from plugins.testing import channel_conformance
 from tests.fakes import callback_request, channel_context
 from tests.fakes.channel_servers import FakeSocialShop, SignedCall, hmac_hex
+from tests.fakes.simulators import SocialShopSimulator
 
 SECRET = "so-secret-canary-2c8e"
 TOKEN = "so-callback-canary-77aa"
@@ -260,3 +262,15 @@ async def test_a_token_refused_twice_in_a_row_is_a_retryable_failure(shop, confi
         )
     assert {(r.status, r.retryable) for r in refused.items} == {("failed", True)}
     assert "fresh access token" in refused.items[0].detail and shop.tokens_issued == 2
+
+
+class TestSocialConformance(
+    channel_conformance(CONNECTOR, SocialShopSimulator, entry_point="social_channel")
+):
+    """The partner conformance kit, on the social shop fake."""
+
+    @pytest.fixture
+    def connector_config(self) -> SocialConfig:
+        return SocialConfig(
+            appid="wx-kit", secret="kit-app-secret", callback_token="kit-callback", page_size=5
+        )
