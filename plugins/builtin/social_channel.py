@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -70,7 +70,7 @@ class SocialConfig(msgspec.Struct, frozen=True, kw_only=True):
     appid: str = "wx-kaquan"
     secret: Secret = ""
     callback_token: Secret = ""
-    shop_type: str = "mini_program"
+    shop_type: Literal["mini_program", "short_video"] = "mini_program"
     page_size: int = 100
     timeout_seconds: float = 8.0
     callback_tolerance_seconds: int = wire.DEFAULT_TOLERANCE
