@@ -600,13 +600,12 @@ class ChannelConformance:
         self.require("callbacks")
         sim, config = simulator, connector_config
         genuine = sim.order_callback(self.paid_order(sim, config).order_id)
-        cases = list(_tampered(genuine).items())
+        cases = [(name, config, request) for name, request in _tampered(genuine).items()]
         secrets = secret_fields(type(config))
         if secrets:
             other = msgspec.structs.replace(config, **{n: f"kit-another-account-{n}" for n in secrets})
-            cases.append(("signed for another account (another secret)", genuine))
-        for name, request in cases:
-            used = other if name.startswith("signed for another") else config
+            cases.append(("checked with another account's secret", other, genuine))
+        for name, used, request in cases:
             rec = self.call(sim, used, "parse_callback", request)
             assert isinstance(rec.error, BadCallback), (
                 f"{name}: parse_callback must raise plugins.BadCallback, got {rec.describe()}"
