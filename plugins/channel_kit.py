@@ -79,6 +79,7 @@ from plugins.channels import (
     StockItem,
     StockPush,
     StockPushResult,
+    channel_methods,
 )
 from plugins.context import ConnectorContext
 from plugins.contracts import CONNECTOR_ID, ConnectorInfo, secret_fields
@@ -98,17 +99,6 @@ OUTAGES: tuple[str, ...] = ("timeout", "server_error", "bad_gateway", "rate_limi
 OUTAGE_REQUESTS = 1000
 #: How long one connector call may take against the simulator before the kit gives up (seconds).
 CALL_TIMEOUT = 10.0
-#: Methods a capability makes kaquan call, and whether they are ``async``.
-CAPABILITY_METHODS: dict[str, tuple[tuple[str, bool], ...]] = {
-    "stock_push": (("push_stock", True),),
-    "order_pull": (("pull_orders", True),),
-    "callbacks": (("parse_callback", True), ("callback_reply", False)),
-    "delivery": (("deliver_codes", True),),
-    "third_party_codes": (("parse_callback", True), ("callback_reply", False)),
-    "redemption_sync": (("report_redemption", True),),
-    "statements": (("fetch_statement", True),),
-    "oauth": (("oauth_client", False),),
-}
 
 
 def _fault_answer(fault: str, request: httpx.Request) -> httpx.Response:
@@ -451,10 +441,7 @@ class ChannelConformance:
         check_secret_fields(self.connector)
 
     def test_methods_match_the_capabilities(self) -> None:
-        wanted = [("check", True)]
-        for capability in sorted(self.connector.info.capabilities):
-            wanted += CAPABILITY_METHODS.get(capability, ())
-        for name, is_async in wanted:
+        for name, is_async in channel_methods(self.connector.info.capabilities).items():
             fn = getattr(self.connector, name, None)
             assert callable(fn), f"{name} is missing (its capability is declared)"
             assert inspect.iscoroutinefunction(fn) == is_async, (
@@ -620,13 +607,12 @@ class ChannelConformance:
         self.require("callbacks")
         sim, config = simulator, connector_config
         genuine = sim.order_callback(self.paid_order(sim, config).order_id)
-        cases = list(_tampered(genuine).items())
+        cases = [(name, config, request) for name, request in _tampered(genuine).items()]
         secrets = secret_fields(type(config))
         if secrets:
             other = msgspec.structs.replace(config, **{n: f"kit-another-account-{n}" for n in secrets})
-            cases.append(("signed for another account (another secret)", genuine))
-        for name, request in cases:
-            used = other if name.startswith("signed for another") else config
+            cases.append(("checked with another account's secret", other, genuine))
+        for name, used, request in cases:
             rec = self.call(sim, used, "parse_callback", request)
             assert isinstance(rec.error, BadCallback), (
                 f"{name}: parse_callback must raise plugins.BadCallback, got {rec.describe()}"

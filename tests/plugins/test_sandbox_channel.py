@@ -203,31 +203,42 @@ def test_issue_requests_are_answered_with_codes_the_shop_records(account):
     assert refused.status == 401
 
 
-def test_the_shop_lives_on_its_own_when_asked(account):
-    stock(account, 40)
-    ctx = context(account, orders_per_pull=5, refund_percent=50, redeem_percent=50, page_size=100)
-    events, cursor, _ = drain(ctx)
-    orders = [e.order for e in events if e.type == "order.paid"]
-    assert len(orders) == 5
-    for order in orders:
+def deliver_all(ctx: ConnectorContext, events: list[Any]) -> None:
+    for order in (e.order for e in events if e.type == "order.paid"):
         line = order.lines[0]
         codes = [IssuedCode(line_id=line.line_id, code=f"{order.order_id}-{i}") for i in range(line.quantity)]
         delivery = CodeDelivery(
             order_id=order.order_id, line_id=line.line_id, codes=codes, reference=order.order_id
         )
         assert run(CONNECTOR.deliver_codes(ctx, delivery)).ok
-    later, _, _ = drain(ctx, cursor)
-    kinds = {e.type for e in later}
+
+
+def test_the_shop_lives_on_its_own_when_asked():
+    account = "sandbox-life-test"  # a fixed account: the shop's choices are drawn from it, so they repeat
+    sandbox.WORLD.reset(account)
+    stock(account, 60)
+    ctx = context(account, orders_per_pull=4, refund_percent=40, redeem_percent=50, page_size=100)
+    events, cursor, _ = drain(ctx)
+    assert len([e for e in events if e.type == "order.paid"]) == 4
+    kinds: set[str] = set()
+    for _ in range(5):
+        deliver_all(ctx, events)
+        events, cursor, _ = drain(ctx, cursor)
+        kinds |= {e.type for e in events}
     assert {"order.paid", "order.refunded", "code.redeemed"} <= kinds
     shop = sandbox.WORLD.shop(account)
-    assert (
-        sum(s.available for s in shop.skus.values()) + sum(o.lines[0].quantity for o in shop.orders.values())
-        == 40
+    sold = sum(o.lines[0].quantity for o in shop.orders.values())
+    assert sum(s.available for s in shop.skus.values()) + sold == 60
+    assert all(
+        shop.redeemed.get(c.code) != "channel" or shop.refunded.get(key, 0) < len(codes)
+        for key, codes in shop.received.items()
+        for c in codes
     )
     page = run(CONNECTOR.fetch_statement(ctx, StatementRequest(start=NOW, end=NOW + dt.timedelta(days=1))))
     kinds_st = {line.kind for line in page.lines}
     assert "sale" in kinds_st and "refund" in kinds_st
     assert all(line.commission_fen == line.amount_fen // 10 for line in page.lines if line.kind == "sale")
+    sandbox.WORLD.reset(account)
 
 
 def test_outages_on_pulls_raise_and_leave_the_cursor(account):
