@@ -48,7 +48,8 @@ class SignedCall:
         return SignedCall(self.headers, self.query, body, self.message)
 
     def post(self, url: str, timeout: float = 10.0) -> tuple[int, bytes]:
-        """POST this call to ``url`` (kaquan's callback route); the HTTP status and body answered."""
+        """POST this call to ``url`` (kaquan's callback route); the HTTP status and body answered
+        (status 0 when no answer came: connection refused or dropped, or nothing within ``timeout``)."""
         target = url + ("?" + urllib.parse.urlencode(self.query) if self.query else "")
         request = urllib.request.Request(target, data=self.body, headers=self.headers, method="POST")
         try:
@@ -56,6 +57,8 @@ class SignedCall:
                 return int(response.status), response.read()
         except urllib.error.HTTPError as exc:
             return int(exc.code), exc.read()
+        except (urllib.error.URLError, TimeoutError, ConnectionError):
+            return 0, b""  # no answer: refused, dropped or not within ``timeout``
 
 
 @dataclass

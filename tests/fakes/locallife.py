@@ -5,6 +5,8 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fakes._server import (
@@ -16,6 +18,21 @@ from tests.fakes._server import (
     json_reply,
     parse_json,
 )
+
+#: The platform calls the issue endpoint at most this many times, waiting this long for each answer.
+ISSUE_ATTEMPTS = 6
+ISSUE_LIMIT = 8.0
+
+
+@dataclass
+class IssueOutcome:
+    """What the platform got from the merchant for one order: ``result`` 1 (codes) or 2 (refused), or
+    ``None`` after every call failed; the calls made and how long each took."""
+
+    result: int | None = None
+    codes: list[str] = field(default_factory=list)
+    calls: int = 0
+    seconds: list[float] = field(default_factory=list)
 
 
 class FakeLocalLife(FakeChannelServer):
@@ -181,6 +198,35 @@ class FakeLocalLife(FakeChannelServer):
             for code in codes:
                 self.codes.setdefault(code, {"order_id": order_id, "state": "issued", "verify_token": ""})
         return codes
+
+    def issue_until_answered(
+        self,
+        url: str,
+        order_id: str,
+        *,
+        attempts: int = ISSUE_ATTEMPTS,
+        limit: float = ISSUE_LIMIT,
+        pause: float = 0.0,
+    ) -> IssueOutcome:
+        """Call the merchant's ``url`` with the order's ``issue_code`` as the platform does: each call waits at
+        most ``limit`` seconds; a call without a good answer (none in time, not 2xx, unreadable, ``error_code``
+        not 0) is made again — signed anew, same ``msg_id`` — up to ``attempts`` calls, ``pause`` apart."""
+        outcome = IssueOutcome()
+        for _ in range(attempts):
+            started = time.perf_counter()
+            status, body = self.issue_call(order_id).post(url, timeout=limit)
+            outcome.calls += 1
+            outcome.seconds.append(time.perf_counter() - started)
+            try:
+                data = json.loads(body)["data"] if 200 <= status < 300 else {}
+            except (ValueError, KeyError, TypeError):
+                data = {}
+            if isinstance(data, dict) and data.get("error_code") == 0 and data.get("result") in (1, 2):
+                outcome.result = int(data["result"])
+                outcome.codes = self.take_issue_reply(order_id, body)
+                return outcome
+            time.sleep(pause)
+        return outcome
 
     def verify_on_channel(self, code: str, *, poi_id: str = "poi-1") -> SignedCall:
         """A store verifies ``code`` through the platform: the ``verify_notify`` SPI call."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pluggy
 import pytest
@@ -311,3 +314,64 @@ class TestLocallifeConformance(
     @pytest.fixture
     def connector_config(self) -> LocallifeConfig:
         return LocallifeConfig(client_key="kit-client", client_secret="kit-client-secret", account_id="kit")
+
+
+class _Merchant:
+    """A stand-in for kaquan's callback route on 127.0.0.1, answering with the real connector: the first
+    calls fail (HTTP 500, then no answer within the platform's limit), then it issues codes."""
+
+    def __init__(self, config: LocallifeConfig, failures: list[str]) -> None:
+        self.config, self.failures, self.seen = config, failures, []
+        merchant = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status, out = asyncio.run(merchant.answer(headers, body))
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/channels/acct/callback"
+
+    async def answer(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        async with channel_context(self.config) as ctx:
+            event = await CONNECTOR.parse_callback(ctx, callback_request(headers, {}, body))
+            self.seen.append(event.message_id)
+            failure = self.failures.pop(0) if self.failures else ""
+            if failure == "500":
+                return 500, b"internal"
+            if failure == "slow":
+                await asyncio.sleep(1.0)
+            order = event.issue.order  # type: ignore[union-attr]  # code.issue carries issue
+            codes = issued(order.order_id, order.lines[0].line_id, order.lines[0].quantity)
+            return 200, CONNECTOR.callback_reply(
+                ctx, event, CallbackOutcome(status="issued", codes=codes)
+            ).body
+
+
+async def test_the_platform_calls_again_with_the_same_message_until_it_has_the_codes(life, config):
+    merchant = _Merchant(config, ["500", "slow"])
+    try:
+        call = life.buy("sku-v50", 2)
+        order_id = call.message["content"]["order_id"]
+        outcome = await asyncio.to_thread(life.issue_until_answered, merchant.url, order_id, limit=0.5)
+        with socket.socket() as probe:  # a port nothing listens on: every call is refused
+            probe.bind(("127.0.0.1", 0))
+            closed = f"http://127.0.0.1:{probe.getsockname()[1]}/channels/acct/callback"
+        given_up = await asyncio.to_thread(life.issue_until_answered, closed, order_id, attempts=2, limit=0.5)
+    finally:
+        merchant.server.shutdown()
+    assert (outcome.result, outcome.calls, len(outcome.codes)) == (1, 3, 2)
+    assert merchant.seen[:3] == [call.message["msg_id"]] * 3
+    assert outcome.seconds[1] >= 0.5 and outcome.seconds[2] < 0.5
+    assert sorted(outcome.codes) == sorted(life.codes)
+    assert given_up.result is None and given_up.calls == 2
