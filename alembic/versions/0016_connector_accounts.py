@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("status_reason", sa.String(length=500), nullable=False),
         sa.Column("config", sa.JSON(), nullable=False),
         sa.Column("secrets", sa.LargeBinary(), nullable=True),
+        sa.Column("secret_names", sa.JSON(), nullable=False),
         sa.Column("oauth_tokens", sa.LargeBinary(), nullable=True),
         sa.Column("oauth_state", sa.String(length=128), nullable=True),
         sa.Column("token_expires_at", sa.DateTime(timezone=True), nullable=True),

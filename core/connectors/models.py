@@ -40,6 +40,8 @@ class ConnectorAccount(TenantScoped):
     status_reason: Mapped[str] = mapped_column(String(500), default="")
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     secrets: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    #: Names of the secret settings that hold a value (never the values), to show "set" on screen.
+    secret_names: Mapped[list[str]] = mapped_column(JSON, default=list)
     oauth_tokens: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     oauth_state: Mapped[str | None] = mapped_column(String(128), default=None)
     token_expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
