@@ -42,6 +42,7 @@ PERMISSION_LABELS: dict[str, str] = {
     "risk.read": N_("View risk control"),
     "risk.manage": N_("Manage risk rules"),
     "reminders.manage": N_("Change expiry reminders"),
+    "connectors.manage": N_("Manage connector accounts"),
 }
 
 FIELD_LABELS: dict[str, str] = {

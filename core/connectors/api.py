@@ -166,13 +166,14 @@ class ConnectorOAuthController(Controller):
     async def oauth_callback(
         self,
         request: Request[Any, Any, Any],
-        state: str = "",
-        code: str = "",
-        error: str = "",
+        oauth_state: Annotated[str, Parameter(query="state", max_length=300)] = "",
+        code: Annotated[str, Parameter(max_length=2000)] = "",
+        error: Annotated[str, Parameter(max_length=200)] = "",
     ) -> Redirect:
         """Where the channel returns the shop owner: the code is exchanged, then the owner sees the account
         in the console (``?authorisation=done`` or ``failed``; the health says why)."""
         kernel = request.app.state.kernel
+        state = oauth_state
         account_id = oauth.account_of_state(state)
         try:
             await oauth.finish_authorization(

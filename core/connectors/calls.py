@@ -21,11 +21,12 @@ import msgspec
 import structlog
 from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.util import await_only
 
 from core.connectors.models import ConnectorAccount
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
-from core.db.context import require_tenant
+from core.db.context import require_tenant, tenant_context
 from core.db.session import Database, get_scoped
 from core.plugin_host import PluginHost
 from plugins import ConnectorContext, secret_fields
@@ -220,7 +221,9 @@ async def write_health(db: Database, account_id: uuid.UUID, ok: bool, error: str
                 .values(**health_values(ok, error))
             )
     except Exception as exc:  # boundary: health is a record of the call, never a reason to fail it
-        log.warning("connector_health_not_recorded", account=str(account_id), error=type(exc).__name__)
+        log.warning(
+            "connector_health_not_recorded", account=str(account_id), error=type(exc).__name__, detail=str(exc)[:200]
+        )
 
 
 _pending_health: set[asyncio.Task[None]] = set()
@@ -233,22 +236,35 @@ def record_health_after(
 
     A job that calls a connector inside its own transaction (a notification claimed with ``run_once``)
     may roll that transaction back to be retried; the failure must still show on the account's health,
-    and on SQLite a second write transaction cannot start while the caller's holds the lock.
+    and on SQLite a second write transaction cannot start while the caller's holds the lock. The record
+    is written as the transaction ends (SQLAlchemy's ``await_only`` from the session's greenlet), so it is
+    on the account when the caller's ``commit``/``rollback`` returns.
     """
     fired = False
+    tenant = require_tenant()
 
     def fire(*_: Any) -> None:
         nonlocal fired
         if fired:
             return
         fired = True
-        task = asyncio.get_running_loop().create_task(write_health(db, account_id, ok, error))
-        _pending_health.add(task)
-        task.add_done_callback(_pending_health.discard)
+        write = _write_as(tenant, db, account_id, ok, error)
+        try:
+            await_only(write)
+        except Exception:  # boundary: no greenlet to run it in (a sync caller): write it as a task instead
+            write.close()
+            task = asyncio.get_running_loop().create_task(_write_as(tenant, db, account_id, ok, error))
+            _pending_health.add(task)
+            task.add_done_callback(_pending_health.discard)
 
     sync = session.sync_session
     event.listen(sync, "after_commit", fire, once=True)
     event.listen(sync, "after_soft_rollback", fire, once=True)
+
+
+async def _write_as(tenant: uuid.UUID, db: Database, account_id: uuid.UUID, ok: bool, error: str) -> None:
+    with tenant_context(tenant):
+        await write_health(db, account_id, ok, error)
 
 
 async def health_recorded() -> None:

@@ -438,12 +438,15 @@ async def check_account(
     """Test the account's settings with the connector's ``check`` (paused accounts too).
 
     A connector that raises, hangs past :data:`CHECK_TIMEOUT` or answers nonsense gives ``ok: false``
-    with a detail safe to show (secrets scrubbed); the outcome is recorded on the account's health.
+    with a detail safe to show (secrets scrubbed); the outcome is recorded on the account's health once
+    ``session``'s transaction has ended (the caller's transaction may hold the database's write lock).
     """
     account = await get_account(session, account_id)
     now = utcnow()
     try:
-        bound = await bind_account(session, cipher, plugins, account.id, db=db, embedded=embedded, allow_paused=True)
+        bound = await bind_account(
+            session, cipher, plugins, account.id, db=db, embedded=embedded, allow_paused=True, health_session=session
+        )
     except AccountUnavailable as exc:
         return CheckOut(account_id=account.id, ok=False, tested=False, detail=exc.reason, checked_at=now)
     if not callable(getattr(bound.connector, "check", None)):

@@ -38,7 +38,7 @@ log = structlog.get_logger("kaquan.notifications")
 
 HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 #: Seconds a tenant's notifier account may take for one message.
-SEND_TIMEOUT = 20.0
+SEND_TIMEOUT = 10.0
 
 
 def route(env: JobEnv, channel: str) -> str:
