@@ -143,7 +143,7 @@ async def allowed_connector(session: AsyncSession, plugins: PluginHost, connecto
 
 # --- settings ------------------------------------------------------------------------------------------------
 
-_AT_FIELD = re.compile(r"at `\$\.([A-Za-z0-9_]+)")
+_AT_FIELD = re.compile(r"at `\$\.([A-Za-z0-9_]+)|missing required field `([A-Za-z0-9_]+)`")
 
 
 def field_names(config_type: type[msgspec.Struct]) -> list[str]:
@@ -170,8 +170,14 @@ def check_config(config_type: type[msgspec.Struct], values: Mapping[str, Any]) -
         return msgspec.convert(dict(values), config_type, strict=False)
     except msgspec.ValidationError as exc:
         found = _AT_FIELD.search(str(exc))
-        name = found.group(1) if found else ""
+        name = (found.group(1) or found.group(2)) if found else ""
         message = str(exc).split(" - at ", 1)[0]
+        if found and found.group(2):
+            raise ConfigInvalid(
+                f"The setting {name} is required",
+                f"请填写设置项 {name}",
+                errors=[FieldError(field=f"config.{name}", message="required", code="required")],
+            ) from None
         raise ConfigInvalid(
             f"The setting {name or 'config'} is not valid: {message}",
             f"设置项 {name or 'config'} 不正确：{message}",
