@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from tests.integration.connectors.conftest import (  # noqa: F401 (fixtures)
+from tests.integration.connectors.conftest import (  # noqa: F401 (fixtures of the connector tests)
     GOOD_KEY,
     Accounts,
     all_connectors_plan,
@@ -24,7 +24,7 @@ async def _tenant(client, kernel, app, make_tenant, make_api_client, plan) -> Ac
 
 
 async def test_another_tenants_connector_account_is_not_found_anywhere(
-    client, kernel, app, make_tenant, make_api_client, all_connectors_plan, test_connectors, token_server
+    client, kernel, app, make_tenant, make_api_client, all_connectors_plan, test_connectors, token_server  # noqa: F811
 ):
     a = await _tenant(client, kernel, app, make_tenant, make_api_client, all_connectors_plan)
     b = await _tenant(client, kernel, app, make_tenant, make_api_client, all_connectors_plan)

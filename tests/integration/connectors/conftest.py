@@ -29,6 +29,7 @@ from plugins import (
     Secret,
     hookimpl,
 )
+from tests.integration.console.conftest import make_user  # noqa: F401 (a fixture the console tests use)
 
 PLUGIN_NAME = "kaquan_test_connector_accounts"
 GOOD_KEY = "good-key-7f3a9c"

@@ -9,7 +9,7 @@ import re
 import httpx
 
 from tests.integration.connectors.conftest import GOOD_KEY, Accounts
-from tests.integration.console.conftest import Browser, make_user, text_of  # noqa: F401 (make_user: fixture)
+from tests.integration.console.conftest import Browser, text_of
 
 
 async def _login(app, slug: str, email: str, password: str) -> Browser:
