@@ -5,6 +5,7 @@ token endpoint (``http.server`` in a thread) with scripted answers for the autho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import threading
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import msgspec
@@ -153,7 +154,7 @@ class TestShop:
         return CheckResult(ok=True, detail=f"shop reached with a token of {len(ctx.access_token)} characters")
 
 
-class _Plugin:
+class TestConnectorsPlugin:
     @hookimpl
     def kaquan_connectors(self) -> list[Any]:
         return [TestPager(), TestRaising(), TestHanging(), TestShop()]
@@ -163,7 +164,7 @@ class _Plugin:
 def test_connectors(app: Any) -> Iterator[Any]:
     """The test connectors on the app's plugin host (which the job runtime shares), for one test only."""
     host = app.state.jobs.plugins
-    host.register(_Plugin(), name=PLUGIN_NAME)
+    host.register(TestConnectorsPlugin(), name=PLUGIN_NAME)
     SENT.clear()
     try:
         yield host
@@ -267,6 +268,20 @@ class TokenServer:
 
 def _token_handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            """``/authorize``: the shop owner consents at once; back to the redirect URI with a code."""
+            parts = urlsplit(self.path)
+            query = parse_qs(parts.query)
+            if parts.path != "/authorize" or "redirect_uri" not in query:
+                self.send_response(404)
+                self.end_headers()
+                return
+            back = f"{query['redirect_uri'][0]}?{urlencode({'code': server.good_code, 'state': query['state'][0]})}"
+            self.send_response(302)
+            self.send_header("Location", back)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             form = parse_qs(self.rfile.read(length).decode())
@@ -284,8 +299,9 @@ def _token_handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def token_server() -> Iterator[TokenServer]:
+@contextlib.contextmanager
+def serve_tokens() -> Iterator[TokenServer]:
+    """A :class:`TokenServer` on a free 127.0.0.1 port, in a thread."""
     ts = TokenServer()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _token_handler(ts))
     ts.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -297,3 +313,9 @@ def token_server() -> Iterator[TokenServer]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(10)
+
+
+@pytest.fixture
+def token_server() -> Iterator[TokenServer]:
+    with serve_tokens() as ts:
+        yield ts
