@@ -38,12 +38,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
 from core.connectors.calls import open_secrets, open_tokens, scrub, seal_tokens, token_expiry, write_health
-from core.connectors.models import AccountRoute, ConnectorAccount
+from core.connectors.models import ConnectorAccount
 from core.connectors.schemas import AuthorizationStart
 from core.connectors.services import (
     AWAITING_AUTHORISATION,
     AccountStateConflict,
     connector_of,
+    find_route,
     get_account,
     is_oauth,
     set_paused,
@@ -51,7 +52,7 @@ from core.connectors.services import (
 from core.crypto.envelope import TenantCipher
 from core.crypto.services import KeyService
 from core.db.base import utcnow
-from core.db.context import cross_tenant, tenant_context
+from core.db.context import tenant_context
 from core.db.session import Database
 from core.errors import DomainError, NotFound, ValidationFailed
 from core.events.services import emit
@@ -162,14 +163,12 @@ async def _claim_state(db: Database, keys: KeyService, plugins: PluginHost, stat
     invalid = AuthorizationStateInvalid(
         "This authorisation link is not valid or was used already", "授权链接无效或已被使用"
     )
-    async with db.transaction() as session:
-        with cross_tenant("oauth redirect: find the account's tenant"):
-            route = await session.get(AccountRoute, account_id)
-    if route is None:
+    tenant_id = await find_route(db, account_id)
+    if tenant_id is None:
         raise invalid
-    with tenant_context(route.tenant_id):
+    with tenant_context(tenant_id):
         async with db.transaction() as session:
-            account = await session.get(ConnectorAccount, (route.tenant_id, account_id))
+            account = await session.get(ConnectorAccount, (tenant_id, account_id))
             if account is None or not account.oauth_state:
                 raise invalid
             if not hmac.compare_digest(account.oauth_state, _digest(state)):
@@ -177,7 +176,7 @@ async def _claim_state(db: Database, keys: KeyService, plugins: PluginHost, stat
             account.oauth_state = None  # single use, before the code is exchanged
             cipher = await keys.cipher(session)
             spec, hidden = client_spec(plugins, cipher, account)
-    return _Claimed(account_id, route.tenant_id, spec, hidden)
+    return _Claimed(account_id, tenant_id, spec, hidden)
 
 
 async def finish_authorization(

@@ -45,7 +45,7 @@ from core.connectors.schemas import (
 )
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
-from core.db.context import require_tenant
+from core.db.context import cross_tenant, require_tenant
 from core.db.ids import new_id
 from core.db.paging import keyset_page
 from core.db.session import Database, get_scoped
@@ -294,7 +294,8 @@ async def connect(
     if is_oauth(connector):
         account.status, account.status_reason = "paused", AWAITING_AUTHORISATION
     session.add(account)
-    session.add(AccountRoute(account_id=account.id, tenant_id=require_tenant()))
+    await session.flush()
+    session.add(AccountRoute(account_id=account.id))
     await session.flush()
     record(
         session,
@@ -470,6 +471,15 @@ async def check_account(
     return CheckOut(
         account_id=account.id, ok=result.ok, tested=True, detail=bound.scrub(result.detail[:500]), checked_at=now
     )
+
+
+async def find_route(db: Database, account_id: uuid.UUID) -> uuid.UUID | None:
+    """The tenant of connector account ``account_id`` (``None``: no such connected account), for public routes
+    that carry an account id and no tenant login (channel callbacks, the OAuth2 redirect)."""
+    async with db.transaction() as session:
+        with cross_tenant("public connector route: find the account's tenant"):
+            stmt = select(AccountRoute.tenant_id).where(AccountRoute.account_id == account_id)
+            return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def notifier_account_for(

@@ -14,9 +14,8 @@ from sqlalchemy import select
 
 from core.connectors import services
 from core.connectors.calls import health_recorded
-from core.connectors.models import AccountRoute
 from core.db.base import Base
-from core.db.context import cross_tenant, tenant_context
+from core.db.context import tenant_context
 from core.events.models import Event
 from core.logging import configure_logging
 from tests.integration.connectors.conftest import GOOD_KEY, Accounts
@@ -140,6 +139,7 @@ async def test_pause_resume_disconnect_and_health(accounts: Accounts, kernel):
     aid = created["id"]
     base = f"/api/v1/connector-accounts/{aid}"
     assert created["health"]["state"] == "unknown"
+    assert await services.find_route(kernel.db, uuid.UUID(aid)) == accounts.tenant.id  # for public callbacks
     r = await accounts.post(f"{base}/pause", json={"reason": "holiday"})
     assert r.status_code == 200 and r.json()["status"] == "paused" and r.json()["status_reason"] == "holiday"
     assert (await accounts.post(f"{base}/pause")).json()["status_reason"] == "holiday"  # idempotent
@@ -160,10 +160,9 @@ async def test_pause_resume_disconnect_and_health(accounts: Accounts, kernel):
     assert r.json() | {"checked_at": None} == {
         "account_id": aid, "ok": False, "tested": False, "detail": "disconnected", "checked_at": None
     }
+    assert await services.find_route(kernel.db, uuid.UUID(aid)) is None  # the callback route is gone
     with tenant_context(accounts.tenant.id):
         async with kernel.db.transaction() as db:
-            with cross_tenant("test: the callback route is gone"):
-                assert await db.get(AccountRoute, uuid.UUID(aid)) is None
             q = select(Event.type).where(Event.object_id == aid).order_by(Event.id)
             types = list((await db.execute(q)).scalars())
     assert types == [
