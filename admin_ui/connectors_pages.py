@@ -139,7 +139,7 @@ class ConnectorsController(Controller):
     async def index(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """The tenant's accounts with their health, and the connectors the plan allows."""
         ctx = await shell(request, db)
-        page = await services.list_accounts(db, limit=services.MAX_PAGE)
+        page = await services.list_accounts(db, limit=services.MAX_PAGE, plugins=_plugins(request))
         ctx.update(
             accounts=page.items,
             connectors=await services.available_connectors(db, _plugins(request)),

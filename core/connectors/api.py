@@ -91,7 +91,13 @@ class ConnectorAccountsController(Controller):
     ) -> AccountPage:
         """Your connector accounts, newest first (``kind``, ``status`` and ``connector_id`` filter)."""
         return await services.list_accounts(
-            db, kind=kind, status=status, connector_id=connector_id, cursor=cursor, limit=limit
+            db,
+            kind=kind,
+            status=status,
+            connector_id=connector_id,
+            cursor=cursor,
+            limit=limit,
+            plugins=plugins_of(request),
         )
 
     @get("/{account_id:uuid}", guards=[require_scope("connectors:read")])

@@ -24,6 +24,7 @@ import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.audit.context import current_actor
 from core.audit.services import record
 from core.connectors.calls import (
     AccountUnavailable,
@@ -287,8 +288,15 @@ async def connect(
         )
     await _name_free(session, name)
     info = connector.info
+    actor = current_actor()
     account = ConnectorAccount(
-        id=new_id(), connector_id=info.id, kind=info.kind, name=name, status="active", config={}
+        id=new_id(),
+        connector_id=info.id,
+        kind=info.kind,
+        name=name,
+        status="active",
+        config={},
+        created_by=uuid.UUID(actor.id) if actor.type == "user" else None,
     )
     _store_config(account, cipher, info.config, _clean(data.config))
     if is_oauth(connector):
@@ -317,6 +325,7 @@ async def list_accounts(
     connector_id: str | None = None,
     cursor: uuid.UUID | None = None,
     limit: int = 50,
+    plugins: PluginHost | None = None,
 ) -> AccountPage:
     """The tenant's accounts, newest first; filters by kind, status and connector."""
     stmt = select(ConnectorAccount)
@@ -333,7 +342,7 @@ async def list_accounts(
     if connector_id:
         stmt = stmt.where(ConnectorAccount.connector_id == connector_id)
     page = await keyset_page(session, stmt, ConnectorAccount.id, cursor=cursor, limit=min(limit, MAX_PAGE))
-    return AccountPage([account_out(a) for a in page.items], page.next_cursor)
+    return AccountPage([account_out(a, plugins) for a in page.items], page.next_cursor)
 
 
 def connector_of(plugins: PluginHost, account: ConnectorAccount) -> Connector:

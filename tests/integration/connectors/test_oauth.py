@@ -64,6 +64,8 @@ async def test_the_redirect_flow_authorises_the_shop_once(accounts: Accounts, to
     )
     r = await accounts.post(f"/api/v1/connector-accounts/{aid}/resume")
     assert r.status_code == 409 and r.json()["code"] == "connector_account_not_authorised"
+    listed = (await accounts.get("/api/v1/connector-accounts")).json()["items"]
+    assert [(a["id"], a["oauth"], a["authorised"]) for a in listed] == [(aid, True, False)]
 
     r = await accounts.post(f"/api/v1/connector-accounts/{aid}/authorize")
     assert r.status_code == 200 and r.headers["cache-control"].startswith("no-store")
