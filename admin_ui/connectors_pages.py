@@ -9,6 +9,7 @@ forms and render.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +58,7 @@ class ConfigField:
     """One input of the settings form, read from the connector's config JSON schema."""
 
     name: str
-    kind: str  # text | number | checkbox | password | select
+    kind: str  # text | number | checkbox | password | select | json
     required: bool
     default: Any
     choices: tuple[str, ...] = ()
@@ -83,6 +84,8 @@ def config_fields(connector: ConnectorOut) -> list[ConfigField]:
             kind = "checkbox"
         elif typ in ("integer", "number"):
             kind = "number"
+        elif typ in ("object", "array"):
+            kind = "json"
         else:
             kind = "text"
         out.append(
@@ -107,6 +110,12 @@ def read_config(form: FormMultiDict, fields: list[ConfigField]) -> dict[str, Any
         raw = form.get(f"config.{f.name}")
         if f.kind == "checkbox":
             values[f.name] = raw == "on"
+        elif f.kind == "json" and isinstance(raw, str) and raw.strip():
+            try:
+                values[f.name] = json.loads(raw)
+            except ValueError:
+                values[f.name] = raw  # refused by the service, naming the field
+
         elif isinstance(raw, str) and raw.strip():
             values[f.name] = raw if f.kind == "password" else raw.strip()
     return values
@@ -121,12 +130,18 @@ def _failure(exc: DomainError, request: Request[Any, Any, Any]) -> FormProblem:
     return problem_of(exc, translator(request), locale_of(request))
 
 
+def as_json(value: Any) -> str:
+    """A setting shown in a JSON field (a mapping or a list), readable Chinese kept as is."""
+    return json.dumps(value, ensure_ascii=False) if value not in ("", None) else ""
+
+
 def _labels() -> dict[str, Any]:
     return {
         "kind_labels": KIND_LABELS,
         "status_labels": STATUS_LABELS,
         "health_labels": HEALTH_LABELS,
         "reason_labels": REASON_LABELS,
+        "as_json": as_json,
     }
 
 

@@ -111,3 +111,26 @@ async def test_only_owners_and_admins_manage_connectors(app, accounts: Accounts,
         assert 'href="/console/connectors"' not in home.text
     finally:
         await b.http.aclose()
+
+
+async def test_a_mapping_setting_is_a_json_field(app, accounts: Accounts):
+    """The built-in SMS gateway maps kaquan's templates to the provider's approved template ids."""
+    t = accounts.tenant
+    b = await _login(app, t.slug, t.owner_email, t.owner_password)
+    try:
+        form = await b.get("/console/connectors/new/sms_gateway")
+        assert 'name="config.templates" rows="3"' in form.text and 'name="config.api_key" type="password"' in form.text
+        base = {"name": "网关", "config.url": "https://sms.example.com/send", "config.api_key": "gw-key-123456"}
+        r = await b.submit("/console/connectors/new/sms_gateway", "/console/connectors/new/sms_gateway",
+                           {**base, "config.templates": "{not json"})
+        assert r.status_code == 422 and "设置项 templates 不正确" in text_of(r.text)
+        r = await b.submit("/console/connectors/new/sms_gateway", "/console/connectors/new/sms_gateway",
+                           {**base, "config.templates": '{"claim_otp": "SMS_1234"}'})
+        assert r.status_code == 303, r.text
+        page = await b.get(r.headers["location"])
+        assert "SMS_1234" in page.text and "gw-key-123456" not in page.text
+        aid = r.headers["location"].rsplit("/", 1)[1]
+        account = (await accounts.get(f"/api/v1/connector-accounts/{aid}")).json()
+        assert account["config"]["templates"] == {"claim_otp": "SMS_1234"} and account["secrets_set"] == ["api_key"]
+    finally:
+        await b.http.aclose()
