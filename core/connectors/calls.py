@@ -242,6 +242,15 @@ def record_health_after(
     """
     fired = False
     tenant = require_tenant()
+    sync = session.sync_session
+
+    def committed(_session: Any) -> None:
+        if not sync.in_nested_transaction():  # a released savepoint is not the end of the transaction
+            fire()
+
+    def rolled_back(_session: Any, previous: Any) -> None:
+        if previous.parent is None:  # not a savepoint: the caller's transaction has ended
+            fire()
 
     def fire(*_: Any) -> None:
         nonlocal fired
@@ -257,9 +266,8 @@ def record_health_after(
             _pending_health.add(task)
             task.add_done_callback(_pending_health.discard)
 
-    sync = session.sync_session
-    event.listen(sync, "after_commit", fire, once=True)
-    event.listen(sync, "after_soft_rollback", fire, once=True)
+    event.listen(sync, "after_commit", committed)
+    event.listen(sync, "after_soft_rollback", rolled_back)
 
 
 async def _write_as(tenant: uuid.UUID, db: Database, account_id: uuid.UUID, ok: bool, error: str) -> None:
