@@ -42,6 +42,7 @@ PERMISSION_LABELS: dict[str, str] = {
     "risk.read": N_("View risk control"),
     "risk.manage": N_("Manage risk rules"),
     "reminders.manage": N_("Change expiry reminders"),
+    "connectors.manage": N_("Manage connector accounts"),
 }
 
 FIELD_LABELS: dict[str, str] = {
@@ -171,6 +172,8 @@ SCOPE_TEXTS: tuple[str, ...] = (
     N_("Manage webhook subscriptions, read the delivery log and resend deliveries."),
     N_("Read risk rules, refusals and flags."),
     N_("Change risk rules, blocklists and lockouts."),
+    N_("List the connectors your plan allows and your connector accounts with their health."),
+    N_("Connect, configure, test, authorise, pause, resume and disconnect connector accounts."),
     N_(
         "Create, list and revoke API clients, with scopes the caller holds"
         " (only an owner or admin in the console, or the CLI, can give this scope)."

@@ -19,15 +19,6 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "connector_account_routes",
-        sa.Column("account_id", sa.Uuid(), nullable=False),
-        sa.Column("tenant_id", sa.Uuid(), nullable=False),
-        sa.PrimaryKeyConstraint("account_id", name=op.f("pk_connector_account_routes")),
-    )
-    op.create_index(
-        op.f("ix_connector_account_routes_tenant_id"), "connector_account_routes", ["tenant_id"], unique=False
-    )
-    op.create_table(
         "connector_accounts",
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -38,6 +29,7 @@ def upgrade() -> None:
         sa.Column("status_reason", sa.String(length=500), nullable=False),
         sa.Column("config", sa.JSON(), nullable=False),
         sa.Column("secrets", sa.LargeBinary(), nullable=True),
+        sa.Column("secret_names", sa.JSON(), nullable=False),
         sa.Column("oauth_tokens", sa.LargeBinary(), nullable=True),
         sa.Column("oauth_state", sa.String(length=128), nullable=True),
         sa.Column("token_expires_at", sa.DateTime(timezone=True), nullable=True),
@@ -74,10 +66,29 @@ def upgrade() -> None:
         ["tenant_id", "connector_id", "status"],
         unique=False,
     )
+    op.create_table(
+        "connector_account_routes",
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("account_id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"],
+            ["tenants.id"],
+            name=op.f("fk_connector_account_routes_tenant_id_tenants"),
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "account_id"],
+            ["connector_accounts.tenant_id", "connector_accounts.id"],
+            name=op.f("fk_connector_account_routes_tenant_id_connector_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("tenant_id", "account_id", name=op.f("pk_connector_account_routes")),
+    )
+    op.create_index("ix_connector_account_routes_account", "connector_account_routes", ["account_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_connector_account_routes_account", table_name="connector_account_routes")
+    op.drop_table("connector_account_routes")
     op.drop_index("ix_connector_accounts_connector", table_name="connector_accounts")
     op.drop_table("connector_accounts")
-    op.drop_index(op.f("ix_connector_account_routes_tenant_id"), table_name="connector_account_routes")
-    op.drop_table("connector_account_routes")

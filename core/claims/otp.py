@@ -194,6 +194,7 @@ async def send_code(
         phone_e164,
         body,
         template="claim_otp",
+        params={"sender": sender, "code": code, "minutes": str(minutes)},
         business_key=f"{SMS_ACTOR}:otp:{challenge.id}:{challenge.send_count}",
     )
     record(
@@ -289,10 +290,14 @@ def queue_sms(
     body: str,
     *,
     template: str,
+    params: dict[str, str],
     business_key: str,
 ) -> None:
-    """Queue an SMS to a member through the outbox, recipient and text sealed under the tenant's key."""
-    sealed = cipher.encrypt(msgspec.msgpack.encode({"to": phone_e164, "body": body}), aad=SMS_AAD)
+    """Queue an SMS to a member through the outbox, recipient, text and template parameters sealed under
+    the tenant's key (the parameters carry the code or link too)."""
+    sealed = cipher.encrypt(
+        msgspec.msgpack.encode({"to": phone_e164, "body": body, "params": params}), aad=SMS_AAD
+    )
     enqueue(
         session,
         SMS_ACTOR,
@@ -303,8 +308,15 @@ def queue_sms(
 
 def open_sms(cipher: TenantCipher, payload: dict[str, Any]) -> tuple[str, str]:
     """(recipient, text) of a queued member SMS."""
+    to, body, _params = open_sms_message(cipher, payload)
+    return to, body
+
+
+def open_sms_message(cipher: TenantCipher, payload: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
+    """(recipient, text, template parameters) of a queued member SMS."""
     opened = msgspec.msgpack.decode(cipher.decrypt(bytes.fromhex(payload["sealed"]), aad=SMS_AAD))
-    return str(opened["to"]), str(opened["body"])
+    params = {str(k): str(v) for k, v in (opened.get("params") or {}).items()}
+    return str(opened["to"]), str(opened["body"]), params
 
 
 class MemberSmsFailed(RuntimeError):
@@ -323,10 +335,10 @@ async def send_member_sms(template: str, sealed: str, to_masked: str = "") -> No
     async with env.db().transaction() as session:
         if not await run_once(session, key, SMS_ACTOR):
             return
-        to, body = open_sms(await env.keys.cipher(session), {"sealed": sealed})
+        to, body, params = open_sms_message(await env.keys.cipher(session), {"sealed": sealed})
         notification = Notification(
-            channel="sms", to=to, subject="", body=body, template=template, reference=key
+            channel="sms", to=to, subject="", body=body, template=template, reference=key, params=params
         )
-        sent = await send(env, tenant_id, notification)
+        sent = await send(env, tenant_id, notification, session=session)
         sent.raise_for_retry(MemberSmsFailed)
         sent.log(log, "member_sms")

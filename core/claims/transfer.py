@@ -157,5 +157,12 @@ def _send_link(
         e164,
         body,
         template="claim_transfer",
+        params={
+            "tenant_name": tenant.name,
+            "giver": giver.phone_masked or "好友",
+            "product_name": product.name_zh,
+            "days": str(days),
+            "link": url,
+        },
         business_key=f"{otp.SMS_ACTOR}:transfer:{link_id}",
     )

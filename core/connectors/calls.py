@@ -19,13 +19,14 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 import structlog
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.util import await_only
 
 from core.connectors.models import ConnectorAccount
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
-from core.db.context import require_tenant
+from core.db.context import require_tenant, tenant_context
 from core.db.session import Database, get_scoped
 from core.plugin_host import PluginHost
 from plugins import ConnectorContext, secret_fields
@@ -115,6 +116,17 @@ class BoundAccount:
     embedded: bool = False
     db: Database | None = None
     capabilities: frozenset[str] = field(default_factory=frozenset)
+    #: When the caller holds a transaction (``health_session``), health is written after it ends.
+    health_session: AsyncSession | None = None
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret of the account (secret settings, tokens) replaced by ``***``."""
+        return scrub(text, self.secret_values())
+
+    def secret_values(self) -> list[str]:
+        names = secret_fields(type(self.config))
+        values = [str(getattr(self.config, n, "") or "") for n in names]
+        return [v for v in (*values, self.access_token) if v]
 
     def supports(self, capability: str) -> bool:
         return capability in self.capabilities
@@ -160,7 +172,7 @@ class BoundAccount:
                 self.connector_id, method, "timeout", f"no answer within {limit:g} s", retryable=True
             ) from None
         except Exception as exc:  # boundary: partner code; fails this call for this account only
-            detail = f"{type(exc).__name__}: {str(exc)[:300]}"
+            detail = self.scrub(f"{type(exc).__name__}: {str(exc)[:300]}")
             await self._health(False, f"{method}: {detail}")
             raise ConnectorCallFailed(self.connector_id, method, "raised", detail, retryable=True) from exc
         if expect is not None and not isinstance(result, expect):
@@ -173,25 +185,100 @@ class BoundAccount:
     async def _health(self, ok: bool, error: str) -> None:
         if self.db is None:
             return
-        now = utcnow()
-        values: dict[str, Any] = (
-            {"last_ok_at": now, "consecutive_failures": 0}
-            if ok
-            else {
-                "last_error_at": now,
-                "last_error": error[:500],
-                "consecutive_failures": ConnectorAccount.consecutive_failures + 1,
-            }
-        )
-        try:
-            async with self.db.transaction() as session:
-                await session.execute(
-                    update(ConnectorAccount).where(ConnectorAccount.id == self.account_id).values(**values)
-                )
-        except Exception as exc:  # boundary: health is a record of the call, never a reason to fail it
-            log.warning(
-                "connector_health_not_recorded", account=str(self.account_id), error=type(exc).__name__
+        if self.health_session is not None:
+            record_health_after(self.health_session, self.db, self.account_id, ok, self.scrub(error))
+            return
+        await write_health(self.db, self.account_id, ok, self.scrub(error))
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """``text`` with each of ``secrets`` (at least 4 characters long) replaced by ``***``."""
+    for value in sorted(secrets, key=len, reverse=True):
+        if len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+def health_values(ok: bool, error: str) -> dict[str, Any]:
+    """The account columns one call's outcome sets."""
+    now = utcnow()
+    if ok:
+        return {"last_ok_at": now, "consecutive_failures": 0}
+    return {
+        "last_error_at": now,
+        "last_error": error[:500],
+        "consecutive_failures": ConnectorAccount.consecutive_failures + 1,
+    }
+
+
+async def write_health(db: Database, account_id: uuid.UUID, ok: bool, error: str) -> None:
+    """Record one call's outcome on the account, in a transaction of its own (never fails the caller)."""
+    try:
+        async with db.transaction() as session:
+            await session.execute(
+                update(ConnectorAccount)
+                .where(ConnectorAccount.id == account_id)
+                .values(**health_values(ok, error))
             )
+    except Exception as exc:  # boundary: health is a record of the call, never a reason to fail it
+        log.warning(
+            "connector_health_not_recorded", account=str(account_id), error=type(exc).__name__, detail=str(exc)[:200]
+        )
+
+
+_pending_health: set[asyncio.Task[None]] = set()
+
+
+def record_health_after(
+    session: AsyncSession, db: Database, account_id: uuid.UUID, ok: bool, error: str
+) -> None:
+    """Record the outcome once ``session``'s transaction has ended, committed or rolled back.
+
+    A job that calls a connector inside its own transaction (a notification claimed with ``run_once``)
+    may roll that transaction back to be retried; the failure must still show on the account's health,
+    and on SQLite a second write transaction cannot start while the caller's holds the lock. The record
+    is written as the transaction ends (SQLAlchemy's ``await_only`` from the session's greenlet), so it is
+    on the account when the caller's ``commit``/``rollback`` returns.
+    """
+    fired = False
+    tenant = require_tenant()
+    sync = session.sync_session
+
+    def committed(_session: Any) -> None:
+        if not sync.in_nested_transaction():  # a released savepoint is not the end of the transaction
+            fire()
+
+    def rolled_back(_session: Any, previous: Any) -> None:
+        if previous.parent is None:  # not a savepoint: the caller's transaction has ended
+            fire()
+
+    def fire(*_: Any) -> None:
+        nonlocal fired
+        if fired:
+            return
+        fired = True
+        write = _write_as(tenant, db, account_id, ok, error)
+        try:
+            await_only(write)
+        except Exception:  # boundary: no greenlet to run it in (a sync caller): write it as a task instead
+            write.close()
+            task = asyncio.get_running_loop().create_task(_write_as(tenant, db, account_id, ok, error))
+            _pending_health.add(task)
+            task.add_done_callback(_pending_health.discard)
+
+    event.listen(sync, "after_commit", committed)
+    event.listen(sync, "after_soft_rollback", rolled_back)
+
+
+async def _write_as(tenant: uuid.UUID, db: Database, account_id: uuid.UUID, ok: bool, error: str) -> None:
+    with tenant_context(tenant):
+        await write_health(db, account_id, ok, error)
+
+
+async def health_recorded() -> None:
+    """Wait for the health records still being written after their callers' transactions (tests, shutdown)."""
+    while _pending_health:
+        await asyncio.gather(*list(_pending_health), return_exceptions=True)
 
 
 async def bind_account(
@@ -204,6 +291,7 @@ async def bind_account(
     embedded: bool = False,
     kind: str | None = None,
     allow_paused: bool = False,
+    health_session: AsyncSession | None = None,
 ) -> BoundAccount:
     """The tenant's account ``account_id``, decrypted and bound to its connector, ready to :meth:`~BoundAccount.call`.
 
@@ -235,6 +323,7 @@ async def bind_account(
         embedded=embedded,
         db=db,
         capabilities=frozenset(connector.info.capabilities),
+        health_session=health_session,
     )
 
 

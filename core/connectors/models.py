@@ -6,10 +6,20 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db.base import Base, TenantScoped
+from core.db.base import TENANT_COLUMN, Base, TenantScoped
+from core.db.context import require_tenant
 
 __all__ = ["ACCOUNT_STATUSES", "AccountRoute", "ConnectorAccount"]
 
@@ -40,6 +50,8 @@ class ConnectorAccount(TenantScoped):
     status_reason: Mapped[str] = mapped_column(String(500), default="")
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     secrets: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    #: Names of the secret settings that hold a value (never the values), to show "set" on screen.
+    secret_names: Mapped[list[str]] = mapped_column(JSON, default=list)
     oauth_tokens: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     oauth_state: Mapped[str | None] = mapped_column(String(128), default=None)
     token_expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
@@ -55,10 +67,28 @@ class ConnectorAccount(TenantScoped):
 
 
 class AccountRoute(Base):
-    """Platform table: which tenant a connector account belongs to, so that the public callback route
-    ``POST /channels/{account}/callback`` (no tenant login) can enter that tenant's context. The account's
-    connector then verifies the callback with that account's own secret."""
+    """Which tenant a connector account belongs to, so that the public callback route
+    ``POST /channels/{account}/callback`` and the OAuth2 redirect (no tenant login) can enter that tenant's
+    context. The account's connector then verifies the callback with that account's own secret.
+
+    Read by ``account_id`` alone, under ``cross_tenant(...)`` (:func:`find_route`). Like every table with a
+    ``tenant_id`` it is walled by row-level security and stamped from the context, with the tenant first in
+    its primary key; account ids are UUIDv7, so ``account_id`` alone finds one row (index, not unique).
+    """
 
     __tablename__ = "connector_account_routes"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "account_id"],
+            ["connector_accounts.tenant_id", "connector_accounts.id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_connector_account_routes_account", "account_id"),
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="RESTRICT"),
+        primary_key=True,
+        default=require_tenant,
+        info={TENANT_COLUMN: True},
+    )
     account_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    tenant_id: Mapped[uuid.UUID] = mapped_column(index=True)

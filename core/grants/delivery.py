@@ -36,7 +36,7 @@ from core.jobs.idempotency import already_done, run_once
 from core.jobs.registry import job
 from core.members.models import Member
 from core.notifications.delivery import deliver
-from core.notifications.templates import normalize_locale, render
+from core.notifications.templates import normalize_locale, render, template_params
 from plugins import DeliveryResult, Notification, mask_recipient
 from tenants.models import Tenant
 
@@ -75,8 +75,11 @@ def _validity(expiries: list[dt.datetime | None], timezone: str, lang: str) -> s
     return f"until {first}" if lang == "en" else f"{first} 前有效"
 
 
-async def render_grant_message(session: Any, keys: Any, grant: Grant, tenant: Tenant) -> tuple[str, str, str]:
-    """(locale, subject, body) of the grant's message with the codes in plaintext (never log it)."""
+async def render_grant_message(
+    session: Any, keys: Any, grant: Grant, tenant: Tenant
+) -> tuple[str, str, str, dict[str, str]]:
+    """(locale, subject, body, template parameters) of the grant's message with the codes in plaintext
+    (never log it)."""
     lang = normalize_locale(tenant.locale)
     product = await get_scoped(session, Product, grant.product_id)
     assert product is not None  # a grant's product is a composite foreign key: it exists
@@ -101,19 +104,16 @@ async def render_grant_message(session: Any, keys: Any, grant: Grant, tenant: Te
     member = await get_scoped(session, Member, grant.member_id) if grant.member_id else None
     name = (product.name_en or product.name_zh) if lang == "en" else product.name_zh
     greeting = (" " + member.name if lang == "en" else member.name) if member and member.name else ""
-    subject, body = render(
-        TEMPLATE,
-        lang,
-        {
-            "tenant_name": tenant.name,
-            "product_name": name,
-            "codes": _code_lines(pairs, lang),
-            "validity": _validity([i.expires_at for i in items], tenant.timezone, lang),
-            "usage_rules": product.usage_rules.strip() or "—",
-            "greeting": greeting,
-        },
-    )
-    return lang, subject, body
+    values = {
+        "tenant_name": tenant.name,
+        "product_name": name,
+        "codes": _code_lines(pairs, lang),
+        "validity": _validity([i.expires_at for i in items], tenant.timezone, lang),
+        "usage_rules": product.usage_rules.strip() or "—",
+        "greeting": greeting,
+    }
+    subject, body = render(TEMPLATE, lang, values)
+    return lang, subject, body, template_params(values)
 
 
 def delivery_key(grant_id: uuid.UUID) -> str:
@@ -148,6 +148,7 @@ class _Sending:
     body: str
     resend: bool
     attempts: int
+    params: dict[str, str]
 
 
 async def _start_attempt(env: Any, tenant_id: uuid.UUID, grant_id: str, key: str) -> _Sending | None:
@@ -170,7 +171,7 @@ async def _start_attempt(env: Any, tenant_id: uuid.UUID, grant_id: str, key: str
         if tenant is None:
             raise LookupError(f"tenant {tenant_id} not found")
         to = open_contact(await env.keys.cipher(session), grant) or ""
-        lang, subject, body = await render_grant_message(session, env.keys, grant, tenant)
+        lang, subject, body, params = await render_grant_message(session, env.keys, grant, tenant)
         channel, ref = grant.channel, grant.ref
         assert channel is not None  # awaiting_delivery() above: a grant without a channel is not sent
         resend = attempt is not None
@@ -179,7 +180,7 @@ async def _start_attempt(env: Any, tenant_id: uuid.UUID, grant_id: str, key: str
             session.add(attempt)
         attempt.status, attempt.attempts, attempt.attempted_at = "sending", attempt.attempts + 1, utcnow()
         attempts = attempt.attempts
-    return _Sending(to, channel, ref, lang, subject, body, resend, attempts)
+    return _Sending(to, channel, ref, lang, subject, body, resend, attempts, params)
 
 
 @job(DELIVERY_ACTOR, queue="notifications", max_retries=MAX_RETRIES, min_backoff_ms=10_000)
@@ -212,6 +213,7 @@ async def deliver_grant(grant_id: str) -> None:
         locale=sending.lang,
         template=TEMPLATE,
         reference=key,
+        params=sending.params,
     )
     try:
         connector_id, result = await deliver(env, tenant_id, notification)

@@ -19,7 +19,7 @@ from core.jobs.context import current_env, current_message
 from core.jobs.idempotency import run_once
 from core.jobs.registry import job
 from core.notifications.delivery import send
-from core.notifications.templates import render
+from core.notifications.templates import render, template_params
 from plugins import Notification
 from tenants.models import Tenant
 
@@ -58,11 +58,19 @@ async def send_notification(
             for name, value in (sealed_params or {}).items()
         }
         lang = locale or tenant.locale
-        subject, body = render(template, lang, {**(params or {}), **opened, "tenant_name": tenant.name})
+        values = {**(params or {}), **opened, "tenant_name": tenant.name}
+        subject, body = render(template, lang, values)
         notification = Notification(
-            channel=channel, to=to, subject=subject, body=body, locale=lang, template=template, reference=key
+            channel=channel,
+            to=to,
+            subject=subject,
+            body=body,
+            locale=lang,
+            template=template,
+            reference=key,
+            params=template_params(values),
         )
-        sent = await send(env, tenant_id, notification)
+        sent = await send(env, tenant_id, notification, session=session)
         sent.raise_for_retry(DeliveryFailed)  # rolls the claim back: retried
     # Logged once the claim has committed; a failed commit is retried with the same reference.
     sent.log(log, "notification", recorded=True)

@@ -5,8 +5,13 @@ accounts: each installed connector turns the operator's connector settings it un
 (``platform_config``; e.g. ``smtp_email`` from ``KAQUAN_SMTP_HOST``). A channel goes to the first account
 (by connector id) of a notifier that delivers it, else to ``KAQUAN_FALLBACK_NOTIFIER`` (the built-in
 ``log_notifier``, which logs the body only in embedded mode, where the log is the operator's own terminal).
-The job environment can pin routes instead (``JobEnv.notifier_routes``). Per-tenant connector accounts
-will come first in :func:`route` and :func:`account_config` once tenants connect their own notifiers.
+The job environment can pin routes instead (``JobEnv.notifier_routes``).
+
+A tenant's own notifier accounts come first: when the tenant has an active notifier account whose connector
+delivers the channel (its oldest one), the notification goes through it, with its sealed settings, through
+:func:`core.connectors.calls.bind_account` (timeout, contract check, health on the account). A connector
+that raises, hangs or answers nonsense fails that delivery only, as a retryable ``failed`` result.
+Only when the tenant has no such account does the platform's routing above apply.
 
 :func:`send` delivers and describes the outcome once for every job that sends (invites, reminders, member
 SMS): raise to retry a retryable failure, log delivered / not delivered with the recipient masked.
@@ -21,7 +26,10 @@ from typing import Any
 
 import httpx
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.connectors.calls import AccountUnavailable, BoundAccount, ConnectorCallFailed, bind_account
+from core.connectors.services import notifier_account_for
 from core.db.base import utcnow
 from core.jobs.context import JobEnv
 from plugins import ConnectorContext, DeliveryResult, Notification, mask_recipient
@@ -29,6 +37,8 @@ from plugins import ConnectorContext, DeliveryResult, Notification, mask_recipie
 log = structlog.get_logger("kaquan.notifications")
 
 HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+#: Seconds a tenant's notifier account may take for one message.
+SEND_TIMEOUT = 10.0
 
 
 def route(env: JobEnv, channel: str) -> str:
@@ -49,10 +59,60 @@ def account_config(env: JobEnv, connector_id: str) -> Mapping[str, Any]:
     return account.config if account is not None else {}
 
 
+async def tenant_account(
+    env: JobEnv, session: AsyncSession, channel: str, *, held: bool
+) -> BoundAccount | None:
+    """The tenant's own notifier account for ``channel``, bound and ready to call (``None``: none).
+
+    ``held``: ``session`` is the caller's open transaction, so the call's health is written after it ends.
+    """
+    account = await notifier_account_for(session, env.plugins, channel)
+    if account is None:
+        return None
+    cipher = await env.keys.cipher(session)
+    try:
+        return await bind_account(
+            session,
+            cipher,
+            env.plugins,
+            account.id,
+            db=env.db(),
+            embedded=env.embedded,
+            kind="notifier",
+            health_session=session if held else None,
+        )
+    except AccountUnavailable:
+        return None
+
+
+async def _through_account(bound: BoundAccount, notification: Notification) -> DeliveryResult:
+    try:
+        result: DeliveryResult = await bound.call("send", notification, expect=DeliveryResult, limit=SEND_TIMEOUT)
+    except ConnectorCallFailed as exc:
+        return DeliveryResult(status="failed", detail=f"{exc.reason}: {exc.detail}"[:500], retryable=exc.retryable)
+    return result
+
+
 async def deliver(
-    env: JobEnv, tenant_id: uuid.UUID | None, notification: Notification
+    env: JobEnv,
+    tenant_id: uuid.UUID | None,
+    notification: Notification,
+    session: AsyncSession | None = None,
 ) -> tuple[str, DeliveryResult]:
-    """Send ``notification`` through the routed notifier; returns (connector id, result)."""
+    """Send ``notification`` through the tenant's notifier account for its channel, else the platform's
+    routed notifier; returns (connector id, result).
+
+    ``session`` is the caller's transaction when it holds one (the account is read through it, and the
+    account's health is written once it ends); otherwise a read-only session of the job's database.
+    """
+    if tenant_id is not None:
+        if session is not None:
+            bound = await tenant_account(env, session, notification.channel, held=True)
+        else:
+            async with env.db().sessionmaker() as own:
+                bound = await tenant_account(env, own, notification.channel, held=False)
+        if bound is not None:
+            return bound.connector_id, await _through_account(bound, notification)
     connector_id = route(env, notification.channel)
     notifier = env.plugins.notifier(connector_id)
     if notification.channel not in notifier.info.capabilities:
@@ -99,10 +159,17 @@ class Sent:
 
 
 async def send(
-    env: JobEnv, tenant_id: uuid.UUID | None, notification: Notification, **fields: Any
+    env: JobEnv,
+    tenant_id: uuid.UUID | None,
+    notification: Notification,
+    *,
+    session: AsyncSession | None = None,
+    **fields: Any,
 ) -> Sent:
-    """:func:`deliver`, with the log fields of the outcome (recipient masked, never the body) plus ``fields``."""
-    connector_id, result = await deliver(env, tenant_id, notification)
+    """:func:`deliver`, with the log fields of the outcome (recipient masked, never the body) plus ``fields``.
+
+    Pass ``session`` when the caller holds a transaction (see :func:`deliver`)."""
+    connector_id, result = await deliver(env, tenant_id, notification, session)
     described = {
         "connector": connector_id,
         "channel": notification.channel,

@@ -64,11 +64,31 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 
+TEMPLATES["connector_paused"] = {
+    "zh-CN": (
+        "「{tenant_name}」的连接账户「{account_name}」已暂停",
+        "您好：\n\n「{tenant_name}」的连接账户「{account_name}」（{connector_id}）已暂停：{reason}\n"
+        "在重新授权或恢复之前，kaquan 不会再调用它。请在控制台查看：\n\n{link}\n",
+    ),
+    "en": (
+        "The connector account {account_name} of {tenant_name} is paused",
+        "Hello,\n\nThe connector account {account_name} ({connector_id}) of {tenant_name} is paused: {reason}\n"
+        "kaquan will not call it until it is authorised again or resumed. See it in the console:\n\n{link}\n",
+    ),
+}
+
 REQUIRED: dict[str, tuple[str, ...]] = {
     "invite": ("link", "tenant_name"),
     "grant_codes": ("codes", "product_name", "tenant_name"),
     "expiry_reminder": ("count", "expires_on", "products", "tenant_name"),
+    "connector_paused": ("account_name", "connector_id", "reason", "link", "tenant_name"),
 }
+
+
+def template_params(params: dict[str, Any]) -> dict[str, str]:
+    """A template's parameters as the strings ``Notification.params`` carries (for notifiers that send only
+    approved templates with their parameters, such as Chinese SMS services and WeChat template messages)."""
+    return {str(k): str(v) for k, v in params.items() if v is not None}
 
 
 def normalize_locale(locale: str | None) -> str:

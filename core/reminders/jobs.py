@@ -25,7 +25,7 @@ from core.kernel import Kernel
 from core.members.models import Member
 from core.members.services import member_phone
 from core.notifications.delivery import send
-from core.notifications.templates import normalize_locale, render
+from core.notifications.templates import normalize_locale, render, template_params
 from core.reminders.services import REMINDER_ACTOR, REMINDER_TEMPLATE, run_reminders
 from plugins import Notification
 from tenants.models import Tenant
@@ -81,7 +81,7 @@ async def send_expiry_reminder(member_id: str, item_ids: list[str], channel: str
         if not to:
             log.warning("expiry_reminder_skipped", reason="no_contact", member_id=member_id, channel=channel)
             return
-        lang, subject, body = _reminder_text(tenant, member, rows)
+        lang, subject, body, params = _reminder_text(tenant, member, rows)
         notification = Notification(
             channel=channel,
             to=to,
@@ -90,15 +90,18 @@ async def send_expiry_reminder(member_id: str, item_ids: list[str], channel: str
             locale=lang,
             template=REMINDER_TEMPLATE,
             reference=key,
+            params=params,
         )
-        sent = await send(env, tenant_id, notification, items=len(rows))
+        sent = await send(env, tenant_id, notification, session=session, items=len(rows))
         sent.raise_for_retry(ReminderDeliveryFailed)
         sent.log(log, "expiry_reminder")
 
 
-def _reminder_text(tenant: Tenant, member: Member, rows: Sequence[Row]) -> tuple[str, str, str]:
-    """(locale, subject, body) of the reminder in the tenant's language: how many codes, the first expiry
-    (the tenant's day), each product's name and count."""
+def _reminder_text(
+    tenant: Tenant, member: Member, rows: Sequence[Row]
+) -> tuple[str, str, str, dict[str, str]]:
+    """(locale, subject, body, template parameters) of the reminder in the tenant's language: how many
+    codes, the first expiry (the tenant's day), each product's name and count."""
     lang = normalize_locale(tenant.locale)
     try:
         tz = zoneinfo.ZoneInfo(tenant.timezone)
@@ -109,15 +112,12 @@ def _reminder_text(tenant: Tenant, member: Member, rows: Sequence[Row]) -> tuple
     names = Counter((r.name_en or r.name_zh) if lang == "en" else r.name_zh for r in rows)
     products = "\n".join(f"· {name} ×{n}" for name, n in sorted(names.items()))
     greeting = ((" " + member.name) if lang == "en" else member.name) if member.name else ""
-    subject, body = render(
-        REMINDER_TEMPLATE,
-        lang,
-        {
-            "tenant_name": tenant.name,
-            "count": len(rows),
-            "expires_on": first,
-            "products": products,
-            "greeting": greeting,
-        },
-    )
-    return lang, subject, body
+    values = {
+        "tenant_name": tenant.name,
+        "count": len(rows),
+        "expires_on": first,
+        "products": products,
+        "greeting": greeting,
+    }
+    subject, body = render(REMINDER_TEMPLATE, lang, values)
+    return lang, subject, body, template_params(values)

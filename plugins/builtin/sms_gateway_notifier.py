@@ -5,7 +5,12 @@ header (``X-Api-Key`` by default, a marked secret); ``reference`` and the ``Idem
 message's ``reference`` (its idempotency key), the same on every retry. A 2xx answer is ``sent`` (``queued`` for 202), with the
 gateway's ``id``/``message_id`` when it returns one; 4xx (except 408/429) is ``rejected``; 408, 429, 5xx and
 network errors are ``failed`` and retryable; a gateway that dedupes on the key never sends a retried message
-twice. The text carries codes: it is never logged. Platform-wide it is set up by ``KAQUAN_SMS_GATEWAY_URL``
+twice. The text carries codes: it is never logged.
+
+Chinese SMS services send only approved templates with a signature: ``templates`` maps kaquan's template
+names (``Notification.template``: ``claim_otp``, ``grant_codes``, ``invite`` …) to the provider's template
+ids; a message whose template is mapped also carries ``"template_id"`` and its ``"params"`` (the values
+the template is filled with), so the gateway can send the approved template instead of the text. Platform-wide it is set up by ``KAQUAN_SMS_GATEWAY_URL``
 (with ``KAQUAN_SMS_GATEWAY_KEY``), and the host then routes SMS to it.
 """
 
@@ -39,6 +44,8 @@ class SmsGatewayConfig(msgspec.Struct, frozen=True, kw_only=True):
     key_header: str = "X-Api-Key"
     sender: str = ""
     timeout_seconds: float = 10.0
+    #: kaquan template name → the provider's approved template id (e.g. ``{"claim_otp": "SMS_1234"}``).
+    templates: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class SmsGatewayNotifier:
@@ -68,9 +75,13 @@ class SmsGatewayNotifier:
             return DeliveryResult(status="rejected", detail=problem)
         config = ctx.config if isinstance(ctx.config, SmsGatewayConfig) else SmsGatewayConfig()
         to = message.to.replace(" ", "").replace("-", "")
-        payload: dict[str, str] = {"to": to, "text": message.body, "reference": message.reference}
+        payload: dict[str, Any] = {"to": to, "text": message.body, "reference": message.reference}
         if config.sender:
             payload["sender"] = config.sender
+        template_id = config.templates.get(message.template) if message.template else None
+        if template_id:
+            payload["template_id"] = template_id
+            payload["params"] = dict(message.params)
         headers = {"Accept": "application/json", "Idempotency-Key": message.reference}
         if config.api_key:
             headers[config.key_header] = config.api_key

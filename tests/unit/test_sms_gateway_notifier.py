@@ -75,3 +75,25 @@ def test_email_and_bad_numbers_are_rejected_without_a_request():
         )
         assert rec.result is not None and rec.result.status == "rejected"
     assert seen == []
+
+
+def test_a_mapped_template_sends_the_providers_template_id_and_params():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"id": 7})
+
+    config = SmsGatewayConfig(url=CONFIG.url, api_key="key-123", sender="SHOP", templates={"claim_otp": "SMS_88"})
+    message = Notification(
+        channel="sms", to="+8613800138000", subject="", body="【SHOP】您的验证码为 123456", reference="otp:1",
+        template="claim_otp", params={"code": "123456", "minutes": "10"},
+    )
+    rec = run_send(SmsGatewayNotifier(), config, message, handler=handler)
+    assert rec.result is not None and rec.result.status == "sent"
+    body = json.loads(seen[0].content)
+    assert body["template_id"] == "SMS_88" and body["params"] == {"code": "123456", "minutes": "10"}
+    assert "123456" not in rec.log_text()
+    unmapped = Notification(channel="sms", to="+8613800138000", subject="", body="hi", reference="r", template="invite")
+    run_send(SmsGatewayNotifier(), config, unmapped, handler=handler)
+    assert "template_id" not in json.loads(seen[1].content)
