@@ -124,8 +124,10 @@ async def _check_quota(session: AsyncSession, product_id: uuid.UUID, quota: Quot
         select(Listing).where(Listing.product_id == product_id))).scalars() if listing is None or li.id != listing.id]
     if quota.kind == "share":
         if quota.value > BP:
-            raise _quota_refused("A share quota is at most 10000 basis points", "按比例配额最多为 10000 个基点",
-                                 {"value": quota.value})
+            raise ValidationFailed("A share quota is at most 10000 basis points (100%)",
+                                   "按比例配额最多为 10000 个基点（100%）", code="share_above_whole",
+                                   errors=[FieldError(field="quota.value", message="0..10000",
+                                                      code="out_of_range")])
         shares = sum(li.quota_value for li in others if li.quota_kind == "share")
         if shares + quota.value > BP:
             raise _quota_refused(
