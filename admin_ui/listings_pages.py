@@ -143,7 +143,8 @@ class ListingsController(Controller):
         ctx.update(
             rows=rows.items, next_cursor=rows.next_cursor, first_page=cursor is None, account=account,
             accounts=accounts, products=products, manage=role_can(ctx["me"].role, MANAGE_PERMISSION),
-            form=form or {"price_kind": "fixed", "quota_kind": "fixed", "factor_pct": "100", "low_pct": "10"},
+            form=form or {**dict.fromkeys(FORM_FIELDS, ""), "price_kind": "fixed", "quota_kind": "fixed",
+                          "factor_pct": "100", "low_pct": "10"},
             problem=problem, sync_labels=SYNC_LABELS, status_labels=LISTING_STATUS_LABELS,
         )
         return render(request, "console/listings/list.html", ctx, status=status)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from tests.integration.channels.conftest import add_account
-from tests.integration.grants.shops import open_shop
+from tests.integration.console.conftest import make_user as _make_user  # noqa: F401 (a fixture)
+from tests.integration.console.conftest import new_browser as _new_browser  # noqa: F401 (a fixture)
+from tests.integration.grants.shops import Shop, open_shop
 
 
 async def test_listings_never_cross_tenants(client, kernel, make_tenant, make_api_client):
@@ -43,3 +45,38 @@ async def test_listings_never_cross_tenants(client, kernel, make_tenant, make_ap
 
     mine = (await b.get(f"/api/v1/listings/{lid}")).json()
     assert mine["status"] == "active" and mine["title"] != "stolen"
+
+
+
+async def test_console_listing_pages_never_cross_tenants(
+    client, kernel, make_tenant, make_api_client, new_browser, make_user
+):
+    a, b_handle = await make_tenant(), await make_tenant(plan="growth")
+    creds = await make_api_client(b_handle)
+    b = Shop(b_handle.id, client, kernel, creds.headers, creds.headers, creds.client_pk)
+    sb = await b.stock(5)
+    r = await b.post("/api/v1/listings", {
+        "account_id": str(await add_account(b)), "product_id": str(sb.product_id), "sku": "B-1",
+        "price_rule": {"kind": "fixed", "price_fen": 100}, "quota": {"kind": "fixed", "value": 3}})
+    lid = r.json()["id"]
+
+    owner = new_browser()
+    await owner.console_login(a.slug, a.owner_email, a.owner_password)
+    page = await owner.get("/console/listings")
+    assert page.status_code == 200 and "B-1" not in page.text
+    assert (await owner.get(f"/console/listings/{lid}")).status_code == 404
+    for action in ("", "/pause", "/resume"):
+        r = await owner.submit("/console/listings", f"/console/listings/{lid}{action}",
+                               {"title": "stolen", "quota_kind": "fixed", "quota_value": "1"})
+        assert r.status_code == 404, action
+    mine = (await b.get(f"/api/v1/listings/{lid}")).json()
+    assert mine["status"] == "active" and mine["title"] != "stolen" and mine["quota"] == 3
+
+    # a viewer of B reads the pages but gets no forms, and cannot change anything
+    viewer = await make_user(b_handle, "viewer")
+    vb = new_browser()
+    await vb.console_login(b_handle.slug, viewer.email, viewer.password)
+    page = await vb.get(f"/console/listings/{lid}")
+    assert page.status_code == 200 and "data-listing-form" not in page.text and "data-pause" not in page.text
+    r = await vb.submit(f"/console/listings/{lid}", f"/console/listings/{lid}/pause", {})
+    assert r.status_code == 403
