@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import httpx
+
+from core.db.context import tenant_context
+from tenants.users import accept_invite, create_invited_user
 from tests.integration.channels.conftest import add_account
-from tests.integration.console.conftest import make_user as _make_user  # noqa: F401 (a fixture)
-from tests.integration.console.conftest import new_browser as _new_browser  # noqa: F401 (a fixture)
+from tests.integration.console.conftest import Browser
 from tests.integration.grants.shops import Shop, open_shop
 
 
@@ -49,7 +52,7 @@ async def test_listings_never_cross_tenants(client, kernel, make_tenant, make_ap
 
 
 async def test_console_listing_pages_never_cross_tenants(
-    client, kernel, make_tenant, make_api_client, new_browser, make_user
+    app, client, kernel, make_tenant, make_api_client
 ):
     a, b_handle = await make_tenant(), await make_tenant(plan="growth")
     creds = await make_api_client(b_handle)
@@ -60,7 +63,7 @@ async def test_console_listing_pages_never_cross_tenants(
         "price_rule": {"kind": "fixed", "price_fen": 100}, "quota": {"kind": "fixed", "value": 3}})
     lid = r.json()["id"]
 
-    owner = new_browser()
+    owner = Browser(httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver.local"))
     await owner.console_login(a.slug, a.owner_email, a.owner_password)
     page = await owner.get("/console/listings")
     assert page.status_code == 200 and "B-1" not in page.text
@@ -73,10 +76,17 @@ async def test_console_listing_pages_never_cross_tenants(
     assert mine["status"] == "active" and mine["title"] != "stolen" and mine["quota"] == 3
 
     # a viewer of B reads the pages but gets no forms, and cannot change anything
-    viewer = await make_user(b_handle, "viewer")
-    vb = new_browser()
-    await vb.console_login(b_handle.slug, viewer.email, viewer.password)
+    email = f"viewer@{b_handle.slug}.example.com"
+    with tenant_context(b_handle.id):
+        async with kernel.db.transaction() as db:
+            _user, url = await create_invited_user(kernel, db, email, "viewer", "")
+        async with kernel.db.transaction() as db:
+            await accept_invite(db, url.rsplit("/", 1)[1], "viewer-password-1")
+    vb = Browser(httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver.local"))
+    await vb.console_login(b_handle.slug, email, "viewer-password-1")
     page = await vb.get(f"/console/listings/{lid}")
     assert page.status_code == 200 and "data-listing-form" not in page.text and "data-pause" not in page.text
     r = await vb.submit(f"/console/listings/{lid}", f"/console/listings/{lid}/pause", {})
     assert r.status_code == 403
+    for browser in (owner, vb):
+        await browser.http.aclose()
