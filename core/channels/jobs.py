@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.channels.models import Listing
 from core.channels.pushing import push_account
 from core.channels.quotas import rebalance
-from core.channels.services import reprice
-from core.channels.sync import PUSH_ACTOR, request_push
+from core.channels.services import reprice, stock_changed
+from core.channels.sync import PUSH_ACTOR, REBALANCE_ACTOR, request_push
 from core.db.base import utcnow
 from core.jobs.context import current_env
 from core.jobs.registry import job
@@ -31,6 +31,13 @@ async def push_channel_stock(account_id: str) -> None:
     """Push the account's changed listings (its own backoff schedules retries of failed items)."""
     env = current_env()
     await push_account(env.db(), env.keys, env.plugins, uuid.UUID(account_id), embedded=env.embedded)
+
+
+@job(REBALANCE_ACTOR, max_retries=5)
+async def rebalance_channel_quotas(product_id: str) -> None:
+    """Resize a product's listing quotas to its stock (and reprice) after codes left the stock."""
+    async with current_env().db().transaction() as session:
+        await stock_changed(session, uuid.UUID(product_id))
 
 
 async def sweep(session: AsyncSession) -> dict[str, int]:

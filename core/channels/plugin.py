@@ -23,5 +23,8 @@ domain = Domain(
         "listings:write": "Create listings, change their price rules and quotas, pause and resume them.",
     },
     permissions={"listings.read": EVERYONE, "listings.manage": OPERATORS},
-    provides={"inventory.batch_stocked": ("core.channels.hooks:batch_stocked",)},
+    provides={
+        "inventory.batch_stocked": ("core.channels.hooks:batch_stocked",),
+        "inventory.stock_fell": ("core.channels.hooks:stock_fell",),
+    },
 )

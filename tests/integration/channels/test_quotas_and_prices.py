@@ -161,3 +161,29 @@ async def test_price_rules_and_their_history(shop):
     before = await shop.run(count)
     await shop.run(sweep)  # nothing moved: nothing recorded
     assert await shop.run(count) == before
+
+
+async def test_codes_leaving_the_stock_queue_one_quota_resize_per_listed_product(shop):
+    from core.channels.sync import REBALANCE_ACTOR
+    from core.inventory.custody import void_codes
+    from core.jobs.models import OutboxMessage
+
+    s = await shop.stock(10)
+    unlisted = await shop.stock(5)
+    account = await add_account(shop)
+    li = await shop.run(lambda db: services.create_listing(
+        db, listing_in(account, s.product_id, quota={"kind": "share", "value": 10_000})))
+    assert li.quota == 10
+
+    async def resizes(db):
+        rows = (await db.execute(select(OutboxMessage).where(OutboxMessage.actor == REBALANCE_ACTOR))).scalars()
+        return [r.payload["product_id"] for r in rows]
+
+    await shop.run(lambda db: allocate(db, s.product_id, 2, "grant"))
+    await shop.run(lambda db: allocate(db, s.product_id, 1, "grant"))
+    await shop.run(lambda db: allocate(db, unlisted.product_id, 1, "grant"))
+    await shop.run(lambda db: void_codes(db, s.code_ids[-1:], "supplier recall"))
+    queued = await shop.run(resizes)
+    assert set(queued) == {str(s.product_id)} and len(queued) <= 2  # coalesced per window, unlisted never
+    await shop.run(lambda db: services.stock_changed(db, s.product_id))  # what the job does
+    assert (await shop.run(lambda db: services.get_listing(db, li.id))).quota == 6
