@@ -15,10 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
@@ -65,17 +67,24 @@ class PushReport:
     retry_in: dt.timedelta | None = None
 
 
-def _held_for_channel(li: Listing) -> int:
-    return li.quota if li.status == "active" else 0
+#: The columns a push reads and the alert checks look at (plain rows: no ORM objects on the hot path).
+_COLUMNS = (Listing.id, Listing.sku, Listing.status, Listing.quota, Listing.sold, Listing.quota_kind,
+            Listing.quota_value, Listing.low_watermark_bp, Listing.price_fen, Listing.version,
+            Listing.push_attempts, Listing.channel_available, Listing.drift_since, Listing.low_since,
+            Listing.account_id, Listing.product_id)
 
 
-def _is_low(li: Listing) -> bool:
+def _held_for_channel(li: Any) -> int:
+    return int(li.quota) if li.status == "active" else 0
+
+
+def _is_low(li: Any) -> bool:
     """Under the low watermark: what is left is below ``low_watermark_bp`` of the allotment (a fixed quota's
     number; for a share, what it had before this round of sales: left + sold)."""
     if li.status != "active" or li.low_watermark_bp <= 0:
         return False
     base = li.quota_value if li.quota_kind == "fixed" else li.quota + li.sold
-    return base > 0 and li.quota * BP < li.low_watermark_bp * base
+    return bool(base > 0 and li.quota * BP < li.low_watermark_bp * base)
 
 
 def _reference(account_id: uuid.UUID, items: list[StockItem]) -> str:
@@ -84,11 +93,11 @@ def _reference(account_id: uuid.UUID, items: list[StockItem]) -> str:
     return f"{account_id}:{digest}"
 
 
-async def _dirty(session: AsyncSession, account_id: uuid.UUID, after: uuid.UUID | None, limit: int) -> list[Listing]:
-    q = select(Listing).where(Listing.account_id == account_id, Listing.version > Listing.pushed_version)
+async def _dirty(session: AsyncSession, account_id: uuid.UUID, after: uuid.UUID | None, limit: int) -> list[Any]:
+    q = select(*_COLUMNS).where(Listing.account_id == account_id, Listing.version > Listing.pushed_version)
     if after is not None:
         q = q.where(Listing.id > after)
-    return list((await session.execute(q.order_by(Listing.id).limit(limit))).scalars())
+    return list((await session.execute(q.order_by(Listing.id).limit(limit))).all())
 
 
 async def _bind(db: Database, keys: KeyService, plugins: PluginHost, account_id: uuid.UUID,
@@ -126,13 +135,13 @@ async def push_account(db: Database, keys: KeyService, plugins: PluginHost, acco
             result: StockPushResult = await bound.call("push_stock", push, expect=StockPushResult, limit=PUSH_TIMEOUT)
         except ConnectorCallFailed as exc:
             async with db.transaction() as session:
-                worst = max(worst, await _record_failure(session, items, f"{exc.reason}: {exc.detail}"))
+                worst = max(worst, await _record_failure(session, rows, f"{exc.reason}: {exc.detail}"))
             report.failed += len(items)
             if not exc.retryable:
                 worst = max(worst, 1)
             continue
         async with db.transaction() as session:
-            worst = max(worst, await _record_result(session, items, result, report))
+            worst = max(worst, await _record_result(session, rows, items, result, report))
         if len(rows) < batch:
             break
     if worst:
@@ -144,78 +153,92 @@ async def push_account(db: Database, keys: KeyService, plugins: PluginHost, acco
     return report
 
 
-async def _record_failure(session: AsyncSession, items: list[StockItem], error: str) -> int:
-    rows = await _by_id(session, items)
-    worst = 0
-    for li in rows.values():
-        li.push_error, li.push_attempts = error[:500], li.push_attempts + 1
-        worst = max(worst, li.push_attempts)
-    return worst
+async def _record_failure(session: AsyncSession, rows: list[Any], error: str) -> int:
+    """Every item of a failed call: the error and one more attempt. Returns the highest attempt count."""
+    await _mark_failed(session, [(li.id, error) for li in rows])
+    return max((li.push_attempts + 1 for li in rows), default=0)
 
 
-async def _by_id(session: AsyncSession, items: list[StockItem]) -> dict[str, Listing]:
-    ids = [uuid.UUID(i.listing_id) for i in items]
-    return {str(li.id): li for li in (await session.execute(
-        select(Listing).where(Listing.id.in_(ids)).with_for_update())).scalars()}
+async def _mark_failed(session: AsyncSession, failed: list[tuple[uuid.UUID, str]]) -> None:
+    by_error: dict[str, list[uuid.UUID]] = defaultdict(list)
+    for lid, error in failed:
+        by_error[(error or "refused")[:500]].append(lid)
+    for error, ids in by_error.items():
+        await session.execute(
+            update(Listing).where(Listing.id.in_(ids))
+            .values(push_error=error, push_attempts=Listing.push_attempts + 1),
+            execution_options={"synchronize_session": False},
+        )
 
 
-async def _record_result(session: AsyncSession, items: list[StockItem], result: StockPushResult,
+async def _record_result(session: AsyncSession, rows: list[Any], items: list[StockItem], result: StockPushResult,
                          report: PushReport) -> int:
-    """Record each item's answer; returns the highest attempt count of the items to retry (0: none)."""
-    rows = await _by_id(session, items)
+    """Record each item's answer (one UPDATE per group of listings recorded alike, so a bulk push takes a few
+    statements per batch) and raise the drift and low-watermark alerts; returns the highest attempt count of
+    the items to retry (0: none)."""
+    by_id = {str(li.id): li for li in rows}  # as read for this push (a later change pushes again)
     answers = {a.sku: a for a in result.items}
     now = utcnow()
     worst = 0
+    failed: list[tuple[uuid.UUID, str]] = []
+    # listings recorded alike (same version pushed, same answer, same alert state) share one statement
+    pushed: dict[tuple[int, int | None, dt.datetime | None, dt.datetime | None], list[uuid.UUID]] = defaultdict(list)
     for item in items:
-        li = rows.get(item.listing_id)
-        if li is None:
-            continue
+        li = by_id[item.listing_id]
         answer = answers.get(item.sku)
         if answer is None or answer.status != "ok":
-            li.push_error = (answer.detail if answer else "no answer for this item")[:500] or "refused"
-            li.push_attempts += 1
+            failed.append((li.id, answer.detail if answer else "no answer for this item"))
             if answer is not None and answer.status == "rejected" and not answer.retryable:
                 report.rejected += 1
             else:
                 report.failed += 1
-                worst = max(worst, li.push_attempts)
+                worst = max(worst, li.push_attempts + 1)
             continue
         report.pushed += 1
-        li.pushed_version = max(li.pushed_version, item.version)
-        li.pushed_at, li.push_error, li.push_attempts = now, "", 0
-        if answer.channel_available is not None:
-            li.channel_available = answer.channel_available
-        _check_drift(session, li, item, now, report)
-        _check_low(session, li, now, report)
+        reported = answer.channel_available if answer.channel_available is not None else li.channel_available
+        key = (item.version, reported, _check_drift(session, li, item, reported, now, report),
+               _check_low(session, li, now, report))
+        pushed[key].append(li.id)
+    await _mark_failed(session, failed)
+    for (version, reported, drift_since, low_since), ids in pushed.items():
+        await session.execute(
+            update(Listing).where(Listing.id.in_(ids)).values(
+                pushed_version=case((Listing.pushed_version > version, Listing.pushed_version), else_=version),
+                pushed_at=now, push_error="", push_attempts=0, channel_available=reported,
+                drift_since=drift_since, low_since=low_since),
+            execution_options={"synchronize_session": False},
+        )
     return worst
 
 
-def _check_drift(session: AsyncSession, li: Listing, item: StockItem, now: dt.datetime, report: PushReport) -> None:
-    """Drift: the channel holds a different number than the one we pushed (and hold now)."""
+def _check_drift(session: AsyncSession, li: Any, item: StockItem, reported: int | None, now: dt.datetime,
+                 report: PushReport) -> dt.datetime | None:
+    """Drift: the channel holds a different number than the one we pushed (and hold now). Returns the
+    listing's new ``drift_since``; the alert is raised when the drift starts."""
     expected = _held_for_channel(li)
-    drifting = li.channel_available is not None and li.channel_available != expected and item.available == expected
-    if drifting and li.drift_since is None:
-        li.drift_since = now
-        report.drifted.append(li.sku)
-        data = {"listing_id": li.id, "account_id": li.account_id, "sku": li.sku, "expected": expected,
-                "channel_available": li.channel_available}
-        emit(session, "channel.stock_drift", li.id, data)
-        record(session, "listing.stock_drift", "listing", li.id,
-               {"expected": expected, "channel_available": li.channel_available})
-    elif not drifting and li.drift_since is not None:
-        li.drift_since = None
+    drifting = reported is not None and reported != expected and item.available == expected
+    if not drifting:
+        return None
+    if li.drift_since is not None:
+        return li.drift_since
+    report.drifted.append(li.sku)
+    emit(session, "channel.stock_drift", li.id, {"listing_id": li.id, "account_id": li.account_id, "sku": li.sku,
+                                                 "expected": expected, "channel_available": reported})
+    record(session, "listing.stock_drift", "listing", li.id, {"expected": expected, "channel_available": reported})
+    return now
 
 
-def _check_low(session: AsyncSession, li: Listing, now: dt.datetime, report: PushReport) -> None:
-    low = _is_low(li)
-    if low and li.low_since is None:
-        li.low_since = now
-        report.low.append(li.sku)
-        emit(session, "channel.listing_low", li.id,
-             {"listing_id": li.id, "account_id": li.account_id, "product_id": li.product_id, "sku": li.sku,
-              "quota": li.quota, "sold": li.sold, "low_watermark_bp": li.low_watermark_bp})
-    elif not low and li.low_since is not None:
-        li.low_since = None
+def _check_low(session: AsyncSession, li: Any, now: dt.datetime, report: PushReport) -> dt.datetime | None:
+    """The listing's new ``low_since``; ``channel.listing_low`` is emitted when it falls under the watermark."""
+    if not _is_low(li):
+        return None
+    if li.low_since is not None:
+        return li.low_since
+    report.low.append(li.sku)
+    emit(session, "channel.listing_low", li.id,
+         {"listing_id": li.id, "account_id": li.account_id, "product_id": li.product_id, "sku": li.sku,
+          "quota": li.quota, "sold": li.sold, "low_watermark_bp": li.low_watermark_bp})
+    return now
 
 
 async def _schedule_retry(session: AsyncSession, account_id: uuid.UUID, attempts: int, delay: dt.timedelta) -> None:
