@@ -45,6 +45,7 @@ __all__ = [
     "find_listing",
     "get_listing",
     "list_listings",
+    "listing_by_sku",
     "listing_out",
     "pause_listing",
     "price_history",
@@ -83,6 +84,13 @@ async def find_listing(session: AsyncSession, listing_id: uuid.UUID, *, lock: bo
     if listing is None:
         raise NotFound("Listing not found", "渠道商品不存在", code="listing_not_found")
     return listing
+
+
+async def listing_by_sku(session: AsyncSession, account_id: uuid.UUID, sku: str) -> Listing | None:
+    """The tenant's listing of ``sku`` on the channel account (how an order line finds its listing), or None."""
+    return (await session.execute(
+        select(Listing).where(Listing.account_id == account_id, Listing.sku == sku)
+    )).scalar_one_or_none()
 
 
 async def get_listing(session: AsyncSession, listing_id: uuid.UUID) -> ListingOut:

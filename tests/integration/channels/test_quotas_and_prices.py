@@ -187,3 +187,14 @@ async def test_codes_leaving_the_stock_queue_one_quota_resize_per_listed_product
     assert set(queued) == {str(s.product_id)} and len(queued) <= 2  # coalesced per window, unlisted never
     await shop.run(lambda db: services.stock_changed(db, s.product_id))  # what the job does
     assert (await shop.run(lambda db: services.get_listing(db, li.id))).quota == 6
+
+
+async def test_an_order_line_finds_its_listing_by_account_and_sku(shop, other_shop):
+    s = await shop.stock(3)
+    a1, a2 = await add_account(shop), await add_account(shop)
+    li = await shop.run(lambda db: services.create_listing(
+        db, listing_in(a1, s.product_id, sku="SKU-X", quota={"kind": "fixed", "value": 1})))
+    found = await shop.run(lambda db: services.listing_by_sku(db, a1, "SKU-X"))
+    assert found is not None and found.id == li.id
+    assert await shop.run(lambda db: services.listing_by_sku(db, a2, "SKU-X")) is None
+    assert await other_shop.run(lambda db: services.listing_by_sku(db, a1, "SKU-X")) is None
