@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from core.channels import services
@@ -45,3 +46,25 @@ async def test_jobs_push_resize_and_sweep(shop, settings, kernel, host, channel)
     assert channel.stock == {"J-1": 5}
     got = await shop.run(lambda db: services.get_listing(db, li.id))
     assert got.quota == 5 and got.sync == "synced"
+
+
+async def test_a_generated_batch_grows_share_quotas_through_the_import_pipeline(shop, client, settings):
+    from tests.integration.inventory.test_import_api import worker_for
+
+    s = await shop.stock(2, with_pin=False)
+    account = await add_account(shop)
+    li = await shop.run(lambda db: services.create_listing(
+        db, listing_in(account, s.product_id, sku="G-1", quota={"kind": "share", "value": 5000})))
+    assert li.quota == 1
+    async with worker_for(settings):
+        r = await shop.post("/api/v1/code-generations", {"product_id": str(s.product_id), "count": 40,
+                                                         "unit_cost": 0, "expires_at": "2032-06-30"})
+        assert r.status_code == 202, r.text
+        for _ in range(1200):  # a condition wait (up to two minutes), not a timing assertion
+            job = (await shop.get(f"/api/v1/jobs/{r.json()['job_id']}")).json()
+            if job["status"] in ("succeeded", "failed"):
+                break
+            await asyncio.sleep(0.1)
+    assert job["status"] == "succeeded", job
+    got = await shop.run(lambda db: services.get_listing(db, li.id))
+    assert got.quota == 21 and got.sync == "pending"  # half of 42, in the stocking transaction
