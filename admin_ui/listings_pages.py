@@ -141,7 +141,7 @@ class ListingsController(Controller):
         accounts, products = await views.choices(db)
         ctx = await shell(request, db)
         ctx.update(
-            rows=rows.items, next_cursor=rows.next_cursor, first_page=cursor is None, account=account,
+            sync=await views.account_sync(db), rows=rows.items, next_cursor=rows.next_cursor, first_page=cursor is None, account=account,
             accounts=accounts, products=products, manage=role_can(ctx["me"].role, MANAGE_PERMISSION),
             form=form or {**dict.fromkeys(FORM_FIELDS, ""), "price_kind": "fixed", "quota_kind": "fixed",
                           "factor_pct": "100", "low_pct": "10"},

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.catalog.models import Product
@@ -19,9 +20,11 @@ from core.inventory.models import Code
 
 __all__ = [
     "AccountChoice",
+    "AccountSync",
     "ListingRow",
     "ListingRows",
     "ProductChoice",
+    "account_sync",
     "choices",
     "listing_row",
     "listing_rows",
@@ -65,6 +68,22 @@ class ListingRow(msgspec.Struct, kw_only=True):
         return min(100, self.held * 100 // self.available) if self.available else 0
 
 
+class AccountSync(msgspec.Struct, kw_only=True):
+    """A channel account's sync state: how many of its listings are synced, waiting, failing, drifting, low."""
+
+    account_id: uuid.UUID
+    name: str
+    connector_id: str
+    status: str
+    listings: int
+    synced: int
+    pending: int
+    failing: int
+    drifting: int
+    low: int
+    last_pushed_at: dt.datetime | None
+
+
 class ListingRows(msgspec.Struct):
     items: list[ListingRow]
     next_cursor: uuid.UUID | None
@@ -106,6 +125,32 @@ async def listing_rows(session: AsyncSession, *, account_id: uuid.UUID | None = 
 
 async def listing_row(session: AsyncSession, listing: Listing) -> ListingRow:
     return (await _rows(session, [listing_out(listing)]))[0]
+
+
+async def account_sync(session: AsyncSession) -> list[AccountSync]:
+    """Per sales-channel account: its listings by sync state, drift and low-watermark alerts, last push."""
+    behind = Listing.version > Listing.pushed_version
+    failing = behind & (Listing.push_attempts > 0)
+    counts = {r.account_id: r for r in (await session.execute(
+        select(Listing.account_id, func.count().label("listings"),
+               func.sum(case((behind & ~failing, 1), else_=0)).label("pending"),
+               func.sum(case((failing, 1), else_=0)).label("failing"),
+               func.sum(case((Listing.drift_since.is_not(None), 1), else_=0)).label("drifting"),
+               func.sum(case((Listing.low_since.is_not(None), 1), else_=0)).label("low"),
+               func.max(Listing.pushed_at).label("last_pushed_at"))
+        .group_by(Listing.account_id))).all()}
+    out = []
+    for a in (await session.execute(select(ConnectorAccount).where(
+            ConnectorAccount.kind == "sales_channel", ConnectorAccount.status != "disconnected")
+            .order_by(ConnectorAccount.name))).scalars():
+        c = counts.get(a.id)
+        n, pending, fails = (int(c.listings), int(c.pending or 0), int(c.failing or 0)) if c else (0, 0, 0)
+        out.append(AccountSync(
+            account_id=a.id, name=a.name, connector_id=a.connector_id, status=a.status, listings=n,
+            synced=n - pending - fails, pending=pending, failing=fails,
+            drifting=int(c.drifting or 0) if c else 0, low=int(c.low or 0) if c else 0,
+            last_pushed_at=c.last_pushed_at if c else None))
+    return out
 
 
 async def choices(session: AsyncSession) -> tuple[list[AccountChoice], list[ProductChoice]]:

@@ -93,4 +93,7 @@ def test_owner_lists_a_product_and_manages_it(
     expect(row).to_have_count(1)
     expect(row.locator("[data-quota-bar]")).to_be_visible()
     expect(row.locator("[data-price]")).to_have_text("¥92.50")
+    sync = page.locator(f"[data-table=sync] tr[data-account='{account_id}']")
+    expect(sync.locator("[data-pending]")).to_have_text("1")
+    expect(sync.locator("[data-drifting]")).to_have_text("0")
     page.screenshot(path=str(SCREENSHOTS / "kaquan-e2e-listings.png"), full_page=True)

@@ -7,7 +7,7 @@ import datetime as dt
 import msgspec
 from sqlalchemy import select
 
-from core.channels import pushing, services
+from core.channels import pushing, services, views
 from core.channels.quotas import take_quota
 from core.channels.schemas import ListingPatch
 from core.channels.sync import PUSH_ACTOR, push_window, request_push
@@ -86,6 +86,8 @@ async def test_failed_items_are_retried_with_backoff_and_other_accounts_are_unto
     assert report.failed == 1 and report.retry_in == dt.timedelta(seconds=5)
     got = await shop.run(lambda db: services.get_listing(db, l1.id))
     assert got.sync == "failing" and got.push_attempts == 1 and "503" in got.push_error
+    sync = {a.account_id: a for a in await shop.run(views.account_sync)}
+    assert (sync[a1].failing, sync[a2].pending) == (1, 1)
     retries = [r for r in await push_rows(shop, a1) if ":retry:" in r.business_key]
     assert len(retries) == 1 and retries[0].available_at >= utcnow() + dt.timedelta(seconds=3)
 
@@ -124,6 +126,8 @@ async def test_drift_and_low_watermark_raise_alerts_once(shop, channel, push):
     assert got.drift and got.channel_available == 18
     drift = await shop.run(lambda db: _events(db, "channel.stock_drift"))
     assert len(drift) == 1 and drift[0].data["expected"] == 20 and drift[0].data["channel_available"] == 18
+    (summary,) = [a for a in await shop.run(views.account_sync) if a.account_id == account]
+    assert (summary.listings, summary.synced, summary.drifting, summary.failing) == (1, 1, 1, 0)
 
     assert await shop.run(lambda db: take_quota(db, li.id, 18))  # 2 of 20 left: exactly 10%, not under
     channel.drift = {}
