@@ -9,6 +9,8 @@ window's job, and accounts that were paused and came back.
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.channels.models import Listing
 from core.channels.pushing import push_account
-from core.channels.quotas import rebalance
+from core.channels.quotas import available_of, plan_quotas, rebalance
 from core.channels.services import reprice, stock_changed
 from core.channels.sync import PUSH_ACTOR, REBALANCE_ACTOR, request_push
 from core.db.base import utcnow
@@ -41,11 +43,22 @@ async def rebalance_channel_quotas(product_id: str) -> None:
 
 
 async def sweep(session: AsyncSession) -> dict[str, int]:
-    """Resize every listed product's quotas to its stock, reprice by the rules, and queue the push of every
-    account with listings the channel has not seen (past their backoff)."""
-    products = list((await session.execute(select(Listing.product_id).distinct())).scalars())
-    for product_id in sorted(products):
-        await rebalance(session, product_id)
+    """Resize the quotas of every listed product whose stock moved under them (read in two grouped queries;
+    only those products are locked and written), reprice by the rules, and queue the push of every account
+    with listings the channel has not seen."""
+    listings = list((await session.execute(
+        select(Listing.id, Listing.product_id, Listing.quota_kind, Listing.quota, Listing.quota_value)
+        .order_by(Listing.product_id, Listing.id))).all())
+    available = await available_of(session, {li.product_id for li in listings})
+    by_product: dict[uuid.UUID, list[Any]] = defaultdict(list)
+    for li in listings:
+        by_product[li.product_id].append(li)
+    resized = 0
+    for product_id, rows in sorted(by_product.items()):
+        plan = plan_quotas(available.get(product_id, 0), rows)
+        if any(plan.quotas[li.id] != li.quota for li in rows):
+            await rebalance(session, product_id)
+            resized += 1
     repriced = await reprice(session)
     now = utcnow()
     accounts = set((await session.execute(
@@ -53,7 +66,7 @@ async def sweep(session: AsyncSession) -> dict[str, int]:
     )).scalars())
     for account_id in sorted(accounts):
         await request_push(session, account_id, now=now)
-    return {"products": len(products), "repriced": repriced, "accounts": len(accounts)}
+    return {"products": len(by_product), "resized": resized, "repriced": repriced, "accounts": len(accounts)}
 
 
 @job("sync_channel_stock", queue="maintenance", max_retries=3)

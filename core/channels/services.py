@@ -154,11 +154,17 @@ async def _check_quota(session: AsyncSession, product_id: uuid.UUID, quota: Quot
 
 
 async def _price_inputs(session: AsyncSession, product: Product) -> PriceInputs:
+    return (await _price_inputs_of(session, {product.id: product.face_value}))[product.id]
+
+
+async def _price_inputs_of(session: AsyncSession, face_values: dict[uuid.UUID, int]) -> dict[uuid.UUID, PriceInputs]:
+    """What the price rules of these products look at, in one query (face value, stock, first expiry)."""
     now = utcnow()
-    available, first = (await session.execute(
-        select(func.count(), func.min(Code.expires_at)).where(Code.product_id == product.id, available_clause(now))
-    )).one()
-    return PriceInputs(product.face_value, int(available or 0), first, now)
+    stock = {pid: (int(n or 0), first) for pid, n, first in (await session.execute(
+        select(Code.product_id, func.count(), func.min(Code.expires_at))
+        .where(Code.product_id.in_(list(face_values)), available_clause(now)).group_by(Code.product_id)
+    )).tuples()}
+    return {pid: PriceInputs(face, *stock.get(pid, (0, None)), now) for pid, face in face_values.items()}
 
 
 def _set_price(session: AsyncSession, li: Listing, price: int, reason: str, detail: str,
@@ -308,12 +314,13 @@ async def reprice(session: AsyncSession, product_id: uuid.UUID | None = None) ->
     if product_id is not None:
         q = q.where(Listing.product_id == product_id)
     listings = list((await session.execute(q.order_by(Listing.product_id, Listing.id))).scalars())
-    inputs: dict[uuid.UUID, PriceInputs] = {}
+    faces = dict((await session.execute(
+        select(Product.id, Product.face_value).where(Product.id.in_({li.product_id for li in listings}))
+    )).tuples().all())
+    inputs = await _price_inputs_of(session, faces) if faces else {}
     changed = 0
     accounts: set[uuid.UUID] = set()
     for li in listings:
-        if li.product_id not in inputs:
-            inputs[li.product_id] = await _price_inputs(session, await find_product(session, li.product_id))
         rule: PriceRule = rule_from_json(li.price_rule)
         priced = compute_price(rule, inputs[li.product_id])
         if _set_price(session, li, priced.price_fen, priced.reason, priced.detail, None):
