@@ -8,7 +8,7 @@ in :class:`~core.channels.models.ListingPriceChange`; quotas go through :mod:`co
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 
-def _sync_state(li: Listing) -> str:
+def _sync_state(li: Listing) -> Literal["synced", "pending", "failing"]:
     if li.pushed_version >= li.version:
         return "synced"
     return "failing" if li.push_attempts > 0 and li.push_error else "pending"
@@ -68,7 +68,7 @@ def listing_out(li: Listing) -> ListingOut:
         id=li.id, account_id=li.account_id, product_id=li.product_id, sku=li.sku, title=li.title,
         status=li.status, price_fen=li.price_fen, price_rule=dict(li.price_rule), quota_kind=li.quota_kind,
         quota_value=li.quota_value, quota=li.quota, sold=li.sold, low_watermark_bp=li.low_watermark_bp,
-        split_rule=dict(li.split_rule), sync=_sync_state(li),  # type: ignore[arg-type]  # one of the three
+        split_rule=dict(li.split_rule), sync=_sync_state(li),
         version=li.version, pushed_version=li.pushed_version, pushed_at=li.pushed_at, push_error=li.push_error,
         push_attempts=li.push_attempts, channel_available=li.channel_available, drift=li.drift_since is not None,
         low=li.low_since is not None, created_at=li.created_at, updated_at=li.updated_at,
