@@ -177,7 +177,7 @@ async def _allocate_lines(
                 session, listing.product_id, ln.quantity, f"channel order {order.channel_order_id}"[:120]
             )
         except OutOfStock as exc:
-            raise Refused("out_of_stock", exc.detail_en if hasattr(exc, "detail_en") else str(exc)) from exc
+            raise Refused("out_of_stock", exc.en) from exc
         batch_ids = sorted({c.batch_id for c in allocation.codes})
         costs = dict(
             (await session.execute(select(Batch.id, Batch.unit_cost).where(Batch.id.in_(batch_ids)))).tuples().all()

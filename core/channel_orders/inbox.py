@@ -27,8 +27,10 @@ from plugins import ChannelEvent
 
 #: The outbox actor that processes a stored message.
 PROCESS_ACTOR = "process_channel_message"
-#: Events answered in the callback itself, never queued.
+#: Events a callback answers itself (never queued from a callback).
 SYNCHRONOUS = ("code.issue", "code.query", "ping")
+#: Events that ask for no work (never queued from a poll either).
+NO_WORK = ("code.query", "ping")
 
 
 def _aad(account_id: uuid.UUID, message_id: str) -> bytes:
@@ -63,8 +65,8 @@ async def store_event(
     source: str,
     queue: bool = True,
 ) -> Stored:
-    """Store ``event`` once; a new one is queued for :data:`PROCESS_ACTOR` (``queue``) unless answered
-    synchronously. A repeat changes nothing."""
+    """Store ``event`` once; a new one is queued for :data:`PROCESS_ACTOR` when ``queue`` (the caller
+    answers the others itself, or they ask for nothing). A repeat changes nothing."""
     dialect = session.bind.dialect.name if session.bind is not None else ""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     row_id = new_id()
@@ -75,10 +77,10 @@ async def store_event(
         "type": event.type,
         "source": source,
         "payload": seal_event(cipher, account_id, event),
-        "status": "pending" if queue and event.type not in SYNCHRONOUS else "done",
+        "status": "pending" if queue else "done",
         "attempts": 0,
         "error": "",
-        "processed_at": None if queue and event.type not in SYNCHRONOUS else utcnow(),
+        "processed_at": None if queue else utcnow(),
         "created_at": utcnow(),
     }
     stmt = (
