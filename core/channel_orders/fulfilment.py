@@ -180,7 +180,7 @@ async def _allocate_lines(
             raise Refused("out_of_stock", exc.en) from exc
         batch_ids = sorted({c.batch_id for c in allocation.codes})
         costs = dict(
-            (await session.execute(select(Batch.id, Batch.unit_cost).where(Batch.id.in_(batch_ids)))).tuples().all()
+            (await session.execute(select(Batch.id, Batch.unit_cost).where(Batch.id.in_(batch_ids)))).all()
         )
         line = ChannelOrderLine(
             id=new_id(), order_id=order.id, account_id=order.account_id, channel_line_id=ln.line_id[:100],
@@ -257,7 +257,7 @@ async def order_codes(
     if states is not None:
         stmt = stmt.where(ChannelOrderCode.state.in_(states))
     out = []
-    for line, held, code in (await session.execute(stmt)).tuples():
+    for line, held, code in (await session.execute(stmt)).all():
         number, pin = unseal(cipher, code.digest, code.secret)
         shown = "redeemed" if held.state == "redeemed" else ("voided" if held.state in ("voided", "returned") else "issued")
         out.append((line, held, IssuedCode(line_id=line.channel_line_id, code=number, pin=pin or "",

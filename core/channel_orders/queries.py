@@ -98,7 +98,7 @@ async def get_order(session: AsyncSession, order_id: uuid.UUID) -> ChannelOrderO
         for held, last4 in (await session.execute(
             select(ChannelOrderCode, Code.last4).join(Code, Code.id == ChannelOrderCode.code_id)
             .where(ChannelOrderCode.line_id.in_([ln.id for ln in lines])).order_by(ChannelOrderCode.id)
-        )).tuples():
+        )).all():
             codes[held.line_id].append(OrderCodeOut(
                 id=held.id, code_id=held.code_id, masked=masked(last4), state=held.state, revealed=held.revealed,
                 unit_cost_fen=held.unit_cost_fen, delivered_at=held.delivered_at, redeemed_at=held.redeemed_at,
@@ -148,7 +148,7 @@ async def _figures(session: AsyncSession, since: dt.datetime) -> dict[uuid.UUID,
         .group_by(ChannelOrderLine.account_id)
     )
     out: dict[uuid.UUID, SalesFigures] = {}
-    for account_id, orders, units, gross, refunded in rows.tuples():
+    for account_id, orders, units, gross, refunded in rows.all():
         out[account_id] = SalesFigures(int(orders), int(units), int(gross), int(refunded), int(gross) - int(refunded))
     return out
 

@@ -130,7 +130,7 @@ async def report_channel_redemption(record_id: str) -> None:
             .join(ChannelOrder, ChannelOrder.id == ChannelOrderLine.order_id)
             .join(Code, Code.id == ChannelOrderCode.code_id)
             .where(ChannelOrderCode.id == rid)
-        )).tuples().first()
+        )).first()
         if row is None or row[0].reported_at is not None or row[0].redeemed_via != "kaquan":
             return
         held, _line, order, code = row

@@ -127,7 +127,7 @@ async def _order_status(session: AsyncSession, order: ChannelOrder, kind: Refund
     lines = list((await session.execute(
         select(ChannelOrderLine.quantity, ChannelOrderLine.refunded_quantity)
         .where(ChannelOrderLine.order_id == order.id)
-    )).tuples())
+    )).all())
     if order.status == "refused" or not lines:
         return
     whole = all(r >= q for q, r in lines)
