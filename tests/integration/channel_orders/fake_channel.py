@@ -122,8 +122,9 @@ class FakeChannel:
         return CallResult(status="ok", channel_ref=f"dl-{delivery.reference}")
 
     async def report_redemption(self, ctx: ConnectorContext, redemption: ChannelRedemption) -> CallResult:
+        st = self.state(ctx.account_id)
         with self.lock:
-            self.state(ctx.account_id).reports.setdefault(redemption.reference, redemption)
+            st.reports.setdefault(redemption.reference, redemption)
         return CallResult(status="ok")
 
     async def pull_orders(self, ctx: ConnectorContext, cursor: str) -> OrderPage:
