@@ -1,0 +1,189 @@
+"""After the order: refunds and cancellations (restock or void, quota back), delivery retries and the flag
+for a person, polling by cursor, and the API (list, read, retry, per-channel sales)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select
+
+from core.channel_orders.delivery import MAX_RETRIES, DeliveryRetry, deliver_channel_order
+from core.channel_orders.models import ChannelMessage, ChannelOrderCode
+from core.channel_orders.polling import poll_channel_orders
+from core.connectors.models import ConnectorAccount
+from core.db.context import tenant_context
+from core.inventory.models import Code
+from core.jobs.context import MessageInfo, reset_job_context, set_job_context
+from plugins import ChannelEvent, RefundNotice
+from tests.integration.channel_orders.fake_channel import (
+    add_listing,
+    event_body,
+    listing_quota,
+    post_callback,
+    reply_json,
+    run_jobs,
+)
+from tests.integration.channel_orders.test_callbacks import count, paid, the_order
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def refund(order_id: str, quantity: int, refund_id: str, *, cancel: bool = False) -> ChannelEvent:
+    return ChannelEvent(
+        message_id=f"rf-{refund_id}", type="order.cancelled" if cancel else "order.refunded", occurred_at=NOW,
+        refund=RefundNotice(order_id=order_id, line_id=f"{order_id}-1", refund_id=refund_id, quantity=quantity,
+                            amount_fen=quantity * 1990, reason="buyer asked"),
+    )
+
+
+async def _code_states(kernel, tenant_id) -> dict[str, int]:
+    with tenant_context(tenant_id):
+        async with kernel.db.transaction() as db:
+            rows = (await db.execute(select(Code.state, func.count()).group_by(Code.state))).all()
+    return {s: int(n) for s, n in rows}
+
+
+async def test_a_refund_of_delivered_codes_voids_them_and_gives_the_quota_back(client, kernel, app, seller, channel):
+    listing = await add_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-RF", 5)
+    await post_callback(client, seller.shop, event_body(paid("O-RF", "SKU-RF", 3)))
+    assert await run_jobs(app, seller.tenant_id) == []
+    assert await listing_quota(kernel, seller.tenant_id, listing) == 2
+    for _ in range(3):  # repeated refund notices apply once
+        await post_callback(client, seller.shop, event_body(refund("O-RF", 2, "RF-1")))
+    assert await run_jobs(app, seller.tenant_id) == []
+    order = await the_order(kernel, seller.tenant_id, "O-RF")
+    assert order.status == "partially_refunded"
+    assert await _code_states(kernel, seller.tenant_id) == {"available": 7, "issued": 1, "voided": 2}
+    assert await listing_quota(kernel, seller.tenant_id, listing) == 4  # bounded by what stock others leave
+    await post_callback(client, seller.shop, event_body(refund("O-RF", 5, "RF-2")))
+    assert await run_jobs(app, seller.tenant_id) == []
+    assert (await the_order(kernel, seller.tenant_id, "O-RF")).status == "refunded"
+    r = await client.get(f"/api/v1/channel-orders/{order.id}", headers=seller.headers)
+    assert r.status_code == 200
+    body = r.json()
+    assert [x["returned"] + x["voided"] for x in body["refunds"]] == [2, 1]
+    assert body["lines"][0]["refunded_quantity"] == 3 and body["lines"][0]["refunded_fen"] == 2 * 1990 + 5 * 1990
+
+
+async def test_a_cancellation_before_delivery_puts_the_codes_back_in_stock(client, kernel, app, seller, channel):
+    listing = await add_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-CX", 5)
+    channel.state(seller.shop.account_id).fail_deliveries = 100
+    await post_callback(client, seller.shop, event_body(paid("O-CX", "SKU-CX", 2)))
+    errors = await run_jobs(app, seller.tenant_id)
+    assert len(errors) == 1 and isinstance(errors[0], DeliveryRetry)  # the channel is down: retried later
+    assert await _code_states(kernel, seller.tenant_id) == {"available": 8, "issued": 2}
+    await post_callback(client, seller.shop, event_body(refund("O-CX", 2, "CX-1", cancel=True)))
+    assert await run_jobs(app, seller.tenant_id) == []
+    assert (await the_order(kernel, seller.tenant_id, "O-CX")).status == "cancelled"
+    assert await _code_states(kernel, seller.tenant_id) == {"available": 10}
+    assert await listing_quota(kernel, seller.tenant_id, listing) == 5
+    with tenant_context(seller.tenant_id):
+        async with kernel.db.transaction() as db:
+            states = set((await db.execute(select(ChannelOrderCode.state))).scalars())
+    assert states == {"returned"}
+    channel.state(seller.shop.account_id).fail_deliveries = 0
+
+
+async def _deliver(app, tenant_id, order_id, retries: int) -> BaseException | None:
+    info = MessageInfo("m-retry", "deliver_channel_order", tenant_id, None, None, retries)
+    tokens = set_job_context(app.state.jobs.env, info)
+    try:
+        with tenant_context(tenant_id):
+            await deliver_channel_order(str(order_id))
+    except DeliveryRetry as exc:
+        return exc
+    finally:
+        reset_job_context(tokens)
+    return None
+
+
+async def test_delivery_is_retried_then_flagged_and_a_person_can_retry(client, kernel, app, seller, channel):
+    await add_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-DL", 5)
+    state = channel.state(seller.shop.account_id)
+    state.fail_deliveries = 2
+    await post_callback(client, seller.shop, event_body(paid("O-DL", "SKU-DL", 1)))
+    assert len(await run_jobs(app, seller.tenant_id)) == 1
+    order = await the_order(kernel, seller.tenant_id, "O-DL")
+    assert order.status == "received" and order.attempts == 1 and order.next_attempt_at is not None
+    assert isinstance(await _deliver(app, seller.tenant_id, order.id, 1), DeliveryRetry)
+    assert await _deliver(app, seller.tenant_id, order.id, 2) is None
+    assert (await the_order(kernel, seller.tenant_id, "O-DL")).status == "fulfilled"
+    assert len(state.deliveries) == 1 and state.delivery_calls == 3
+
+    state.fail_deliveries = 100
+    await post_callback(client, seller.shop, event_body(paid("O-DF", "SKU-DL", 1)))
+    assert len(await run_jobs(app, seller.tenant_id)) == 1
+    failed = await the_order(kernel, seller.tenant_id, "O-DF")
+    assert await _deliver(app, seller.tenant_id, failed.id, MAX_RETRIES) is None  # the last retry: flagged
+    failed = await the_order(kernel, seller.tenant_id, "O-DF")
+    assert failed.status == "failed" and "503" in failed.last_error
+
+    state.fail_deliveries = 0
+    r = await client.post(f"/api/v1/channel-orders/{failed.id}/retry", headers=seller.headers)
+    assert r.status_code == 200 and r.json()["status"] == "received"
+    assert await run_jobs(app, seller.tenant_id) == []
+    assert (await the_order(kernel, seller.tenant_id, "O-DF")).status == "fulfilled"
+    r = await client.post(f"/api/v1/channel-orders/{failed.id}/retry", headers=seller.headers)
+    assert r.status_code == 409 and r.json()["code"] == "channel_order_not_retryable"
+
+
+async def test_a_rejected_delivery_flags_the_order_at_once(client, kernel, app, seller, channel):
+    await add_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-RJ", 5)
+    channel.state(seller.shop.account_id).reject_deliveries = True
+    await post_callback(client, seller.shop, event_body(paid("O-RJ", "SKU-RJ", 1)))
+    assert await run_jobs(app, seller.tenant_id) == []
+    order = await the_order(kernel, seller.tenant_id, "O-RJ")
+    assert order.status == "failed" and "order closed" in order.last_error
+    channel.state(seller.shop.account_id).reject_deliveries = False
+
+
+async def test_polling_stores_each_event_once_and_saves_the_cursor(client, kernel, app, seller, channel):
+    await add_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-PL", 9)
+    state = channel.state(seller.shop.account_id)
+    state.events = [paid(f"O-PL{i}", "SKU-PL", 1) for i in range(5)]
+    # one of them also arrived by callback: stored once
+    await post_callback(client, seller.shop, event_body(state.events[1]))
+
+    async def poll() -> None:
+        tokens = set_job_context(app.state.jobs.env, None)
+        try:
+            with tenant_context(seller.tenant_id):
+                await poll_channel_orders()
+        finally:
+            reset_job_context(tokens)
+
+    await poll()
+    with tenant_context(seller.tenant_id):
+        async with kernel.db.transaction() as db:
+            cursor = await db.scalar(select(ConnectorAccount.order_cursor)
+                                     .where(ConnectorAccount.id == seller.shop.account_id))
+    assert cursor == "5"
+    assert await count(kernel, seller.tenant_id, ChannelMessage) == 5
+    state.events.append(paid("O-PL5", "SKU-PL", 1))
+    await poll()
+    assert await count(kernel, seller.tenant_id, ChannelMessage) == 6
+    assert await run_jobs(app, seller.tenant_id) == []
+    r = await client.get("/api/v1/channel-orders", params={"status": "fulfilled"}, headers=seller.headers)
+    assert r.status_code == 200 and len(r.json()["items"]) == 6
+    assert {o["source"] for o in r.json()["items"]} == {"poll", "callback"}
+
+    sales = (await client.get("/api/v1/channel-orders/sales", headers=seller.headers)).json()
+    mine = next(c for c in sales["channels"] if c["account_id"] == str(seller.shop.account_id))
+    assert mine["today"] == {"orders": 6, "units": 6, "gross_fen": 6 * 1990, "refunded_fen": 0,
+                             "net_fen": 6 * 1990}
+    assert mine["month"]["orders"] == 6
+
+
+async def test_orders_show_masked_codes_and_never_plaintext(client, kernel, app, seller, channel):
+    await add_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-M", 5)
+    out = await post_callback(client, seller.shop, event_body(paid("O-M", "SKU-M", 2)))
+    assert reply_json(out)["status"] == "accepted"
+    assert await run_jobs(app, seller.tenant_id) == []
+    page = (await client.get("/api/v1/channel-orders", headers=seller.headers)).json()
+    order_id = page["items"][0]["id"]
+    r = await client.get(f"/api/v1/channel-orders/{order_id}", headers=seller.headers)
+    text = r.text
+    assert r.status_code == 200 and all(n not in text for n in seller.stocked.numbers)
+    assert all(c["masked"].startswith("••••") for c in r.json()["lines"][0]["codes"])
+    r = await client.get("/api/v1/channel-orders", params={"status": "nonsense"}, headers=seller.headers)
+    assert r.status_code == 422
