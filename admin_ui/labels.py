@@ -42,6 +42,8 @@ PERMISSION_LABELS: dict[str, str] = {
     "risk.read": N_("View risk control"),
     "risk.manage": N_("Manage risk rules"),
     "reminders.manage": N_("Change expiry reminders"),
+    "channel_orders.read": N_("View channel orders and sales"),
+    "channel_orders.manage": N_("Retry channel order deliveries"),
 }
 
 FIELD_LABELS: dict[str, str] = {
@@ -171,6 +173,8 @@ SCOPE_TEXTS: tuple[str, ...] = (
     N_("Manage webhook subscriptions, read the delivery log and resend deliveries."),
     N_("Read risk rules, refusals and flags."),
     N_("Change risk rules, blocklists and lockouts."),
+    N_("List and read channel orders (codes masked) and per-channel sales."),
+    N_("Retry the delivery of failed channel orders."),
     N_(
         "Create, list and revoke API clients, with scopes the caller holds"
         " (only an owner or admin in the console, or the CLI, can give this scope)."

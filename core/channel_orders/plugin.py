@@ -10,7 +10,7 @@ domain = Domain(
         "core.channel_orders.api:ChannelOrderController",
         "core.channel_orders.api:ChannelCallbackController",
     ),
-    # console=("admin_ui.channel_orders_pages:ChannelOrdersController",),
+    console=("admin_ui.channel_orders_pages:ChannelOrdersController",),
     models=("core.channel_orders.models",),
     jobs=(
         "core.channel_orders.processing",

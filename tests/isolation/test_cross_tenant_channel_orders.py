@@ -38,7 +38,7 @@ async def two_sellers(client, kernel, app, make_tenant, make_api_client, channel
 
 
 async def test_tenant_a_never_sees_or_touches_b_channel_orders(client, kernel, two_sellers):
-    (a, ca, shop_a), (b, cb, shop_b) = two_sellers
+    (_a, ca, shop_a), (_b, cb, shop_b) = two_sellers
     theirs = (await client.get("/api/v1/channel-orders", headers=cb.headers)).json()["items"]
     assert len(theirs) == 1 and theirs[0]["status"] == "failed"
     b_order = theirs[0]["id"]
