@@ -21,6 +21,7 @@ import structlog
 
 from core.settings import load_settings
 from plugins import hookspecs
+from plugins.channels import CHANNEL_CAPABILITIES, channel_methods
 from plugins.contracts import CONNECTOR_ID, CONNECTOR_KINDS, ConnectorInfo
 from plugins.protocols import Connector, Notifier
 
@@ -369,6 +370,13 @@ def _validate(connector: Any) -> ConnectorInfo:
         raise PluginError(f"connector {info.id!r}: config must be a msgspec Struct type")
     if info.kind == "notifier" and not callable(getattr(connector, "send", None)):
         raise PluginError(f"notifier {info.id!r} has no send(ctx, message)")
+    if info.kind == "sales_channel":
+        unknown = sorted(set(info.capabilities) - set(CHANNEL_CAPABILITIES))
+        if unknown:
+            raise PluginError(f"sales channel {info.id!r} declares unknown capabilities {', '.join(unknown)}")
+        missing = sorted(m for m in channel_methods(info.capabilities) if not callable(getattr(connector, m, None)))
+        if missing:
+            raise PluginError(f"sales channel {info.id!r} lacks {', '.join(missing)}, which its capabilities need")
     return info
 
 

@@ -27,6 +27,28 @@ CHANNEL_CAPABILITIES: tuple[str, ...] = (
     "oauth",  # shop authorisation by OAuth2 authorisation code (see OAuthAuthorizable)
 )
 
+#: The methods each capability makes kaquan call, with whether each is ``async``; ``check`` (async) is always
+#: called. The plugin host refuses a channel lacking one; the conformance kit checks their kinds too.
+CAPABILITY_METHODS: dict[str, tuple[tuple[str, bool], ...]] = {
+    "stock_push": (("push_stock", True),),
+    "order_pull": (("pull_orders", True),),
+    "callbacks": (("parse_callback", True), ("callback_reply", False)),
+    "delivery": (("deliver_codes", True),),
+    "refunds": (),
+    "third_party_codes": (("parse_callback", True), ("callback_reply", False)),
+    "redemption_sync": (("report_redemption", True),),
+    "statements": (("fetch_statement", True),),
+    "oauth": (("oauth_client", False),),
+}
+
+
+def channel_methods(capabilities: frozenset[str] | set[str]) -> dict[str, bool]:
+    """The methods a channel with ``capabilities`` must have, by name, with whether each is ``async``."""
+    wanted = {"check": True}
+    for capability in sorted(capabilities):
+        wanted.update(CAPABILITY_METHODS.get(capability, ()))
+    return wanted
+
 
 class CallResult(msgspec.Struct, frozen=True, kw_only=True):
     """The outcome of a call to the channel that changes something (delivery, redemption report).

@@ -219,3 +219,32 @@ def test_worker_refuses_to_start_with_a_broken_plugin_in_one_line(installed, tmp
     assert last.startswith("kaquan worker cannot start: plugin 'acme_broken'"), proc.stderr
     assert "KAQUAN_DISABLED_PLUGINS=acme_broken" in last
     assert "Traceback" not in proc.stderr
+
+
+class _HalfChannel:
+    """Declares delivery and callbacks but implements neither."""
+
+    info = ConnectorInfo(
+        id="half_channel",
+        kind="sales_channel",
+        display_name="Half",
+        config=LogNotifierConfig,
+        capabilities=frozenset({"delivery", "callbacks"}),
+    )
+
+    async def check(self, ctx: object) -> object:
+        return None
+
+
+class _HalfChannelPlugin:
+    @hookimpl
+    def kaquan_connectors(self) -> list[object]:
+        return [_HalfChannel()]
+
+
+def test_a_sales_channel_without_the_methods_of_its_capabilities_is_refused():
+    with pytest.raises(PluginError) as caught:
+        load_plugins(extra=[("half", _HalfChannelPlugin())])
+    message = str(caught.value)
+    assert "'half_channel'" in message and "callback_reply, deliver_codes, parse_callback" in message
+    assert "KAQUAN_DISABLED_PLUGINS=half" in message

@@ -27,8 +27,8 @@ FENCE = re.compile(r"^```(?P<lang>[a-z]*)\n(?P<body>.*?)^```\n", re.MULTILINE | 
 class QuickStart:
     """The Quick start as printed: the file tree, each file's text and the commands."""
 
-    def __init__(self, doc: str) -> None:
-        start = doc.index("## Quick start\n")
+    def __init__(self, doc: str, heading: str = "## Quick start") -> None:
+        start = doc.index(heading + "\n")
         end = doc.index("\n## ", start + 1)
         self.section = doc[start:end]
         self.tree: list[str] = []
@@ -64,7 +64,7 @@ def test_the_quick_start_prints_every_file_of_its_tree(quick_start):
     assert 'version = "0.1.0"' in quick_start.files["pyproject.toml"]
 
 
-def _throwaway_venv(where: Path) -> Path:
+def throwaway_venv(where: Path) -> Path:
     """A virtualenv without pip that sees the running interpreter's packages after its own."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True, timeout=120)
     purelib = subprocess.run(
@@ -88,7 +88,7 @@ def test_the_quick_start_package_installs_and_passes_the_whole_kit(quick_start, 
         target = package / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
-    venv = _throwaway_venv(tmp_path / "venv")
+    venv = throwaway_venv(tmp_path / "venv")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYTEST", "PIP_", "VIRTUAL_ENV"))}
     env |= {
         "PATH": f"{venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
