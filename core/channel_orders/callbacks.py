@@ -60,13 +60,16 @@ class Runtime:
 
 
 async def tenant_of(runtime: Runtime, account_id: uuid.UUID) -> uuid.UUID:
-    """The tenant of a connector account, from the platform route table; ``404`` when unknown."""
+    """The tenant of a connector account, from the account routes (read by account id under a named
+    bypass); ``404`` when unknown."""
     with cross_tenant("public channel callback: find the account's tenant"):
         async with runtime.kernel.db.transaction() as session:
-            route = await session.get(AccountRoute, account_id)
-    if route is None:
+            tenant_id = (await session.execute(
+                select(AccountRoute.tenant_id).where(AccountRoute.account_id == account_id)
+            )).scalar_one_or_none()
+    if tenant_id is None:
         raise NotFound("Unknown channel account", "未知的渠道账号", code="channel_account_not_found")
-    return route.tenant_id
+    return tenant_id
 
 
 async def _parse(bound: BoundAccount, request: CallbackRequest) -> ChannelEvent:

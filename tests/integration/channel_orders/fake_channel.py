@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from core.channels.models import Listing
 from core.connectors.calls import seal_secrets
 from core.connectors.models import AccountRoute, ConnectorAccount
-from core.db.context import cross_tenant, tenant_context
+from core.db.context import tenant_context
 from core.jobs.context import MessageInfo, reset_job_context, set_job_context
 from core.jobs.models import OutboxMessage
 from core.jobs.registry import load_job_modules
@@ -163,8 +163,6 @@ async def connect_account(kernel: Any, tenant_id: uuid.UUID, name: str = "Test s
             await db.flush()
             account.secrets = seal_secrets(await kernel.keys.cipher(db), account.id, {"secret": secret})
             account_id = account.id
-    with cross_tenant("test: account route"):
-        async with kernel.db.transaction() as db:
             db.add(AccountRoute(account_id=account_id, tenant_id=tenant_id))
     return ChannelShop(tenant_id, account_id, secret)
 

@@ -14,7 +14,12 @@ from core.channel_orders.processing import process_message
 from core.channels.models import Listing
 from core.db.context import tenant_context
 from core.inventory.models import Code
-from tests.integration.channel_orders.fake_channel import add_listing, connect_account, event_body, post_callback
+from tests.integration.channel_orders.fake_channel import (
+    add_listing,
+    connect_account,
+    event_body,
+    post_callback,
+)
 from tests.integration.channel_orders.test_callbacks import paid
 from tests.integration.inventory.stocking import stock_product
 
@@ -30,7 +35,7 @@ async def _process_all_at_once(kernel, tenant_id) -> None:
                 try:
                     async with kernel.db.transaction() as db:
                         return await process_message(db, kernel, mid)
-                except Exception as exc:  # noqa: BLE001  # the test retries what a worker would retry
+                except Exception as exc:  # the test retries what a worker would retry
                     if "locked" not in str(exc).lower() and "deadlock" not in str(exc).lower():
                         raise
                     await asyncio.sleep(0.05 * (attempt + 1))
