@@ -187,3 +187,57 @@ async def test_orders_show_masked_codes_and_never_plaintext(client, kernel, app,
     assert all(c["masked"].startswith("••••") for c in r.json()["lines"][0]["codes"])
     r = await client.get("/api/v1/channel-orders", params={"status": "nonsense"}, headers=seller.headers)
     assert r.status_code == 422
+
+
+async def test_risk_rules_key_on_the_channel_buyer(client, kernel, app, seller, channel):
+    """Seed 004's rule "3 per IP per day", and one order per buyer per day here: the second order of one
+    buyer, and the fourth from one IP, are refused; the counted units come back with the refusal."""
+    from plugins import Buyer
+
+    r = await client.put("/api/v1/risk/rules", headers=seller.headers, json={
+        "limits": [{"action": "grant", "dimension": "device", "window": "day", "limit": 1},
+                   {"action": "grant", "dimension": "ip", "window": "day", "limit": 3}],
+        "velocity": {"failure_limit": 10, "window_minutes": 10, "lockout_minutes": 15}, "device_member_limit": 3})
+    assert r.status_code == 200, r.text
+    await add_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-RK", 9)
+    orders = [("RK-1", "b1", "10.0.0.1"), ("RK-2", "b1", "10.0.0.2"), ("RK-3", "b2", "10.0.0.9"),
+              ("RK-4", "b3", "10.0.0.9"), ("RK-5", "b4", "10.0.0.9"), ("RK-6", "b5", "10.0.0.9")]
+    for oid, buyer, ip in orders:
+        event = paid(oid, "SKU-RK", 1, buyer=Buyer(id=buyer, ip=ip))
+        assert (await post_callback(client, seller.shop, event_body(event))).status_code == 200
+    assert await run_jobs(app, seller.tenant_id) == []
+    result = {oid: (await the_order(kernel, seller.tenant_id, oid)) for oid, _, _ in orders}
+    assert {k: o.status for k, o in result.items()} == {
+        "RK-1": "fulfilled", "RK-2": "refused", "RK-3": "fulfilled", "RK-4": "fulfilled", "RK-5": "fulfilled",
+        "RK-6": "refused"}
+    assert result["RK-2"].refusal.startswith("risk") and result["RK-6"].refusal.startswith("risk")
+
+
+async def test_a_hanging_channel_fails_only_its_own_delivery(client, kernel, app, seller, channel, monkeypatch):
+    """A delivery call that hangs is cut at its limit and retried later; another tenant's channel account
+    delivers meanwhile."""
+    import core.channel_orders.delivery as delivery
+    from tests.integration.channel_orders.fake_channel import connect_account
+    from tests.integration.inventory.stocking import stock_product
+
+    monkeypatch.setattr(delivery, "CALL_LIMIT", 0.3)
+    await add_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-H", 5)
+    channel.state(seller.shop.account_id).hang = True
+    await post_callback(client, seller.shop, event_body(paid("O-H", "SKU-H", 1)))
+    errors = await run_jobs(app, seller.tenant_id)
+    assert len(errors) == 1 and isinstance(errors[0], DeliveryRetry)
+    hung = await the_order(kernel, seller.tenant_id, "O-H")
+    assert hung.status == "received" and "timeout" in hung.last_error
+    channel.state(seller.shop.account_id).hang = False
+
+    other = await connect_account(kernel, seller.tenant_id, name="Other shop")
+    stocked = await stock_product(kernel, seller.tenant_id, 2)
+    await add_listing(kernel, other, stocked.product_id, "SKU-OK", 2)
+    await post_callback(client, other, event_body(paid("O-OK", "SKU-OK", 1)))
+    assert await run_jobs(app, seller.tenant_id) == []
+    assert (await the_order(kernel, seller.tenant_id, "O-OK")).status == "fulfilled"
+    with tenant_context(seller.tenant_id):
+        async with kernel.db.transaction() as db:
+            health = (await db.execute(select(ConnectorAccount.consecutive_failures)
+                                       .where(ConnectorAccount.id == seller.shop.account_id))).scalar_one()
+    assert health >= 1
