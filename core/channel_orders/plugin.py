@@ -38,5 +38,8 @@ domain = Domain(
         "channel_orders:write": "Retry the delivery of failed channel orders.",
     },
     permissions={"channel_orders.read": EVERYONE, "channel_orders.manage": OPERATORS},
-    provides={"redemption.code_redeemed": ("core.channel_orders.redemptions:code_redeemed",)},
+    provides={
+        "redemption.code_redeemed": ("core.channel_orders.redemptions:code_redeemed",),
+        "inventory.code_holders": ("core.channel_orders.redemptions:CHANNEL_HOLDERS",),
+    },
 )

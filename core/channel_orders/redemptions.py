@@ -17,6 +17,7 @@ as a conflict (event ``channel.redemption_conflict``), not redeemed twice.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 import structlog
@@ -160,3 +161,30 @@ async def report_channel_redemption(record_id: str) -> None:
         else:
             await _conflict(session, order, f"the channel refused the redemption report: {result.status} "
                                             f"{result.detail}")
+
+
+class ChannelCodeHolders:
+    """``inventory.code_holders``: codes voided in the inventory (a supplier recall) that channel orders hold
+    become ``voided`` on the order too (the buyer's code no longer works; a person settles with the channel)."""
+
+    async def lock(self, session: AsyncSession, code_ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
+        rows = await session.execute(
+            select(ChannelOrderCode.id).where(ChannelOrderCode.code_id.in_(list(code_ids)),
+                                              ChannelOrderCode.state.in_(OPEN))
+            .order_by(ChannelOrderCode.id).with_for_update()
+        )
+        return list(rows.scalars())
+
+    async def release(
+        self, session: AsyncSession, code_ids: Collection[uuid.UUID], reason: str, locked: Any
+    ) -> None:
+        now = utcnow()
+        await session.execute(
+            update(ChannelOrderCode)
+            .where(ChannelOrderCode.code_id.in_(list(code_ids)), ChannelOrderCode.state.in_(OPEN))
+            .values(state="voided", state_changed_at=now),
+            execution_options={"synchronize_session": False},
+        )
+
+
+CHANNEL_HOLDERS = ChannelCodeHolders()

@@ -241,3 +241,19 @@ async def test_a_hanging_channel_fails_only_its_own_delivery(client, kernel, app
             health = (await db.execute(select(ConnectorAccount.consecutive_failures)
                                        .where(ConnectorAccount.id == seller.shop.account_id))).scalar_one()
     assert health >= 1
+
+
+async def test_a_recalled_code_is_voided_on_the_order_too(client, kernel, app, seller, channel):
+    await add_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-RC", 5)
+    await post_callback(client, seller.shop, event_body(paid("O-RC", "SKU-RC", 2)))
+    assert await run_jobs(app, seller.tenant_id) == []
+    with tenant_context(seller.tenant_id):
+        async with kernel.db.transaction() as db:
+            held = list((await db.execute(select(ChannelOrderCode).order_by(ChannelOrderCode.id))).scalars())
+    r = await client.post("/api/v1/codes/void", headers=seller.headers,
+                          json={"code_ids": [str(held[0].code_id)], "reason": "supplier recall"})
+    assert r.status_code == 200, r.text
+    with tenant_context(seller.tenant_id):
+        async with kernel.db.transaction() as db:
+            states = [c.state for c in (await db.execute(select(ChannelOrderCode).order_by(ChannelOrderCode.id))).scalars()]
+    assert states == ["voided", "delivered"]
