@@ -32,7 +32,13 @@ from core.channel_orders.fulfilment import (
 )
 from core.channel_orders.inbox import SYNCHRONOUS, store_event
 from core.channel_orders.models import ChannelOrder
-from core.connectors.calls import AccountUnavailable, BoundAccount, ConnectorCallFailed, bind_account
+from core.connectors.calls import (
+    AccountUnavailable,
+    BoundAccount,
+    ConnectorCallFailed,
+    bind_account,
+    ssl_context,
+)
 from core.connectors.models import AccountRoute
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
@@ -101,13 +107,19 @@ async def _issue(session: Any, runtime: Runtime, cipher: TenantCipher, bound: Bo
     if event.issue is None:
         raise CallbackRefused("code.issue without an order", "发码请求缺少订单")
     order, created = await receive_order(session, cipher, bound.account_id, event.issue.order, source="issue")
-    if created:
-        lines = await fulfil(session, runtime.kernel.settings, order, event.issue.order)
-        if lines is not None:
-            await mark_handed_over(session, [ln.id for ln in lines], reference=event.message_id)
-            await mark_fulfilled(session, order)
+    if not created:
         await session.refresh(order)
-    return await _issued(session, cipher, order)
+        return await _issued(session, cipher, order)
+    codes: list[Any] = []
+
+    async def hand_over(lines: list[Any]) -> None:  # before the quotas are taken: see fulfil()
+        await mark_handed_over(session, [ln.id for ln in lines], reference=event.message_id)
+        codes.extend(c for _l, _h, c in await order_codes(session, cipher, order.id))
+
+    if await fulfil(session, runtime.kernel.settings, order, event.issue.order, then=hand_over) is None:
+        return CallbackOutcome(status="refused", reason=order.refusal)
+    await mark_fulfilled(session, order)
+    return CallbackOutcome(status="issued", codes=codes)
 
 
 async def _query(session: Any, cipher: TenantCipher, bound: BoundAccount, event: ChannelEvent) -> CallbackOutcome:
@@ -125,7 +137,7 @@ async def _query(session: Any, cipher: TenantCipher, bound: BoundAccount, event:
 async def _reply(bound: BoundAccount, event: ChannelEvent | None, outcome: CallbackOutcome) -> CallbackReply:
     reply: object = None
     try:
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(verify=ssl_context()) as http:  # not used to shape a reply
             reply = bound.connector.callback_reply(bound.context(http), event, outcome)
     except Exception as exc:  # boundary: partner code shaping the HTTP answer; a plain JSON answer instead
         log.warning("channel_callback_reply_failed", account=str(bound.account_id), error=type(exc).__name__)

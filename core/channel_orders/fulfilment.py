@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,8 @@ from plugins import IssuedCode
 
 log = structlog.get_logger("kaquan.channel_orders")
 
+#: Work done with the allocated lines before the quotas are taken (see :func:`fulfil`).
+Then = Callable[[list[ChannelOrderLine]], Awaitable[None]]
 #: Refusal reasons an order can end with (``ChannelOrder.refusal``; risk refusals add the rule's reason).
 REFUSALS = ("unknown_sku", "listing_paused", "quota_exhausted", "out_of_stock", "bad_line", "risk")
 
@@ -164,14 +167,15 @@ async def _listings(session: AsyncSession, account_id: uuid.UUID, order: OrderIn
 
 
 async def _allocate_lines(
-    session: AsyncSession, order: ChannelOrder, lines: list[_Line]
+    session: AsyncSession, order: ChannelOrder, lines: list[_Line], then: Then | None = None
 ) -> list[ChannelOrderLine]:
-    """Take quota and codes for every line (listings in id order, so concurrent orders lock alike)."""
+    """Allocate every line's codes, then take the listings' quotas (in listing id order, so concurrent orders
+    lock alike). The quota is taken last: its row lock is the one concurrent orders of a listing queue on,
+    so it is held only from here to the commit."""
     made: list[ChannelOrderLine] = []
-    for item in sorted(lines, key=lambda x: (x.listing.id, x.line.line_id)):
+    items = sorted(lines, key=lambda x: (x.listing.id, x.line.line_id))
+    for item in items:
         ln, listing = item.line, item.listing
-        if not await take_quota(session, listing.id, ln.quantity):
-            raise Refused("quota_exhausted", f"the quota of SKU {ln.sku} is below {ln.quantity}")
         try:
             allocation = await allocate(
                 session, listing.product_id, ln.quantity, f"channel order {order.channel_order_id}"[:120]
@@ -190,7 +194,7 @@ async def _allocate_lines(
             split_rule=dict(listing.split_rule or {}),
         )
         session.add(line)
-        await session.flush()
+        await session.flush()  # the line before its codes (composite foreign key)
         now = utcnow()
         session.add_all(
             ChannelOrderCode(line_id=line.id, code_id=c.id, batch_id=c.batch_id,
@@ -199,23 +203,30 @@ async def _allocate_lines(
         )
         made.append(line)
     await session.flush()
+    if then is not None:
+        await then(made)
+    for item in items:
+        if not await take_quota(session, item.listing.id, item.line.quantity):
+            raise Refused("quota_exhausted", f"the quota of SKU {item.line.sku} is below {item.line.quantity}")
     return made
 
 
 async def fulfil(
-    session: AsyncSession, settings: Settings, order: ChannelOrder, order_in: OrderIn
+    session: AsyncSession, settings: Settings, order: ChannelOrder, order_in: OrderIn, *, then: Then | None = None
 ) -> list[ChannelOrderLine] | None:
     """Allocate the order's codes from its listings' quotas; ``None`` (order ``refused``) on a refusal.
 
     The risk gate counts the order's units for its buyer; quota and codes are taken in a savepoint that a
-    refusal rolls back whole.
+    refusal rolls back whole. ``then(lines)`` runs in that savepoint after the codes are allocated and before
+    the quotas are taken (the quota rows are what concurrent orders queue on: the less done after, the
+    shorter the queue).
     """
     units = sum(max(0, ln.quantity) for ln in order_in.lines)
     try:
         async with session.begin_nested():
             lines = await _listings(session, order.account_id, order_in)
             async with guard(session, settings, "grant", risk_subject(order.account_id, order), quantity=max(1, units)):
-                made = await _allocate_lines(session, order, lines)
+                made = await _allocate_lines(session, order, lines, then)
     except Refused as exc:
         await refuse(session, order, exc.reason, exc.detail)
         return None
