@@ -70,6 +70,8 @@ from tenants.clients import create_client
 from tenants.schemas import PlanCreate, TenantCreate
 
 SIGNATURE = "x-bench-signature"
+#: Seconds spent per round in (callbacks, processing, delivery).
+PHASES: list[tuple[float, float, float]] = []
 
 
 class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -197,6 +199,7 @@ async def orders_round(c: Any, app: Any, fx: dict[str, Any], n: int, tag: str) -
 
     t0 = time.perf_counter()
     await _bounded(20, [callback(i) for i in range(n)])
+    t1 = time.perf_counter()
     with tenant_context(tenant_id):
         async with kernel.db.transaction() as s:
             ids = list((await s.execute(select(ChannelMessage.id).where(ChannelMessage.status == "pending"))).scalars())
@@ -222,8 +225,10 @@ async def orders_round(c: Any, app: Any, fx: dict[str, Any], n: int, tag: str) -
                 reset_job_context(tokens)
         return go
 
+    t2 = time.perf_counter()
     await _bounded(20, [deliver(o) for o in orders])
     elapsed = time.perf_counter() - t0
+    PHASES.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
     with tenant_context(tenant_id):
         async with kernel.db.transaction() as s:
             done = await s.scalar(select(func.count()).select_from(ChannelOrder).where(
@@ -284,6 +289,10 @@ async def main(args: argparse.Namespace) -> None:
         print(f"| {k} | {g:.1f} | {o:.1f} | {o / g:.2f} |")
     ratios = [o / g for g, o in rows]
     print(f"| median | | | **{statistics.median(ratios):.2f}** |")
+    share = [sum(p[i] for p in PHASES[1:]) for i in range(3)]
+    total = sum(share) or 1
+    print(f"\nTime of a channel order round: callbacks {share[0] / total:.0%}, processing (risk, quota, "
+          f"allocation) {share[1] / total:.0%}, delivery to the channel {share[2] / total:.0%}.")
     print(f"\n### Local-life issue requests, 50 concurrent ({len(lat)} requests)\n")
     print("| p50 | p99 | max | Douyin's limit |\n|---:|---:|---:|---:|")
     print(f"| {pct(lat, 50) * 1000:.0f} ms | {pct(lat, 99) * 1000:.0f} ms | {max(lat) * 1000:.0f} ms | 8000 ms |")
