@@ -54,6 +54,7 @@ REFUSAL_LABELS: dict[str, str] = {
     "out_of_stock": N_("Out of stock"),
     "bad_line": N_("The order has a bad line"),
     "risk": N_("Refused by the risk rules"),
+    "product_inactive": N_("The product is not on sale"),
 }
 SOURCE_LABELS: dict[str, str] = {"callback": N_("Callback"), "poll": N_("Polling"), "issue": N_("Code request")}
 VIA_LABELS: dict[str, str] = {"kaquan": N_("in a store (kaquan)"), "channel": N_("on the channel")}

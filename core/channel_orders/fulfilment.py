@@ -45,7 +45,8 @@ log = structlog.get_logger("kaquan.channel_orders")
 
 #: Work done with the allocated lines before the quotas are taken (see :func:`fulfil`).
 Then = Callable[[list[ChannelOrderLine]], Awaitable[None]]
-#: Refusal reasons an order can end with (``ChannelOrder.refusal``; risk refusals add the rule's reason).
+#: Refusal reasons an order can end with (``ChannelOrder.refusal``; risk refusals add the rule's reason; the
+#: allocation's own refusals keep their code, e.g. ``product_inactive``).
 REFUSALS = ("unknown_sku", "listing_paused", "quota_exhausted", "out_of_stock", "bad_line", "risk")
 
 
@@ -182,6 +183,8 @@ async def _allocate_lines(
             )
         except OutOfStock as exc:
             raise Refused("out_of_stock", exc.en) from exc
+        except DomainError as exc:  # product inactive or without codes, quantity out of range
+            raise Refused(exc.code, exc.en) from exc
         batch_ids = sorted({c.batch_id for c in allocation.codes})
         costs = dict(
             (await session.execute(select(Batch.id, Batch.unit_cost).where(Batch.id.in_(batch_ids)))).all()

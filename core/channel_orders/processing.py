@@ -24,7 +24,7 @@ from core.channel_orders.refunds import apply_refund
 from core.db.base import utcnow
 from core.db.session import get_scoped
 from core.errors import DomainError
-from core.jobs.context import current_env
+from core.jobs.context import current_env, current_message
 from core.jobs.registry import job
 from plugins import ChannelEvent
 
@@ -63,8 +63,19 @@ async def handle_event(
         await channel_redeemed(session, kernel, account_id, event.redemption)
 
 
-async def process_message(session: AsyncSession, kernel: Any, message_id: uuid.UUID) -> str:
-    """Process one pending message in ``session``; returns its status afterwards."""
+class NotYet(RuntimeError):
+    """The message names an order not stored yet (a refund or a redemption that overtook its order.paid):
+    the job system retries it with backoff; the last try marks it failed."""
+
+
+#: Refusals that may be cured by waiting: the order the message names has not arrived yet.
+WAIT_FOR = ("channel_order_not_found",)
+MAX_RETRIES = 8
+
+
+async def process_message(session: AsyncSession, kernel: Any, message_id: uuid.UUID, *, final: bool = True) -> str:
+    """Process one pending message in ``session``; returns its status afterwards. Unless ``final``, a message
+    naming an order not stored yet raises :class:`NotYet` (retried later) instead of failing."""
     msg = await get_scoped(session, ChannelMessage, message_id)
     if msg is None or msg.status != "pending":
         return msg.status if msg is not None else "missing"
@@ -74,6 +85,8 @@ async def process_message(session: AsyncSession, kernel: Any, message_id: uuid.U
         async with session.begin_nested():
             await handle_event(session, kernel, msg.account_id, event, source=msg.source)
     except DomainError as exc:
+        if exc.code in WAIT_FOR and not final:
+            raise NotYet(f"message {msg.id}: {exc.en}") from exc
         msg.status, msg.error = "failed", f"{exc.code}: {exc.en}"[:500]
         log.warning("channel_message_failed", message=str(msg.id), type=msg.type, code=exc.code)
     else:
@@ -82,9 +95,11 @@ async def process_message(session: AsyncSession, kernel: Any, message_id: uuid.U
     return msg.status
 
 
-@job(PROCESS_ACTOR, max_retries=8, min_backoff_ms=2_000)
+@job(PROCESS_ACTOR, max_retries=MAX_RETRIES, min_backoff_ms=2_000)
 async def process_channel_message(message_id: str) -> None:
     """Do what the stored channel message ``message_id`` asks, once."""
     env = current_env()
+    message = current_message()
+    final = message is None or message.retries >= MAX_RETRIES
     async with env.db().transaction() as session:
-        await process_message(session, env, uuid.UUID(message_id))
+        await process_message(session, env, uuid.UUID(message_id), final=final)

@@ -257,3 +257,27 @@ async def test_a_recalled_code_is_voided_on_the_order_too(client, kernel, app, s
         async with kernel.db.transaction() as db:
             states = [c.state for c in (await db.execute(select(ChannelOrderCode).order_by(ChannelOrderCode.id))).scalars()]
     assert states == ["voided", "delivered"]
+
+
+async def test_a_refund_that_overtakes_its_order_waits_for_it(client, kernel, app, seller, channel):
+    from core.channel_orders.processing import NotYet, process_message
+
+    await add_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-OV", 5)
+    await post_callback(client, seller.shop, event_body(refund("O-OV", 1, "OV-1")))
+    errors = await run_jobs(app, seller.tenant_id)
+    assert len(errors) == 1 and isinstance(errors[0], NotYet)  # retried by the job system, not failed
+    await post_callback(client, seller.shop, event_body(paid("O-OV", "SKU-OV", 1)))
+    assert await run_jobs(app, seller.tenant_id) == []
+    with tenant_context(seller.tenant_id):
+        async with kernel.db.transaction() as db:
+            mid = (await db.execute(select(ChannelMessage.id).where(ChannelMessage.message_id == "rf-OV-1"))).scalar_one()
+            assert await process_message(db, kernel, mid, final=False) == "done"
+    assert (await the_order(kernel, seller.tenant_id, "O-OV")).status == "refunded"
+    with tenant_context(seller.tenant_id):  # a refund for an order that never comes fails on the last try
+        async with kernel.db.transaction() as db:
+            from core.channel_orders.inbox import store_event
+
+            stored = await store_event(db, await kernel.keys.cipher(db), seller.shop.account_id,
+                                       refund("O-NEVER", 1, "NV-1"), source="poll", queue=True)
+        async with kernel.db.transaction() as db:
+            assert await process_message(db, kernel, stored.message_id, final=True) == "failed"
