@@ -77,6 +77,10 @@ async def test_a_paid_order_is_fulfilled_from_the_quota_and_delivered_once(clien
     assert {c.code for c in delivery.codes} <= set(seller.stocked.numbers)
     types = await _event_types(kernel, seller.tenant_id)
     assert {"channel.order_received", "channel.order_fulfilled"} <= types
+    with tenant_context(seller.tenant_id):  # the stored message is encrypted: no buyer phone at rest
+        async with kernel.db.transaction() as db:
+            payload = (await db.execute(select(ChannelMessage.payload))).scalar_one()
+    assert b"13812345678" not in payload and b"O-1" not in payload
 
 
 async def _event_types(kernel, tenant_id) -> set[str]:
