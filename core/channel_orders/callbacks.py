@@ -80,15 +80,15 @@ async def tenant_of(runtime: Runtime, account_id: uuid.UUID) -> uuid.UUID:
 
 async def _parse(bound: BoundAccount, request: CallbackRequest) -> ChannelEvent:
     try:
-        event: ChannelEvent = await bound.call("parse_callback", request, expect=ChannelEvent, limit=PARSE_LIMIT)
-    except ConnectorCallFailed as exc:
-        cause = exc.__cause__
-        if isinstance(cause, BadCallback):
-            if cause.signature:
-                raise CallbackRefused("The callback's signature does not verify", "回调签名校验失败",
-                                      code="channel_callback_signature", status=401) from None
-            raise CallbackRefused(f"The callback could not be read: {cause.reason[:200]}",
-                                  f"回调内容无法解析：{cause.reason[:200]}") from None
+        event: ChannelEvent = await bound.call("parse_callback", request, expect=ChannelEvent, limit=PARSE_LIMIT,
+                                               refusals=(BadCallback,))
+    except BadCallback as exc:
+        if exc.signature:
+            raise CallbackRefused("The callback's signature does not verify", "回调签名校验失败",
+                                  code="channel_callback_signature", status=401) from None
+        raise CallbackRefused(f"The callback could not be read: {exc.reason[:200]}",
+                              f"回调内容无法解析：{exc.reason[:200]}") from None
+    except ConnectorCallFailed:
         raise DomainError("The channel connector could not read the callback now", "渠道连接器暂时无法处理回调",
                           code="channel_connector_failed", status=503, headers={"Retry-After": "5"}) from None
     return event

@@ -150,11 +150,15 @@ class BoundAccount:
         *args: Any,
         expect: type[T] | tuple[type, ...] | None = None,
         limit: float = DEFAULT_TIMEOUT,
+        refusals: tuple[type[Exception], ...] = (),
     ) -> Any:
         """``await connector.<method>(ctx, *args)``, at most ``limit`` seconds, answer checked against ``expect``.
 
         Raises :class:`ConnectorCallFailed` on a raise, a timeout or an answer of the wrong type, and records
-        the outcome on the account's health (when the account was opened with a database).
+        the outcome on the account's health (when the account was opened with a database). An exception of
+        ``refusals`` is the contract's own answer (``plugins.BadCallback`` for a forged callback): it is
+        raised as is and the connector counts as healthy, so nobody can spoil an account's health by
+        posting garbage to its public route.
         """
         fn = getattr(self.connector, method, None)
         if fn is None:
@@ -170,6 +174,9 @@ class BoundAccount:
                 self.connector_id, method, "timeout", f"no answer within {limit:g} s", retryable=True
             ) from None
         except Exception as exc:  # boundary: partner code; fails this call for this account only
+            if refusals and isinstance(exc, refusals):
+                await self._health(True, "")
+                raise
             detail = f"{type(exc).__name__}: {str(exc)[:300]}"
             await self._health(False, f"{method}: {detail}")
             raise ConnectorCallFailed(self.connector_id, method, "raised", detail, retryable=True) from exc

@@ -126,6 +126,14 @@ async def test_bad_callbacks_are_refused_and_nothing_is_stored(client, kernel, s
     assert await count(kernel, seller.tenant_id, ChannelMessage) == 0
     assert await count(kernel, seller.tenant_id, ChannelOrder) == 0
     assert await count(kernel, seller.tenant_id, OutboxMessage, OutboxMessage.actor == "process_channel_message") == 0
+    # forged callbacks are the connector answering correctly: the account's health is not spoiled by them
+    from core.connectors.models import ConnectorAccount
+
+    with tenant_context(seller.tenant_id):
+        async with kernel.db.transaction() as db:
+            failures = (await db.execute(select(ConnectorAccount.consecutive_failures)
+                                         .where(ConnectorAccount.id == seller.shop.account_id))).scalar_one()
+    assert failures == 0
 
 
 async def test_another_tenants_account_id_is_useless(client, kernel, make_tenant, seller, channel):
