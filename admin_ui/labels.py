@@ -44,6 +44,8 @@ PERMISSION_LABELS: dict[str, str] = {
     "reminders.manage": N_("Change expiry reminders"),
     "channel_orders.read": N_("View channel orders and sales"),
     "channel_orders.manage": N_("Retry channel order deliveries"),
+    "listings.read": N_("View channel listings"),
+    "listings.manage": N_("Manage channel listings"),
 }
 
 FIELD_LABELS: dict[str, str] = {
@@ -64,6 +66,9 @@ FIELD_LABELS: dict[str, str] = {
     "tenant": N_("Tenant"),
     "locale": N_("Language"),
     "sku": N_("SKU"),
+    "account_id": N_("Channel account"),
+    "quota_value": N_("Quota"),
+    "low_watermark_bp": N_("Low watermark"),
     "kind": N_("Type"),
     "code_format": N_("Code format"),
     "name_zh": N_("Chinese name"),
@@ -168,6 +173,8 @@ SCOPE_TEXTS: tuple[str, ...] = (
     N_("Create, import and change members."),
     N_("List and read grants and their codes (masked unless the client may reveal)."),
     N_("Grant codes to members or contacts, void undelivered grants and run bulk grants."),
+    N_("List and read channel listings, their price history, quotas and sync state."),
+    N_("Create listings, change their price rules and quotas, pause and resume them."),
     N_("List redemptions and stored-value ledgers."),
     N_("Validate and redeem codes, and roll redemptions back within the window."),
     N_("Manage webhook subscriptions, read the delivery log and resend deliveries."),

@@ -74,7 +74,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_listings_product", "listings", ["tenant_id", "product_id", "status"], unique=False)
     op.create_index(
-        "ix_listings_sync", "listings", ["tenant_id", "account_id", "pushed_version", "version"], unique=False
+        "ix_listings_sync", "listings", ["tenant_id", "account_id", "id"], unique=False
     )
     op.create_table(
         "listing_price_changes",

@@ -36,7 +36,9 @@ class Listing(TenantScoped):
         ),
         ForeignKeyConstraint(["tenant_id", "product_id"], ["products.tenant_id", "products.id"]),
         Index("ix_listings_product", "tenant_id", "product_id", "status"),
-        Index("ix_listings_sync", "tenant_id", "account_id", "pushed_version", "version"),
+        # an account's listings in id order (the push walks them); no column a push writes is indexed, so
+        # recording a push (pushed_version, channel_available …) is a heap-only update
+        Index("ix_listings_sync", "tenant_id", "account_id", "id"),
         CheckConstraint(f"status IN ({', '.join(repr(s) for s in LISTING_STATUSES)})", name="status_known"),
         CheckConstraint(
             f"quota_kind IN ({', '.join(repr(s) for s in QUOTA_KINDS)})", name="quota_kind_known"

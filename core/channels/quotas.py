@@ -21,20 +21,24 @@ push of its account (:func:`core.channels.sync.request_push`).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.catalog.models import Product
 from core.channels.models import Listing
 from core.channels.sync import request_push
 from core.db.base import utcnow
-from core.inventory.allocation import count_available
+from core.inventory.allocation import available_clause, count_available
+from core.inventory.models import Code
 
 __all__ = [
     "BP",
     "QuotaPlan",
+    "available_of",
     "give_back_quota",
     "lock_product",
     "plan_quotas",
@@ -105,6 +109,16 @@ async def lock_product(session: AsyncSession, product_id: uuid.UUID) -> None:
     )
 
 
+async def available_of(session: AsyncSession, product_ids: set[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The available stock of each of these products, in one grouped query (absent: none)."""
+    if not product_ids:
+        return {}
+    return {pid: int(n) for pid, n in (await session.execute(
+        select(Code.product_id, func.count())
+        .where(Code.product_id.in_(list(product_ids)), available_clause(utcnow())).group_by(Code.product_id)
+    )).tuples()}
+
+
 async def _held(session: AsyncSession, product_id: uuid.UUID) -> int:
     quotas = (await session.execute(select(Listing.quota).where(Listing.product_id == product_id))).scalars()
     return sum(quotas)
@@ -122,7 +136,7 @@ class QuotaPlan:
         return sum(self.quotas.values())
 
 
-def plan_quotas(available: int, listings: list[Listing]) -> QuotaPlan:
+def plan_quotas(available: int, listings: Sequence[Any]) -> QuotaPlan:
     """Each listing's quota for ``available`` units of stock (pure; ``listings`` in creation order).
 
     Fixed quotas keep their number (never above ``quota_value``) unless the stock is short, when the newest

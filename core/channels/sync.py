@@ -19,11 +19,13 @@ from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.jobs.outbox import enqueue_for_tenants
 
-__all__ = ["COALESCE_SECONDS", "PUSH_ACTOR", "push_key", "push_window", "request_push"]
+__all__ = ["COALESCE_SECONDS", "PUSH_ACTOR", "REBALANCE_ACTOR", "push_key", "push_window", "request_push",
+           "request_rebalance"]
 
 #: Changes of one account within this many seconds are pushed together.
 COALESCE_SECONDS = 2
 PUSH_ACTOR = "push_channel_stock"
+REBALANCE_ACTOR = "rebalance_channel_quotas"
 _EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
 
@@ -48,15 +50,26 @@ async def request_push(
     it writes the row, the others carry on (their change is in the same window, and the job pushes every
     listing whose version is ahead, whichever transaction bumped it).
     """
+    return await _coalesced(session, PUSH_ACTOR, account_id, {"account_id": str(account_id)}, now)
+
+
+async def request_rebalance(
+    session: AsyncSession, product_id: uuid.UUID, *, now: dt.datetime | None = None
+) -> bool:
+    """Queue the resizing of a product's listing quotas to its stock (one job per product and window)."""
+    return await _coalesced(session, REBALANCE_ACTOR, product_id, {"product_id": str(product_id)}, now)
+
+
+async def _coalesced(session: AsyncSession, actor: str, subject: uuid.UUID, payload: dict[str, str],
+                     now: dt.datetime | None) -> bool:
     start, end = push_window(now or utcnow())
-    key = push_key(account_id, start)
+    key = f"{actor}:{subject}:{start.isoformat()}"
     bind = session.bind
     if bind is not None and bind.dialect.name == "postgresql":
         got = await session.scalar(select(func.pg_try_advisory_xact_lock(func.hashtextextended(key, 0))))
         if not got:
             return False
     created = await enqueue_for_tenants(
-        session, PUSH_ACTOR, {"account_id": str(account_id)}, business_key=key,
-        tenant_ids=[require_tenant()], available_at=end,
+        session, actor, payload, business_key=key, tenant_ids=[require_tenant()], available_at=end,
     )
     return created > 0

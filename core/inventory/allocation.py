@@ -29,6 +29,7 @@ from core.db.locks import CrossLoopLock
 from core.db.results import rowcount
 from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from core.inventory.models import Code, Reservation
+from core.inventory.stock import stock_fell
 
 MAX_QUANTITY = 10_000
 ALLOCATABLE_KINDS = ("code", "reusable_code", "stored_value")
@@ -199,6 +200,7 @@ async def allocate(
                 raise _out_of_stock(product, quantity, len(codes))
         record(session, "codes.allocated", "product", product_id,
                {"purpose": purpose, "quantity": quantity, "codes": sorted({str(c.id) for c in codes})})
+        await stock_fell(session, {product_id})
         return Allocation(product_id, purpose, "issued", codes)
 
     reservation_id = new_id() if reserve_for else None
@@ -225,6 +227,7 @@ async def allocate(
     record(session, "codes.reserved" if reserve_for else "codes.allocated", "product", product_id,
            {"purpose": purpose, "quantity": quantity, "codes": [str(c.id) for c in codes],
             "reservation_id": str(reservation_id) if reservation_id else None})
+    await stock_fell(session, {product_id})
     return Allocation(product_id, purpose, "reserved" if reserve_for else "issued", codes, reservation_id, until)
 
 

@@ -21,6 +21,7 @@ from core.db.base import utcnow
 from core.domains import extensions
 from core.errors import Conflict, FieldError, Forbidden, NotFound, RateLimited, ValidationFailed
 from core.inventory.models import Batch, Code, WriteOff
+from core.inventory.stock import stock_fell
 from core.inventory.vault import unseal
 from tenants.schemas import Principal
 from tenants.scopes import role_can
@@ -181,6 +182,7 @@ async def void_codes(session: AsyncSession, code_ids: list[uuid.UUID], reason: s
                              cost=n * b.unit_cost, currency=b.currency))
     record(session, "codes.voided", "codes", codes[0].id if len(codes) == 1 else f"{len(codes)} codes",
            {"reason": reason, "codes": [str(c.id) for c in codes]})
+    await stock_fell(session, {product for product, _ in cost_by_batch.values()})
     if issued:
         for holder, locked in holders:
             await holder.release(session, issued, reason, locked)

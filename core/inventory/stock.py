@@ -13,11 +13,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.audit.services import record
 from core.catalog.models import Product
 from core.db.base import utcnow
+from core.domains import extensions
 from core.events.services import emit
 from core.inventory.models import CODE_STATES, Batch, Code, StockAlert, WriteOff
 
+#: The extension point told, in the same transaction, that products' available stock fell (codes handed out,
+#: expired or voided): ``await fell(session, product_ids)``. The sales channels resize listing quotas on it.
+STOCK_FELL = "inventory.stock_fell"
 DEFAULT_WATERMARK = 0.10
 USAGE_WINDOW_DAYS = 30
+
+
+async def stock_fell(session: AsyncSession, product_ids: set[uuid.UUID]) -> None:
+    """Tell whoever follows the stock (``inventory.stock_fell``) that these products have fewer codes to give."""
+    if product_ids:
+        for fell in extensions(STOCK_FELL):
+            await fell(session, product_ids)
 
 
 class StockLevel(msgspec.Struct):
@@ -83,6 +94,7 @@ async def expire_codes(session: AsyncSession) -> int:
     )).all()
     if not rows:
         return 0
+    await stock_fell(session, {product_id for _, product_id in rows})
     per_batch: dict[tuple[uuid.UUID, uuid.UUID], int] = defaultdict(int)
     for batch_id, product_id in rows:
         per_batch[(batch_id, product_id)] += 1
