@@ -43,6 +43,8 @@ PERMISSION_LABELS: dict[str, str] = {
     "risk.manage": N_("Manage risk rules"),
     "reminders.manage": N_("Change expiry reminders"),
     "connectors.manage": N_("Manage connector accounts"),
+    "channel_orders.read": N_("View channel orders and sales"),
+    "channel_orders.manage": N_("Retry channel order deliveries"),
     "listings.read": N_("View channel listings"),
     "listings.manage": N_("Manage channel listings"),
 }
@@ -181,6 +183,8 @@ SCOPE_TEXTS: tuple[str, ...] = (
     N_("Change risk rules, blocklists and lockouts."),
     N_("List the connectors your plan allows and your connector accounts with their health."),
     N_("Connect, configure, test, authorise, pause, resume and disconnect connector accounts."),
+    N_("List and read channel orders (codes masked) and per-channel sales."),
+    N_("Retry the delivery of failed channel orders."),
     N_(
         "Create, list and revoke API clients, with scopes the caller holds"
         " (only an owner or admin in the console, or the CLI, can give this scope)."

@@ -45,7 +45,7 @@ def _secret(kernel: Kernel) -> str:
 
 
 #: Paths without a console session or CSRF check (the API, OAuth, probes, static files, the schema).
-_NO_SESSION = ["/api", "/oauth", "/health", "/ready", "/metrics", "/static", "/schema"]
+_NO_SESSION = ["/api", "/oauth", "/channels", "/health", "/ready", "/metrics", "/static", "/schema"]
 
 
 def _stores(settings: Settings) -> StoreRegistry:

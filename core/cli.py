@@ -175,6 +175,9 @@ async def demo() -> None:
     console.print(f"API (OpenAPI)     {base}/schema", soft_wrap=True)
     console.print(f"  client_id       {info.client_id}", soft_wrap=True)
     console.print(f"  client_secret   {info.client_secret}", soft_wrap=True)
+    if info.channel_orders:
+        console.print(f"sandbox channel   {info.channel_orders_fulfilled} of {info.channel_orders} orders fulfilled "
+                      f"({base}/console/channel-orders)", soft_wrap=True)
 
 
 @main.group()

@@ -1,4 +1,5 @@
-"""``kaquan demo``: a demo operator and a demo tenant with an active owner and an API client.
+"""``kaquan demo``: a demo operator and a demo tenant with an active owner and an API client, and (when the
+built-in ``sandbox`` channel is installed) a sandbox shop whose first orders arrive and are fulfilled.
 
 Re-running refreshes the passwords and the demo API client, so the printed logins always work.
 """
@@ -8,8 +9,10 @@ from __future__ import annotations
 import msgspec
 from sqlalchemy import select
 
+from core.channel_orders.demo import seed_sandbox_sales
 from core.db.context import tenant_context
 from core.kernel import Kernel
+from core.plugin_host import load_plugins
 from tenants.clients import create_client, list_clients, revoke_client
 from tenants.models import Operator, User
 from tenants.onboarding import create_tenant, ensure_default_plans
@@ -32,6 +35,8 @@ class DemoInfo(msgspec.Struct):
     owner_password: str
     client_id: str
     client_secret: str
+    channel_orders: int = 0
+    channel_orders_fulfilled: int = 0
 
 
 async def create_demo(kernel: Kernel) -> DemoInfo:
@@ -63,4 +68,6 @@ async def create_demo(kernel: Kernel) -> DemoInfo:
                 if c.name == "demo" and c.revoked_at is None:
                     await revoke_client(db, c.id)
             client, secret = await create_client(db, "demo", sorted(SCOPES))
-    return DemoInfo(DEMO_OPERATOR, op_password, DEMO_SLUG, DEMO_OWNER, owner_password, client.client_id, secret)
+    sales = await seed_sandbox_sales(kernel, load_plugins(kernel.settings.disabled_plugin_names), tenant_id)
+    return DemoInfo(DEMO_OPERATOR, op_password, DEMO_SLUG, DEMO_OWNER, owner_password, client.client_id, secret,
+                    sales.orders if sales else 0, sales.fulfilled if sales else 0)

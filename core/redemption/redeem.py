@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.audit.services import record
 from core.db.base import utcnow
 from core.db.ids import new_id
+from core.domains import extensions
 from core.events.services import emit
 from core.grants.lifecycle import item_move, lock_grant, sync_grant
 from core.grants.models import GrantItem
@@ -119,6 +120,10 @@ async def _take_item(
     ).first()
 
 
+#: The extension point told of every redemption, in its transaction: ``async follow(session, code_id, facts)``
+#: (provided by a domain above, e.g. the channel orders, which report a code a channel sold to that channel).
+CODE_REDEEMED = "redemption.code_redeemed"
+
 _REDEMPTIONS = Redemption.__table__
 _LEDGER = LedgerEntry.__table__
 
@@ -163,6 +168,8 @@ async def _redeem(
         facts = redemption_facts(red)
         record(session, "code.redeemed", "code", code.id, facts)
         emit(session, "code.redeemed", code.id, facts)
+        for follow in extensions(CODE_REDEEMED):  # e.g. a channel that sold the code is told
+            await follow(session, code.id, facts)
         await session.flush()
     window = code.rollback_window
     return red, DEFAULT_ROLLBACK_WINDOW_MINUTES if window is None else int(window)

@@ -1,0 +1,124 @@
+"""Tenant console "Channel orders" pages: per-channel sales today, this week and this month; the orders
+with their state (by status); one order with its lines, masked codes and refunds, and "deliver again" for a
+failed one.
+
+Everything goes through the services behind ``/api/v1/channel-orders`` (:mod:`core.channel_orders.queries`
+and :func:`core.channel_orders.delivery.retry_order`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+from litestar.response import Redirect
+
+from admin_ui.console_pages import shell
+from admin_ui.forms import problem_of
+from admin_ui.i18n import N_
+from admin_ui.rendering import flash, locale_of, render, translator
+from core.channel_orders import queries
+from core.channel_orders.delivery import retry_order
+from core.channel_orders.models import LINE_CODE_STATES, ORDER_STATUSES
+from core.db.types import DbSession
+from core.errors import DomainError
+from tenants.guards import provide_db, require_permission
+
+PAGE = 50
+VIEW = "channel_orders.read"
+MANAGE = "channel_orders.manage"
+
+ORDER_STATUS_LABELS: dict[str, str] = {
+    "received": N_("Received"),
+    "fulfilled": N_("Fulfilled"),
+    "failed": N_("Failed: needs a person"),
+    "refused": N_("Refused"),
+    "partially_refunded": N_("Partially refunded"),
+    "refunded": N_("Refunded"),
+    "cancelled": N_("Cancelled"),
+}
+CODE_STATE_LABELS: dict[str, str] = {
+    "issued": N_("Allocated"),
+    "delivered": N_("With the channel"),
+    "redeemed": N_("Redeemed"),
+    "returned": N_("Back in stock"),
+    "voided": N_("Voided"),
+}
+REFUSAL_LABELS: dict[str, str] = {
+    "unknown_sku": N_("No listing for this SKU"),
+    "listing_paused": N_("The listing is paused"),
+    "quota_exhausted": N_("The listing's quota is used up"),
+    "out_of_stock": N_("Out of stock"),
+    "bad_line": N_("The order has a bad line"),
+    "risk": N_("Refused by the risk rules"),
+    "product_inactive": N_("The product is not on sale"),
+}
+SOURCE_LABELS: dict[str, str] = {"callback": N_("Callback"), "poll": N_("Polling"), "issue": N_("Code request")}
+VIA_LABELS: dict[str, str] = {"kaquan": N_("in a store (kaquan)"), "channel": N_("on the channel")}
+
+assert set(ORDER_STATUS_LABELS) == set(ORDER_STATUSES) and set(CODE_STATE_LABELS) == set(LINE_CODE_STATES)
+
+
+def _labels() -> dict[str, Any]:
+    return {
+        "order_labels": ORDER_STATUS_LABELS,
+        "code_labels": CODE_STATE_LABELS,
+        "refusal_labels": REFUSAL_LABELS,
+        "source_labels": SOURCE_LABELS,
+        "via_labels": VIA_LABELS,
+    }
+
+
+class ChannelOrdersController(Controller):
+    path = "/channel-orders"
+    guards = [require_permission(VIEW)]
+    dependencies = {"db": Provide(provide_db)}
+
+    @get("/")
+    async def orders(
+        self,
+        request: Request[Any, Any, Any],
+        db: DbSession,
+        order_status: Annotated[str | None, Parameter(query="status", required=False, max_length=20)] = None,
+        account: Annotated[uuid.UUID | None, Parameter(required=False)] = None,
+        cursor: Annotated[uuid.UUID | None, Parameter(required=False)] = None,
+    ) -> Response[str]:
+        """Per-channel sales, then the orders newest first (of one status, of one channel account)."""
+        status = order_status if order_status in ORDER_STATUSES else None
+        page = await queries.list_orders(db, cursor=cursor, limit=PAGE, account_id=account, status=status)
+        ctx = await shell(request, db)
+        ctx.update(
+            sales=await queries.sales_report(db),
+            orders=page.items,
+            next_cursor=page.next_cursor,
+            status=status or "",
+            account=str(account) if account else "",
+            statuses=ORDER_STATUSES,
+            **_labels(),
+        )
+        return render(request, "console/channel_orders/list.html", ctx)
+
+    @get("/{order_id:uuid}")
+    async def order(self, request: Request[Any, Any, Any], db: DbSession, order_id: uuid.UUID) -> Response[str]:
+        """One order: lines (gross, cost, split rule), masked codes and their fate, refunds."""
+        ctx = await shell(request, db)
+        ctx.update(order=await queries.get_order(db, order_id), problem=None, **_labels())
+        return render(request, "console/channel_orders/detail.html", ctx)
+
+    @post("/{order_id:uuid}/retry", status_code=303, guards=[require_permission(MANAGE)])
+    async def retry(self, request: Request[Any, Any, Any], db: DbSession, order_id: uuid.UUID) -> Response[Any]:
+        """Deliver a failed order's codes to its channel again."""
+        t = translator(request)
+        try:
+            await retry_order(db, order_id)
+        except DomainError as exc:
+            await db.rollback()
+            problem = problem_of(exc, t, locale_of(request))
+            ctx = await shell(request, db)
+            ctx.update(order=await queries.get_order(db, order_id), problem=problem, **_labels())
+            return render(request, "console/channel_orders/detail.html", ctx, status=exc.status)
+        flash(request, t.gettext("The delivery was queued again."))
+        return Redirect(f"/console/channel-orders/{order_id}", status_code=303)
