@@ -24,7 +24,14 @@ from tenants.schemas import PlanCreate, PlanOut, TenantCreate, TenantCreated, Te
 from tenants.users import create_invited_user
 
 DEFAULT_PLANS = (
-    PlanCreate(code="starter", name="Starter", max_users=5, max_api_clients=2, requests_per_minute=600),
+    PlanCreate(
+        code="starter",
+        name="Starter",
+        max_users=5,
+        max_api_clients=2,
+        requests_per_minute=600,
+        allowed_connectors=["log_notifier", "smtp_email", "sms_gateway", "sandbox"],
+    ),
     PlanCreate(
         code="growth",
         name="Growth",
@@ -32,6 +39,7 @@ DEFAULT_PLANS = (
         max_api_clients=20,
         requests_per_minute=6000,
         max_stored_codes=5_000_000,
+        allowed_connectors=["*"],
     ),
 )
 

@@ -22,9 +22,12 @@ from core.channel_orders.delivery import deliver_channel_order
 from core.channel_orders.models import ChannelMessage, ChannelOrder
 from core.channel_orders.polling import poll_account
 from core.channel_orders.processing import process_message
-from core.channels.models import Listing
-from core.connectors.calls import ConnectorCallFailed, bind_account, seal_secrets
-from core.connectors.models import AccountRoute, ConnectorAccount
+from core.channels.schemas import ListingIn, PriceRule, QuotaIn
+from core.channels.services import create_listing
+from core.connectors.calls import ConnectorCallFailed, bind_account
+from core.connectors.models import ConnectorAccount
+from core.connectors.schemas import AccountConnect
+from core.connectors.services import ConnectorNotAllowed, connect
 from core.db.context import tenant_context
 from core.db.ids import readable_ref
 from core.inventory.models import Batch, Code
@@ -64,26 +67,26 @@ async def _stock(db: Any, kernel: Any, count: int) -> uuid.UUID:
     return product.id
 
 
-async def _setup(kernel: Any, tenant_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID] | None:
-    """The sandbox account and its listing (``None`` when the demo ran before)."""
+async def _setup(kernel: Any, plugins: PluginHost, tenant_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The sandbox account and its listing, made through the services a tenant uses (``None`` when the demo
+    ran before)."""
     with tenant_context(tenant_id):
         async with kernel.db.transaction() as db:
             if await db.scalar(select(ConnectorAccount.id).where(ConnectorAccount.name == ACCOUNT_NAME)):
                 return None
             product_id = await _stock(db, kernel, 30)
-            account = ConnectorAccount(connector_id=SANDBOX, kind="sales_channel", name=ACCOUNT_NAME,
-                                       config={"shop_name": ACCOUNT_NAME, "orders_per_pull": 4, "max_quantity": 2,
-                                               "refund_percent": 0, "redeem_percent": 0})
-            db.add(account)
-            await db.flush()
-            account.secrets = seal_secrets(await kernel.keys.cipher(db), account.id,
-                                           {"signing_secret": secrets.token_urlsafe(24)})
-            db.add(AccountRoute(account_id=account.id, tenant_id=tenant_id))
-            listing = Listing(account_id=account.id, product_id=product_id, sku=SKU, title="视频会员月卡",
-                              price_rule={"kind": "fixed", "price_fen": 1990}, price_fen=1990, quota_kind="fixed",
-                              quota_value=12, quota=12, split_rule={"channel_bp": 1000, "platform_bp": 0})
-            db.add(listing)
-            await db.flush()
+            config = {"shop_name": ACCOUNT_NAME, "orders_per_pull": 4, "max_quantity": 2, "refund_percent": 0,
+                      "redeem_percent": 0, "signing_secret": secrets.token_urlsafe(24)}
+            try:
+                account = await connect(db, await kernel.keys.cipher(db), plugins,
+                                        AccountConnect(connector_id=SANDBOX, name=ACCOUNT_NAME, config=config))
+            except ConnectorNotAllowed:  # an older demo tenant's plan, made before plans allowed connectors
+                await db.rollback()
+                return None
+            listing = await create_listing(db, ListingIn(
+                account_id=account.id, product_id=product_id, sku=SKU, title="视频会员月卡",
+                price_rule=PriceRule(kind="fixed", price_fen=1990), quota=QuotaIn(kind="fixed", value=12),
+                split_rule={"channel_bp": 1000, "platform_bp": 0}))
             return account.id, listing.id
 
 
@@ -111,7 +114,7 @@ async def seed_sandbox_sales(kernel: Any, plugins: PluginHost, tenant_id: uuid.U
     connector is not installed or the demo ran before."""
     if SANDBOX not in plugins.connectors():
         return None
-    made = await _setup(kernel, tenant_id)
+    made = await _setup(kernel, plugins, tenant_id)
     if made is None:
         return None
     account_id, listing_id = made
