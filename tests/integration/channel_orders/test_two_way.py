@@ -8,6 +8,7 @@ Every test runs against three channels: the test connector, the built-in ``sandb
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -428,3 +429,24 @@ def test_the_decision_rule_is_the_capability():
     assert not decided_now(frozenset({"callbacks", "redemption_sync"}), event)
     issue = msgspec.structs.replace(event, type="code.issue")
     assert not decided_now(frozenset({"third_party_codes"}), issue)
+
+
+async def test_a_store_scan_racing_a_channel_verification_redeems_once(client, kernel, app, world):
+    """The two sides at the same moment (real concurrency on PostgreSQL): exactly one wins each code, the
+    other is refused — in the reply for the channel, ``409 already_redeemed`` for the store."""
+    d = world.driver
+    order_id, codes = await d.issue(client, 4)
+    for code in codes:
+        notice = d.verify(order_id, code["code"])
+        store, channel_reply = await asyncio.gather(_store_redeem(client, world.headers, code),
+                                                    d.post(client, notice))
+        channel_won = d.answer(channel_reply).ok
+        assert channel_reply.status_code == 200
+        assert (store.status_code == 201) != channel_won, (store.text, channel_reply.content)
+        if not channel_won:
+            assert store.status_code == 201 and "already_redeemed" in d.answer(channel_reply).reason
+        else:
+            assert store.status_code == 409 and store.json()["code"] == "already_redeemed"
+        facts = await _facts(kernel, world.tenant_id, code["code"])
+        assert (facts["code"], facts["held"], facts["live"]) == ("redeemed", "redeemed", 1)
+        assert facts["via"] == ("channel" if channel_won else "kaquan")
