@@ -8,7 +8,10 @@
 3. The event is stored once per (account, ``message_id``) in the inbox; a repeat is answered as a success.
    Work goes through the outbox, so the answer is fast — except what the channel waits for:
    ``code.issue`` (third-party codes, 三方码) is fulfilled in this transaction and answered with the codes (a
-   repeat of it is answered with the same codes), ``code.query`` with the codes' states.
+   repeat of it is answered with the same codes), ``code.query`` with the codes' states; and for a channel
+   with ``third_party_codes``, ``code.redeemed``, ``order.refunded`` and ``order.cancelled`` are decided here
+   and answered ``accepted`` or ``refused`` (:mod:`core.channel_orders.decisions`; a repeat gets the same
+   answer).
 4. The connector shapes the HTTP answer (``callback_reply``).
 """
 
@@ -23,6 +26,7 @@ import httpx
 import structlog
 from sqlalchemy import select
 
+from core.channel_orders.decisions import decide, decided_now
 from core.channel_orders.fulfilment import (
     fulfil,
     mark_fulfilled,
@@ -163,10 +167,13 @@ async def handle_callback(
         if not bound.supports("callbacks"):
             raise NotFound("This channel takes no callbacks", "该渠道不使用回调", code="channel_account_not_found")
         event = await _parse(bound, request)
+        now = decided_now(bound.capabilities, event)
         async with kernel.db.transaction() as session:
             stored = await store_event(session, cipher, account_id, event, source="callback",
-                                       queue=event.type not in SYNCHRONOUS)
-            if event.type == "code.issue":
+                                       queue=event.type not in SYNCHRONOUS, decide=now)
+            if now:
+                outcome = await decide(session, kernel, account_id, stored, event)
+            elif event.type == "code.issue":
                 outcome = await _issue(session, runtime, cipher, bound, event)
             elif event.type == "code.query":
                 outcome = await _query(session, cipher, bound, event)

@@ -64,9 +64,11 @@ async def store_event(
     *,
     source: str,
     queue: bool = True,
+    decide: bool = False,
 ) -> Stored:
     """Store ``event`` once; a new one is queued for :data:`PROCESS_ACTOR` when ``queue`` (the caller
-    answers the others itself, or they ask for nothing). A repeat changes nothing."""
+    answers the others itself, or they ask for nothing); with ``decide`` it stays ``pending`` unqueued, for
+    the caller to decide in its request (:mod:`core.channel_orders.decisions`). A repeat changes nothing."""
     dialect = session.bind.dialect.name if session.bind is not None else ""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     row_id = new_id()
@@ -77,10 +79,10 @@ async def store_event(
         "type": event.type,
         "source": source,
         "payload": seal_event(cipher, account_id, event),
-        "status": "pending" if queue else "done",
+        "status": "pending" if queue or decide else "done",
         "attempts": 0,
         "error": "",
-        "processed_at": None if queue else utcnow(),
+        "processed_at": None if queue or decide else utcnow(),
         "created_at": utcnow(),
     }
     stmt = (
@@ -97,6 +99,6 @@ async def store_event(
             )
         )
         return Stored(existing or row_id, False)
-    if values["status"] == "pending":
+    if queue and not decide:
         enqueue(session, PROCESS_ACTOR, {"message_id": str(row_id)}, business_key=f"{PROCESS_ACTOR}:{row_id}")
     return Stored(row_id, True)

@@ -29,6 +29,9 @@ domain = Domain(
         "channel.order_refunded": (
             "A channel reported a cancellation or refund: unrevealed codes back to stock, revealed ones voided."
         ),
+        "channel.redemption_rolled_back": (
+            "A redemption the channel knew of was rolled back here: a person must tell the channel (no SDK method)."
+        ),
         "channel.redemption_conflict": (
             "A redemption could not be kept in step with the channel (the code was redeemed on the other side)."
         ),
@@ -40,6 +43,7 @@ domain = Domain(
     permissions={"channel_orders.read": EVERYONE, "channel_orders.manage": OPERATORS},
     provides={
         "redemption.code_redeemed": ("core.channel_orders.redemptions:code_redeemed",),
+        "redemption.code_rolled_back": ("core.channel_orders.redemptions:code_rolled_back",),
         "inventory.code_holders": ("core.channel_orders.redemptions:CHANNEL_HOLDERS",),
     },
 )

@@ -10,14 +10,22 @@
   ``reference``, retried with backoff).
 
 Both paths lock the code row first, so they never wait on each other in a circle; whichever commits first
-wins, and the other finds the code redeemed: a channel's notice for a code redeemed in a store is recorded
-as a conflict (event ``channel.redemption_conflict``), not redeemed twice.
+wins, and the other finds the code redeemed. A channel with ``third_party_codes`` hears the decision in the
+reply to its notice (:mod:`core.channel_orders.decisions`): a code redeemed in a store is ``refused`` there and
+the channel undoes its verification. A notice that arrived by polling (no reply to give) is recorded as a
+conflict (event ``channel.redemption_conflict``) for a person; either way nothing is redeemed twice.
+
+* **Rollback** (extension point ``redemption.code_rolled_back``): a store redemption (or a channel's
+  verification) rolled back within the tenant's window puts the order's code back to ``delivered``; when the
+  channel knew of the redemption (``reported_at``), no SDK method undoes a verification, so the rollback is
+  recorded and event ``channel.redemption_rolled_back`` asks a person to tell the channel.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -59,7 +67,48 @@ async def code_redeemed(session: AsyncSession, code_id: uuid.UUID, facts: dict[s
     )).first()
     if row is None:
         return
-    enqueue(session, REPORT_ACTOR, {"record_id": str(row.id)}, business_key=f"{REPORT_ACTOR}:{row.id}")
+    # once per redemption: a code redeemed again after a rollback is reported again
+    key = f"{REPORT_ACTOR}:{row.id}:{facts.get('redemption_id', '')}"
+    enqueue(session, REPORT_ACTOR, {"record_id": str(row.id)}, business_key=key)
+
+
+async def code_rolled_back(session: AsyncSession, code_id: uuid.UUID, facts: dict[str, Any]) -> None:
+    """``redemption.code_rolled_back``: a redemption of a code a channel sold was rolled back: the order's
+    code is open again (``delivered``, or ``issued`` if never handed over). If the channel knew of the
+    redemption (we reported it, or it verified the code itself), it must be told: no SDK method undoes a
+    verification, so the rollback is recorded and ``channel.redemption_rolled_back`` raised for a person."""
+    row = (await session.execute(
+        select(ChannelOrderCode, ChannelOrder)
+        .join(ChannelOrderLine, ChannelOrderLine.id == ChannelOrderCode.line_id)
+        .join(ChannelOrder, ChannelOrder.id == ChannelOrderLine.order_id)
+        .where(ChannelOrderCode.code_id == code_id, ChannelOrderCode.state == "redeemed")
+        .order_by(ChannelOrderCode.id).limit(1).with_for_update(of=ChannelOrderCode)
+    )).first()
+    if row is None:
+        return
+    held, order = row
+    told, via, now = held.reported_at is not None, held.redeemed_via or "kaquan", utcnow()
+    held.state = "delivered" if held.delivered_at is not None else "issued"
+    held.redeemed_at, held.redeemed_via, held.reported_at, held.state_changed_at = None, "", None, now
+    await session.flush()
+    if not told:
+        return  # a report still queued finds the code open and tells the channel nothing
+    out = {"channel_order_id": order.channel_order_id, "account_id": str(order.account_id),
+           "order_code_id": str(held.id), "last4": facts.get("last4"), "redeemed_via": via,
+           "redemption_id": facts.get("redemption_id"), "reason": facts.get("reason"),
+           "action": "tell the channel the verification is undone (no SDK method does it)"}
+    record(session, "channel_order.redemption_rolled_back", "channel_order", order.id, out)
+    emit(session, "channel.redemption_rolled_back", order.id, out)
+    log.warning("channel_redemption_rolled_back", order=str(order.id), via=via)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What became of a channel's redemption notice: ``ok`` (redeemed now, or by an earlier notice of the
+    channel), else refused with ``reason`` (``<code>: <why>``)."""
+
+    ok: bool
+    reason: str = ""
 
 
 async def _conflict(session: AsyncSession, order: ChannelOrder, detail: str) -> None:
@@ -69,12 +118,29 @@ async def _conflict(session: AsyncSession, order: ChannelOrder, detail: str) -> 
     log.warning("channel_redemption_conflict", order=str(order.id), detail=detail[:200])
 
 
+async def _refused(session: AsyncSession, order: ChannelOrder, reason: str, *, decided: bool) -> Verdict:
+    if decided:  # the channel hears it in the reply and undoes its verification: in step, nobody needs to act
+        record(session, "channel_order.redemption_refused", "channel_order", order.id,
+               {"channel_order_id": order.channel_order_id, "reason": reason[:200]})
+    else:
+        await _conflict(session, order, reason)
+    return Verdict(ok=False, reason=reason[:300])
+
+
+def _held_reason(held: ChannelOrderCode) -> str:
+    if held.state == "redeemed":
+        when = held.redeemed_at.isoformat(timespec="seconds") if held.redeemed_at else ""
+        return f"already_redeemed: the code was redeemed in a store through kaquan {when}".strip()
+    return f"code_{held.state}: the code was {held.state} after a refund"
+
+
 async def channel_redeemed(
-    session: AsyncSession, kernel: Any, account_id: uuid.UUID, notice: ChannelRedemption
-) -> bool:
-    """The channel verified ``notice.code`` of one of its orders: redeem it here once. ``False`` when it was
-    already redeemed (here or by an earlier notice) or cannot be (a conflict is recorded); ``404`` for an
-    order or a code we did not sell on this account."""
+    session: AsyncSession, kernel: Any, account_id: uuid.UUID, notice: ChannelRedemption, *, decided: bool = False
+) -> Verdict:
+    """The channel verified ``notice.code`` of one of its orders: redeem it here once. ``ok`` when redeemed
+    now or by an earlier notice of the channel; refused (``reason``) when it was redeemed in a store, voided,
+    returned or cannot be redeemed — recorded as a conflict unless ``decided`` (the channel hears the refusal
+    in its reply); ``404`` for an order or a code we did not sell on this account."""
     order = (await session.execute(
         select(ChannelOrder).where(ChannelOrder.account_id == account_id,
                                    ChannelOrder.channel_order_id == notice.order_id[:100])
@@ -96,9 +162,9 @@ async def channel_redeemed(
     if code is None or held is None:
         raise NotFound("This code was not sold in that order", "该券码不属于此订单", code="channel_code_not_found")
     if held.state not in OPEN:
-        if not (held.state == "redeemed" and held.redeemed_via == "channel"):
-            await _conflict(session, order, f"code already {held.state} (via {held.redeemed_via or 'kaquan'})")
-        return False
+        if held.state == "redeemed" and held.redeemed_via == "channel":
+            return Verdict(ok=True)  # an earlier notice of the channel redeemed it
+        return await _refused(session, order, _held_reason(held), decided=decided)
     number, pin = unseal(cipher, code.digest, code.secret)
     try:
         async with session.begin_nested():
@@ -111,11 +177,10 @@ async def channel_redeemed(
                          Caller())
     except DomainError as exc:
         await session.refresh(held)
-        await _conflict(session, order, f"{exc.code}: {exc.en}")
-        return False
+        return await _refused(session, order, f"{exc.code}: {exc.en}", decided=decided)
     record(session, "channel_order.code_redeemed", "channel_order", order.id,
            {"channel_order_id": order.channel_order_id, "via": "channel", "reference": notice.reference[:120]})
-    return True
+    return Verdict(ok=True)
 
 
 @job(REPORT_ACTOR, max_retries=MAX_RETRIES, min_backoff_ms=5_000, max_backoff_ms=600_000)
@@ -132,8 +197,9 @@ async def report_channel_redemption(record_id: str) -> None:
             .join(Code, Code.id == ChannelOrderCode.code_id)
             .where(ChannelOrderCode.id == rid)
         )).first()
-        if row is None or row[0].reported_at is not None or row[0].redeemed_via != "kaquan":
-            return
+        if row is None or row[0].state != "redeemed" or row[0].reported_at is not None \
+                or row[0].redeemed_via != "kaquan":
+            return  # told already, redeemed by the channel itself, or rolled back since
         held, _line, order, code = row
         try:
             bound = await bind_account(session, await env.keys.cipher(session), env.plugins, order.account_id,

@@ -5,6 +5,9 @@ the listing's quota is given back.
 A refund takes ``quantity`` units of the line (a bundle's unit is each of its codes), unrevealed codes
 first. Redeemed codes are never refunded here: a refund that asks for more than is left refunds what is
 left, and the refund row says how many came back (``returned``) and how many were voided (``voided``).
+When the channel waits for the decision (``whole``: a channel with ``third_party_codes``, see
+:mod:`core.channel_orders.decisions`), a refund that would need a redeemed code is refused whole instead
+(``409 channel_refund_redeemed``) and nothing changes: the channel refuses the buyer's refund.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from core.channel_orders.models import ChannelOrder, ChannelOrderCode, ChannelOr
 from core.channels.quotas import give_back_quota
 from core.db.base import utcnow
 from core.db.ids import new_id
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from core.events.services import emit
 from core.inventory.custody import void_codes
 from core.inventory.models import Code
@@ -63,21 +66,30 @@ async def _return_to_stock(session: AsyncSession, code_ids: list[uuid.UUID]) -> 
         )
 
 
-async def _take_codes(session: AsyncSession, line: ChannelOrderLine, units: int) -> list[ChannelOrderCode]:
+async def _take_codes(
+    session: AsyncSession, line: ChannelOrderLine, units: int, *, whole: int | None = None
+) -> list[ChannelOrderCode]:
+    """The open codes ``units`` take (unrevealed first); with ``whole`` (the units asked for), refuse when a
+    redeemed code stands in the way of refunding them all."""
     held = list((await session.execute(
         select(ChannelOrderCode).where(ChannelOrderCode.line_id == line.id)
         .order_by(ChannelOrderCode.revealed, ChannelOrderCode.id).with_for_update()
     )).scalars())
     per_unit = max(1, len(held) // max(1, line.quantity))
     open_codes = [h for h in held if h.state in ("issued", "delivered")]
+    redeemed = sum(1 for h in held if h.state == "redeemed")
+    if whole is not None and redeemed and len(open_codes) < whole * per_unit:
+        raise Conflict(f"{redeemed} of the order line's codes are redeemed: they cannot be refunded",
+                       f"该订单明细已有 {redeemed} 张券码核销，不能退款", code="channel_refund_redeemed")
     return open_codes[: units * per_unit]
 
 
 async def apply_refund(
-    session: AsyncSession, account_id: uuid.UUID, notice: RefundNotice, kind: RefundKind
+    session: AsyncSession, account_id: uuid.UUID, notice: RefundNotice, kind: RefundKind, *, whole: bool = False
 ) -> ChannelRefund | None:
     """Apply a cancellation or refund once per ``refund_id``; ``None`` for a repeat. ``404
-    channel_order_not_found`` for an order or line we do not have."""
+    channel_order_not_found`` for an order or line we do not have; with ``whole``, ``409
+    channel_refund_redeemed`` when a code it needs is redeemed (the caller rolls back to its savepoint)."""
     order, line = await _order_line(session, account_id, notice)
     if line is None:
         raise NotFound(f"No line {notice.line_id} in channel order {notice.order_id}",
@@ -94,7 +106,7 @@ async def apply_refund(
         return None
     refund = (await session.execute(select(ChannelRefund).where(ChannelRefund.id == refund_id))).scalar_one()
     units = max(0, min(notice.quantity, line.quantity - line.refunded_quantity))
-    taken = await _take_codes(session, line, units)
+    taken = await _take_codes(session, line, units, whole=max(0, notice.quantity) if whole else None)
     back = [h for h in taken if not h.revealed]
     gone = [h for h in taken if h.revealed]
     now = utcnow()

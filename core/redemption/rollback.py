@@ -2,6 +2,9 @@
 
 The redemption row flips ``redeemed → rolled_back`` in one conditional UPDATE, so a rollback happens once
 however many are attempted; the grant's lock is taken first, as a redemption and a void take it.
+
+Domains above are told in the rollback's transaction through the extension point
+``redemption.code_rolled_back`` (e.g. the channel orders, which reopen a code a channel sold).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
 from core.db.base import utcnow
+from core.domains import extensions
 from core.errors import Conflict, FieldError, ValidationFailed
 from core.events.services import emit
 from core.grants.lifecycle import grant_of_item, lock_grant, sync_grant
@@ -21,6 +25,10 @@ from core.inventory.models import Code
 from core.redemption.models import CodeAccount, LedgerEntry, Redemption
 from core.redemption.records import find_redemption, get_settings, redemption_facts
 from core.redemption.redeem import move_item, set_code_state
+
+#: The extension point told of every rollback, in its transaction: ``async follow(session, code_id, facts)``
+#: (``facts`` as for ``redemption.code_redeemed``, with ``reason``).
+CODE_ROLLED_BACK = "redemption.code_rolled_back"
 
 
 def _already_rolled_back() -> Conflict:
@@ -80,6 +88,8 @@ async def rollback(session: AsyncSession, redemption_id: uuid.UUID, reason: str)
     facts = {**redemption_facts(red), "reason": reason[:500], "balance_after": balance_after}
     record(session, "code.redemption_rolled_back", "code", red.code_id, facts)
     emit(session, "code.redemption_rolled_back", red.code_id, facts)
+    for follow in extensions(CODE_ROLLED_BACK):  # e.g. a channel that sold the code: the code reopens there
+        await follow(session, red.code_id, facts)
     await session.flush()
     return red
 

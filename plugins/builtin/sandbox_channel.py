@@ -10,7 +10,9 @@ The shop places orders itself: with ``orders_per_pull`` above zero, every ``pull
 buy from the SKUs on sale (what was pushed, minus what they already bought), refund some delivered orders
 (``refund_percent``) and redeem some delivered codes in stores (``redeem_percent``), deterministically from
 the account id. Tests and the demo drive it with the module functions instead: :func:`place_order`,
-:func:`refund`, :func:`redeem_on_channel`, :func:`issue_request`, :func:`query_request`, :func:`fail_next`.
+:func:`refund`, :func:`redeem_on_channel`, :func:`issue_request`, :func:`query_request`, :func:`fail_next`;
+:func:`record_issued` and :func:`read_reply` read kaquan's answers as the channel does (a ``refused`` answer
+to a ``code.redeemed`` or refund callback undoes it in the shop).
 
 Callbacks are genuine: :func:`signed_callback` signs an event's JSON with HMAC-SHA256 under the account's
 ``signing_secret`` (headers ``x-sandbox-timestamp`` and ``x-sandbox-signature``, over ``timestamp + "." +
@@ -370,6 +372,28 @@ def record_issued(account_id: str | uuid.UUID, order_id: str, reply: CallbackRep
                 shop.received.setdefault((order_id, line.line_id), codes)
                 _sale_line(shop, order, line, order.placed_at)
         return body.codes
+
+
+def read_reply(account_id: str | uuid.UUID, event: ChannelEvent, reply: CallbackReply) -> bool:
+    """The channel reads kaquan's answer to a ``code.redeemed`` or refund callback: ``{"ok": false}`` (refused)
+    undoes the verification, or the refund, in the shop. ``True`` when the channel's action stands."""
+    ok = bool(msgspec.json.decode(reply.body, type=_IssuedReply).ok) if 200 <= reply.status < 300 else False
+    with WORLD.lock:
+        shop = WORLD.shop(account_id)
+        if ok:
+            return True
+        if event.redemption is not None and shop.redeemed.get(event.redemption.code) == "channel":
+            del shop.redeemed[event.redemption.code]
+        if event.refund is not None:
+            key = (event.refund.order_id, event.refund.line_id)
+            shop.refunded[key] = max(0, shop.refunded.get(key, 0) - event.refund.quantity)
+            notice = event.refund
+            for i in range(len(shop.statement) - 1, -1, -1):  # the refund's statement line, the newest
+                st = shop.statement[i]
+                if st.kind == "refund" and st.order_id == notice.order_id and st.amount_fen == -notice.amount_fen:
+                    del shop.statement[i]
+                    break
+    return False
 
 
 def fail_next(account_id: str | uuid.UUID, fault: Fault, times: int = 1) -> None:

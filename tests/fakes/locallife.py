@@ -232,6 +232,7 @@ class FakeLocalLife(FakeChannelServer):
         """A store verifies ``code`` through the platform: the ``verify_notify`` SPI call."""
         with self.lock:
             record = self.codes[code]
+            record["before"] = record["state"]
             record["state"] = "verified_here"
         content = {
             "order_id": record["order_id"],
@@ -241,6 +242,17 @@ class FakeLocalLife(FakeChannelServer):
             "poi_id": poi_id,
         }
         return self.spi("verify_notify", content)
+
+    def take_verify_reply(self, code: str, body: bytes) -> bool:
+        """Read the merchant's answer to ``verify_notify`` as the platform does: ``result`` 2 (refused) undoes
+        the platform's verification (the code is back as it was). ``True`` when the verification stands."""
+        data = json.loads(body)["data"]
+        stands = data.get("error_code") == 0 and data.get("result") == 1
+        with self.lock:
+            record = self.codes[code]
+            if not stands and record["state"] == "verified_here":
+                record["state"] = record.pop("before", "issued")
+        return stands
 
     def refund_request(self, order_id: str, count: int = 1) -> SignedCall:
         """The buyer asks for a refund: the ``refund_notify`` SPI call (the merchant may refuse it)."""

@@ -262,8 +262,18 @@ async def test_a_recalled_code_is_voided_on_the_order_too(client, kernel, app, s
 async def test_a_refund_that_overtakes_its_order_waits_for_it(client, kernel, app, seller, channel):
     from core.channel_orders.processing import NotYet, process_message
 
+    from core.channel_orders.inbox import store_event
+
     await add_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-OV", 5)
-    await post_callback(client, seller.shop, event_body(refund("O-OV", 1, "OV-1")))
+    # by callback, a channel that waits on the decision (third_party_codes) is told to call again
+    early = await post_callback(client, seller.shop, event_body(refund("O-OV", 1, "OV-1")))
+    assert early.status_code == 503 and early.json()["code"] == "channel_order_not_yet"
+    assert early.headers["retry-after"] == "30"
+    assert await count(kernel, seller.tenant_id, ChannelMessage) == 0  # nothing stored
+    with tenant_context(seller.tenant_id):  # by polling, the queued message waits for its order
+        async with kernel.db.transaction() as db:
+            await store_event(db, await kernel.keys.cipher(db), seller.shop.account_id,
+                              refund("O-OV", 1, "OV-1"), source="poll", queue=True)
     errors = await run_jobs(app, seller.tenant_id)
     assert len(errors) == 1 and isinstance(errors[0], NotYet)  # retried by the job system, not failed
     await post_callback(client, seller.shop, event_body(paid("O-OV", "SKU-OV", 1)))
@@ -275,8 +285,6 @@ async def test_a_refund_that_overtakes_its_order_waits_for_it(client, kernel, ap
     assert (await the_order(kernel, seller.tenant_id, "O-OV")).status == "refunded"
     with tenant_context(seller.tenant_id):  # a refund for an order that never comes fails on the last try
         async with kernel.db.transaction() as db:
-            from core.channel_orders.inbox import store_event
-
             stored = await store_event(db, await kernel.keys.cipher(db), seller.shop.account_id,
                                        refund("O-NEVER", 1, "NV-1"), source="poll", queue=True)
         async with kernel.db.transaction() as db:

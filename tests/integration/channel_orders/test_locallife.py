@@ -102,9 +102,12 @@ async def test_a_code_redeemed_in_a_store_is_reported_to_the_channel(client, ker
             held = (await db.execute(select(ChannelOrderCode))).scalar_one()
     assert (held.state, held.redeemed_via) == ("redeemed", "kaquan") and held.reported_at is not None
 
-    # the channel then says it verified the same code: a conflict is recorded, nothing is redeemed twice
+    # the channel then says it verified the same code: refused in the reply (the channel undoes its
+    # verification), nothing is redeemed twice, no conflict for a person
     r = await post_callback(client, seller.shop, event_body(redeemed("LL-O4", code["code"], "ch-2")))
     assert r.status_code == 200
+    out = reply_json(r)
+    assert out["status"] == "refused" and out["reason"].startswith("already_redeemed:")
     assert await run_jobs(app, seller.tenant_id) == []
     from core.events.models import Event
 
@@ -112,4 +115,4 @@ async def test_a_code_redeemed_in_a_store_is_reported_to_the_channel(client, ker
         async with kernel.db.transaction() as db:
             types = list((await db.execute(select(Event.type).where(Event.type.like("channel.%")))).scalars())
             redemptions = await db.scalar(select(Code.state).where(Code.id == held.code_id))
-    assert "channel.redemption_conflict" in types and redemptions == "redeemed"
+    assert "channel.redemption_conflict" not in types and redemptions == "redeemed"
