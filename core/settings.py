@@ -49,6 +49,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     webhook_allow_private: bool = False
     sms_gateway_url: str = ""
     sms_gateway_key: str = ""
+    demo_channel: str = "sandbox"
+    """The sales-channel connector ``kaquan demo`` lists the demo product on (the built-in simulated shop)."""
     fallback_notifier: str = "log_notifier"
     """The notifier for a channel no platform connector account delivers (the built-in log notifier)."""
 

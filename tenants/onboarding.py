@@ -30,7 +30,7 @@ DEFAULT_PLANS = (
         max_users=5,
         max_api_clients=2,
         requests_per_minute=600,
-        allowed_connectors=["log_notifier", "smtp_email", "sms_gateway", "sandbox"],
+        allowed_connectors=["*"],
     ),
     PlanCreate(
         code="growth",

@@ -30,13 +30,13 @@ from core.connectors.schemas import AccountConnect
 from core.connectors.services import ConnectorNotAllowed, connect
 from core.db.context import tenant_context
 from core.db.ids import readable_ref
+from core.errors import ValidationFailed
 from core.inventory.models import Batch, Code
 from core.inventory.vault import seal
 from core.jobs.context import JobEnv, reset_job_context, set_job_context
 from core.plugin_host import PluginHost
 from plugins import StockItem, StockPush, StockPushResult
 
-SANDBOX = "sandbox"
 ACCOUNT_NAME = "沙盒店铺 Sandbox shop"
 SKU = "SBX-VIP-MONTH"
 
@@ -79,8 +79,9 @@ async def _setup(kernel: Any, plugins: PluginHost, tenant_id: uuid.UUID) -> tupl
                       "redeem_percent": 0, "signing_secret": secrets.token_urlsafe(24)}
             try:
                 account = await connect(db, await kernel.keys.cipher(db), plugins,
-                                        AccountConnect(connector_id=SANDBOX, name=ACCOUNT_NAME, config=config))
-            except ConnectorNotAllowed:  # an older demo tenant's plan, made before plans allowed connectors
+                                        AccountConnect(connector_id=kernel.settings.demo_channel, name=ACCOUNT_NAME,
+                                                       config=config))
+            except (ConnectorNotAllowed, ValidationFailed):  # an older plan; a demo channel unlike the sandbox
                 await db.rollback()
                 return None
             listing = await create_listing(db, ListingIn(
@@ -112,7 +113,7 @@ async def _settle(kernel: Any, env: JobEnv, tenant_id: uuid.UUID) -> None:
 async def seed_sandbox_sales(kernel: Any, plugins: PluginHost, tenant_id: uuid.UUID) -> SandboxDemo | None:
     """Set the demo tenant's sandbox shop up and let its first orders arrive; ``None`` when the sandbox
     connector is not installed or the demo ran before."""
-    if SANDBOX not in plugins.connectors():
+    if kernel.settings.demo_channel not in plugins.connectors():
         return None
     made = await _setup(kernel, plugins, tenant_id)
     if made is None:

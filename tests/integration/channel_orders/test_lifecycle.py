@@ -260,9 +260,8 @@ async def test_a_recalled_code_is_voided_on_the_order_too(client, kernel, app, s
 
 
 async def test_a_refund_that_overtakes_its_order_waits_for_it(client, kernel, app, seller, channel):
-    from core.channel_orders.processing import NotYet, process_message
-
     from core.channel_orders.inbox import store_event
+    from core.channel_orders.processing import NotYet, process_message
 
     await add_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-OV", 5)
     # by callback, a channel that waits on the decision (third_party_codes) is told to call again
