@@ -187,6 +187,19 @@ async def all_connectors_plan(client: httpx.AsyncClient, operator: Any) -> str:
     return code
 
 
+@pytest.fixture(scope="session")
+async def no_connectors_plan(client: httpx.AsyncClient, operator: Any) -> str:
+    """A plan that allows no connector (the default plans allow them all)."""
+    code = f"none{secrets.token_hex(3)}"
+    r = await client.post(
+        "/api/platform/v1/plans",
+        json={"code": code, "name": "Closed", "allowed_connectors": [], "max_api_clients": 10},
+        headers=operator.headers,
+    )
+    assert r.status_code == 201, r.text
+    return code
+
+
 @dataclass
 class Accounts:
     """A tenant on a plan that allows every connector, with an API client holding the connector scopes."""

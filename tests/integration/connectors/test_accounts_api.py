@@ -24,9 +24,9 @@ SECRET = "sk-live-3c1f9a77e2"
 
 
 async def test_only_connectors_the_plan_allows_are_offered_and_connectable(
-    client, make_tenant, make_api_client, test_connectors, accounts: Accounts
+    client, make_tenant, make_api_client, test_connectors, accounts: Accounts, no_connectors_plan: str
 ):
-    starter = await make_tenant()  # the starter plan allows no connector
+    starter = await make_tenant(plan=no_connectors_plan)
     creds = await make_api_client(starter, ["connectors:read", "connectors:manage"])
     r = await client.get("/api/v1/connectors", headers=creds.headers)
     assert r.status_code == 200 and r.json() == []
