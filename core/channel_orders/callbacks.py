@@ -107,13 +107,13 @@ async def _issue(session: Any, runtime: Runtime, cipher: TenantCipher, bound: Bo
         return await _issued(session, cipher, order)
     codes: list[Any] = []
 
-    async def hand_over(lines: list[Any]) -> None:  # before the quotas are taken: see fulfil()
+    async def hand_over(lines: list[Any]) -> None:  # before the quotas are taken (a refusal undoes it): see fulfil()
         await mark_handed_over(session, [ln.id for ln in lines], reference=event.message_id)
         codes.extend(c for _l, _h, c in await order_codes(session, cipher, order.id))
+        await mark_fulfilled(session, order)
 
     if await fulfil(session, runtime.kernel.settings, order, event.issue.order, then=hand_over) is None:
         return CallbackOutcome(status="refused", reason=order.refusal)
-    await mark_fulfilled(session, order)
     return CallbackOutcome(status="issued", codes=codes)
 
 
