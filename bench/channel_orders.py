@@ -257,6 +257,34 @@ async def issue_latencies(c: Any, fx: dict[str, Any], n: int, concurrency: int =
     return await _bounded(concurrency, [one(i) for i in range(n)])
 
 
+async def bare_floor(app_url: str, tenant_id: uuid.UUID, n: int, statements: int,
+                     concurrency: int = 50) -> tuple[list[float], float]:
+    """The floor under the issue path: ``n`` transactions of ``statements`` round trips each (the tenant's
+    ``set_config`` and ``statements - 1`` prepared ``SELECT``\ s of one listing row through RLS) on a bare
+    asyncpg pool of the app's size, ``concurrency`` at a time, no ORM, no HTTP. Returns the latencies and
+    this process's CPU seconds per transaction."""
+    import asyncpg
+
+    pool = await asyncpg.create_pool(app_url.replace("+asyncpg", ""), min_size=10, max_size=10)
+    tenant = str(tenant_id)
+
+    async def one() -> float:
+        t0 = time.perf_counter()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("select set_config('app.tenant_id', $1, true)", tenant)
+            for _ in range(statements - 1):
+                await conn.fetchrow("SELECT id, quota FROM listings WHERE tenant_id = $1 AND sku = 'SKU'", tenant_id)
+        return time.perf_counter() - t0
+
+    try:
+        await _bounded(concurrency, [one for _ in range(20)])
+        cpu = time.process_time()
+        lat = await _bounded(concurrency, [one for _ in range(n)])
+        return lat, (time.process_time() - cpu) / n
+    finally:
+        await pool.close()
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -281,8 +309,13 @@ async def main(args: argparse.Namespace) -> None:
                     g = await grants_round(c, token, fx["grant_product"], args.orders, f"g{k}")
                     o = await orders_round(c, app, fx, args.orders, f"o{k}")
                     rows.append((args.orders / g, args.orders / o))
+                cpu = time.process_time()
                 solo = await issue_latencies(c, fx, 20, concurrency=1)
+                cpu_solo = (time.process_time() - cpu) / 20
+                cpu = time.process_time()
                 lat = await issue_latencies(c, fx, args.issues)
+                cpu_conc = (time.process_time() - cpu) / args.issues
+            floor, cpu_floor = await bare_floor(db.app_url, fx["tenant_id"], args.issues, args.floor_statements)
     print("\n### Channel order fulfilment through callbacks vs grants\n")
     print("| round | grants/s | channel orders/s | ratio |\n|---|---:|---:|---:|")
     for k, (g, o) in enumerate(rows, 1):
@@ -297,6 +330,11 @@ async def main(args: argparse.Namespace) -> None:
     print("| p50 | p99 | max | Douyin's limit |\n|---:|---:|---:|---:|")
     print(f"| {pct(lat, 50) * 1000:.0f} ms | {pct(lat, 99) * 1000:.0f} ms | {max(lat) * 1000:.0f} ms | 8000 ms |")
     print(f"\nOne at a time (20 requests): p50 {pct(solo, 50) * 1000:.0f} ms, max {max(solo) * 1000:.0f} ms.")
+    print(f"\nCPU of this process per issue request (app and load generator, one event loop): "
+          f"{cpu_solo * 1000:.1f} ms one at a time, {cpu_conc * 1000:.1f} ms at 50 concurrent.")
+    print(f"\nFloor, bare asyncpg ({args.floor_statements} round trips per transaction, 50 concurrent, "
+          f"{len(floor)} transactions): p50 {pct(floor, 50) * 1000:.0f} ms, p99 {pct(floor, 99) * 1000:.0f} ms, "
+          f"CPU {cpu_floor * 1000:.2f} ms per transaction.")
 
 
 if __name__ == "__main__":
@@ -304,5 +342,7 @@ if __name__ == "__main__":
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--issues", type=int, default=500)
+    parser.add_argument("--floor-statements", type=int, default=30,
+                        help="round trips per bare asyncpg transaction (the issue path's statement count)")
     parser.add_argument("--admin-url", default=ADMIN_URL)
     asyncio.run(main(parser.parse_args()))

@@ -22,7 +22,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import structlog
 from sqlalchemy import select
 
@@ -40,8 +39,8 @@ from core.connectors.calls import (
     AccountUnavailable,
     BoundAccount,
     ConnectorCallFailed,
-    bind_account,
-    ssl_context,
+    bind_cached,
+    connector_http,
 )
 from core.connectors.services import find_route
 from core.crypto.envelope import TenantCipher
@@ -112,13 +111,13 @@ async def _issue(session: Any, runtime: Runtime, cipher: TenantCipher, bound: Bo
         return await _issued(session, cipher, order)
     codes: list[Any] = []
 
-    async def hand_over(lines: list[Any]) -> None:  # before the quotas are taken: see fulfil()
+    async def hand_over(lines: list[Any]) -> None:  # before the quotas are taken (a refusal undoes it): see fulfil()
         await mark_handed_over(session, [ln.id for ln in lines], reference=event.message_id)
         codes.extend(c for _l, _h, c in await order_codes(session, cipher, order.id))
+        await mark_fulfilled(session, order)
 
     if await fulfil(session, runtime.kernel.settings, order, event.issue.order, then=hand_over) is None:
         return CallbackOutcome(status="refused", reason=order.refusal)
-    await mark_fulfilled(session, order)
     return CallbackOutcome(status="issued", codes=codes)
 
 
@@ -137,8 +136,7 @@ async def _query(session: Any, cipher: TenantCipher, bound: BoundAccount, event:
 async def _reply(bound: BoundAccount, event: ChannelEvent | None, outcome: CallbackOutcome) -> CallbackReply:
     reply: object = None
     try:
-        async with httpx.AsyncClient(verify=ssl_context()) as http:  # not used to shape a reply
-            reply = bound.connector.callback_reply(bound.context(http), event, outcome)
+        reply = bound.connector.callback_reply(bound.context(connector_http()), event, outcome)
     except Exception as exc:  # boundary: partner code shaping the HTTP answer; a plain JSON answer instead
         log.warning("channel_callback_reply_failed", account=str(bound.account_id), error=type(exc).__name__)
     if not isinstance(reply, CallbackReply):
@@ -154,16 +152,14 @@ async def handle_callback(
     tenant_id = await tenant_of(runtime, account_id)
     kernel = runtime.kernel
     with tenant_context(tenant_id):
-        async with kernel.db.transaction() as session:
-            cipher = await kernel.keys.cipher(session)
-            try:
-                bound = await bind_account(session, cipher, runtime.plugins, account_id, db=kernel.db,
-                                           kind="sales_channel")
-            except AccountUnavailable as exc:
-                if exc.reason in ("paused",):
-                    raise DomainError("This channel account is paused", "该渠道账号已暂停", status=503,
-                                      code="channel_account_paused", headers={"Retry-After": "60"}) from None
-                raise NotFound("Unknown channel account", "未知的渠道账号", code="channel_account_not_found") from None
+        try:  # reused for a few seconds per process: no transaction for a burst of callbacks
+            bound, cipher = await bind_cached(kernel.db, kernel.keys, runtime.plugins, account_id,
+                                              kind="sales_channel")
+        except AccountUnavailable as exc:
+            if exc.reason in ("paused",):
+                raise DomainError("This channel account is paused", "该渠道账号已暂停", status=503,
+                                  code="channel_account_paused", headers={"Retry-After": "60"}) from None
+            raise NotFound("Unknown channel account", "未知的渠道账号", code="channel_account_not_found") from None
         if not bound.supports("callbacks"):
             raise NotFound("This channel takes no callbacks", "该渠道不使用回调", code="channel_account_not_found")
         event = await _parse(bound, request)

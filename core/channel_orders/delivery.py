@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.audit.services import record
 from core.channel_orders.fulfilment import mark_fulfilled, mark_handed_over, order_codes
 from core.channel_orders.models import ChannelOrder
-from core.connectors.calls import AccountUnavailable, BoundAccount, ConnectorCallFailed, bind_account
+from core.connectors.calls import AccountUnavailable, BoundAccount, ConnectorCallFailed, bind_cached
 from core.db.base import utcnow
 from core.db.session import get_scoped
 from core.errors import Conflict, NotFound
@@ -72,17 +72,16 @@ async def _plan(session: AsyncSession, env: JobEnv, order_id: uuid.UUID) -> _Pla
     if order is None or order.status != "received":
         return None
     plan = _Plan(order, None)
-    try:
-        plan.bound = await bind_account(session, await env.keys.cipher(session), env.plugins,
-                                        order.account_id, db=env.db(), kind="sales_channel")
+    try:  # reused for a few seconds per process: a burst of deliveries binds the account once
+        plan.bound, cipher = await bind_cached(env.db(), env.keys, env.plugins, order.account_id,
+                                               kind="sales_channel", session=session)
     except AccountUnavailable as exc:
         plan.problem = f"account unavailable: {exc.reason}"
         return plan
     if not plan.bound.supports("delivery"):
         plan.problem = "the channel takes no delivery (capability 'delivery' missing)"
         return plan
-    for line, _held, issued in await order_codes(session, await env.keys.cipher(session), order.id,
-                                                 states=("issued",)):
+    for line, _held, issued in await order_codes(session, cipher, order.id, states=("issued",)):
         plan.lines.setdefault(line.channel_line_id, (line.id, []))[1].append(issued)
     return plan
 

@@ -27,6 +27,7 @@ from core.audit.services import record
 from core.channel_orders.models import ChannelOrder, ChannelOrderCode, ChannelOrderLine
 from core.channels.models import Listing
 from core.channels.quotas import take_quota
+from core.channels.sync import request_push
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.ids import new_id
@@ -208,8 +209,14 @@ async def _allocate_lines(
     await session.flush()
     if then is not None:
         await then(made)
+    for account_id in sorted({item.listing.account_id for item in items}):
+        await request_push(session, account_id)  # the channel hears of the quotas taken below
+    record(session, "channel_order.allocated", "channel_order", order.id,
+           {"channel_order_id": order.channel_order_id, "lines": len(made),
+            "units": sum(item.line.quantity for item in items)})
+    await session.flush()  # everything but the quotas written: their row locks are held only to the commit
     for item in items:
-        if not await take_quota(session, item.listing.id, item.line.quantity):
+        if not await take_quota(session, item.listing.id, item.line.quantity, push=False):
             raise Refused("quota_exhausted", f"the quota of SKU {item.line.sku} is below {item.line.quantity}")
     return made
 
@@ -237,8 +244,6 @@ async def fulfil(
         reason = str((exc.extra or {}).get("reason", "")) if getattr(exc, "extra", None) else ""
         await refuse(session, order, f"risk:{reason}" if reason else "risk", str(exc))
         return None
-    record(session, "channel_order.allocated", "channel_order", order.id,
-           {"channel_order_id": order.channel_order_id, "lines": len(made), "units": units})
     return made
 
 

@@ -42,8 +42,12 @@ async def take_order(
     order, new = await receive_order(session, cipher, account_id, order_in, source=source)
     if not new:
         return
-    if await fulfil(session, kernel.settings, order, order_in) is not None:
+
+    async def then(_lines: list[Any]) -> None:  # before the quota is taken: a refusal rolls it back
         queue_delivery(session, order.id)
+        await session.flush()
+
+    await fulfil(session, kernel.settings, order, order_in, then=then)
 
 
 async def handle_event(
@@ -80,18 +84,20 @@ async def process_message(session: AsyncSession, kernel: Any, message_id: uuid.U
     if msg is None or msg.status != "pending":
         return msg.status if msg is not None else "missing"
     event = open_event(await kernel.keys.cipher(session), msg)
+    # marked done up front (written as the savepoint begins, before the work takes any lock): the work's
+    # own locks (a listing's quota) are then held only to the commit; a refusal rewrites it, and anything
+    # else rolls the whole transaction back
     msg.attempts += 1
+    msg.status, msg.processed_at = "done", utcnow()
     try:
         async with session.begin_nested():
             await handle_event(session, kernel, msg.account_id, event, source=msg.source)
     except DomainError as exc:
         if exc.code in WAIT_FOR and not final:
+            msg.status, msg.processed_at = "pending", None  # as it was, should a caller commit anyway
             raise NotYet(f"message {msg.id}: {exc.en}") from exc
         msg.status, msg.error = "failed", f"{exc.code}: {exc.en}"[:500]
         log.warning("channel_message_failed", message=str(msg.id), type=msg.type, code=exc.code)
-    else:
-        msg.status = "done"
-    msg.processed_at = utcnow()
     return msg.status
 
 

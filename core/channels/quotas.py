@@ -50,11 +50,15 @@ __all__ = [
 BP = 10_000
 
 
-async def take_quota(session: AsyncSession, listing_id: uuid.UUID, quantity: int) -> bool:
+async def take_quota(session: AsyncSession, listing_id: uuid.UUID, quantity: int, *, push: bool = True) -> bool:
     """Take ``quantity`` units of an active listing's quota for a sale; ``False`` when it cannot cover them
     (or the listing is paused or not this tenant's). Atomic: ``UPDATE … WHERE quota >= n AND status =
     'active'``, so concurrent orders never take more than the quota. Call it in the transaction that
-    allocates the codes: when that fails and rolls back, the quota comes back with it."""
+    allocates the codes: when that fails and rolls back, the quota comes back with it.
+
+    ``push=False``: the caller has already called :func:`core.channels.sync.request_push` for the listing's
+    account in this transaction (before taking the quota, so the row lock concurrent sales queue on is not
+    held across the push request's two statements)."""
     if quantity < 1:
         raise ValueError("quantity must be at least 1")
     row = (await session.execute(
@@ -67,7 +71,8 @@ async def take_quota(session: AsyncSession, listing_id: uuid.UUID, quantity: int
     )).first()
     if row is None:
         return False
-    await request_push(session, row.account_id)
+    if push:
+        await request_push(session, row.account_id)
     return True
 
 

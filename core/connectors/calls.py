@@ -13,9 +13,12 @@ import datetime as dt
 import functools
 import json
 import ssl
+import time
 import uuid
+import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, TypeVar
 
 import certifi
@@ -47,6 +50,35 @@ def ssl_context() -> ssl.SSLContext:
     """The TLS context every connector call's HTTP client uses, built once: loading the CA bundle for each
     client costs ~100 ms, which a channel's synchronous callback (8 s limit, p99 aim 200 ms) cannot pay."""
     return ssl.create_default_context(cafile=certifi.where())
+
+
+_transports: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncHTTPTransport] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_transport() -> httpx.AsyncHTTPTransport:
+    """The connection pool every connector call of this event loop shares (one TLS context, kept-alive
+    connections: a channel's endpoint is not dialled and TLS-handshaken again for every call)."""
+    loop = asyncio.get_running_loop()
+    transport = _transports.get(loop)
+    if transport is None:
+        transport = _transports[loop] = httpx.AsyncHTTPTransport(verify=ssl_context())
+    return transport
+
+
+def connector_http() -> httpx.AsyncClient:
+    """An HTTP client for one connector call: its own headers and no cookie jar (nothing a connector sets
+    on it reaches another account's call), over the loop's shared pool. Never closed: closing it would
+    close the shared pool."""
+    no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+    return httpx.AsyncClient(transport=shared_transport(), timeout=HTTP_TIMEOUT, cookies=no_cookies,
+                             trust_env=False)
+
+
+#: Seconds a success on an account's health is not written again (a failure is always written at once).
+HEALTH_QUIET = 15.0
+_healthy: dict[uuid.UUID, float] = {}
 
 
 class AccountUnavailable(LookupError):
@@ -178,8 +210,7 @@ class BoundAccount:
                 self.connector_id, method, "bad_answer", "method not provided", retryable=False
             )
         try:
-            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, verify=ssl_context()) as http:
-                result = await asyncio.wait_for(fn(self.context(http), *args), limit)
+            result = await asyncio.wait_for(fn(self.context(connector_http()), *args), limit)
         except TimeoutError:
             await self._health(False, f"{method}: no answer within {limit:g} s")
             raise ConnectorCallFailed(
@@ -200,8 +231,18 @@ class BoundAccount:
         return result
 
     async def _health(self, ok: bool, error: str) -> None:
+        """Record the outcome: a failure at once, a success only when the account was not known healthy in
+        this process in the last :data:`HEALTH_QUIET` seconds (the health row is one per account: writing
+        it on every call of a burst made every concurrent call queue on that row's lock)."""
         if self.db is None:
             return
+        now = time.monotonic()
+        if ok:
+            if now - _healthy.get(self.account_id, -HEALTH_QUIET) < HEALTH_QUIET:
+                return
+            _healthy[self.account_id] = now  # before the write: a burst of calls writes it once
+        else:
+            _healthy.pop(self.account_id, None)
         if self.health_session is not None:
             record_health_after(self.health_session, self.db, self.account_id, ok, self.scrub(error))
             return
@@ -342,6 +383,57 @@ async def bind_account(
         capabilities=frozenset(connector.info.capabilities),
         health_session=health_session,
     )
+
+
+#: Seconds a bound account (its decrypted config, tokens and status) is reused in this process. A change made
+#: through the ORM in this process (pause, resume, config, tokens, disconnect) drops it at once; one made by
+#: another process is seen within this many seconds.
+BIND_TTL = 5.0
+_bound: dict[tuple[uuid.UUID, uuid.UUID, str | None, int], tuple[float, BoundAccount, TenantCipher]] = {}
+
+
+async def bind_cached(
+    db: Database, keys: Any, plugins: PluginHost, account_id: uuid.UUID, *, kind: str | None = None,
+    embedded: bool = False, session: AsyncSession | None = None,
+) -> tuple[BoundAccount, TenantCipher]:
+    """:func:`bind_account` and the tenant's cipher, reused for :data:`BIND_TTL` seconds per process (no
+    transaction at all on a hit): for the hot paths that bind the same account again and again (channel
+    callbacks, deliveries). Health is written in transactions of its own (``health_session`` is not used).
+    ``keys`` is the kernel's :class:`core.crypto.services.KeyService`. A caller inside a transaction passes
+    its ``session``: a miss reads there (a second connection per caller could exhaust the pool)."""
+    key = (require_tenant(), account_id, kind, id(plugins))
+    hit = _bound.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < BIND_TTL:
+        return replace(hit[1], db=db, embedded=embedded), hit[2]
+    if session is not None:
+        cipher = await keys.cipher(session)
+        bound = await bind_account(session, cipher, plugins, account_id, db=db, embedded=embedded, kind=kind)
+    else:
+        async with db.transaction() as own:
+            cipher = await keys.cipher(own)
+            bound = await bind_account(own, cipher, plugins, account_id, db=db, embedded=embedded, kind=kind)
+    _bound[key] = (now, bound, cipher)
+    return bound, cipher
+
+
+#: account id → (when read, tenant id): the public routes' look-up, reused for :data:`BIND_TTL` seconds
+#: (see :func:`core.connectors.services.find_route`).
+routes: dict[uuid.UUID, tuple[float, uuid.UUID]] = {}
+
+
+def forget_account(account_id: uuid.UUID) -> None:
+    """Drop what this process keeps of the account (bound config, route, health state)."""
+    routes.pop(account_id, None)
+    for key in [k for k in _bound if k[1] == account_id]:
+        _bound.pop(key, None)
+    _healthy.pop(account_id, None)
+
+
+@event.listens_for(ConnectorAccount, "after_update")
+@event.listens_for(ConnectorAccount, "after_delete")
+def _account_changed(_mapper: Any, _connection: Any, target: ConnectorAccount) -> None:
+    forget_account(target.id)
 
 
 def token_expiry(token: Mapping[str, Any]) -> dt.datetime | None:

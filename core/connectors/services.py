@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.context import current_actor
 from core.audit.services import record
+from core.connectors import calls
 from core.connectors.calls import (
     AccountUnavailable,
     ConnectorCallFailed,
@@ -484,11 +486,18 @@ async def check_account(
 
 async def find_route(db: Database, account_id: uuid.UUID) -> uuid.UUID | None:
     """The tenant of connector account ``account_id`` (``None``: no such connected account), for public routes
-    that carry an account id and no tenant login (channel callbacks, the OAuth2 redirect)."""
+    that carry an account id and no tenant login (channel callbacks, the OAuth2 redirect). A route found is
+    reused for a few seconds in this process (``calls.BIND_TTL``; a disconnect here drops it at once)."""
+    hit = calls.routes.get(account_id)
+    if hit is not None and time.monotonic() - hit[0] < calls.BIND_TTL:
+        return hit[1]
     async with db.transaction() as session:
         with cross_tenant("public connector route: find the account's tenant"):
             stmt = select(AccountRoute.tenant_id).where(AccountRoute.account_id == account_id)
-            return (await session.execute(stmt)).scalar_one_or_none()
+            tenant_id = (await session.execute(stmt)).scalar_one_or_none()
+    if tenant_id is not None:
+        calls.routes[account_id] = (time.monotonic(), tenant_id)
+    return tenant_id
 
 
 async def notifier_account_for(
