@@ -413,8 +413,29 @@ async def bind_cached(
         async with db.transaction() as own:
             cipher = await keys.cipher(own)
             bound = await bind_account(own, cipher, plugins, account_id, db=db, embedded=embedded, kind=kind)
+    _prune(_bound, now)
     _bound[key] = (now, bound, cipher)
     return bound, cipher
+
+
+#: Above this many entries a cache drops its expired ones before adding (a process serving many tenants
+#: would otherwise keep every account it ever bound, decrypted settings included).
+CACHE_PRUNE_AT = 1024
+
+
+def _prune(cache: dict[Any, Any], now: float) -> None:
+    """Drop the entries of ``cache`` (values start with the monotonic time they were stored) that expired."""
+    if len(cache) < CACHE_PRUNE_AT:
+        return
+    for key in [k for k, v in cache.items() if now - v[0] >= BIND_TTL]:
+        cache.pop(key, None)
+
+
+def remember_route(account_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
+    """Keep a public route's account → tenant look-up for :data:`BIND_TTL` seconds."""
+    now = time.monotonic()
+    _prune(routes, now)
+    routes[account_id] = (now, tenant_id)
 
 
 #: account id → (when read, tenant id): the public routes' look-up, reused for :data:`BIND_TTL` seconds

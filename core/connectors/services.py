@@ -496,7 +496,7 @@ async def find_route(db: Database, account_id: uuid.UUID) -> uuid.UUID | None:
             stmt = select(AccountRoute.tenant_id).where(AccountRoute.account_id == account_id)
             tenant_id = (await session.execute(stmt)).scalar_one_or_none()
     if tenant_id is not None:
-        calls.routes[account_id] = (time.monotonic(), tenant_id)
+        calls.remember_route(account_id, tenant_id)
     return tenant_id
 
 
