@@ -47,6 +47,11 @@ PERMISSION_LABELS: dict[str, str] = {
     "channel_orders.manage": N_("Retry channel order deliveries"),
     "listings.read": N_("View channel listings"),
     "listings.manage": N_("Manage channel listings"),
+    "splits.read": N_("View split rules and the split ledger"),
+    "splits.manage": N_("Manage split rules"),
+    "settlement.read": N_("View statements, reconciliation and settlements"),
+    "settlement.manage": N_("Import statements, reconcile and settle"),
+    "kpis.read": N_("View channel KPIs"),
 }
 
 FIELD_LABELS: dict[str, str] = {
@@ -185,6 +190,11 @@ SCOPE_TEXTS: tuple[str, ...] = (
     N_("Connect, configure, test, authorise, pause, resume and disconnect connector accounts."),
     N_("List and read channel orders (codes masked) and per-channel sales."),
     N_("Retry the delivery of failed channel orders."),
+    N_("Read split rules, their versions, previews and the split ledger's balances."),
+    N_("Create and change split rules (each change is a new version)."),
+    N_("Read statements, reconciliation results and settlements, and export them."),
+    N_("Import and fetch statements, reconcile, resolve mismatches, confirm settlements and record payments."),
+    N_("Read the consignment KPIs per channel and overall."),
     N_(
         "Create, list and revoke API clients, with scopes the caller holds"
         " (only an owner or admin in the console, or the CLI, can give this scope)."

@@ -43,7 +43,10 @@ DOMAINS: tuple[str, ...] = (
     "core.risk",
     "core.connectors",
     "core.channels",
+    "core.splits",
     "core.channel_orders",
+    "core.settlement",
+    "core.kpis",
 )
 
 #: The console roles, most powerful first.

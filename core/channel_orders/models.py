@@ -27,6 +27,7 @@ __all__ = [
     "LINE_CODE_STATES",
     "MESSAGE_STATUSES",
     "ORDER_STATUSES",
+    "ChannelComplaint",
     "ChannelMessage",
     "ChannelOrder",
     "ChannelOrderCode",
@@ -138,6 +139,8 @@ class ChannelOrderLine(TenantScoped):
     gross_fen: Mapped[int]
     cost_fen: Mapped[int] = mapped_column(default=0)
     split_rule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The split rule version in force when the order was placed (``split_rule`` is its terms).
+    split_rule_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     refunded_quantity: Mapped[int] = mapped_column(default=0)
     refunded_fen: Mapped[int] = mapped_column(default=0)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
@@ -194,3 +197,26 @@ class ChannelRefund(TenantScoped):
     returned: Mapped[int] = mapped_column(default=0)
     voided: Mapped[int] = mapped_column(default=0)
     reason: Mapped[str] = mapped_column(String(500), default="")
+
+
+class ChannelComplaint(TenantScoped):
+    """A buyer's complaint about a channel order, recorded by a person or reported by the channel.
+
+    Counted in the complaint rate of the channel KPIs (flagged at 2% of orders).
+    """
+
+    __tablename__ = "channel_complaints"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "order_id"], ["channel_orders.tenant_id", "channel_orders.id"]),
+        ForeignKeyConstraint(
+            ["tenant_id", "account_id"], ["connector_accounts.tenant_id", "connector_accounts.id"]
+        ),
+        Index("ix_channel_complaints_account", "tenant_id", "account_id", "occurred_at"),
+    )
+    account_id: Mapped[uuid.UUID]
+    order_id: Mapped[uuid.UUID]
+    category: Mapped[str] = mapped_column(String(30), default="other")
+    note: Mapped[str] = mapped_column(String(500), default="")
+    source: Mapped[str] = mapped_column(String(10), default="manual")  # manual | channel
+    occurred_at: Mapped[dt.datetime]
+    created_by: Mapped[str] = mapped_column(String(200), default="")

@@ -1,0 +1,115 @@
+"""Writing the split ledger, and the periods its rows land in.
+
+Everything that writes ledger rows (sale, redemption, refund, reconciliation adjustments) goes through
+:func:`append`, inside the transaction of the event that causes them. Rows are keyed by
+``(event, event_ref, line_id, component, party)``: writing the same event twice writes nothing the second
+time (a redelivered message, a retried job).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from collections.abc import Iterable, Sequence
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db.base import utcnow
+from core.db.context import require_tenant
+from core.db.ids import new_id
+from core.splits.models import LedgerPeriod, SplitEntry
+from tenants.models import Tenant
+
+__all__ = ["EntryIn", "append", "entry_period", "is_locked", "lock_period", "next_period", "period_of"]
+
+
+class EntryIn(msgspec.Struct, frozen=True, kw_only=True):
+    """A ledger row to write (see :class:`core.splits.models.SplitEntry`)."""
+
+    account_id: uuid.UUID
+    event: str
+    event_ref: str
+    party: str
+    amount_fen: int
+    occurred_at: dt.datetime
+    line_id: uuid.UUID | None = None
+    order_id: uuid.UUID | None = None
+    rule_id: uuid.UUID | None = None
+    component: str = ""
+    party_ref: str = ""
+
+
+def period_of(at: dt.datetime, zone: str) -> str:
+    """The period (``YYYY-MM``) of an instant in the tenant's zone."""
+    return at.astimezone(zoneinfo.ZoneInfo(zone)).strftime("%Y-%m")
+
+
+def next_period(period: str) -> str:
+    """The period after ``period`` (``2026-12`` → ``2027-01``)."""
+    year, month = int(period[:4]), int(period[5:7])
+    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+
+
+async def tenant_zone(session: AsyncSession) -> str:
+    """The tenant's time zone (periods are calendar months there)."""
+    return await session.scalar(select(Tenant.timezone).where(Tenant.id == require_tenant())) or "UTC"
+
+
+async def is_locked(session: AsyncSession, account_id: uuid.UUID, period: str) -> bool:
+    """Whether ``period`` of the account is locked (its settlement confirmed)."""
+    found = await session.scalar(
+        select(LedgerPeriod.id).where(LedgerPeriod.account_id == account_id, LedgerPeriod.period == period)
+    )
+    return found is not None
+
+
+async def entry_period(session: AsyncSession, account_id: uuid.UUID, at: dt.datetime, zone: str | None = None) -> str:
+    """The period a row of an event at ``at`` lands in: its own, or the first unlocked one after it."""
+    period = period_of(at, zone or await tenant_zone(session))
+    locked = set((await session.execute(
+        select(LedgerPeriod.period).where(LedgerPeriod.account_id == account_id, LedgerPeriod.period >= period)
+    )).scalars())
+    while period in locked:
+        period = next_period(period)
+    return period
+
+
+async def lock_period(session: AsyncSession, account_id: uuid.UUID, period: str, by: str) -> None:
+    """Lock a period of an account (its settlement was confirmed); locking twice is harmless."""
+    if not await is_locked(session, account_id, period):
+        session.add(LedgerPeriod(account_id=account_id, period=period, locked_at=utcnow(), locked_by=by[:200]))
+        await session.flush()
+
+
+async def append(session: AsyncSession, entries: Sequence[EntryIn] | Iterable[EntryIn],
+                 zone: str | None = None) -> int:
+    """Write ledger rows (skipping any already written for the same event); the number written."""
+    rows = list(entries)
+    if not rows:
+        return 0
+    zone = zone or await tenant_zone(session)
+    periods: dict[tuple[uuid.UUID, str], str] = {}
+    values = []
+    now = utcnow()
+    for e in rows:
+        key = (e.account_id, period_of(e.occurred_at, zone))
+        if key not in periods:
+            periods[key] = await entry_period(session, e.account_id, e.occurred_at, zone)
+        values.append(dict(
+            id=new_id(), account_id=e.account_id, line_id=e.line_id, order_id=e.order_id, rule_id=e.rule_id,
+            event=e.event, event_ref=e.event_ref[:100], component=e.component[:60], party=e.party,
+            party_ref=e.party_ref[:100], amount_fen=int(e.amount_fen), period=periods[key],
+            occurred_at=e.occurred_at, created_at=now,
+        ))
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(SplitEntry).on_conflict_do_nothing(
+        index_elements=["tenant_id", "event", "event_ref", "line_id", "component", "party"]
+    ).returning(SplitEntry.id)
+    written = (await session.execute(stmt, values)).all() if len(values) > 1 else (
+        await session.execute(stmt.values(values[0]))).all()
+    return len(written)
