@@ -5,6 +5,14 @@ from core.domains import ADMINS, EVERYONE, FINANCE, Domain
 domain = Domain(
     name="settlement",
     models=("core.settlement.models",),
+    events={
+        "settlement.ready": (
+            "A channel account's period reconciled with no open item: its settlement can be confirmed."
+        ),
+        "reconciliation.mismatch": (
+            "A reconciliation run found statement lines or order lines that do not match (counts per class)."
+        ),
+    },
     scopes={
         "settlement:read": "Read statements, reconciliation results and settlements, and export them.",
         "settlement:write": (
