@@ -9,6 +9,7 @@ domain = Domain(
     api=(
         "core.channel_orders.api:ChannelOrderController",
         "core.channel_orders.api:ChannelCallbackController",
+        "core.channel_orders.complaints_api:ComplaintController",
     ),
     console=("admin_ui.channel_orders_pages:ChannelOrdersController",),
     models=("core.channel_orders.models",),
@@ -38,7 +39,7 @@ domain = Domain(
     },
     scopes={
         "channel_orders:read": "List and read channel orders (codes masked) and per-channel sales.",
-        "channel_orders:write": "Retry the delivery of failed channel orders.",
+        "channel_orders:write": "Retry the delivery of failed channel orders; record buyers' complaints.",
     },
     permissions={"channel_orders.read": EVERYONE, "channel_orders.manage": OPERATORS},
     provides={
