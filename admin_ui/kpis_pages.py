@@ -64,11 +64,11 @@ def _charts(request: Request[Any, Any, Any], report: KpiReport, breakage: Breaka
     channels = bar_chart(
         "chart-channels", t.gettext("Net sales by channel"), [c.account_name for c in report.channels],
         [c.net_fen for c in report.channels], format_money,
-        flagged=[c.split_cost.flagged for c in report.channels])
+        flagged=[c.split_cost.flagged for c in report.channels], width=480)
     ages = bar_chart(
         "chart-breakage", t.gettext("Unredeemed value by age"),
         [t.gettext(BUCKET_LABELS[b.bucket]) for b in breakage.overall.buckets],
-        [b.value_fen for b in breakage.overall.buckets], format_money)
+        [b.value_fen for b in breakage.overall.buckets], format_money, width=320)
     # the chart functions escape every text they draw
     return {"sales": Markup(sales), "channels": Markup(channels), "ages": Markup(ages)}
 

@@ -68,7 +68,8 @@ def line_chart(chart_id: str, title: str, labels: Sequence[str], series: Sequenc
     if lo < 0:
         out.append(_text(left - 6, y(lo) + 4, fmt(lo), anchor="end"))
     for i in sorted({0, n // 2, n - 1}) if n else []:
-        out.append(_text(x(i), height - 12, labels[i], anchor="middle"))
+        anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
+        out.append(_text(x(i), height - 12, labels[i], anchor=anchor))
     for k, s in enumerate(series):
         colour = PALETTE[k % len(PALETTE)]
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(s.values))
@@ -88,7 +89,7 @@ def bar_chart(chart_id: str, title: str, labels: Sequence[str], values: Sequence
               *, flagged: Sequence[bool] = (), width: int = 640) -> str:
     """Horizontal bars, one per label (the label at the left, the formatted value after the bar); bars of
     ``flagged`` items are red."""
-    left, right, row, top = 150, 110, 26, 8
+    left, right, row, top = min(150, width // 3), 90, 26, 8
     height = top * 2 + row * max(1, len(labels))
     hi = max([0, *values]) or 1
     plot_w = width - left - right
