@@ -301,18 +301,17 @@ async def breakage(session: AsyncSession, now: dt.datetime | None = None) -> Bre
     bucket = case(*((per_line.c.placed_at > now - dt.timedelta(days=limit), name) for limit, name in AGE_LIMITS),
                   else_="180+")
     found: dict[uuid.UUID, dict[str, list[int]]] = defaultdict(dict)
-    for account_id, name, codes, value in (await session.execute(
+    for account_id, name, live, live_value, dead, dead_value in (await session.execute(
         select(per_line.c.account_id, bucket, func.sum(per_line.c.live),
-               func.sum(per_line.c.gross * per_line.c.live // per_line.c.n))
-        .where(per_line.c.live > 0).group_by(per_line.c.account_id, bucket)
-    )).all():
-        found[account_id][str(name)] = [_int(codes), _int(value)]
-    for account_id, codes, value in (await session.execute(
-        select(per_line.c.account_id, func.sum(per_line.c.dead),
+               func.sum(per_line.c.gross * per_line.c.live // per_line.c.n), func.sum(per_line.c.dead),
                func.sum(per_line.c.gross * per_line.c.dead // per_line.c.n))
-        .where(per_line.c.dead > 0).group_by(per_line.c.account_id)
+        .where(or_(per_line.c.live > 0, per_line.c.dead > 0)).group_by(per_line.c.account_id, bucket)
     )).all():
-        found[account_id]["expired"] = [_int(codes), _int(value)]
+        mine = found[account_id]
+        mine[str(name)] = [_int(live), _int(live_value)]
+        gone = mine.setdefault("expired", [0, 0])
+        gone[0] += _int(dead)
+        gone[1] += _int(dead_value)
     accounts = await _accounts(session)
     total: dict[str, list[int]] = {}
     for aid, _, _ in accounts:
