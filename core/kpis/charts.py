@@ -2,7 +2,7 @@
 
 Hand-written rather than pygal: pygal's output carries an inline ``<script>`` even with its JS disabled, a
 random chart id (output differs on every call), ~15 KB of CSS per chart and a monospace font stack without
-CJK fonts. These two charts need ~150 lines: every chart has ``role="img"``, a ``<title>`` and a ``<desc>``
+CJK fonts. These two charts need ~110 lines: every chart has ``role="img"``, a ``<title>`` and a ``<desc>``
 summarising the data (screen readers read it), text labels on the axes and bars, a native tooltip
 (``<title>``) per bar and point, and a font stack with CJK fonts. Values are integers (fen, counts); the
 caller gives the function that formats them (``¥12.50``).
