@@ -17,10 +17,16 @@ from litestar.params import Parameter
 from litestar.response import Redirect
 
 from admin_ui.console_pages import shell
-from admin_ui.forms import problem_of
+from admin_ui.forms import FormInvalid, convert, problem_of, read_form, values
 from admin_ui.i18n import N_
 from admin_ui.rendering import flash, locale_of, render, translator
 from core.channel_orders import queries
+from core.channel_orders.complaints import (
+    COMPLAINT_CATEGORIES,
+    ComplaintIn,
+    list_complaints,
+    record_complaint,
+)
 from core.channel_orders.delivery import retry_order
 from core.channel_orders.models import LINE_CODE_STATES, ORDER_STATUSES
 from core.db.types import DbSession
@@ -58,8 +64,17 @@ REFUSAL_LABELS: dict[str, str] = {
 }
 SOURCE_LABELS: dict[str, str] = {"callback": N_("Callback"), "poll": N_("Polling"), "issue": N_("Code request")}
 VIA_LABELS: dict[str, str] = {"kaquan": N_("in a store (kaquan)"), "channel": N_("on the channel")}
+COMPLAINT_LABELS: dict[str, str] = {
+    "delivery": N_("Codes late or not received"),
+    "code_invalid": N_("A code did not work"),
+    "refund": N_("Refund dispute"),
+    "service": N_("Service"),
+    "description": N_("Not as described"),
+    "other": N_("Other"),
+}
 
 assert set(ORDER_STATUS_LABELS) == set(ORDER_STATUSES) and set(CODE_STATE_LABELS) == set(LINE_CODE_STATES)
+assert set(COMPLAINT_LABELS) == set(COMPLAINT_CATEGORIES)
 
 
 def _labels() -> dict[str, Any]:
@@ -69,6 +84,7 @@ def _labels() -> dict[str, Any]:
         "refusal_labels": REFUSAL_LABELS,
         "source_labels": SOURCE_LABELS,
         "via_labels": VIA_LABELS,
+        "complaint_labels": COMPLAINT_LABELS,
     }
 
 
@@ -105,7 +121,8 @@ class ChannelOrdersController(Controller):
     async def order(self, request: Request[Any, Any, Any], db: DbSession, order_id: uuid.UUID) -> Response[str]:
         """One order: lines (gross, cost, split rule), masked codes and their fate, refunds."""
         ctx = await shell(request, db)
-        ctx.update(order=await queries.get_order(db, order_id), problem=None, **_labels())
+        ctx.update(order=await queries.get_order(db, order_id), problem=None, **_labels(),
+                   complaints=await list_complaints(db, order_id), complaint_problem=None)
         return render(request, "console/channel_orders/detail.html", ctx)
 
     @post("/{order_id:uuid}/retry", status_code=303, guards=[require_permission(MANAGE)])
@@ -118,7 +135,26 @@ class ChannelOrdersController(Controller):
             await db.rollback()
             problem = problem_of(exc, t, locale_of(request))
             ctx = await shell(request, db)
-            ctx.update(order=await queries.get_order(db, order_id), problem=problem, **_labels())
+            ctx.update(order=await queries.get_order(db, order_id), problem=problem, **_labels(),
+                       complaints=await list_complaints(db, order_id), complaint_problem=None)
             return render(request, "console/channel_orders/detail.html", ctx, status=exc.status)
         flash(request, t.gettext("The delivery was queued again."))
+        return Redirect(f"/console/channel-orders/{order_id}", status_code=303)
+
+    @post("/{order_id:uuid}/complaints", status_code=303, guards=[require_permission(MANAGE)])
+    async def complain(self, request: Request[Any, Any, Any], db: DbSession, order_id: uuid.UUID) -> Response[Any]:
+        """Record a buyer's complaint on the order (counted in the channel's complaint rate)."""
+        t = translator(request)
+        form = values(await read_form(request), "category", "note")
+        try:
+            await record_complaint(db, order_id, convert(form, ComplaintIn))
+        except (DomainError, FormInvalid) as exc:
+            await db.rollback()
+            ctx = await shell(request, db)
+            ctx.update(order=await queries.get_order(db, order_id), problem=None, **_labels(),
+                       complaints=await list_complaints(db, order_id),
+                       complaint_problem=problem_of(exc, t, locale_of(request)), complaint_form=form)
+            return render(request, "console/channel_orders/detail.html", ctx,
+                          status=exc.status if isinstance(exc, DomainError) else 422)
+        flash(request, t.gettext("The complaint was recorded."))
         return Redirect(f"/console/channel-orders/{order_id}", status_code=303)

@@ -9,6 +9,7 @@ domain = Domain(
     api=(
         "core.channel_orders.api:ChannelOrderController",
         "core.channel_orders.api:ChannelCallbackController",
+        "core.channel_orders.complaints_api:ComplaintController",
     ),
     console=("admin_ui.channel_orders_pages:ChannelOrdersController",),
     models=("core.channel_orders.models",),
