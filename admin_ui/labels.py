@@ -189,7 +189,7 @@ SCOPE_TEXTS: tuple[str, ...] = (
     N_("List the connectors your plan allows and your connector accounts with their health."),
     N_("Connect, configure, test, authorise, pause, resume and disconnect connector accounts."),
     N_("List and read channel orders (codes masked) and per-channel sales."),
-    N_("Retry the delivery of failed channel orders."),
+    N_("Retry the delivery of failed channel orders and record buyer complaints."),
     N_("Read split rules, their versions, previews and the split ledger's balances."),
     N_("Create and change split rules (each change is a new version)."),
     N_("Read statements, reconciliation results and settlements, and export them."),

@@ -39,7 +39,7 @@ domain = Domain(
     },
     scopes={
         "channel_orders:read": "List and read channel orders (codes masked) and per-channel sales.",
-        "channel_orders:write": "Retry the delivery of failed channel orders.",
+        "channel_orders:write": "Retry the delivery of failed channel orders and record buyer complaints.",
     },
     permissions={"channel_orders.read": EVERYONE, "channel_orders.manage": OPERATORS},
     provides={
