@@ -26,7 +26,6 @@ from core.splits.terms import SplitComponent, SplitTerms
 from plugins import Buyer, ChannelEvent, OrderLine, RefundNotice, StockItem, StockPush, StockPushResult
 from plugins import ChannelOrder as OrderIn
 from plugins.builtin import sandbox_channel as sandbox
-from tests.integration.channel_orders.conftest import channel, quiet_relay, seller  # noqa: F401  # fixtures
 from tests.integration.channel_orders.fake_channel import (
     ChannelShop,
     add_listing,
@@ -133,7 +132,7 @@ async def _sandbox_account(kernel: Any, tenant_id: uuid.UUID) -> ChannelShop:
 
 
 async def test_a_sandbox_order_writes_sale_rows_and_a_refund_reverses_them(
-    client, kernel, app, make_tenant, sandbox_host, quiet_relay  # noqa: F811
+    client, kernel, app, make_tenant, sandbox_host, quiet_relay
 ):
     tenant = await make_tenant(plan="growth")
     shop = await _sandbox_account(kernel, tenant.id)
@@ -172,7 +171,7 @@ async def test_a_sandbox_order_writes_sale_rows_and_a_refund_reverses_them(
 
 
 async def test_redemption_charges_roll_back_and_a_full_refund_returns_every_party_to_zero(
-    client, kernel, app, seller, channel  # noqa: F811
+    client, kernel, app, seller, channel
 ):
     tid = seller.tenant_id
     listing = await add_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-LL", 5)
@@ -213,7 +212,7 @@ async def test_redemption_charges_roll_back_and_a_full_refund_returns_every_part
     assert all(v == 0 for v in _total(rows).values())
 
 
-async def test_orders_get_the_rule_version_in_force_when_placed(client, kernel, app, seller, channel):  # noqa: F811
+async def test_orders_get_the_rule_version_in_force_when_placed(client, kernel, app, seller, channel):
     tid = seller.tenant_id
     await _plain_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-V", 8, price_fen=1000)
     v1 = await _new_version(kernel, tid, "connector:test_orders_channel", _rule(
@@ -231,7 +230,7 @@ async def test_orders_get_the_rule_version_in_force_when_placed(client, kernel, 
     assert _by(await _entries(kernel, tid, line_id=new.id), "sale") == {"channel": 150, "tenant": 850}
 
 
-async def test_a_social_rule_pays_the_sharer_from_the_third_buyer(client, kernel, app, seller, channel):  # noqa: F811
+async def test_a_social_rule_pays_the_sharer_from_the_third_buyer(client, kernel, app, seller, channel):
     tid = seller.tenant_id
     await _plain_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-SO", 8, price_fen=1000)
     await _new_version(kernel, tid, f"account:{seller.shop.account_id}", _rule(
@@ -248,7 +247,7 @@ async def test_a_social_rule_pays_the_sharer_from_the_third_buyer(client, kernel
     assert refs == {"amy"}
 
 
-async def test_a_refund_after_the_period_is_locked_lands_in_the_next(client, kernel, app, seller, channel):  # noqa: F811
+async def test_a_refund_after_the_period_is_locked_lands_in_the_next(client, kernel, app, seller, channel):
     tid = seller.tenant_id
     await _plain_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-LK", 5, price_fen=1000)
     await _new_version(kernel, tid, f"account:{seller.shop.account_id}", _rule(
@@ -268,7 +267,7 @@ async def test_a_refund_after_the_period_is_locked_lands_in_the_next(client, ker
     assert _by(rows, "refund") == {"channel": -100, "tenant": -900}
 
 
-async def test_the_database_refuses_to_change_or_delete_a_ledger_row(client, kernel, app, seller, channel):  # noqa: F811
+async def test_the_database_refuses_to_change_or_delete_a_ledger_row(client, kernel, app, seller, channel):
     await _plain_listing(kernel, seller.shop, seller.stocked.product_id, "SKU-AO", 5, price_fen=1000)
     await post_callback(client, seller.shop, event_body(_paid("O-AO", "SKU-AO", 1, 1000)))
     assert await run_jobs(app, seller.tenant_id) == []
