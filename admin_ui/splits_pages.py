@@ -46,10 +46,10 @@ BASIS_LABELS: dict[str, str] = {"sale": N_("of the sale"), "redeemed": N_("of th
                                 "conversion": N_("per attributed conversion"), "order": N_("once per order")}
 EVENT_LABELS: dict[str, str] = {"sale": N_("Sale"), "redemption": N_("Redemption of one code"),
                                 "redemption_rollback": N_("Redemption rolled back"), "refund": N_("Refund")}
-PRESET_LABELS: dict[str, str] = {"ecommerce_10": N_("E-commerce: 10% of the sale"),
-                                 "ecommerce_15": N_("E-commerce: 15% of the sale"),
-                                 "locallife": N_("Local life: 5% of the redeemed value"),
-                                 "social": N_("Social: per conversion, 5% cash-back for 3 buyers, KOL fee")}
+PRESET_LABELS: dict[str, str] = {"ecommerce_10": N_("E-commerce: 10%% of the sale"),
+                                 "ecommerce_15": N_("E-commerce: 15%% of the sale"),
+                                 "locallife": N_("Local life: 5%% of the redeemed value"),
+                                 "social": N_("Social: per conversion, 5%% cash-back for 3 buyers, KOL fee")}
 BAD_AMOUNT = N_("Enter an amount in yuan with at most two decimals, e.g. 12.50.")
 BAD_PERCENT = N_("Enter a percentage with at most two decimals, e.g. 15 or 12.5.")
 BAD_NUMBER = N_("Enter a whole number.")
