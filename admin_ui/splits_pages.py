@@ -44,8 +44,9 @@ PARTY_LABELS: dict[str, str] = {"channel": N_("Channel"), "platform": N_("Platfo
                                 "kol": N_("KOL"), "tenant": N_("Tenant (net)")}
 BASIS_LABELS: dict[str, str] = {"sale": N_("of the sale"), "redeemed": N_("of the redeemed value"),
                                 "conversion": N_("per attributed conversion"), "order": N_("once per order")}
-EVENT_LABELS: dict[str, str] = {"sale": N_("Sale"), "redemption": N_("Redemption of one code"),
-                                "redemption_rollback": N_("Redemption rolled back"), "refund": N_("Refund")}
+EVENT_LABELS: dict[str, str] = {"sale": N_("Sale (order taken)"), "redemption": N_("Redemption of one code"),
+                                "redemption_rollback": N_("Redemption rolled back"),
+                                "refund": N_("Refund of units")}
 PRESET_LABELS: dict[str, str] = {"ecommerce_10": N_("E-commerce: 10%% of the sale"),
                                  "ecommerce_15": N_("E-commerce: 15%% of the sale"),
                                  "locallife": N_("Local life: 5%% of the redeemed value"),
