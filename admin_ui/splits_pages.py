@@ -40,7 +40,7 @@ COMPONENT_FIELDS = ("party", "basis", "pct", "fixed", "min", "max", "refs", "lab
 FORM_FIELDS = ("subject", "preset", "remainder_to", "valid_from", "note", "action", "ex_gross", "ex_quantity",
                "ex_referrer", "ex_kol", "ex_referrer_count", "ex_kol_count", "ex_first",
                *(f"c{i}_{f}" for i in range(ROWS) for f in COMPONENT_FIELDS))
-PARTY_LABELS: dict[str, str] = {"channel": N_("Channel"), "platform": N_("Platform"), "referrer": N_("Referrer"),
+PARTY_LABELS: dict[str, str] = {"channel": N_("Channel (party)"), "platform": N_("Platform"), "referrer": N_("Referrer"),
                                 "kol": N_("KOL"), "tenant": N_("Tenant (net)")}
 BASIS_LABELS: dict[str, str] = {"sale": N_("of the sale"), "redeemed": N_("of the redeemed value"),
                                 "conversion": N_("per attributed conversion"), "order": N_("once per order")}
