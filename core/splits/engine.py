@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from core.splits.terms import SplitComponent, SplitTerms
 
@@ -59,8 +60,7 @@ class LineFacts:
     kol_count: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
     """One ledger row of an event: ``party`` gets ``amount_fen`` under ``component``."""
 
     component: str
@@ -84,48 +84,71 @@ def charge(component: SplitComponent, base: int) -> tuple[int, int]:
     return exact // _BP, exact
 
 
-def _sharer(component: SplitComponent, facts: LineFacts) -> tuple[bool, int, str]:
-    """(attributed?, the sharer's referral count, party_ref) for a component's party."""
-    if component.party == "referrer":
-        return bool(facts.referrer), facts.referrer_count, facts.referrer
-    if component.party == "kol":
-        return bool(facts.kol), facts.kol_count, facts.kol
-    if facts.referrer:
-        return True, facts.referrer_count, ""
-    return bool(facts.kol), facts.kol_count, ""
+#: A component compiled for the hot loop: (key, party, basis, bp, fixed × 10000, min × 10000 | None,
+#: max × 10000 | None, min_referrals).
+_Compiled = tuple[str, str, str, int, int, int | None, int | None, int]
+_COMPILED: dict[int, tuple[SplitTerms, tuple[_Compiled, ...]]] = {}
 
 
-def _applies(component: SplitComponent, facts: LineFacts, at_sale: bool) -> tuple[bool, str]:
-    """Whether a component is charged for this event, and the sharer it names."""
-    if at_sale == (component.basis == "redeemed"):
-        return False, ""
-    attributed, count, ref = _sharer(component, facts)
-    if component.party in ("referrer", "kol") and not attributed:
-        return False, ""  # a share for a sharer the order does not have
-    if component.basis == "conversion" and (not attributed or count < component.min_referrals):
-        return False, ""
-    if component.basis == "order" and not facts.first_line:
-        return False, ""
-    return True, ref
+def _compiled(terms: SplitTerms) -> tuple[_Compiled, ...]:
+    """The terms' components as tuples (cached per terms object: the engine runs per line)."""
+    hit = _COMPILED.get(id(terms))
+    if hit is not None and hit[0] is terms:
+        return hit[1]
+    out = tuple(
+        (component_key(i, c), c.party, c.basis, c.bp, c.fixed_fen * _BP,
+         None if c.min_fen is None else c.min_fen * _BP, None if c.max_fen is None else c.max_fen * _BP,
+         c.min_referrals)
+        for i, c in enumerate(terms.components)
+    )
+    if len(_COMPILED) >= 1024:
+        _COMPILED.clear()
+    _COMPILED[id(terms)] = (terms, out)
+    return out
 
 
 def _split(terms: SplitTerms, facts: LineFacts, base: int, total: int, at_sale: bool) -> list[Row]:
-    """Rows for the components of one event on ``base``; they add up to ``total`` (gross, or zero)."""
+    """Rows for the components of one event on ``base``; they add up to ``total`` (gross, or zero).
+
+    A component applies when its basis belongs to the event (``redeemed`` at a redemption, the others at
+    the sale); a ``referrer``/``kol`` share only when the order has that sharer; ``conversion`` only when
+    attributed (``channel``/``platform``: a referrer, else a KOL) and the sharer's count reaches
+    ``min_referrals``; ``order`` only on the order's first line.
+    """
     rows: list[Row] = []
     charged = exact_sum = 0
-    for index, component in enumerate(terms.components):
-        applies, ref = _applies(component, facts, at_sale)
-        if not applies:
+    referrer, kol = facts.referrer, facts.kol
+    for key, party, basis, bp, fixed, lo, hi, refs in _compiled(terms):
+        if at_sale == (basis == "redeemed"):
             continue
-        amount, exact = charge(component, base)
+        if party == "referrer":
+            if not referrer:
+                continue
+            count, ref = facts.referrer_count, referrer
+        elif party == "kol":
+            if not kol:
+                continue
+            count, ref = facts.kol_count, kol
+        else:
+            count, ref = (facts.referrer_count if referrer else facts.kol_count), ""
+        if basis == "conversion" and ((not referrer and not kol) or count < refs):
+            continue
+        if basis == "order" and not facts.first_line:
+            continue
+        exact = bp * base + fixed
+        if lo is not None and exact < lo:
+            exact = lo
+        if hi is not None and exact > hi:
+            exact = hi
+        amount = exact // _BP
         charged += amount
         exact_sum += exact
         if amount:
-            rows.append(Row(component_key(index, component), component.party, amount, ref))
+            rows.append(Row(key, party, amount, ref))
     tenant = (total * _BP - exact_sum) // _BP
     left = total - charged - tenant
     to = terms.remainder_to
-    ref = facts.referrer if to == "referrer" else facts.kol if to == "kol" else ""
+    ref = referrer if to == "referrer" else kol if to == "kol" else ""
     if to == "tenant" or (to in ("referrer", "kol") and not ref):
         tenant, left = tenant + left, 0
     rows.append(Row(NET, "tenant", tenant))
@@ -152,6 +175,8 @@ def redemption_rows(terms: SplitTerms, facts: LineFacts, index: int, units: int)
     Nothing is written when no ``redeemed`` component applies (an empty list).
     """
     value = unit_value(facts.gross_fen, units, index)
+    if not any(c[2] == "redeemed" for c in _compiled(terms)):
+        return []
     rows = _split(terms, facts, value, 0, at_sale=False)
     return [] if all(r.amount_fen == 0 for r in rows) else rows
 
