@@ -219,7 +219,7 @@ def check_split_rule(rule: dict[str, Any]) -> dict[str, Any]:
     10000, or ``{}``): read by :mod:`core.splits.rules` as the listing's rule while it has no rule version.
     ``422 bad_split_rule`` otherwise (richer rules: ``/api/v1/split-rules`` with subject ``listing:<id>``)."""
     known = ("channel_bp", "platform_bp")
-    values = [rule.get(k) for k in known if k in rule]
+    values: list[Any] = [rule[k] for k in known if k in rule]
     if set(rule) - set(known) or any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= BP
                                      for v in values) or sum(values) > BP:
         raise ValidationFailed(
