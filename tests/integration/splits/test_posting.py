@@ -139,7 +139,8 @@ async def test_a_sandbox_order_writes_sale_rows_and_a_refund_reverses_them(
     stocked = await stock_product(kernel, tenant.id, 8)
     listing = await _plain_listing(kernel, shop, stocked.product_id, "SBX-S", 6, price_fen=2990)
     rule_id = await _new_version(kernel, tenant.id, "connector:sandbox", _rule(
-        SplitComponent(party="channel", basis="sale", bp=1000), SplitComponent(party="platform", basis="sale", bp=200)))
+        SplitComponent(party="channel", basis="sale", bp=1000), SplitComponent(party="platform", basis="sale", bp=200),
+        SplitComponent(party="channel", basis="redeemed", bp=100)))
     with tenant_context(tenant.id):
         async with kernel.db.transaction() as db:
             bound = await bind_account(db, await kernel.keys.cipher(db), sandbox_host, shop.account_id)
@@ -159,6 +160,15 @@ async def test_a_sandbox_order_writes_sale_rows_and_a_refund_reverses_them(
     # 10% of 59.80 = 5.98; 2% = 1.196 → 1.19; the tenant 52.63 (+0.006 of a fen left, to the tenant)
     assert _by(rows, "sale") == {"channel": 598, "platform": 119, "tenant": 5263}
     assert {e.rule_id for e in rows} == {rule_id} and {e.period for e in rows} == {period_of(NOW, "Asia/Shanghai")}
+
+    # the buyer redeems one code on the channel: 1% of its unit value (29.90 → 0.299 → 0.29) is charged
+    delivered = sandbox.WORLD.shop(shop.account_id).received[(order.order_id, order.lines[0].line_id)]
+    assert sandbox.redeem_on_channel(shop.account_id, delivered[0].code) is not None
+    with tenant_context(tenant.id):
+        assert await poll_account(app.state.jobs.env, shop.account_id) == 1
+    assert await run_jobs(app, tenant.id) == []
+    rows = await _entries(kernel, tenant.id, line_id=line.id)
+    assert _by(rows, "redemption") == {"channel": 29, "tenant": -29}
 
     sandbox.refund(shop.account_id, order.order_id, quantity=1)
     with tenant_context(tenant.id):
