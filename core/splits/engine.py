@@ -87,24 +87,27 @@ def charge(component: SplitComponent, base: int) -> tuple[int, int]:
 #: A component compiled for the hot loop: (key, party, basis, bp, fixed × 10000, min × 10000 | None,
 #: max × 10000 | None, min_referrals).
 _Compiled = tuple[str, str, str, int, int, int | None, int | None, int]
-_COMPILED: dict[int, tuple[SplitTerms, tuple[_Compiled, ...]]] = {}
+_COMPILED: dict[int, tuple[SplitTerms, tuple[_Compiled, ...], bool]] = {}
+_new_row = tuple.__new__  # Row(...) without the generated __new__'s Python frame (hot loop)
 
 
-def _compiled(terms: SplitTerms) -> tuple[_Compiled, ...]:
-    """The terms' components as tuples (cached per terms object: the engine runs per line)."""
+def _compiled(terms: SplitTerms) -> tuple[tuple[_Compiled, ...], bool]:
+    """The terms' components as tuples, and whether any is charged on redemption (cached per terms
+    object: the engine runs per line)."""
     hit = _COMPILED.get(id(terms))
     if hit is not None and hit[0] is terms:
-        return hit[1]
+        return hit[1], hit[2]
     out = tuple(
         (component_key(i, c), c.party, c.basis, c.bp, c.fixed_fen * _BP,
          None if c.min_fen is None else c.min_fen * _BP, None if c.max_fen is None else c.max_fen * _BP,
          c.min_referrals)
         for i, c in enumerate(terms.components)
     )
+    redeemed = any(c.basis == "redeemed" for c in terms.components)
     if len(_COMPILED) >= 1024:
         _COMPILED.clear()
-    _COMPILED[id(terms)] = (terms, out)
-    return out
+    _COMPILED[id(terms)] = (terms, out, redeemed)
+    return out, redeemed
 
 
 def _split(terms: SplitTerms, facts: LineFacts, base: int, total: int, at_sale: bool) -> list[Row]:
@@ -118,7 +121,7 @@ def _split(terms: SplitTerms, facts: LineFacts, base: int, total: int, at_sale: 
     rows: list[Row] = []
     charged = exact_sum = 0
     referrer, kol = facts.referrer, facts.kol
-    for key, party, basis, bp, fixed, lo, hi, refs in _compiled(terms):
+    for key, party, basis, bp, fixed, lo, hi, refs in _compiled(terms)[0]:
         if at_sale == (basis == "redeemed"):
             continue
         if party == "referrer":
@@ -144,16 +147,16 @@ def _split(terms: SplitTerms, facts: LineFacts, base: int, total: int, at_sale: 
         charged += amount
         exact_sum += exact
         if amount:
-            rows.append(Row(key, party, amount, ref))
+            rows.append(_new_row(Row, (key, party, amount, ref)))
     tenant = (total * _BP - exact_sum) // _BP
     left = total - charged - tenant
     to = terms.remainder_to
     ref = referrer if to == "referrer" else kol if to == "kol" else ""
     if to == "tenant" or (to in ("referrer", "kol") and not ref):
         tenant, left = tenant + left, 0
-    rows.append(Row(NET, "tenant", tenant))
+    rows.append(_new_row(Row, (NET, "tenant", tenant, "")))
     if left:
-        rows.append(Row(ROUNDING, to, left, ref))
+        rows.append(_new_row(Row, (ROUNDING, to, left, ref)))
     return rows
 
 
@@ -175,7 +178,7 @@ def redemption_rows(terms: SplitTerms, facts: LineFacts, index: int, units: int)
     Nothing is written when no ``redeemed`` component applies (an empty list).
     """
     value = unit_value(facts.gross_fen, units, index)
-    if not any(c[2] == "redeemed" for c in _compiled(terms)):
+    if not _compiled(terms)[1]:
         return []
     rows = _split(terms, facts, value, 0, at_sale=False)
     return [] if all(r.amount_fen == 0 for r in rows) else rows
