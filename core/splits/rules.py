@@ -15,7 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 from sqlalchemy import func, select
@@ -33,6 +34,7 @@ __all__ = [
     "PRESETS",
     "create_version",
     "get_rule",
+    "latest_in_force",
     "legacy_terms",
     "list_versions",
     "parse_subject",
@@ -181,6 +183,26 @@ async def list_versions(
         kind, value = parse_subject(subject)
         stmt = stmt.where(SplitRule.subject == f"{kind}:{value}")
     return await keyset_page(session, stmt, SplitRule.id, cursor=cursor, limit=limit)
+
+
+class Version(Protocol):
+    """What choosing the version in force needs of a rule version."""
+
+    valid_from: dt.datetime
+    version: int
+
+
+V = TypeVar("V", bound=Version)
+
+
+def latest_in_force(versions: Iterable[V], at: dt.datetime) -> V | None:
+    """The version of one subject in force at ``at``: the latest ``valid_from`` at or before it, then the
+    highest version (what :func:`rule_in_force` asks the database for)."""
+    best: V | None = None
+    for v in versions:
+        if v.valid_from <= at and (best is None or (v.valid_from, v.version) > (best.valid_from, best.version)):
+            best = v
+    return best
 
 
 async def _latest(session: AsyncSession, subject: str, at: dt.datetime) -> SplitRule | None:

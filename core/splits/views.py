@@ -13,7 +13,7 @@ from core.channels.models import Listing
 from core.connectors.models import ConnectorAccount
 from core.db.base import utcnow
 from core.splits.models import SplitRule
-from core.splits.rules import legacy_terms, terms_from_snapshot
+from core.splits.rules import latest_in_force, legacy_terms, terms_from_snapshot
 from core.splits.terms import SplitTerms
 
 __all__ = ["Choice", "SubjectRow", "subject_choices", "subject_label", "subject_rows"]
@@ -91,9 +91,8 @@ async def subject_rows(session: AsyncSession) -> list[SubjectRow]:
         if row is None:
             row = rows[rule.subject] = SubjectRow(rule.subject, await subject_label(session, rule.subject))
         row.versions.append(rule)
-        if rule.valid_from <= now and (row.current is None or (rule.valid_from, rule.version) > (
-                row.current.valid_from, row.current.version)):
-            row.current = rule
+    for row in rows.values():
+        row.current = latest_in_force(row.versions, now)
     legacy = (await session.execute(select(Listing.id, Listing.sku, Listing.title, Listing.split_rule)
                                     .limit(MAX_SUBJECTS))).all()
     for li in legacy:
