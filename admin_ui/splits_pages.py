@@ -148,7 +148,7 @@ class SplitRulesController(Controller):
         ctx = await shell(request, db)
         connectors, accounts, listings = await views.subject_choices(db)
         ctx.update(
-            subjects=await views.subject_rows(db), connectors=connectors, accounts=accounts, listings=listings,
+            subjects=await views.subject_rows(db), balances=await views.balance_rows(db), connectors=connectors, accounts=accounts, listings=listings,
             manage=role_can(ctx["me"].role, MANAGE_PERMISSION), form=form, problem=problem, preview=shown,
             preview_labels=labels or {}, rows=range(ROWS), presets=PRESET_LABELS, party_labels=PARTY_LABELS,
             basis_labels=BASIS_LABELS, event_labels=EVENT_LABELS, tab="split_rules",

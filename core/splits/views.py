@@ -12,11 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.channels.models import Listing
 from core.connectors.models import ConnectorAccount
 from core.db.base import utcnow
+from core.splits.balances import period_balances
 from core.splits.models import SplitRule
 from core.splits.rules import latest_in_force, legacy_terms, terms_from_snapshot
 from core.splits.terms import SplitTerms
 
-__all__ = ["Choice", "SubjectRow", "subject_choices", "subject_label", "subject_rows"]
+__all__ = ["BalanceRow", "Choice", "SubjectRow", "balance_rows", "subject_choices", "subject_label", "subject_rows"]
 
 MAX_SUBJECTS = 500
 
@@ -102,3 +103,31 @@ async def subject_rows(session: AsyncSession) -> list[SubjectRow]:
             rows[subject] = SubjectRow(subject, f"{li.sku} · {li.title}", legacy=found)
     order = {"connector": 0, "account": 1, "listing": 2}
     return sorted(rows.values(), key=lambda r: (order.get(r.subject.partition(":")[0], 3), r.label))
+
+
+@dataclass
+class BalanceRow:
+    """One account's ledger balances of one period, per party."""
+
+    account_id: uuid.UUID
+    account: str
+    period: str
+    parties: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.parties.values())
+
+
+async def balance_rows(session: AsyncSession, limit: int = 24) -> list[BalanceRow]:
+    """The ledger's balances per account and period (newest periods first), per party."""
+    names = dict((await session.execute(select(ConnectorAccount.id, ConnectorAccount.name))).tuples().all())
+    rows: dict[tuple[uuid.UUID, str], BalanceRow] = {}
+    for b in await period_balances(session):
+        key = (b.account_id, b.period)
+        if key not in rows:
+            if len(rows) >= limit:
+                break
+            rows[key] = BalanceRow(b.account_id, names.get(b.account_id, str(b.account_id)), b.period)
+        rows[key].parties[b.party] = b.amount_fen
+    return list(rows.values())

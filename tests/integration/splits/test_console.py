@@ -3,11 +3,13 @@ version, bad input is a readable message on the page, and a viewer cannot save."
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import httpx
 
 from core.db.context import tenant_context
+from core.splits.ledger import EntryIn, append
 from tenants.users import accept_invite, create_invited_user
 from tests.integration.channels.conftest import add_account
 from tests.integration.console.conftest import Browser, text_of
@@ -53,6 +55,19 @@ async def test_preset_preview_save_and_versions(app, client, kernel, make_tenant
     r = await owner.submit("/console/split-rules", "/console/split-rules/clear", {"subject": f"account:{account}"},
                            follow_redirects=True)
     assert r.status_code == 200 and "data-no-override" in r.text
+
+    # the ledger's balances per account and period
+    with tenant_context(tenant.id):
+        async with kernel.db.transaction() as db:
+            at = dt.datetime(2026, 11, 30, 17, 0, tzinfo=dt.UTC)  # 1 December in Shanghai
+            await append(db, [EntryIn(account_id=account, event="adjustment", event_ref="t1", party=party,
+                                      amount_fen=amount, occurred_at=at, component="manual")
+                              for party, amount in (("channel", 1234), ("tenant", -234))])
+    page = await owner.get("/console/split-rules")
+    row = re.search(r'data-balance-row="[^"]+:2026-12">(.*?)</tr>', page.text, re.S)
+    assert row is not None and "旗舰店" in row.group(1)
+    assert 'data-party="channel">¥12.34' in row.group(1) and 'data-party="tenant">-¥2.34' in row.group(1)
+    assert 'data-total="1000"' in row.group(1)
     await owner.http.aclose()
 
 
