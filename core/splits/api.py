@@ -77,6 +77,12 @@ class SplitRuleController(Controller):
                                           note=data.note, by=_by(request))
         return rule_out(rule)
 
+    @get("/presets", guards=[require_scope("splits:read")])
+    async def presets(self) -> dict[str, dict[str, Any]]:
+        """Starting points (seed 004): e-commerce 10% / 15% of the sale, local life 5% of the redeemed value,
+        social per conversion with a referrer cash-back and a KOL fee; terms to edit and save as a version."""
+        return {name: rules.terms_snapshot(terms) for name, terms in rules.PRESETS.items()}
+
     @get("/in-force", guards=[require_scope("splits:read")])
     async def in_force(
         self, db: AsyncSession, account_id: Annotated[uuid.UUID, Parameter(query="account")],

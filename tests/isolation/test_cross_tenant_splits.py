@@ -3,8 +3,12 @@ found on any endpoint or console page, and nothing of theirs changes."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import httpx
 
+from core.db.context import tenant_context
+from core.splits.ledger import EntryIn, append
 from tests.integration.channels.conftest import add_account
 from tests.integration.console.conftest import Browser
 from tests.integration.grants.shops import Shop, open_shop
@@ -43,11 +47,16 @@ async def test_console_split_rules_never_cross_tenants(app, client, kernel, make
     b_account = await add_account(b, "B-secret-shop")
     r = await b.post("/api/v1/split-rules", {"subject": f"account:{b_account}", "terms": TERMS, "note": "B-note"})
     assert r.status_code == 201
+    with tenant_context(b_handle.id):
+        async with kernel.db.transaction() as db:
+            await append(db, [EntryIn(account_id=b_account, event="adjustment", event_ref="b", party="channel",
+                                      amount_fen=777, occurred_at=dt.datetime.now(dt.UTC))])
 
     owner = Browser(httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver.local"))
     await owner.console_login(a.slug, a.owner_email, a.owner_password)
     page = await owner.get("/console/split-rules")
     assert page.status_code == 200 and "B-secret-shop" not in page.text and "B-note" not in page.text
+    assert 'data-section="balances"' not in page.text and "¥7.77" not in page.text
     page = await owner.get(f"/console/split-rules?subject=account:{b_account}")
     assert page.status_code == 200 and "B-secret-shop" not in page.text
     for action in ("/console/split-rules", "/console/split-rules/clear"):
