@@ -52,14 +52,15 @@ async def split_sale(session: AsyncSession, order: ChannelOrder, lines: list[Cha
         return
     connector = await session.scalar(
         select(ConnectorAccount.connector_id).where(ConnectorAccount.id == order.account_id)) or ""
-    referrers = await referral_count(session, order, "referrer")
-    kols = await referral_count(session, order, "kol")
-    first = min(ln.channel_line_id for ln in lines)
     resolved: dict[uuid.UUID | None, tuple[uuid.UUID | None, SplitTerms]] = {}
+    for listing_id in sorted({ln.listing_id for ln in lines}, key=str):
+        resolved[listing_id] = await rule_in_force(session, connector, order.account_id, listing_id, order.placed_at)
+    # the referral counts matter only to a minimum of referrals (one query each, skipped otherwise)
+    counted = any(c.min_referrals for _, terms in resolved.values() for c in terms.components)
+    referrers = await referral_count(session, order, "referrer") if counted else 0
+    kols = await referral_count(session, order, "kol") if counted else 0
+    first = min(ln.channel_line_id for ln in lines)
     for line in sorted(lines, key=lambda ln: ln.channel_line_id):
-        if line.listing_id not in resolved:
-            resolved[line.listing_id] = await rule_in_force(session, connector, order.account_id, line.listing_id,
-                                                            order.placed_at)
         rule_id, terms = resolved[line.listing_id]
         snapshot = terms_snapshot(terms)
         if rule_id is None and terms.components and line.listing_id is not None:

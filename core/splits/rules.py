@@ -205,30 +205,25 @@ def latest_in_force(versions: Iterable[V], at: dt.datetime) -> V | None:
     return best
 
 
-async def _latest(session: AsyncSession, subject: str, at: dt.datetime) -> SplitRule | None:
-    return await session.scalar(
-        select(SplitRule).where(SplitRule.subject == subject, SplitRule.valid_from <= at)
-        .order_by(SplitRule.valid_from.desc(), SplitRule.version.desc()).limit(1)
-    )
-
-
 async def rule_in_force(
     session: AsyncSession, connector_id: str, account_id: uuid.UUID, listing_id: uuid.UUID | None,
     at: dt.datetime,
 ) -> tuple[uuid.UUID | None, SplitTerms]:
     """(rule version id, terms) in force at ``at``: listing, then account, then connector; a listing's
     legacy rule when it has no version; empty terms (everything to the tenant) when nothing applies."""
+    subjects = [f"account:{account_id}", f"connector:{connector_id}"]
     if listing_id is not None:
-        rule = await _latest(session, f"listing:{listing_id}", at)
-        if rule is None:
+        subjects.insert(0, f"listing:{listing_id}")
+    started = list((await session.execute(
+        select(SplitRule).where(SplitRule.subject.in_(subjects), SplitRule.valid_from <= at)
+    )).scalars())
+    for subject in subjects:
+        rule = latest_in_force((r for r in started if r.subject == subject), at)
+        if rule is None and subject.startswith("listing:"):
             legacy = await session.scalar(select(Listing.split_rule).where(Listing.id == listing_id))
-            found = legacy_terms(legacy or {}) if isinstance(legacy, dict) else None
+            found = legacy_terms(legacy) if isinstance(legacy, dict) else None
             if found is not None:
                 return None, found
-        elif rule.terms is not None:
-            return rule.id, terms_from_snapshot(rule.terms)
-    for subject in (f"account:{account_id}", f"connector:{connector_id}"):
-        rule = await _latest(session, subject, at)
-        if rule is not None and rule.terms is not None:
+        elif rule is not None and rule.terms is not None:
             return rule.id, terms_from_snapshot(rule.terms)
     return None, SplitTerms()
