@@ -176,8 +176,8 @@ async def channel_redeemed(
             held.reported_at = now  # the channel told us: nothing to report back
             await session.flush()
             red = await redeem(session, kernel, RedeemIn(code=number, pin=pin, store=notice.store[:64],
-                                                   terminal="channel", reference=notice.reference[:120] or None),
-                         Caller())
+                                                         terminal="channel", reference=notice.reference[:120] or None),
+                               Caller())
             await split_redemption(session, held.id, red.id, now)  # redeemed-value charges
     except DomainError as exc:
         await session.refresh(held)
