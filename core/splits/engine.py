@@ -33,10 +33,12 @@ __all__ = [
     "LineFacts",
     "Row",
     "charge",
+    "component_key",
     "redemption_rows",
     "refund_rows",
     "rollback_rows",
     "sale_rows",
+    "totals",
     "unit_value",
 ]
 

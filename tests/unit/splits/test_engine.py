@@ -100,6 +100,20 @@ def test_min_and_max_bound_every_charge(component: SplitComponent, base: int) ->
         assert amount == unbounded
 
 
+@settings(max_examples=300, deadline=None)
+@given(components(), facts())
+def test_the_rows_charge_what_charge_says(component: SplitComponent, line: LineFacts) -> None:
+    """The engine's rows apply the bounds exactly as :func:`charge` (a sale-side and a redemption-side
+    component for the channel, always attributed when the order has a sharer)."""
+    for basis in ("sale", "redeemed"):
+        c = SplitComponent(party="channel", basis=basis, bp=component.bp, fixed_fen=component.fixed_fen,  # type: ignore[arg-type]  # literal
+                           min_fen=component.min_fen, max_fen=component.max_fen)
+        terms = SplitTerms(components=[c])
+        rows = sale_rows(terms, line) if basis == "sale" else redemption_rows(terms, line, 0, line.quantity)
+        base = line.gross_fen if basis == "sale" else unit_value(line.gross_fen, line.quantity, 0)
+        assert totals(rows).get("channel", 0) == charge(c, base)[0]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(0, 10**7), st.integers(1, 50))
 def test_unit_values_add_up_to_the_gross(gross: int, units: int) -> None:
