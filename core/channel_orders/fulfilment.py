@@ -6,7 +6,8 @@ phone and IP), takes each line's units from its listing's quota (:func:`core.cha
 an atomic conditional update) and allocates codes through :func:`core.inventory.allocation.allocate`, all
 inside one savepoint: a refusal (unknown SKU, paused listing, quota or stock exhausted, risk) undoes every
 line's quota and codes and leaves the order ``refused`` with the reason. Every line records gross price,
-quantity, listing, the unit cost of each code's batch and the split rule in force.
+quantity, listing, the unit cost of each code's batch and the split rule in force (with its sale rows in
+the split ledger, :mod:`core.channel_orders.splitting`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
 from core.channel_orders.models import ChannelOrder, ChannelOrderCode, ChannelOrderLine
+from core.channel_orders.splitting import split_sale
 from core.channels.models import Listing
 from core.channels.quotas import take_quota
 from core.channels.sync import request_push
@@ -195,7 +197,6 @@ async def _allocate_lines(
             sku=ln.sku[:100], listing_id=listing.id, product_id=listing.product_id, quantity=ln.quantity,
             unit_price_fen=ln.unit_price_fen, gross_fen=ln.quantity * ln.unit_price_fen,
             cost_fen=sum(int(costs.get(c.batch_id, 0)) for c in allocation.codes),
-            split_rule=dict(listing.split_rule or {}),
         )
         session.add(line)
         await session.flush()  # the line before its codes (composite foreign key)
@@ -207,6 +208,7 @@ async def _allocate_lines(
         )
         made.append(line)
     await session.flush()
+    await split_sale(session, order, made)  # the rule in force when placed, snapshotted; the sale's ledger rows
     if then is not None:
         await then(made)
     for account_id in sorted({item.listing.account_id for item in items}):

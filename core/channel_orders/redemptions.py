@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
 from core.channel_orders.models import ChannelOrder, ChannelOrderCode, ChannelOrderLine
+from core.channel_orders.splitting import split_redemption, split_rollback
 from core.connectors.calls import AccountUnavailable, ConnectorCallFailed, bind_account
 from core.db.base import utcnow
 from core.errors import DomainError, NotFound
@@ -67,6 +68,7 @@ async def code_redeemed(session: AsyncSession, code_id: uuid.UUID, facts: dict[s
     )).first()
     if row is None:
         return
+    await split_redemption(session, row.id, facts.get("redemption_id", ""), now)  # redeemed-value charges
     # once per redemption: a code redeemed again after a rollback is reported again
     key = f"{REPORT_ACTOR}:{row.id}:{facts.get('redemption_id', '')}"
     enqueue(session, REPORT_ACTOR, {"record_id": str(row.id)}, business_key=key)
@@ -88,6 +90,7 @@ async def code_rolled_back(session: AsyncSession, code_id: uuid.UUID, facts: dic
         return
     held, order = row
     told, via, now = held.reported_at is not None, held.redeemed_via or "kaquan", utcnow()
+    await split_rollback(session, held.id, held.line_id, facts.get("redemption_id", ""), now)
     held.state = "delivered" if held.delivered_at is not None else "issued"
     held.redeemed_at, held.redeemed_via, held.reported_at, held.state_changed_at = None, "", None, now
     await session.flush()
@@ -172,9 +175,10 @@ async def channel_redeemed(
             held.state, held.redeemed_via, held.redeemed_at, held.state_changed_at = "redeemed", "channel", now, now
             held.reported_at = now  # the channel told us: nothing to report back
             await session.flush()
-            await redeem(session, kernel, RedeemIn(code=number, pin=pin, store=notice.store[:64],
-                                                   terminal="channel", reference=notice.reference[:120] or None),
-                         Caller())
+            red = await redeem(session, kernel, RedeemIn(code=number, pin=pin, store=notice.store[:64],
+                                                         terminal="channel", reference=notice.reference[:120] or None),
+                               Caller())
+            await split_redemption(session, held.id, red.id, now)  # redeemed-value charges
     except DomainError as exc:
         await session.refresh(held)
         return await _refused(session, order, f"{exc.code}: {exc.en}", decided=decided)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.audit.services import record
 from core.channel_orders.fulfilment import _insert
 from core.channel_orders.models import ChannelOrder, ChannelOrderCode, ChannelOrderLine, ChannelRefund
+from core.channel_orders.splitting import split_refund
 from core.channels.quotas import give_back_quota
 from core.db.base import utcnow
 from core.db.ids import new_id
@@ -121,9 +122,12 @@ async def apply_refund(
     per_unit = max(1, len(taken) // max(1, units)) if taken else 1
     refunded_units = min(units, len(taken) // per_unit) if taken else 0
     refund.returned, refund.voided = len(back), len(gone)
+    before = line.refunded_quantity
     line.refunded_quantity += refunded_units
     line.refunded_fen += max(0, notice.amount_fen)
     await session.flush()
+    await split_refund(session, line, before=before, units=refunded_units, kind=kind, refund_id=notice.refund_id,
+                       at=now)  # the sale rows of those units reversed (cumulative floor, see core.splits.engine)
     if refunded_units and line.listing_id is not None:
         await give_back_quota(session, line.listing_id, refunded_units)
     await _order_status(session, order, kind)

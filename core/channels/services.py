@@ -195,7 +195,7 @@ async def create_listing(session: AsyncSession, data: ListingIn, *, user_id: uui
                  status="active", price_rule=rule_to_json(rule), price_fen=priced.price_fen,
                  quota_kind=data.quota.kind, quota_value=data.quota.value,
                  quota=data.quota.value if data.quota.kind == "fixed" else 0, sold=0,
-                 low_watermark_bp=data.low_watermark_bp, split_rule=dict(data.split_rule), version=1,
+                 low_watermark_bp=data.low_watermark_bp, split_rule=check_split_rule(data.split_rule), version=1,
                  pushed_version=0, push_error="", push_attempts=0, updated_at=now)
     session.add(li)
     try:
@@ -214,6 +214,22 @@ async def create_listing(session: AsyncSession, data: ListingIn, *, user_id: uui
     return listing_out(li)
 
 
+def check_split_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A listing's own split (``{"channel_bp": N, "platform_bp": M}``, integers 0..10000 summing to at most
+    10000, or ``{}``): read by :mod:`core.splits.rules` as the listing's rule while it has no rule version.
+    ``422 bad_split_rule`` otherwise (richer rules: ``/api/v1/split-rules`` with subject ``listing:<id>``)."""
+    known = ("channel_bp", "platform_bp")
+    values: list[Any] = [rule[k] for k in known if k in rule]
+    if set(rule) - set(known) or any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= BP
+                                     for v in values) or sum(values) > BP:
+        raise ValidationFailed(
+            "split_rule takes channel_bp and platform_bp, whole basis points 0..10000 summing to at most 10000",
+            "split_rule 只接受 channel_bp 和 platform_bp，为 0 到 10000 的整数基点，合计不超过 10000",
+            code="bad_split_rule", errors=[FieldError(field="split_rule", message="channel_bp/platform_bp",
+                                                      code="bad_split_rule")])
+    return dict(rule)
+
+
 async def update_listing(session: AsyncSession, listing_id: uuid.UUID, patch: ListingPatch, *,
                          user_id: uuid.UUID | None = None) -> ListingOut:
     """Change a listing's title, price rule, quota, low watermark or split rule."""
@@ -225,7 +241,7 @@ async def update_listing(session: AsyncSession, listing_id: uuid.UUID, patch: Li
     if patch.low_watermark_bp is not None:
         li.low_watermark_bp = changes["low_watermark_bp"] = patch.low_watermark_bp
     if patch.split_rule is not None:
-        li.split_rule = changes["split_rule"] = dict(patch.split_rule)
+        li.split_rule = changes["split_rule"] = check_split_rule(patch.split_rule)
     if patch.price_rule is not None:
         rule = check_rule(patch.price_rule, product.face_value)
         li.price_rule = changes["price_rule"] = rule_to_json(rule)

@@ -1,0 +1,3 @@
+from tests.integration.channel_orders.conftest import channel, quiet_relay, seller
+
+__all__ = ["channel", "quiet_relay", "seller"]
