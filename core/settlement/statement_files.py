@@ -152,7 +152,7 @@ class Preview(msgspec.Struct, kw_only=True):
 
     encoding: str
     file_format: str
-    header_row: int | None
+    header_row: int
     headers: list[str]
     rows: list[list[str]]
     suggested: dict[str, str]
@@ -279,9 +279,11 @@ def _header_matches(cells: list[Any], spec: MappingSpec | None) -> bool:
     return len(suggest_columns([cell_text(c) for c in cells])) >= 2
 
 
-def _head(upload: Upload, spec: MappingSpec | None) -> tuple[int | None, list[str], Iterator[tuple[int, list[Any]]],
+def _head(upload: Upload, spec: MappingSpec | None) -> tuple[bool, int, list[str], Iterator[tuple[int, list[Any]]],
                                                               list[tuple[int, list[Any]]]]:
-    """(header row number, header cells, the rows after the scanned ones, the scanned rows after the header)."""
+    """(header found?, its row number, its cells, the rows after the scanned ones, the scanned rows below it).
+
+    Without a row naming the columns, the first non-blank row stands in as the header (not found)."""
     rows = upload.rows()
     head: list[tuple[int, list[Any]]] = []
     for n, cells in rows:
@@ -294,19 +296,22 @@ def _head(upload: Upload, spec: MappingSpec | None) -> tuple[int | None, list[st
         raise import_error("import_empty", "The file is empty", "文件为空")
     for i, (n, cells) in enumerate(head):
         if _header_matches(cells, spec):
-            return n, [cell_text(c) for c in cells], rows, head[i + 1:]
-    return None, [cell_text(c) for c in head[0][1]], rows, head
+            return True, n, [cell_text(c) for c in cells], rows, head[i + 1:]
+    return False, head[0][0], [cell_text(c) for c in head[0][1]], rows, head[1:]
 
 
 def preview(upload: Upload, spec: MappingSpec | None = None) -> Preview:
-    """The header row, the first :data:`PREVIEW_ROWS` rows below it and the suggested mapping."""
-    header_row, headers, _rest, after = _head(upload, spec)
-    if header_row is None and spec is not None:
-        header_row, headers, _rest, after = _head(upload, None)
+    """The header row, the first :data:`PREVIEW_ROWS` rows below it and the suggested mapping.
+
+    With no row naming known columns (or ``spec``'s), the first non-blank row is offered as the header and
+    nothing is suggested."""
+    found, header_row, headers, _rest, after = _head(upload, spec)
+    if not found and spec is not None:
+        upload.file.seek(0)
+        found, header_row, headers, _rest, after = _head(upload, None)
     shown = [[cell_text(c) for c in cells] for _n, cells in after[:PREVIEW_ROWS]]
-    suggested = suggest_columns(headers) if header_row is not None else {}
     return Preview(encoding=upload.encoding or "", file_format=upload.file_format, header_row=header_row,
-                   headers=headers if header_row is not None else [], rows=shown, suggested=suggested)
+                   headers=headers, rows=shown, suggested=suggest_columns(headers) if found else {})
 
 
 def check_mapping(spec: MappingSpec) -> None:
@@ -444,8 +449,8 @@ def read_lines(upload: Upload, spec: MappingSpec, zone: str) -> ReadResult:
     """Every data row as a :class:`ParsedLine` or its problems; a line id seen before in the file is a
     repeat when the row says the same (skipped, reported) and a problem when it says something else."""
     check_mapping(spec)
-    header_row, headers, rest, after = _head(upload, spec)
-    if header_row is None:
+    found, header_row, headers, rest, after = _head(upload, spec)
+    if not found:
         missing = [h for h in spec.columns.values() if h and _n(h) not in {_n(c) for c in headers}]
         raise ValidationFailed(
             f"No header row naming the mapped columns was found in the first {HEADER_SCAN_ROWS} rows "

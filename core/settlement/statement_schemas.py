@@ -96,7 +96,7 @@ class PreviewOut(msgspec.Struct, kw_only=True):
 
     encoding: str
     file_format: str
-    header_row: int | None
+    header_row: int
     headers: list[str]
     rows: list[list[str]]
     suggested: dict[str, str]
