@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ValidationFailed
+from core.inventory.importing.parsing import Upload
 from core.settlement.statement_files import (
     MappingSpec,
     check_mapping,
@@ -25,7 +26,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "statements"
 SHANGHAI = "Asia/Shanghai"
 
 
-def upload(name: str):  # noqa: ANN201 - an Upload
+def upload(name: str) -> Upload:
     data = (FIXTURES / name).read_bytes()
     return open_statement(io.BytesIO(data), name, max_bytes=1 << 20)
 
