@@ -167,8 +167,9 @@ class StatementsPagesController(Controller):
         p = await services.preview_file(db, account_id, file, filename, max_bytes=limit)
         data = file.getvalue() if isinstance(file, io.BytesIO) else (file.seek(0), file.read(CARRY_BYTES + 1))[1]
         if form is None:
-            chosen = p.saved.columns if p.saved.saved else p.suggested
-            form = {f"map_{f}": chosen.get(f, "") for f in FIELDS}
+            # the saved mapping where the file has its columns, else what the headers suggest
+            saved = {f: h for f, h in p.saved.columns.items() if h in p.headers}
+            form = {f"map_{f}": saved.get(f) or p.suggested.get(f, "") for f in FIELDS}
             form.update(amount_unit=p.saved.amount_unit, kinds=_kinds_text(p.saved.kinds))
         ctx = await shell(request, db)
         ctx.update(preview=p, account_id=str(account_id), filename=filename, form=form, problem=problem,

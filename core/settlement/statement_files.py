@@ -350,12 +350,16 @@ _PROBLEMS: dict[str, tuple[str, str]] = {
 }
 
 
+_FIELD_ZH = {"line_id": "流水号", "order_id": "订单号", "order_line_id": "子订单号", "kind": "类型", "amount": "金额",
+             "commission": "佣金", "occurred_at": "时间", "description": "备注"}
+
+
 def _problem(row: int, field: str, value: Any, code: str, repeats: int | None = None) -> RowProblem:
     en, zh = _PROBLEMS[code]
     label = field.replace("_", " ")
     return RowProblem(row=row, field=field, value=cell_text(value)[:100], code=code,
                       message=f"Row {row}: {label} {en}" + (f" (row {repeats})" if repeats else ""),
-                      message_zh=f"第 {row} 行：{field} {zh}" + (f"（第 {repeats} 行）" if repeats else ""),
+                      message_zh=f"第 {row} 行：{_FIELD_ZH.get(field, field)}{zh}" + (f"（第 {repeats} 行）" if repeats else ""),
                       repeats_row=repeats)
 
 
