@@ -11,15 +11,16 @@ from typing import Any
 from core.connectors.calls import seal_secrets
 from core.connectors.models import AccountRoute, ConnectorAccount
 from core.db.context import tenant_context
-from plugins.builtin import locallife_channel, sandbox_channel
+from plugins.builtin import ecommerce_channel, locallife_channel, sandbox_channel, social_channel
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "statements"
 
 
 def register_builtin(app: Any) -> Any:
-    """The sandbox and locallife connectors on the app's plugin host (the entry points may predate them)."""
+    """The built-in channel connectors on the app's plugin host (the entry points may predate them)."""
     host = app.state.jobs.plugins
-    for module, name in ((sandbox_channel, "sandbox_channel"), (locallife_channel, "locallife_channel")):
+    for module, name in ((sandbox_channel, "sandbox_channel"), (locallife_channel, "locallife_channel"),
+                         (ecommerce_channel, "ecommerce_channel"), (social_channel, "social_channel")):
         if module.CONNECTOR.info.id not in host.connectors():
             host.register(module, name=name)
     return host

@@ -18,7 +18,7 @@ from core.db.context import tenant_context
 from plugins import StatementLine
 from plugins.builtin import ecommerce_channel
 from plugins.builtin import sandbox_channel as sandbox
-from tests.fakes.channel_servers import FakeLocalLife, FakeMarketplace
+from tests.fakes.channel_servers import FakeLocalLife, FakeMarketplace, FakeSocialShop
 from tests.integration.channel_orders.conftest import channel  # noqa: F401  (the test connector, no statements)
 from tests.integration.channel_orders.fake_channel import connect_account
 from tests.integration.statements.helpers import add_account, register_builtin, sandbox_account
@@ -136,6 +136,28 @@ async def test_ecommerce_bills_over_http_with_paging(client, kernel, seller) -> 
             ("sale", 1000, 50), ("sale", 2000, 100), ("sale", 3000, 150), ("refund", 3000, 0)]
     finally:
         market.stop()
+
+
+async def test_social_flows_over_http_one_per_page(client, kernel, seller) -> None:
+    tenant, headers = seller
+    social = FakeSocialShop(secret="so-" + uuid.uuid4().hex)
+    social.start()
+    try:
+        account_id = await add_account(kernel, tenant.id, "social", {
+            "base_url": social.url, "appid": social.appid, "page_size": 1, "timeout_seconds": 3},
+            {"secret": social.secret, "callback_token": "so-callback"})
+        order = social.new_order([("SO-1", 3, 1990)], {"buyer_id": "b1"})
+        lid = next(iter(order.lines))
+        assert social.record_delivery(order.order_id, lid, "r1", [{"code": "S1"}, {"code": "S2"}, {"code": "S3"}])
+        social.record_refund(order.order_id, lid, 2)
+        r = await client.post("/api/v1/statements/fetches", headers=headers,
+                              json={"account_id": str(account_id), **_range()})
+        assert r.status_code == 201, r.text
+        lines = (await client.get(f"/api/v1/statements/{r.json()['id']}/lines", headers=headers)).json()["items"]
+        assert [(ln["kind"], ln["amount_fen"], ln["commission_fen"]) for ln in lines] == [
+            ("sale", 5970, 298), ("refund", 3980, 0)]
+    finally:
+        social.stop()
 
 
 async def test_fetch_refusals(client, kernel, seller, channel, make_tenant, make_api_client) -> None:  # noqa: F811
