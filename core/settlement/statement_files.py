@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import re
 import zoneinfo
 from collections.abc import Iterator
@@ -163,7 +164,11 @@ class Preview(msgspec.Struct, kw_only=True):
 
 def cell_text(value: Any) -> str:
     """A cell as text: spreadsheet integers without ``.0``, Excel's ``="123"`` and leading ``'`` unwrapped."""
-    if value is None:
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or text[0] not in "='\t":
+            return text
+    elif value is None:
         return ""
     if isinstance(value, bool):
         return str(value)
@@ -229,6 +234,11 @@ def parse_time(value: Any, zone: str) -> dt.datetime:
         text = re.sub(r"\s+", " ", text)
         if not text:
             raise ValueError("empty")
+        if len(text) == 19 and text[4] == "-" and text[10] == " ":  # the usual 2026-11-03 14:05:09: C speed
+            try:
+                return dt.datetime.fromisoformat(text).replace(tzinfo=tz).astimezone(dt.UTC)
+            except ValueError:
+                pass
         if text.isdigit() and len(text) in (10, 13):  # epoch seconds or milliseconds
             seconds = int(text) / (1000 if len(text) == 13 else 1)
             return dt.datetime.fromtimestamp(seconds, dt.UTC)
@@ -251,13 +261,41 @@ def parse_time(value: Any, zone: str) -> dt.datetime:
 # ------------------------------------------------------------------------------------------ headers
 
 
+class _Borrowed(io.RawIOBase):
+    """The caller's file, read through a wrapper that closing does not close: a row stream ended early
+    (a preview reads 20 rows) closes its text wrapper, which would otherwise close the upload itself."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._f.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+
 def open_statement(f: IO[bytes], filename: str, *, max_bytes: int, encoding: str | None = None) -> Upload:
-    """Sniff the file (format, encoding, delimiter); whole-file problems raise ``ValidationFailed``."""
-    return open_upload(f, filename, max_bytes=max_bytes, encoding=encoding)
+    """Sniff the file (format, encoding, delimiter); whole-file problems raise ``ValidationFailed``.
+
+    ``f`` stays open whatever happens to the returned upload's row streams."""
+    f.seek(0)
+    return open_upload(io.BufferedReader(_Borrowed(f)), filename, max_bytes=max_bytes, encoding=encoding)
 
 
 def _blank(cells: list[Any]) -> bool:
-    return all(cell_text(c) == "" for c in cells)
+    return all(c is None or (isinstance(c, str) and not c.strip().strip("'\t")) for c in cells)
 
 
 def suggest_columns(headers: list[str]) -> dict[str, str]:
@@ -305,10 +343,11 @@ def preview(upload: Upload, spec: MappingSpec | None = None) -> Preview:
 
     With no row naming known columns (or ``spec``'s), the first non-blank row is offered as the header and
     nothing is suggested."""
-    found, header_row, headers, _rest, after = _head(upload, spec)
+    found, header_row, headers, rest, after = _head(upload, spec)
+    _close(rest)
     if not found and spec is not None:
-        upload.file.seek(0)
-        found, header_row, headers, _rest, after = _head(upload, None)
+        found, header_row, headers, rest, after = _head(upload, None)
+        _close(rest)
     shown = [[cell_text(c) for c in cells] for _n, cells in after[:PREVIEW_ROWS]]
     return Preview(encoding=upload.encoding or "", file_format=upload.file_format, header_row=header_row,
                    headers=headers, rows=shown, suggested=suggest_columns(headers) if found else {})
@@ -370,17 +409,24 @@ def content_id(line: ParsedLine) -> str:
     return "h:" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _kind(raw: Any, labels: dict[str, str], amount: int) -> str | None:
-    text = cell_text(raw)
-    if not text:
-        return "refund" if amount < 0 else "sale"
-    for label, kind in labels.items():
-        if text == label or _n(text) == _n(label):
-            return kind
-    return KIND_LABELS.get(_n(text))
+class _Kinds:
+    """Kind labels → kinds: the mapping's labels first, then the known ones; each distinct text looked up once."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.exact = dict(labels)
+        self.normal = {**KIND_LABELS, **{_n(label): kind for label, kind in labels.items()}}
+        self.seen: dict[str, str | None] = {}
+
+    def __call__(self, raw: Any, amount: int) -> str | None:
+        text = cell_text(raw)
+        if not text:
+            return "refund" if amount < 0 else "sale"
+        if text not in self.seen:
+            self.seen[text] = self.exact.get(text) or self.normal.get(_n(text))
+        return self.seen[text]
 
 
-def _row(n: int, cells: list[Any], idx: dict[str, int], spec: MappingSpec, zone: str
+def _row(n: int, cells: list[Any], idx: dict[str, int], spec: MappingSpec, zone: str, kinds: _Kinds
          ) -> ParsedLine | list[RowProblem]:
     def cell(name: str) -> Any:
         i = idx.get(name)
@@ -402,7 +448,7 @@ def _row(n: int, cells: list[Any], idx: dict[str, int], spec: MappingSpec, zone:
         at = parse_time(cell("occurred_at"), zone)
     except ValueError as exc:
         problems.append(_problem(n, "occurred_at", cell("occurred_at"), str(exc)))
-    kind = _kind(cell("kind"), spec.kinds, amount)
+    kind = kinds(cell("kind"), amount)
     if kind is None:
         problems.append(_problem(n, "kind", cell("kind"), "unknown_kind"))
     texts = {f: cell_text(cell(f)) for f in ("line_id", "order_id", "order_line_id")}
@@ -455,6 +501,7 @@ def read_lines(upload: Upload, spec: MappingSpec, zone: str) -> ReadResult:
     check_mapping(spec)
     found, header_row, headers, rest, after = _head(upload, spec)
     if not found:
+        _close(rest)
         missing = [h for h in spec.columns.values() if h and _n(h) not in {_n(c) for c in headers}]
         raise ValidationFailed(
             f"No header row naming the mapped columns was found in the first {HEADER_SCAN_ROWS} rows "
@@ -462,26 +509,41 @@ def read_lines(upload: Upload, spec: MappingSpec, zone: str) -> ReadResult:
             f"前 {HEADER_SCAN_ROWS} 行中没有包含映射列的表头（缺少：{'、'.join(missing)}），请检查文件或修改列映射",
             code="statement_mapping_unknown_column", extra={"missing": missing, "columns": headers},
         )
-    idx = column_indexes(headers, spec)
+    try:
+        idx = column_indexes(headers, spec)
+    except ValidationFailed:
+        _close(rest)
+        raise
     seen: dict[str, ParsedLine] = {}
+    kinds = _Kinds(spec.kinds)
     out = ReadResult(lines=[], problems=[], repeats=[], header_row=header_row, rows=0)
-    for n, cells in _chain(after, rest):
-        if _blank(cells):
-            continue
-        out.rows += 1
-        parsed = _row(n, cells, idx, spec, zone)
-        if isinstance(parsed, list):
-            out.problems.extend(parsed)
-            continue
-        first = seen.get(parsed.line_id)
-        if first is None:
-            seen[parsed.line_id] = parsed
-            out.lines.append(parsed)
-        elif msgspec.structs.replace(first, row=n) == parsed:
-            out.repeats.append(_problem(n, "line_id", parsed.line_id, "repeated_same", first.row))
-        else:
-            out.problems.append(_problem(n, "line_id", parsed.line_id, "repeated_in_file", first.row))
+    try:
+        for n, cells in _chain(after, rest):
+            if _blank(cells):
+                continue
+            out.rows += 1
+            parsed = _row(n, cells, idx, spec, zone, kinds)
+            if isinstance(parsed, list):
+                out.problems.extend(parsed)
+                continue
+            first = seen.get(parsed.line_id)
+            if first is None:
+                seen[parsed.line_id] = parsed
+                out.lines.append(parsed)
+            elif msgspec.structs.replace(first, row=n) == parsed:
+                out.repeats.append(_problem(n, "line_id", parsed.line_id, "repeated_same", first.row))
+            else:
+                out.problems.append(_problem(n, "line_id", parsed.line_id, "repeated_in_file", first.row))
+    finally:
+        _close(rest)
     return out
+
+
+def _close(rows: Iterator[Any]) -> None:
+    """End a row stream now (its text wrapper lets go of the file), not whenever it is collected."""
+    close = getattr(rows, "close", None)
+    if close is not None:
+        close()
 
 
 def _chain(*parts: Any) -> Iterator[tuple[int, list[Any]]]:
