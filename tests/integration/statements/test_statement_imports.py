@@ -143,6 +143,15 @@ async def test_mapping_saved_once_and_used_for_the_next_file(client, shop) -> No
     assert p["rows"][0][0] == "LL0001"
 
 
+async def test_a_long_file_without_a_saved_mapping(client, shop) -> None:
+    _tenant, headers, account_id = shop
+    rows = ["账单流水号,订单号,交易类型,金额(元),入账时间"] + [
+        f"L{i:05d},O{i // 3},销售,{i}.{i % 100:02d},2026-12-01 08:{i % 60:02d}:00" for i in range(1, 2501)]
+    r = await import_file(client, headers, account_id, "long.csv", "\n".join(rows).encode("gbk"))
+    assert r.status_code == 201, r.text
+    assert (r.json()["lines_new"], r.json()["lines_total"]) == (2500, 2500)
+
+
 async def test_upload_refusals(client, shop, make_tenant, make_api_client) -> None:
     _tenant, headers, account_id = shop
     r = await client.post("/api/v1/statements/imports", headers=headers, data={"account_id": str(account_id)})

@@ -161,3 +161,12 @@ def test_a_mapping_naming_a_missing_column_is_refused() -> None:
     with pytest.raises(ValidationFailed) as exc:
         read_lines(upload("utf8_bom.csv"), spec, SHANGHAI)
     assert exc.value.code == "statement_mapping_unknown_column"
+
+
+def test_a_preview_that_stops_early_leaves_the_upload_open() -> None:
+    rows = ["流水号,订单号,金额,时间"] + [f"L{i},O{i},1.00,2026-12-01 08:00" for i in range(200)]
+    f = io.BytesIO("\n".join(rows).encode("gbk"))
+    p = preview(open_statement(f, "x.csv", max_bytes=1 << 20))
+    assert len(p.rows) == 10 and not f.closed
+    result = read_lines(open_statement(f, "x.csv", max_bytes=1 << 20), MappingSpec(columns=p.suggested), "UTC")
+    assert len(result.lines) == 200 and not f.closed
