@@ -261,6 +261,12 @@ def parse_time(value: Any, zone: str) -> dt.datetime:
 # ------------------------------------------------------------------------------------------ headers
 
 
+def _undecodable() -> ValidationFailed:
+    return import_error("import_undecodable",
+                        "The file's text encoding cannot be recognised; save it as UTF-8 (or GBK) and try again",
+                        "无法识别文件的文字编码，请另存为 UTF-8（或 GBK）后重试")
+
+
 class _Borrowed(io.RawIOBase):
     """The caller's file, read through a wrapper that closing does not close: a row stream ended early
     (a preview reads 20 rows) closes its text wrapper, which would otherwise close the upload itself."""
@@ -291,7 +297,17 @@ def open_statement(f: IO[bytes], filename: str, *, max_bytes: int, encoding: str
 
     ``f`` stays open whatever happens to the returned upload's row streams."""
     f.seek(0)
-    return open_upload(io.BufferedReader(_Borrowed(f)), filename, max_bytes=max_bytes, encoding=encoding)
+    try:
+        return open_upload(io.BufferedReader(_Borrowed(f)), filename, max_bytes=max_bytes, encoding=encoding)
+    except ValidationFailed as exc:
+        if exc.code != "import_undecodable" or encoding:
+            raise
+    # the detector found nothing it trusts (long repetitive text): the channels' legacy encoding, if it fits
+    f.seek(0)
+    try:
+        return open_upload(io.BufferedReader(_Borrowed(f)), filename, max_bytes=max_bytes, encoding="gb18030")
+    except ValidationFailed:
+        raise _undecodable() from None
 
 
 def _blank(cells: list[Any]) -> bool:

@@ -170,3 +170,13 @@ def test_a_preview_that_stops_early_leaves_the_upload_open() -> None:
     assert len(p.rows) == 10 and not f.closed
     result = read_lines(open_statement(f, "x.csv", max_bytes=1 << 20), MappingSpec(columns=p.suggested), "UTC")
     assert len(result.lines) == 200 and not f.closed
+
+
+def test_gbk_text_the_detector_gives_up_on_is_read_as_gb18030() -> None:
+    rows = ["账单流水号,订单号,金额,时间,备注"] + [f"B{i},O{i},1.50,2026-12-01 08:00:00,{'礼品卡' * 20}"
+                                          for i in range(3000)]
+    up = open_statement(io.BytesIO("\n".join(rows).encode("gbk")), "x.csv", max_bytes=1 << 24)
+    assert up.encoding == "gb18030"
+    with pytest.raises(ValidationFailed) as exc:
+        open_statement(io.BytesIO(b"\xff\xfe\xfd" * 1000 + b"\x81"), "x.csv", max_bytes=1 << 24)
+    assert exc.value.code in ("import_undecodable", "import_binary")
