@@ -165,7 +165,8 @@ class StatementsPagesController(Controller):
                             problem: FormProblem | None = None, status: int = 200) -> Response[str]:
         limit: int = request.app.state.kernel.settings.max_import_bytes
         p = await services.preview_file(db, account_id, file, filename, max_bytes=limit)
-        data = file.getvalue() if isinstance(file, io.BytesIO) else (file.seek(0), file.read(CARRY_BYTES + 1))[1]
+        file.seek(0)
+        data = file.read(CARRY_BYTES + 1)  # carried in the form when it fits, else chosen again
         if form is None:
             # the saved mapping where the file has its columns, else what the headers suggest
             saved = {f: h for f, h in p.saved.columns.items() if h in p.headers}
