@@ -10,6 +10,7 @@ domain = Domain(
         "core.settlement.statements_api:StatementMappingsController",
     ),
     console=("admin_ui.statements_pages:StatementsPagesController",),
+    jobs=("core.settlement.statement_jobs",),
     events={
         "settlement.ready": (
             "A channel account's period reconciled with no open item: its settlement can be confirmed."

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
-from core.connectors.calls import AccountUnavailable, ConnectorCallFailed, bind_account
+from core.connectors.calls import AccountUnavailable, BoundAccount, ConnectorCallFailed, bind_account
 from core.connectors.models import ConnectorAccount
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
@@ -30,6 +30,7 @@ from core.db.ids import new_id
 from core.db.paging import keyset_page
 from core.db.session import Database, get_scoped
 from core.errors import Conflict, DomainError, NotFound, ValidationFailed
+from core.jobs.outbox import enqueue
 from core.plugin_host import PluginHost
 from core.settlement.models import Statement, StatementLine, StatementMapping
 from core.settlement.statement_files import (
@@ -64,7 +65,9 @@ __all__ = [
     "list_lines",
     "list_statements",
     "preview_file",
+    "run_fetch",
     "save_mapping",
+    "start_fetch",
     "statement_out",
 ]
 
@@ -76,6 +79,7 @@ MAX_PROBLEMS = 200
 FETCH_MAX_DAYS = 93
 FETCH_MAX_PAGES = 2000
 FETCH_CALL_SECONDS = 30.0
+FETCH_JOB = "fetch_channel_statement"
 
 
 class ChannelUnavailable(DomainError):
@@ -344,15 +348,10 @@ async def _pull(bound: Any, start: dt.datetime, end: dt.datetime) -> list[Any]:
                              f"对账单超过 {FETCH_MAX_PAGES} 页，请缩短时间范围", extra={"reason": "too_many_pages"})
 
 
-async def fetch_statement(session: AsyncSession, db: Database, cipher: TenantCipher, plugins: PluginHost,
-                          account_id: uuid.UUID, start: dt.datetime, end: dt.datetime, *, by: str,
-                          embedded: bool = False) -> Statement:
-    """Fetch the account's statement of ``[start, end)`` through its connector and store its new lines.
-
-    ``409 statement_fetch_unsupported`` when the connector cannot fetch statements (import the file
-    instead), ``409 statement_account_unavailable`` when the account is paused or its connector gone,
-    ``502 statement_fetch_failed`` when the channel does not answer (nothing stored).
-    """
+async def _fetchable(session: AsyncSession, db: Database, cipher: TenantCipher, plugins: PluginHost,
+                     account_id: uuid.UUID, start: dt.datetime, end: dt.datetime, embedded: bool
+                     ) -> tuple[BoundAccount, dt.datetime, dt.datetime]:
+    """The account bound to its connector and the range in UTC, or the refusal (404, 409, 422)."""
     account = await channel_account(session, account_id)
     start, end = _utc(start, "start"), _utc(end, "end")
     if not start < end or end - start > dt.timedelta(days=FETCH_MAX_DAYS):
@@ -371,24 +370,80 @@ async def fetch_statement(session: AsyncSession, db: Database, cipher: TenantCip
             f"该账号的连接器（{account.connector_id}）不支持拉取对账单，请改为导入渠道导出的对账单文件（CSV 或 Excel）",
             code="statement_fetch_unsupported",
         )
-    raw = await _pull(bound, start, end)
+    return bound, start, end
+
+
+async def _fill(session: AsyncSession, statement: Statement, bound: BoundAccount) -> None:
+    """Pull every page of the statement's range and store the new lines (nothing when a page fails)."""
+    assert statement.period_start is not None and statement.period_end is not None
+    raw = await _pull(bound, statement.period_start, statement.period_end)
     seen: dict[str, ParsedLine] = {}
     for line in raw:
         parsed = _parsed(line)
         seen.setdefault(parsed.line_id, parsed)
     lines = list(seen.values())
-    statement = Statement(account_id=account_id, source="fetch", filename="", encoding="",
-                          digest=hashlib.sha256(msgspec.json.encode(raw)).hexdigest(), period_start=start,
-                          period_end=end, status="running", created_by=by[:200])
-    session.add(statement)
-    await session.flush()
+    statement.digest = hashlib.sha256(msgspec.json.encode(raw)).hexdigest()
     new, notes = await _store(session, statement, lines, await tenant_zone(session))
     _finish(statement, lines, len(raw), new, notes)
     await session.flush()
     record(session, "statement.fetched", "statement", statement.id,
-           {"account_id": str(account_id), "start": start.isoformat(), "end": end.isoformat(),
-            "lines_new": new, "lines_repeated": statement.lines_repeated})
+           {"account_id": str(statement.account_id), "start": statement.period_start.isoformat(),
+            "end": statement.period_end.isoformat(), "lines_new": new, "lines_repeated": statement.lines_repeated})
+
+
+async def _new_fetch(session: AsyncSession, account_id: uuid.UUID, start: dt.datetime, end: dt.datetime,
+                     by: str) -> Statement:
+    statement = Statement(account_id=account_id, source="fetch", filename="", encoding="", period_start=start,
+                          period_end=end, status="running", created_by=by[:200])
+    session.add(statement)
+    await session.flush()
     return statement
+
+
+async def fetch_statement(session: AsyncSession, db: Database, cipher: TenantCipher, plugins: PluginHost,
+                          account_id: uuid.UUID, start: dt.datetime, end: dt.datetime, *, by: str,
+                          embedded: bool = False) -> Statement:
+    """Fetch the account's statement of ``[start, end)`` through its connector and store its new lines.
+
+    ``409 statement_fetch_unsupported`` when the connector cannot fetch statements (import the file
+    instead), ``409 statement_account_unavailable`` when the account is paused or its connector gone,
+    ``502 statement_fetch_failed`` when the channel does not answer (nothing stored).
+    """
+    bound, start, end = await _fetchable(session, db, cipher, plugins, account_id, start, end, embedded)
+    statement = await _new_fetch(session, account_id, start, end, by)
+    await _fill(session, statement, bound)
+    return statement
+
+
+async def start_fetch(session: AsyncSession, db: Database, cipher: TenantCipher, plugins: PluginHost,
+                      account_id: uuid.UUID, start: dt.datetime, end: dt.datetime, *, by: str,
+                      embedded: bool = False) -> Statement:
+    """Check the fetch as :func:`fetch_statement` does, then queue it: the statement stays ``running`` until
+    the job has stored its lines (``done``) or recorded why it could not (``failed``, nothing stored)."""
+    await _fetchable(session, db, cipher, plugins, account_id, start, end, embedded)
+    statement = await _new_fetch(session, account_id, _utc(start, "start"), _utc(end, "end"), by)
+    enqueue(session, FETCH_JOB, {"statement_id": str(statement.id)}, business_key=f"{FETCH_JOB}:{statement.id}")
+    return statement
+
+
+async def run_fetch(session: AsyncSession, db: Database, cipher: TenantCipher, plugins: PluginHost,
+                    statement_id: uuid.UUID) -> Statement | None:
+    """The queued fetch of ``statement_id`` (a statement no longer ``running`` is left alone)."""
+    statement = await get_scoped(session, Statement, statement_id)
+    if statement is None or statement.status != "running" or statement.source != "fetch":
+        return None
+    assert statement.period_start is not None and statement.period_end is not None
+    bound, _start, _end = await _fetchable(session, db, cipher, plugins, statement.account_id,
+                                           statement.period_start, statement.period_end, False)
+    await _fill(session, statement, bound)
+    return statement
+
+
+async def fail_fetch(session: AsyncSession, statement_id: uuid.UUID, error: str) -> None:
+    """Record why a queued fetch stored nothing."""
+    statement = await get_scoped(session, Statement, statement_id)
+    if statement is not None and statement.status == "running":
+        statement.status, statement.error, statement.finished_at = "failed", error[:500], utcnow()
 
 
 # ------------------------------------------------------------------------------------------ reading

@@ -138,6 +138,18 @@ class StatementsController(Controller):
         return services.statement_out(statement)
 
 
+    @post("/fetch-jobs", status_code=202, guards=[require_scope(WRITE)])
+    async def fetch_job(self, request: Request[Any, Any, Any], db: AsyncSession, data: FetchIn) -> StatementOut:
+        """Queue the fetch (long ranges): ``202`` with the statement, ``running`` until the job has stored its
+        lines (``done``) or recorded why not (``failed``, ``error``; nothing stored). Refusals as for a fetch."""
+        kernel = request.app.state.kernel
+        statement = await services.start_fetch(
+            db, kernel.db, await kernel.keys.cipher(db), request.app.state.jobs.plugins, data.account_id,
+            data.start, data.end, by=actor_label(), embedded=not kernel.settings.redis_url,
+        )
+        return services.statement_out(statement)
+
+
 class StatementMappingsController(Controller):
     path = "/api/v1/statement-mappings"
     tags = ["settlement"]

@@ -19,7 +19,7 @@ from plugins import StatementLine
 from plugins.builtin import ecommerce_channel
 from plugins.builtin import sandbox_channel as sandbox
 from tests.fakes.channel_servers import FakeLocalLife, FakeMarketplace, FakeSocialShop
-from tests.integration.channel_orders.conftest import channel  # noqa: F401  (the test connector, no statements)
+from tests.integration.channel_orders.conftest import channel, quiet_relay  # noqa: F401  (the test connector, no statements)
 from tests.integration.channel_orders.fake_channel import connect_account
 from tests.integration.statements.helpers import add_account, register_builtin, sandbox_account
 
@@ -186,3 +186,53 @@ async def test_fetch_refusals(client, kernel, seller, channel, make_tenant, make
 
 def test_ecommerce_connector_declares_statements() -> None:
     assert "statements" in ecommerce_channel.CONNECTOR.info.capabilities
+
+
+async def _run_fetch_jobs(app: Any, tenant_id: uuid.UUID) -> int:
+    """Run the tenant's queued statement fetches as the worker would (claimed from the outbox)."""
+    from sqlalchemy import select, update
+
+    from core.jobs.context import MessageInfo, reset_job_context, set_job_context
+    from core.jobs.models import OutboxMessage
+    from core.settlement.statement_jobs import fetch_channel_statement
+    from core.settlement.statements import FETCH_JOB
+
+    with tenant_context(tenant_id):
+        async with app.state.kernel.db.transaction() as db:
+            rows = list((await db.execute(select(OutboxMessage).where(
+                OutboxMessage.actor == FETCH_JOB, OutboxMessage.status == "pending"))).scalars())
+            for row in rows:
+                await db.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(status="done"))
+    for row in rows:
+        info = MessageInfo("m-" + uuid.uuid4().hex, FETCH_JOB, tenant_id, row.business_key, None, 0)
+        tokens = set_job_context(app.state.jobs.env, info)
+        try:
+            with tenant_context(tenant_id):
+                await fetch_channel_statement(**row.payload)
+        finally:
+            reset_job_context(tokens)
+    return len(rows)
+
+
+async def test_a_queued_fetch_stores_its_lines_or_records_why_not(client, kernel, app, seller, quiet_relay) -> None:  # noqa: F811
+    tenant, headers = seller
+    account_id = await sandbox_account(kernel, tenant.id, page_size=2)
+    _sandbox_lines(account_id, 5)
+    r = await client.post("/api/v1/statements/fetch-jobs", headers=headers,
+                          json={"account_id": str(account_id), **_range()})
+    assert r.status_code == 202, r.text
+    queued = r.json()
+    assert (queued["status"], queued["lines_new"]) == ("running", 0)
+    assert await _run_fetch_jobs(app, tenant.id) == 1
+    done = (await client.get(f"/api/v1/statements/{queued['id']}", headers=headers)).json()
+    assert (done["status"], done["lines_new"], len(done["digest"])) == ("done", 5, 64)
+
+    sandbox.fail_next(account_id, "server_error", times=1)
+    failed = (await client.post("/api/v1/statements/fetch-jobs", headers=headers,
+                                json={"account_id": str(account_id), **_range()})).json()
+    assert await _run_fetch_jobs(app, tenant.id) == 1
+    failed = (await client.get(f"/api/v1/statements/{failed['id']}", headers=headers)).json()
+    assert failed["status"] == "failed" and "nothing was stored" in failed["error"] and failed["lines_new"] == 0
+    r = await client.post("/api/v1/statements/fetch-jobs", headers=headers,
+                          json={"account_id": str(uuid.uuid4()), **_range()})
+    assert r.status_code == 404
