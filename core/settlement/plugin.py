@@ -5,6 +5,12 @@ from core.domains import ADMINS, EVERYONE, FINANCE, Domain
 domain = Domain(
     name="settlement",
     models=("core.settlement.models",),
+    api=(
+        "core.settlement.statements_api:StatementsController",
+        "core.settlement.statements_api:StatementMappingsController",
+    ),
+    console=("admin_ui.statements_pages:StatementsPagesController",),
+    jobs=("core.settlement.statement_jobs",),
     events={
         "settlement.ready": (
             "A channel account's period reconciled with no open item: its settlement can be confirmed."
