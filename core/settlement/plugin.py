@@ -4,6 +4,8 @@ from core.domains import ADMINS, EVERYONE, FINANCE, Domain
 
 domain = Domain(
     name="settlement",
+    api=("core.settlement.settlements_api:SettlementController",),
+    console=("admin_ui.settlements_pages:SettlementsController",),
     models=("core.settlement.models",),
     events={
         "settlement.ready": (
