@@ -77,7 +77,8 @@ async def settlement_lines(session: AsyncSession, account_id: uuid.UUID, period:
     items = [_line(r, period) for r in rows[:limit]]
     more = len(rows) > limit
     if not more:
-        loose = (await session.execute(_lines_select(account_id, period).where(line_id.is_(None)))).all()
+        loose_stmt = _lines_select(account_id, period)
+        loose = (await session.execute(loose_stmt.where(loose_stmt.selected_columns.line_id.is_(None)))).all()
         items.extend(_line(r, period) for r in loose)
     return SettlementLinePage(items, items[-1].line_id if more else None)
 
