@@ -39,8 +39,8 @@ STATUS_LABELS: dict[str, str] = {
     "paid": N_("Paid"),
 }
 PARTY_LABELS: dict[str, str] = {
-    "channel": N_("Channel"),
-    "platform": N_("Platform"),
+    "channel": N_("Channel share"),
+    "platform": N_("Platform share"),
     "referrer": N_("Referrer"),
     "kol": N_("KOL"),
     "tenant": N_("You (net)"),

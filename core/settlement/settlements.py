@@ -31,6 +31,7 @@ from core.settlement.models import SETTLEMENT_STATUSES, ReconItem, Settlement
 from core.settlement.settlement_schemas import SettlementOut, SettlementPage, Totals
 from core.splits.ledger import lock_period, period_of, tenant_zone
 from core.splits.models import SplitEntry
+from tenants.models import User
 
 __all__ = [
     "CHARGING_EVENTS",
@@ -244,8 +245,16 @@ async def _live_many(session: AsyncSession, keys: Sequence[tuple[uuid.UUID, str]
     return {(r.account_id, r.period): _totals(r) for r in rows if (r.account_id, r.period) in wanted}
 
 
-def _by() -> str:
+async def _by(session: AsyncSession) -> str:
+    """Who acts, as people read it: a console user's email, else ``<type>:<id>`` (an API client, a job)."""
     actor = current_actor()
+    if actor.type == "user":
+        try:
+            email = await session.scalar(select(User.email).where(User.id == uuid.UUID(actor.id)))
+        except ValueError:
+            email = None
+        if email:
+            return str(email)[:200]
     return f"{actor.type}:{actor.id}"[:200]
 
 
@@ -316,7 +325,7 @@ async def confirm(session: AsyncSession, account_id: uuid.UUID, period: str, *, 
         raise ValidationFailed("A reason is required to confirm a period that is not reconciled",
                                "强制确认未对账的期间必须填写原因", code="settlement_reason_required",
                                errors=[FieldError(field="reason", message="required", code="required")])
-    by = _by()
+    by = await _by(session)
     await lock_period(session, account_id, period, by)
     totals = await live_totals(session, account_id, period)
     now = utcnow()
