@@ -33,35 +33,66 @@ def _sum(cond: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((cond, SplitEntry.amount_fen), else_=0)), 0)
 
 
-def _lines_select(account_id: uuid.UUID, period: str) -> Select[Any]:
+def _sums_select(account_id: uuid.UUID, period: str) -> Select:
+    """Each line's sums in the period (one row per ``line_id``; ``None`` gathers rows naming no line)."""
     e = SplitEntry
     shares = [_sum(and_(e.party == p, e.event.in_(CHARGING_EVENTS))).label(p) for p in PARTY_COLUMNS]
-    agg = (
+    return (
         select(e.line_id.label("line_id"), _sum(e.event == "sale").label("gross"), *shares,
                _sum(e.event.in_(REFUND_EVENTS)).label("refunded"),
                _sum(and_(e.event == "adjustment", e.party == "tenant")).label("adjustments"),
                _sum(e.party == "tenant").label("net"))
         .where(e.tenant_id == require_tenant(), e.account_id == account_id, e.period == period)
         .group_by(e.line_id)
-    ).subquery()
-    tid = require_tenant()
-    return (
-        select(agg, ChannelOrderLine.channel_line_id, ChannelOrderLine.sku, ChannelOrderLine.quantity,
-               ChannelOrder.channel_order_id)
-        .select_from(agg)
-        .outerjoin(ChannelOrderLine, and_(ChannelOrderLine.tenant_id == tid, ChannelOrderLine.id == agg.c.line_id))
-        .outerjoin(ChannelOrder, and_(ChannelOrder.tenant_id == tid, ChannelOrder.id == ChannelOrderLine.order_id))
     )
 
 
-def _line(row: Any, period: str) -> SettlementLineOut:
+def _line(row: Any, facts: tuple[str, str, str, int], period: str) -> SettlementLineOut:
+    order, line, sku, quantity = facts
     return SettlementLineOut(
-        line_id=row.line_id, channel_order_id=row.channel_order_id or "", channel_line_id=row.channel_line_id or "",
-        sku=row.sku or "", quantity=int(row.quantity or 0), gross_fen=int(row.gross),
-        channel_fen=int(row.channel), platform_fen=int(row.platform), referrer_fen=int(row.referrer),
-        kol_fen=int(row.kol), tenant_fen=int(row.tenant), refunds_fen=-int(row.refunded),
-        adjustments_fen=int(row.adjustments), net_due_fen=int(row.net), period=period,
+        line_id=row.line_id, channel_order_id=order, channel_line_id=line, sku=sku, quantity=quantity,
+        gross_fen=int(row.gross), channel_fen=int(row.channel), platform_fen=int(row.platform),
+        referrer_fen=int(row.referrer), kol_fen=int(row.kol), tenant_fen=int(row.tenant),
+        refunds_fen=-int(row.refunded), adjustments_fen=int(row.adjustments), net_due_fen=int(row.net),
+        period=period,
     )
+
+
+async def _chunk(session: AsyncSession, account_id: uuid.UUID, period: str, after: uuid.UUID | None,
+                 limit: int) -> list[Any]:
+    """Up to ``limit`` lines' sums after ``after`` in line-id order.
+
+    The sums and the lines' facts are read apart (sums by a keyset range, facts by primary key), so no plan
+    joins an aggregate of the whole period to the order tables.
+    """
+    stmt = _sums_select(account_id, period).where(SplitEntry.line_id.is_not(None))
+    if after is not None:
+        stmt = stmt.where(SplitEntry.line_id > after)
+    return list((await session.execute(stmt.order_by(SplitEntry.line_id).limit(limit))).all())
+
+
+async def _facts(session: AsyncSession, line_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str, str, int]]:
+    if not line_ids:
+        return {}
+    lines = (await session.execute(
+        select(ChannelOrderLine.id, ChannelOrderLine.order_id, ChannelOrderLine.channel_line_id,
+               ChannelOrderLine.sku, ChannelOrderLine.quantity).where(ChannelOrderLine.id.in_(line_ids))
+    )).all()
+    orders = dict((await session.execute(
+        select(ChannelOrder.id, ChannelOrder.channel_order_id)
+        .where(ChannelOrder.id.in_({ln.order_id for ln in lines}))
+    )).tuples().all()) if lines else {}
+    return {ln.id: (orders.get(ln.order_id, ""), ln.channel_line_id, ln.sku, ln.quantity) for ln in lines}
+
+
+async def _with_facts(session: AsyncSession, rows: list[Any], period: str) -> list[SettlementLineOut]:
+    facts = await _facts(session, [r.line_id for r in rows if r.line_id is not None])
+    return [_line(r, facts.get(r.line_id, ("", "", "", 0)), period) for r in rows]
+
+
+async def _loose(session: AsyncSession, account_id: uuid.UUID, period: str) -> list[SettlementLineOut]:
+    rows = (await session.execute(_sums_select(account_id, period).where(SplitEntry.line_id.is_(None)))).all()
+    return [_line(r, ("", "", "", 0), period) for r in rows]
 
 
 async def settlement_lines(session: AsyncSession, account_id: uuid.UUID, period: str, *,
@@ -69,27 +100,26 @@ async def settlement_lines(session: AsyncSession, account_id: uuid.UUID, period:
     """The period's order lines in line-id order (adjustments naming no line come last, ``line_id`` None)."""
     await get_settlement(session, account_id, period)  # 404 / 422 as the settlement itself
     limit = max(1, min(limit, MAX_PAGE))
-    stmt = _lines_select(account_id, period)
-    line_id = stmt.selected_columns.line_id
-    if cursor is not None:
-        stmt = stmt.where(line_id > cursor)
-    rows = (await session.execute(stmt.where(line_id.is_not(None)).order_by(line_id).limit(limit + 1))).all()
-    items = [_line(r, period) for r in rows[:limit]]
+    rows = await _chunk(session, account_id, period, cursor, limit + 1)
+    items = await _with_facts(session, rows[:limit], period)
     more = len(rows) > limit
     if not more:
-        loose_stmt = _lines_select(account_id, period)
-        loose = (await session.execute(loose_stmt.where(loose_stmt.selected_columns.line_id.is_(None)))).all()
-        items.extend(_line(r, period) for r in loose)
+        items.extend(await _loose(session, account_id, period))
     return SettlementLinePage(items, items[-1].line_id if more else None)
 
 
 async def _all_lines(session: AsyncSession, account_id: uuid.UUID, period: str) -> AsyncIterator[list[SettlementLineOut]]:
-    stmt = _lines_select(account_id, period)
-    cols = stmt.selected_columns
-    stmt = stmt.order_by(cols.channel_order_id.is_(None), cols.channel_order_id, cols.channel_line_id, cols.line_id)
-    result = await session.stream(stmt.execution_options(yield_per=CHUNK))
-    async for chunk in result.partitions(CHUNK):
-        yield [_line(r, period) for r in chunk]
+    after: uuid.UUID | None = None
+    while True:
+        rows = await _chunk(session, account_id, period, after, CHUNK)
+        if rows:
+            yield await _with_facts(session, rows, period)
+        if len(rows) < CHUNK:
+            break
+        after = rows[-1].line_id
+    loose = await _loose(session, account_id, period)
+    if loose:
+        yield loose
 
 
 _SUMMARY_HEAD = ("Field / 项目", "Value / 值")

@@ -190,7 +190,7 @@ async def list_settlements(
     period: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
-) -> SettlementPage:  # long: one union query, its filters and the totals of the page
+) -> SettlementPage:
     """Settlements newest period first: every (account, period) with ledger rows or a settlement row."""
     if status is not None and status not in SETTLEMENT_STATUSES:
         raise ValidationFailed(f"Unknown status {status[:20]!r}", f"未知的状态 {status[:20]!r}",
