@@ -165,8 +165,14 @@ async def export_xlsx(session: AsyncSession, account_id: uuid.UUID, period: str)
     _append(summary, _summary_rows(s))
     lines = book.create_sheet("Lines")
     lines.append(_LINE_HEAD)
+    writing: asyncio.Future[None] | None = None  # the previous chunk is written while the next one is read
     async for chunk in _all_lines(session, account_id, period):
-        await asyncio.to_thread(_append, lines, [_line_row(ln) for ln in chunk])
+        rows = [_line_row(ln) for ln in chunk]
+        if writing is not None:
+            await writing
+        writing = asyncio.ensure_future(asyncio.to_thread(_append, lines, rows))
+    if writing is not None:
+        await writing
     with tempfile.TemporaryFile(suffix=".xlsx") as fh:
         await asyncio.to_thread(book.save, fh)
         fh.seek(0)
