@@ -47,6 +47,7 @@ def test_settlement_confirm_pay_and_export_in_the_console(page: Any, live_server
     row = page.locator(f'[data-settlement="{month.account_id}/{month.period}"]')
     expect(row).to_contain_text("美团门店")
     expect(row.locator("[data-net]")).to_have_text("¥91.00")
+    page.screenshot(path=str(SCREENSHOTS / "settlement-list.png"), full_page=True)
     row.get_by_role("link", name=month.period).click()
 
     expect(page.locator('[data-total="gross"]')).to_have_text("¥150.00")
