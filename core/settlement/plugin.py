@@ -4,7 +4,10 @@ from core.domains import ADMINS, EVERYONE, FINANCE, Domain
 
 domain = Domain(
     name="settlement",
-    api=("core.settlement.settlements_api:SettlementController",),
+    api=(
+        "core.settlement.settlements_api:SettlementController",
+        "core.settlement.settlements_api:SettlementBalanceController",
+    ),
     console=("admin_ui.settlements_pages:SettlementsController",),
     models=("core.settlement.models",),
     events={

@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 
 __all__ = [
+    "AccountBalance",
     "ConfirmIn",
     "PayIn",
     "SettlementLineOut",
@@ -101,3 +102,21 @@ class PayIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     payment_ref: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     paid_at: Annotated[dt.datetime, msgspec.Meta(tz=True)] | None = None
+
+
+class AccountBalance(msgspec.Struct, kw_only=True):
+    """What one channel account owes the tenant, by settlement status (net due, fen).
+
+    ``open_fen``: live net due of the periods not yet confirmed (``open`` or ``reconciled``);
+    ``confirmed_fen``: frozen net due of confirmed settlements not yet paid; ``paid_fen``: of paid ones.
+    """
+
+    account_id: uuid.UUID
+    account_name: str
+    connector_id: str
+    open_fen: int = 0
+    open_periods: int = 0
+    confirmed_fen: int = 0
+    confirmed_periods: int = 0
+    paid_fen: int = 0
+    paid_periods: int = 0

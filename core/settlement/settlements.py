@@ -28,7 +28,7 @@ from core.db.session import get_scoped
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from core.events.services import emit
 from core.settlement.models import SETTLEMENT_STATUSES, ReconItem, Settlement
-from core.settlement.settlement_schemas import SettlementOut, SettlementPage, Totals
+from core.settlement.settlement_schemas import AccountBalance, SettlementOut, SettlementPage, Totals
 from core.splits.ledger import lock_period, period_of, tenant_zone
 from core.splits.models import SplitEntry
 from tenants.models import User
@@ -37,6 +37,7 @@ __all__ = [
     "CHARGING_EVENTS",
     "REFUND_EVENTS",
     "account_of",
+    "balances",
     "channel_accounts",
     "check_period",
     "confirm",
@@ -372,3 +373,36 @@ async def pay(session: AsyncSession, account_id: uuid.UUID, period: str, payment
            {"account_id": str(account_id), "period": period, "payment_ref": ref, "net_due_fen": s.net_due_fen})
     await session.flush()
     return await get_settlement(session, account_id, period)
+
+
+async def balances(session: AsyncSession, account_id: uuid.UUID | None = None) -> list[AccountBalance]:
+    """Per channel account: net due of unconfirmed periods (live), of confirmed unpaid and of paid ones."""
+    tid = require_tenant()
+    out = {a: AccountBalance(account_id=a, account_name=name, connector_id=connector)
+           for a, name, connector in await channel_accounts(session) if account_id in (None, a)}
+    frozen = select(Settlement.account_id, Settlement.period).where(
+        Settlement.tenant_id == tid, Settlement.status.in_(("confirmed", "paid")))
+    live = (
+        select(SplitEntry.account_id, SplitEntry.period, _sum(SplitEntry.party == "tenant").label("net"))
+        .where(SplitEntry.tenant_id == tid, SplitEntry.account_id.in_(list(out)))
+        .group_by(SplitEntry.account_id, SplitEntry.period)
+    )
+    closed = {(r.account_id, r.period) for r in await session.execute(frozen)}
+    for r in await session.execute(live):
+        if (r.account_id, r.period) not in closed:
+            out[r.account_id].open_fen += int(r.net)
+            out[r.account_id].open_periods += 1
+    rows = await session.execute(
+        select(Settlement.account_id, Settlement.status, func.count(),
+               func.coalesce(func.sum(Settlement.net_due_fen), 0))
+        .where(Settlement.tenant_id == tid, Settlement.status.in_(("confirmed", "paid")),
+               Settlement.account_id.in_(list(out)))
+        .group_by(Settlement.account_id, Settlement.status)
+    )
+    for a, status, n, total in rows:
+        b = out[a]
+        if status == "confirmed":
+            b.confirmed_fen, b.confirmed_periods = int(total), int(n)
+        else:
+            b.paid_fen, b.paid_periods = int(total), int(n)
+    return list(out.values())

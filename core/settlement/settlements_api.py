@@ -1,5 +1,6 @@
 """Settlements API: ``/api/v1/settlements`` — list (by account, status, period), read with live totals, the
-lines of a period, confirm, record the payment, and the XLSX export."""
+lines of a period, confirm, record the payment, and the XLSX export; ``/api/v1/settlement-balances`` — what
+each channel account owes by settlement status."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from core.settlement import settlements
 from core.settlement.settlement_export import MAX_PAGE as LINES_MAX_PAGE
 from core.settlement.settlement_export import export_xlsx, settlement_lines
 from core.settlement.settlement_schemas import (
+    AccountBalance,
     ConfirmIn,
     PayIn,
     SettlementLinePage,
@@ -78,3 +80,16 @@ class SettlementController(Controller):
         name, body = await export_xlsx(db, account_id, period)
         return Response(body, media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"',
                                                         "Cache-Control": "no-store"})
+
+
+class SettlementBalanceController(Controller):
+    path = "/api/v1/settlement-balances"
+    tags = ["settlements"]
+    dependencies = {"db": Provide(provide_db)}
+
+    @get("/", guards=[require_scope("settlement:read")])
+    async def balances(
+        self, db: AsyncSession, account_id: Annotated[uuid.UUID | None, Parameter(query="account")] = None
+    ) -> list[AccountBalance]:
+        """Per channel account: net due of unconfirmed periods, of confirmed unpaid ones, and of paid ones."""
+        return await settlements.balances(db, account_id)

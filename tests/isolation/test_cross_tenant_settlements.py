@@ -32,6 +32,11 @@ async def test_tenant_a_never_sees_or_touches_b_settlements(client, two_tenants)
     assert mine[0]["totals"]["gross_fen"] == 15_000  # B's rows are not summed in
     r = await client.get("/api/v1/settlements", params={"account": str(month_b.account_id)}, headers=ca.headers)
     assert r.json()["items"] == []
+    balances = (await client.get("/api/v1/settlement-balances", headers=ca.headers)).json()
+    assert [(b["account_id"], b["open_fen"]) for b in balances] == [(str(month_a.account_id), 9_100)]
+    r = await client.get("/api/v1/settlement-balances", params={"account": str(month_b.account_id)},
+                         headers=ca.headers)
+    assert r.json() == []
 
     theirs = f"/api/v1/settlements/{month_b.account_id}/{month_b.period}"
     for method, tail, body in (("GET", "", None), ("GET", "/lines", None), ("GET", "/export.xlsx", None),

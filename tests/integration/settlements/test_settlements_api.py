@@ -218,3 +218,23 @@ async def test_export_xlsx_opens_with_summary_and_lines(client, kernel, seller) 
     assert lines[2] == ("ORD-2", "L2", "SKU-2", 2, 5_000, 600, 0, 0, 0, 4_400, 0, 0, 4_400, "2026-10")
     assert lines[3][0] in ("", None) and lines[3][11] == 300 and lines[3][12] == 300
     assert sum(row[12] for row in lines[1:]) == 9_100
+
+
+async def test_balances_by_status(client, kernel, seller) -> None:
+    sep = await seed_month(kernel, seller.tenant_id, seller.account_id, 2026, 9, "SEP")
+    await seed_month(kernel, seller.tenant_id, seller.account_id, 2026, 10, "OCT")  # stays open
+    aug = await seed_month(kernel, seller.tenant_id, seller.account_id, 2026, 8, "AUG")
+    h = seller.headers
+    for month in (aug, sep):
+        r = await client.post(url(month, "/confirm"), json={"force": True, "reason": "no statement"}, headers=h)
+        assert r.status_code == 200
+    assert (await client.post(url(aug, "/pay"), json={"payment_ref": "P-1"}, headers=h)).status_code == 200
+    got = (await client.get("/api/v1/settlement-balances", headers=h)).json()
+    assert got == [{
+        "account_id": str(seller.account_id), "account_name": "抖音小店", "connector_id": got[0]["connector_id"],
+        "open_fen": 9_100, "open_periods": 1, "confirmed_fen": 9_100, "confirmed_periods": 1,
+        "paid_fen": 9_100, "paid_periods": 1,
+    }]
+    unknown = (await client.get("/api/v1/settlement-balances", params={"account": str(sep.order_ids[0])},
+                                headers=h)).json()
+    assert unknown == []
