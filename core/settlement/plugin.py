@@ -6,10 +6,15 @@ domain = Domain(
     name="settlement",
     models=("core.settlement.models",),
     api=(
+        "core.settlement.settlements_api:SettlementController",
+        "core.settlement.settlements_api:SettlementBalanceController",
         "core.settlement.statements_api:StatementsController",
         "core.settlement.statements_api:StatementMappingsController",
     ),
-    console=("admin_ui.statements_pages:StatementsPagesController",),
+    console=(
+        "admin_ui.settlements_pages:SettlementsController",
+        "admin_ui.statements_pages:StatementsPagesController",
+    ),
     jobs=("core.settlement.statement_jobs",),
     events={
         "settlement.ready": (

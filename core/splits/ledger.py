@@ -9,12 +9,13 @@ time (a redelivered message, a retried job).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 import zoneinfo
 from collections.abc import Iterable, Sequence
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,19 +68,40 @@ async def is_locked(session: AsyncSession, account_id: uuid.UUID, period: str) -
     return found is not None
 
 
+async def _guard(session: AsyncSession, account_id: uuid.UUID, period: str, *, exclusive: bool) -> None:
+    """On PostgreSQL, a transaction-scoped advisory lock on one account's period: writers of ledger rows
+    hold it shared, confirming a period holds it exclusive. A confirmation therefore waits for rows being
+    written into the period to commit (its totals include them), and a row written after it waits for the
+    confirmation to commit, then sees the period locked and moves on to the next one."""
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite has one writer at a time: the race cannot happen
+    digest = hashlib.sha256(f"ledger:{require_tenant()}:{account_id}:{period}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+    await session.execute(select(lock(key)))
+
+
 async def entry_period(session: AsyncSession, account_id: uuid.UUID, at: dt.datetime, zone: str | None = None) -> str:
-    """The period a row of an event at ``at`` lands in: its own, or the first unlocked one after it."""
+    """The period a row of an event at ``at`` lands in: its own, or the first unlocked one after it.
+
+    Holds the chosen period's guard (shared) to the end of the transaction, so a confirmation of that period
+    waits for the rows written into it.
+    """
     period = period_of(at, zone or await tenant_zone(session))
-    locked = set((await session.execute(
-        select(LedgerPeriod.period).where(LedgerPeriod.account_id == account_id, LedgerPeriod.period >= period)
-    )).scalars())
-    while period in locked:
+    while True:
+        await _guard(session, account_id, period, exclusive=False)
+        if not await is_locked(session, account_id, period):
+            return period
         period = next_period(period)
-    return period
 
 
 async def lock_period(session: AsyncSession, account_id: uuid.UUID, period: str, by: str) -> None:
-    """Lock a period of an account (its settlement was confirmed); locking twice is harmless."""
+    """Lock a period of an account (its settlement was confirmed); locking twice is harmless.
+
+    Waits for transactions writing rows into the period to commit (see :func:`_guard`): read the period's
+    totals after this call.
+    """
+    await _guard(session, account_id, period, exclusive=True)
     if not await is_locked(session, account_id, period):
         session.add(LedgerPeriod(account_id=account_id, period=period, locked_at=utcnow(), locked_by=by[:200]))
         await session.flush()
