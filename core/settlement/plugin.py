@@ -4,6 +4,11 @@ from core.domains import ADMINS, EVERYONE, FINANCE, Domain
 
 domain = Domain(
     name="settlement",
+    api=(
+        "core.settlement.recon_api:ReconciliationController",
+        "core.settlement.recon_api:ReconItemController",
+    ),
+    console=("admin_ui.reconciliation_pages:ReconciliationPages",),
     models=("core.settlement.models",),
     events={
         "settlement.ready": (
