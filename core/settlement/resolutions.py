@@ -136,10 +136,10 @@ async def resolve_item(session: AsyncSession, item_id: uuid.UUID, resolution: st
     record(session, "reconciliation.resolved", "recon_item", item.id, {
         "run_id": str(item.run_id), "class": item.klass, "kind": item.kind, "resolution": resolution,
         "reason": reason, "rows": {p: a for p, a in deltas.items() if a}})
-    _, open_items = await run_counts(session, item.run_id)
+    counts, open_items = await run_counts(session, item.run_id)
     run = await session.get(ReconRun, (item.tenant_id, item.run_id))
     if run is not None:
-        run.counts = {**(run.counts or {}), "open": open_items}
+        run.counts = {**(run.counts or {}), "open": open_items, "resolved": counts["resolved"]}
     if open_items == 0:
         await mark_reconciled(session, item.account_id, item.period, item.run_id, 0)
     return item

@@ -66,7 +66,7 @@ async def test_every_class_with_both_amounts(world: World) -> None:
     run = await _run(world)
     assert run.status == "done"
     assert run.counts == {"matched": 4, "amount_mismatch": 1, "missing_theirs": 1, "missing_ours": 1,
-                          "duplicate": 1, "rate_differs": 1, "open": 5, "carried": 0}
+                          "duplicate": 1, "rate_differs": 1, "resolved": 0, "open": 5, "carried": 0}
     items = await _items(world, run.id)
     for key in [("A1", "matched"), ("A2", "matched"), ("A6", "matched"), ("A5", "matched")]:
         assert items[key].status == "ok"
@@ -209,7 +209,7 @@ async def test_each_resolution_with_a_reason(world: World) -> None:
             assert await db.scalar(select(func.count()).select_from(ReconItem)) == len(items)
     # a new run carries every resolution of items that did not change
     again = await _run(world)
-    assert again.counts["open"] == 0 and again.counts["carried"] == 5
+    assert again.counts["open"] == 0 and again.counts["carried"] == 5 and again.counts["resolved"] == 5
 
 
 async def test_a_superseded_run_cannot_be_resolved(world: World) -> None:
