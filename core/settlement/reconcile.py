@@ -145,8 +145,9 @@ _ITEM_COLUMNS = [
 _UNRESOLVED = (literal(""), literal(""), literal(0), literal(""))
 
 
+# long: one SQL statement, read best whole
 def _items_select(tid: uuid.UUID, account_id: uuid.UUID, period: str, run_id: uuid.UUID,
-                  now: dt.datetime, dialect: str) -> CompoundSelect:  # long: one SQL statement, kept whole
+                  now: dt.datetime, dialect: str) -> CompoundSelect:
     """The SELECT of every item of a run (see the module docstring): statement lines, then missing ones.
 
     Built for a million lines: the matched lines (``m``) and the period's ledger rows per line (``agg``) are
