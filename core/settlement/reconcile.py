@@ -389,6 +389,8 @@ async def reconcile(session: AsyncSession, account_id: uuid.UUID, period: str, b
         await session.execute(text("SET LOCAL enable_nestloop = off"))
     await session.execute(insert(table).from_select(
         _ITEM_COLUMNS, _items_select(tid, account_id, period, run.id, now, dialect)))
+    if dialect == "postgresql":  # the few look-ups that follow are index look-ups again
+        await session.execute(text("SET LOCAL enable_nestloop = on"))
     await _second_chance(session, run.id)
     carried = await _carry_resolutions(session, run)
     counts, open_items = await run_counts(session, run.id)
