@@ -126,7 +126,9 @@ def _item_id(dialect: str, run_id: uuid.UUID, offset: int) -> ColumnElement[Any]
 
     The run's UUIDv7 time prefix (its first 64 bits) then the row's number: ids grow within a run and from
     run to run, so the primary key and ``ix_recon_items_run`` are appended to, not split at random pages
-    (a million random UUIDs cost PostgreSQL about half as much again in index pages and WAL).
+    (a million random UUIDs cost PostgreSQL about half as much again in index pages and WAL). Two runs of
+    one tenant share a prefix only if made in the same millisecond with the same next 12 bits; the second
+    then fails on the primary key, writes nothing, and can simply be run again.
     """
     n = func.row_number().over() + offset
     prefix = run_id.hex[:16] + "8"
