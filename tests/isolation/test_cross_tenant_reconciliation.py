@@ -62,10 +62,13 @@ async def test_tenant_a_never_sees_or_touches_b_reconciliation(client: Any, kern
 
 
 async def test_console_of_a_refuses_b_runs_and_items(browser: Browser, two: list[Any]) -> None:  # noqa: F811
-    (ta, _ca, _wa, run_a, _ia), (_tb, _cb, _wb, run_b, item_b) = two
+    (ta, _ca, _wa, run_a, _ia), (_tb, _cb, wb, run_b, item_b) = two
     await browser.console_login(ta.slug, ta.owner_email, ta.owner_password)
     assert (await browser.get(f"/console/reconciliation?run={run_a['id']}")).status_code == 200
     assert (await browser.get(f"/console/reconciliation?run={run_b['id']}")).status_code == 404
     r = await browser.submit("/console/reconciliation", f"/console/reconciliation/items/{item_b['id']}/resolve",
                              {"resolution": "accept_ours", "reason": "x", "run": run_b["id"], "class": ""})
     assert r.status_code == 404
+    r = await browser.submit("/console/reconciliation", "/console/reconciliation/runs",
+                             {"account": str(wb.account_id), "period": "2026-03"})
+    assert r.status_code == 404 and "data-problem" in r.text
