@@ -6,12 +6,15 @@ domain = Domain(
     name="settlement",
     models=("core.settlement.models",),
     api=(
+        "core.settlement.recon_api:ReconciliationController",
+        "core.settlement.recon_api:ReconItemController",
         "core.settlement.settlements_api:SettlementController",
         "core.settlement.settlements_api:SettlementBalanceController",
         "core.settlement.statements_api:StatementsController",
         "core.settlement.statements_api:StatementMappingsController",
     ),
     console=(
+        "admin_ui.reconciliation_pages:ReconciliationPages",
         "admin_ui.settlements_pages:SettlementsController",
         "admin_ui.statements_pages:StatementsPagesController",
     ),
