@@ -66,8 +66,9 @@ from core.errors import FieldError, NotFound, ValidationFailed
 from core.events.services import emit
 from core.settlement.models import RECON_CLASSES, ReconItem, ReconRun, StatementLine
 from core.settlement.settlements import mark_reconciled, settlement_row
+from core.splits.engine import LineFacts, sale_rows
 from core.splits.models import SplitEntry
-from core.splits.terms import SplitTerms
+from core.splits.rules import terms_from_snapshot
 
 __all__ = ["PERIOD", "check_period", "reconcile", "snapshot_commission"]
 
@@ -91,34 +92,22 @@ def snapshot_commission(rule: Mapping[str, Any] | None, gross_fen: int, *, first
                         attributed: bool) -> int | None:
     """The channel's commission at sale that a line's rule snapshot gives, or ``None`` if it cannot say.
 
-    Counts the channel's ``sale`` components, its ``order`` components on the order's first line, and its
-    ``conversion`` components without a referral minimum on an attributed order (a minimum needs the
-    sharer's history, which the snapshot does not hold). A legacy ``{"channel_bp": N}`` rule is ``N`` bp of
-    the gross. Each charge is rounded down to the fen and kept within its ``min_fen``/``max_fen``.
+    Computed by the split engine itself (:func:`core.splits.engine.sale_rows`), so reconciliation and the
+    ledger never disagree on rounding, bounds or ``remainder_to``. A ``conversion`` component with a
+    referral minimum is not counted (the minimum needs the sharer's history, which the snapshot does not
+    hold); a legacy ``{"channel_bp": N}`` rule is ``N`` bp of the gross.
     """
     if not rule:
         return None
-    if "components" not in rule:
-        bp = rule.get("channel_bp")
-        return gross_fen * int(bp) // 10_000 if isinstance(bp, int) and not isinstance(bp, bool) else None
     try:
-        terms = msgspec.convert(dict(rule), SplitTerms)
-    except msgspec.ValidationError:
+        terms = terms_from_snapshot(dict(rule))
+    except (msgspec.ValidationError, TypeError, ValueError):
         return None
-    total = 0
-    for c in terms.components:
-        if c.party != "channel" or c.basis == "redeemed":
-            continue
-        if (c.basis == "order" and not first_line) or (
-                c.basis == "conversion" and (not attributed or c.min_referrals > 0)):
-            continue
-        charge = gross_fen * c.bp // 10_000 + c.fixed_fen
-        if c.min_fen is not None:
-            charge = max(charge, c.min_fen)
-        if c.max_fen is not None:
-            charge = min(charge, c.max_fen)
-        total += charge
-    return total
+    if not terms.components:
+        return None
+    sharer = "snapshot" if attributed else ""
+    facts = LineFacts(gross_fen=gross_fen, quantity=1, first_line=first_line, referrer=sharer, kol=sharer)
+    return sum(r.amount_fen for r in sale_rows(terms, facts) if r.party == "channel")
 
 
 def _item_id(dialect: str, run_id: uuid.UUID, offset: int) -> ColumnElement[Any]:
