@@ -13,6 +13,7 @@ from core.channel_orders.demo import seed_sandbox_sales
 from core.db.context import tenant_context
 from core.kernel import Kernel
 from core.plugin_host import load_plugins
+from core.settlement.demo import seed_settlement
 from tenants.clients import create_client, list_clients, revoke_client
 from tenants.models import Operator, User
 from tenants.onboarding import create_tenant, ensure_default_plans
@@ -68,6 +69,9 @@ async def create_demo(kernel: Kernel) -> DemoInfo:
                 if c.name == "demo" and c.revoked_at is None:
                     await revoke_client(db, c.id)
             client, secret = await create_client(db, "demo", sorted(SCOPES))
-    sales = await seed_sandbox_sales(kernel, load_plugins(kernel.settings.disabled_plugin_names), tenant_id)
+    plugins = load_plugins(kernel.settings.disabled_plugin_names)
+    sales = await seed_sandbox_sales(kernel, plugins, tenant_id)
+    if sales is not None and sales.fulfilled:
+        await seed_settlement(kernel, plugins, tenant_id, sales.account_id)
     return DemoInfo(DEMO_OPERATOR, op_password, DEMO_SLUG, DEMO_OWNER, owner_password, client.client_id, secret,
                     sales.orders if sales else 0, sales.fulfilled if sales else 0)

@@ -11,6 +11,8 @@ from sqlalchemy import select
 
 from core.channel_orders.models import ChannelOrder, ChannelOrderCode
 from core.db.context import tenant_context
+from core.settlement.models import ReconRun, Settlement
+from core.splits.models import SplitRule
 from tenants.models import Tenant
 
 
@@ -40,3 +42,12 @@ async def test_kaquan_demo_shows_sandbox_orders_fulfilled(settings: Any, kernel:
     if "sandbox channel" in first.output:  # this run seeded the shop (an earlier test may have)
         assert f"{len(orders)} of {len(orders)} orders fulfilled" in first.output
     assert "sandbox channel" not in again.output
+    if "sandbox channel" in first.output:  # and settled: the statement fetched, this month reconciled
+        with tenant_context(tenant_id):
+            async with kernel.db.transaction() as db:
+                runs = list((await db.execute(select(ReconRun))).scalars())
+                settlements = list((await db.execute(select(Settlement.status))).scalars())
+                rules = list((await db.execute(select(SplitRule.subject))).scalars())
+        assert len(runs) == 1 and runs[0].counts.get("matched") == len(orders), runs[0].counts
+        assert settlements == ["reconciled"]
+        assert rules == ["connector:sandbox"]
