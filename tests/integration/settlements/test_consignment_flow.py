@@ -16,8 +16,9 @@ from plugins import StockItem, StockPush, StockPushResult
 from plugins.builtin import sandbox_channel as sandbox
 from tests.integration.channel_orders.conftest import quiet_relay
 from tests.integration.channel_orders.fake_channel import run_jobs
+from tests.integration.channel_orders.test_sandbox import _sandbox_account, sandbox_host
 from tests.integration.inventory.stocking import stock_product
-from tests.integration.splits.test_posting import _plain_listing, _sandbox_account, sandbox_host
+from tests.integration.splits.test_posting import _plain_listing
 
 __all__ = ["quiet_relay", "sandbox_host"]
 

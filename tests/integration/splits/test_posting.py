@@ -16,8 +16,7 @@ from core.channel_orders.fulfilment import order_codes
 from core.channel_orders.models import ChannelOrder, ChannelOrderLine
 from core.channel_orders.polling import poll_account
 from core.channels.models import Listing
-from core.connectors.calls import bind_account, seal_secrets
-from core.connectors.models import AccountRoute, ConnectorAccount
+from core.connectors.calls import bind_account
 from core.db.context import tenant_context
 from core.splits.ledger import lock_period, next_period, period_of
 from core.splits.models import SplitEntry
@@ -33,7 +32,10 @@ from tests.integration.channel_orders.fake_channel import (
     post_callback,
     run_jobs,
 )
+from tests.integration.channel_orders.test_sandbox import _sandbox_account, sandbox_host
 from tests.integration.inventory.stocking import stock_product
+
+__all__ = ["sandbox_host"]
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -108,27 +110,6 @@ async def _plain_listing(kernel: Any, shop: ChannelShop, product_id: uuid.UUID, 
         async with kernel.db.transaction() as db:
             await db.execute(update(Listing).where(Listing.id == listing).values(split_rule={}))
     return listing
-
-
-@pytest.fixture(scope="module")
-def sandbox_host(app: Any) -> Any:
-    host = app.state.jobs.plugins
-    if "sandbox" not in host.connectors():
-        host.register(sandbox, name="sandbox_channel")
-    return host
-
-
-async def _sandbox_account(kernel: Any, tenant_id: uuid.UUID) -> ChannelShop:
-    secret = "sbx-" + uuid.uuid4().hex
-    with tenant_context(tenant_id):
-        async with kernel.db.transaction() as db:
-            account = ConnectorAccount(connector_id="sandbox", kind="sales_channel", name="沙盒店铺",
-                                       config={"shop_name": "沙盒店铺", "page_size": 3})
-            db.add(account)
-            await db.flush()
-            account.secrets = seal_secrets(await kernel.keys.cipher(db), account.id, {"signing_secret": secret})
-            db.add(AccountRoute(account_id=account.id, tenant_id=tenant_id))
-            return ChannelShop(tenant_id, account.id, secret)
 
 
 async def test_a_sandbox_order_writes_sale_rows_and_a_refund_reverses_them(
