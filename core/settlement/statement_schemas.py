@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from core.settlement.statement_files import Preview
+
 Header = Annotated[str, msgspec.Meta(max_length=100)]
 Label = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
 Kind = Literal["sale", "refund", "commission", "adjustment"]
@@ -91,13 +93,7 @@ class StatementLinePage(msgspec.Struct):
     next_cursor: uuid.UUID | None = None
 
 
-class PreviewOut(msgspec.Struct, kw_only=True):
+class PreviewOut(Preview, kw_only=True):
     """A file looked at: its header, first rows, the suggested mapping and the account's saved one."""
 
-    encoding: str
-    file_format: str
-    header_row: int
-    headers: list[str]
-    rows: list[list[str]]
-    suggested: dict[str, str]
     saved: MappingOut

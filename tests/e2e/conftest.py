@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,12 @@ import msgspec
 import pytest
 import uvicorn
 from litestar import Litestar
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from core.app import create_app
 from core.settings import Settings
+from tenants.models import Tenant
 from tests.conftest import REQUIRE, unique
 
 T = TypeVar("T")
@@ -169,3 +172,13 @@ def page(chromium: Any, live_server: LiveServer) -> Iterator[Any]:
         yield page
     finally:
         context.close()
+
+
+def tenant_id_of(live_server: LiveServer, slug: str) -> uuid.UUID:
+    """The id of the tenant with ``slug`` (for seeding data behind the browser's back)."""
+
+    async def find() -> uuid.UUID:
+        async with live_server.app.state.kernel.db.transaction() as db:
+            return (await db.execute(select(Tenant.id).where(Tenant.slug == slug))).scalar_one()
+
+    return live_server.run(find())

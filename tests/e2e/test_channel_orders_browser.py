@@ -9,10 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 
-from tenants.models import Tenant
-from tests.e2e.conftest import SCREENSHOTS, LiveServer
+from tests.e2e.conftest import SCREENSHOTS, LiveServer, tenant_id_of
 from tests.e2e.test_inventory_browser import owner_logs_in
 from tests.integration.channel_orders.fake_channel import (
     CONNECTOR_ID,
@@ -30,12 +28,6 @@ from tests.integration.inventory.stocking import stock_product
 pytestmark = pytest.mark.browser
 
 
-def _tenant_id(live_server: LiveServer, slug: str) -> uuid.UUID:
-    async def find() -> uuid.UUID:
-        async with live_server.app.state.kernel.db.transaction() as db:
-            return (await db.execute(select(Tenant.id).where(Tenant.slug == slug))).scalar_one()
-
-    return live_server.run(find())
 
 
 def test_channel_orders_and_sales_in_the_console(page: Any, live_server: LiveServer, operator_account: Any) -> None:
@@ -51,7 +43,7 @@ def test_channel_orders_and_sales_in_the_console(page: Any, live_server: LiveSer
     live_server.run(app.state.jobs.relay.stop())  # the test runs the channel-order jobs itself
     try:
         slug = owner_logs_in(page, live_server, operator_account, "chan-")
-        tenant_id = _tenant_id(live_server, slug)
+        tenant_id = tenant_id_of(live_server, slug)
         kernel = app.state.kernel
 
         async def setup() -> Any:

@@ -4,33 +4,24 @@ complaint on an order and sees the complaint rate follow."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from tenants.models import Tenant
-from tests.e2e.conftest import SCREENSHOTS, LiveServer
+from tests.e2e.conftest import SCREENSHOTS, LiveServer, tenant_id_of
 from tests.e2e.test_inventory_browser import owner_logs_in
 from tests.integration.kpis.scenario import seed
 
 pytestmark = pytest.mark.browser
 
 
-def _tenant_id(live_server: LiveServer, slug: str) -> uuid.UUID:
-    async def find() -> uuid.UUID:
-        async with live_server.app.state.kernel.db.transaction() as db:
-            return (await db.execute(select(Tenant.id).where(Tenant.slug == slug))).scalar_one()
-
-    return live_server.run(find())
 
 
 def test_kpis_page_and_complaint_in_the_console(page: Any, live_server: LiveServer, operator_account: Any) -> None:
     from playwright.sync_api import expect
 
     slug = owner_logs_in(page, live_server, operator_account, "kpi-")
-    tenant_id = _tenant_id(live_server, slug)
+    tenant_id = tenant_id_of(live_server, slug)
     sc = live_server.run(seed(live_server.app.state.kernel, tenant_id, names=("抖音小店", "美团门店")))
 
     page.goto("/console/kpis")

@@ -5,15 +5,12 @@ forced with a reason; the payment is recorded; the XLSX export downloads."""
 from __future__ import annotations
 
 import io
-import uuid
 from typing import Any
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import select
 
-from tenants.models import Tenant
-from tests.e2e.conftest import SCREENSHOTS, LiveServer
+from tests.e2e.conftest import SCREENSHOTS, LiveServer, tenant_id_of
 from tests.e2e.test_inventory_browser import owner_logs_in
 from tests.integration.channel_orders.fake_channel import connect_account
 from tests.integration.settlements.scenario import seed_month
@@ -21,12 +18,6 @@ from tests.integration.settlements.scenario import seed_month
 pytestmark = pytest.mark.browser
 
 
-def _tenant_id(live_server: LiveServer, slug: str) -> uuid.UUID:
-    async def find() -> uuid.UUID:
-        async with live_server.app.state.kernel.db.transaction() as db:
-            return (await db.execute(select(Tenant.id).where(Tenant.slug == slug))).scalar_one()
-
-    return live_server.run(find())
 
 
 def test_settlement_confirm_pay_and_export_in_the_console(page: Any, live_server: LiveServer,
@@ -34,7 +25,7 @@ def test_settlement_confirm_pay_and_export_in_the_console(page: Any, live_server
     from playwright.sync_api import expect
 
     slug = owner_logs_in(page, live_server, operator_account, "settle-")
-    tenant_id = _tenant_id(live_server, slug)
+    tenant_id = tenant_id_of(live_server, slug)
     kernel = live_server.app.state.kernel
 
     async def setup() -> Any:

@@ -9,24 +9,16 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from plugins import StatementLine
 from plugins.builtin import sandbox_channel as sandbox
-from tenants.models import Tenant
-from tests.e2e.conftest import SCREENSHOTS, LiveServer
+from tests.e2e.conftest import SCREENSHOTS, LiveServer, tenant_id_of
 from tests.e2e.test_inventory_browser import owner_logs_in
 from tests.integration.statements.helpers import FIXTURES, register_builtin, sandbox_account
 
 pytestmark = pytest.mark.browser
 
 
-def _tenant_id(live_server: LiveServer, slug: str) -> uuid.UUID:
-    async def find() -> uuid.UUID:
-        async with live_server.app.state.kernel.db.transaction() as db:
-            return (await db.execute(select(Tenant.id).where(Tenant.slug == slug))).scalar_one()
-
-    return live_server.run(find())
 
 
 def _upload(page: Any, account_id: uuid.UUID, name: str) -> None:
@@ -42,7 +34,7 @@ def test_statement_upload_mapping_report_and_fetch(page: Any, live_server: LiveS
     app = live_server.app
     register_builtin(app)
     slug = owner_logs_in(page, live_server, operator_account, "stmt-")
-    tenant_id = _tenant_id(live_server, slug)
+    tenant_id = tenant_id_of(live_server, slug)
     account_id = live_server.run(sandbox_account(app.state.kernel, tenant_id, page_size=2, name="抖音来客"))
 
     page.get_by_role("navigation").get_by_role("link", name="结算对账").click()
