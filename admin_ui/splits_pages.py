@@ -47,10 +47,12 @@ BASIS_LABELS: dict[str, str] = {"sale": N_("of the sale"), "redeemed": N_("of th
 EVENT_LABELS: dict[str, str] = {"sale": N_("Sale (order taken)"), "redemption": N_("Redemption of one code"),
                                 "redemption_rollback": N_("Redemption rolled back"),
                                 "refund": N_("Refund of units")}
-PRESET_LABELS: dict[str, str] = {"ecommerce_10": N_("E-commerce: 10%% of the sale"),
-                                 "ecommerce_15": N_("E-commerce: 15%% of the sale"),
-                                 "locallife": N_("Local life: 5%% of the redeemed value"),
-                                 "social": N_("Social: per conversion, 5%% cash-back for 3 buyers, KOL fee")}
+PRESET_LABELS: dict[str, str] = {"sale_10": N_("E-commerce: 10%% of the sale"),
+                                 "sale_15": N_("E-commerce: 15%% of the sale"),
+                                 "redeemed_5": N_("Local life: 5%% of the redeemed value"),
+                                 "conversion_sharer_kol": N_("Social: per conversion, 5%% cash-back for 3 buyers, KOL fee")}
+#: The names core.splits.preview gives the net and rounding rows (translated where the page shows them).
+ROW_LABELS = (N_("Net to the tenant"), N_("Rounding remainder"))
 BAD_AMOUNT = N_("Enter an amount in yuan with at most two decimals, e.g. 12.50.")
 BAD_PERCENT = N_("Enter a percentage with at most two decimals, e.g. 15 or 12.5.")
 BAD_NUMBER = N_("Enter a whole number.")

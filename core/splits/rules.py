@@ -51,13 +51,13 @@ SUBJECT_KINDS = ("connector", "account", "listing")
 #: redeemed value, social pay-per-conversion with a 5% cash-back to a sharer who brings three buyers and a
 #: KOL fee. Every amount can be edited before the version is saved.
 PRESETS: dict[str, SplitTerms] = {
-    "ecommerce_10": SplitTerms(components=[
+    "sale_10": SplitTerms(components=[
         SplitComponent(party="channel", basis="sale", bp=1000, label="平台抽成 10%")]),
-    "ecommerce_15": SplitTerms(components=[
+    "sale_15": SplitTerms(components=[
         SplitComponent(party="channel", basis="sale", bp=1500, label="平台抽成 15%")]),
-    "locallife": SplitTerms(components=[
+    "redeemed_5": SplitTerms(components=[
         SplitComponent(party="channel", basis="redeemed", bp=500, label="按核销金额 5%")]),
-    "social": SplitTerms(components=[
+    "conversion_sharer_kol": SplitTerms(components=[
         SplitComponent(party="channel", basis="conversion", fixed_fen=100, label="按转化付费"),
         SplitComponent(party="referrer", basis="conversion", bp=500, min_referrals=3, label="分享3人返5%"),
         SplitComponent(party="kol", basis="conversion", bp=1000, label="KOL 推广费"),

@@ -81,7 +81,8 @@ class PreviewEvent(msgspec.Struct, kw_only=True):
     units: int
     rows: list[PreviewRow]
     totals: dict[str, int]
-    balance: dict[str, int]
+    balance: Annotated[dict[str, int], msgspec.Meta(
+        description="The line's balance per party after the event, in integer fen (1 yuan = 100 fen).")]
 
 
 class PreviewOut(msgspec.Struct, kw_only=True):

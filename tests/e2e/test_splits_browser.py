@@ -52,7 +52,7 @@ def test_owner_previews_and_saves_a_split_rule(
     page.goto(f"{live_server.url}/console/split-rules")
     expect(page.locator("nav.tabs [aria-current=page]")).to_have_text("分账规则")
     expect(page.locator("[data-section=subjects] .empty")).to_contain_text("尚无分账规则")
-    page.locator("[data-preset=ecommerce_15]").click()
+    page.locator("[data-preset=sale_15]").click()
     expect(page.locator("input[name=c0_pct]")).to_have_value("15.00")
     page.select_option("#f-subject", f"account:{account_id}")
     page.fill("#f-ex-gross", "29.99")

@@ -46,10 +46,10 @@ async def test_versions_in_force_and_preview(client: Any, kernel: Any, make_tena
     assert {x["id"] for x in page["items"] + rest["items"]} >= {v1["id"], acct_rule["id"]}
     assert (await shop.get(f"/api/v1/split-rules/{v1['id']}")).json()["note"] == "电商"
     presets = (await shop.get("/api/v1/split-rules/presets")).json()
-    assert presets["locallife"]["components"][0]["basis"] == "redeemed"
-    assert [c["min_referrals"] for c in presets["social"]["components"]] == [0, 3, 0]
-    r = await shop.post("/api/v1/split-rules", {"subject": "connector:social", "terms": presets["social"]})
-    assert r.status_code == 201 and r.json()["terms"] == presets["social"]
+    assert presets["redeemed_5"]["components"][0]["basis"] == "redeemed"
+    assert [c["min_referrals"] for c in presets["conversion_sharer_kol"]["components"]] == [0, 3, 0]
+    r = await shop.post("/api/v1/split-rules", {"subject": "connector:social", "terms": presets["conversion_sharer_kol"]})
+    assert r.status_code == 201 and r.json()["terms"] == presets["conversion_sharer_kol"]
 
     r = await shop.post("/api/v1/split-rules/preview", {"rule_id": v1["id"], "gross_fen": 2999, "quantity": 3})
     assert r.status_code == 200, r.text

@@ -28,10 +28,10 @@ async def test_preset_preview_save_and_versions(app, client, kernel, make_tenant
     creds = await make_api_client(tenant)
     account = await add_account(Shop(tenant.id, client, kernel, creds.headers, creds.headers, creds.client_pk),
                                 "旗舰店")
-    page = await owner.get("/console/split-rules?preset=ecommerce_15")
+    page = await owner.get("/console/split-rules?preset=sale_15")
     assert page.status_code == 200
     assert re.search(r'name="c0_pct" value="15.00"', page.text)
-    assert 'data-preset="locallife"' in page.text and "旗舰店" in page.text
+    assert 'data-preset="redeemed_5"' in page.text and "旗舰店" in page.text
 
     form = {"subject": f"account:{account}", "remainder_to": "tenant", "c0_party": "channel", "c0_basis": "sale",
             "c0_pct": "15", "c1_party": "channel", "c1_basis": "redeemed", "c1_pct": "5", "c1_max": "0.40",
