@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import SCREENSHOTS, LiveServer
-from tests.e2e.test_channel_orders_browser import _tenant_id
+from tests.e2e.conftest import SCREENSHOTS, LiveServer, tenant_id_of
 from tests.e2e.test_inventory_browser import owner_logs_in
 from tests.integration.reconciliation.recon_fixtures import at, make_world
 
@@ -31,7 +30,7 @@ def test_reconcile_and_resolve_in_the_console(page: Any, live_server: LiveServer
     from playwright.sync_api import expect
 
     slug = owner_logs_in(page, live_server, operator_account, "recon-")
-    live_server.run(_world(live_server.app.state.kernel, _tenant_id(live_server, slug)))
+    live_server.run(_world(live_server.app.state.kernel, tenant_id_of(live_server, slug)))
     page.goto("/console/reconciliation")
     expect(page.locator("h1")).to_have_text("对账")
     page.fill("#f-period", "2026-03")
