@@ -178,6 +178,8 @@ async def demo() -> None:
     if info.channel_orders:
         console.print(f"sandbox channel   {info.channel_orders_fulfilled} of {info.channel_orders} orders fulfilled "
                       f"({base}/console/channel-orders)", soft_wrap=True)
+    if info.settlement:
+        console.print(f"settlement        {info.settlement} ({base}/console/settlements)", soft_wrap=True)
 
 
 @main.group()

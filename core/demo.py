@@ -38,6 +38,8 @@ class DemoInfo(msgspec.Struct):
     client_secret: str
     channel_orders: int = 0
     channel_orders_fulfilled: int = 0
+    #: ``2026-12: 4 of 4 lines matched, reconciled`` when the demo reconciled the sandbox shop's month.
+    settlement: str = ""
 
 
 async def create_demo(kernel: Kernel) -> DemoInfo:
@@ -71,7 +73,8 @@ async def create_demo(kernel: Kernel) -> DemoInfo:
             client, secret = await create_client(db, "demo", sorted(SCOPES))
     plugins = load_plugins(kernel.settings.disabled_plugin_names)
     sales = await seed_sandbox_sales(kernel, plugins, tenant_id)
-    if sales is not None and sales.fulfilled:
-        await seed_settlement(kernel, plugins, tenant_id, sales.account_id)
+    settled = await seed_settlement(kernel, plugins, tenant_id, sales.account_id) if sales and sales.fulfilled else None
     return DemoInfo(DEMO_OPERATOR, op_password, DEMO_SLUG, DEMO_OWNER, owner_password, client.client_id, secret,
-                    sales.orders if sales else 0, sales.fulfilled if sales else 0)
+                    sales.orders if sales else 0, sales.fulfilled if sales else 0,
+                    f"{settled.period}: {settled.matched} of {settled.lines} statement lines matched, {settled.status}"
+                    if settled else "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from core.db.base import utcnow
 from core.db.context import tenant_context
 from core.errors import DomainError
 from core.plugin_host import PluginHost
-from core.settlement.models import ReconRun
+from core.settlement.models import RECON_CLASSES, ReconRun, Settlement
 from core.settlement.reconcile import reconcile
 from core.settlement.statements import fetch_statement
 from core.splits.ledger import period_of, tenant_zone
@@ -29,9 +30,21 @@ from core.splits.terms import SplitComponent, SplitTerms
 BY = "kaquan demo"
 
 
-async def seed_settlement(kernel: Any, plugins: PluginHost, tenant_id: uuid.UUID, account_id: uuid.UUID) -> str | None:
-    """Set the demo's split rule, fetch the shop's statement and reconcile this month; the run's settlement
-    status in words (``None`` when it ran before or the shop cannot give a statement)."""
+@dataclass(frozen=True)
+class SettlementDemo:
+    """What the demo reconciled: the period, its statement lines matched of all, the settlement's status."""
+
+    period: str
+    matched: int
+    lines: int
+    status: str
+
+
+async def seed_settlement(
+    kernel: Any, plugins: PluginHost, tenant_id: uuid.UUID, account_id: uuid.UUID
+) -> SettlementDemo | None:
+    """Set the demo's split rule, fetch the shop's statement and reconcile this month (``None`` when it ran
+    before or the shop cannot give a statement)."""
     now = utcnow()
     subject = f"connector:{kernel.settings.demo_channel}"
     with tenant_context(tenant_id):
@@ -53,4 +66,7 @@ async def seed_settlement(kernel: Any, plugins: PluginHost, tenant_id: uuid.UUID
             return None
         async with kernel.db.transaction() as db:
             run = await reconcile(db, account_id, period, BY)
-            return f"{period}: {run.counts}"
+            status = await db.scalar(select(Settlement.status).where(Settlement.account_id == account_id,
+                                                                      Settlement.period == period))
+            counts = {k: int(run.counts.get(k, 0)) for k in RECON_CLASSES}
+            return SettlementDemo(period, counts["matched"], sum(counts.values()), str(status or "open"))

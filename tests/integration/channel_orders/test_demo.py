@@ -51,3 +51,4 @@ async def test_kaquan_demo_shows_sandbox_orders_fulfilled(settings: Any, kernel:
         assert len(runs) == 1 and runs[0].counts.get("matched") == len(orders), runs[0].counts
         assert settlements == ["reconciled"]
         assert rules == ["connector:sandbox"]
+        assert f"{len(orders)} of {len(orders)} statement lines matched, reconciled" in first.output
