@@ -28,9 +28,9 @@ from core.db.types import DbSession
 from core.errors import DomainError
 from core.settlement import recon_views as views
 from core.settlement.models import RECON_CLASSES, RESOLUTIONS
-from core.settlement.reconcile import PERIOD, reconcile
+from core.settlement.reconcile import reconcile
 from core.settlement.resolutions import resolve_item
-from core.splits.ledger import period_of
+from core.splits.ledger import is_period, period_of
 from tenants.guards import provide_db, require_permission
 
 PAGE = 50
@@ -82,7 +82,7 @@ class ReconciliationPages(Controller):
                     status: int = 200) -> Response[str]:
         ctx = await shell(request, db)
         accounts = await views.account_names(db)
-        period = period if PERIOD.match(period or "") else period_of(utcnow(), ctx["tz"])
+        period = period if is_period(period) else period_of(utcnow(), ctx["tz"])
         run = None
         if run_id is not None:
             run = await views.get_run(db, run_id)

@@ -26,7 +26,6 @@ earlier run of the period carry their resolution to a new run when nothing about
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -62,30 +61,21 @@ from core.connectors.models import ConnectorAccount
 from core.db.base import UTCDateTime, utcnow
 from core.db.context import require_tenant
 from core.db.session import get_scoped
-from core.errors import FieldError, NotFound, ValidationFailed
+from core.errors import NotFound
 from core.events.services import emit
 from core.settlement.models import RECON_CLASSES, ReconItem, ReconRun, StatementLine
 from core.settlement.settlements import mark_reconciled, settlement_row
 from core.splits.engine import LineFacts, sale_rows
+from core.splits.ledger import check_period
 from core.splits.models import SplitEntry
 from core.splits.rules import terms_from_snapshot
 
-__all__ = ["PERIOD", "check_period", "reconcile", "snapshot_commission"]
+__all__ = ["check_period", "reconcile", "snapshot_commission"]
 
-PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _REFUND_EVENTS = ("refund", "cancellation")
 #: PostgreSQL ``work_mem`` of a reconciliation's transaction (each hash may use twice that).
 WORK_MEM = "64MB"
 _REDEMPTION_EVENTS = ("redemption", "redemption_rollback")
-
-
-def check_period(period: str) -> str:
-    """``period`` if it is a ``YYYY-MM`` month; else ``422 period_invalid``."""
-    if not PERIOD.match(period or ""):
-        raise ValidationFailed(
-            f"Period {period!r} is not a month written YYYY-MM", f"期间 {period!r} 不是 YYYY-MM 格式的月份",
-            code="period_invalid", errors=[FieldError(field="period", message="YYYY-MM", code="invalid")])
-    return period
 
 
 def snapshot_commission(rule: Mapping[str, Any] | None, gross_fen: int, *, first_line: bool,

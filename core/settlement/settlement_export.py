@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from openpyxl import Workbook  # type: ignore[import-untyped]  # openpyxl ships no type hints
+from openpyxl.cell import WriteOnlyCell  # type: ignore[import-untyped]  # openpyxl ships no type hints
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # type: ignore[import-untyped]  # no type hints
 from sqlalchemy import ColumnElement, Select, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -151,9 +153,19 @@ def _line_row(ln: SettlementLineOut) -> tuple[Any, ...]:
             ln.net_due_fen, ln.period)
 
 
+def _cell(sheet: Any, value: Any) -> Any:
+    """Text as text: characters XLSX cannot hold are dropped (openpyxl refuses them), and a value starting
+    with ``=`` (a channel's SKU, a payment reference) stays a string instead of becoming a formula."""
+    if not isinstance(value, str):
+        return value
+    cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("", value))
+    cell.data_type = "s"
+    return cell
+
+
 def _append(sheet: Any, rows: list[tuple[Any, ...]]) -> None:
     for row in rows:
-        sheet.append(row)
+        sheet.append([_cell(sheet, v) for v in row])
 
 
 async def export_xlsx(session: AsyncSession, account_id: uuid.UUID, period: str) -> tuple[str, bytes]:

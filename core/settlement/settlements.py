@@ -10,7 +10,6 @@ a reason (recorded in the audit trail). Figures: see :class:`core.settlement.set
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +28,7 @@ from core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from core.events.services import emit
 from core.settlement.models import SETTLEMENT_STATUSES, ReconItem, Settlement
 from core.settlement.settlement_schemas import AccountBalance, SettlementOut, SettlementPage, Totals
+from core.splits.ledger import check_period as ledger_check_period
 from core.splits.ledger import lock_period, period_of, tenant_zone
 from core.splits.models import SplitEntry
 from tenants.models import User
@@ -54,17 +54,11 @@ MAX_PAGE = 200
 #: Events whose non-tenant rows are commission (refunds give their share back, so they count too).
 CHARGING_EVENTS = ("sale", "redemption", "redemption_rollback", "refund", "cancellation")
 REFUND_EVENTS = ("refund", "cancellation")
-_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def check_period(period: str) -> str:
     """``YYYY-MM`` or ``422 settlement_period_invalid``."""
-    if not _PERIOD.match(period or ""):
-        raise ValidationFailed(
-            f"A period is a month written YYYY-MM, not {period[:20]!r}", f"期间应为 YYYY-MM 格式的月份，而不是 {period[:20]!r}",
-            code="settlement_period_invalid", errors=[FieldError(field="period", message="YYYY-MM", code="invalid")],
-        )
-    return period
+    return ledger_check_period(period, "settlement_period_invalid")
 
 
 async def account_of(session: AsyncSession, account_id: uuid.UUID) -> ConnectorAccount:

@@ -3,7 +3,6 @@ per party of one order line; and the ledger's rows, filtered and paged."""
 
 from __future__ import annotations
 
-import re
 import uuid
 
 from sqlalchemy import func, select
@@ -11,18 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.paging import Page, keyset_page
 from core.errors import FieldError, ValidationFailed
+from core.splits import ledger
 from core.splits.models import ENTRY_EVENTS, SplitEntry
 
 __all__ = ["Balance", "check_period", "line_balances", "list_entries", "period_balances"]
 
-_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def check_period(period: str | None) -> None:
-    """``422`` unless ``period`` is ``YYYY-MM`` (or absent)."""
-    if period is not None and not _PERIOD.match(period):
-        raise ValidationFailed("The period must be YYYY-MM", "期间格式须为 YYYY-MM",
-                               errors=[FieldError(field="period", message="YYYY-MM", code="bad_period")])
+    """``422 period_invalid`` unless ``period`` is ``YYYY-MM`` (or absent)."""
+    if period is not None:
+        ledger.check_period(period)
 
 
 class Balance:

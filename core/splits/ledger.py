@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import uuid
 import zoneinfo
 from collections.abc import Iterable, Sequence
@@ -22,10 +23,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id
+from core.errors import FieldError, ValidationFailed
 from core.splits.models import LedgerPeriod, SplitEntry
 from tenants.models import Tenant
 
-__all__ = ["EntryIn", "append", "entry_period", "is_locked", "lock_period", "next_period", "period_of"]
+__all__ = [
+    "EntryIn", "append", "check_period", "entry_period", "is_locked", "is_period", "lock_period", "next_period", "period_of",
+]
+
+_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 class EntryIn(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,6 +48,22 @@ class EntryIn(msgspec.Struct, frozen=True, kw_only=True):
     rule_id: uuid.UUID | None = None
     component: str = ""
     party_ref: str = ""
+
+
+def is_period(period: str | None) -> bool:
+    """Whether ``period`` is a month written ``YYYY-MM``."""
+    return bool(_PERIOD.match(period or ""))
+
+
+def check_period(period: str, code: str = "period_invalid") -> str:
+    """``period`` if it is a month written ``YYYY-MM``; else ``422`` with ``code``."""
+    if not is_period(period):
+        raise ValidationFailed(
+            f"A period is a month written YYYY-MM, not {period[:20]!r}",
+            f"账期应为 YYYY-MM 格式的月份，而不是 {period[:20]!r}",
+            code=code, errors=[FieldError(field="period", message="YYYY-MM", code="invalid")],
+        )
+    return period
 
 
 def period_of(at: dt.datetime, zone: str) -> str:
