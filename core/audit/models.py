@@ -15,7 +15,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from core.db.base import TenantScoped, utcnow
 
 
-class next_position(FunctionElement[int]):  # noqa: N801 - an SQL function, named like one
+class NextPosition(FunctionElement[int]):
     """The position of an event being inserted: where its transaction stands in commit order.
 
     PostgreSQL: the writing transaction's id (``pg_current_xact_id()``; the column also has it as its server
@@ -30,30 +30,30 @@ class next_position(FunctionElement[int]):  # noqa: N801 - an SQL function, name
     name = "kaquan_audit_position"
 
 
-@compiles(next_position, "postgresql")
-def _position_postgresql(element: next_position, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(NextPosition, "postgresql")
+def _position_postgresql(element: NextPosition, compiler: SQLCompiler, **kw: Any) -> str:
     return "pg_current_xact_id()::text::bigint"
 
 
-@compiles(next_position, "sqlite")
-def _position_sqlite(element: next_position, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(NextPosition, "sqlite")
+def _position_sqlite(element: NextPosition, compiler: SQLCompiler, **kw: Any) -> str:
     return "(SELECT coalesce(max(rowid), 0) + 1 FROM audit_events)"
 
 
-@compiles(next_position)
-def _position_other(element: next_position, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(NextPosition)
+def _position_other(element: NextPosition, compiler: SQLCompiler, **kw: Any) -> str:
     raise CompileError(f"audit positions are defined for PostgreSQL and SQLite, not {compiler.dialect.name}")
 
 
 class AuditEvent(TenantScoped):
     """One state change, written in the transaction of the change and never updated. ``txid`` is its
-    transaction's position (:class:`next_position`); a seal covers every event of a position range."""
+    transaction's position (:class:`NextPosition`); a seal covers every event of a position range."""
 
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_events_position", "tenant_id", "txid"),)
     # the position is computed by the database; nothing reads it back after the insert (no RETURNING)
     __mapper_args__ = {"eager_defaults": False}
-    txid: Mapped[int] = mapped_column(BigInteger, default=next_position())
+    txid: Mapped[int] = mapped_column(BigInteger, default=NextPosition())
     occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     actor_type: Mapped[str] = mapped_column(String(20))
     actor_id: Mapped[str] = mapped_column(String(80))

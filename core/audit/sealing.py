@@ -1,6 +1,6 @@
 """Seal a tenant's audit events in blocks: one INSERT of an ``audit_seals`` row per block, no event rewritten.
 
-A block covers every event whose position (its transaction's, :class:`core.audit.models.next_position`)
+A block covers every event whose position (its transaction's, :class:`core.audit.models.NextPosition`)
 lies in ``[from_pos, to_pos)``. On PostgreSQL ``to_pos`` is the horizon ``X = pg_snapshot_xmin(
 pg_current_snapshot())``: every transaction below X has ended, so no commit can later add an event to a
 sealed block. On SQLite the sealer holds the single write lock (``BEGIN IMMEDIATE``) while it reads, so
@@ -19,7 +19,7 @@ import datetime as dt
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
@@ -117,7 +117,7 @@ def events_in(tenant_id: uuid.UUID, from_pos: int | None, to_pos: int | None) ->
     return q.order_by(AuditEvent.txid, AuditEvent.id)
 
 
-async def stream_rows(session: AsyncSession, stmt: Select[Any]) -> AsyncIterator[list[Row[Any]]]:
+async def stream_rows(session: AsyncSession, stmt: Select[Any]) -> AsyncGenerator[list[Row[Any]], None]:
     """``stmt``'s rows in partitions, without holding them all (a first block may cover a migrated history)."""
     result = await session.stream(stmt.execution_options(yield_per=_STREAM_ROWS))
     try:
@@ -136,15 +136,15 @@ async def seal_chain(session: AsyncSession, tenant_id: uuid.UUID) -> int:
     return (await seal_block(_engine(session), tenant_id)).sealed
 
 
-async def seal_settled(session: AsyncSession, tenant_id: uuid.UUID, timeout: float = 2.0) -> int:
-    """Seal every event committed before this call, waiting (up to ``timeout`` seconds) for the sealer's
+async def seal_settled(session: AsyncSession, tenant_id: uuid.UUID, settle: float = 2.0) -> int:
+    """Seal every event committed before this call, waiting (up to ``settle`` seconds) for the sealer's
     lock and for the horizon to pass those commits; what is still open then stays pending. For readers
     that want a complete answer (verify); returns how many events were sealed."""
     engine = _engine(session)
     ceiling = None
     if engine.dialect.name == "postgresql":  # the caller's own open transaction can never be passed
         ceiling = (await session.execute(text("SELECT pg_current_xact_id_if_assigned()::text::bigint"))).scalar()
-    deadline, sealed, target = time.monotonic() + timeout, 0, None
+    deadline, sealed, target = time.monotonic() + settle, 0, None
     while True:
         outcome = await seal_block(engine, tenant_id, wait=True)
         sealed += outcome.sealed
@@ -178,12 +178,12 @@ async def seal_block(engine: AsyncEngine, tenant_id: uuid.UUID, *, wait: bool = 
 
 @asynccontextmanager
 async def _own_transaction(engine: AsyncEngine, *, immediate: bool = False) -> AsyncIterator[AsyncSession]:
-    async with AsyncSession(bind=engine, expire_on_commit=False, sync_session_class=KaquanSession) as own:
-        async with own.begin():
-            if immediate:  # SQLite: take the single write lock before reading, so nothing commits meanwhile
-                conn = await own.connection()
-                await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            yield own
+    own = AsyncSession(bind=engine, expire_on_commit=False, sync_session_class=KaquanSession)
+    async with own, own.begin():
+        if immediate:  # SQLite: take the single write lock before reading, so nothing commits meanwhile
+            conn = await own.connection()
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield own
 
 
 async def _last_seal(session: AsyncSession, tenant_id: uuid.UUID) -> tuple[int, int, str]:

@@ -26,7 +26,7 @@ def key(engine: AsyncEngine, value: uuid.UUID) -> Any:
 async def seal(kernel: Any, tenant_id: uuid.UUID) -> int:
     with tenant_context(tenant_id):
         async with kernel.db.transaction() as db:
-            return await seal_settled(db, tenant_id, timeout=10)
+            return await seal_settled(db, tenant_id, settle=10)
 
 
 async def write_events(kernel: Any, tenant_id: uuid.UUID, n: int, action: str = "test.event") -> None:
