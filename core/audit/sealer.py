@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 
 import structlog
 
-from core.audit.sealing import seal_block
+from core.audit.sealing import current_horizon, seal_block
 from core.audit.services import on_commit
 from core.db.session import Database
 
@@ -18,17 +17,15 @@ log = structlog.get_logger("kaquan.audit.sealer")
 
 class AuditSealer:
     """Collects tenants whose commits recorded events and seals them in the background, one block per
-    tenant and round. A tenant whose events could not all be sealed yet (another sealer held its lock, or
-    an open transaction below them keeps the horizon back) is tried again: after ``delay`` while blocks get
-    sealed, backing off to ``max_backoff`` while none can be."""
+    tenant and round. A tenant whose events could not all be sealed yet waits: for the next round when
+    another sealer held its lock, and on PostgreSQL, when an open transaction kept the horizon below its
+    events, until the horizon has moved (one cheap query a round for all waiting tenants)."""
 
-    def __init__(self, db: Database, delay: float = 0.2, max_backoff: float = 5.0) -> None:
+    def __init__(self, db: Database, delay: float = 0.2) -> None:
         self.db = db
         self.delay = delay
-        self.max_backoff = max_backoff
         self._pending: set[uuid.UUID] = set()
-        self._retry_at: dict[uuid.UUID, float] = {}
-        self._backoff: dict[uuid.UUID, float] = {}
+        self._waiting: dict[uuid.UUID, int] = {}  # tenant -> horizon of its last attempt (-1: next round)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -62,7 +59,8 @@ class AuditSealer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._pending |= set(self._retry_at)
+        self._pending |= set(self._waiting)
+        self._waiting.clear()
         await self.flush()
 
     async def flush(self) -> int:
@@ -70,41 +68,42 @@ class AuditSealer:
         tenants, self._pending = self._pending, set()
         sealed = 0
         for tenant_id in sorted(tenants):
-            self._retry_at.pop(tenant_id, None)
+            self._waiting.pop(tenant_id, None)
             try:
                 outcome = await seal_block(self.db.engine, tenant_id)
             except Exception:  # boundary: the sealer loop; the scheduled job and readers seal what is left
                 log.exception("audit_seal_failed", tenant_id=str(tenant_id))
-                self._again(tenant_id, progressed=False)
                 continue
             sealed += outcome.sealed
-            if outcome.busy or outcome.more:
-                self._again(tenant_id, progressed=outcome.sealed > 0 or outcome.busy)
-            else:
-                self._backoff.pop(tenant_id, None)
+            if outcome.busy:
+                self._waiting[tenant_id] = -1
+            elif outcome.more:
+                self._waiting[tenant_id] = -1 if outcome.horizon is None else outcome.horizon
         return sealed
 
-    def _again(self, tenant_id: uuid.UUID, *, progressed: bool) -> None:
-        backoff = self.delay if progressed else min(self._backoff.get(tenant_id, self.delay) * 2, self.max_backoff)
-        self._backoff[tenant_id] = backoff
-        self._retry_at[tenant_id] = time.monotonic() + backoff
-
-    def _due(self) -> float | None:
-        """Move the retries that are due into the pending set; seconds until the next one (None: none)."""
-        now = time.monotonic()
-        for tenant_id, at in list(self._retry_at.items()):
-            if at <= now:
-                del self._retry_at[tenant_id]
+    async def _promote_waiting(self) -> None:
+        """Move the waiting tenants worth another attempt into the pending set."""
+        if not self._waiting:
+            return
+        try:
+            horizon = await current_horizon(self.db.engine)
+        except Exception:  # boundary: the sealer loop; a database outage leaves the tenants waiting
+            log.warning("audit_horizon_unavailable", exc_info=True)
+            return
+        for tenant_id, last in list(self._waiting.items()):
+            if last < 0 or horizon is None or horizon > last:
+                del self._waiting[tenant_id]
                 self._pending.add(tenant_id)
-        return max(min(self._retry_at.values()) - now, 0.0) if self._retry_at else None
 
     async def _run(self) -> None:
         while True:
-            wait = self._due()
             if not self._pending:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                if self._waiting:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.delay)
+                else:
+                    await self._wake.wait()
             self._wake.clear()
             await asyncio.sleep(self.delay)  # gather a block of commits
-            self._due()
+            await self._promote_waiting()
             await self.flush()

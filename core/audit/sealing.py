@@ -52,7 +52,9 @@ CONTENT = (
 
 class SealOutcome(msgspec.Struct, frozen=True):
     """What one seal attempt did: events sealed, whether another sealer held the lock (``busy``), and
-    whether events remain beyond the horizon (``more``: a transaction below them is still open)."""
+    whether events remain beyond the horizon (``more``: a transaction below them is still open).
+    PostgreSQL also gives ``horizon`` (everything below it is sealed now) and ``xmax`` (every transaction
+    that had committed when the attempt began is below it)."""
 
     sealed: int = 0
     busy: bool = False
@@ -157,6 +159,15 @@ async def seal_settled(session: AsyncSession, tenant_id: uuid.UUID, settle: floa
         await asyncio.sleep(0.02)
 
 
+async def current_horizon(engine: AsyncEngine) -> int | None:
+    """PostgreSQL's horizon now (None on SQLite): a tenant whose events waited beyond the horizon of its
+    last seal attempt is worth another attempt only once this has moved past it."""
+    if engine.dialect.name != "postgresql":
+        return None
+    async with engine.connect() as conn:
+        return (await conn.execute(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"))).scalar()
+
+
 def _engine(session: AsyncSession) -> AsyncEngine:
     engine = session.bind
     if not isinstance(engine, AsyncEngine):
@@ -213,7 +224,7 @@ async def _seal_postgresql(session: AsyncSession, tenant_id: uuid.UUID, wait: bo
     more = bool(await session.scalar(select(exists().where(
         AuditEvent.tenant_id == tenant_id, AuditEvent.txid >= horizon
     ))))
-    return SealOutcome(digest.count, more=more, horizon=lock.horizon, xmax=lock.xmax)
+    return SealOutcome(digest.count, more=more, horizon=horizon, xmax=lock.xmax)
 
 
 async def _seal_sqlite(session: AsyncSession, tenant_id: uuid.UUID) -> SealOutcome:
