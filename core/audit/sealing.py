@@ -24,7 +24,7 @@ from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import msgspec
-from sqlalchemy import Row, Select, exists, insert, select, text
+from sqlalchemy import Row, Select, exists, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from core.audit.models import AuditEvent, AuditSeal
@@ -181,10 +181,25 @@ async def seal_block(engine: AsyncEngine, tenant_id: uuid.UUID, *, wait: bool = 
         if engine.dialect.name == "sqlite":
             if not wait and _SQLITE_SEAL_LOCK.locked():
                 return SealOutcome(busy=True)
-            async with _SQLITE_SEAL_LOCK, _own_transaction(engine, immediate=True) as own:
-                return await _seal_sqlite(own, tenant_id)
+            async with _SQLITE_SEAL_LOCK:
+                async with _own_transaction(engine) as own:  # reads only: no write lock taken for nothing
+                    if not await _sqlite_pending(own, tenant_id):
+                        return SealOutcome()
+                async with _own_transaction(engine, immediate=True) as own:
+                    return await _seal_sqlite(own, tenant_id)
         async with _own_transaction(engine) as own:
             return await _seal_postgresql(own, tenant_id, wait)
+
+
+async def _sqlite_pending(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
+    """Whether the tenant has events after its last block (SQLite, before taking the write lock)."""
+    sealed_to = (
+        select(func.coalesce(func.max(AuditSeal.to_pos), FIRST_POSITION))
+        .where(AuditSeal.tenant_id == tenant_id).scalar_subquery()
+    )
+    return bool(await session.scalar(select(exists().where(
+        AuditEvent.tenant_id == tenant_id, AuditEvent.txid >= sealed_to
+    ))))
 
 
 @asynccontextmanager
