@@ -178,3 +178,38 @@ async def test_record_stamps_the_position_of_the_transaction(kernel, owner_engin
     assert max(first) < min(second)  # a later commit stands later
     if owner_engine.dialect.name == "postgresql":
         assert len(first) == 1 and len(second) == 1  # one transaction, one position
+
+
+async def test_the_scheduled_job_seals_what_no_sealer_saw(settings, kernel, owner_engine, make_tenant, monkeypatch):
+    """Events a worker wrote (no in-process sealer there) are sealed by the per-tenant periodic job."""
+    from core.audit import sealer
+    from core.audit.sealing import SealOutcome
+    from core.jobs.actors import seal_audit_chain
+    from core.jobs.context import JobEnv, reset_job_context, set_job_context
+    from core.plugin_host import load_plugins
+
+    tenant = await make_tenant()
+    await seal(kernel, tenant.id)
+
+    async def app_sealer_idle(*_a, **_k):
+        return SealOutcome()
+
+    monkeypatch.setattr(sealer, "seal_block", app_sealer_idle)
+    await write_events(kernel, tenant.id, 4, "test.from_worker")
+    held = [e for e in await events_of(owner_engine, tenant.id) if e.action == "test.from_worker"]
+
+    async def sealed_to() -> int:
+        return (await seals_of(owner_engine, tenant.id))[-1].to_pos
+
+    assert min(e.txid for e in held) >= await sealed_to()
+    tokens = set_job_context(JobEnv(settings, kernel.keys, load_plugins()), None)
+    try:
+        for _ in range(100):  # another transaction on the server may hold the horizon back a moment
+            with tenant_context(tenant.id):
+                await seal_audit_chain()
+            if max(e.txid for e in held) < await sealed_to():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        reset_job_context(tokens)
+    assert max(e.txid for e in held) < await sealed_to()
