@@ -36,8 +36,10 @@ GENESIS = "0" * 64
 #: Where block 1 starts: no event has a lower position (migrated events have 0, new ones more).
 FIRST_POSITION = 0
 _LOCK_KEY = "kaquan-audit-seal:"
-_HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon, " \
-           "pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax"
+_HORIZON = (
+    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon, "
+    "pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax"
+)
 _TRY_LOCK = text(f"SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0)) AS locked, {_HORIZON}")
 _WAIT_LOCK = text(f"SELECT pg_advisory_xact_lock(hashtextextended(:key, 0)) IS NOT NULL AS locked, {_HORIZON}")
 _SQLITE_SEAL_LOCK = CrossLoopLock()
@@ -133,7 +135,8 @@ async def seal_chain(session: AsyncSession, tenant_id: uuid.UUID) -> int:
     """Seal the tenant's events committed so far (up to the horizon) as one block; returns how many.
 
     Runs in a short transaction of its own on ``session``'s engine, so the caller's transaction is left
-    alone. If another sealer of the tenant is at it, returns 0 at once: that one seals these events.
+    alone. If another sealer of the tenant is at it, returns 0 at once (a try-lock, never a wait): the
+    in-process sealers try again next round, and :func:`seal_settled` waits for a complete answer.
     """
     return (await seal_block(_engine(session), tenant_id)).sealed
 
