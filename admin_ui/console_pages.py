@@ -236,7 +236,7 @@ class AuditPageController(Controller):
         self,
         request: Request[Any, Any, Any],
         db: DbSession,
-        before: int | None,
+        before: uuid.UUID | None,
         report: ChainReport | None = None,
     ) -> Response[str]:
         ctx = await shell(request, db)
@@ -245,14 +245,13 @@ class AuditPageController(Controller):
         ctx.update(
             events=[
                 {
-                    "seq": e.seq,
+                    "block": e.block,
                     "occurred_at": e.occurred_at,
                     "actor": emails.get(e.actor_id, f"{e.actor_type}:{e.actor_id}"),
                     "actor_kind": ACTOR_KINDS.get(e.actor_type),
                     "action": e.action,
                     "object": f"{e.object_type} {e.object_id}",
                     "data": msgspec.json.encode(e.data).decode() if e.data else "",
-                    "hash": e.hash,
                 }
                 for e in page.items
             ],
@@ -267,12 +266,12 @@ class AuditPageController(Controller):
         self,
         request: Request[Any, Any, Any],
         db: DbSession,
-        before: Annotated[int | None, Parameter(query="before", ge=1, required=False)] = None,
+        before: Annotated[uuid.UUID | None, Parameter(query="before", required=False)] = None,
     ) -> Response[str]:
         return await self._page(request, db, before)
 
     @post("/verify", status_code=200)
     async def verify(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
-        """Recompute the tenant's audit chain and show the report."""
+        """Seal what is committed, recompute the tenant's audit chain block by block and show the report."""
         report = await verify_chain(db, _principal(request)[1])
         return await self._page(request, db, None, report)

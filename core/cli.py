@@ -431,9 +431,12 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.option("--tenant", "slug", default=None, help="Only this tenant (slug); default all tenants.")
+@click.option("--settle", default=10.0, show_default=True,
+              help="Seconds to wait for open transactions before what they wrote counts as pending.")
 @_run
-async def audit_verify(slug: str | None) -> None:
-    """Recompute each tenant's audit chain; exit 1 and name the first broken link if any."""
+async def audit_verify(slug: str | None, settle: float) -> None:
+    """Seal, then recompute each tenant's audit chain block by block; exit 1 and name the first broken
+    block if any. Events not sealed yet are counted as pending, never as broken."""
     from sqlalchemy import select
 
     from core.audit.services import verify_chain
@@ -451,17 +454,18 @@ async def audit_verify(slug: str | None) -> None:
             tenants_ = list((await db.execute(q)).scalars())
         if slug and not tenants_:
             raise NotFound(f"No tenant with slug {slug!r}", f"不存在标识为 {slug!r} 的租户", code="tenant_not_found")
-        table = Table("tenant", "events", "result")
+        table = Table("tenant", "blocks", "events", "pending", "result")
         for t in tenants_:
             with cross_tenant("audit verify"):
                 async with kernel.db.transaction() as db:
-                    report = await verify_chain(db, t.id)
+                    report = await verify_chain(db, t.id, settle)
+            counts = (str(report.blocks_checked), str(report.events_checked), str(report.events_pending))
             if report.ok:
-                table.add_row(t.slug, str(report.events_checked), "[green]ok[/green]")
+                table.add_row(t.slug, *counts, "[green]ok[/green]")
             else:
                 broken += 1
-                table.add_row(t.slug, str(report.events_checked),
-                              f"[red]broken at event {report.first_broken_seq}: {report.reason}[/red]")
+                table.add_row(t.slug, *counts,
+                              f"[red]broken at block {report.first_broken_block}: {report.reason}[/red]")
         console.print(table)
     finally:
         await kernel.close()

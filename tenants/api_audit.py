@@ -29,14 +29,15 @@ class AuditController(Controller):
     async def events(
         self,
         db: AsyncSession,
-        cursor: Annotated[int | None, Parameter(query="cursor", ge=1)] = None,
+        cursor: Annotated[uuid.UUID | None, Parameter(query="cursor")] = None,
         limit: Annotated[int, Parameter(query="limit", ge=1, le=500)] = 50,
     ) -> AuditPage:
-        """Newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+        """Newest first, each with its sealed block (``null`` while pending); pass ``next_cursor`` back as
+        ``cursor`` for the next page."""
         return await list_events(db, cursor, limit)
 
     @get("/verify")
     async def verify(self, db: AsyncSession) -> ChainReport:
-        """Recompute the chain and report the first broken link, if any."""
+        """Seal what is committed, recompute every block and report the first broken one, if any."""
         tenant_id: uuid.UUID = require_tenant()
         return await verify_chain(db, tenant_id)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.audit.services import ensure_head, record
+from core.audit.services import record
 from core.db.base import utcnow
 from core.db.session import bind_tenant
 from core.errors import Conflict, FieldError, ValidationFailed
@@ -158,7 +158,6 @@ async def create_tenant(kernel: Kernel, session: AsyncSession, data: TenantCreat
             f"Slug {data.slug!r} is already taken", f"标识 {data.slug!r} 已被占用", code="slug_taken"
         ) from None
     await bind_tenant(session, tenant.id)
-    await ensure_head(session, tenant.id)
     await kernel.keys.create_data_key(session, tenant.id)
     record(
         session,

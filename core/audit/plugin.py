@@ -1,4 +1,4 @@
-"""The audit domain: the per-tenant hash chain of audit events, its sealer and verification.
+"""The audit domain: the per-tenant chain of audit events sealed in blocks, its sealers and verification.
 
 Its API controller lives in ``tenants.api_audit`` and its sealing job in ``core.jobs.actors``: the chain
 itself imports no domain, and the jobs and tenants packages build on it.

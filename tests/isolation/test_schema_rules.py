@@ -24,7 +24,7 @@ def test_tenant_tables_have_composite_keys_starting_with_tenant_id():
         for constraint in table.constraints:
             cols = [c.name for c in constraint.columns]
             if isinstance(constraint, PrimaryKeyConstraint):
-                if cols[:1] != ["tenant_id"] or (len(cols) < 2 and table.name != "audit_heads"):
+                if cols[:1] != ["tenant_id"] or len(cols) < 2:
                     problems.append(f"{table.name}: primary key {cols} must be (tenant_id, ...)")
             elif isinstance(constraint, UniqueConstraint) and "tenant_id" not in cols:
                 problems.append(f"{table.name}: unique {cols} lacks tenant_id")

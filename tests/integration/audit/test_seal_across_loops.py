@@ -12,21 +12,22 @@ from typing import Any
 
 import pytest
 
-from core.audit import services
-from core.audit.services import seal_chain, verify_chain
+from core.audit import sealing
+from core.audit.services import seal_settled, verify_chain
 from core.db.context import tenant_context
 from core.db.session import Database
 
 
 async def test_seal_from_server_loop_and_worker_thread_at_once(kernel, settings, make_tenant, monkeypatch):
     tenant = await make_tenant()
-    original = services._link_pending
+    name = "_seal_sqlite" if kernel.db.dialect == "sqlite" else "_seal_postgresql"
+    original = getattr(sealing, name)
 
-    async def slow_link(session: Any, tenant_id: Any, block: int = 5000) -> int:
+    async def slow_seal(*args: Any) -> Any:
         await asyncio.sleep(0.03)  # hold the lock long enough that the other loop must wait for it
-        return await original(session, tenant_id, block)
+        return await original(*args)
 
-    monkeypatch.setattr(services, "_link_pending", slow_link)
+    monkeypatch.setattr(sealing, name, slow_seal)
     rounds = 4
     thread_errors: list[BaseException] = []
     started = threading.Event()
@@ -37,7 +38,7 @@ async def test_seal_from_server_loop_and_worker_thread_at_once(kernel, settings,
             try:
                 for _ in range(rounds):
                     async with db.sessionmaker() as session:
-                        await seal_chain(session, tenant.id)
+                        await seal_settled(session, tenant.id)
                     started.set()
             finally:
                 await db.dispose()
@@ -53,14 +54,14 @@ async def test_seal_from_server_loop_and_worker_thread_at_once(kernel, settings,
     try:
         for _ in range(rounds):
             async with kernel.db.sessionmaker() as session:
-                await seal_chain(session, tenant.id)
+                await seal_settled(session, tenant.id)
             await asyncio.sleep(0)
     finally:
         await asyncio.to_thread(thread.join, 30)
     assert not thread.is_alive()
     assert thread_errors == []
     with tenant_context(tenant.id), pytest.MonkeyPatch.context() as mp:
-        mp.setattr(services, "_link_pending", original)
+        mp.setattr(sealing, name, original)
         async with kernel.db.transaction() as db:
             report = await verify_chain(db, tenant.id)
     assert report.ok and report.events_checked >= 3

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import uuid
+
+from sqlalchemy import text
 
 from tests.conftest import unique
 from tests.integration.console.conftest import csrf_of, text_of
@@ -195,4 +198,26 @@ async def test_audit_page_lists_events_and_verifies_the_chain(browser, make_tena
     assert tenant.owner_email in page.text  # the actor is shown by e-mail
     r = await browser.http.post("/console/audit/verify", data={"_csrf_token": csrf_of(page.text)})
     assert r.status_code == 200 and 'data-report="ok"' in r.text and "审计链完整" in r.text
-    assert (await browser.get("/console/audit?before=2")).status_code == 200
+    assert "<th>区块</th>" in r.text and "<th>哈希</th>" not in r.text  # each event shows its block, no hash
+    older = re.search(r'href="/console/audit\?before=([0-9a-f-]{36})"', page.text)
+    if older:  # more than a page of events
+        assert (await browser.get(f"/console/audit?before={older.group(1)}")).status_code == 200
+    assert (await browser.get(f"/console/audit?before={uuid.uuid4()}")).status_code == 200
+    assert (await browser.get("/console/audit?before=2")).status_code in (400, 422)
+
+
+async def test_audit_page_reports_the_broken_block(browser, kernel, owner_engine, make_tenant):
+    from tests.integration.audit.helpers import events_of, key, seal, seals_of, tampering
+
+    tenant = await make_tenant()
+    await seal(kernel, tenant.id)
+    seals, events = await seals_of(owner_engine, tenant.id), await events_of(owner_engine, tenant.id)
+    async with tampering(owner_engine) as conn:
+        await conn.execute(text("update audit_events set action = 'tenant.deleted' where tenant_id = :t and id = :id"),
+                           {"t": key(owner_engine, tenant.id), "id": events[0].id})
+    await browser.console_login(tenant.slug, tenant.owner_email, tenant.owner_password)
+    page = await browser.get("/console/audit")
+    r = await browser.http.post("/console/audit/verify", data={"_csrf_token": csrf_of(page.text)})
+    assert r.status_code == 200 and 'data-report="broken"' in r.text
+    block = next(s.block for s in seals if s.from_pos <= events[0].txid < s.to_pos)
+    assert f"审计链在第 {block} 个区块处断开" in r.text and "changed" in r.text

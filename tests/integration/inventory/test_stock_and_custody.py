@@ -56,7 +56,7 @@ async def shop(client, kernel, make_tenant, make_api_client):
 
         async def audit(self, action):
             async def go(db):
-                rows = await db.execute(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq))
+                rows = await db.execute(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.txid, AuditEvent.id))
                 return list(rows.scalars())
             return await self.run(go)
 

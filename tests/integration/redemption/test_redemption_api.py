@@ -312,7 +312,7 @@ async def test_audit_and_events(client, kernel, make_tenant, make_api_client):
                     await db.execute(
                         select(AuditEvent)
                         .where(AuditEvent.object_id == str(iss.code_ids[0]))
-                        .order_by(AuditEvent.seq.nulls_last(), AuditEvent.id)
+                        .order_by(AuditEvent.txid, AuditEvent.id)
                     )
                 )
                 .scalars()
