@@ -17,19 +17,20 @@ from seal_state import SealSchema, detect, unsealed
 
 
 def add_arguments(parser: argparse.ArgumentParser, stock_rate: int = 2500) -> None:
-    """The ``--baseline`` options (``--seconds``, ``--workers``, ``--redis-url``, ``--admin-url`` are shared)."""
-    parser.add_argument("--rounds", type=int, default=3, help="--baseline: rounds per concurrency")
+    """The options of a comparison run (``--seconds``, ``--workers``, ``--redis-url``, ``--admin-url`` are the
+    script's own)."""
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per concurrency")
     if "--warmup" not in parser._option_string_actions:  # redeem_http.py has its own (3 s)
-        parser.add_argument("--warmup", type=int, default=2, help="--baseline: seconds of unmeasured load first")
+        parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load first")
     parser.add_argument(
-        "--concurrencies", default="32,200", help="--baseline: wrk connections, comma-separated (default 32,200)"
+        "--concurrencies", default="32,200", help="wrk connections, comma-separated (default 32,200)"
     )
-    parser.add_argument("--pool-size", type=int, default=10, help="--baseline: pool size per worker (all servers)")
-    parser.add_argument("--max-overflow", type=int, default=20, help="--baseline: pool overflow per worker")
+    parser.add_argument("--pool-size", type=int, default=10, help="pool size per worker (all servers)")
+    parser.add_argument("--max-overflow", type=int, default=20, help="pool overflow per worker")
     parser.add_argument(
-        "--stock-rate", type=int, default=stock_rate, help="--baseline: requests/s the stock of a run is sized for"
+        "--stock-rate", type=int, default=stock_rate, help="requests/s the stock of a run is sized for"
     )
-    parser.add_argument("--seal-timeout", type=float, default=60.0, help="--baseline: seconds to wait for sealing")
+    parser.add_argument("--seal-timeout", type=float, default=60.0, help="seconds to wait for sealing")
 
 
 def baseline_env(db_app_url: str, t: BenchTenant, args: argparse.Namespace) -> dict[str, str]:
