@@ -137,11 +137,12 @@ def show_stats(port: int) -> str:
     rows = [line.split("\t") for line in lines[1:] if line.startswith("kaquan_bench_pgb")]
     if not lines or not rows:
         return f"SHOW STATS gave nothing ({out.stderr.strip()[:200]})"
-    stats = dict(zip(lines[0].split("\t"), rows[0], strict=False))
+    stats = {k: int(v) for k, v in zip(lines[0].split("\t"), rows[0], strict=False) if v.isdigit()}
+    xacts = stats.get("total_xact_count", 0) or 1
     return (
-        f"{int(stats.get('total_xact_count', 0)):,} transactions and {int(stats.get('total_query_count', 0)):,} "
-        f"queries through PgBouncer; average transaction {int(stats.get('avg_xact_time', 0)) / 1000:.1f} ms, "
-        f"average wait for a server connection {int(stats.get('avg_wait_time', 0)) / 1000:.1f} ms"
+        f"{stats.get('total_xact_count', 0):,} transactions and {stats.get('total_query_count', 0):,} queries "
+        f"through PgBouncer; per transaction {stats.get('total_xact_time', 0) / xacts / 1000:.1f} ms on a server "
+        f"connection and {stats.get('total_wait_time', 0) / xacts / 1000:.1f} ms waiting for one (totals of the run)"
     )
 
 
