@@ -30,6 +30,7 @@ import time
 import uuid
 
 import asyncpg
+import compare
 import compare_grant
 import httpx
 from _pg import ADMIN_URL, ROOT, asyncpg_dsn, machine_line, throwaway_database
@@ -234,7 +235,7 @@ async def main() -> None:
         action="store_true",
         help="kaquan against hand-written asyncpg grants in interleaved rounds (default 8 s each, 3 rounds)",
     )
-    compare_grant.add_arguments(parser)
+    compare.add_arguments(parser)
     args = parser.parse_args()
     args.seconds = args.seconds or (8 if args.baseline else 20)
     if args.baseline:
