@@ -181,8 +181,8 @@ def report(
         f"(pg_stat_user_tables n_dead_tup / n_live_tup; aim ≤ 10 %: {'met' if share <= 0.10 else 'missed'})."
     )
     physical = (
-        f"pgstattuple now: {exact[1]:,} dead tuples still stored for {exact[0]:,} live (page pruning has "
-        "reclaimed the rest)" if exact else "pgstattuple not available"
+        f"pgstattuple now: {exact[1]:,} dead tuples stored for {exact[0]:,} live (page pruning reclaims dead "
+        "tuples before any vacuum)" if exact else "pgstattuple not available"
     )
     print(
         f"During the run: {stats.inserted:,} inserted, {stats.updated:,} updated "
