@@ -97,8 +97,14 @@ async def burst(
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample_during(conn, schema, stop))
     try:
-        result = await run_wrk(base, "/api/v1/grants", t.token, body_template(t.product_id),
-                               connections=args.concurrency, seconds=args.seconds)
+        result = await run_wrk(
+            base,
+            "/api/v1/grants",
+            t.token,
+            body_template(t.product_id),
+            connections=args.concurrency,
+            seconds=args.seconds,
+        )
     finally:
         stop.set()
         during = await sampler
@@ -130,9 +136,17 @@ async def run(args: argparse.Namespace) -> None:
                         f"PostgreSQL {version} and Redis on 127.0.0.1; kaquan under uvicorn, {args.workers} workers, "
                         f"service mode; wrk, {args.concurrency} clients; audit: {schema.description}."
                     )
-                    async with uvicorn_server("core.app:create_app", kaquan_env(settings, args), str(ROOT)) as base:
-                        await run_wrk(base, "/api/v1/grants", t.token, body_template(t.product_id),
-                                      connections=args.concurrency, seconds=args.warmup)
+                    async with uvicorn_server(
+                        "core.app:create_app", kaquan_env(settings, args), str(ROOT)
+                    ) as base:
+                        await run_wrk(
+                            base,
+                            "/api/v1/grants",
+                            t.token,
+                            body_template(t.product_id),
+                            connections=args.concurrency,
+                            seconds=args.warmup,
+                        )
                         await wait_sealed(conn, schema, args.timeout)
                         await asyncio.sleep(STATS_WAIT)
                         before = await table_stats(conn)
@@ -164,8 +178,10 @@ def report(
         f"{events:,} audit events written ({events / args.seconds:,.0f}/s)."
     )
     peak = max(during, key=lambda x: x[1]) if during else (0.0, 0)
-    print(f"Unsealed while the burst ran (every second): {', '.join(str(n) for _, n in during)} "
-          f"(peak {peak[1]:,} at {peak[0]:.0f} s).")
+    print(
+        f"Unsealed while the burst ran (every second): {', '.join(str(n) for _, n in during)} "
+        f"(peak {peak[1]:,} at {peak[0]:.0f} s)."
+    )
     zero = after[-1][0] if after and after[-1][1] == 0 else None
     print()
     print("| seconds after the burst | " + " | ".join(f"{t:.1f}" for t, _ in after) + " |")
@@ -182,7 +198,9 @@ def report(
     )
     physical = (
         f"pgstattuple now: {exact[1]:,} dead tuples stored for {exact[0]:,} live (page pruning reclaims dead "
-        "tuples before any vacuum)" if exact else "pgstattuple not available"
+        "tuples before any vacuum)"
+        if exact
+        else "pgstattuple not available"
     )
     print(
         f"During the run: {stats.inserted:,} inserted, {stats.updated:,} updated "

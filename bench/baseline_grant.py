@@ -208,16 +208,35 @@ def item_expiry(product: Any, code_expiry: dt.datetime | None, now: dt.datetime)
 
 
 def grant_json(
-    grant_id: uuid.UUID, ref: str, data: GrantIn, member: dict[str, Any] | None, items: list[dict[str, Any]],
+    grant_id: uuid.UUID,
+    ref: str,
+    data: GrantIn,
+    member: dict[str, Any] | None,
+    items: list[dict[str, Any]],
     now: dt.datetime,
 ) -> bytes:
     """The answer, shaped as kaquan's ``GrantOut``."""
-    return msgspec.json.encode({
-        "id": grant_id, "ref": ref, "status": "created", "product_id": data.product_id,
-        "quantity": data.quantity, "member": member, "channel": None, "contact_masked": None,
-        "campaign_ref": data.campaign_ref, "source": "api", "created_at": now, "delivered_at": None,
-        "delivery_detail": None, "voided_at": None, "void_reason": None, "codes": items, "revealed": False,
-    })
+    return msgspec.json.encode(
+        {
+            "id": grant_id,
+            "ref": ref,
+            "status": "created",
+            "product_id": data.product_id,
+            "quantity": data.quantity,
+            "member": member,
+            "channel": None,
+            "contact_masked": None,
+            "campaign_ref": data.campaign_ref,
+            "source": "api",
+            "created_at": now,
+            "delivered_at": None,
+            "delivery_detail": None,
+            "voided_at": None,
+            "void_reason": None,
+            "codes": items,
+            "revealed": False,
+        }
+    )
 
 
 class HandWritten:
@@ -265,7 +284,15 @@ class HandWritten:
         await conn.execute(SET_CONTEXT, str(tenant), "")
         record_id = uuid7()
         claimed = await conn.fetchval(
-            CLAIM, tenant, record_id, self.principal, key, "POST", path, fingerprint, now + dt.timedelta(hours=24),
+            CLAIM,
+            tenant,
+            record_id,
+            self.principal,
+            key,
+            "POST",
+            path,
+            fingerprint,
+            now + dt.timedelta(hours=24),
             now,
         )
         if claimed is None:
@@ -288,10 +315,27 @@ class HandWritten:
         items = [(uuid7(), c["id"], item_expiry(product, c["expires_at"], now)) for c in codes]
         await self._audit(conn, data, member_id, created, grant_id, ref, items, now)
         answer = grant_json(
-            grant_id, ref, data, {"id": member_id, "external_id": data.external_id, "phone_masked": None,
-                                  "email": None, "name": None},
-            [{"item_id": i, "code_id": c["id"], "masked": "•••• " + c["last4"], "last4": c["last4"],
-              "status": "held", "expires_at": e} for (i, _, e), c in zip(items, codes, strict=True)],
+            grant_id,
+            ref,
+            data,
+            {
+                "id": member_id,
+                "external_id": data.external_id,
+                "phone_masked": None,
+                "email": None,
+                "name": None,
+            },
+            [
+                {
+                    "item_id": i,
+                    "code_id": c["id"],
+                    "masked": "•••• " + c["last4"],
+                    "last4": c["last4"],
+                    "status": "held",
+                    "expires_at": e,
+                }
+                for (i, _, e), c in zip(items, codes, strict=True)
+            ],
             now,
         )
         sealed = self._seal(answer, record_id)
@@ -311,40 +355,97 @@ class HandWritten:
         return member_id, True
 
     async def _audit(
-        self, conn: Any, data: GrantIn, member_id: uuid.UUID, created: bool, grant_id: uuid.UUID, ref: str,
-        items: list[tuple[uuid.UUID, uuid.UUID, dt.datetime | None]], now: dt.datetime,
+        self,
+        conn: Any,
+        data: GrantIn,
+        member_id: uuid.UUID,
+        created: bool,
+        grant_id: uuid.UUID,
+        ref: str,
+        items: list[tuple[uuid.UUID, uuid.UUID, dt.datetime | None]],
+        now: dt.datetime,
     ) -> None:
         """The audit events (one statement), the event, the grant, its items and the fan-out row."""
         tenant, codes = self.tenant, [str(code_id) for _, code_id, _ in items]
         facts = {
-            "ref": ref, "product_id": str(data.product_id), "quantity": data.quantity, "member_id": str(member_id),
-            "channel": None, "campaign_ref": data.campaign_ref, "source": "api", "codes": codes,
+            "ref": ref,
+            "product_id": str(data.product_id),
+            "quantity": data.quantity,
+            "member_id": str(member_id),
+            "channel": None,
+            "campaign_ref": data.campaign_ref,
+            "source": "api",
+            "codes": codes,
         }
         audit: list[tuple[uuid.UUID, str, str, str, dict[str, Any]]] = []
         if created:
-            audit.append((uuid7(), "member.created", "member", str(member_id),
-                          {"source": "grant", "external_id": data.external_id, "phone": None, "tags": []}))
-        audit.append((uuid7(), "codes.allocated", "product", str(data.product_id),
-                      {"purpose": f"grant:{ref}", "quantity": data.quantity, "codes": codes, "reservation_id": None}))
+            audit.append(
+                (
+                    uuid7(),
+                    "member.created",
+                    "member",
+                    str(member_id),
+                    {"source": "grant", "external_id": data.external_id, "phone": None, "tags": []},
+                )
+            )
+        audit.append(
+            (
+                uuid7(),
+                "codes.allocated",
+                "product",
+                str(data.product_id),
+                {
+                    "purpose": f"grant:{ref}",
+                    "quantity": data.quantity,
+                    "codes": codes,
+                    "reservation_id": None,
+                },
+            )
+        )
         audit.append((uuid7(), "grant.created", "grant", str(grant_id), facts))
         columns = list(zip(*audit, strict=True))
         await conn.execute(
-            AUDIT, tenant, now, str(self.config.client_pk), list(columns[0]), list(columns[1]), list(columns[2]),
-            list(columns[3]), [msgspec.json.encode(d).decode() for d in columns[4]],
+            AUDIT,
+            tenant,
+            now,
+            str(self.config.client_pk),
+            list(columns[0]),
+            list(columns[1]),
+            list(columns[2]),
+            list(columns[3]),
+            [msgspec.json.encode(d).decode() for d in columns[4]],
         )
         event_id = uuid7()
         await conn.execute(EVENT, tenant, event_id, msgspec.json.encode(facts).decode(), str(grant_id), now)
         await conn.execute(
-            GRANT, tenant, grant_id, ref, data.product_id, data.quantity, member_id,
-            (data.campaign_ref or "").strip() or None, self.config.client_pk, now,
+            GRANT,
+            tenant,
+            grant_id,
+            ref,
+            data.product_id,
+            data.quantity,
+            member_id,
+            (data.campaign_ref or "").strip() or None,
+            self.config.client_pk,
+            now,
         )
         await conn.execute(
-            ITEMS, tenant, grant_id, member_id, now, [i for i, _, _ in items], [c for _, c, _ in items],
+            ITEMS,
+            tenant,
+            grant_id,
+            member_id,
+            now,
+            [i for i, _, _ in items],
+            [c for _, c, _ in items],
             [e for _, _, e in items],
         )
         await conn.execute(
-            FAN_OUT, tenant, uuid7(), msgspec.json.encode({"event_id": str(event_id)}).decode(),
-            f"webhooks:{event_id}", now,
+            FAN_OUT,
+            tenant,
+            uuid7(),
+            msgspec.json.encode({"event_id": str(event_id)}).decode(),
+            f"webhooks:{event_id}",
+            now,
         )
 
     def _seal(self, body: bytes, record_id: uuid.UUID) -> bytes:
@@ -370,7 +471,10 @@ class Minimal:
     async def start(self) -> None:
         c = self.config
         self.pool = await asyncpg.create_pool(
-            c.dsn, min_size=c.pool_min, max_size=c.pool_max, statement_cache_size=c.statement_cache,
+            c.dsn,
+            min_size=c.pool_min,
+            max_size=c.pool_max,
+            statement_cache_size=c.statement_cache,
             server_settings={"app.tenant_id": str(c.tenant_id)},
         )
 
@@ -410,7 +514,9 @@ def _app(server: HandWritten | Minimal) -> Litestar:
     async def grant(request: Request[Any, Any, Any]) -> Response[bytes]:
         return await server.grant(request)
 
-    return Litestar([grant, health], on_startup=[server.start], on_shutdown=[server.stop], logging_config=None)
+    return Litestar(
+        [grant, health], on_startup=[server.start], on_shutdown=[server.stop], logging_config=None
+    )
 
 
 def hand_written_app() -> Litestar:

@@ -173,11 +173,21 @@ class HandWrittenRedemption:
     async def _redeem(self, conn: Any, data: RedeemIn, digest: str, ip: str) -> bytes:
         tenant, now, device = self.tenant, dt.datetime.now(UTC), data.terminal.strip()
         await conn.execute(SET_CONTEXT, str(tenant), "")
-        if [r for r in await conn.fetch(BLOCKLIST, tenant, device, ip) if r["kind"] == "device" or r["value"] == ip]:
+        if [
+            r
+            for r in await conn.fetch(BLOCKLIST, tenant, device, ip)
+            if r["kind"] == "device" or r["value"] == ip
+        ]:
             raise Refused(429, "risk_refused")
         client = str(self.config.client_pk)
-        if await conn.fetchrow(LOCKOUT, tenant, now, subject_key("client", client), subject_key("ip", ip),
-                               subject_key("device", device)):
+        if await conn.fetchrow(
+            LOCKOUT,
+            tenant,
+            now,
+            subject_key("client", client),
+            subject_key("ip", ip),
+            subject_key("device", device),
+        ):
             raise Refused(429, "locked_out")
         row = await conn.fetchrow(LOOKUP, tenant, now, "expired", "held", digest)
         if row is None:
@@ -187,30 +197,76 @@ class HandWrittenRedemption:
             raise Refused(409, "already_redeemed")
         red_id = uuid7()
         store, terminal, reference = data.store.strip(), device, (data.reference or "").strip() or None
-        await conn.execute(REDEMPTION, tenant, red_id, row["id"], row["product_id"], row["kind"], row["last4"],
-                           store, terminal, reference, row["currency"], self.config.client_pk, now)
+        await conn.execute(
+            REDEMPTION,
+            tenant,
+            red_id,
+            row["id"],
+            row["product_id"],
+            row["kind"],
+            row["last4"],
+            store,
+            terminal,
+            reference,
+            row["currency"],
+            self.config.client_pk,
+            now,
+        )
         facts = {
-            "redemption_id": str(red_id), "code_id": str(row["id"]), "last4": row["last4"],
-            "product_id": str(row["product_id"]), "kind": row["kind"], "store": store, "terminal": terminal,
-            "reference": reference, "amount": None, "currency": row["currency"], "balance_after": None,
-            "use_number": None, "member_id": None, "grant_item_id": None,
+            "redemption_id": str(red_id),
+            "code_id": str(row["id"]),
+            "last4": row["last4"],
+            "product_id": str(row["product_id"]),
+            "kind": row["kind"],
+            "store": store,
+            "terminal": terminal,
+            "reference": reference,
+            "amount": None,
+            "currency": row["currency"],
+            "balance_after": None,
+            "use_number": None,
+            "member_id": None,
+            "grant_item_id": None,
         }
         text = msgspec.json.encode(facts).decode()
         await conn.execute(AUDIT, tenant, uuid7(), now, client, str(row["id"]), text)
         event_id = uuid7()
         await conn.execute(EVENT, tenant, event_id, text, str(row["id"]), now)
-        await conn.execute(FAN_OUT, tenant, uuid7(), msgspec.json.encode({"event_id": str(event_id)}).decode(),
-                           f"webhooks:{event_id}", now)
+        await conn.execute(
+            FAN_OUT,
+            tenant,
+            uuid7(),
+            msgspec.json.encode({"event_id": str(event_id)}).decode(),
+            f"webhooks:{event_id}",
+            now,
+        )
         await conn.fetch(CHANNEL_CODE, now, row["id"], tenant)
         window = row["rollback_window"] if row["rollback_window"] is not None else 30
-        return msgspec.json.encode({
-            "id": red_id, "code_id": row["id"], "masked": "•••• " + row["last4"], "product_id": row["product_id"],
-            "kind": row["kind"], "status": "redeemed", "store": store, "terminal": terminal, "reference": reference,
-            "amount": None, "currency": row["currency"], "balance_after": None, "use_number": None,
-            "member_id": None, "grant_item_id": None, "user_id": None, "client_id": self.config.client_pk,
-            "redeemed_at": now, "rollback_until": now + dt.timedelta(minutes=window), "rolled_back_at": None,
-            "rollback_reason": None,
-        })
+        return msgspec.json.encode(
+            {
+                "id": red_id,
+                "code_id": row["id"],
+                "masked": "•••• " + row["last4"],
+                "product_id": row["product_id"],
+                "kind": row["kind"],
+                "status": "redeemed",
+                "store": store,
+                "terminal": terminal,
+                "reference": reference,
+                "amount": None,
+                "currency": row["currency"],
+                "balance_after": None,
+                "use_number": None,
+                "member_id": None,
+                "grant_item_id": None,
+                "user_id": None,
+                "client_id": self.config.client_pk,
+                "redeemed_at": now,
+                "rollback_until": now + dt.timedelta(minutes=window),
+                "rolled_back_at": None,
+                "rollback_reason": None,
+            }
+        )
 
     def _check(self, row: Any, data: RedeemIn, now: dt.datetime) -> None:
         """The PIN (the code opened with the tenant's key), the kind, the state and the expiry."""
@@ -237,5 +293,6 @@ def hand_written_app() -> Litestar:
     async def redeem(request: Request[Any, Any, Any]) -> Response[bytes]:
         return await server.redeem(request)
 
-    return Litestar([redeem, health], on_startup=[server.start], on_shutdown=[server.stop], logging_config=None)
-
+    return Litestar(
+        [redeem, health], on_startup=[server.start], on_shutdown=[server.stop], logging_config=None
+    )

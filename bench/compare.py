@@ -57,8 +57,8 @@ def kaquan_env(settings: Any, args: argparse.Namespace) -> dict[str, str]:
 
 class Settler:
     """Between two loads: wait until the audit sealer has sealed the tenant of a kaquan server that just ran
-    (``sealed``: those contenders' keys; the time is the round's note), top up that tenant's stock to
-    ``per_run`` codes (0: no stock kept), then a second's pause."""
+    (``sealed``: those contenders' keys; the time is the round's note); then (:meth:`refill`) top up that
+    tenant's stock to ``per_run`` codes (0: no stock kept) and pause a second."""
 
     def __init__(
         self, owner_dsn: str, tenants: dict[str, BenchTenant], per_run: int, timeout: float, sealed: set[str]
@@ -68,13 +68,14 @@ class Settler:
         self.schema: SealSchema | None = None
 
     async def __call__(self, contender: Contender) -> str:
-        note = ""
         if contender.key in self.sealed:
-            note = await self.wait_sealed(self.tenants[contender.key])
+            return await self.wait_sealed(self.tenants[contender.key])
+        return ""
+
+    async def refill(self, contender: Contender) -> None:
         if self.per_run:
             await top_up(self.owner_dsn, self.tenants[contender.key], self.per_run)
         await asyncio.sleep(1.0)
-        return note
 
     async def wait_sealed(self, t: BenchTenant) -> str:
         conn = await asyncpg.connect(self.owner_dsn)
@@ -94,10 +95,15 @@ class Settler:
 def rows_table(rows: dict[str, dict[str, int]], per: str) -> str:
     """Rows written per ``per`` row (e.g. per grant), by table and server: the work each server did."""
     tables = [t for t in next(iter(rows.values())) if t != per]
-    lines = [f"Rows written per row of `{per}` (whole run, warm-ups included):", "",
-             "| server | " + " | ".join(f"`{t}`" for t in [per, *tables]) + " |",
-             "|---|" + "---:|" * (len(tables) + 1)]
+    lines = [
+        f"Rows written per row of `{per}` (whole run, warm-ups included):",
+        "",
+        "| server | " + " | ".join(f"`{t}`" for t in [per, *tables]) + " |",
+        "|---|" + "---:|" * (len(tables) + 1),
+    ]
     for key, counts in rows.items():
         n = counts[per] or 1
-        lines.append(f"| {key} | {counts[per]:,} | " + " | ".join(f"{counts[t] / n:.2f}" for t in tables) + " |")
+        lines.append(
+            f"| {key} | {counts[per]:,} | " + " | ".join(f"{counts[t] / n:.2f}" for t in tables) + " |"
+        )
     return "\n".join(lines)

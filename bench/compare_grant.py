@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 from _pg import ROOT, asyncpg_dsn, machine_line, throwaway_database
 from compare import Settler, baseline_env, kaquan_env, rows_table
+from cpu import Probe
 from fixtures import BenchTenant, duplicates, ensure_plan, fetch_token, onboard, rows_written, stock_codes
 from http_overhead import bench_settings, quiet_app, redis_db_state, redis_flush
 from rounds import Contender, Round, header, interleaved, round_row, summary
@@ -82,30 +83,59 @@ async def run(args: argparse.Namespace) -> None:
                 settings = bench_settings(db, data_dir, generate_master_key_spec("mk-bench"), args.redis_url)
                 owner_dsn = asyncpg_dsn(db.owner_url)
                 tenants = await _tenants(quiet_app(settings), owner_dsn, per_run)
-                log = await statements_of_grant(quiet_app(settings), tenants["kaquan"].token,
-                                                tenants["kaquan"].product_id)
+                log = await statements_of_grant(
+                    quiet_app(settings), tenants["kaquan"].token, tenants["kaquan"].product_id
+                )
                 await _report_setup(owner_dsn, args, log)
                 contenders = [
                     Contender("kaquan", "core.app:create_app", kaquan_env(settings, args), str(ROOT)),
-                    Contender("hand-written", "baseline_grant:hand_written_app",
-                              baseline_env(db.app_url, tenants["hand-written"], args), str(ROOT / "bench")),
-                    Contender("minimal", "baseline_grant:minimal_app",
-                              baseline_env(db.app_url, tenants["minimal"], args), str(ROOT / "bench")),
+                    Contender(
+                        "hand-written",
+                        "baseline_grant:hand_written_app",
+                        baseline_env(db.app_url, tenants["hand-written"], args),
+                        str(ROOT / "bench"),
+                    ),
+                    Contender(
+                        "minimal",
+                        "baseline_grant:minimal_app",
+                        baseline_env(db.app_url, tenants["minimal"], args),
+                        str(ROOT / "bench"),
+                    ),
                 ]
 
-                async def load(c: Contender, base: str, conns: int, seconds: int, measured: bool) -> WrkResult:
+                async def load(
+                    c: Contender, base: str, conns: int, seconds: int, measured: bool
+                ) -> WrkResult:
                     t = tenants[c.key]
-                    return await run_wrk(base, "/api/v1/grants", t.token, body_template(t.product_id),
-                                         connections=conns, seconds=seconds)
+                    return await run_wrk(
+                        base,
+                        "/api/v1/grants",
+                        t.token,
+                        body_template(t.product_id),
+                        connections=conns,
+                        seconds=seconds,
+                    )
 
                 pairs = [("kaquan", "hand-written"), ("kaquan", "minimal")]
                 print()
                 print("\n".join(header(list(KEYS), pairs, "grants/s")))
-                rounds = await interleaved(
-                    contenders, load, Settler(owner_dsn, tenants, per_run, args.seal_timeout, {"kaquan"}),
-                    concurrencies=concurrencies, rounds=args.rounds, seconds=args.seconds, warmup=args.warmup,
-                    on_round=lambda r: print(round_row(r, list(KEYS), pairs), flush=True),
+                probe, settler = (
+                    Probe(owner_dsn, db.name),
+                    Settler(owner_dsn, tenants, per_run, args.seal_timeout, {"kaquan"}),
                 )
+                rounds = await interleaved(
+                    contenders,
+                    load,
+                    settler,
+                    concurrencies=concurrencies,
+                    rounds=args.rounds,
+                    seconds=args.seconds,
+                    warmup=args.warmup,
+                    on_round=lambda r: print(round_row(r, list(KEYS), pairs), flush=True),
+                    probe=probe,
+                    refill=settler.refill,
+                )
+                await probe.close()
                 dups = {k: await duplicates(owner_dsn, t) for k, t in tenants.items()}
                 rows = {k: await rows_written(owner_dsn, t) for k, t in tenants.items()}
     finally:
@@ -128,7 +158,9 @@ async def _report_setup(owner_dsn: str, args: argparse.Namespace, log: Any) -> N
         f"{args.warmup} s warm-up, {args.rounds} rounds per concurrency, order rotated; audit: {schema.description}."
     )
     print()
-    print(f"- kaquan, one grant (logged): {kinds_line(log)}; after the answer: {len(log.after)} more (sealer).")
+    print(
+        f"- kaquan, one grant (logged): {kinds_line(log)}; after the answer: {len(log.after)} more (sealer)."
+    )
     print(f"- hand-written: 15 statements: {HAND_WRITTEN}.")
     print(f"- minimal: {MINIMAL}.")
 
@@ -137,6 +169,7 @@ def _report(rounds: list[Round], pairs: list[tuple[str, str]], dups: dict[str, t
     print()
     print("\n".join(summary(rounds, list(KEYS), pairs)))
     print()
-    print("Duplicates (codes handed out twice): " + ", ".join(
-        f"{k} {d} of {n:,} items" for k, (n, d) in dups.items()
-    ))
+    print(
+        "Duplicates (codes handed out twice): "
+        + ", ".join(f"{k} {d} of {n:,} items" for k, (n, d) in dups.items())
+    )

@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 from _pg import ROOT, asyncpg_dsn, machine_line, throwaway_database
 from compare import Settler, baseline_env, kaquan_env, rows_table
+from cpu import Probe
 from fixtures import BenchTenant, ensure_plan, fetch_token, onboard, rows_written, sealed_cards
 from http_overhead import bench_settings, quiet_app, redis_db_state, redis_flush
 from rounds import Contender, Round, header, interleaved, round_row, summary
@@ -99,17 +100,33 @@ async def run(args: argparse.Namespace) -> None:
                 await _report_setup(owner_dsn, args, log)
                 contenders = [
                     Contender("kaquan", "core.app:create_app", kaquan_env(settings, args), str(ROOT)),
-                    Contender("hand-written", "baseline_redeem:hand_written_app",
-                              baseline_env(db.app_url, tenants["hand-written"], args), str(ROOT / "bench")),
+                    Contender(
+                        "hand-written",
+                        "baseline_redeem:hand_written_app",
+                        baseline_env(db.app_url, tenants["hand-written"], args),
+                        str(ROOT / "bench"),
+                    ),
                 ]
                 loader = Loader(owner_dsn, tenants, args.stock_rate, data_dir)
                 print()
                 print("\n".join(header(list(KEYS), pairs, "redemptions/s")))
-                rounds = await interleaved(
-                    contenders, loader, Settler(owner_dsn, tenants, 0, args.seal_timeout, {"kaquan"}),
-                    concurrencies=concurrencies, rounds=args.rounds, seconds=args.seconds, warmup=args.warmup,
-                    on_round=lambda r: print(round_row(r, list(KEYS), pairs), flush=True),
+                probe, settler = (
+                    Probe(owner_dsn, db.name),
+                    Settler(owner_dsn, tenants, 0, args.seal_timeout, {"kaquan"}),
                 )
+                rounds = await interleaved(
+                    contenders,
+                    loader,
+                    settler,
+                    concurrencies=concurrencies,
+                    rounds=args.rounds,
+                    seconds=args.seconds,
+                    warmup=args.warmup,
+                    on_round=lambda r: print(round_row(r, list(KEYS), pairs), flush=True),
+                    probe=probe,
+                    refill=settler.refill,
+                )
+                await probe.close()
                 once = {k: await exactly_once(owner_dsn, t) for k, t in tenants.items()}
                 tables = ("redemptions", "audit_events", "events", "outbox")
                 rows = {k: await rows_written(owner_dsn, t, tables) for k, t in tenants.items()}
@@ -150,7 +167,9 @@ async def _report_setup(owner_dsn: str, args: argparse.Namespace, log: Any) -> N
         f"per request; audit: {schema.description}."
     )
     print()
-    print(f"- kaquan, one redemption (logged): {kinds_line(log)}; after the answer: {len(log.after)} more (sealer).")
+    print(
+        f"- kaquan, one redemption (logged): {kinds_line(log)}; after the answer: {len(log.after)} more (sealer)."
+    )
     print(f"- hand-written: 12 statements: {HAND_WRITTEN}.")
 
 
@@ -160,9 +179,12 @@ def _report(
     print()
     print("\n".join(summary(rounds, list(KEYS), pairs)))
     print()
-    print("Exactly once: " + ", ".join(
-        f"{k} {reds:,} redemptions, {done:,} codes redeemed, {twice} codes redeemed twice"
-        for k, (reds, done, twice) in once.items()
-    ))
+    print(
+        "Exactly once: "
+        + ", ".join(
+            f"{k} {reds:,} redemptions, {done:,} codes redeemed, {twice} codes redeemed twice"
+            for k, (reds, done, twice) in once.items()
+        )
+    )
     if exhausted:
         print(f"**{exhausted:,} requests were sent after a load ran out of codes** (raise --stock-rate).")

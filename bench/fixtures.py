@@ -100,8 +100,10 @@ async def onboard(app: Litestar, slug: str, scopes: list[str]) -> BenchTenant:
             s.add(batch)
             await s.flush()
             key = (
-                await s.execute(select(TenantKey).where(TenantKey.active.is_(True)).order_by(TenantKey.id))
-            ).scalars().first()
+                (await s.execute(select(TenantKey).where(TenantKey.active.is_(True)).order_by(TenantKey.id)))
+                .scalars()
+                .first()
+            )
             assert key is not None  # onboarding made it
             data_key = kernel.keys.keyring.unwrap(key.wrapped_key, key.master_key_id, tenant_id)
     return BenchTenant(
@@ -216,7 +218,9 @@ async def duplicates(owner_dsn: str, t: BenchTenant) -> tuple[int, int]:
 ROW_TABLES = ("grants", "grant_items", "members", "audit_events", "events", "outbox", "idempotency_keys")
 
 
-async def rows_written(owner_dsn: str, t: BenchTenant, tables: tuple[str, ...] = ROW_TABLES) -> dict[str, int]:
+async def rows_written(
+    owner_dsn: str, t: BenchTenant, tables: tuple[str, ...] = ROW_TABLES
+) -> dict[str, int]:
     """Rows of the tenant in each table (to show that two servers wrote the same rows per request)."""
     conn = await asyncpg.connect(owner_dsn)
     try:

@@ -71,7 +71,9 @@ class Phase:
 class Bench:
     """The server, the tenant and the two phases of each repeat."""
 
-    def __init__(self, args: argparse.Namespace, base: str, t: BenchTenant, owner_dsn: str, work: str) -> None:
+    def __init__(
+        self, args: argparse.Namespace, base: str, t: BenchTenant, owner_dsn: str, work: str
+    ) -> None:
         self.args, self.base, self.t, self.owner_dsn, self.work = args, base, t, owner_dsn, work
 
     async def settle(self) -> None:
@@ -97,14 +99,32 @@ class Bench:
         a, conns = self.args, self.args.capacity_clients
         if kind == "grants":
             await top_up(self.owner_dsn, self.t, a.stock_rate * (a.capacity_seconds + 2) + 1000)
-            await run_wrk(self.base, "/api/v1/grants", self.t.token, grant_template(self.t.product_id),
-                          connections=conns, seconds=2)
-            return await run_wrk(self.base, "/api/v1/grants", self.t.token, grant_template(self.t.product_id),
-                                 connections=conns, seconds=a.capacity_seconds)
+            await run_wrk(
+                self.base,
+                "/api/v1/grants",
+                self.t.token,
+                grant_template(self.t.product_id),
+                connections=conns,
+                seconds=2,
+            )
+            return await run_wrk(
+                self.base,
+                "/api/v1/grants",
+                self.t.token,
+                grant_template(self.t.product_id),
+                connections=conns,
+                seconds=a.capacity_seconds,
+            )
         path = await self.cards_file(a.stock_rate * (a.capacity_seconds + 2) + conns)
         try:
-            return await run_wrk_codes(self.base, "/api/v1/redemptions", self.t.token, path, connections=conns,
-                                       seconds=a.capacity_seconds)
+            return await run_wrk_codes(
+                self.base,
+                "/api/v1/redemptions",
+                self.t.token,
+                path,
+                connections=conns,
+                seconds=a.capacity_seconds,
+            )
         finally:
             os.unlink(path)
 
@@ -112,14 +132,20 @@ class Bench:
         a = self.args
         n = int(rate * (a.seconds + a.warmup)) + 10
         spec: dict[str, Any] = {
-            "url": self.base, "rate": rate, "seconds": a.seconds, "warmup": a.warmup, "connections": 400,
+            "url": self.base,
+            "rate": rate,
+            "seconds": a.seconds,
+            "warmup": a.warmup,
+            "connections": 400,
             "headers": {"Authorization": f"Bearer {self.t.token}"},
         }
         cleanup = None
         if kind == "grants":
             await top_up(self.owner_dsn, self.t, n + 1000)
-            spec |= {"path": "/api/v1/grants", "bodies": {"kind": "grant",
-                                                          "template": grant_template(self.t.product_id)}}
+            spec |= {
+                "path": "/api/v1/grants",
+                "bodies": {"kind": "grant", "template": grant_template(self.t.product_id)},
+            }
         else:
             cleanup = await self.cards_file(n)
             spec |= {"path": "/api/v1/redemptions", "bodies": {"kind": "cards", "file": cleanup}}
@@ -128,8 +154,12 @@ class Bench:
             json.dump(spec, f)
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, str(LOADGEN), spec_path, cwd=str(ROOT / "bench"),
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                sys.executable,
+                str(LOADGEN),
+                spec_path,
+                cwd=str(ROOT / "bench"),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
             out, err = await proc.communicate()
         finally:
@@ -167,10 +197,14 @@ async def run(args: argparse.Namespace) -> None:
                 await stock_codes(owner_dsn, t, args.stock_rate * (args.capacity_seconds + 2))
                 _setup_line(args)
                 print()
-                print("| repeat | kind | capacity/s (wrk) | target/s | achieved/s | p50 ms | p95 ms | p99 ms | "
-                      "max ms | generator lag p99 ms | statuses |")
+                print(
+                    "| repeat | kind | capacity/s (wrk) | target/s | achieved/s | p50 ms | p95 ms | p99 ms | "
+                    "max ms | generator lag p99 ms | statuses |"
+                )
                 print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-                async with uvicorn_server("core.app:create_app", kaquan_env(settings, args), str(ROOT)) as base:
+                async with uvicorn_server(
+                    "core.app:create_app", kaquan_env(settings, args), str(ROOT)
+                ) as base:
                     bench = Bench(args, base, t, owner_dsn, work)
                     for repeat in range(1, args.repeats + 1):
                         for kind in ("grants", "redemptions"):
@@ -227,7 +261,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pool-size", type=int, default=10)
     parser.add_argument("--max-overflow", type=int, default=20)
-    parser.add_argument("--stock-rate", type=int, default=1500, help="requests/s the stock of a load is sized for")
+    parser.add_argument(
+        "--stock-rate", type=int, default=1500, help="requests/s the stock of a load is sized for"
+    )
     parser.add_argument("--seal-timeout", type=float, default=60.0)
     parser.add_argument("--redis-url", default=REDIS_URL, help="an EMPTY Redis database")
     parser.add_argument("--admin-url", default=ADMIN_URL)

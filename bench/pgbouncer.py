@@ -36,6 +36,7 @@ import msgspec
 from _pg import ADMIN_URL, ROOT, asyncpg_dsn, machine_line, throwaway_database
 from compare import Settler, add_arguments, kaquan_env
 from compare_grant import body_template
+from cpu import Probe
 from fixtures import BenchTenant, duplicates, ensure_plan, fetch_token, onboard, stock_codes
 from http_overhead import bench_settings, free_port, quiet_app, redis_db_state, redis_flush
 from rounds import Contender, Round, header, interleaved, round_row, summary
@@ -129,9 +130,26 @@ def _user_exists(name: str) -> bool:
 def show_stats(port: int) -> str:
     """PgBouncer's ``SHOW STATS`` for the bench database (psql: the admin console speaks the simple protocol)."""
     out = subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-A", "-F", "\t", "-P", "footer=off",
-         "pgbouncer", "-c", "SHOW STATS"],
-        capture_output=True, text=True, check=False,
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-A",
+            "-F",
+            "\t",
+            "-P",
+            "footer=off",
+            "pgbouncer",
+            "-c",
+            "SHOW STATS",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     lines = out.stdout.splitlines()
     rows = [line.split("\t") for line in lines[1:] if line.startswith("kaquan_bench_pgb")]
@@ -185,23 +203,47 @@ async def run(args: argparse.Namespace) -> None:
                 )
                 contenders = [
                     Contender("direct", "core.app:create_app", kaquan_env(settings, args), str(ROOT)),
-                    Contender("pgbouncer", "core.app:create_app",
-                              kaquan_env(settings, args) | {"KAQUAN_DATABASE_URL": via, "KAQUAN_DB_PGBOUNCER": "true"},
-                              str(ROOT)),
+                    Contender(
+                        "pgbouncer",
+                        "core.app:create_app",
+                        kaquan_env(settings, args)
+                        | {"KAQUAN_DATABASE_URL": via, "KAQUAN_DB_PGBOUNCER": "true"},
+                        str(ROOT),
+                    ),
                 ]
 
-                async def load(c: Contender, base: str, conns: int, seconds: int, measured: bool) -> WrkResult:
+                async def load(
+                    c: Contender, base: str, conns: int, seconds: int, measured: bool
+                ) -> WrkResult:
                     t = tenants[c.key]
-                    return await run_wrk(base, "/api/v1/grants", t.token, body_template(t.product_id),
-                                         connections=conns, seconds=seconds)
+                    return await run_wrk(
+                        base,
+                        "/api/v1/grants",
+                        t.token,
+                        body_template(t.product_id),
+                        connections=conns,
+                        seconds=seconds,
+                    )
 
                 print()
                 print("\n".join(header(list(KEYS), pairs, "grants/s")))
-                rounds = await interleaved(
-                    contenders, load, Settler(owner_dsn, tenants, per_run, args.seal_timeout, set(KEYS)),
-                    concurrencies=concurrencies, rounds=args.rounds, seconds=args.seconds, warmup=args.warmup,
-                    on_round=lambda r: print(round_row(r, list(KEYS), pairs), flush=True),
+                probe, settler = (
+                    Probe(owner_dsn, db.name),
+                    Settler(owner_dsn, tenants, per_run, args.seal_timeout, set(KEYS)),
                 )
+                rounds = await interleaved(
+                    contenders,
+                    load,
+                    settler,
+                    concurrencies=concurrencies,
+                    rounds=args.rounds,
+                    seconds=args.seconds,
+                    warmup=args.warmup,
+                    on_round=lambda r: print(round_row(r, list(KEYS), pairs), flush=True),
+                    probe=probe,
+                    refill=settler.refill,
+                )
+                await probe.close()
                 dups = {k: await duplicates(owner_dsn, t) for k, t in tenants.items()}
                 stats = show_stats(port)
     finally:
@@ -209,12 +251,17 @@ async def run(args: argparse.Namespace) -> None:
     _report(rounds, pairs, dups, stats)
 
 
-def _report(rounds: list[Round], pairs: list[tuple[str, str]], dups: dict[str, tuple[int, int]], stats: str) -> None:
+def _report(
+    rounds: list[Round], pairs: list[tuple[str, str]], dups: dict[str, tuple[int, int]], stats: str
+) -> None:
     print()
     print("\n".join(summary(rounds, list(KEYS), pairs)))
     print()
     print(f"PgBouncer: {stats}.")
-    print("Duplicates (codes handed out twice): " + ", ".join(f"{k} {d} of {n:,} items" for k, (n, d) in dups.items()))
+    print(
+        "Duplicates (codes handed out twice): "
+        + ", ".join(f"{k} {d} of {n:,} items" for k, (n, d) in dups.items())
+    )
 
 
 def main() -> None:
@@ -231,4 +278,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

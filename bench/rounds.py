@@ -15,6 +15,7 @@ import statistics
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from cpu import CpuUsed, Probe, used
 from http_overhead import uvicorn_server
 from wrk_load import WrkResult
 
@@ -35,8 +36,11 @@ class Contender:
 
 # load(contender, base URL, connections, seconds, measured) -> the wrk result
 Load = Callable[[Contender, str, int, int, bool], Awaitable[WrkResult]]
-# settle(contender that just ran) -> a note for the round's table ("" for none)
+# settle(contender that just ran) -> a note for the round's table ("" for none); its after-work (e.g. the
+# audit sealer catching up) is waited for here and counts towards its CPU time
 Settle = Callable[[Contender], Awaitable[str]]
+# refill(contender that just ran): set-up for its next load (stock), not counted
+Refill = Callable[[Contender], Awaitable[None]]
 
 
 @dataclass
@@ -46,6 +50,11 @@ class Round:
     order: list[str]
     results: dict[str, WrkResult] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    cpu: dict[str, CpuUsed] = field(default_factory=dict)
+
+    def cpu_ms(self, key: str) -> tuple[float, float]:
+        """(server, PostgreSQL) CPU milliseconds per 2xx answer of ``key``'s load."""
+        return self.cpu[key].per_request_ms(self.results[key].ok) if key in self.cpu else (0.0, 0.0)
 
     def rate(self, key: str) -> float:
         return self.results[key].ok_per_second
@@ -61,8 +70,11 @@ async def interleaved(
     seconds: int,
     warmup: int,
     on_round: Callable[[Round], None] | None = None,
+    probe: Probe | None = None,
+    refill: Refill | None = None,
 ) -> list[Round]:
-    """Start every contender's server, then run ``rounds`` rounds per concurrency (order rotated)."""
+    """Start every contender's server, then run ``rounds`` rounds per concurrency (order rotated); with a
+    ``probe``, the CPU time of each measured load too."""
     out: list[Round] = []
     async with contextlib.AsyncExitStack() as stack:
         bases = {}
@@ -78,8 +90,13 @@ async def interleaved(
                 for c in order:
                     if warmup:
                         await load(c, bases[c.key], concurrency, warmup, False)
+                    before = await probe.sample(bases[c.key]) if probe else None
                     rnd.results[c.key] = await load(c, bases[c.key], concurrency, seconds, True)
                     rnd.notes[c.key] = await settle(c)
+                    if probe and before:
+                        rnd.cpu[c.key] = used(before, await probe.sample(bases[c.key]))
+                    if refill is not None:
+                        await refill(c)
                 out.append(rnd)
                 if on_round is not None:
                     on_round(rnd)
@@ -98,18 +115,29 @@ def ratio_line(rounds: list[Round], top: str, bottom: str) -> tuple[float, float
     return min(ratios), statistics.median(ratios)
 
 
+def cpu_ratio(rounds: list[Round], top: str, bottom: str) -> float | None:
+    """Median over rounds of ``bottom``'s CPU per request / ``top``'s (server + PostgreSQL): the same
+    direction as the throughput ratio (below 1: ``top`` costs more CPU per request)."""
+    ratios = []
+    for r in rounds:
+        a, b = sum(r.cpu_ms(top)), sum(r.cpu_ms(bottom))
+        if a > 0 and b > 0:
+            ratios.append(b / a)
+    return statistics.median(ratios) if ratios else None
+
+
 def round_row(rnd: Round, keys: list[str], pairs: list[tuple[str, str]]) -> str:
     """``| round | clients | order | rate per contender | ratios | notes |``."""
     rates = " | ".join(fmt(rnd.rate(k)) for k in keys)
-    ratios = " | ".join(
-        f"{rnd.rate(a) / rnd.rate(b):.2f}" if rnd.rate(b) else "—" for a, b in pairs
-    )
+    ratios = " | ".join(f"{rnd.rate(a) / rnd.rate(b):.2f}" if rnd.rate(b) else "—" for a, b in pairs)
     others = []
     for k in keys:
         res = rnd.results[k]
         bad = {s: n for s, n in res.statuses.items() if not 200 <= s < 300}
         if bad or res.socket_errors:
-            others.append(f"{k}: {bad or ''}{' socket errors ' + str(res.socket_errors) if res.socket_errors else ''}")
+            others.append(
+                f"{k}: {bad or ''}{' socket errors ' + str(res.socket_errors) if res.socket_errors else ''}"
+            )
     notes = "; ".join(f"{k}: {v}" for k, v in rnd.notes.items() if v)
     extra = "; ".join([*others, notes] if notes else others)
     return f"| {rnd.number} | {rnd.concurrency} | {', '.join(rnd.order)} | {rates} | {ratios} | {extra} |"
@@ -128,8 +156,8 @@ def header(keys: list[str], pairs: list[tuple[str, str]], unit: str) -> list[str
 def summary(rounds: list[Round], keys: list[str], pairs: list[tuple[str, str]]) -> list[str]:
     """Per concurrency: min and median of each ratio, and the median p50/p99 of each contender."""
     lines = [
-        "| clients | ratio | min | median | rounds |",
-        "|---:|---|---:|---:|---:|",
+        "| clients | ratio | min | median | rounds | by CPU per request (median) |",
+        "|---:|---|---:|---:|---:|---:|",
     ]
     by_conc: dict[int, list[Round]] = {}
     for r in rounds:
@@ -137,15 +165,23 @@ def summary(rounds: list[Round], keys: list[str], pairs: list[tuple[str, str]]) 
     for conc, rs in by_conc.items():
         for a, b in pairs:
             lo, med = ratio_line(rs, a, b)
-            lines.append(f"| {conc} | {a} / {b} | **{lo:.2f}** | **{med:.2f}** | {len(rs)} |")
-    lines += ["", "| clients | server | rate (median) | p50 ms (median) | p99 ms (median) | 2xx total |",
-              "|---:|---|---:|---:|---:|---:|"]
+            by_cpu = cpu_ratio(rs, a, b)
+            cpu_text = f"{by_cpu:.2f}" if by_cpu is not None else "—"
+            lines.append(f"| {conc} | {a} / {b} | **{lo:.2f}** | **{med:.2f}** | {len(rs)} | {cpu_text} |")
+    lines += [
+        "",
+        "| clients | server | rate (median) | p50 ms (median) | p99 ms (median) | 2xx total | "
+        "CPU ms per request: server | PostgreSQL | both |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for conc, rs in by_conc.items():
         for k in keys:
             res = [r.results[k] for r in rs]
+            server = statistics.median(r.cpu_ms(k)[0] for r in rs)
+            database = statistics.median(r.cpu_ms(k)[1] for r in rs)
             lines.append(
                 f"| {conc} | {k} | {fmt(statistics.median(x.ok_per_second for x in res))} | "
                 f"{statistics.median(x.p50_ms for x in res):,.1f} | {statistics.median(x.p99_ms for x in res):,.1f} | "
-                f"{sum(x.ok for x in res):,} |"
+                f"{sum(x.ok for x in res):,} | {server:.2f} | {database:.2f} | {server + database:.2f} |"
             )
     return lines

@@ -54,7 +54,9 @@ async def detect(conn: Any) -> SealSchema:
                 f"WHERE (t.top IS NULL OR e.{position} {cmp} t.top) AND ($1::uuid IS NULL OR e.tenant_id = $1)"
             )
             return SealSchema(
-                "blocks", sql, f"block sealing: audit_seals, unsealed = {position} {cmp} the tenant's max({top})"
+                "blocks",
+                sql,
+                f"block sealing: audit_seals, unsealed = {position} {cmp} the tenant's max({top})",
             )
         raise SystemExit(
             f"audit_seals exists but its columns were not recognised: events {events}, seals {seals}"

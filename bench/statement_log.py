@@ -157,8 +157,13 @@ async def statements_of_grant(app: Any, token: str, product_id: uuid.UUID) -> St
 
         async def one_grant() -> int:
             key = uuid.uuid4().hex
-            body = {"product_id": str(product_id), "quantity": 1, "external_id": f"m-{key}", "channel": "none",
-                    "campaign_ref": "bench"}
+            body = {
+                "product_id": str(product_id),
+                "quantity": 1,
+                "external_id": f"m-{key}",
+                "channel": "none",
+                "campaign_ref": "bench",
+            }
             r = await client.post("/api/v1/grants", json=body, headers=auth | {"Idempotency-Key": key})
             return int(r.status_code)
 
@@ -173,7 +178,9 @@ async def statements_of_redemption(app: Any, token: str, cards: list[tuple[str, 
         async def one_redemption() -> int:
             number, pin = left.pop()
             body = {"code": number, "pin": pin, "store": "S01", "terminal": "T1"}
-            r = await client.post("/api/v1/redemptions", json=body, headers={"Authorization": f"Bearer {token}"})
+            r = await client.post(
+                "/api/v1/redemptions", json=body, headers={"Authorization": f"Bearer {token}"}
+            )
             return int(r.status_code)
 
         return await log_one(app.state.kernel.db.engine, one_redemption)
@@ -226,7 +233,9 @@ async def main() -> None:
         raise SystemExit(f"{args.redis_url} is not an empty, reachable Redis database")
     try:
         print_log("POST /api/v1/grants", await grant_statements(args.admin_url, args.redis_url), width)
-        print_log("POST /api/v1/redemptions", await redemption_statements(args.admin_url, args.redis_url), width)
+        print_log(
+            "POST /api/v1/redemptions", await redemption_statements(args.admin_url, args.redis_url), width
+        )
     finally:
         await redis_flush(args.redis_url)
 
