@@ -3,12 +3,14 @@
 On a shared machine, throughput moves with the neighbours' load; CPU time per request moves much less, so the
 comparisons print it next to the rates. Read from ``/proc`` (Linux): ``utime + stime`` of the uvicorn process
 and all its descendants (its workers), and of every backend connected to the database (pids from
-``pg_stat_activity``), before and after the load. A backend that ends during the load is not counted (the
-pools keep theirs open under steady load, so little is missed); one that starts during it counts whole.
+``pg_stat_activity``, polled during the load so that a backend that ends before the load does still counts up
+to its last poll; one that starts during it counts whole).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,45 +57,59 @@ async def backends_cpu(conn: Any, database: str) -> dict[int, float]:
 
 
 @dataclass
-class CpuSample:
-    server: float
-    backends: dict[int, float]
-
-
-@dataclass
 class CpuUsed:
-    """CPU seconds a load cost: the server's processes and the database's backends."""
+    """What a load cost: CPU seconds of the server's processes and of the database's backends, and how many
+    backends were started during it (new connections: each costs a fork and cold caches in PostgreSQL)."""
 
     server: float
     database: float
+    new_backends: int = 0
 
     def per_request_ms(self, requests: int) -> tuple[float, float]:
         return (self.server / requests * 1000, self.database / requests * 1000) if requests else (0.0, 0.0)
 
 
-async def sample(conn: Any, database: str, server_pid: int) -> CpuSample:
-    return CpuSample(tree_cpu(server_pid), await backends_cpu(conn, database))
-
-
-def used(before: CpuSample, after: CpuSample) -> CpuUsed:
-    database = sum(cpu - before.backends.get(pid, 0.0) for pid, cpu in after.backends.items())
-    return CpuUsed(after.server - before.server, database)
-
-
 class Probe:
-    """Samples a server (by its base URL, ``http_overhead.SERVER_PIDS``) and the database's backends."""
+    """CPU time of a server (by its base URL, ``http_overhead.SERVER_PIDS``) and of the database's backends
+    between :meth:`start` and :meth:`stop`. The backends are polled every ``interval`` seconds meanwhile, so
+    one that ends before :meth:`stop` still counts (up to its last poll)."""
 
-    def __init__(self, owner_dsn: str, database: str) -> None:
-        self.owner_dsn, self.database = owner_dsn, database
+    def __init__(self, owner_dsn: str, database: str, interval: float = 0.25) -> None:
+        self.owner_dsn, self.database, self.interval = owner_dsn, database, interval
         self.conn: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._server_pid = 0
+        self._server_start = 0.0
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
 
-    async def sample(self, base: str) -> CpuSample:
+    async def start(self, base: str) -> None:
         import asyncpg
         from http_overhead import SERVER_PIDS
 
         if self.conn is None:
             self.conn = await asyncpg.connect(self.owner_dsn)
-        return await sample(self.conn, self.database, SERVER_PIDS[base])
+        self._server_pid = SERVER_PIDS[base]
+        self._server_start = tree_cpu(self._server_pid)
+        self._first = await backends_cpu(self.conn, self.database)
+        self._last = dict(self._first)
+        self._task = asyncio.create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self._last |= await backends_cpu(self.conn, self.database)
+
+    async def stop(self) -> CpuUsed:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._last |= await backends_cpu(self.conn, self.database)
+        database = sum(cpu - self._first.get(pid, 0.0) for pid, cpu in self._last.items())
+        new = sum(1 for pid in self._last if pid not in self._first)
+        return CpuUsed(tree_cpu(self._server_pid) - self._server_start, database, new)
 
     async def close(self) -> None:
         if self.conn is not None:

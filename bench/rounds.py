@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from cpu import CpuUsed, Probe, used
+from cpu import CpuUsed, Probe
 from http_overhead import uvicorn_server
 from wrk_load import WrkResult
 
@@ -90,11 +90,12 @@ async def interleaved(
                 for c in order:
                     if warmup:
                         await load(c, bases[c.key], concurrency, warmup, False)
-                    before = await probe.sample(bases[c.key]) if probe else None
+                    if probe is not None:
+                        await probe.start(bases[c.key])
                     rnd.results[c.key] = await load(c, bases[c.key], concurrency, seconds, True)
                     rnd.notes[c.key] = await settle(c)
-                    if probe and before:
-                        rnd.cpu[c.key] = used(before, await probe.sample(bases[c.key]))
+                    if probe is not None:
+                        rnd.cpu[c.key] = await probe.stop()
                     if refill is not None:
                         await refill(c)
                 out.append(rnd)
@@ -171,17 +172,18 @@ def summary(rounds: list[Round], keys: list[str], pairs: list[tuple[str, str]]) 
     lines += [
         "",
         "| clients | server | rate (median) | p50 ms (median) | p99 ms (median) | 2xx total | "
-        "CPU ms per request: server | PostgreSQL | both |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "CPU ms per request: server | PostgreSQL | both | new connections per load |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for conc, rs in by_conc.items():
         for k in keys:
             res = [r.results[k] for r in rs]
             server = statistics.median(r.cpu_ms(k)[0] for r in rs)
             database = statistics.median(r.cpu_ms(k)[1] for r in rs)
+            fresh = statistics.median(r.cpu[k].new_backends if k in r.cpu else 0 for r in rs)
             lines.append(
                 f"| {conc} | {k} | {fmt(statistics.median(x.ok_per_second for x in res))} | "
                 f"{statistics.median(x.p50_ms for x in res):,.1f} | {statistics.median(x.p99_ms for x in res):,.1f} | "
-                f"{sum(x.ok for x in res):,} | {server:.2f} | {database:.2f} | {server + database:.2f} |"
+                f"{sum(x.ok for x in res):,} | {server:.2f} | {database:.2f} | {server + database:.2f} | {fresh:,.0f} |"
             )
     return lines
