@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 from _pg import asyncpg_dsn
-from fixtures import BenchTenant, top_up
+from fixtures import BenchTenant, count_rows, top_up
 from http_overhead import settings_env
 from rounds import Contender
 from seal_state import SealSchema, detect, unsealed
@@ -71,6 +72,14 @@ class Settler:
         if contender.key in self.sealed:
             return await self.wait_sealed(self.tenants[contender.key])
         return ""
+
+    def counter(self, table: str) -> Callable[[Contender], Awaitable[int]]:
+        """``count`` for the rounds: the rows of ``table`` of the contender's tenant."""
+
+        async def count(contender: Contender) -> int:
+            return await count_rows(self.owner_dsn, table, self.tenants[contender.key])
+
+        return count
 
     async def refill(self, contender: Contender) -> None:
         if self.per_run:

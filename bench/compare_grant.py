@@ -30,7 +30,7 @@ from compare import Settler, baseline_env, kaquan_env, rows_table
 from cpu import Probe
 from fixtures import BenchTenant, duplicates, ensure_plan, fetch_token, onboard, rows_written, stock_codes
 from http_overhead import bench_settings, quiet_app, redis_db_state, redis_flush
-from rounds import Contender, Round, header, interleaved, round_row, summary
+from rounds import Contender, Round, Steps, header, interleaved, round_row, summary
 from seal_state import detect
 from statement_log import kinds_line, statements_of_grant
 from wrk_load import WrkResult, run_wrk
@@ -125,15 +125,12 @@ async def run(args: argparse.Namespace) -> None:
                 )
                 rounds = await interleaved(
                     contenders,
-                    load,
-                    settler,
+                    Steps(load, settler, probe, settler.refill, settler.counter("grants")),
                     concurrencies=concurrencies,
                     rounds=args.rounds,
                     seconds=args.seconds,
                     warmup=args.warmup,
                     on_round=lambda r: print(round_row(r, list(KEYS), pairs), flush=True),
-                    probe=probe,
-                    refill=settler.refill,
                 )
                 await probe.close()
                 dups = {k: await duplicates(owner_dsn, t) for k, t in tenants.items()}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,20 @@ def tree_cpu(root: int) -> float:
         total += cpu.get(pid, 0.0)
         todo += [child for child, parent in parents.items() if parent == pid]
     return total
+
+
+async def wait_idle(pid: int, busy: float = 0.05, window: float = 0.5, limit: float = 120.0) -> float:
+    """Wait until the process tree of ``pid`` uses less than ``busy`` of a CPU over ``window`` seconds (the
+    requests a load generator left in flight are served); returns the seconds waited (at most ``limit``)."""
+    started = time.perf_counter()
+    last = tree_cpu(pid)
+    while time.perf_counter() - started < limit:
+        await asyncio.sleep(window)
+        now = tree_cpu(pid)
+        if now - last < busy * window:
+            break
+        last = now
+    return time.perf_counter() - started - window
 
 
 async def backends_cpu(conn: Any, database: str) -> dict[int, float]:

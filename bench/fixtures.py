@@ -230,3 +230,8 @@ async def rows_written(
         }
     finally:
         await conn.close()
+
+
+async def count_rows(owner_dsn: str, table: str, t: BenchTenant) -> int:
+    """Rows of the tenant in ``table``."""
+    return (await rows_written(owner_dsn, t, (table,)))[table]

@@ -15,7 +15,8 @@ Each repeat, for grants and then for redemptions:
    coordinated omission), latency from each request's scheduled moment, for ``--seconds`` after a warm-up
    at the same rate. Grants: one code to a new member, own Idempotency-Key; redemptions: a fresh code each.
 
-Between two phases the bench waits until the sealer has sealed the tenant's audit events. Printed per repeat:
+Between two phases the bench waits until the server is idle again (wrk leaves requests in flight that the
+server still serves) and the sealer has sealed the tenant's audit events. Printed per repeat:
 capacity, target and achieved rate, p50/p95/p99/max, the generator's own lag, statuses; then the median and
 worst of the aimed percentile over the repeats.
 """
@@ -36,8 +37,9 @@ from typing import Any
 import asyncpg
 from _pg import ADMIN_URL, ROOT, asyncpg_dsn, machine_line, throwaway_database
 from compare import kaquan_env
+from cpu import wait_idle
 from fixtures import BenchTenant, ensure_plan, fetch_token, onboard, sealed_cards, stock_codes, top_up
-from http_overhead import bench_settings, quiet_app, redis_db_state, redis_flush, uvicorn_server
+from http_overhead import SERVER_PIDS, bench_settings, quiet_app, redis_db_state, redis_flush, uvicorn_server
 from seal_state import detect, unsealed
 from wrk_load import WrkResult, run_wrk, run_wrk_codes
 
@@ -77,6 +79,8 @@ class Bench:
         self.args, self.base, self.t, self.owner_dsn, self.work = args, base, t, owner_dsn, work
 
     async def settle(self) -> None:
+        """Wait until the server has served what the last load left in flight and sealed its events."""
+        await wait_idle(SERVER_PIDS[self.base])
         conn = await asyncpg.connect(self.owner_dsn)
         try:
             schema = await detect(conn)

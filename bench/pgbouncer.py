@@ -39,7 +39,7 @@ from compare_grant import body_template
 from cpu import Probe
 from fixtures import BenchTenant, duplicates, ensure_plan, fetch_token, onboard, stock_codes
 from http_overhead import bench_settings, free_port, quiet_app, redis_db_state, redis_flush
-from rounds import Contender, Round, header, interleaved, round_row, summary
+from rounds import Contender, Round, Steps, header, interleaved, round_row, summary
 from sqlalchemy.engine import make_url
 from wrk_load import WrkResult, run_wrk
 
@@ -233,15 +233,12 @@ async def run(args: argparse.Namespace) -> None:
                 )
                 rounds = await interleaved(
                     contenders,
-                    load,
-                    settler,
+                    Steps(load, settler, probe, settler.refill, settler.counter("grants")),
                     concurrencies=concurrencies,
                     rounds=args.rounds,
                     seconds=args.seconds,
                     warmup=args.warmup,
                     on_round=lambda r: print(round_row(r, list(KEYS), pairs), flush=True),
-                    probe=probe,
-                    refill=settler.refill,
                 )
                 await probe.close()
                 dups = {k: await duplicates(owner_dsn, t) for k, t in tenants.items()}

@@ -3,9 +3,17 @@
 Every contender runs as its own uvicorn server (same worker count) for the whole comparison; in each
 round each contender gets a short warm-up (not counted) and then a measured load of the same length, one
 contender at a time, the order rotated from round to round so a drift in the machine's load does not
-always fall on the same one. Between two measured loads a ``settle`` step runs (e.g. wait for kaquan's
-audit sealer to catch up, top up stock), so one contender's after-work does not run during another's
-measurement. Each round gives one ratio per pair; the figures are the min and the median of those ratios.
+always fall on the same one. Each round gives one ratio per pair; the figures are the min and the median of
+those ratios.
+
+When wrk stops, the requests it had in flight are still being served (uvicorn does not cancel a request whose
+client left): with 200 clients and a slow server that is seconds of work. So after the warm-up and after the
+measured load the bench waits until the server's processes are idle again (``drain``), and only then starts
+the next load; after the measured load a ``settle`` step waits for the contender's after-work (kaquan's audit
+sealer) and a ``refill`` tops up stock, so one contender's work never runs during another's measurement. With
+a ``probe`` (``bench/cpu.py``), the CPU time of the server's processes and of the database's backends from the
+start of the measured load to the end of its settle step is divided by the rows the contender wrote in that
+time (``count``: answered or not), which is the CPU one request costs.
 """
 
 from __future__ import annotations
@@ -15,8 +23,8 @@ import statistics
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from cpu import CpuUsed, Probe
-from http_overhead import uvicorn_server
+from cpu import CpuUsed, Probe, wait_idle
+from http_overhead import SERVER_PIDS, uvicorn_server
 from wrk_load import WrkResult
 
 
@@ -41,6 +49,8 @@ Load = Callable[[Contender, str, int, int, bool], Awaitable[WrkResult]]
 Settle = Callable[[Contender], Awaitable[str]]
 # refill(contender that just ran): set-up for its next load (stock), not counted
 Refill = Callable[[Contender], Awaitable[None]]
+# count(contender) -> the rows its requests have written so far (e.g. its tenant's grants)
+Count = Callable[[Contender], Awaitable[int]]
 
 
 @dataclass
@@ -51,30 +61,66 @@ class Round:
     results: dict[str, WrkResult] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     cpu: dict[str, CpuUsed] = field(default_factory=dict)
+    done: dict[str, int] = field(
+        default_factory=dict
+    )  # rows written from the load's start to its settle's end
 
     def cpu_ms(self, key: str) -> tuple[float, float]:
-        """(server, PostgreSQL) CPU milliseconds per 2xx answer of ``key``'s load."""
-        return self.cpu[key].per_request_ms(self.results[key].ok) if key in self.cpu else (0.0, 0.0)
+        """(server, PostgreSQL) CPU milliseconds per request of ``key``'s load: per row written when counted,
+        else per 2xx answer."""
+        if key not in self.cpu:
+            return 0.0, 0.0
+        return self.cpu[key].per_request_ms(self.done.get(key) or self.results[key].ok)
 
     def rate(self, key: str) -> float:
         return self.results[key].ok_per_second
 
 
+@dataclass
+class Steps:
+    """What runs around each measured load (see the module docstring)."""
+
+    load: Load
+    settle: Settle
+    probe: Probe | None = None
+    refill: Refill | None = None
+    count: Count | None = None
+
+
+async def _measure(steps: Steps, c: Contender, base: str, rnd: Round, warmup: int, seconds: int) -> None:
+    """One contender's turn: warm-up, drain, measured load, drain, settle (probed), refill."""
+    pid = SERVER_PIDS[base]
+    if warmup:
+        await steps.load(c, base, rnd.concurrency, warmup, False)
+        await wait_idle(pid)
+    before = await steps.count(c) if steps.count else 0
+    if steps.probe is not None:
+        await steps.probe.start(base)
+    rnd.results[c.key] = await steps.load(c, base, rnd.concurrency, seconds, True)
+    drained = await wait_idle(pid)
+    note = await steps.settle(c)
+    if steps.probe is not None:
+        rnd.cpu[c.key] = await steps.probe.stop()
+    if steps.count:
+        rnd.done[c.key] = await steps.count(c) - before
+    rnd.notes[c.key] = "; ".join(
+        x for x in (f"drained in {drained:.1f} s" if drained >= 1 else "", note) if x
+    )
+    if steps.refill is not None:
+        await steps.refill(c)
+
+
 async def interleaved(
     contenders: list[Contender],
-    load: Load,
-    settle: Settle,
+    steps: Steps,
     *,
     concurrencies: list[int],
     rounds: int,
     seconds: int,
     warmup: int,
     on_round: Callable[[Round], None] | None = None,
-    probe: Probe | None = None,
-    refill: Refill | None = None,
 ) -> list[Round]:
-    """Start every contender's server, then run ``rounds`` rounds per concurrency (order rotated); with a
-    ``probe``, the CPU time of each measured load too."""
+    """Start every contender's server, then run ``rounds`` rounds per concurrency (order rotated)."""
     out: list[Round] = []
     async with contextlib.AsyncExitStack() as stack:
         bases = {}
@@ -88,16 +134,7 @@ async def interleaved(
                 order = contenders[shift:] + contenders[:shift]
                 rnd = Round(number, concurrency, [c.key for c in order])
                 for c in order:
-                    if warmup:
-                        await load(c, bases[c.key], concurrency, warmup, False)
-                    if probe is not None:
-                        await probe.start(bases[c.key])
-                    rnd.results[c.key] = await load(c, bases[c.key], concurrency, seconds, True)
-                    rnd.notes[c.key] = await settle(c)
-                    if probe is not None:
-                        rnd.cpu[c.key] = await probe.stop()
-                    if refill is not None:
-                        await refill(c)
+                    await _measure(steps, c, bases[c.key], rnd, warmup, seconds)
                 out.append(rnd)
                 if on_round is not None:
                     on_round(rnd)
