@@ -2,6 +2,9 @@
 
 Run: ``.venv/bin/python bench/grant_http.py [--seconds 20] [--concurrency 200] [--workers 2] [--loadgen wrk]``
 
+``--baseline``: kaquan against hand-written asyncpg grants (the same 15 statements, and the minimal pick,
+grant, item) in interleaved rounds at 32 and 200 clients; see ``bench/compare_grant.py``.
+
 The load comes from ``wrk`` (Debian package ``wrk``; ``bench/wrk/post_unique.lua``) when it is installed,
 else from httpx in this process (``--loadgen httpx --grants 6000``), which costs the server CPU.
 
@@ -27,6 +30,8 @@ import time
 import uuid
 
 import asyncpg
+import compare
+import compare_grant
 import httpx
 from _pg import ADMIN_URL, ROOT, asyncpg_dsn, machine_line, throwaway_database
 from http_overhead import (
@@ -205,7 +210,9 @@ def pct(values: list[float], q: float) -> float:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--grants", type=int, default=6000, help="grants to send (httpx load generator)")
-    parser.add_argument("--seconds", type=int, default=20, help="how long to load (wrk load generator)")
+    parser.add_argument(
+        "--seconds", type=int, default=None, help="how long to load (wrk; default 20, with --baseline 8 per load)"
+    )
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--loadgen", choices=["wrk", "httpx"], default="wrk" if have_wrk() else "httpx")
@@ -223,7 +230,17 @@ async def main() -> None:
     )
     parser.add_argument("--redis-url", default=REDIS_URL, help="an EMPTY Redis database")
     parser.add_argument("--admin-url", default=ADMIN_URL)
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="kaquan against hand-written asyncpg grants in interleaved rounds (default 8 s each, 3 rounds)",
+    )
+    compare.add_arguments(parser)
     args = parser.parse_args()
+    args.seconds = args.seconds or (8 if args.baseline else 20)
+    if args.baseline:
+        await compare_grant.run(args)
+        return
     state = await redis_db_state(args.redis_url)
     if state != "empty":
         raise SystemExit(f"{args.redis_url} is {state}; the benchmark needs an empty Redis database")

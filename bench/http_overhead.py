@@ -57,6 +57,7 @@ from tenants.models import Tenant
 from tenants.schemas import PlanCreate, TenantCreate
 
 REDIS_URL = os.environ.get("KAQUAN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+SERVER_PIDS: dict[str, int] = {}  # base URL of a running uvicorn_server → its pid (CPU accounting, bench/cpu.py)
 PATH = "/api/v1/tenant"
 ROW_PATH = "/bare/tenant-row"
 
@@ -307,6 +308,7 @@ async def uvicorn_server(factory: str, env: dict[str, str], app_dir: str) -> Asy
             *cmd, cwd=str(ROOT), env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log
         )
         base = f"http://127.0.0.1:{port}"
+        SERVER_PIDS[base] = proc.pid
         try:
             async with httpx.AsyncClient(base_url=base) as c:
                 for _ in range(150):
@@ -322,6 +324,7 @@ async def uvicorn_server(factory: str, env: dict[str, str], app_dir: str) -> Asy
                     raise SystemExit(f"uvicorn {factory} did not become healthy")
             yield base
         finally:
+            SERVER_PIDS.pop(base, None)
             if proc.returncode is None:
                 proc.terminate()
                 try:

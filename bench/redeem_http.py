@@ -11,6 +11,9 @@ product whose codes are sealed, stocked and issued through the allocation servic
 open-loop schedule: request *i* leaves at ``start + i / rate`` whatever the earlier ones are doing, and its
 latency is measured from that scheduled moment (so a stall is not hidden by the load generator waiting).
 
+``--baseline``: kaquan against a hand-written asyncpg redemption (the same statements) in interleaved
+closed-loop rounds (wrk) at 32 and 200 clients; see ``bench/compare_redeem.py``.
+
 Every answer must be ``201``; afterwards the database must hold exactly one redemption per code sent and
 every one of those codes must be ``redeemed``. Printed: achieved rate, p50/p95/p99/max latency, errors.
 """
@@ -28,6 +31,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+import compare
+import compare_redeem
 from _pg import ADMIN_URL, ROOT, machine_line, throwaway_database
 from http_overhead import (
     bench_settings,
@@ -216,7 +221,7 @@ async def check_once(settings: object, tenant_id: object, cards: list[Card]) -> 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=300.0, help="redemptions per second")
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=int, default=None, help="default 20; with --baseline 8 per load")
     parser.add_argument(
         "--warmup", type=float, default=3.0, help="seconds at the same rate first (not counted)"
     )
@@ -229,7 +234,18 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--redis-url", default=REDIS_URL, help="an EMPTY Redis database for the app")
     parser.add_argument("--admin-url", default=ADMIN_URL)
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="kaquan against a hand-written asyncpg redemption in interleaved wrk rounds (8 s each, 3 rounds)",
+    )
+    compare.add_arguments(parser, stock_rate=2000)
     args = parser.parse_args()
+    args.seconds = args.seconds or (8 if args.baseline else 20)
+    if args.baseline:
+        args.warmup = int(args.warmup)
+        await compare_redeem.run(args)
+        return
     if await redis_db_state(args.redis_url) != "empty":
         raise SystemExit(f"{args.redis_url} is not an empty, reachable Redis database")
     print(machine_line())

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parent / "wrk" / "post_unique.lua"
+CODES_SCRIPT = Path(__file__).resolve().parent / "wrk" / "post_codes.lua"
 
 
 @dataclass
@@ -29,6 +30,7 @@ class WrkResult:
     max_ms: float
     socket_errors: int
     statuses: dict[int, int]
+    exhausted: int = 0  # post_codes.lua: requests sent after a thread ran out of codes
 
     @property
     def ok(self) -> int:
@@ -48,12 +50,27 @@ async def run_wrk(
 ) -> WrkResult:
     """POST ``body_template`` (``{key}`` → a unique key, also the ``Idempotency-Key``) to ``base + path``."""
     env = {
-        **os.environ,
         "KAQUAN_PATH": path,
         "KAQUAN_TOKEN": token,
         "KAQUAN_RUN": uuid.uuid4().hex[:10],
         "KAQUAN_BODY": body_template,
     }
+    return await _wrk(base, SCRIPT, env, connections=connections, seconds=seconds, threads=threads)
+
+
+async def run_wrk_codes(
+    base: str, path: str, token: str, codes_file: str, *, connections: int, seconds: int, threads: int = 2
+) -> WrkResult:
+    """POST one redemption per request to ``base + path``, each of a different ``number pin`` line of
+    ``codes_file`` (``bench/wrk/post_codes.lua``; no Idempotency-Key)."""
+    env = {"KAQUAN_PATH": path, "KAQUAN_TOKEN": token, "KAQUAN_CODES": codes_file, "KAQUAN_THREADS": str(threads)}
+    return await _wrk(base, CODES_SCRIPT, env, connections=connections, seconds=seconds, threads=threads)
+
+
+async def _wrk(
+    base: str, script: Path, env_vars: dict[str, str], *, connections: int, seconds: int, threads: int
+) -> WrkResult:
+    env = {**os.environ, **env_vars}
     proc = await asyncio.create_subprocess_exec(
         "wrk",
         f"-t{threads}",
@@ -62,7 +79,7 @@ async def run_wrk(
         "--timeout",
         "30s",
         "-s",
-        str(SCRIPT),
+        str(script),
         base,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -82,6 +99,7 @@ async def run_wrk(
         max_ms=raw["max_us"] / 1000,
         socket_errors=raw["socket_errors"],
         statuses={int(k): v for k, v in raw["statuses"].items()},
+        exhausted=raw.get("exhausted", 0),
     )
 
 
