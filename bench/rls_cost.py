@@ -56,9 +56,9 @@ QUERIES: dict[str, tuple[str, str]] = {
         "select count(*) from audit_events",
     ),
     "page": (
-        "select seq, occurred_at, action, object_id, data, hash from audit_events "
-        "where tenant_id = $1 order by seq desc limit 50",
-        "select seq, occurred_at, action, object_id, data, hash from audit_events order by seq desc limit 50",
+        "select id, txid, occurred_at, action, object_id, data from audit_events "
+        "where tenant_id = $1 order by id desc limit 50",
+        "select id, txid, occurred_at, action, object_id, data from audit_events order by id desc limit 50",
     ),
 }
 
@@ -137,7 +137,7 @@ async def seed(owner_dsn: str, tenants: int, rows: int) -> list[uuid.UUID]:
             (
                 tid,
                 new_id(),
-                seq,
+                0,
                 now,
                 "user",
                 "bench",
@@ -145,8 +145,6 @@ async def seed(owner_dsn: str, tenants: int, rows: int) -> list[uuid.UUID]:
                 "code",
                 str(seq),
                 data,
-                "0" * 64,
-                "f" * 64,
             )
             for tid in ids
             for seq in range(1, per + 1)
@@ -157,7 +155,7 @@ async def seed(owner_dsn: str, tenants: int, rows: int) -> list[uuid.UUID]:
             columns=[
                 "tenant_id",
                 "id",
-                "seq",
+                "txid",
                 "occurred_at",
                 "actor_type",
                 "actor_id",
@@ -165,8 +163,6 @@ async def seed(owner_dsn: str, tenants: int, rows: int) -> list[uuid.UUID]:
                 "object_type",
                 "object_id",
                 "data",
-                "prev_hash",
-                "hash",
             ],
         )
         await conn.execute("vacuum analyze audit_events")
