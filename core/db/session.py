@@ -226,26 +226,17 @@ def _sqlite_pragmas(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _unique_statement_name() -> str:
-    """A prepared statement name no other client of a PgBouncer server connection can have taken."""
-    return f"__kq_{uuid.uuid4().hex}__"
-
-
 def _postgres_connect_args(url: str, statement_cache_size: int, pgbouncer: bool) -> dict[str, Any]:
-    """asyncpg's statement settings: a per-connection cache of prepared statements, or (behind PgBouncer in
-    transaction pooling mode) none and uniquely named statements. Each statement is prepared and run inside
-    one transaction, which PgBouncer keeps on one server connection; a cached statement would be looked up on
-    whichever server connection the next transaction gets, and asyncpg's numbered names would collide there
-    with another client's."""
+    """asyncpg's statement settings: a cache of named prepared statements per connection, or (behind
+    PgBouncer in transaction pooling mode) none. Without a cache asyncpg prepares every statement unnamed:
+    nothing outlives the transaction that PgBouncer keeps on one server connection, so no name collides with
+    another client's there and no statement piles up on it. A cached named statement would be looked for on
+    whichever server connection the next transaction gets, and asyncpg's numbered names would collide."""
     if not url.startswith("postgresql+asyncpg"):
         return {}
-    if pgbouncer:
-        return {
-            "statement_cache_size": 0,  # asyncpg's own cache (its introspection queries)
-            "prepared_statement_cache_size": 0,  # SQLAlchemy's cache of prepared statements
-            "prepared_statement_name_func": _unique_statement_name,
-        }
-    return {"statement_cache_size": statement_cache_size, "prepared_statement_cache_size": statement_cache_size}
+    size = 0 if pgbouncer else statement_cache_size
+    # asyncpg's cache (its own queries), and SQLAlchemy's of the statements it prepares (named iff cached)
+    return {"statement_cache_size": size, "prepared_statement_cache_size": size}
 
 
 def _replace_closed_on_checkout(engine: Engine) -> None:
