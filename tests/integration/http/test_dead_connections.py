@@ -85,7 +85,7 @@ async def test_backends_terminated_between_requests(test_env, owner_engine, clie
 
 
 async def test_a_dead_connection_nobody_saw_close_is_503_then_recovers(
-    test_env, owner_engine, client, make_tenant, make_api_client, monkeypatch
+    test_env, owner_engine, app, kernel, client, make_tenant, make_api_client, monkeypatch
 ):
     """A connection that died unseen (a network cut: no socket close reached the driver) is found dead only
     when used: that request is a 503, the pool is invalidated, the next request reconnects."""
@@ -96,17 +96,28 @@ async def test_a_dead_connection_nobody_saw_close_is_503_then_recovers(
     tenant = await make_tenant()
     creds = await make_api_client(tenant, ["tenant:read"])
     assert (await client.get("/api/v1/tenant", headers=creds.headers)).status_code == 200
-    monkeypatch.setattr(session, "_seen_closed", lambda _conn: False)  # the checkout sees nothing
-    assert await _app_backends(owner_engine) > 0
-    await asyncio.sleep(0.05)
-    r = await client.get("/api/v1/tenant", headers=creds.headers)
-    if test_env.settings.db_pgbouncer:
-        _ok_or_503(r)  # PgBouncer keeps the client connection and takes another server connection
-    else:
-        assert r.status_code == 503, r.text
-        _ok_or_503(r)
-    r = await client.get("/api/v1/tenant", headers=creds.headers)
-    assert r.status_code == 200, r.text
+    # The pool's other users must not meet a dead connection first (that invalidates the pool, and the
+    # request below would get a fresh one): the relay pauses, the audit sealer finishes its last seal.
+    relay = app.state.jobs.relay
+    await relay.stop()
+    try:
+        await asyncio.sleep(0.5)
+        pool = kernel.db.engine.pool
+        invalidated = pool._invalidate_time
+        monkeypatch.setattr(session, "_seen_closed", lambda _conn: False)  # the checkout sees nothing
+        assert await _app_backends(owner_engine) > 0
+        await asyncio.sleep(0.05)
+        r = await client.get("/api/v1/tenant", headers=creds.headers)
+        if test_env.settings.db_pgbouncer:
+            _ok_or_503(r)  # PgBouncer keeps the client connection and takes another server connection
+        else:
+            assert pool._invalidate_time != invalidated, "the dead connection invalidates the pool"
+            assert r.status_code == 503, r.text
+            _ok_or_503(r)
+        r = await client.get("/api/v1/tenant", headers=creds.headers)
+        assert r.status_code == 200, r.text
+    finally:
+        relay.start()
 
 
 async def test_checkout_replaces_a_connection_the_server_closed(test_env):
