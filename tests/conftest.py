@@ -47,6 +47,8 @@ def _through_pgbouncer(stack: contextlib.ExitStack, admin_url: str, app_url: str
         bouncer = stack.enter_context(running_pgbouncer(admin_url))
     except RuntimeError as exc:
         pytest.fail(f"PgBouncer did not start: {exc}", pytrace=False)
+    # kaquan commands the tests start as subprocesses (worker, CLI) inherit the setting with the URL
+    stack.enter_context(pytest.MonkeyPatch.context()).setenv("KAQUAN_DB_PGBOUNCER", "true")
     return bouncer.url(app_url)
 
 
