@@ -118,6 +118,19 @@ def migrate_database(settings: Settings, *, reset_app_password: bool = False) ->
     upgrade_head(settings.owner_db_url, settings.db_url, reset_app_password=reset_app_password)
 
 
+async def _rename_legacy_redis_keys(settings: Settings) -> str | None:
+    """Move Redis risk counters to their hash-tagged names (issue 13); why it could not (None when done)."""
+    from core.risk.counters import rename_legacy_keys
+
+    try:
+        moved = await rename_legacy_keys(settings)
+    except Exception as exc:  # boundary: Redis after a successful migration; reported, never raised
+        return f"{type(exc).__name__}: {exc}"
+    if moved:
+        console.print(f"moved {moved} Redis risk counters to their hash-tagged names")
+    return None
+
+
 async def _app_login_error(url: str) -> str | None:
     """Why the app role cannot log in with ``url`` (None when it can)."""
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -142,6 +155,12 @@ def migrate(reset_app_password: bool) -> None:
     s = _settings()
     migrate_database(s, reset_app_password=reset_app_password)
     console.print(f"[green]database is up to date[/green] ({'PostgreSQL' if s.is_postgres else 'SQLite'})")
+    if s.redis_url and (redis_error := asyncio.run(_rename_legacy_redis_keys(s))):
+        err_console.print(
+            f"[yellow]warning[/yellow]: Redis risk counters were not moved ({redis_error}); run "
+            "`kaquan migrate` again when Redis is reachable, or the running windows' counts start over.",
+            soft_wrap=True,
+        )
     if s.is_postgres and s.database_owner_url and s.database_owner_url != s.db_url:
         error = asyncio.run(_app_login_error(s.db_url))
         if error:

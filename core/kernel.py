@@ -26,7 +26,7 @@ class Kernel:
         )
         if not settings.is_postgres:
             settings.data_path.mkdir(parents=True, exist_ok=True)
-        return cls(settings=settings, db=Database(settings.db_url), keys=KeyService(keyring))
+        return cls(settings=settings, db=Database.from_settings(settings), keys=KeyService(keyring))
 
     async def close(self) -> None:
         await self.db.dispose()

@@ -53,6 +53,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """The sales-channel connector ``kaquan demo`` lists the demo product on (the built-in simulated shop)."""
     fallback_notifier: str = "log_notifier"
     """The notifier for a channel no platform connector account delivers (the built-in log notifier)."""
+    db_pool_size: int = 10
+    """PostgreSQL connections each API process keeps open (its main pool; workers keep smaller pools)."""
+    db_max_overflow: int = 20
+    """Connections a pool may open beyond ``db_pool_size`` under load (closed again when returned)."""
+    db_statement_cache_size: int = 100
+    """Prepared statements cached per PostgreSQL connection (asyncpg); 0 prepares every statement anew."""
+    db_pgbouncer: bool = False
+    """The database URL points at PgBouncer in transaction pooling mode: statements get unique names and
+    no statement cache (``docs/scaling.md``). Not needed for PgBouncer 1.21+ with ``max_prepared_statements``."""
 
     @property
     def data_path(self) -> Path:

@@ -141,7 +141,8 @@ async def _principal_of(
                     f"client:{principal.tenant_id}:{principal.subject_id}",
                     kernel.settings.default_rate_limit_per_minute,
                 ),
-            ]
+            ],
+            slot=str(principal.tenant_id),
         )
         rate_headers.extend(decision.headers())
         if not decision.allowed:

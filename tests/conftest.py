@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import secrets
 import uuid
@@ -30,6 +31,25 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_MASTER_KEY = "mk-test:" + base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")
 APP_ROLE = "kaquan_app"
 REQUIRE = os.environ.get("KAQUAN_TEST_REQUIRE_SERVICES") == "1"
+
+
+#: Route the app's PostgreSQL connections through a throwaway PgBouncer in transaction pooling mode
+#: (``tests/pgbouncer.py``), with ``KAQUAN_DB_PGBOUNCER`` on. Fails the run when pgbouncer is missing.
+PGBOUNCER = os.environ.get("KAQUAN_TEST_PGBOUNCER") == "1"
+
+
+def _through_pgbouncer(stack: contextlib.ExitStack, admin_url: str, app_url: str) -> str:
+    from tests.pgbouncer import pgbouncer_binary, running_pgbouncer
+
+    if pgbouncer_binary() is None:
+        pytest.fail("KAQUAN_TEST_PGBOUNCER=1 but pgbouncer is not installed (apt-get install pgbouncer)", pytrace=False)
+    try:
+        bouncer = stack.enter_context(running_pgbouncer(admin_url))
+    except RuntimeError as exc:
+        pytest.fail(f"PgBouncer did not start: {exc}", pytrace=False)
+    # kaquan commands the tests start as subprocesses (worker, CLI) inherit the setting with the URL
+    stack.enter_context(pytest.MonkeyPatch.context()).setenv("KAQUAN_DB_PGBOUNCER", "true")
+    return bouncer.url(app_url)
 
 
 def _pg_admin_url() -> str | None:
@@ -91,6 +111,8 @@ async def test_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Te
     redis_url = _redis_url()
     if REQUIRE and (not admin or not redis_url):
         pytest.fail("CI requires KAQUAN_TEST_DATABASE_URL and KAQUAN_TEST_REDIS_URL", pytrace=False)
+    if PGBOUNCER and not admin:
+        pytest.fail("KAQUAN_TEST_PGBOUNCER=1 needs KAQUAN_TEST_DATABASE_URL (PostgreSQL)", pytrace=False)
     if redis_url:
         try:
             await _check_redis(redis_url)
@@ -114,11 +136,15 @@ async def test_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Te
         except Exception as exc:
             pytest.fail(f"PostgreSQL at {admin} is unreachable: {exc}", pytrace=False)
         await asyncio.to_thread(run_migrations, owner_url, app_url)
-        settings = load_settings(env={}, database_url=app_url, database_owner_url=owner_url, **overrides)
-        try:
-            yield TestEnv(settings, owner_url, "postgresql")
-        finally:
-            await _drop_pg_database(admin, name)
+        with contextlib.ExitStack() as stack:
+            if PGBOUNCER:  # the app's connections go through PgBouncer; migrations and the owner stay direct
+                app_url = _through_pgbouncer(stack, admin, app_url)
+                overrides["db_pgbouncer"] = True
+            settings = load_settings(env={}, database_url=app_url, database_owner_url=owner_url, **overrides)
+            try:
+                yield TestEnv(settings, owner_url, "postgresql")
+            finally:
+                await _drop_pg_database(admin, name)
     else:
         settings = load_settings(env={}, **overrides)
         await asyncio.to_thread(run_migrations, settings.owner_db_url, settings.db_url)

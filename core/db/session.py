@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import Insert, event, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.sql.elements import BindParameter, ClauseElement, Label
@@ -26,6 +27,7 @@ from core.db.context import (
     require_tenant,
     set_tenant,
 )
+from core.settings import Settings
 
 _SET_CONTEXT = text(
     "select set_config('app.tenant_id', :tid, true), set_config('app.bypass_rls', :bypass, true)"
@@ -224,18 +226,72 @@ def _sqlite_pragmas(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """kaquan's engine: SQLite pragmas (embedded mode) or a sized pool, and inserts checked for their tenant."""
+def _postgres_connect_args(url: str, statement_cache_size: int, pgbouncer: bool) -> dict[str, Any]:
+    """asyncpg's statement settings: a cache of named prepared statements per connection, or (behind
+    PgBouncer in transaction pooling mode) none. Without a cache asyncpg prepares every statement unnamed:
+    nothing outlives the transaction that PgBouncer keeps on one server connection, so no name collides with
+    another client's there and no statement piles up on it. A cached named statement would be looked for on
+    whichever server connection the next transaction gets, and asyncpg's numbered names would collide."""
+    if not url.startswith("postgresql+asyncpg"):
+        return {}
+    size = 0 if pgbouncer else statement_cache_size
+    # asyncpg's cache (its own queries), and SQLAlchemy's of the statements it prepares (named iff cached)
+    return {"statement_cache_size": size, "prepared_statement_cache_size": size}
+
+
+def _replace_closed_on_checkout(engine: Engine) -> None:
+    """Hand out no connection the server already closed (restart, failover, ``pg_terminate_backend``): the
+    driver saw the socket close while the connection sat in the pool, so this costs no round trip (unlike
+    ``pool_pre_ping``'s ``SELECT 1`` on every checkout). Raising ``DisconnectionError`` makes the pool drop
+    every connection made before now and hand out a fresh one. A connection that dies unseen (a network cut)
+    fails its request with 503 (``core.http.problems``); SQLAlchemy then invalidates the pool the same way,
+    so the next request reconnects."""
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        if _seen_closed(dbapi_conn):
+            raise DisconnectionError("the server closed this pooled connection")
+
+
+def _seen_closed(dbapi_conn: Any) -> bool:
+    """Whether the driver already knows the connection is closed (asyncpg's ``is_closed``, no round trip)."""
+    is_closed = getattr(getattr(dbapi_conn, "driver_connection", None), "is_closed", None)
+    return bool(is_closed is not None and is_closed())
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 20,
+    statement_cache_size: int = 100,
+    pgbouncer: bool = False,
+    **kwargs: Any,
+) -> AsyncEngine:
+    """kaquan's engine: SQLite pragmas (embedded mode) or a sized pool with the statement settings (and no
+    pre-ping: a dead connection is replaced on checkout or fails its request with a 503), and inserts
+    checked for their tenant."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
         _sqlite_pragmas(engine.sync_engine)
     else:
-        kwargs.setdefault("pool_size", 10)
-        kwargs.setdefault("max_overflow", 20)
-        kwargs.setdefault("pool_pre_ping", True)
-        engine = create_async_engine(url, **kwargs)
+        connect_args = {**_postgres_connect_args(url, statement_cache_size, pgbouncer), **kwargs.pop("connect_args", {})}
+        engine = create_async_engine(
+            url, pool_size=pool_size, max_overflow=max_overflow, connect_args=connect_args, **kwargs
+        )
+        _replace_closed_on_checkout(engine.sync_engine)
     event.listen(engine.sync_engine, "before_execute", _refuse_foreign_tenant)
     return engine
+
+
+def engine_options(settings: Settings) -> dict[str, Any]:
+    """The engine settings of ``settings`` (``KAQUAN_DB_*``), as :func:`make_engine` keywords."""
+    return {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "statement_cache_size": settings.db_statement_cache_size,
+        "pgbouncer": settings.db_pgbouncer,
+    }
 
 
 class Database:
@@ -247,6 +303,11 @@ class Database:
         self.sessionmaker = async_sessionmaker(
             self.engine, expire_on_commit=False, autoflush=True, sync_session_class=KaquanSession
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, url: str | None = None, **overrides: Any) -> Database:
+        """The database of ``settings`` (or ``url`` with its engine settings); ``overrides`` size a smaller pool."""
+        return cls(url or settings.db_url, **{**engine_options(settings), **overrides})
 
     @property
     def dialect(self) -> str:

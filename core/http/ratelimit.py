@@ -2,7 +2,8 @@
 
 On Redis every window of a request is counted by one script call (one round trip); in memory the
 ``limits`` library counts them. Both use one-minute windows that start at a key's first hit. Redis keys
-are ``<KAQUAN_REDIS_NAMESPACE>:ratelimit:<window key>:minute``.
+are ``<KAQUAN_REDIS_NAMESPACE>:ratelimit:{<slot>}:<window key>:minute``: the windows of one call share the
+hash tag ``{<slot>}`` (the tenant), so the script's keys sit in one slot of a Redis Cluster.
 
 The decision is taken before any work is done. When Redis is away (refused, timed out, restarting) the
 limiter **fails open to a local limit**: the same windows are counted in this process's memory (so each
@@ -94,17 +95,18 @@ class RateLimiter:
         self._redis_down_until = 0.0
         self._last_warning = 0.0
 
-    def redis_key(self, key: str) -> str:
-        """The Redis key of window ``key``."""
-        return f"{self.namespace}:ratelimit:{key}:minute"
+    def redis_key(self, key: str, slot: str) -> str:
+        """The Redis key of window ``key``, in the Redis Cluster hash slot of ``slot``."""
+        return f"{self.namespace}:ratelimit:{{{slot}}}:{key}:minute"
 
-    async def hit(self, windows: list[tuple[str, int]]) -> RateDecision:
-        """Count one request in every window (Redis, or locally when Redis is away)."""
+    async def hit(self, windows: list[tuple[str, int]], slot: str) -> RateDecision:
+        """Count one request in every window (Redis, or locally when Redis is away). ``slot`` names what the
+        windows belong to (the tenant): their Redis keys share it as hash tag."""
         if self.redis is not None:
             now = time.monotonic()
             if now >= self._redis_down_until:
                 try:
-                    return await self._hit_redis(windows)
+                    return await self._hit_redis(windows, slot)
                 except (aioredis.RedisError, OSError) as exc:
                     self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
                     self._warn(exc)
@@ -135,8 +137,8 @@ class RateLimiter:
                 break
         return decision or RateDecision(True, 0, 0, 0)
 
-    async def _hit_redis(self, windows: list[tuple[str, int]]) -> RateDecision:
-        keys = [self.redis_key(key) for key, _ in windows]
+    async def _hit_redis(self, windows: list[tuple[str, int]], slot: str) -> RateDecision:
+        keys = [self.redis_key(key, slot) for key, _ in windows]
         raw = await self._script(keys=keys, args=[*(limit for _, limit in windows), 60])
         decision: RateDecision | None = None
         for i in range(0, len(raw), 2):

@@ -60,11 +60,8 @@ class JobEnv:
         dbs: dict[int, Database] = _thread_state().dbs
         db = dbs.get(id(self))
         if db is None:
-            url = self.settings.db_url
-            kwargs: dict[str, Any] = {}
-            if url.startswith("postgresql"):
-                kwargs = {"pool_size": 2, "max_overflow": 2}
-            db = dbs[id(self)] = Database(url, **kwargs)
+            # a worker thread runs one actor at a time: a small pool of its own
+            db = dbs[id(self)] = Database.from_settings(self.settings, pool_size=2, max_overflow=2)
         return db
 
 

@@ -54,7 +54,7 @@ def _tick(settings: Settings, periodic: Periodic) -> None:
     """One scheduled run, on an APScheduler thread: its own event loop and short-lived engine."""
 
     async def once() -> None:
-        db = Database(settings.db_url)
+        db = Database.from_settings(settings, pool_size=1, max_overflow=1)
         try:
             await enqueue_periodic(db, periodic)
         finally:

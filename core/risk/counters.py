@@ -4,6 +4,9 @@ Windows are tenant-local calendar days and months; a counter's key names the win
 (``grant:member:month:2026-11:<subject key>``) and expires at the end of that window. Every check-and-add is
 atomic: a Lua script on Redis, a conditional upsert (``ON CONFLICT … DO UPDATE … WHERE count + q <= limit``)
 in the database, taken in key order so concurrent admits cannot deadlock.
+
+Redis keys are ``<namespace>:risk:{<tenant id>}:…``: the hash tag ``{<tenant id>}`` puts every key of a
+tenant, so every key one script touches, in one slot of a Redis Cluster (``tests/unit/test_redis_slots.py``).
 """
 
 from __future__ import annotations
@@ -154,7 +157,44 @@ def redis_for(settings: Settings) -> aioredis.Redis:
 
 
 def redis_key(settings: Settings, tenant_id: uuid.UUID, *parts: str) -> str:
-    return ":".join((settings.redis_namespace, "risk", str(tenant_id), *parts))
+    """A tenant's risk key, hash-tagged by the tenant (one Redis Cluster slot per tenant)."""
+    return ":".join((settings.redis_namespace, "risk", f"{{{tenant_id}}}", *parts))
+
+
+# Moves a key of the layout before hash tags (KEYS[1]) to its new name (KEYS[2]), adding it to a new key that
+# already exists: counters add up, sets and sorted sets unite, a flag stays. Single Redis only (the two names
+# may hash to different Cluster slots); no Redis Cluster ever held the old layout.
+_LEGACY_MOVE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('RENAME', KEYS[1], KEYS[2]) return 1 end
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'string' and ARGV[1] == 'c' then
+  redis.call('INCRBY', KEYS[2], tonumber(redis.call('GET', KEYS[1])) or 0)
+elseif kind == 'set' then
+  for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do redis.call('SADD', KEYS[2], m) end
+elseif kind == 'zset' then
+  local m = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  for i = 1, #m, 2 do redis.call('ZADD', KEYS[2], m[i + 1], m[i]) end
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+async def rename_legacy_keys(settings: Settings) -> int:
+    """Move the risk keys written before hash tags (``<ns>:risk:<tenant>:…``) to ``<ns>:risk:{<tenant>}:…``
+    with their expiry, so an upgrade keeps the counts of the running day and month windows. Run by
+    ``kaquan migrate``; idempotent. Returns how many keys moved."""
+    client = redis_for(settings)
+    prefix = f"{settings.redis_namespace}:risk:"
+    moved = 0
+    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        tenant, _, tail = key[len(prefix) :].partition(":")
+        if tenant.startswith("{") or not tail:
+            continue
+        new = f"{prefix}{{{tenant}}}:{tail}"
+        moved += int(await client.eval(_LEGACY_MOVE_LUA, 2, key, new, tail.split(":", 1)[0]))
+    return moved
 
 
 def _ttl_ms(now: dt.datetime, end: dt.datetime) -> int:

@@ -127,8 +127,7 @@ def _engine_of(session: AsyncSession, settings: Settings) -> AsyncEngine:
     key = (url, id(asyncio.get_running_loop()))
     db = _databases.get(key)
     if db is None:
-        kwargs = {} if url.startswith("sqlite") else {"pool_size": 5, "max_overflow": 5}
-        db = _databases[key] = Database(url, **kwargs)
+        db = _databases[key] = Database.from_settings(settings, url, pool_size=5, max_overflow=5)
     return db.engine
 
 

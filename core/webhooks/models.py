@@ -31,7 +31,7 @@ class WebhookDelivery(TenantScoped):
         ForeignKeyConstraint(["tenant_id", "event_id"], ["events.tenant_id", "events.id"]),
         UniqueConstraint("tenant_id", "subscription_id", "event_id"),
         Index("ix_webhook_deliveries_subscription", "tenant_id", "subscription_id", "id"),
-        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_due", "tenant_id", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_event", "tenant_id", "event_id"),
     )
     subscription_id: Mapped[uuid.UUID] = mapped_column()

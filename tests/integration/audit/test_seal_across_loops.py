@@ -34,7 +34,7 @@ async def test_seal_from_server_loop_and_worker_thread_at_once(kernel, settings,
 
     def worker_thread() -> None:
         async def seal_in_own_loop() -> None:
-            db = Database(settings.db_url)
+            db = Database.from_settings(settings)
             try:
                 for _ in range(rounds):
                     async with db.sessionmaker() as session:

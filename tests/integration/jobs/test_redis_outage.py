@@ -41,7 +41,7 @@ async def test_rate_limits_fail_open_to_a_local_limit_when_redis_is_refused():
     limiter = RateLimiter(closed_port_url(), namespace="ns-" + secrets.token_hex(3))
     before = _count()
     try:
-        decisions = [await limiter.hit(WINDOWS) for _ in range(4)]
+        decisions = [await limiter.hit(WINDOWS, "t1") for _ in range(4)]
     finally:
         await limiter.close()
     assert [d.allowed for d in decisions] == [True, True, True, False]  # the same limit, counted locally
@@ -56,19 +56,19 @@ async def test_rate_limits_survive_redis_going_away_and_use_it_again_when_back(m
     with private_redis() as (url, proc):
         limiter = RateLimiter(url, namespace=namespace)
         try:
-            first = await limiter.hit(WINDOWS)
+            first = await limiter.hit(WINDOWS, "t1")
             assert first.allowed and first.remaining == 2
             probe = aioredis.from_url(url)
             keys = sorted(k.decode() for k in await probe.keys("*"))
             await probe.aclose()
             assert keys == [
-                f"{namespace}:ratelimit:client:t1:c1:minute",
-                f"{namespace}:ratelimit:tenant:t1:minute",
+                f"{namespace}:ratelimit:{{t1}}:client:t1:c1:minute",
+                f"{namespace}:ratelimit:{{t1}}:tenant:t1:minute",
             ]
             proc.kill()  # Redis goes away mid-traffic
             proc.wait(timeout=10)
             before = _count()
-            after = [await limiter.hit(WINDOWS) for _ in range(4)]
+            after = [await limiter.hit(WINDOWS, "t1") for _ in range(4)]
             assert [d.allowed for d in after] == [True, True, True, False]
             assert _count() - before == 4
         finally:
