@@ -5,7 +5,7 @@ tenant through two partial indexes of the unfinished rows, led by ``tenant_id`` 
 ``enqueued``/``running``, for redelivery). The webhook sweep's index leads with ``tenant_id`` too.
 
 Revision ID: 0021_outbox_tenant_index
-Revises: 0019_settlement
+Revises: 0020_audit_seals
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0021_outbox_tenant_index"
-down_revision = "0019_settlement"
+down_revision = "0020_audit_seals"
 branch_labels = None
 depends_on = None
 
