@@ -197,7 +197,8 @@ def _new_grant(
     if contact is not None:
         masked_contact = mask_phone(contact) if channel == "sms" else mask_recipient(contact)
         secret = seal_contact(cipher, grant_id, contact)
-    return Grant(  # every column but tenant_id and created_at (stamped when it is written: core.grants.writes)
+    # every column but tenant_id and created_at (stamped when it is written: core.grants.writes)
+    return Grant(
         id=grant_id,
         ref=readable_ref("G"),
         product_id=product_id,
