@@ -484,8 +484,9 @@ async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reve
     items: Sequence[GrantItem | NewItem]
     if just_created is not None:
         items, last4, member = just_created
-        if reveal and items:  # the rows, to stamp revealed_at on them
-            items = await grant_items(session, grant.id)
+        if reveal and items:  # the rows, to stamp revealed_at on them (in the order they were handed out)
+            order = {item.id: n for n, item in enumerate(items)}
+            items = sorted(await grant_items(session, grant.id), key=lambda row: order[row.id])
     else:
         items = await grant_items(session, grant.id)
         last4 = {}

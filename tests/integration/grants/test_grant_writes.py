@@ -147,3 +147,15 @@ async def test_the_grant_object_belongs_to_the_session(shop):
         return same, voided.status
 
     assert await shop.run(work) == (True, "voided")
+
+
+async def test_a_revealed_answer_lists_the_codes_as_handed_out(shop):
+    now = dt.datetime.now(dt.UTC)
+    s = await shop.stock(3, expiries=[now + dt.timedelta(days=d) for d in (30, 10, 20)])
+    r = await shop.post(
+        "/api/v1/grants", {"product_id": str(s.product_id), "quantity": 3, "external_id": "rv"}, reveal=True
+    )
+    assert r.status_code == 201, r.text
+    codes = r.json()["codes"]
+    assert all(c["number"] for c in codes)
+    assert [c["expires_at"] for c in codes] == sorted(c["expires_at"] for c in codes)  # first-expiring first
