@@ -1,8 +1,13 @@
-"""Route guards and dependencies: scopes for API clients, roles for console users, the operator realm."""
+"""Route guards and dependencies: scopes for API clients, roles for console users, the operator realm.
+
+Every guard is a coroutine function: Litestar awaits an ``async def`` guard in the event loop, and sends a
+plain function to a worker thread (``anyio.to_thread``) on every request (``litestar.utils.sync``), which
+costs more than the check itself.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -13,7 +18,7 @@ from core.errors import Forbidden, TenantSuspended, Unauthorized
 from tenants.schemas import Principal
 from tenants.scopes import ROLE_PERMISSIONS, SCOPES, role_can
 
-Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
@@ -25,7 +30,7 @@ def require_scope(scope: str) -> Guard:
     if scope not in SCOPES:
         raise ValueError(f"scope {scope!r} is declared by no domain (core/*/plugin.py)")
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         p = principal_of(connection)
         if p is None or p.kind != "client":
             raise Unauthorized("A bearer token is required", "需要提供 Bearer 访问令牌", code="missing_token")
@@ -48,7 +53,7 @@ def require_permission(permission: str) -> Guard:
     if not any(permission in granted for granted in ROLE_PERMISSIONS.values()):
         raise ValueError(f"permission {permission!r} is declared by no domain (core/*/plugin.py)")
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         p = principal_of(connection)
         if p is None or p.kind != "user":
             raise Unauthorized("Please log in", "请先登录", code="login_required")
@@ -62,7 +67,7 @@ def require_permission(permission: str) -> Guard:
     return guard
 
 
-def require_operator(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def require_operator(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     p = principal_of(connection)
     if p is None or p.kind != "operator":
         raise Unauthorized("Operator login required", "需要运营人员登录", code="operator_login_required")

@@ -18,14 +18,17 @@ Rules held here (so the API, the console and the CLI answer alike):
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, exists, func, literal, or_, select
+from sqlalchemy import delete, event, exists, func, literal, or_, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, object_session
 
 from core.audit.services import record
 from core.catalog.models import (
@@ -56,7 +59,9 @@ from core.catalog.schemas import (
     ProductUpdate,
 )
 from core.db.base import utcnow
+from core.db.context import current_tenant, require_tenant
 from core.db.paging import keyset_page
+from core.db.session import KaquanSession
 from core.domains import extensions
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from core.validation import check_currency
@@ -373,6 +378,94 @@ async def find_product(session: AsyncSession, product_id: uuid.UUID) -> Product:
     if product is None:
         raise NotFound("Product not found", "权益商品不存在", code="product_not_found")
     return product
+
+
+# ------------------------------------------------------------------------------------ the product cache
+#: How long a process keeps a product it read for :func:`cached_product` (another process's change of the
+#: product is seen within this time; a change made in this process at once).
+PRODUCT_CACHE_TTL = 5.0
+_PRODUCT_CACHE_SIZE = 4096
+_PRODUCT_ATTRS = tuple(a.key for a in sa_inspect(Product).column_attrs)
+_CHANGED = "kaquan_products_changed"  # session.info: (tenant, product or None for all) changed, uncommitted
+_product_cache: dict[tuple[uuid.UUID, uuid.UUID], tuple[float, dict[str, Any]]] = {}
+
+
+async def cached_product(session: AsyncSession, product_id: uuid.UUID) -> Product:
+    """The tenant's product, as :func:`find_product` reads it, kept a few seconds per process.
+
+    For paths that only read the product (a grant): stock is not in it (the allocation checks stock in
+    SQL, so a product a few seconds old never oversells). A hit is a new, unattached copy: a caller can
+    neither change the cached values nor attach them to its session. A product changed through the ORM in
+    this process leaves the cache when the change is flushed and again when it commits; one this session
+    changed and has not committed yet is not cached (nor one read while its change is pending).
+    """
+    tenant = require_tenant()
+    key = (tenant, product_id)
+    now = time.monotonic()
+    hit = _product_cache.get(key)
+    if hit is not None and hit[0] > now:
+        return Product(**(hit[1] | {"tags": list(hit[1]["tags"])}))
+    product = await find_product(session, product_id)
+    changed: set[tuple[uuid.UUID, uuid.UUID | None]] = session.info.get(_CHANGED, set())
+    if key not in changed and (tenant, None) not in changed and product not in session.dirty:
+        if len(_product_cache) >= _PRODUCT_CACHE_SIZE:
+            _drop_expired(now)
+        values = {a: getattr(product, a) for a in _PRODUCT_ATTRS if a != "tags"}
+        _product_cache[key] = (now + PRODUCT_CACHE_TTL, values | {"tags": list(product.tags or [])})
+    return product
+
+
+def _drop_expired(now: float) -> None:
+    for key in [k for k, (until, _) in _product_cache.items() if until <= now]:
+        _product_cache.pop(key, None)
+    if len(_product_cache) >= _PRODUCT_CACHE_SIZE:  # all live: start over rather than grow
+        _product_cache.clear()
+
+
+def _forget_products(keys: Iterable[tuple[uuid.UUID, uuid.UUID | None]]) -> None:
+    for tenant, product_id in keys:
+        if product_id is not None:
+            _product_cache.pop((tenant, product_id), None)
+        else:
+            for key in [k for k in _product_cache if k[0] == tenant]:
+                _product_cache.pop(key, None)
+
+
+def _mark_changed(session: Session | None, key: tuple[uuid.UUID, uuid.UUID | None]) -> None:
+    _forget_products([key])
+    if session is not None:
+        session.info.setdefault(_CHANGED, set()).add(key)
+
+
+@event.listens_for(Product, "after_insert")
+@event.listens_for(Product, "after_update")
+@event.listens_for(Product, "after_delete")
+def _product_flushed(_mapper: Any, _connection: Any, target: Product) -> None:
+    _mark_changed(object_session(target), (target.tenant_id, target.id))
+
+
+@event.listens_for(KaquanSession, "do_orm_execute")
+def _products_statement(state: ORMExecuteState) -> None:
+    """An ORM ``update(Product)`` / ``delete(Product)`` statement: every cached product of the tenant goes."""
+    mapper = state.bind_mapper
+    if (state.is_update or state.is_delete) and mapper is not None and mapper.class_ is Product:
+        tenant = current_tenant()
+        if tenant is not None:
+            _mark_changed(state.session, (tenant, None))
+        else:  # a cross-tenant statement
+            _product_cache.clear()
+
+
+@event.listens_for(KaquanSession, "after_commit")
+def _products_committed(session: Session) -> None:
+    """Drop again what this transaction changed: another session may have cached it before the commit."""
+    _forget_products(session.info.pop(_CHANGED, ()))
+
+
+@event.listens_for(KaquanSession, "after_soft_rollback")
+def _products_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    if previous_transaction.parent is None:  # the whole transaction, not a savepoint
+        _forget_products(session.info.pop(_CHANGED, ()))
 
 
 async def find_products(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Product]:

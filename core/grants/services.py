@@ -26,7 +26,7 @@ from core.audit.services import record
 from core.catalog.models import Product
 from core.catalog.schemas import ProductFilter, ProductOut
 from core.catalog.services import MAX_PAGE as PRODUCT_PAGE
-from core.catalog.services import find_product, find_products, list_products
+from core.catalog.services import cached_product, find_products, list_products
 from core.crypto.envelope import TenantCipher
 from core.db.base import utcnow
 from core.db.ids import new_id, readable_ref
@@ -46,10 +46,10 @@ from core.grants.schemas import (
     GrantPage,
     GrantRequest,
 )
+from core.grants.writes import CREATED_EVENT, NewGrant, NewItem, write_grants
 from core.inventory.allocation import ALLOCATABLE_KINDS, MAX_QUANTITY, AllocatedCode, OutOfStock, allocate
 from core.inventory.models import Code
 from core.inventory.vault import masked, unseal
-from core.jobs import outbox
 from core.kernel import Kernel
 from core.members.models import Member
 from core.members.services import (
@@ -191,40 +191,37 @@ def _new_grant(
     user_id: uuid.UUID | None,
 ) -> Grant:
     """A new ``created`` grant; the contact is kept masked for display and sealed for delivery."""
-    grant = Grant(
-        id=new_id(),
+    grant_id = new_id()
+    masked_contact: str | None = None
+    secret: bytes | None = None
+    if contact is not None:
+        masked_contact = mask_phone(contact) if channel == "sms" else mask_recipient(contact)
+        secret = seal_contact(cipher, grant_id, contact)
+    # every column but tenant_id and created_at (stamped when it is written: core.grants.writes)
+    return Grant(
+        id=grant_id,
         ref=readable_ref("G"),
         product_id=product_id,
         quantity=data.quantity,
         member_id=member_id,
         channel=channel,
+        contact_masked=masked_contact,
+        contact_secret=secret,
         campaign_ref=(data.campaign_ref or "").strip() or None,
         source=source,
         client_id=client_id,
         user_id=user_id,
         status="created",
+        delivered_at=None,
+        delivery_detail=None,
+        voided_at=None,
+        void_reason=None,
     )
-    if contact is not None:
-        grant.contact_masked = mask_phone(contact) if channel == "sms" else mask_recipient(contact)
-        grant.contact_secret = seal_contact(cipher, grant.id, contact)
-    return grant
 
 
-def _new_items(
-    grant: Grant, member_id: uuid.UUID, product: Product, codes: Sequence[Any], now: dt.datetime
-) -> list[GrantItem]:
+def _new_items(product: Product, codes: Sequence[AllocatedCode], now: dt.datetime) -> list[NewItem]:
     """The grant's units, one ``held`` item per allocated code, each with its own expiry."""
-    return [
-        GrantItem(
-            id=new_id(),
-            grant_id=grant.id,
-            code_id=c.id,
-            member_id=member_id,
-            status="held",
-            expires_at=_item_expiry(product, c.expires_at, now),
-        )
-        for c in codes
-    ]
+    return [NewItem(new_id(), c.id, "held", _item_expiry(product, c.expires_at, now)) for c in codes]
 
 
 async def create_grant(
@@ -245,7 +242,7 @@ async def create_grant(
     _check(data)
     phone = normalize_phone(data.phone) if data.phone and data.phone.strip() else None
     email = normalize_email(data.email) if data.email and data.email.strip() else None
-    product = await find_product(session, data.product_id)
+    product = await cached_product(session, data.product_id)  # read-only here; stock is checked in SQL
     member = await find_or_create_member(
         session,
         kernel,
@@ -255,6 +252,7 @@ async def create_grant(
         email=email,
         name=data.name,
         source="grant",
+        upsert=True,  # by external id or by phone: one statement (a grant touches one member)
     )
     if member.status != "active":
         raise Conflict("This member is blocked", "该会员已被停用", code="member_blocked")
@@ -265,11 +263,14 @@ async def create_grant(
         member_id=member.id, phone_digest=member.phone_digest, ip=ip, device_id=device_id, client_id=client_id
     )
     async with guard(session, kernel.settings, "grant", subject, data.quantity):
-        allocation = await allocate(session, product.id, data.quantity, f"grant:{grant.ref}", product=product)
-        items = _add_grant(session, grant, member, product, allocation.codes, source, utcnow())
-        await session.flush()  # one flush for the grant, its items, audit, event and outbox rows
+        with session.no_autoflush:  # the allocation's audit event is flushed with the grant's, in one INSERT
+            allocation = await allocate(
+                session, product.id, data.quantity, f"grant:{grant.ref}", product=product
+            )
+        new = await _add_grants(session, [(grant, member, product, allocation.codes)], source, utcnow())
+        await session.flush()  # the audit events (the rest was written by core.grants.writes)
     last4 = {c.id: c.last4 for c in allocation.codes}
-    session.info.setdefault(_JUST_CREATED, {})[grant.id] = (items, last4, member)
+    session.info.setdefault(_JUST_CREATED, {})[grant.id] = (new[0].items, last4, member)
     return grant
 
 
@@ -436,7 +437,7 @@ async def list_grants(
     return list((await session.execute(keyset_select(stmt, Grant.id, cursor=after, limit=limit))).scalars())
 
 
-def _code_out(item: GrantItem, last4: str) -> GrantCodeOut:
+def _code_out(item: GrantItem | NewItem, last4: str) -> GrantCodeOut:
     return GrantCodeOut(
         item_id=item.id,
         code_id=item.code_id,
@@ -480,8 +481,12 @@ def _out(grant: Grant, member: Member | None, codes: list[GrantCodeOut], *, reve
 async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reveal: bool = False) -> GrantOut:
     """The grant as the API shows it; plaintext numbers (+PIN) only with ``reveal`` (audited)."""
     just_created = session.info.get(_JUST_CREATED, {}).pop(grant.id, None)
+    items: Sequence[GrantItem | NewItem]
     if just_created is not None:
         items, last4, member = just_created
+        if reveal and items:  # the rows, to stamp revealed_at on them (in the order they were handed out)
+            order = {item.id: n for n, item in enumerate(items)}
+            items = sorted(await grant_items(session, grant.id), key=lambda row: order[row.id])
     else:
         items = await grant_items(session, grant.id)
         last4 = {}
@@ -495,7 +500,7 @@ async def grant_out(session: AsyncSession, kernel: Kernel, grant: Grant, *, reve
     out_codes: list[GrantCodeOut] = []
     for item in items:
         entry = _code_out(item, last4[item.code_id])
-        if cipher is not None:
+        if cipher is not None and isinstance(item, GrantItem):
             code = codes[item.code_id]
             entry.number, entry.pin = unseal(cipher, code.digest, code.secret)
             item.revealed_at = item.revealed_at or utcnow()
@@ -775,7 +780,8 @@ async def grant_many(
         for ticket in tickets.values():
             await engine.give_back(kernel.settings, ticket)
         raise
-    now = utcnow()
+    granted: list[tuple[Grant, Member, Product, list[AllocatedCode]]] = []
+    written: list[int] = []
     for i, grant in grants.items():
         got = codes[i]
         if isinstance(got, DomainError):
@@ -784,12 +790,14 @@ async def grant_many(
             continue
         recipient = members[i]
         assert isinstance(recipient, Member)  # _admit() above refused the request otherwise
-        _add_grant(session, grant, recipient, products[grant.product_id], got, source, now)
+        granted.append((grant, recipient, products[grant.product_id], got))
+        written.append(i)
         results[i] = grant
     try:
-        await session.flush()  # one flush for every grant, item, audit, event and outbox row
+        await _add_grants(session, granted, source, utcnow())  # one batched INSERT per table
+        await session.flush()  # and one for the audit events
     except BaseException:  # boundary: cleanup only, re-raised: the counted units go back on any exit
-        for i in grants:
+        for i in written:
             await engine.give_back(kernel.settings, tickets[i])
         raise
     return [r for r in results if r is not None]
@@ -821,39 +829,32 @@ async def _admit(
     return member, channel, contact, ticket
 
 
-def _add_grant(
+async def _add_grants(
     session: AsyncSession,
-    grant: Grant,
-    member: Member,
-    product: Product,
-    got: list[AllocatedCode],
+    granted: list[tuple[Grant, Member, Product, list[AllocatedCode]]],
     source: str,
     now: dt.datetime,
-) -> list[GrantItem]:
-    """Add a grant with its items, its audit event, ``grant.created`` and its delivery (if any); the items."""
-    session.add(grant)
-    items = _new_items(grant, member.id, product, got, now)
-    session.add_all(items)
-    facts = {
-        "ref": grant.ref,
-        "product_id": str(product.id),
-        "quantity": grant.quantity,
-        "member_id": str(member.id),
-        "channel": grant.channel,
-        "campaign_ref": grant.campaign_ref,
-        "source": source,
-        "codes": [str(item.code_id) for item in items],
-    }
-    record(session, "grant.created", "grant", grant.id, facts)
-    emit(session, "grant.created", grant.id, facts)
-    if grant.channel is not None:
-        outbox.enqueue(
-            session,
-            DELIVERY_ACTOR,
-            {"grant_id": str(grant.id)},
-            business_key=f"{DELIVERY_ACTOR}:{grant.id}",
-        )
-    return items
+) -> list[NewGrant]:
+    """Write grants with their items, ``grant.created`` events and deliveries (:mod:`core.grants.writes`),
+    and record each one's audit event; the written grants."""
+    new: list[NewGrant] = []
+    for grant, member, product, got in granted:
+        items = _new_items(product, got, now)
+        facts = {
+            "ref": grant.ref,
+            "product_id": str(product.id),
+            "quantity": grant.quantity,
+            "member_id": str(member.id),
+            "channel": grant.channel,
+            "campaign_ref": grant.campaign_ref,
+            "source": source,
+            "codes": [str(item.code_id) for item in items],
+        }
+        new.append(NewGrant(grant, items, facts, DELIVERY_ACTOR if grant.channel is not None else None))
+    await write_grants(session, new, now)
+    for n in new:
+        record(session, CREATED_EVENT, "grant", n.grant.id, n.facts)
+    return new
 
 
 async def _allocate_many(

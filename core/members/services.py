@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgspec
-from sqlalchemy import Select, insert, or_, select
+from sqlalchemy import Select, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from core.audit.services import record
 from core.crypto.envelope import TenantCipher
@@ -326,11 +328,18 @@ async def find_or_create_member(
     email: str | None = None,
     name: str | None = None,
     source: str = "api",
+    upsert: bool = False,
 ) -> Member:
     """The member these identifiers point to, created when unknown; missing contact fields are filled in.
 
     ``phone`` may be raw (it is normalised). An external id and a phone that belong to two different
     members → 409 ``member_mismatch``. Safe under concurrency: a lost creation race re-reads the winner.
+
+    ``upsert`` (the grant path): a recipient named by an external id alone or by a phone alone (either
+    with an optional e-mail and name) is found or created by one ``INSERT … ON CONFLICT … DO UPDATE …
+    RETURNING`` (:func:`_upsert_member`), the same rules in one statement instead of a read and an insert.
+    That statement locks a found member's row until the transaction ends, so it is for paths that touch
+    one member per transaction. Other combinations take the general path.
     """
     if member_id is not None:
         return await get_member(session, member_id)
@@ -353,6 +362,8 @@ async def find_or_create_member(
         )
     cipher = await kernel.keys.cipher(session)
     sealed = seal_phone(cipher, e164) if e164 else None
+    if upsert and (external_id is None) != (sealed is None):
+        return await _upsert_member(session, external_id, sealed, mail, name, source)
     for _attempt in range(3):
         by_ext = await by_external_id(session, external_id) if external_id else None
         by_ph = await by_phone_digest(session, sealed[0]) if sealed else None
@@ -384,6 +395,81 @@ async def find_or_create_member(
     )
 
 
+# What an upsert fills in on a member it finds: the fields it has empty (never overwrites; see _fill).
+_UPSERT_FILLS = ("email", "name")
+
+
+@functools.lru_cache(maxsize=8)
+def _member_upsert(dialect: str, key: str) -> Any:
+    """Insert a member, or fill the empty fields of the one whose ``key`` (external id or phone digest) is
+    taken; returns the row either way. Built once per dialect and key (building costs more than running)."""
+    table = Member.__table__
+    c = table.c
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+    fill = {f: func.coalesce(c[f], stmt.excluded[f]) for f in _UPSERT_FILLS}
+    return stmt.on_conflict_do_update(index_elements=[c.tenant_id, c[key]], set_=fill).returning(*table.c)
+
+
+async def _upsert_member(
+    session: AsyncSession,
+    external_id: str | None,
+    sealed: tuple[str, str, bytes] | None,
+    email: str | None,
+    name: str | None,
+    source: str,
+) -> Member:
+    """The member with this external id or this phone (exactly one of them is given), created when unknown,
+    its empty e-mail and name filled in: one statement. A concurrent creation of the same member waits on
+    the unique index and then finds it. ``member.created`` is audited when the row is new."""
+    if any(isinstance(o, Member) for o in session.dirty):
+        await session.flush()  # the statement below does not autoflush: this session's member changes first
+    values = _new_member_values(external_id, sealed, email, name, source)
+    connection = await session.connection()  # Core on the connection: no ORM execution overhead
+    key = "external_id" if external_id is not None else "phone_digest"
+    row = (await connection.execute(_member_upsert(connection.dialect.name, key), values)).one()
+    data = dict(row._mapping)
+    member = session.sync_session.identity_map.get(identity_key(Member, (data["tenant_id"], data["id"])))
+    if isinstance(member, Member):  # already in this session: take what the statement filled in
+        for f in _UPSERT_FILLS:
+            set_committed_value(member, f, data[f])
+    else:
+        member = Member(**data)
+        make_transient_to_detached(member)  # the row exists: attach the object without inserting it again
+        session.add(member)
+    if data["id"] == values["id"]:
+        record(
+            session,
+            "member.created",
+            "member",
+            member.id,
+            {"source": source, "external_id": external_id, "phone": member.phone_masked, "tags": []},
+        )
+    return member
+
+
+def _new_member_values(
+    external_id: str | None,
+    sealed: tuple[str, str, bytes] | None,
+    email: str | None,
+    name: str | None,
+    source: str,
+) -> dict[str, Any]:
+    """The columns of a new member (its tenant comes from the context, as the column's default)."""
+    return {
+        "id": new_id(),
+        "external_id": external_id,
+        "phone_digest": sealed[0] if sealed else None,
+        "phone_masked": sealed[1] if sealed else None,
+        "phone_secret": sealed[2] if sealed else None,
+        "email": email,
+        "name": name,
+        "tags": [],
+        "source": source,
+        "status": "active",
+        "created_at": utcnow(),
+    }
+
+
 @functools.lru_cache(maxsize=4)
 def _member_insert(dialect: str) -> Any:
     table = Member.__table__
@@ -403,19 +489,7 @@ async def _insert_member(
 
     One ``INSERT … ON CONFLICT DO NOTHING`` instead of a savepoint around a flush (three round trips).
     """
-    values: dict[str, Any] = {
-        "id": new_id(),
-        "external_id": external_id,
-        "phone_digest": sealed[0] if sealed else None,
-        "phone_masked": sealed[1] if sealed else None,
-        "phone_secret": sealed[2] if sealed else None,
-        "email": email,
-        "name": name,
-        "tags": [],
-        "source": source,
-        "status": "active",
-        "created_at": utcnow(),
-    }
+    values = _new_member_values(external_id, sealed, email, name, source)
     connection = await session.connection()  # Core on the connection: no ORM execution overhead
     inserted = await connection.execute(_member_insert(connection.dialect.name), values)
     tenant_id = inserted.scalar_one_or_none()

@@ -11,8 +11,7 @@ back if the guarded block raises. ``record_failure`` feeds the failed-attempt ve
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,17 +24,38 @@ from core.settings import Settings
 __all__ = ["RiskAction", "RiskRefused", "RiskSubject", "guard", "record_failure", "refuse_if_locked_out"]
 
 
-@asynccontextmanager
-async def guard(
+def guard(
     session: AsyncSession, settings: Settings, action: RiskAction, subject: RiskSubject, quantity: int = 1
-) -> AsyncIterator[None]:
+) -> AbstractAsyncContextManager[None]:
     """Refuse, or count ``quantity`` units of ``action`` for ``subject`` for the guarded block."""
-    ticket = await engine.admit(session, settings, action, subject, quantity)
-    try:
-        yield
-    except BaseException:  # boundary: cleanup only, re-raised: the counted units go back on any exit
-        await engine.give_back(settings, ticket)
-        raise
+    return _Guarded(session, settings, action, subject, quantity)
+
+
+class _Guarded:
+    """``guard``'s context manager: a plain class, cheaper on every grant than a generator-based one."""
+
+    __slots__ = ("_action", "_quantity", "_session", "_settings", "_subject", "_ticket")
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        action: RiskAction,
+        subject: RiskSubject,
+        quantity: int,
+    ) -> None:
+        self._session, self._settings, self._action = session, settings, action
+        self._subject, self._quantity = subject, quantity
+        self._ticket: engine.Ticket | None = None
+
+    async def __aenter__(self) -> None:
+        self._ticket = await engine.admit(
+            self._session, self._settings, self._action, self._subject, self._quantity
+        )
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is not None and self._ticket is not None:  # any exit by an exception, cancellation too
+            await engine.give_back(self._settings, self._ticket)  # the counted units go back
 
 
 async def record_failure(
