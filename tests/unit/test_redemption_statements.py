@@ -24,7 +24,7 @@ from core.redemption import accounts, lookup, redeem
 
 TENANT_TABLES = {t.name for t in Base.metadata.sorted_tables if "tenant_id" in t.c}
 _INSERTS = re.compile(
-    r"INSERT INTO (\w+) \(([^)]*)\) (?:VALUES \(([^()]*)\)|SELECT (.*?)(?= FROM | RETURNING |\)\s|$))",
+    r"INSERT INTO (\w+) \(([^)]*)\) (?:VALUES \(([^()]*)\)|SELECT (.*?)(?=\s+FROM\s|\s+RETURNING\s|\)\s|$))",
     re.S,
 )
 
