@@ -59,7 +59,7 @@ OPEN = ("issued", "delivered")
 
 @functools.cache
 def _mark_redeemed() -> Any:
-    """The order's open code ``:code_id`` → ``redeemed`` via kaquan: built once, run on the connection (it is
+    """The order's open code ``:redeemed_code`` → ``redeemed`` via kaquan: built once, run on the connection (it is
     on every redemption's path), so it names its tenant itself."""
     c = ChannelOrderCode.__table__.c
     now = bindparam("now", type_=c.state_changed_at.type)
