@@ -23,13 +23,14 @@ conflict (event ``channel.redemption_conflict``) for a person; either way nothin
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
@@ -37,6 +38,7 @@ from core.channel_orders.models import ChannelOrder, ChannelOrderCode, ChannelOr
 from core.channel_orders.splitting import split_redemption, split_rollback
 from core.connectors.calls import AccountUnavailable, ConnectorCallFailed, bind_account
 from core.db.base import utcnow
+from core.db.context import require_tenant
 from core.errors import DomainError, NotFound
 from core.events.services import emit
 from core.inventory.models import Code
@@ -55,17 +57,30 @@ MAX_RETRIES = 6
 OPEN = ("issued", "delivered")
 
 
+@functools.cache
+def _mark_redeemed() -> Any:
+    """The order's open code ``:redeemed_code`` → ``redeemed`` via kaquan: built once, run on the connection (it is
+    on every redemption's path), so it names its tenant itself."""
+    c = ChannelOrderCode.__table__.c
+    now = bindparam("now", type_=c.state_changed_at.type)
+    return (
+        update(ChannelOrderCode.__table__)
+        .where(c.tenant_id == bindparam("tenant", type_=c.tenant_id.type),
+               c.code_id == bindparam("redeemed_code", type_=c.code_id.type), c.state.in_(OPEN))
+        .values(state="redeemed", redeemed_via="kaquan", redeemed_at=now, state_changed_at=now)
+        .returning(c.id)
+    )
+
+
 async def code_redeemed(session: AsyncSession, code_id: uuid.UUID, facts: dict[str, Any]) -> None:
     """``redemption.code_redeemed``: a code redeemed through kaquan; if a channel sold it, mark it and queue
     the report to that channel."""
     now = utcnow()
-    row = (await session.execute(
-        update(ChannelOrderCode)
-        .where(ChannelOrderCode.code_id == code_id, ChannelOrderCode.state.in_(OPEN))
-        .values(state="redeemed", redeemed_via="kaquan", redeemed_at=now, state_changed_at=now)
-        .returning(ChannelOrderCode.id),
-        execution_options={"synchronize_session": False},
-    )).first()
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # a Core statement on the connection does not autoflush
+    connection = await session.connection()
+    row = (await connection.execute(_mark_redeemed(), {"tenant": require_tenant(), "redeemed_code": code_id,
+                                                       "now": now})).first()
     if row is None:
         return
     await split_redemption(session, row.id, facts.get("redemption_id", ""), now)  # redeemed-value charges

@@ -20,12 +20,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.catalog.services import find_product
+from core.db.context import require_tenant
 from core.db.ids import new_id
 from core.db.results import rowcount
 from core.errors import ValidationFailed
 from core.inventory.models import Code
 from core.inventory.vault import masked
 from core.redemption import refusals
+from core.redemption.lookup import dialect_of, hot_connection, tenant_param
 from core.redemption.models import CodeAccount, LedgerEntry
 from core.redemption.schemas import LedgerEntryOut, LedgerOut
 
@@ -49,13 +51,10 @@ def handed_out(code: Row[Any]) -> int:
     return max(limit - code.uses_left, 0)
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name if session.bind is not None else ""
-
-
 def _account_values(code: Row[Any], now: dt.datetime, *, uses: int, spent: int = 0) -> dict[str, Any]:
     stored = code.kind == "stored_value"
     return {
+        "b_tenant": require_tenant(),
         "b_id": new_id(),
         "b_code_id": code.id,
         "b_uses": uses,
@@ -66,14 +65,17 @@ def _account_values(code: Row[Any], now: dt.datetime, *, uses: int, spent: int =
     }
 
 
-_ACCOUNTS = CodeAccount.__table__  # Core: no ORM bookkeeping for these upserts
+# Core on the session's connection: no ORM bookkeeping for these upserts; the tenant is ``:b_tenant``.
+_ACCOUNTS = CodeAccount.__table__
 _ACCOUNT_COLUMNS = ("id", "code_id", "uses", "balance", "initial_balance", "currency")
 
 
 def _account_insert(dialect: str) -> Any:
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    values: dict[str, Any] = {c: bindparam(f"b_{c}") for c in _ACCOUNT_COLUMNS}
-    return insert(_ACCOUNTS).values(**values, updated_at=bindparam("b_now"), created_at=bindparam("b_now"))
+    a = _ACCOUNTS.c
+    values: dict[str, Any] = {c: bindparam(f"b_{c}", type_=a[c].type) for c in _ACCOUNT_COLUMNS}
+    now = bindparam("b_now", type_=a.updated_at.type)
+    return insert(_ACCOUNTS).values(tenant_id=tenant_param(), **values, updated_at=now, created_at=now)
 
 
 @cache
@@ -114,7 +116,8 @@ def _spend_stmt(dialect: str) -> Any:
 
 async def _open_account(session: AsyncSession, code: Row[Any], now: dt.datetime) -> bool:
     """Create the code's account if it has none (balance = face value for stored value); True if created."""
-    result = await session.execute(_open_stmt(_dialect(session)), _account_values(code, now, uses=0))
+    connection = await hot_connection(session)
+    result = await connection.execute(_open_stmt(dialect_of(session)), _account_values(code, now, uses=0))
     return bool(rowcount(result))
 
 
@@ -126,7 +129,8 @@ async def use_once(session: AsyncSession, code: Row[Any], handed: int, now: dt.d
     redeemers queue on it and only as many win as there are uses.
     """
     params = {**_account_values(code, now, uses=1), "b_handed": handed}
-    row = (await session.execute(_use_stmt(_dialect(session)), params)).first()
+    connection = await hot_connection(session)
+    row = (await connection.execute(_use_stmt(dialect_of(session)), params)).first()
     return None if row is None else int(row.uses)
 
 
@@ -152,7 +156,8 @@ async def spend(
         ).first()
         return None if row is None else (int(row.balance), int(row.uses), opened)
     params = {**_account_values(code, now, uses=1, spent=amount), "b_amount": amount}
-    row = (await session.execute(_spend_stmt(_dialect(session)), params)).first()
+    connection = await hot_connection(session)
+    row = (await connection.execute(_spend_stmt(dialect_of(session)), params)).first()
     return None if row is None else (int(row.balance), int(row.uses), row.id == params["b_id"])
 
 

@@ -15,11 +15,11 @@ import unicodedata
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, bindparam, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy import ARRAY, BindParameter, Row, Select, and_, any_, bindparam, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.catalog.models import Product
+from core.db.context import require_tenant
 from core.grants.models import GrantItem
 from core.inventory import codegen
 from core.inventory.models import Code
@@ -53,22 +53,14 @@ def code_candidates(raw: str) -> list[str]:
     return list(dict.fromkeys(c for c in out if c))[:MAX_CANDIDATES]
 
 
-_LOOKUP_COLUMNS = (
-    Code.id,
-    Code.product_id,
-    Code.digest,
-    Code.secret,
-    Code.last4,
-    Code.has_pin,
-    Code.state,
-    Code.expires_at,
-    Code.uses_left,
-    Product.kind,
-    Product.name_zh,
-    Product.currency,
-    Product.face_value,
-    Product.max_uses,
-)
+_CODES, _PRODUCTS, _ITEMS = Code.__table__, Product.__table__, GrantItem.__table__
+_SETTINGS = RedemptionSettings.__table__
+
+
+def tenant_param() -> BindParameter[Any]:
+    """``:b_tenant``, the tenant of a hot-path Core statement: run on the session's connection, these carry
+    their own ``tenant_id =`` predicates (the ORM's tenant filter only applies to ORM statements)."""
+    return bindparam("b_tenant", type_=_CODES.c.tenant_id.type)
 
 
 def first_held(code_id: Any, by_member: bool, by_item: bool) -> Any:
@@ -78,62 +70,103 @@ def first_held(code_id: Any, by_member: bool, by_item: bool) -> Any:
     per use of a shared reusable code. A unit past its own expiry (``:b_now``; a "days after issue" validity
     ends before the code's) is never used, even before the expiry sweep has marked it ``expired``.
     """
-    q = select(GrantItem.id).where(
-        GrantItem.code_id == code_id,
-        GrantItem.status == "held",
-        or_(GrantItem.expires_at.is_(None), GrantItem.expires_at > bindparam("b_now")),
+    g = _ITEMS.c
+    q = select(g.id).where(
+        g.tenant_id == tenant_param(),
+        g.code_id == code_id,
+        g.status == "held",
+        or_(g.expires_at.is_(None), g.expires_at > bindparam("b_now", type_=g.expires_at.type)),
     )
     if by_member:
-        q = q.where(GrantItem.member_id == bindparam("b_member_id"))
+        q = q.where(g.member_id == bindparam("b_member_id", type_=g.member_id.type))
     if by_item:
-        q = q.where(GrantItem.id == bindparam("b_grant_item_id"))
-    return q.order_by(GrantItem.id).limit(1).scalar_subquery()
+        q = q.where(g.id == bindparam("b_grant_item_id", type_=g.id.type))
+    return q.order_by(g.id).limit(1).scalar_subquery()
 
 
 def holder_params(data: RedeemIn, now: dt.datetime) -> dict[str, Any]:
-    return {"b_member_id": data.member_id, "b_grant_item_id": data.grant_item_id, "b_now": now}
+    return {
+        "b_tenant": require_tenant(),
+        "b_member_id": data.member_id,
+        "b_grant_item_id": data.grant_item_id,
+        "b_now": now,
+    }
 
 
 def _lapsed(code_id: Any, by_member: bool, by_item: bool) -> Any:
     """Whether a unit of ``code_id`` (the given member's / the given item) expired unredeemed (EXISTS)."""
-    q = select(GrantItem.id).where(
-        GrantItem.code_id == code_id,
+    g = _ITEMS.c
+    q = select(g.id).where(
+        g.tenant_id == tenant_param(),
+        g.code_id == code_id,
         or_(
-            GrantItem.status == "expired",
-            and_(GrantItem.status == "held", GrantItem.expires_at <= bindparam("b_now")),
+            g.status == "expired",
+            and_(g.status == "held", g.expires_at <= bindparam("b_now", type_=g.expires_at.type)),
         ),
     )
     if by_member:
-        q = q.where(GrantItem.member_id == bindparam("b_member_id"))
+        q = q.where(g.member_id == bindparam("b_member_id", type_=g.member_id.type))
     if by_item:
-        q = q.where(GrantItem.id == bindparam("b_grant_item_id"))
+        q = q.where(g.id == bindparam("b_grant_item_id", type_=g.id.type))
     return q.exists()
 
 
-# The hot path's statements are built once per shape (building one costs more than running it); the
-# tenant filter still adds the tenant to every execution.
+# The hot path's statements are built once per shape (building one costs more than running it) and run
+# on the session's connection (no ORM execution), with the tenant as a parameter of every table they read.
 
 
 @cache
-def _lookup(with_window: bool, by_member: bool, by_item: bool) -> Select:
-    holder = aliased(GrantItem, name="holder")
+def _lookup(dialect: str, with_window: bool, by_member: bool, by_item: bool) -> Select[Any]:
+    c, p = _CODES.c, _PRODUCTS.c
+    holder = _ITEMS.alias("holder")
+    tenant = tenant_param()
     q = select(
-        *_LOOKUP_COLUMNS,
-        holder.id.label("holder_id"),
-        holder.member_id.label("holder_member_id"),
-        holder.grant_id.label("holder_grant_id"),
-        _lapsed(Code.id, by_member, by_item).correlate(Code).label("holder_lapsed"),
+        c.id,
+        c.product_id,
+        c.digest,
+        c.secret,
+        c.last4,
+        c.has_pin,
+        c.state,
+        c.expires_at,
+        c.uses_left,
+        p.kind,
+        p.name_zh,
+        p.currency,
+        p.face_value,
+        p.max_uses,
+        holder.c.id.label("holder_id"),
+        holder.c.member_id.label("holder_member_id"),
+        holder.c.grant_id.label("holder_grant_id"),
+        _lapsed(c.id, by_member, by_item).correlate(_CODES).label("holder_lapsed"),
     )
-    if with_window:  # the tenant filter (and RLS) keep every table here, subqueries too, to the tenant
-        window = select(RedemptionSettings.rollback_window_minutes).scalar_subquery()
+    if with_window:
+        s = _SETTINGS.c
+        window = select(s.rollback_window_minutes).where(s.tenant_id == tenant).scalar_subquery()
         q = q.add_columns(window.label("rollback_window"))
-    held = first_held(Code.id, by_member, by_item).correlate(Code)
+    held = first_held(c.id, by_member, by_item).correlate(_CODES)
+    if dialect == "postgresql":  # one array parameter: one prepared statement whatever the number of forms
+        digests = c.digest == any_(bindparam("b_digests", type_=ARRAY(c.digest.type)))
+    else:
+        digests = c.digest.in_(bindparam("b_digests", expanding=True))
     return (
-        q.select_from(Code)
-        .join(Product, and_(Product.tenant_id == Code.tenant_id, Product.id == Code.product_id))
-        .outerjoin(holder, and_(holder.tenant_id == Code.tenant_id, holder.id == held))
-        .where(Code.digest.in_(bindparam("b_digests", expanding=True)))
+        q.select_from(_CODES)
+        .join(_PRODUCTS, and_(p.tenant_id == c.tenant_id, p.id == c.product_id))
+        .outerjoin(holder, and_(holder.c.tenant_id == c.tenant_id, holder.c.id == held))
+        .where(c.tenant_id == tenant, digests)
     )
+
+
+async def hot_connection(session: AsyncSession) -> AsyncConnection:
+    """The session's connection for the hot path's Core statements, after flushing any pending ORM change
+    (Core statements on the connection do not autoflush)."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    return await session.connection()
+
+
+def dialect_of(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else ""
 
 
 async def find_code(
@@ -142,14 +175,19 @@ async def find_code(
     """The code whose digest matches the most literal candidate form of ``data.code``, in one statement.
 
     The row carries the code's and its product's columns, the grant item a redemption would use
-    (``holder_id``, ``holder_member_id``) and, ``with_window``, the tenant's rollback window
-    (``rollback_window``, NULL when never set).
+    (``holder_id``, ``holder_member_id``, ``holder_grant_id``) and, ``with_window``, the tenant's rollback
+    window (``rollback_window``, NULL when never set).
     """
     cipher = await kernel.keys.cipher(session)
     # each form digested exactly as it is (the first forms are canonical; the rest match older digests)
     digests = [cipher.digest(c.encode("utf-8")) for c in code_candidates(data.code)]
-    stmt = _lookup(with_window, data.member_id is not None, data.grant_item_id is not None)
-    rows = (await session.execute(stmt, {"b_digests": digests, **holder_params(data, now)})).all()
+    stmt = _lookup(
+        dialect_of(session), with_window, data.member_id is not None, data.grant_item_id is not None
+    )
+    connection = await hot_connection(session)
+    rows = (await connection.execute(stmt, {"b_digests": digests, **holder_params(data, now)})).all()
+    if len(rows) == 1:
+        return rows[0], cipher
     by_digest = {row.digest: row for row in rows}
     for d in digests:
         if d in by_digest:

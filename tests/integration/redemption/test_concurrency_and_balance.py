@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from core.audit.models import AuditEvent
 from core.db.context import tenant_context
 from core.errors import DomainError
+from core.events.models import Event
 from core.redemption.checks import Caller
 from core.redemption.models import CodeAccount, LedgerEntry, Redemption
 from core.redemption.redeem import redeem
@@ -67,7 +69,21 @@ async def test_concurrent_redemptions_of_one_code_exactly_one_wins(
                 .scalars()
                 .all()
             )
+            # the losers wrote nothing: one event and one audit record, the winner's
+            events = (
+                await db.execute(
+                    select(Event.data).where(
+                        Event.object_id == str(iss.code_ids[0]), Event.type == "code.redeemed"
+                    )
+                )
+            ).all()
+            audited = await db.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.object_id == str(iss.code_ids[0]), AuditEvent.action == "code.redeemed")
+            )
     assert len(reds) == 1
+    assert [e.data["redemption_id"] for e in events] == [winner["id"]] and audited == 1
     assert await code_state(kernel, t.id, iss.code_ids[0]) == "redeemed"
 
 
