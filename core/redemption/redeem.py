@@ -19,8 +19,9 @@ The hot path runs pre-built Core statements on the session's connection, each na
 (``tenant_id = :b_tenant``; the ORM's tenant filter does not see them). On PostgreSQL the redemption row,
 its ``code.redeemed`` event and the event's webhook fan-out row are one statement (data-modifying CTEs);
 for a single-use code nobody holds, the conditional write above is its first CTE and the rows are written
-only if it matched, so a redemption is one lookup and one write, then the audit record. Nothing written is
-read back: the returned redemption is built from the values written.
+only if it matched. The audit event is written by the same statement on PostgreSQL (what
+:func:`~core.audit.services.record` writes, the sealers told by ``mark_recorded``), so a redemption is one
+lookup and one write. Nothing written is read back: the returned redemption is built from the values written.
 
 The lookup is :mod:`core.redemption.lookup`, the checks before the write :mod:`core.redemption.checks`,
 the accounts' conditional writes :mod:`core.redemption.accounts`; undoing is :mod:`core.redemption.rollback`.
@@ -34,10 +35,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Row, bindparam, insert, or_, select, update
+import msgspec
+from sqlalchemy import Insert, Row, bindparam, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.audit.services import record
+from core.audit.context import current_actor
+from core.audit.models import AuditEvent, NextPosition
+from core.audit.services import mark_recorded, record
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.ids import new_id
@@ -190,7 +194,30 @@ def _record_stmt(won: bool) -> Insert:
         rows = select(*values.values())
     written = insert(_REDEMPTIONS).from_select(list(values), rows, include_defaults=False)
     red = written.returning(r.id).cte("redemption")
-    return event_after(red, tenant, now, ctes=(*ctes, red))
+    return event_after(red, tenant, now, ctes=(*ctes, red, _audit_after(red, tenant, now)))
+
+
+def _audit_after(source: Any, tenant: Any, now: Any) -> Any:
+    """The ``code.redeemed`` audit event as a CTE of the same statement (one per row of ``source``): what
+    :func:`record` writes, with the position the audit model computes (the sealers are told by
+    :func:`mark_recorded`)."""
+    a = AuditEvent.__table__.c
+    rows = select(
+        tenant,
+        bindparam("au_id", type_=a.id.type),
+        NextPosition(),
+        now,
+        bindparam("au_actor_type", type_=a.actor_type.type),
+        bindparam("au_actor_id", type_=a.actor_id.type),
+        literal("code.redeemed", a.action.type),
+        literal("code", a.object_type.type),
+        bindparam("au_object_id", type_=a.object_id.type),
+        bindparam("au_data", type_=a.data.type),
+        now,
+    ).select_from(source)
+    columns = ["tenant_id", "id", "txid", "occurred_at", "actor_type", "actor_id", "action", "object_type"]
+    written = insert(AuditEvent.__table__).from_select([*columns, "object_id", "data", "created_at"], rows)
+    return written.cte("audit")
 
 
 async def redeem(session: AsyncSession, kernel: Any, data: RedeemIn, caller: Caller) -> Redemption:
@@ -228,7 +255,8 @@ async def _redeem(
                 raise await _lost(session, code)
         else:
             red, facts = await _consume_and_write(session, code, data, caller, now, postgres)
-        record(session, "code.redeemed", "code", code.id, facts)
+        if not postgres:  # on PostgreSQL the audit event is written with the redemption
+            record(session, "code.redeemed", "code", code.id, facts)
         for follow in extensions(CODE_REDEEMED):  # e.g. a channel that sold the code is told
             await follow(session, code.id, facts)
         await session.flush()
@@ -273,6 +301,10 @@ async def _write(
     params |= {"b_tenant": red.tenant_id, "b_now": now, **event_params("code.redeemed", red.code_id, facts)}
     if won:
         params |= {"b_code_id": red.code_id, "b_old": "issued", "b_new": "redeemed"}
+    who = current_actor()
+    params |= {"au_id": new_id(), "au_actor_type": who.type, "au_actor_id": who.id}
+    params |= {"au_object_id": str(red.code_id), "au_data": msgspec.to_builtins(facts)}
+    mark_recorded(session, red.tenant_id)
     connection = await hot_connection(session)
     return (await connection.execute(_record_stmt(won), params)).first() is not None
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Alias, BindParameter, Insert, Join, Select, Table, Update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import CompileError
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.selectable import CTE, Exists, ScalarSelect, Subquery
@@ -78,6 +79,15 @@ def _tables(source: Any, on: list[Any]) -> Iterator[Any]:
             yield source
 
 
+def _froms(select: Select[Any]) -> list[Any]:
+    """The SELECT's FROM items (``get_final_froms`` compiles with the default dialect, which the audit
+    position function refuses: then the explicit FROMs and those of its columns)."""
+    try:
+        return list(select.get_final_froms())
+    except CompileError:
+        return [*select._from_obj, *select.columns_clause_froms]
+
+
 def _scopes(stmt: Any) -> Iterator[tuple[list[Any], list[Any]]]:
     """Each SELECT and UPDATE in the statement (CTEs and subqueries too): (tenant tables, its clauses)."""
     seen: set[int] = set()
@@ -89,7 +99,7 @@ def _scopes(stmt: Any) -> Iterator[tuple[list[Any], list[Any]]]:
         if isinstance(element, Select):
             # a correlated subquery's outer table is the enclosing statement's, checked in that scope
             outer = set(element._correlate)  # SQLAlchemy has no public accessor for it
-            tables = [t for f in element.get_final_froms() for t in _tables(f, on) if t not in outer]
+            tables = [t for f in _froms(element) for t in _tables(f, on) if t not in outer]
             yield tables, [element.whereclause, *on]
         elif isinstance(element, Update):
             yield list(_tables(element.table, on)), [element.whereclause]
