@@ -11,9 +11,10 @@ from typing import Any
 
 import asyncpg
 from _pg import asyncpg_dsn
+from cpu import Probe
 from fixtures import BenchTenant, count_rows, top_up
 from http_overhead import settings_env
-from rounds import Contender
+from rounds import Contender, Round, Steps, header, interleaved, round_row
 from seal_state import SealSchema, detect, unsealed
 
 
@@ -99,6 +100,38 @@ class Settler:
             await conn.close()
         took = time.perf_counter() - started
         return f"sealed after {took:.1f} s" if not left else f"{left} unsealed after {took:.0f} s"
+
+
+async def run_rounds(
+    contenders: list[Contender],
+    load: Any,
+    settler: Settler,
+    *,
+    keys: list[str],
+    db_name: str,
+    table: str,
+    unit: str,
+    pairs: list[tuple[str, str]],
+    concurrencies: list[int],
+    args: argparse.Namespace,
+) -> list[Round]:
+    """Print the table's header, then run the interleaved rounds of ``contenders`` under ``load`` (each
+    round's row printed as it ends), measuring CPU with a probe and counting rows of ``table``."""
+    print()
+    print("\n".join(header(keys, pairs, unit)))
+    probe = Probe(settler.owner_dsn, db_name)
+    try:
+        return await interleaved(
+            contenders,
+            Steps(load, settler, probe, settler.refill, settler.counter(table)),
+            concurrencies=concurrencies,
+            rounds=args.rounds,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            on_round=lambda r: print(round_row(r, keys, pairs), flush=True),
+        )
+    finally:
+        await probe.close()
 
 
 def rows_table(rows: dict[str, dict[str, int]], per: str) -> str:

@@ -26,11 +26,10 @@ from typing import Any
 
 import asyncpg
 from _pg import ROOT, asyncpg_dsn, machine_line, throwaway_database
-from compare import Settler, baseline_env, kaquan_env, rows_table
-from cpu import Probe
+from compare import Settler, baseline_env, kaquan_env, rows_table, run_rounds
 from fixtures import BenchTenant, duplicates, ensure_plan, fetch_token, onboard, rows_written, stock_codes
 from http_overhead import bench_settings, quiet_app, redis_db_state, redis_flush
-from rounds import Contender, Round, Steps, header, interleaved, round_row, summary
+from rounds import Contender, Round, summary
 from seal_state import detect
 from statement_log import kinds_line, statements_of_grant
 from wrk_load import WrkResult, run_wrk
@@ -45,6 +44,18 @@ HAND_WRITTEN = (
 )
 MINIMAL = "BEGIN, UPDATE codes (SKIP LOCKED pick), INSERT INTO grants, INSERT INTO grant_items, COMMIT"
 KEYS = ("kaquan", "hand-written", "minimal")
+
+
+def grant_load(tenants: dict[str, BenchTenant]) -> Any:
+    """The load of one contender: wrk posting grants of its tenant's product with its token."""
+
+    async def load(c: Contender, base: str, conns: int, seconds: int, measured: bool) -> WrkResult:
+        t = tenants[c.key]
+        return await run_wrk(
+            base, "/api/v1/grants", t.token, body_template(t.product_id), connections=conns, seconds=seconds
+        )
+
+    return load
 
 
 def body_template(product_id: object) -> str:
@@ -103,36 +114,12 @@ async def run(args: argparse.Namespace) -> None:
                     ),
                 ]
 
-                async def load(
-                    c: Contender, base: str, conns: int, seconds: int, measured: bool
-                ) -> WrkResult:
-                    t = tenants[c.key]
-                    return await run_wrk(
-                        base,
-                        "/api/v1/grants",
-                        t.token,
-                        body_template(t.product_id),
-                        connections=conns,
-                        seconds=seconds,
-                    )
-
                 pairs = [("kaquan", "hand-written"), ("kaquan", "minimal")]
-                print()
-                print("\n".join(header(list(KEYS), pairs, "grants/s")))
-                probe, settler = (
-                    Probe(owner_dsn, db.name),
-                    Settler(owner_dsn, tenants, per_run, args.seal_timeout, {"kaquan"}),
+                settler = Settler(owner_dsn, tenants, per_run, args.seal_timeout, {"kaquan"})
+                rounds = await run_rounds(
+                    contenders, grant_load(tenants), settler, keys=list(KEYS), db_name=db.name, table="grants",
+                    unit="grants/s", pairs=pairs, concurrencies=concurrencies, args=args,
                 )
-                rounds = await interleaved(
-                    contenders,
-                    Steps(load, settler, probe, settler.refill, settler.counter("grants")),
-                    concurrencies=concurrencies,
-                    rounds=args.rounds,
-                    seconds=args.seconds,
-                    warmup=args.warmup,
-                    on_round=lambda r: print(round_row(r, list(KEYS), pairs), flush=True),
-                )
-                await probe.close()
                 dups = {k: await duplicates(owner_dsn, t) for k, t in tenants.items()}
                 rows = {k: await rows_written(owner_dsn, t) for k, t in tenants.items()}
     finally:

@@ -25,11 +25,10 @@ from typing import Any
 
 import asyncpg
 from _pg import ROOT, asyncpg_dsn, machine_line, throwaway_database
-from compare import Settler, baseline_env, kaquan_env, rows_table
-from cpu import Probe
+from compare import Settler, baseline_env, kaquan_env, rows_table, run_rounds
 from fixtures import BenchTenant, ensure_plan, fetch_token, onboard, rows_written, sealed_cards
 from http_overhead import bench_settings, quiet_app, redis_db_state, redis_flush
-from rounds import Contender, Round, Steps, header, interleaved, round_row, summary
+from rounds import Contender, Round, summary
 from seal_state import detect
 from statement_log import kinds_line, statements_of_redemption
 from wrk_load import WrkResult, run_wrk_codes
@@ -108,22 +107,11 @@ async def run(args: argparse.Namespace) -> None:
                     ),
                 ]
                 loader = Loader(owner_dsn, tenants, args.stock_rate, data_dir)
-                print()
-                print("\n".join(header(list(KEYS), pairs, "redemptions/s")))
-                probe, settler = (
-                    Probe(owner_dsn, db.name),
-                    Settler(owner_dsn, tenants, 0, args.seal_timeout, {"kaquan"}),
+                settler = Settler(owner_dsn, tenants, 0, args.seal_timeout, {"kaquan"})
+                rounds = await run_rounds(
+                    contenders, loader, settler, keys=list(KEYS), db_name=db.name, table="redemptions",
+                    unit="redemptions/s", pairs=pairs, concurrencies=concurrencies, args=args,
                 )
-                rounds = await interleaved(
-                    contenders,
-                    Steps(loader, settler, probe, settler.refill, settler.counter("redemptions")),
-                    concurrencies=concurrencies,
-                    rounds=args.rounds,
-                    seconds=args.seconds,
-                    warmup=args.warmup,
-                    on_round=lambda r: print(round_row(r, list(KEYS), pairs), flush=True),
-                )
-                await probe.close()
                 once = {k: await exactly_once(owner_dsn, t) for k, t in tenants.items()}
                 tables = ("redemptions", "audit_events", "events", "outbox")
                 rows = {k: await rows_written(owner_dsn, t, tables) for k, t in tenants.items()}

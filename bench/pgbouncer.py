@@ -34,14 +34,12 @@ from pathlib import Path
 
 import msgspec
 from _pg import ADMIN_URL, ROOT, asyncpg_dsn, machine_line, throwaway_database
-from compare import Settler, add_arguments, kaquan_env
-from compare_grant import body_template
-from cpu import Probe
+from compare import Settler, add_arguments, kaquan_env, run_rounds
+from compare_grant import grant_load
 from fixtures import BenchTenant, duplicates, ensure_plan, fetch_token, onboard, stock_codes
 from http_overhead import bench_settings, free_port, quiet_app, redis_db_state, redis_flush
-from rounds import Contender, Round, Steps, header, interleaved, round_row, summary
+from rounds import Contender, Round, summary
 from sqlalchemy.engine import make_url
-from wrk_load import WrkResult, run_wrk
 
 from core.crypto.envelope import generate_master_key_spec
 from core.settings import Settings
@@ -212,35 +210,11 @@ async def run(args: argparse.Namespace) -> None:
                     ),
                 ]
 
-                async def load(
-                    c: Contender, base: str, conns: int, seconds: int, measured: bool
-                ) -> WrkResult:
-                    t = tenants[c.key]
-                    return await run_wrk(
-                        base,
-                        "/api/v1/grants",
-                        t.token,
-                        body_template(t.product_id),
-                        connections=conns,
-                        seconds=seconds,
-                    )
-
-                print()
-                print("\n".join(header(list(KEYS), pairs, "grants/s")))
-                probe, settler = (
-                    Probe(owner_dsn, db.name),
-                    Settler(owner_dsn, tenants, per_run, args.seal_timeout, set(KEYS)),
+                settler = Settler(owner_dsn, tenants, per_run, args.seal_timeout, set(KEYS))
+                rounds = await run_rounds(
+                    contenders, grant_load(tenants), settler, keys=list(KEYS), db_name=db.name, table="grants",
+                    unit="grants/s", pairs=pairs, concurrencies=concurrencies, args=args,
                 )
-                rounds = await interleaved(
-                    contenders,
-                    Steps(load, settler, probe, settler.refill, settler.counter("grants")),
-                    concurrencies=concurrencies,
-                    rounds=args.rounds,
-                    seconds=args.seconds,
-                    warmup=args.warmup,
-                    on_round=lambda r: print(round_row(r, list(KEYS), pairs), flush=True),
-                )
-                await probe.close()
                 dups = {k: await duplicates(owner_dsn, t) for k, t in tenants.items()}
                 stats = show_stats(port)
     finally:
