@@ -44,6 +44,8 @@ REDELIVER_AFTER = dt.timedelta(minutes=5)
 #: A worker that died holding it is covered sooner by the broker's heartbeat (``KaquanRedisBroker``).
 RUNNING_REDELIVER_AFTER = dt.timedelta(hours=3)
 MAX_BACKOFF = dt.timedelta(minutes=10)
+#: Seconds the relay waits between full passes on SQLite, so other writers get the one write lock.
+SQLITE_WRITER_GAP = 0.05
 
 
 class RelayReport(msgspec.Struct):
@@ -273,7 +275,9 @@ class OutboxRelay:
                 full = report.broker_error is None and report.more
             except Exception:  # boundary: the relay loop; one failed pass must not stop the next
                 log.exception("outbox_relay_pass_failed")
-            if full:
-                continue  # more rows are waiting: go on without sleeping
+            if full:  # more rows are waiting: go on at once (SQLite: after a gap for the other writers,
+                if self.db.dialect == "sqlite":  # whose busy handler polls and would starve behind the loop)
+                    await asyncio.sleep(SQLITE_WRITER_GAP)
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.poll_seconds)

@@ -29,12 +29,14 @@ WRITES = re.compile(r"\b(UPDATE|INSERT INTO|DELETE FROM) (\w+)")
 
 
 @contextmanager
-def statements(kernel: Any) -> Iterator[list[str]]:
-    """The SQL the app's engine sends inside the block (one string per statement)."""
+def statements(kernel: Any, only: Any = None) -> Iterator[list[str]]:
+    """The SQL the app's engine sends inside the block (one string per statement); with ``only`` (a DBAPI
+    connection) just that connection's — the in-process outbox relay and sealer share the engine."""
     sent: list[str] = []
 
     def listen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(" ".join(statement.split()))
+        if only is None or conn.connection.dbapi_connection is only:
+            sent.append(" ".join(statement.split()))
 
     engine = kernel.db.engine.sync_engine
     event.listen(engine, "before_cursor_execute", listen)
@@ -48,7 +50,9 @@ async def _redeem_counting(kernel: Any, tenant_id: Any, body: RedeemIn) -> tuple
     """Redeem through the service; the statements on the redemption's tables as "VERB first_table"."""
     with tenant_context(tenant_id):
         async with kernel.db.transaction() as db:
-            with statements(kernel) as sent:
+            own = (await db.connection()).sync_connection
+            assert own is not None
+            with statements(kernel, own.connection.dbapi_connection) as sent:
                 red = await redeem(db, kernel, body, Caller())
     return red, [shape for shape in map(_shape, sent) if shape]
 
