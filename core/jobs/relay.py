@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import dramatiq
@@ -27,6 +27,7 @@ import msgspec
 import structlog
 from dramatiq.errors import ActorNotFound
 from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.base import utcnow
 from core.db.context import cross_tenant, tenant_context
@@ -159,6 +160,8 @@ async def relay_once(
     """
     now = now or utcnow()
     report = RelayReport()
+    if db.dialect == "sqlite":  # one writer: one transaction a pass (a burst of short ones starves other writers)
+        return await _relay_together(db, broker, limit, now, redeliver_after, tenant_ids, business_keys, report)
     with cross_tenant("outbox relay"):
         async with db.transaction() as session:
             tenants = list(
@@ -194,32 +197,65 @@ async def _relay_tenant(
     query = claim(tenant_id, now, redeliver_after, limit, business_keys, postgresql=db.dialect == "postgresql")
     async with db.transaction() as session:
         rows = (await session.execute(query)).scalars().all()
-        for row in rows:
-            redelivery = row.status in ("enqueued", "running")
-            try:
-                message = _message(broker, row)
-            except ActorNotFound as exc:
-                _failed(row, now, f"unknown actor: {exc}")
-                report.failed += 1
-                continue
-            # Written (and on SQLite write-locked) before the send, so the worker's "done" lands after it.
-            row.status, row.enqueued_at = "enqueued", now
-            await session.flush()
-            try:
-                await asyncio.to_thread(broker.enqueue, message)
-            except Exception as exc:  # boundary: the broker and its middleware; the row waits a pass
-                error = f"{type(exc).__name__}: {exc}"[:2000]
-                _failed(row, now, error)
-                report.failed += 1
-                report.broker_error = error
-                log.warning("outbox_broker_unavailable", error=error, pending=len(rows))
-                break
-            if redelivery:
-                row.attempts += 1
-                report.redelivered += 1
-            else:
-                report.enqueued += 1
+        await _send(session, broker, rows, now, report)
     return len(rows)
+
+
+async def _relay_together(
+    db: Database,
+    broker: dramatiq.Broker,
+    limit: int,
+    now: dt.datetime,
+    redeliver_after: dt.timedelta,
+    tenant_ids: Collection[uuid.UUID] | None,
+    business_keys: Collection[str] | None,
+    report: RelayReport,
+) -> RelayReport:
+    """Embedded mode (SQLite): claim and send every tenant's due rows, oldest first, in one transaction."""
+    query = select(OutboxMessage).where(_work(now, redeliver_after)).order_by(OutboxMessage.available_at).limit(limit)
+    if tenant_ids is not None:
+        query = query.where(OutboxMessage.tenant_id.in_(list(tenant_ids)))
+    if business_keys is not None:
+        query = query.where(OutboxMessage.business_key.in_(list(business_keys)))
+    with cross_tenant("outbox relay"):
+        async with db.transaction() as session:
+            rows = (await session.execute(query)).scalars().all()
+            await _send(session, broker, rows, now, report)
+    report.more = len(rows) >= limit and report.broker_error is None
+    return report
+
+
+async def _send(
+    session: AsyncSession, broker: dramatiq.Broker, rows: Sequence[OutboxMessage], now: dt.datetime,
+    report: RelayReport,
+) -> None:
+    """Mark ``rows`` enqueued and hand them to the broker, in the caller's transaction."""
+    for row in rows:
+        redelivery = row.status in ("enqueued", "running")
+        try:
+            message = _message(broker, row)
+        except ActorNotFound as exc:
+            _failed(row, now, f"unknown actor: {exc}")
+            report.failed += 1
+            continue
+        # Written (and on SQLite write-locked) before the send, so the worker's "done" lands after it.
+        row.status, row.enqueued_at = "enqueued", now
+        await session.flush()
+        try:
+            with tenant_context(row.tenant_id):
+                await asyncio.to_thread(broker.enqueue, message)
+        except Exception as exc:  # boundary: the broker and its middleware; the row waits a pass
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            _failed(row, now, error)
+            report.failed += 1
+            report.broker_error = error
+            log.warning("outbox_broker_unavailable", error=error, pending=len(rows))
+            break
+        if redelivery:
+            row.attempts += 1
+            report.redelivered += 1
+        else:
+            report.enqueued += 1
 
 
 def _failed(row: OutboxMessage, now: dt.datetime, error: str) -> None:
