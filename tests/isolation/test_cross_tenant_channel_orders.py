@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.raw_sql import app_role_engine
 
 from tests.integration.channel_orders.conftest import channel, quiet_relay  # noqa: F401
 from tests.integration.channel_orders.fake_channel import (
@@ -65,7 +66,7 @@ async def test_postgres_rls_hides_b_channel_orders_from_raw_sql(kernel, settings
     if not settings.is_postgres:
         pytest.skip("row-level security is a PostgreSQL wall")
     (a, _, _), (b, _, _) = two_sellers
-    engine = create_async_engine(settings.db_url)
+    engine = app_role_engine(settings)
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT set_config('app.tenant_id', :t, false)"), {"t": str(a.id)})

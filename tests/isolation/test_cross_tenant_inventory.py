@@ -8,7 +8,8 @@ import datetime as dt
 
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.raw_sql import app_role_engine
 
 from core.db.context import tenant_context
 from core.inventory.allocation import allocate
@@ -110,7 +111,7 @@ async def test_raw_sql_as_app_role_sees_only_own_inventory(test_env, two_shops):
     if test_env.backend != "postgresql":
         pytest.skip("PostgreSQL-only: row-level security (set KAQUAN_TEST_DATABASE_URL)")
     a, b, *_ = two_shops
-    engine = create_async_engine(test_env.settings.db_url)
+    engine = app_role_engine(test_env.settings)
     tables = ("products", "batches", "codes", "reservations", "stock_alerts", "write_offs", "events")
     try:
         async with engine.connect() as conn:

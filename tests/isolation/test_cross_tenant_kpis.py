@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.raw_sql import app_role_engine
 
 from tests.integration.console.conftest import Browser, browser  # noqa: F401
 from tests.integration.kpis.scenario import Scenario, seed
@@ -69,7 +70,7 @@ async def test_postgres_rls_hides_b_complaints_from_raw_sql(settings: Any, two: 
     if not settings.is_postgres:
         pytest.skip("row-level security is a PostgreSQL wall")
     (a, _, _), (b, _, _) = two
-    engine = create_async_engine(settings.db_url)
+    engine = app_role_engine(settings)
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT set_config('app.tenant_id', :t, false)"), {"t": str(a.id)})

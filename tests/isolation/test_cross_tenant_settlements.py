@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.raw_sql import app_role_engine
 
 from tests.integration.channel_orders.fake_channel import connect_account
 from tests.integration.console.conftest import browser  # noqa: F401
@@ -81,7 +82,7 @@ async def test_postgres_rls_hides_b_settlement_rows_from_raw_sql(settings, clien
     r = await client.post(f"/api/v1/settlements/{month_a.account_id}/{month_a.period}/confirm",
                           json={"force": True, "reason": "x"}, headers=ca.headers)
     assert r.status_code == 200
-    engine = create_async_engine(settings.db_url)
+    engine = app_role_engine(settings)
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT set_config('app.tenant_id', :t, false)"), {"t": str(b.id)})

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.raw_sql import app_role_engine
 
 from tests.integration.console.conftest import Browser, text_of
 from tests.integration.statements.helpers import FIXTURES, import_file, register_builtin, sandbox_account
@@ -82,7 +83,7 @@ async def test_postgres_rls_hides_b_statements_from_raw_sql(settings, two_tenant
     if not settings.is_postgres:
         pytest.skip("row-level security is a PostgreSQL wall")
     (a, _, _, _), (b, _, _, _) = two_tenants
-    engine = create_async_engine(settings.db_url)
+    engine = app_role_engine(settings)
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT set_config('app.tenant_id', :t, false)"), {"t": str(a.id)})

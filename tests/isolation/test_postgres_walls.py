@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.raw_sql import app_role_engine
 
 from core.db.rls import POLICY_NAME
 
@@ -49,7 +50,7 @@ async def test_app_role_is_neither_owner_superuser_nor_bypassrls(pg, owner_engin
 async def test_raw_sql_as_app_role_sees_only_the_tenant_in_context(pg, make_tenant):
     a = await make_tenant()
     b = await make_tenant()
-    engine = create_async_engine(pg.settings.db_url)
+    engine = app_role_engine(pg.settings)
     try:
         async with engine.connect() as conn:
             assert (await conn.execute(text("select count(*) from users"))).scalar() == 0

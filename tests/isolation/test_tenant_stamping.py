@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import Uuid, bindparam, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.raw_sql import app_role_engine
 
 from core.db.base import TENANT_COLUMN, Base, UTCDateTime, utcnow
 from core.db.context import TenantContextMissing, cross_tenant, tenant_context
@@ -170,7 +171,7 @@ async def test_postgres_rls_refuses_a_core_insert_for_another_tenant(test_env, m
     if test_env.backend != "postgresql":
         pytest.skip("PostgreSQL-only: row-level security (set KAQUAN_TEST_DATABASE_URL)")
     a, b = await make_tenant(), await make_tenant()
-    engine = create_async_engine(test_env.settings.db_url)
+    engine = app_role_engine(test_env.settings)
     try:
         async with engine.connect() as conn, conn.begin():
             await conn.execute(select(func.set_config("app.tenant_id", str(a.id), True)))
