@@ -7,8 +7,6 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from tests.raw_sql import app_role_engine
-
 from tests.integration.channel_orders.conftest import channel, quiet_relay  # noqa: F401
 from tests.integration.channel_orders.fake_channel import (
     add_listing,
@@ -19,6 +17,7 @@ from tests.integration.channel_orders.fake_channel import (
 )
 from tests.integration.channel_orders.test_callbacks import paid
 from tests.integration.inventory.stocking import stock_product
+from tests.raw_sql import app_role_engine
 
 
 @pytest.fixture

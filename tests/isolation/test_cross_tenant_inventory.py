@@ -9,13 +9,12 @@ import datetime as dt
 import pytest
 from sqlalchemy import select, text
 
-from tests.raw_sql import app_role_engine
-
 from core.db.context import tenant_context
 from core.inventory.allocation import allocate
 from core.inventory.models import Code, Reservation
 from core.inventory.stock import evaluate_alerts, expire_codes
 from tests.integration.inventory.stocking import stock_product
+from tests.raw_sql import app_role_engine
 
 
 @pytest.fixture

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.raw_sql import app_role_engine
-
 from tests.integration.console.conftest import Browser, browser  # noqa: F401
 from tests.integration.kpis.scenario import Scenario, seed
+from tests.raw_sql import app_role_engine
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from tests.raw_sql import app_role_engine
-
 from tests.integration.channel_orders.fake_channel import connect_account
 from tests.integration.console.conftest import browser  # noqa: F401
 from tests.integration.settlements.scenario import seed_month
+from tests.raw_sql import app_role_engine
 
 
 @pytest.fixture

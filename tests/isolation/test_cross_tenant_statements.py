@@ -10,10 +10,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.raw_sql import app_role_engine
-
 from tests.integration.console.conftest import Browser, text_of
 from tests.integration.statements.helpers import FIXTURES, import_file, register_builtin, sandbox_account
+from tests.raw_sql import app_role_engine
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from tests.raw_sql import app_role_engine
-
 from core.db.rls import POLICY_NAME
+from tests.raw_sql import app_role_engine
 
 
 @pytest.fixture

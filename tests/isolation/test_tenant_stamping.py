@@ -15,8 +15,6 @@ from sqlalchemy import Uuid, bindparam, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from tests.raw_sql import app_role_engine
-
 from core.db.base import TENANT_COLUMN, Base, UTCDateTime, utcnow
 from core.db.context import TenantContextMissing, cross_tenant, tenant_context
 from core.db.ids import new_id
@@ -24,6 +22,7 @@ from core.db.registry import load_all_models
 from core.db.session import get_scoped
 from core.jobs.models import ProcessedMessage
 from core.members.models import Member
+from tests.raw_sql import app_role_engine
 
 TABLE = ProcessedMessage.__table__
 
