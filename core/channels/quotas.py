@@ -121,7 +121,7 @@ async def available_of(session: AsyncSession, product_ids: set[uuid.UUID]) -> di
     return {pid: int(n) for pid, n in (await session.execute(
         select(Code.product_id, func.count())
         .where(Code.product_id.in_(list(product_ids)), available_clause(utcnow())).group_by(Code.product_id)
-    )).tuples()}
+    )).all()}
 
 
 async def _held(session: AsyncSession, product_id: uuid.UUID) -> int:

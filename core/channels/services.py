@@ -163,7 +163,7 @@ async def _price_inputs_of(session: AsyncSession, face_values: dict[uuid.UUID, i
     stock = {pid: (int(n or 0), first) for pid, n, first in (await session.execute(
         select(Code.product_id, func.count(), func.min(Code.expires_at))
         .where(Code.product_id.in_(list(face_values)), available_clause(now)).group_by(Code.product_id)
-    )).tuples()}
+    )).all()}
     return {pid: PriceInputs(face, *stock.get(pid, (0, None)), now) for pid, face in face_values.items()}
 
 
@@ -332,7 +332,7 @@ async def reprice(session: AsyncSession, product_id: uuid.UUID | None = None) ->
     listings = list((await session.execute(q.order_by(Listing.product_id, Listing.id))).scalars())
     faces = dict((await session.execute(
         select(Product.id, Product.face_value).where(Product.id.in_({li.product_id for li in listings}))
-    )).tuples().all())
+    )).all())
     inputs = await _price_inputs_of(session, faces) if faces else {}
     changed = 0
     accounts: set[uuid.UUID] = set()

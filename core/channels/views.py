@@ -94,10 +94,10 @@ async def _stock(session: AsyncSession, product_ids: set[uuid.UUID]) -> tuple[di
         return {}, {}
     available = dict((await session.execute(
         select(Code.product_id, func.count()).where(Code.product_id.in_(product_ids), available_clause(utcnow()))
-        .group_by(Code.product_id))).tuples().all())
+        .group_by(Code.product_id))).all())
     held = dict((await session.execute(
         select(Listing.product_id, func.sum(Listing.quota)).where(Listing.product_id.in_(product_ids))
-        .group_by(Listing.product_id))).tuples().all())
+        .group_by(Listing.product_id))).all())
     return {k: int(v) for k, v in available.items()}, {k: int(v or 0) for k, v in held.items()}
 
 

@@ -83,7 +83,7 @@ async def _facts(session: AsyncSession, line_ids: list[uuid.UUID]) -> dict[uuid.
     orders = dict((await session.execute(
         select(ChannelOrder.id, ChannelOrder.channel_order_id)
         .where(ChannelOrder.id.in_({ln.order_id for ln in lines}))
-    )).tuples().all()) if lines else {}
+    )).all()) if lines else {}
     return {ln.id: (orders.get(ln.order_id, ""), ln.channel_line_id, ln.sku, ln.quantity) for ln in lines}
 
 

@@ -121,7 +121,7 @@ class BalanceRow:
 
 async def balance_rows(session: AsyncSession, limit: int = 24) -> list[BalanceRow]:
     """The ledger's balances per account and period (newest periods first), per party."""
-    names = dict((await session.execute(select(ConnectorAccount.id, ConnectorAccount.name))).tuples().all())
+    names = dict((await session.execute(select(ConnectorAccount.id, ConnectorAccount.name))).all())
     rows: dict[tuple[uuid.UUID, str], BalanceRow] = {}
     for b in await period_balances(session):
         key = (b.account_id, b.period)
