@@ -22,7 +22,9 @@ async def two(client: Any, make_tenant: Any, make_api_client: Any) -> list[tuple
     for name in ("A", "B"):
         tenant = await make_tenant()
         api = await make_api_client(tenant, SCOPES)
-        r = await client.post("/api/v1/stores", json={"code": "S1", "name": f"{name}-店"}, headers=api.headers)
+        r = await client.post(
+            "/api/v1/stores", json={"code": "S1", "name": f"{name}-店"}, headers=api.headers
+        )
         assert r.status_code == 201, r.text
         out.append((tenant, api, r.json()))
     return out
@@ -30,18 +32,24 @@ async def two(client: Any, make_tenant: Any, make_api_client: Any) -> list[tuple
 
 async def test_stores_api_stays_in_the_tenant(client: Any, kernel: Any, two: list[Any]) -> None:
     (a, api_a, _sa), (_b, api_b, sb) = two
-    assert [s["name"] for s in (await client.get("/api/v1/stores", headers=api_a.headers)).json()["items"]] == ["A-店"]
+    assert [
+        s["name"] for s in (await client.get("/api/v1/stores", headers=api_a.headers)).json()["items"]
+    ] == ["A-店"]
     assert (await client.get(f"/api/v1/stores/{sb['id']}", headers=api_a.headers)).status_code == 404
     r = await client.patch(f"/api/v1/stores/{sb['id']}", json={"name": "taken"}, headers=api_a.headers)
     assert r.status_code == 404
-    assert (await client.post(f"/api/v1/stores/{sb['id']}/deactivate", headers=api_a.headers)).status_code == 404
+    assert (
+        await client.post(f"/api/v1/stores/{sb['id']}/deactivate", headers=api_a.headers)
+    ).status_code == 404
     assert (await client.get(f"/api/v1/stores/{sb['id']}", headers=api_b.headers)).json()["name"] == "B-店"
 
     iss = await issued_codes(kernel, a.id, 1, with_pin=False)
     r = await client.post("/api/v1/redemptions", json={"code": iss.numbers[0], "store_id": sb["id"]},
                           headers=api_a.headers)  # fmt: skip
     assert r.status_code == 422 and r.json()["code"] == "unknown_store"
-    r = await client.post("/api/v1/redemptions", json={"code": iss.numbers[0], "store": "B-店"}, headers=api_a.headers)
+    r = await client.post(
+        "/api/v1/redemptions", json={"code": iss.numbers[0], "store": "B-店"}, headers=api_a.headers
+    )
     assert r.status_code == 422 and await code_state(kernel, a.id, iss.code_ids[0]) == "issued"
     summary = await client.get("/api/v1/redemptions/summary", params={"from": "2026-01-01", "to": "2026-01-31"},
                                headers=api_b.headers)  # fmt: skip
@@ -49,7 +57,9 @@ async def test_stores_api_stays_in_the_tenant(client: Any, kernel: Any, two: lis
 
 
 async def test_console_cannot_touch_or_bind_another_tenants_store(
-    two: list[Any], browser: Browser, make_user: Any  # noqa: F811
+    two: list[Any],
+    browser: Browser,  # noqa: F811
+    make_user: Any,  # noqa: F811
 ) -> None:
     (a, _api_a, _sa), (_b, _api_b, sb) = two
     await browser.console_login(a.slug, a.owner_email, a.owner_password)
@@ -71,7 +81,9 @@ async def test_raw_sql_as_the_app_role_sees_only_the_tenants_stores(settings: An
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT set_config('app.tenant_id', :t, false)"), {"t": str(a.id)})
-            assert await conn.scalar(text("SELECT count(*) FROM stores WHERE tenant_id = :b"), {"b": b.id}) == 0
+            assert (
+                await conn.scalar(text("SELECT count(*) FROM stores WHERE tenant_id = :b"), {"b": b.id}) == 0
+            )
             assert (await conn.execute(text("SELECT name FROM stores"))).scalars().all() == ["A-店"]
     finally:
         await engine.dispose()

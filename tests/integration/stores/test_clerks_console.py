@@ -16,7 +16,9 @@ async def _stores(browser: Browser, t: Any) -> dict[str, str]:
     """Log the owner in and add two stores through the stores page; their ids by code."""
     assert (await browser.console_login(t.slug, t.owner_email, t.owner_password)).status_code in (200, 303)
     for code, name in (("E1", "东店"), ("W1", "西店")):
-        r = await browser.submit("/console/stores", "/console/stores", {"code": code, "name": name, "city": "上海"})
+        r = await browser.submit(
+            "/console/stores", "/console/stores", {"code": code, "name": name, "city": "上海"}
+        )
         assert r.status_code == 303, text_of(r.text)[:300]
     bad = await browser.submit("/console/stores", "/console/stores", {"code": "东 1", "name": "x"})
     assert bad.status_code == 422 and "门店编号为 1 至 20 位字母、数字、- 或 _" in text_of(bad.text)
@@ -38,7 +40,9 @@ async def test_clerk_redeems_only_at_their_stores(browser, new_browser, kernel, 
     assert r.status_code == 303
     iss = await issued_codes(kernel, t.id, 4, with_pin=False)
     # the owner redeems one at the west store: the clerk must not see it
-    owner_red = await browser.submit(REDEEM, REDEEM, {"code": iss.numbers[3], "store_id": ids["W1"], "action": "redeem"})
+    owner_red = await browser.submit(
+        REDEEM, REDEEM, {"code": iss.numbers[3], "store_id": ids["W1"], "action": "redeem"}
+    )
     assert 'data-result="ok"' in owner_red.text
 
     me = new_browser()
@@ -46,15 +50,24 @@ async def test_clerk_redeems_only_at_their_stores(browser, new_browser, kernel, 
     assert r.status_code == 303
     home = await me.get("/console")
     assert home.status_code == 303 and home.headers["location"] == "/console/redeem"
-    for back_office in ("/console/products", "/console/stores", "/console/users", "/console/reports/redemptions"):
+    for back_office in (
+        "/console/products",
+        "/console/stores",
+        "/console/users",
+        "/console/reports/redemptions",
+    ):
         assert (await me.get(back_office)).status_code == 403, back_office
     page = await me.get(REDEEM)
     assert page.status_code == 200 and f'<option value="{ids["E1"]}" selected' in page.text
-    assert ids["W1"] not in page.text and "西店" not in text_of(page.text)  # the owner's redemption is not shown
+    assert ids["W1"] not in page.text and "西店" not in text_of(
+        page.text
+    )  # the owner's redemption is not shown
 
     ok = await me.submit(REDEEM, REDEEM, {"code": iss.numbers[0], "store_id": ids["E1"], "action": "redeem"})
     assert ok.status_code == 200 and 'data-result="ok"' in ok.text, text_of(ok.text)[:400]
-    notmine = await me.submit(REDEEM, REDEEM, {"code": iss.numbers[1], "store_id": ids["W1"], "action": "redeem"})
+    notmine = await me.submit(
+        REDEEM, REDEEM, {"code": iss.numbers[1], "store_id": ids["W1"], "action": "redeem"}
+    )
     assert notmine.status_code == 403 and 'data-problem-code="store_not_yours"' in notmine.text
     assert "未分配给您" in text_of(notmine.text)
     assert await code_state(kernel, t.id, iss.code_ids[1]) == "issued"

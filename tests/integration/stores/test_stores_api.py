@@ -48,7 +48,9 @@ async def test_create_change_and_deactivate_a_store(client, make_tenant, make_ap
     assert r.status_code == 200 and r.json()["active"] is False
     listed = (await client.get(STORES, headers=api.headers)).json()["items"]
     assert [s["code"] for s in listed] == ["SH01"]
-    assert (await client.get(STORES, params={"active_only": "true"}, headers=api.headers)).json()["items"] == []
+    assert (await client.get(STORES, params={"active_only": "true"}, headers=api.headers)).json()[
+        "items"
+    ] == []
     r = await client.post(f"{STORES}/{store['id']}/activate", headers=api.headers)
     assert r.json()["active"] is True
 
@@ -70,10 +72,14 @@ async def test_free_text_store_until_the_tenant_has_stores(client, kernel, make_
     by_code = await client.post(REDEEM, json={"code": iss.numbers[1], "store": "sh01"}, headers=api.headers)
     assert by_code.status_code == 201, by_code.text
     assert by_code.json()["store_id"] == store["id"] and by_code.json()["store"] == "静安店"
-    by_id = await client.post(REDEEM, json={"code": iss.numbers[2], "store_id": store["id"]}, headers=api.headers)
+    by_id = await client.post(
+        REDEEM, json={"code": iss.numbers[2], "store_id": store["id"]}, headers=api.headers
+    )
     assert by_id.json()["store_id"] == store["id"]
 
-    unknown = await client.post(REDEEM, json={"code": iss.numbers[3], "store": "Pop-up stand"}, headers=api.headers)
+    unknown = await client.post(
+        REDEEM, json={"code": iss.numbers[3], "store": "Pop-up stand"}, headers=api.headers
+    )
     assert unknown.status_code == 422 and unknown.json()["code"] == "unknown_store"
     assert unknown.json()["errors"][0]["field"] == "store"
     assert await code_state(kernel, t.id, iss.code_ids[3]) == "issued"  # nothing written
@@ -117,7 +123,9 @@ async def test_summary_per_store_and_user_over_tenant_days(client, kernel, make_
     earlier = {"from": str(today - dt.timedelta(days=30)), "to": str(today - dt.timedelta(days=1))}
     assert (await client.get(f"{REDEEM}/summary", params=earlier, headers=api.headers)).json()["count"] == 0
 
-    bad = await client.get(f"{REDEEM}/summary", params={"from": str(today), "to": "2000-01-01"}, headers=api.headers)
+    bad = await client.get(
+        f"{REDEEM}/summary", params={"from": str(today), "to": "2000-01-01"}, headers=api.headers
+    )
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "to"
     long = {"from": "2020-01-01", "to": "2024-01-01"}
     assert (await client.get(f"{REDEEM}/summary", params=long, headers=api.headers)).status_code == 422
