@@ -22,10 +22,11 @@ from admin_ui.rendering import flash, locale_of, render, translator
 from core.audit.services import ChainReport, list_events, verify_chain
 from core.db.types import DbSession
 from core.errors import DomainError, Unauthorized
+from core.stores.services import clerk_stores, list_stores, set_user_stores
 from tenants import onboarding, registry
 from tenants.clients import client_out, create_client, list_clients, revoke_client
 from tenants.guards import principal_of, provide_db, require_permission
-from tenants.models import ROLES
+from tenants.models import CLERK, ROLES
 from tenants.schemas import ApiClientCreate, Principal, UserInvite
 from tenants.scopes import ROLE_PERMISSIONS, SCOPES, role_can
 from tenants.tokens import INVITE_TTL
@@ -71,14 +72,26 @@ def _failure(exc: Exception, request: Request[Any, Any, Any]) -> tuple[FormProbl
     return problem_of(exc, translator(request), locale_of(request)), status
 
 
+_READ_TENANT = require_permission("tenant.read")
+
+
+async def _dashboard_guard(connection: Any, handler: Any) -> None:
+    """``tenant.read``; a clerk passes too, to be sent to the redeem page (their console)."""
+    p = principal_of(connection)
+    if p is None or p.kind != "user" or p.role != CLERK:
+        await _READ_TENANT(connection, handler)
+
+
 class DashboardController(Controller):
     path = "/"
-    guards = [require_permission("tenant.read")]
+    guards = [_dashboard_guard]
     dependencies = {"db": Provide(provide_db)}
 
     @get("/")
-    async def dashboard(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
+    async def dashboard(self, request: Request[Any, Any, Any], db: DbSession) -> Response[Any]:
         ctx = await shell(request, db)
+        if ctx["me"].role == CLERK:  # a clerk's console is the redeem page
+            return Redirect("/console/redeem", status_code=303)
         used = await registry.quota_usage(db, ctx["tenant"].id)
         plan = ctx["plan"]
         ctx["quotas"] = [
@@ -106,6 +119,9 @@ class UsersController(Controller):
         ctx = await shell(request, db)
         ctx.update(
             users=[user_out(u) for u in await list_users(db)],
+            stores=await list_stores(db),
+            bound=await clerk_stores(db),
+            clerk_role=CLERK,
             roles=ROLES,
             role_permissions={r: sorted(ROLE_PERMISSIONS[r]) for r in ROLES},
             form=form or {"email": "", "name": "", "role": "viewer"},
@@ -150,6 +166,24 @@ class UsersController(Controller):
             request,
             t.gettext("%(email)s is now %(role)s.") % {"email": user.email, "role": _role(t, user.role)},
         )
+        return Redirect("/console/users", status_code=303)
+
+    @post("/{user_id:uuid}/stores", status_code=303)
+    async def set_stores(
+        self, request: Request[Any, Any, Any], db: DbSession, user_id: uuid.UUID
+    ) -> Response[Any]:
+        """Choose the stores a clerk (核销员) may redeem at."""
+        t = translator(request)
+        try:
+            ids = [uuid.UUID(v) for v in (await read_form(request)).getall("store_ids", [])]
+            user = await get_user(db, user_id)
+            stores = await set_user_stores(db, user.id, ids)
+        except (DomainError, ValueError) as exc:
+            await db.rollback()
+            problem, status = _failure(exc, request)
+            return await self._page(request, db, problem=problem, status=status)
+        names = "、".join(s.name for s in stores) or t.gettext("no store")
+        flash(request, t.gettext("%(email)s redeems at: %(stores)s.") % {"email": user.email, "stores": names})
         return Redirect("/console/users", status_code=303)
 
     @post("/{user_id:uuid}/disable", status_code=303)

@@ -10,6 +10,7 @@ ROLE_LABELS: dict[str, str] = {
     "operator": N_("Operator"),
     "finance": N_("Finance"),
     "viewer": N_("Viewer"),
+    "clerk": N_("Clerk"),
 }
 
 STATUS_LABELS: dict[str, str] = {
@@ -52,6 +53,8 @@ PERMISSION_LABELS: dict[str, str] = {
     "settlement.read": N_("View statements, reconciliation and settlements"),
     "settlement.manage": N_("Import statements, reconcile and settle"),
     "kpis.read": N_("View channel KPIs"),
+    "stores.read": N_("View stores and redemption reports"),
+    "stores.manage": N_("Manage stores"),
 }
 
 FIELD_LABELS: dict[str, str] = {
@@ -110,6 +113,14 @@ FIELD_LABELS: dict[str, str] = {
     "number": N_("Card number"),
     "pin": N_("PIN"),
     "states": N_("States"),
+    "store": N_("Store"),
+    "store_id": N_("Store"),
+    "store_ids": N_("Stores"),
+    "province": N_("Province"),
+    "city": N_("City"),
+    "district": N_("District"),
+    "address": N_("Street address"),
+    "phone": N_("Phone"),
 }
 
 KIND_LABELS: dict[str, str] = {
@@ -195,6 +206,8 @@ SCOPE_TEXTS: tuple[str, ...] = (
     N_("Read statements, reconciliation results and settlements, and export them."),
     N_("Import and fetch statements, reconcile, resolve mismatches, confirm settlements and record payments."),
     N_("Read the consignment KPIs per channel and overall."),
+    N_("List and read stores (门店)."),
+    N_("Create and change stores, deactivate and reactivate them."),
     N_(
         "Create, list and revoke API clients, with scopes the caller holds"
         " (only an owner or admin in the console, or the CLI, can give this scope)."

@@ -26,7 +26,9 @@ from core.errors import DomainError
 from core.inventory.vault import masked
 from core.redemption import checks, records, redeem, rollback
 from core.redemption.schemas import MAX_ROLLBACK_WINDOW_MINUTES, RedeemIn
+from core.stores.services import list_stores, stores_of_user
 from tenants.guards import principal_of, provide_db, require_permission
+from tenants.models import CLERK
 
 RECENT = 20
 SESSION_KEY = "redeem_place"
@@ -37,20 +39,36 @@ _AMOUNT_CODES = {"amount_required", "insufficient_balance"}
 def _caller(request: Request[Any, Any, Any]) -> checks.Caller:
     p = principal_of(request)
     ip = request.client.host if request.client else None
-    return checks.Caller(user_id=uuid.UUID(p.subject_id) if p else None, ip=ip)
+    clerk = p is not None and p.role == CLERK
+    return checks.Caller(user_id=uuid.UUID(p.subject_id) if p else None, ip=ip, clerk=clerk)
 
 
 def _place(request: Request[Any, Any, Any]) -> dict[str, str]:
-    """The store and terminal this browser last redeemed at (kept in the session)."""
+    """The store (text or record id) and terminal this browser last redeemed at (kept in the session)."""
     session = request.scope.get("session")
     saved = session.get(SESSION_KEY) if isinstance(session, dict) else None
-    return {"store": "", "terminal": "", **(saved or {})}
+    return {"store": "", "store_id": "", "terminal": "", **(saved or {})}
 
 
-def _remember(request: Request[Any, Any, Any], store: str, terminal: str) -> None:
+def _remember(request: Request[Any, Any, Any], store: str, store_id: str, terminal: str) -> None:
     session = request.scope.get("session")
     if isinstance(session, dict):
-        session[SESSION_KEY] = {"store": store, "terminal": terminal}
+        session[SESSION_KEY] = {"store": store, "store_id": store_id, "terminal": terminal}
+
+
+def _store_id(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text) if text else None
+    except ValueError:
+        raise FormInvalid("store_id", N_("Choose a store from the list.")) from None
+
+
+async def _choices(request: Request[Any, Any, Any], db: DbSession) -> list[Any]:
+    """The stores this user may pick: a clerk's own active stores, else every active store."""
+    caller = _caller(request)
+    if caller.clerk and caller.user_id is not None:
+        return [s for s in await stores_of_user(db, caller.user_id) if s.active]
+    return await list_stores(db, active_only=True)
 
 
 class RedeemController(Controller):
@@ -69,12 +87,19 @@ class RedeemController(Controller):
         need_amount: bool = False,
         status: int = 200,
     ) -> Response[str]:
-        recent = await records.list_redemptions(db, limit=RECENT)
+        caller = _caller(request)
+        mine = caller.user_id if caller.clerk else None  # a clerk sees their own redemptions only
+        recent = await records.list_redemptions(db, limit=RECENT, user_id=mine)
         names = await find_products(db, {r.product_id for r in recent.items})
         ctx = await shell(request, db)
         place = _place(request)
+        choices = await _choices(request, db)
+        if len(choices) == 1:
+            place["store_id"] = str(choices[0].id)
         ctx.update(
             active="redeem",
+            store_choices=choices,
+            clerk=caller.clerk,
             result=result,
             form={"code": "", "pin": "", "amount": "", **place, **(form or {})},
             need_pin=need_pin,
@@ -97,14 +122,15 @@ class RedeemController(Controller):
     async def submit(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """Redeem (or only check, with ``action=validate``) the scanned code; show the result big."""
         raw = await read_form(request)
-        form = values(raw, "code", "pin", "amount", "store", "terminal", "action", keep=("pin",))
+        form = values(raw, "code", "pin", "amount", "store", "store_id", "terminal", "action", keep=("pin",))
         saved = _place(request)  # a form without the fields (not the page's own) keeps the remembered place
         store = form["store"][:64] if "store" in raw else saved["store"]
+        store_id = form["store_id"] if "store_id" in raw else saved["store_id"]
         terminal = form["terminal"][:64] if "terminal" in raw else saved["terminal"]
-        _remember(request, store, terminal)
+        _remember(request, store, store_id, terminal)
         kernel = request.app.state.kernel
         t = translator(request)
-        keep = {"store": store, "terminal": terminal}
+        keep = {"store": store, "store_id": store_id, "terminal": terminal}
         try:
             if not form["code"]:
                 raise FormInvalid("code", N_("Scan or type a code."))
@@ -119,6 +145,7 @@ class RedeemController(Controller):
                 pin=form["pin"] or None,
                 amount=amount or None,
                 store=store,
+                store_id=_store_id(store_id),
                 terminal=terminal,
             )
             if form["action"] == "validate":

@@ -38,6 +38,7 @@ DOMAINS: tuple[str, ...] = (
     "core.reminders",
     "core.claims",
     "core.campaigns",
+    "core.stores",
     "core.redemption",
     "core.webhooks",
     "core.risk",
@@ -49,9 +50,12 @@ DOMAINS: tuple[str, ...] = (
     "core.kpis",
 )
 
-#: The console roles, most powerful first.
-ROLES: tuple[str, ...] = ("owner", "admin", "operator", "finance", "viewer")
-EVERYONE = frozenset(ROLES)
+#: The console roles, most powerful first; the clerk (核销员) only redeems, at the stores bound to them.
+ROLES: tuple[str, ...] = ("owner", "admin", "operator", "finance", "viewer", "clerk")
+#: Every back-office role: all but the clerk, who sees only the redeem page and their own redemptions.
+EVERYONE = frozenset(ROLES) - {"clerk"}
+#: The store clerk (核销员).
+CLERKS = frozenset({"clerk"})
 #: Owners and admins: govern the tenant (users, clients, rollback, webhooks, risk rules, reveal).
 ADMINS = frozenset({"owner", "admin"})
 #: Owners, admins and operators: run the stock and the distribution day to day.

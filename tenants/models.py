@@ -10,7 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import PlatformModel, TenantScoped
 
-ROLES: tuple[str, ...] = ("owner", "admin", "operator", "finance", "viewer")
+ROLES: tuple[str, ...] = ("owner", "admin", "operator", "finance", "viewer", "clerk")
+#: The store clerk (核销员): redeems at the stores bound to them (``core.stores``), sees nothing else.
+CLERK = "clerk"
 
 
 class Plan(PlatformModel):

@@ -11,7 +11,7 @@ import msgspec
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$", max_length=40)]
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Role = Annotated[str, msgspec.Meta(pattern=r"^(owner|admin|operator|finance|viewer)$")]
+Role = Annotated[str, msgspec.Meta(pattern=r"^(owner|admin|operator|finance|viewer|clerk)$")]
 
 
 class PlanCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -12,7 +12,7 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import FieldError, ValidationFailed
-from core.redemption import accounts, checks, records, redeem, rollback
+from core.redemption import accounts, checks, records, redeem, reports, rollback
 from core.redemption.models import REDEMPTION_STATUSES
 from core.redemption.schemas import (
     LedgerOut,
@@ -21,6 +21,7 @@ from core.redemption.schemas import (
     RedemptionPage,
     RedemptionSettingsIn,
     RedemptionSettingsOut,
+    RedemptionSummary,
     RollbackIn,
     ValidationOut,
 )
@@ -72,10 +73,13 @@ class RedemptionController(Controller):
         terminal: Annotated[str | None, Parameter(max_length=64)] = None,
         since: dt.datetime | None = None,
         redemption_status: Annotated[str | None, Parameter(query="status")] = None,
+        store_id: uuid.UUID | None = None,
+        user_id: uuid.UUID | None = None,
         cursor: uuid.UUID | None = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 50,
     ) -> RedemptionPage:
-        """Redemptions newest first; filter by the code's last four characters, store, terminal, since, status."""
+        """Redemptions newest first; filter by the code's last four characters, store (its text, or the
+        record: ``store_id``), terminal, since, status, or the console user who redeemed (``user_id``)."""
         if redemption_status is not None and redemption_status not in REDEMPTION_STATUSES:
             raise ValidationFailed(
                 "status must be redeemed or rolled_back",
@@ -89,9 +93,24 @@ class RedemptionController(Controller):
             terminal=terminal,
             since=since,
             status=redemption_status,
+            store_id=store_id,
+            user_id=user_id,
             cursor=cursor,
             limit=limit,
         )
+
+    @get("/redemptions/summary", guards=[require_scope("redemptions:read")])
+    async def summary(
+        self,
+        db: AsyncSession,
+        first: Annotated[dt.date, Parameter(query="from")],
+        last: Annotated[dt.date, Parameter(query="to")],
+        store_id: uuid.UUID | None = None,
+        user_id: uuid.UUID | None = None,
+    ) -> RedemptionSummary:
+        """Counts and value (integer fen) of the redemptions from ``from`` to ``to`` (dates, inclusive, in
+        the tenant's time zone; at most 366 days) per store and per console user (clerk)."""
+        return await reports.summary(db, first, last, store_id=store_id, user_id=user_id)
 
     @get("/redemptions/{redemption_id:uuid}", guards=[require_scope("redemptions:read")])
     async def get_redemption(self, db: AsyncSession, redemption_id: uuid.UUID) -> RedemptionOut:

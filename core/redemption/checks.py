@@ -29,11 +29,15 @@ REDEEMABLE_KINDS = ("code", "reusable_code", "stored_value")
 
 @dataclass(frozen=True)
 class Caller:
-    """Who redeems: a console user or an API client, and where from (for the risk rules)."""
+    """Who redeems: a console user or an API client, and where from (for the risk rules).
+
+    ``clerk``: the user is a clerk (核销员), who may redeem only at the stores bound to them.
+    """
 
     user_id: uuid.UUID | None = None
     client_id: uuid.UUID | None = None
     ip: str | None = None
+    clerk: bool = False
 
 
 def risk_subject(caller: Caller, terminal: str) -> RiskSubject:

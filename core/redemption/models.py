@@ -32,10 +32,13 @@ class Redemption(TenantScoped):
         ForeignKeyConstraint(["tenant_id", "product_id"], ["products.tenant_id", "products.id"]),
         ForeignKeyConstraint(["tenant_id", "grant_item_id"], ["grant_items.tenant_id", "grant_items.id"]),
         ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
+        ForeignKeyConstraint(["tenant_id", "store_id"], ["stores.tenant_id", "stores.id"]),
         Index("ix_redemptions_code", "tenant_id", "code_id", "status"),
         Index("ix_redemptions_store", "tenant_id", "store", "id"),
         Index("ix_redemptions_last4", "tenant_id", "code_last4", "id"),
         Index("ix_redemptions_created", "tenant_id", "created_at"),
+        Index("ix_redemptions_store_record", "tenant_id", "store_id", "created_at"),
+        Index("ix_redemptions_user", "tenant_id", "user_id", "created_at"),
     )
     code_id: Mapped[uuid.UUID]
     product_id: Mapped[uuid.UUID]
@@ -43,7 +46,10 @@ class Redemption(TenantScoped):
     code_last4: Mapped[str] = mapped_column(String(4))
     grant_item_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     member_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    #: The store as named when redeemed (its name once stores are records; free text before that).
     store: Mapped[str] = mapped_column(String(64), default="")
+    #: The store record (``core.stores``), when the redemption named one.
+    store_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     terminal: Mapped[str] = mapped_column(String(64), default="")
     reference: Mapped[str | None] = mapped_column(String(120), default=None)
     amount: Mapped[int | None] = mapped_column(BigInteger, default=None)

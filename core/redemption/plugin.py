@@ -1,6 +1,6 @@
 """The redemption domain: validate and redeem (核销), rollback, stored-value accounts."""
 
-from core.domains import ADMINS, OPERATORS, Domain
+from core.domains import ADMINS, CLERKS, OPERATORS, Domain
 
 domain = Domain(
     name="redemption",
@@ -15,7 +15,7 @@ domain = Domain(
         "redemptions:read": "List redemptions and stored-value ledgers.",
         "redemptions:write": "Validate and redeem codes, and roll redemptions back within the window.",
     },
-    permissions={"redemptions.redeem": OPERATORS, "redemptions.rollback": ADMINS},
+    permissions={"redemptions.redeem": OPERATORS | CLERKS, "redemptions.rollback": ADMINS},
     provides={
         "inventory.batch_stocked": ("core.redemption.opening:batch_stocked",),
         "grants.item_used": ("core.redemption.usage:item_used",),

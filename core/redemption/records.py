@@ -82,6 +82,7 @@ def redemption_out(red: Redemption, window_minutes: int) -> RedemptionOut:
         red.created_at + dt.timedelta(minutes=window_minutes),
         red.rolled_back_at,
         red.rollback_reason,
+        red.store_id,
     )
 
 
@@ -93,10 +94,13 @@ async def list_redemptions(
     terminal: str | None = None,
     since: dt.datetime | None = None,
     status: str | None = None,
+    store_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
     cursor: uuid.UUID | None = None,
     limit: int = 50,
 ) -> RedemptionPage:
-    """Redemptions newest first, filtered by the code's last four characters, store, terminal, time, status."""
+    """Redemptions newest first, filtered by the code's last four characters, store (text or record),
+    terminal, time, status, and the console user who redeemed."""
     q = select(Redemption)
     if last4:
         q = q.where(Redemption.code_last4 == last4.strip()[-4:])
@@ -104,6 +108,10 @@ async def list_redemptions(
         q = q.where(Redemption.store == store.strip())
     if terminal:
         q = q.where(Redemption.terminal == terminal.strip())
+    if store_id is not None:
+        q = q.where(Redemption.store_id == store_id)
+    if user_id is not None:
+        q = q.where(Redemption.user_id == user_id)
     if since is not None:
         if since.tzinfo is None:
             raise ValidationFailed(
@@ -128,6 +136,7 @@ def redemption_facts(red: Redemption) -> dict[str, Any]:
         "product_id": str(red.product_id),
         "kind": red.kind,
         "store": red.store,
+        "store_id": str(red.store_id) if red.store_id else None,
         "terminal": red.terminal,
         "reference": red.reference,
         "amount": red.amount,

@@ -56,6 +56,7 @@ from core.redemption.accounts import handed_out, spend, use_once
 from core.redemption.checks import Caller, check, risk_subject
 from core.redemption.lookup import dialect_of, first_held, holder_params, hot_connection, tenant_param
 from core.redemption.models import DEFAULT_ROLLBACK_WINDOW_MINUTES, CodeAccount, LedgerEntry, Redemption
+from core.redemption.places import resolve_place
 from core.redemption.records import redemption_facts, redemption_out
 from core.redemption.schemas import RedeemIn, RedemptionOut
 from core.risk.gate import guard
@@ -165,7 +166,8 @@ CODE_REDEEMED = "redemption.code_redeemed"
 #: The columns a redemption is written with (``tenant_id`` and ``created_at`` come from ``:b_tenant`` and
 #: ``:b_now``; ``rolled_back_at`` and ``rollback_reason`` stay NULL).
 _RECORD_COLUMNS = (
-    "id", "code_id", "product_id", "kind", "code_last4", "grant_item_id", "member_id", "store", "terminal",
+    "id", "code_id", "product_id", "kind", "code_last4", "grant_item_id", "member_id", "store", "store_id",
+    "terminal",
     "reference", "amount", "currency", "balance_after", "use_number", "user_id", "client_id", "status",
 )  # fmt: skip
 
@@ -246,6 +248,8 @@ async def _redeem(
     subject = risk_subject(caller, data.terminal)
     async with guard(session, kernel.settings, "redeem", subject):
         now = utcnow()
+        store_id, store = await resolve_place(session, data, caller)
+        data = msgspec.structs.replace(data, store_id=store_id, store=store)
         code = (await check(session, kernel, data, subject, now, redeeming=True)).code
         postgres = dialect_of(session) == "postgresql"
         if postgres and code.kind == "code" and code.holder_grant_id is None:
@@ -393,6 +397,7 @@ def _redemption(
         grant_item_id=holder_id,
         member_id=holder_member_id,
         store=data.store.strip(),
+        store_id=data.store_id,
         terminal=data.terminal.strip(),
         reference=(data.reference or "").strip() or None,
         amount=data.amount,

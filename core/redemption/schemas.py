@@ -22,6 +22,9 @@ class RedeemIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A code as printed or scanned (spaces, dashes and case are forgiven), its PIN, and where it is used.
 
     ``amount`` (fen) is for stored-value cards only: the part of the balance to spend.
+    ``store_id`` or ``store`` (a store's code or name) say where: once the tenant has stores (门店), the
+    store must be one of its active stores (``422 unknown_store`` / ``422 store_inactive``); before that,
+    ``store`` is free text, kept as written.
     ``member_id`` / ``grant_item_id`` say whose unit is used when several members hold the same code (a
     reusable code): that member's (or that) unredeemed grant item, ``404 holder_not_found`` if there is
     none. Without them the oldest unredeemed grant item of the code is used.
@@ -31,6 +34,7 @@ class RedeemIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pin: PinText | None = None
     amount: Amount | None = None
     store: Place = ""
+    store_id: uuid.UUID | None = None
     terminal: Place = ""
     reference: Annotated[str, msgspec.Meta(max_length=120)] | None = None
     member_id: uuid.UUID | None = None
@@ -82,6 +86,8 @@ class RedemptionOut(msgspec.Struct):
     rollback_until: dt.datetime
     rolled_back_at: dt.datetime | None
     rollback_reason: str | None
+    store_id: uuid.UUID | None = None
+    """The store record, when the redemption named one of the tenant's stores."""
 
 
 class RedemptionPage(msgspec.Struct):
@@ -118,3 +124,33 @@ class RedemptionSettingsIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=T
 
 class RedemptionSettingsOut(msgspec.Struct):
     rollback_window_minutes: int
+
+
+class SummaryRow(msgspec.Struct, kw_only=True):
+    """One store (``id`` the store record, ``None`` for a free-text store, ``label`` its name) or one
+    console user (``id`` the user, ``None`` for API clients, ``code`` the e-mail)."""
+
+    id: uuid.UUID | None
+    code: str
+    label: str
+    count: int
+    """Redemptions (not rolled back)."""
+    value: Fen
+    """What they took, integer fen: the amount of a stored-value spend, else the product's face value."""
+    rolled_back: int
+    """Redemptions rolled back since."""
+
+
+class RedemptionSummary(msgspec.Struct, kw_only=True):
+    """Redemptions from ``first_day`` to ``last_day`` (whole days in ``timezone``: ``[since, until)``)."""
+
+    first_day: dt.date
+    last_day: dt.date
+    timezone: str
+    since: dt.datetime
+    until: dt.datetime
+    count: int
+    value: Fen
+    """Total value, integer fen."""
+    by_store: list[SummaryRow]
+    by_user: list[SummaryRow]
