@@ -1,4 +1,5 @@
-"""Tenant console pages for logged-in users: dashboard, users, API clients, audit log.
+"""Tenant console pages for logged-in users: the page shell, users, API clients, audit log (the dashboard:
+:mod:`admin_ui.overview_pages`).
 
 Each controller is guarded by the permission its pages need; the services do the work.
 """
@@ -69,23 +70,6 @@ async def shell(request: Request[Any, Any, Any], db: DbSession) -> dict[str, Any
 def _failure(exc: Exception, request: Request[Any, Any, Any]) -> tuple[FormProblem, int]:
     status = exc.status if isinstance(exc, DomainError) else 422
     return problem_of(exc, translator(request), locale_of(request)), status
-
-
-class DashboardController(Controller):
-    path = "/"
-    guards = [require_permission("tenant.read")]
-    dependencies = {"db": Provide(provide_db)}
-
-    @get("/")
-    async def dashboard(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
-        ctx = await shell(request, db)
-        used = await registry.quota_usage(db, ctx["tenant"].id)
-        plan = ctx["plan"]
-        ctx["quotas"] = [
-            {"label": N_("Users"), "used": used["users"], "limit": plan.max_users},
-            {"label": N_("API clients"), "used": used["api_clients"], "limit": plan.max_api_clients},
-        ]
-        return render(request, "console/dashboard.html", ctx)
 
 
 class UsersController(Controller):
