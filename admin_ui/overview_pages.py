@@ -42,7 +42,7 @@ def _charts(request: Request[Any, Any, Any], report: service.Overview) -> dict[s
     if "grants" in report.sections:
         charts["activity"] = Markup(line_chart(  # the chart functions escape every text they draw
             "chart-activity", f"{t.gettext('Grants and redemptions per day')} · {title}", labels,
-            [Series(t.gettext("Grants"), [d.grants for d in report.trend]),
+            [Series(t.gettext("Grants made"), [d.grants for d in report.trend]),
              Series(t.gettext("Redemptions"), [d.redemptions for d in report.trend])],
             tick_every=tick, mark_peaks=True))
     if "channels" in report.sections:
