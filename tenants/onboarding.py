@@ -166,7 +166,6 @@ def check_slug(value: str) -> str:
         raise ValidationFailed(
             f"The tenant slug {value!r} is not allowed: {SLUG_RULE_EN}",
             f"商户标识 {value!r} 不符合规则：{SLUG_RULE_ZH}",
-            code="invalid_slug",
             errors=[FieldError(field="slug", message=SLUG_RULE_EN, code="invalid_slug")],
         )
     return value
