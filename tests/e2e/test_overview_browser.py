@@ -42,7 +42,8 @@ def test_overview_empty_then_with_figures_and_trends(page: Any, live_server: Liv
 
     page.set_viewport_size(DESKTOP)
     slug = owner_logs_in(page, live_server, operator_account, "ov-")
-    expect(page.locator("h1")).to_have_text("数据概览")
+    expect(page.locator("[data-page-name]")).to_have_text("数据概览")
+    expect(page.locator("h1")).to_have_text(f"Shop {slug}")
     steps = page.locator("[data-empty-state] [data-step]")
     expect(steps).to_have_count(3)
     expect(page.locator('[data-step="product"] a')).to_have_attribute("href", "/console/products/new")
