@@ -25,6 +25,7 @@ from admin_ui.grants_pages import product_names
 from admin_ui.i18n import N_
 from admin_ui.rendering import flash, locale_of, render, translator
 from core.campaigns import services
+from core.campaigns.funnel import campaign_funnel
 from core.campaigns.schemas import (
     MAX_CLAIM_QUANTITY,
     MAX_PER_MEMBER_LIMIT,
@@ -36,6 +37,7 @@ from core.claims.qr import qr_svg
 from core.db.types import DbSession
 from core.errors import DomainError
 from core.grants.services import grantable_products
+from core.kpis.charts import bar_chart
 from tenants.guards import provide_db, require_permission
 
 PAGE = 100
@@ -45,6 +47,12 @@ CAMPAIGN_STATE_LABELS: dict[str, str] = {
     "not_started": N_("Campaign not started"),
     "ended": N_("Campaign ended"),
     "stopped": N_("Campaign stopped"),
+}
+FUNNEL_LABELS: dict[str, str] = {
+    "sent": N_("Links sent"),
+    "opened": N_("Opened"),
+    "claimed": N_("Claimed"),
+    "redeemed": N_("Redeemed"),
 }
 _RANGE_MESSAGES: dict[str, tuple[str, int]] = {
     "quantity": (N_("Units per claim must be between 1 and %(max)s."), MAX_CLAIM_QUANTITY),
@@ -215,8 +223,15 @@ class CampaignsController(Controller):
     ) -> Response[str]:
         campaign = await services.campaign_out(db, request.app.state.kernel, campaign_id)
         ctx = await shell(request, db)
+        found = await campaign_funnel(db, campaign.id, campaign.ref)
+        t = translator(request)
         ctx.update(
             c=campaign,
+            funnel=found,
+            funnel_labels=FUNNEL_LABELS,
+            funnel_chart=Markup(bar_chart(  # the chart function escapes every text it draws
+                "chart-funnel", t.gettext("Campaign funnel"), [t.gettext(FUNNEL_LABELS[s.step]) for s in found.steps],
+                [s.count for s in found.steps], width=480)),
             state_labels=CAMPAIGN_STATE_LABELS,
             product=(await product_names(db, {campaign.product_id})).get(campaign.product_id),
             qr=Markup(qr_svg(campaign.url, label=campaign.name)),

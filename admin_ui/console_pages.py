@@ -1,4 +1,5 @@
-"""Tenant console pages for logged-in users: dashboard, users, API clients, audit log.
+"""Tenant console pages for logged-in users: the page shell, users, API clients, audit log (the dashboard:
+:mod:`admin_ui.overview_pages`).
 
 Each controller is guarded by the permission its pages need; the services do the work.
 """
@@ -70,35 +71,6 @@ async def shell(request: Request[Any, Any, Any], db: DbSession) -> dict[str, Any
 def _failure(exc: Exception, request: Request[Any, Any, Any]) -> tuple[FormProblem, int]:
     status = exc.status if isinstance(exc, DomainError) else 422
     return problem_of(exc, translator(request), locale_of(request)), status
-
-
-_READ_TENANT = require_permission("tenant.read")
-
-
-async def _dashboard_guard(connection: Any, handler: Any) -> None:
-    """``tenant.read``; a clerk passes too, to be sent to the redeem page (their console)."""
-    p = principal_of(connection)
-    if p is None or p.kind != "user" or p.role != CLERK:
-        await _READ_TENANT(connection, handler)
-
-
-class DashboardController(Controller):
-    path = "/"
-    guards = [_dashboard_guard]
-    dependencies = {"db": Provide(provide_db)}
-
-    @get("/")
-    async def dashboard(self, request: Request[Any, Any, Any], db: DbSession) -> Response[Any]:
-        ctx = await shell(request, db)
-        if ctx["me"].role == CLERK:  # a clerk's console is the redeem page
-            return Redirect("/console/redeem", status_code=303)
-        used = await registry.quota_usage(db, ctx["tenant"].id)
-        plan = ctx["plan"]
-        ctx["quotas"] = [
-            {"label": N_("Users"), "used": used["users"], "limit": plan.max_users},
-            {"label": N_("API clients"), "used": used["api_clients"], "limit": plan.max_api_clients},
-        ]
-        return render(request, "console/dashboard.html", ctx)
 
 
 class UsersController(Controller):

@@ -3,6 +3,7 @@ grants, and a simple form that grants codes of a product to a phone or an e-mail
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from litestar.response import Redirect
 from admin_ui.console_pages import shell
 from admin_ui.forms import FormInvalid, FormProblem, problem_of, read_form, values
 from admin_ui.i18n import N_
+from admin_ui.money import end_of_day, parse_day
 from admin_ui.rendering import flash, locale_of, render, translator
 from core.catalog.schemas import ProductOut
 from core.catalog.services import products_by_id
@@ -67,6 +69,14 @@ def _labels() -> dict[str, Any]:
     }
 
 
+def _day(text: str | None) -> dt.date | None:
+    """A ``YYYY-MM-DD`` filter; anything else is ignored (no filter)."""
+    try:
+        return parse_day(text) if text else None
+    except ValueError:
+        return None
+
+
 class GrantsController(Controller):
     path = "/grants"
     guards = [require_permission("members.read")]
@@ -79,13 +89,22 @@ class GrantsController(Controller):
         db: DbSession,
         grant_status: Annotated[str | None, Parameter(query="status", required=False, max_length=20)] = None,
         cursor: UuidQuery = None,
+        first: Annotated[str | None, Parameter(query="from", required=False, max_length=10)] = None,
+        last: Annotated[str | None, Parameter(query="to", required=False, max_length=10)] = None,
     ) -> Response[str]:
-        """Grants newest first, optionally of one status."""
+        """Grants newest first, optionally of one status and created from/to a day (tenant's zone; the
+        overview's figures link here)."""
         status = grant_status if grant_status in GRANT_STATUSES else None
-        rows = await services.list_grants(db, after=cursor, limit=PAGE, status=status)
-        products = await product_names(db, {g.product_id for g in rows})
         ctx = await shell(request, db)
+        days = {k: _day(v) for k, v in (("from", first), ("to", last))}
+        rows = await services.list_grants(
+            db, after=cursor, limit=PAGE, status=status,
+            created_since=end_of_day(days["from"] - dt.timedelta(days=1), ctx["tz"]) if days["from"] else None,
+            created_until=end_of_day(days["to"], ctx["tz"]) if days["to"] else None,
+        )
+        products = await product_names(db, {g.product_id for g in rows})
         ctx.update(
+            days={k: v.isoformat() for k, v in days.items() if v},
             grants=rows[:PAGE],
             next_cursor=rows[PAGE - 1].id if len(rows) > PAGE else None,
             products=products,

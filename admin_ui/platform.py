@@ -1,4 +1,5 @@
-"""Operator console ``/platform``: login, tenants (list, onboard, detail, suspend/resume), plans, plugins."""
+"""Operator console ``/platform``: login, tenants (list, onboard, detail, suspend/resume), plans (with their
+display names), plugins, and the operator's profile (name, time zone: every time on these pages is shown in it)."""
 
 from __future__ import annotations
 
@@ -27,12 +28,15 @@ from core.errors import DomainError
 from core.kernel import Kernel
 from tenants import onboarding, registry
 from tenants.guards import principal_of, provide_db, require_operator
-from tenants.operators import authenticate_operator
-from tenants.schemas import StatusChange, TenantCreate
+from tenants.operators import authenticate_operator, get_operator, update_operator_profile
+from tenants.schemas import PlanNames, PlanOut, StatusChange, TenantCreate
 
 HOME = "/platform/tenants"
 NextParam = Annotated[str | None, Parameter(query="next", required=False)]
 TENANT_FIELDS = ("name", "slug", "plan", "timezone", "currency", "owner_email", "locale")
+#: The time zones the profile form offers first (any IANA name may be typed).
+COMMON_ZONES = ("Asia/Shanghai", "Asia/Hong_Kong", "Asia/Taipei", "Asia/Singapore", "Asia/Tokyo", "Europe/London",
+                "Europe/Berlin", "America/New_York", "America/Los_Angeles", "UTC")
 CONNECTOR_KIND_LABELS: dict[str, str] = {
     "notifier": N_("Notifier"),
     "sales_channel": N_("Sales channel"),
@@ -42,6 +46,17 @@ CONNECTOR_KIND_LABELS: dict[str, str] = {
 
 def _kernel(request: Request[Any, Any, Any]) -> Kernel:
     return request.app.state.kernel
+
+
+async def _shell(request: Request[Any, Any, Any], db: DbSession, **ctx: Any) -> dict[str, Any]:
+    """What every operator page shows around its content: the operator and their time zone (``tz``)."""
+    principal = principal_of(request)
+    op = await get_operator(db, uuid.UUID(principal.subject_id)) if principal is not None else None
+    return {"operator": op, "tz": op.timezone if op is not None else "Asia/Shanghai", **ctx}
+
+
+async def _plans(db: DbSession) -> dict[str, PlanOut]:
+    return {p.code: onboarding.plan_out(p) for p in await onboarding.list_plans(db)}
 
 
 class PlatformAuthController(Controller):
@@ -91,7 +106,8 @@ class PlatformConsoleController(Controller):
 
     @get("/tenants")
     async def tenants(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
-        return render(request, "platform/tenants.html", {"tenants": await onboarding.list_tenants(db)})
+        ctx = await _shell(request, db, tenants=await onboarding.list_tenants(db), plans=await _plans(db))
+        return render(request, "platform/tenants.html", ctx)
 
     async def _onboard_form(
         self,
@@ -101,8 +117,8 @@ class PlatformConsoleController(Controller):
         problem: FormProblem | None = None,
         status: int = 200,
     ) -> Response[str]:
-        plans = [onboarding.plan_out(p) for p in await onboarding.list_plans(db)]
-        ctx = {"plans": plans, "form": form, "problem": problem, "locales": list(LOCALES)}
+        plans = list((await _plans(db)).values())
+        ctx = await _shell(request, db, plans=plans, form=form, problem=problem, locales=list(LOCALES))
         return render(request, "platform/tenant_new.html", ctx, status=status)
 
     @get("/tenants/new")
@@ -129,7 +145,8 @@ class PlatformConsoleController(Controller):
             status = exc.status if isinstance(exc, DomainError) else 422
             problem = problem_of(exc, translator(request), locale_of(request))
             return await self._onboard_form(request, db, form, problem, status)
-        return render(request, "platform/tenant_created.html", {"created": created})
+        ctx = await _shell(request, db, created=created, plans=await _plans(db))
+        return render(request, "platform/tenant_created.html", ctx)
 
     async def _detail(
         self,
@@ -140,11 +157,8 @@ class PlatformConsoleController(Controller):
         status: int = 200,
     ) -> Response[str]:
         tenant, plan = await registry.get_tenant(db, tenant_id)
-        ctx = {
-            "tenant": onboarding.tenant_out(tenant, plan.code),
-            "plan": onboarding.plan_out(plan),
-            "problem": problem,
-        }
+        ctx = await _shell(request, db, tenant=onboarding.tenant_out(tenant, plan.code),
+                           plan=onboarding.plan_out(plan), problem=problem)
         return render(request, "platform/tenant_detail.html", ctx, status=status)
 
     @get("/tenants/{tenant_id:uuid}")
@@ -186,13 +200,61 @@ class PlatformConsoleController(Controller):
     ) -> Response[Any]:
         return await self._set_status(request, db, tenant_id, "active")
 
+    async def _plans_page(
+        self, request: Request[Any, Any, Any], db: DbSession, problem: FormProblem | None = None,
+        editing: str = "", status: int = 200,
+    ) -> Response[str]:
+        ctx = await _shell(request, db, plans=list((await _plans(db)).values()), problem=problem, editing=editing)
+        return render(request, "platform/plans.html", ctx, status=status)
+
     @get("/plans")
     async def plans(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
-        plans = [onboarding.plan_out(p) for p in await onboarding.list_plans(db)]
-        return render(request, "platform/plans.html", {"plans": plans})
+        return await self._plans_page(request, db)
+
+    @post("/plans/{code:str}/names", status_code=303)
+    async def rename_plan(self, request: Request[Any, Any, Any], db: DbSession, code: str) -> Response[Any]:
+        """Set a plan's display names (English and Chinese)."""
+        form = values(await read_form(request), "name", "name_zh")
+        try:
+            plan = await onboarding.rename_plan(db, code, convert(form, PlanNames))
+        except (DomainError, FormInvalid) as exc:
+            await db.rollback()
+            status = exc.status if isinstance(exc, DomainError) else 422
+            problem = problem_of(exc, translator(request), locale_of(request))
+            return await self._plans_page(request, db, problem, editing=code, status=status)
+        flash(request, translator(request).gettext("Plan %(code)s is renamed.") % {"code": plan.code})
+        return Redirect("/platform/plans", status_code=303)
+
+    async def _profile_page(
+        self, request: Request[Any, Any, Any], db: DbSession, form: dict[str, str] | None = None,
+        problem: FormProblem | None = None, status: int = 200,
+    ) -> Response[str]:
+        ctx = await _shell(request, db, problem=problem, zones=COMMON_ZONES)
+        ctx["form"] = form or {"name": ctx["operator"].name, "timezone": ctx["tz"]}
+        return render(request, "platform/profile.html", ctx, status=status)
+
+    @get("/profile")
+    async def profile(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
+        """The operator's own name and time zone."""
+        return await self._profile_page(request, db)
+
+    @post("/profile", status_code=303)
+    async def save_profile(self, request: Request[Any, Any, Any], db: DbSession) -> Response[Any]:
+        form = values(await read_form(request), "name", "timezone")
+        principal = principal_of(request)
+        assert principal is not None  # the controller's guard let an operator in
+        try:
+            await update_operator_profile(db, uuid.UUID(principal.subject_id), form["name"], form["timezone"])
+        except DomainError as exc:
+            await db.rollback()
+            problem = problem_of(exc, translator(request), locale_of(request))
+            return await self._profile_page(request, db, form, problem, exc.status)
+        flash(request, translator(request).gettext("Your profile is saved."))
+        return Redirect("/platform/profile", status_code=303)
 
     @get("/plugins")
-    async def plugins(self, request: Request[Any, Any, Any]) -> Response[str]:
+    async def plugins(self, request: Request[Any, Any, Any], db: DbSession) -> Response[str]:
         """The plugins this server runs, their connectors, and why any is disabled (as ``kaquan plugins list``)."""
         report = request.app.state.jobs.plugins.report()
-        return render(request, "platform/plugins.html", {"plugins": report, "kinds": CONNECTOR_KIND_LABELS})
+        ctx = await _shell(request, db, plugins=report, kinds=CONNECTOR_KIND_LABELS)
+        return render(request, "platform/plugins.html", ctx)

@@ -33,6 +33,7 @@ from markupsafe import Markup
 
 from core.campaigns import member_flows as campaign_flows
 from core.campaigns import services as campaigns
+from core.campaigns.funnel import record_visit
 from core.catalog.services import find_product
 from core.claims import member_flows
 from core.claims.access import MEMBER_COOKIE
@@ -415,6 +416,7 @@ class H5Controller(Controller):
     @get("/campaign/{token:str}")
     async def campaign(self, request: Request[Any, Any, Any], db: DbSession, token: str) -> Response[Any]:
         tenant, campaign = await campaigns.open_campaign(db, request.app.state.kernel, token)
+        await record_visit(db, request.app.state.kernel, campaign, _client(request)[0], request.headers.get("user-agent"))
         return await self._campaign_page(request, db, tenant, campaign, token)
 
     @post("/campaign/{token:str}/send", status_code=200)

@@ -20,7 +20,8 @@ class Plan(PlatformModel):
 
     __tablename__ = "plans"
     code: Mapped[str] = mapped_column(String(40), unique=True)
-    name: Mapped[str] = mapped_column(String(120))
+    name: Mapped[str] = mapped_column(String(120))  # the display name in English
+    name_zh: Mapped[str | None] = mapped_column(String(120), default=None)  # the display name in Chinese
     max_users: Mapped[int] = mapped_column(default=5)
     max_api_clients: Mapped[int] = mapped_column(default=2)
     requests_per_minute: Mapped[int] = mapped_column(default=600)
@@ -63,6 +64,7 @@ class Operator(PlatformModel):
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[dt.datetime | None] = mapped_column(default=None)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")  # times on the operator console
 
 
 class OperatorToken(PlatformModel):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Collection
 
@@ -20,13 +21,22 @@ from core.validation import check_currency, check_email, check_timezone
 from tenants.clients import forget_principals
 from tenants.models import Plan, Tenant
 from tenants.registry import get_tenant
-from tenants.schemas import PlanCreate, PlanOut, TenantCreate, TenantCreated, TenantOut
+from tenants.schemas import (
+    SLUG_PATTERN,
+    PlanCreate,
+    PlanNames,
+    PlanOut,
+    TenantCreate,
+    TenantCreated,
+    TenantOut,
+)
 from tenants.users import create_invited_user
 
 DEFAULT_PLANS = (
     PlanCreate(
         code="starter",
         name="Starter",
+        name_zh="入门版",
         max_users=5,
         max_api_clients=2,
         requests_per_minute=600,
@@ -35,6 +45,7 @@ DEFAULT_PLANS = (
     PlanCreate(
         code="growth",
         name="Growth",
+        name_zh="成长版",
         max_users=50,
         max_api_clients=20,
         requests_per_minute=6000,
@@ -54,6 +65,7 @@ def plan_out(plan: Plan) -> PlanOut:
         plan.requests_per_minute,
         plan.max_stored_codes,
         list(plan.allowed_connectors),
+        plan.name_zh,
     )
 
 
@@ -120,6 +132,17 @@ async def create_plan(
     return plan
 
 
+async def rename_plan(session: AsyncSession, code: str, data: PlanNames) -> Plan:
+    """Set the plan's display names (English ``name``, Chinese ``name_zh``; an empty one clears it)."""
+    plan = await get_plan_by_code(session, code)
+    plan.name, plan.name_zh = data.name.strip(), data.name_zh.strip() or None
+    if not plan.name:
+        raise ValidationFailed("The plan needs a name", "请填写套餐名称",
+                               errors=[FieldError(field="name", message="required", code="required")])
+    await session.flush()
+    return plan
+
+
 async def list_plans(session: AsyncSession) -> list[Plan]:
     return list((await session.execute(select(Plan).order_by(Plan.created_at))).scalars())
 
@@ -131,8 +154,26 @@ async def get_plan_by_code(session: AsyncSession, code: str) -> Plan:
     return plan
 
 
+SLUG_RULE_EN = ("3–40 characters: lowercase letters a–z, digits and hyphens (-), starting and ending with a "
+                "letter or digit")
+SLUG_RULE_ZH = "3–40 位，只能包含小写字母 a–z、数字和连字符（-），以字母或数字开头和结尾"
+
+
+def check_slug(value: str) -> str:
+    """The tenant slug if it follows the rule (:data:`tenants.schemas.SLUG_PATTERN`); ``422`` saying the rule
+    otherwise."""
+    if not re.fullmatch(SLUG_PATTERN, value):
+        raise ValidationFailed(
+            f"The tenant slug {value!r} is not allowed: {SLUG_RULE_EN}",
+            f"商户标识 {value!r} 不符合规则：{SLUG_RULE_ZH}",
+            errors=[FieldError(field="slug", message=SLUG_RULE_EN, code="invalid_slug")],
+        )
+    return value
+
+
 async def create_tenant(kernel: Kernel, session: AsyncSession, data: TenantCreate) -> TenantCreated:
     """Onboard a tenant: registry row, data key, audit chain, owner invite (shown once)."""
+    check_slug(data.slug)
     owner_email = check_email(data.owner_email, "owner_email")
     timezone = check_timezone(data.timezone)
     currency = check_currency(data.currency)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.base import utcnow
-from core.errors import Conflict, Locked, Unauthorized
+from core.errors import Conflict, Locked, NotFound, Unauthorized
 from core.kernel import Kernel
-from core.validation import check_email
+from core.validation import check_email, check_timezone
 from tenants.models import Operator, OperatorToken
 from tenants.schemas import Principal
 from tenants.security import digest, hash_password, random_secret, verify_password
@@ -24,6 +25,23 @@ async def create_operator(session: AsyncSession, email: str, password: str, name
         raise Conflict(f"Operator {email} already exists", f"运营人员 {email} 已存在", code="operator_exists")
     op = Operator(email=email, name=name, password_hash=hash_password(password))
     session.add(op)
+    await session.flush()
+    return op
+
+
+async def get_operator(session: AsyncSession, operator_id: uuid.UUID) -> Operator:
+    """The operator with this id (``404 operator_not_found`` when gone)."""
+    op = (await session.execute(select(Operator).where(Operator.id == operator_id))).scalar_one_or_none()
+    if op is None:
+        raise NotFound("Operator not found", "运营人员不存在", code="operator_not_found")
+    return op
+
+
+async def update_operator_profile(session: AsyncSession, operator_id: uuid.UUID, name: str, timezone: str) -> Operator:
+    """Set the operator's name and time zone (an IANA name; the operator console shows times in it)."""
+    op = await get_operator(session, operator_id)
+    op.timezone = check_timezone(timezone.strip())
+    op.name = name.strip()[:120]
     await session.flush()
     return op
 

@@ -13,7 +13,7 @@ domain = Domain(
     ),
     console=(
         "admin_ui.console_auth:ConsoleAuthController",
-        "admin_ui.console_pages:DashboardController",
+        "admin_ui.overview_pages:DashboardController",
         "admin_ui.console_pages:UsersController",
         "admin_ui.console_pages:ClientsController",
     ),

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import msgspec
 
-Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$", max_length=40)]
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$"
+"""A tenant slug: 3–40 lowercase letters, digits and hyphens, starting and ending with a letter or digit
+(checked by :func:`tenants.onboarding.check_slug`, which says so in the error)."""
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Role = Annotated[str, msgspec.Meta(pattern=r"^(owner|admin|operator|finance|viewer|clerk)$")]
@@ -17,6 +19,7 @@ Role = Annotated[str, msgspec.Meta(pattern=r"^(owner|admin|operator|finance|view
 class PlanCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     code: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
     name: Name
+    name_zh: Annotated[str, msgspec.Meta(max_length=120)] | None = None
     max_users: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5
     max_api_clients: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 2
     requests_per_minute: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 600
@@ -33,11 +36,24 @@ class PlanOut(msgspec.Struct):
     requests_per_minute: int
     max_stored_codes: int
     allowed_connectors: list[str]
+    name_zh: str | None = None
+    """The display name in Chinese (``name`` is the English one)."""
+
+    def display_name(self, locale: str) -> str:
+        """The name to show in ``locale`` (the Chinese one when set and the locale is Chinese)."""
+        return self.name_zh if locale.startswith("zh") and self.name_zh else self.name
+
+
+class PlanNames(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The plan's display names, as the operator edits them."""
+
+    name: Name
+    name_zh: Annotated[str, msgspec.Meta(max_length=120)] = ""
 
 
 class TenantCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: Name
-    slug: Slug
+    slug: Annotated[str, msgspec.Meta(max_length=200)]
     owner_email: Email
     plan: str = "starter"
     timezone: str = "Asia/Shanghai"

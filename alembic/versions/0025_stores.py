@@ -5,7 +5,7 @@ order of first use, name the text with its whitespace collapsed), and those rede
 the text column stays as written.
 
 Revision ID: 0025_stores
-Revises: 0021_outbox_tenant_index
+Revises: 0024_overview
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0025_stores"
-down_revision = "0021_outbox_tenant_index"
+down_revision = "0024_overview"
 branch_labels = None
 depends_on = None
 

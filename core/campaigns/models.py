@@ -49,3 +49,19 @@ class CampaignClaim(TenantScoped):
     member_id: Mapped[uuid.UUID]
     ordinal: Mapped[int]
     grant_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+
+
+class CampaignVisit(TenantScoped):
+    """A visitor who opened the campaign's public page (the funnel's "opened"), once per visitor.
+
+    ``visitor`` is a keyed digest of the visitor's address and browser (no personal data is kept); the unique
+    key makes a repeated view a no-op (``INSERT … ON CONFLICT DO NOTHING``).
+    """
+
+    __tablename__ = "campaign_visits"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "campaign_id", "visitor"),
+        ForeignKeyConstraint(["tenant_id", "campaign_id"], ["campaigns.tenant_id", "campaigns.id"]),
+    )
+    campaign_id: Mapped[uuid.UUID]
+    visitor: Mapped[str] = mapped_column(String(64))

@@ -164,6 +164,8 @@ async def open_link(session: AsyncSession, kernel: Kernel, token: str, *, lock: 
     now = utcnow()
     if entry.claims.expired(now) or now >= link.expires_at:
         raise LinkExpired("This link has expired", "链接已过期")
+    if link.opened_at is None:  # the campaign funnel's "opened": once per link, one UPDATE at commit
+        link.opened_at = now
     challenge = await otp.get_challenge(session, "link", str(link.id))
     pending = None
     if challenge and challenge.code_digest and challenge.expires_at and now < challenge.expires_at:

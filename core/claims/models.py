@@ -40,6 +40,8 @@ class ClaimLink(TenantScoped):
     expires_at: Mapped[dt.datetime]
     bound_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     client_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    # First time the page behind the link was viewed (the funnel's "opened"; set once, never moved).
+    opened_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class OtpChallenge(TenantScoped):

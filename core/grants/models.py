@@ -45,6 +45,7 @@ class Grant(TenantScoped):
         ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
         Index("ix_grants_member", "tenant_id", "member_id", "id"),
         Index("ix_grants_status", "tenant_id", "status", "id"),
+        Index("ix_grants_created", "tenant_id", "created_at"),
         status_check(GRANT_STATUSES),
     )
     ref: Mapped[str] = mapped_column(String(20))

@@ -416,8 +416,11 @@ async def list_grants(
     member_id: uuid.UUID | None = None,
     status: str | None = None,
     campaign_ref: str | None = None,
+    created_since: dt.datetime | None = None,
+    created_until: dt.datetime | None = None,
 ) -> list[Grant]:
-    """Newest first; ``limit + 1`` rows are fetched so the caller can tell whether there is a next page."""
+    """Newest first; ``limit + 1`` rows are fetched so the caller can tell whether there is a next page.
+    ``created_since``/``created_until`` bound the creation time (``[since, until)``)."""
     if status is not None and status not in GRANT_STATUSES:
         raise ValidationFailed(
             "Unknown grant status",
@@ -434,6 +437,10 @@ async def list_grants(
         stmt = stmt.where(Grant.status == status)
     if campaign_ref:
         stmt = stmt.where(Grant.campaign_ref == campaign_ref)
+    if created_since is not None:
+        stmt = stmt.where(Grant.created_at >= created_since)
+    if created_until is not None:
+        stmt = stmt.where(Grant.created_at < created_until)
     return list((await session.execute(keyset_select(stmt, Grant.id, cursor=after, limit=limit))).scalars())
 
 

@@ -43,8 +43,10 @@ def _open(chart_id: str, width: int, height: int, title: str, desc: str) -> str:
 
 
 def line_chart(chart_id: str, title: str, labels: Sequence[str], series: Sequence[Series], fmt: Format = str,
-               *, width: int = 640, height: int = 220) -> str:
-    """A line chart of integer series over ``labels`` (days); axis labels at zero, the top and the ends."""
+               *, width: int = 640, height: int = 220, tick_every: int = 0, mark_peaks: bool = False) -> str:
+    """A line chart of integer series over ``labels`` (days); axis labels at zero, the top and the ends (and
+    every ``tick_every`` label when given); ``mark_peaks`` writes each series' highest value and its last
+    one next to their points."""
     left, right, top, bottom = 84, 12, 28, 34
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for s in series for v in s.values]
@@ -67,7 +69,8 @@ def line_chart(chart_id: str, title: str, labels: Sequence[str], series: Sequenc
     out.append(_text(left - 6, y(0) + 4, fmt(0), anchor="end"))
     if lo < 0:
         out.append(_text(left - 6, y(lo) + 4, fmt(lo), anchor="end"))
-    for i in sorted({0, n // 2, n - 1}) if n else []:
+    ticks = {0, n - 1, *range(0, n, tick_every)} if tick_every else {0, n // 2, n - 1}
+    for i in sorted(ticks) if n else []:
         anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
         out.append(_text(x(i), height - 12, labels[i], anchor=anchor))
     for k, s in enumerate(series):
@@ -78,6 +81,12 @@ def line_chart(chart_id: str, title: str, labels: Sequence[str], series: Sequenc
             out.extend(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="2.5" fill="{colour}">'
                        f"<title>{escape(f'{labels[i]} {s.name}: {fmt(v)}')}</title></circle>"
                        for i, v in enumerate(s.values))
+        if mark_peaks and n:
+            peak = max(range(n), key=lambda i: (s.values[i], i))
+            for i in sorted({peak, n - 1}):
+                if s.values[i] or i == n - 1:
+                    out.append(_text(x(i), y(s.values[i]) - 6, fmt(s.values[i]), anchor="end" if i == n - 1 else
+                                     "middle", size=10, fill=colour))
         lx = left + k * 150
         out.append(f'<rect x="{lx}" y="8" width="12" height="4" fill="{colour}"/>')
         out.append(_text(lx + 16, 14, s.name))

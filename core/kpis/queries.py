@@ -53,7 +53,7 @@ from core.kpis.schemas import (
 from core.splits.ledger import tenant_zone
 from core.splits.models import SplitEntry
 
-__all__ = ["THRESHOLDS", "WINDOWS", "breakage", "kpis", "window_days"]
+__all__ = ["THRESHOLDS", "WINDOWS", "breakage", "day_bounds", "day_column", "kpis", "stock_value", "window_days"]
 
 WINDOWS = (7, 30, 90, 365)
 THRESHOLDS = Thresholds(split_cost_above_bp=1500, refund_rate_from_bp=200, complaint_rate_from_bp=200,
@@ -188,26 +188,31 @@ async def _stock(session: AsyncSession, figs: dict[uuid.UUID, _Figures]) -> int:
     for account_id, value in rows.all():
         if account_id in figs:
             figs[account_id].stock_value = _int(value)
-    whole = await session.scalar(select(func.sum(_stock_by_product().subquery().c.value)))
-    return _int(whole)
+    return await stock_value(session)
 
 
-def _day_column(session: AsyncSession, zone: str,
-                bounds: list[tuple[str, dt.datetime, dt.datetime]]) -> tuple[ColumnElement[str], list[object]]:
-    """The tenant-zone day of ``placed_at``: ``timezone()`` on PostgreSQL; a join on the window's day
-    boundaries elsewhere (SQLite has no time zones)."""
+async def stock_value(session: AsyncSession) -> int:
+    """The whole stock's value at cost: available codes × their batch's unit cost (fen)."""
+    return _int(await session.scalar(select(func.sum(_stock_by_product().subquery().c.value))))
+
+
+def day_column(session: AsyncSession, column: Any, zone: str,
+               bounds: list[tuple[str, dt.datetime, dt.datetime]]) -> tuple[ColumnElement[str], list[object]]:
+    """The tenant-zone day (``YYYY-MM-DD``) of the timestamp ``column``, for a ``GROUP BY``: on PostgreSQL
+    ``to_char(date_trunc('day', column AT TIME ZONE zone))``; elsewhere (SQLite has no time zones) a join on
+    the window's day boundaries, returned as ``[subquery, on-clause]`` for the caller to join."""
     if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone(zone, Ord.placed_at), "YYYY-MM-DD"), []
+        return func.to_char(func.date_trunc("day", func.timezone(zone, column)), "YYYY-MM-DD"), []
     days = union_all(*(
         select(literal(day, String).label("day"), literal(lo, UTCDateTime()).label("lo"),
                literal(hi, UTCDateTime()).label("hi"))
         for day, lo, hi in bounds)).subquery("days")
-    return days.c.day, [days, and_(Ord.placed_at >= days.c.lo, Ord.placed_at < days.c.hi)]
+    return days.c.day, [days, and_(column >= days.c.lo, column < days.c.hi)]
 
 
 async def _daily(session: AsyncSession, figs: dict[uuid.UUID, _Figures], zone: str,
                  bounds: list[tuple[str, dt.datetime, dt.datetime]]) -> None:
-    day, join = _day_column(session, zone, bounds)
+    day, join = day_column(session, Ord.placed_at, zone, bounds)
     stmt = select(L.account_id, day, func.count(func.distinct(L.order_id)), func.sum(L.gross_fen),
                   func.sum(L.refunded_fen)).select_from(L).join(Ord, Ord.id == L.order_id)
     if join:

@@ -54,7 +54,7 @@ def test_operator_logs_in_and_onboards_a_tenant(
     page.get_by_role("link", name="返回租户列表").click()
     row = page.locator(f'tr[data-tenant="{slug}"]')
     expect(row).to_contain_text("正常")
-    expect(row).to_contain_text("growth")
+    expect(row).to_contain_text("成长版")
     assert invite not in page.content()
     row.get_by_role("link").first.click()
     expect(page.locator("h1")).to_have_text("春茶小铺")

@@ -67,7 +67,9 @@ async def test_operator_form_errors_are_shown_next_to_the_form(browser, operator
         "locale": "zh-CN",
     }
     r = await browser.submit("/platform/tenants/new", "/platform/tenants", base)
-    assert r.status_code == 422 and "请检查“标识”一栏" in r.text and 'value="Not A Slug"' in r.text
+    # the message states the rule (it used to say only "check the slug field")
+    assert r.status_code == 422 and 'value="Not A Slug"' in r.text
+    assert "3–40 位，只能包含小写字母 a–z、数字和连字符（-），以字母或数字开头和结尾" in text_of(r.text)
     r = await browser.submit(
         "/platform/tenants/new", "/platform/tenants", {**base, "slug": unique("ok-"), "timezone": "Mars/Base"}
     )
