@@ -12,12 +12,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import msgspec
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.base import utcnow
 from core.errors import DomainError, FieldError, ValidationFailed
-from core.inventory.vault import masked
+from core.inventory.vault import masked, scan_parts
 from core.redemption import refusals
 from core.redemption.accounts import code_account, handed_out
 from core.redemption.lookup import find_code, pin_matches
@@ -76,6 +77,13 @@ async def check(
     on its own), so the redemption does not read them first.
     """
     code, cipher = await find_code(session, kernel, data, now, with_window=redeeming)
+    if code is None and data.pin is None:  # a scanned member QR code: "number#PIN"
+        for number, pin in scan_parts(data.code):
+            split = msgspec.structs.replace(data, code=number, pin=pin)
+            code, cipher = await find_code(session, kernel, split, now, with_window=redeeming)
+            if code is not None:
+                data = split
+                break
     if code is None:
         await _failed(session, kernel.settings, subject, refusals.not_found())
     if code.has_pin:
