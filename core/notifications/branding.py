@@ -179,7 +179,8 @@ async def save_branding(
     sig = check_signature(signature)
     kept: dict[str, str] = {}
     for key, spec in SMS_TEMPLATES.items():
-        text = check_template(key, templates.get(key, "") or "")
+        given = (templates.get(key) or "").strip()
+        text = check_template(key, given) if given else ""  # empty: the default
         if text and text != spec.default:
             kept[key] = text
     row = await _writable(session)
