@@ -55,8 +55,8 @@ SMS_TEMPLATES: dict[str, SmsTemplate] = {
     ),
     "expiry_reminder": SmsTemplate(
         "到期提醒短信",
-        "您有 {count} 张券将于 {expires_on} 起陆续到期，尚未使用：{products}。请在到期前使用。",
-        ("count", "expires_on", "products"),
+        "您好{greeting}，您有 {count} 张券将于 {expires_on} 起陆续到期，尚未使用：{products}。请在到期前使用。",
+        ("greeting", "count", "expires_on", "products"),
         (),
     ),
 }
@@ -87,7 +87,7 @@ async def branding(session: AsyncSession, tenant_name: str) -> Branding:
     saved = dict(row.sms_templates or {}) if row else {}
     return Branding(
         display_name=(row.display_name if row and row.display_name else tenant_name),
-        signature=(row.sms_signature if row and row.sms_signature else tenant_name[:MAX_SIGNATURE]),
+        signature=(row.sms_signature if row and row.sms_signature else tenant_name),
         templates={k: saved.get(k) or t.default for k, t in SMS_TEMPLATES.items()},
         logo_digest=row.logo_digest if row else None,
         custom_name=row.display_name if row else "",

@@ -62,6 +62,21 @@ class Checked:
     balance: int | None = None
 
 
+async def _find(
+    session: AsyncSession, kernel: Any, data: RedeemIn, now: dt.datetime, redeeming: bool
+) -> tuple[Row[Any] | None, Any, RedeemIn]:
+    """The code as given; else, for a scanned member QR code (``number#PIN``, no PIN given), the code of
+    its number with its PIN (the returned ``data`` then carries them)."""
+    code, cipher = await find_code(session, kernel, data, now, with_window=redeeming)
+    if code is None and data.pin is None:
+        for number, pin in scan_parts(data.code):
+            split = msgspec.structs.replace(data, code=number, pin=pin)
+            code, cipher = await find_code(session, kernel, split, now, with_window=redeeming)
+            if code is not None:
+                return code, cipher, split
+    return code, cipher, data
+
+
 async def check(
     session: AsyncSession,
     kernel: Any,
@@ -76,14 +91,7 @@ async def check(
     ``redeeming`` leaves the use count and the balance to the conditional write that follows (it refuses
     on its own), so the redemption does not read them first.
     """
-    code, cipher = await find_code(session, kernel, data, now, with_window=redeeming)
-    if code is None and data.pin is None:  # a scanned member QR code: "number#PIN"
-        for number, pin in scan_parts(data.code):
-            split = msgspec.structs.replace(data, code=number, pin=pin)
-            code, cipher = await find_code(session, kernel, split, now, with_window=redeeming)
-            if code is not None:
-                data = split
-                break
+    code, cipher, data = await _find(session, kernel, data, now, redeeming)
     if code is None:
         await _failed(session, kernel.settings, subject, refusals.not_found())
     if code.has_pin:
