@@ -10,7 +10,19 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
-from zoneinfo import ZoneInfo
+
+from core.expiry import end_of_day, expiry_text, last_day
+
+__all__ = [
+    "AmountInvalid",
+    "end_of_day",
+    "fen_to_yuan",
+    "format_expiry",
+    "format_money",
+    "last_day",
+    "parse_day",
+    "yuan_to_fen",
+]
 
 MAX_FEN = 10**12
 _AMOUNT = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
@@ -59,21 +71,13 @@ def format_money(fen: int | None, currency: str = "CNY") -> str:
     return f"{sign}{amount} {currency}"
 
 
-def end_of_day(day: dt.date, tz: str) -> dt.datetime:
-    """The first instant after ``day`` in ``tz`` (an IANA name), in UTC: "valid through that day"."""
-    start_next = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=ZoneInfo(tz))
-    return start_next.astimezone(dt.UTC)
-
-
 def parse_day(text: str) -> dt.date:
     """``YYYY-MM-DD`` (what ``<input type="date">`` sends); :class:`ValueError` otherwise."""
     return dt.date.fromisoformat(text.strip())
 
 
-def last_day(value: dt.datetime | None, tz: str) -> dt.date | None:
-    """The day an end-of-day instant closes, in ``tz`` (the inverse of :func:`end_of_day`)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return (value.astimezone(ZoneInfo(tz)) - dt.timedelta(microseconds=1)).date()
+def format_expiry(value: dt.datetime | None, tz: str = "UTC") -> str:
+    """An expiry as people read it (:func:`core.expiry.expiry_text`): ``2027-06-30`` for "valid through
+    that day", ``2027-06-30 18:00`` for a time of day; a dash for none. The console and the H5 pages
+    both render expiries with it (the ``expiry`` filter)."""
+    return expiry_text(value, tz) or "—"

@@ -42,7 +42,7 @@ from admin_ui.labels import (
     STATUS_LABELS,
     VALIDITY_LABELS,
 )
-from admin_ui.money import fen_to_yuan, format_money, last_day
+from admin_ui.money import fen_to_yuan, format_expiry, format_money
 from core.http.locale import request_locale
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -59,9 +59,9 @@ def format_datetime(value: dt.datetime | None, tz: str = "UTC") -> str:
 
 
 def format_day(value: dt.datetime | None, tz: str = "UTC") -> str:
-    """The last valid day of an expiry instant (``YYYY-MM-DD`` in ``tz``); a dash for none."""
-    day = last_day(value, tz)
-    return day.isoformat() if day else "—"
+    """An expiry in ``tz``: the day it is valid through (``YYYY-MM-DD``), or the day and time when it ends
+    at a time of day; a dash for none. The same formatter as the H5 pages (:func:`format_expiry`)."""
+    return format_expiry(value, tz)
 
 
 @lru_cache(maxsize=4)
@@ -80,6 +80,7 @@ def engine_for(locale: str) -> JinjaTemplateEngine:
     env.filters["money"] = format_money
     env.filters["yuan"] = fen_to_yuan
     env.filters["day"] = format_day
+    env.filters["expiry"] = format_expiry
     env.globals.update(
         ROLE_LABELS=ROLE_LABELS,
         STATUS_LABELS=STATUS_LABELS,

@@ -8,13 +8,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.campaigns.models import Campaign
+from core.campaigns.models import Campaign, CampaignClaim
 from core.campaigns.services import claim, confirm_campaign_code
 from core.claims.member_flows import commit_refusal
 from core.grants.services import grant_items
 from core.kernel import Kernel
+from core.members.services import by_phone_digest, normalize_phone, phone_digest
 
 
 @dataclass(frozen=True)
@@ -61,3 +63,29 @@ async def claim_campaign_lot(
         raise RuntimeError(f"claimed grant {grant.id} has no member")
     items = await grant_items(session, grant.id)
     return ClaimedLot(member_id=grant.member_id, item_ids=[i.id for i in items])
+
+
+async def earlier_lot(
+    session: AsyncSession, kernel: Kernel, campaign_id: uuid.UUID, phone: str
+) -> ClaimedLot | None:
+    """The lot the confirmed ``phone`` claimed last in this campaign (its member and units), for the page
+    that refuses a claim at the per-member limit; None when there is none."""
+    member = await by_phone_digest(session, await phone_digest(session, kernel, normalize_phone(phone)))
+    if member is None:
+        return None
+    grant_id = (
+        await session.execute(
+            select(CampaignClaim.grant_id)
+            .where(
+                CampaignClaim.campaign_id == campaign_id,
+                CampaignClaim.member_id == member.id,
+                CampaignClaim.grant_id.is_not(None),
+            )
+            .order_by(CampaignClaim.ordinal.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if grant_id is None:
+        return None
+    items = await grant_items(session, grant_id)
+    return ClaimedLot(member_id=member.id, item_ids=[i.id for i in items if i.member_id == member.id])

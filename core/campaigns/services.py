@@ -39,6 +39,7 @@ from core.grants.models import Grant, GrantItem
 from core.grants.schemas import GrantRequest
 from core.grants.services import create_grant
 from core.kernel import Kernel
+from core.members.consent import record_consent, require_consent
 from core.members.models import Member
 from core.members.services import digest_with, find_or_create_member, mask_phone, normalize_phone
 from core.risk.gate import RiskRefused, RiskSubject, guard
@@ -374,15 +375,18 @@ async def request_campaign_code(
     campaign: Campaign,
     phone: str,
     *,
+    consent: str | None = None,
     ip: str | None = None,
     device_id: str | None = None,
 ) -> otp.SentCode:
-    """Send a one-time code to ``phone`` for this campaign (refused while it is not open or while the
-    requester's IP or device is locked out)."""
+    """Send a one-time code to ``phone`` for this campaign (refused while it is not open, without the
+    privacy consent, while the requester's IP or device is locked out, or for a blocklisted phone, device
+    or IP). The consent is recorded with the send."""
     _require_open(campaign)
+    version = require_consent(consent)
     e164 = normalize_phone(phone)
     cipher = await kernel.keys.cipher(session)
-    return await otp.send_code(
+    sent = await otp.send_code(
         session,
         kernel,
         "campaign",
@@ -391,6 +395,8 @@ async def request_campaign_code(
         sender=tenant.name,
         requester=requester(ip, device_id),
     )
+    record_consent(session, cipher, e164, "campaign", version, ip=ip)
+    return sent
 
 
 async def confirm_campaign_code(

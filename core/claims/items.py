@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-import zoneinfo
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -19,10 +18,11 @@ from core.claims.models import ClaimLink
 from core.claims.qr import qr_svg
 from core.db.base import utcnow
 from core.errors import NotFound
+from core.expiry import expiry_text, zone
 from core.grants.models import GrantItem
 from core.inventory.models import Code
 from core.inventory.vault import masked as masked_code
-from core.inventory.vault import unseal
+from core.inventory.vault import scan_payload, unseal
 from core.kernel import Kernel
 from core.members.models import Member
 from tenants.models import Tenant
@@ -45,16 +45,6 @@ class ItemView:
     qr: str | None = None
     transferable: bool = False
     transferred_to: str | None = None
-
-
-def _expires_on(value: dt.datetime | None, tz: str) -> str | None:
-    if value is None:
-        return None
-    try:
-        zone = zoneinfo.ZoneInfo(tz)
-    except zoneinfo.ZoneInfoNotFoundError:
-        zone = zoneinfo.ZoneInfo("Asia/Shanghai")
-    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 def effective_status(item: GrantItem, code: Code, now: dt.datetime) -> str:
@@ -109,7 +99,7 @@ async def item_views(
             product_name=product.name_zh or product.name_en,
             status=status,
             masked=masked_code(code.last4),
-            expires_on=_expires_on(item.expires_at, tenant.timezone),
+            expires_on=expiry_text(item.expires_at, zone(tenant.timezone)),
             usage_rules=product.usage_rules or "",
             face_value=product.face_value,
             currency=product.currency,
@@ -118,7 +108,7 @@ async def item_views(
         )
         if cipher is not None and status == "held":
             view.number, view.pin = unseal(cipher, code.digest, code.secret)
-            view.qr = qr_svg(view.number, label=f"{view.product_name} {view.masked}")
+            view.qr = qr_svg(scan_payload(view.number, view.pin), label=f"{view.product_name} {view.masked}")
             item.revealed_at = item.revealed_at or utcnow()
             shown.append(str(item.id))
         views.append(view)

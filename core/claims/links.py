@@ -32,6 +32,7 @@ from core.errors import Conflict, DomainError, FieldError, NotFound, ValidationF
 from core.events.services import emit
 from core.grants.models import Grant, GrantItem
 from core.kernel import Kernel
+from core.members.consent import record_consent, require_consent
 from core.members.models import Member
 from core.members.services import digest_with, find_or_create_member, member_phone, normalize_phone
 from core.settings import Settings
@@ -141,6 +142,7 @@ class LinkState:
     token: str
     locked_until: dt.datetime | None
     code_sent_to: str | None  # masked phone of a live code, if one was sent
+    resend_in: int = 0  # seconds until another code may be asked for
 
     @property
     def bound(self) -> bool:
@@ -170,7 +172,8 @@ async def open_link(session: AsyncSession, kernel: Kernel, token: str, *, lock: 
     pending = None
     if challenge and challenge.code_digest and challenge.expires_at and now < challenge.expires_at:
         pending = otp.masked_phone_of(entry.cipher, challenge)
-    return LinkState(entry.tenant, link, token, otp.locked_until(challenge, now), pending)
+    wait = otp.resend_wait(challenge, now) if pending else 0
+    return LinkState(entry.tenant, link, token, otp.locked_until(challenge, now), pending, wait)
 
 
 async def request_link_code(
@@ -179,13 +182,17 @@ async def request_link_code(
     state: LinkState,
     phone: str | None,
     *,
+    consent: str | None = None,
     ip: str | None = None,
     device_id: str | None = None,
 ) -> otp.SentCode:
     """Send a one-time code for the link: to its known phone, or to ``phone`` when nobody is known yet.
 
-    ``risk_refused`` while the requester's IP or device is locked out after too many wrong codes.
+    The privacy consent is required first (``consent_required``) and recorded with the send.
+    ``risk_refused`` while the requester's IP or device is locked out after too many wrong codes, or when
+    the phone, device or IP is blocklisted (no SMS is sent).
     """
+    version = require_consent(consent)
     link = state.link
     if link.phone_digest is not None:
         member = await get_scoped(session, Member, link.member_id) if link.member_id else None
@@ -194,7 +201,7 @@ async def request_link_code(
             raise LinkTaken("This link belongs to another phone", "该链接已绑定其他手机号")
     else:
         e164 = normalize_phone(phone or "")
-    return await otp.send_code(
+    sent = await otp.send_code(
         session,
         kernel,
         "link",
@@ -203,6 +210,9 @@ async def request_link_code(
         sender=state.tenant.name,
         requester=requester(ip, device_id),
     )
+    cipher = await kernel.keys.cipher(session)
+    record_consent(session, cipher, e164, "claim", version, member_id=link.member_id, ip=ip)
+    return sent
 
 
 async def _holder_for_phone(session: AsyncSession, kernel: Kernel, grant: Grant, phone: str) -> Member:

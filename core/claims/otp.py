@@ -37,8 +37,9 @@ from core.jobs.idempotency import run_once
 from core.jobs.outbox import enqueue
 from core.jobs.registry import job
 from core.kernel import Kernel
-from core.members.services import PHONE_AAD, mask_phone, seal_phone
+from core.members.services import PHONE_AAD, digest_with, mask_phone, seal_phone
 from core.normalize import typed
+from core.notifications.branding import branding, sms_text
 from core.risk import gate
 from core.risk.gate import RiskSubject, record_failure
 from core.settings import Settings
@@ -87,6 +88,14 @@ def locked_until(challenge: OtpChallenge | None, now: dt.datetime | None = None)
     if challenge is None or challenge.locked_until is None:
         return None
     return challenge.locked_until if challenge.locked_until > (now or utcnow()) else None
+
+
+def resend_wait(challenge: OtpChallenge | None, now: dt.datetime | None = None) -> int:
+    """Seconds until a new code may be sent for ``challenge`` (0: now)."""
+    if challenge is None or challenge.last_sent_at is None:
+        return 0
+    left = (challenge.last_sent_at + OTP_RESEND_AFTER - (now or utcnow())).total_seconds()
+    return max(0, int(left + 0.999))
 
 
 def _locked_error(until: dt.datetime) -> OtpLocked:
@@ -155,13 +164,21 @@ async def send_code(
 ) -> SentCode:
     """Create a fresh code for ``subject`` and queue it by SMS to ``phone_e164`` (already normalised).
 
-    Refuses while the requester is locked out (``risk_refused``), while the subject is locked
+    Refuses while the requester is locked out (``risk_refused``), when the phone, device or IP is on the
+    tenant's blocklist (``risk_refused``, reason ``blocked_*``: no SMS is sent), while the subject is locked
     (``otp_locked``) or within a minute of the last code (``otp_too_soon``) while that code is unused.
     Wrong attempts are kept across resends.
     """
     if requester is not None:
         await refuse_if_locked_out(session, kernel.settings, requester)
     cipher = await kernel.keys.cipher(session)
+    # a blocklisted phone (or device, IP) gets no SMS at all: refused and recorded before anything is sent
+    blocked = RiskSubject(
+        phone_digest=digest_with(cipher, phone_e164),
+        ip=requester.ip if requester else None,
+        device_id=requester.device_id if requester else None,
+    )
+    await gate.refuse_if_blocked(session, kernel.settings, "claim", blocked)
     challenge = await _challenge_for_send(session, purpose, subject, cipher, phone_e164)
     now = utcnow()
     until = locked_until(challenge, now)
@@ -176,6 +193,7 @@ async def send_code(
             f"A code was just sent; wait {wait} seconds before asking again",
             f"验证码已发送，请 {wait} 秒后再获取",
             headers={"Retry-After": str(wait)},
+            extra={"retry_after": wait},
         )
     if challenge.locked_until is not None:  # a lock that has run out starts a fresh count
         challenge.locked_until, challenge.attempts = None, 0
@@ -187,14 +205,15 @@ async def send_code(
     challenge.last_sent_at = now
     challenge.send_count += 1
     minutes = int(OTP_TTL.total_seconds() // 60)
-    body = f"【{sender}】您的验证码为 {code}，{minutes} 分钟内有效。请勿将验证码告诉他人。"
+    brand = await branding(session, sender)
+    body = sms_text(brand, "claim_otp", {"code": code, "minutes": minutes})
     queue_sms(
         session,
         cipher,
         phone_e164,
         body,
         template="claim_otp",
-        params={"sender": sender, "code": code, "minutes": str(minutes)},
+        params={"sender": brand.signature, "code": code, "minutes": str(minutes)},
         business_key=f"{SMS_ACTOR}:otp:{challenge.id}:{challenge.send_count}",
     )
     record(

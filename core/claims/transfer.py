@@ -32,6 +32,7 @@ from core.inventory.models import Code
 from core.kernel import Kernel
 from core.members.models import Member
 from core.members.services import digest_with, find_or_create_member, normalize_phone
+from core.notifications.branding import branding, sms_text
 from core.risk.gate import RiskSubject, guard
 from tenants.models import Tenant
 
@@ -85,7 +86,7 @@ async def transfer_item(
     token = tokens.sign(cipher, "claim_link", link.id, link.expires_at)
     out = link_out(kernel.settings, link, token)
     product = await find_product(session, code.product_id)
-    _send_link(session, cipher, tenant, giver, product, e164, out.url, link.id)
+    await _send_link(session, cipher, tenant, giver, product, e164, out.url, link.id)
     facts = {
         "item_id": str(item.id),
         "new_item_id": str(new_item.id),
@@ -135,7 +136,7 @@ async def _hand_over(
     return recipient, new_item, link
 
 
-def _send_link(
+async def _send_link(
     session: AsyncSession,
     cipher: TenantCipher,
     tenant: Tenant,
@@ -147,22 +148,20 @@ def _send_link(
 ) -> None:
     """Queue the SMS that brings the recipient their claim link (once per link: the outbox business key)."""
     days = DEFAULT_LINK_TTL_SECONDS // 86_400
-    body = (
-        f"【{tenant.name}】{giver.phone_masked or '好友'} 转赠给您一张「{product.name_zh}」，"
-        f"请在 {days} 天内打开链接领取：{url}"
-    )
+    params = {
+        "tenant_name": tenant.name,
+        "giver": giver.phone_masked or "好友",
+        "product_name": product.name_zh,
+        "days": str(days),
+        "link": url,
+    }
+    body = sms_text(await branding(session, tenant.name), "claim_transfer", params)
     otp.queue_sms(
         session,
         cipher,
         e164,
         body,
         template="claim_transfer",
-        params={
-            "tenant_name": tenant.name,
-            "giver": giver.phone_masked or "好友",
-            "product_name": product.name_zh,
-            "days": str(days),
-            "link": url,
-        },
+        params=params,
         business_key=f"{otp.SMS_ACTOR}:transfer:{link_id}",
     )

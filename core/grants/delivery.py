@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-import zoneinfo
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from core.catalog.models import Product
 from core.db.base import utcnow
 from core.db.context import require_tenant
 from core.db.session import get_scoped
+from core.expiry import expiry_text, zone
 from core.grants.lifecycle import awaiting_delivery
 from core.grants.models import Grant, GrantDelivery, GrantItem
 from core.grants.services import DELIVERY_ACTOR, get_grant, mark_delivered, mark_delivery_failed, open_contact
@@ -67,12 +67,8 @@ def _validity(expiries: list[dt.datetime | None], timezone: str, lang: str) -> s
     dates = [e for e in expiries if e is not None]
     if not dates:
         return "no expiry" if lang == "en" else "长期有效"
-    try:
-        tz = zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        tz = zoneinfo.ZoneInfo("Asia/Shanghai")
-    first = min(dates).astimezone(tz).strftime("%Y-%m-%d %H:%M")
-    return f"until {first}" if lang == "en" else f"{first} 前有效"
+    first = expiry_text(min(dates), zone(timezone))
+    return f"through {first}" if lang == "en" else f"至 {first}"
 
 
 async def render_grant_message(

@@ -30,6 +30,33 @@ class SealedCode(msgspec.Struct, frozen=True):
     has_pin: bool
 
 
+#: Between the card number and the PIN in a scan payload (the member page's QR code).
+SCAN_SEPARATOR = "#"
+MAX_SCAN_SPLITS = 4
+
+
+def scan_payload(number: str, pin: str | None) -> str:
+    """What the member page's QR code carries: the card number, and ``#`` and the PIN when the code has
+    one, so that one scan at the redeem page gives both (:func:`scan_parts` reads it back)."""
+    return f"{number}{SCAN_SEPARATOR}{pin}" if pin else number
+
+
+def scan_parts(text: str) -> list[tuple[str, str]]:
+    """The (number, PIN) readings of a scanned ``number#PIN`` payload, one per ``#`` (a number may contain
+    one itself), left to right; empty when there is no separator."""
+    out: list[tuple[str, str]] = []
+    start = 0
+    while len(out) < MAX_SCAN_SPLITS:
+        at = text.find(SCAN_SEPARATOR, start)
+        if at < 0:
+            break
+        number, pin = text[:at].strip(), text[at + 1 :].strip()
+        if number and pin:
+            out.append((number, pin))
+        start = at + 1
+    return out
+
+
 def clean(number: str) -> str:
     """The canonical form of a card number (the form its digest is computed on)."""
     return typed(number)

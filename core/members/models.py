@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Index, LargeBinary, String, UniqueConstraint
+import datetime as dt
+import uuid
+
+from sqlalchemy import JSON, ForeignKeyConstraint, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import TenantScoped
@@ -30,3 +33,24 @@ class Member(TenantScoped):
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     source: Mapped[str] = mapped_column(String(20), default="api")
     status: Mapped[str] = mapped_column(String(20), default="active")
+
+
+CONSENT_SOURCES = ("claim", "campaign", "login", "transfer", "api")
+
+
+class MemberConsent(TenantScoped):
+    """A member's consent to the tenant's privacy policy, given before a phone number was collected: when,
+    which policy version, from which page (``source``), for which phone (digest and mask) and member."""
+
+    __tablename__ = "member_consents"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
+        Index("ix_member_consents_phone", "tenant_id", "phone_digest", "consented_at"),
+    )
+    member_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    phone_digest: Mapped[str] = mapped_column(String(64))
+    phone_masked: Mapped[str] = mapped_column(String(20))
+    policy_version: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(20))
+    ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    consented_at: Mapped[dt.datetime]

@@ -2,4 +2,9 @@
 
 from core.domains import Domain
 
-domain = Domain(name="notifications", jobs=("core.notifications.actors",))
+domain = Domain(
+    name="notifications",
+    console=("admin_ui.settings_pages:SettingsController",),
+    models=("core.notifications.models",),
+    jobs=("core.notifications.actors",),
+)

@@ -12,12 +12,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import msgspec
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.base import utcnow
 from core.errors import DomainError, FieldError, ValidationFailed
-from core.inventory.vault import masked
+from core.inventory.vault import masked, scan_parts
 from core.redemption import refusals
 from core.redemption.accounts import code_account, handed_out
 from core.redemption.lookup import find_code, pin_matches
@@ -65,6 +66,21 @@ class Checked:
     balance: int | None = None
 
 
+async def _find(
+    session: AsyncSession, kernel: Any, data: RedeemIn, now: dt.datetime, redeeming: bool
+) -> tuple[Row[Any] | None, Any, RedeemIn]:
+    """The code as given; else, for a scanned member QR code (``number#PIN``, no PIN given), the code of
+    its number with its PIN (the returned ``data`` then carries them)."""
+    code, cipher = await find_code(session, kernel, data, now, with_window=redeeming)
+    if code is None and data.pin is None:
+        for number, pin in scan_parts(data.code):
+            split = msgspec.structs.replace(data, code=number, pin=pin)
+            code, cipher = await find_code(session, kernel, split, now, with_window=redeeming)
+            if code is not None:
+                return code, cipher, split
+    return code, cipher, data
+
+
 async def check(
     session: AsyncSession,
     kernel: Any,
@@ -79,7 +95,7 @@ async def check(
     ``redeeming`` leaves the use count and the balance to the conditional write that follows (it refuses
     on its own), so the redemption does not read them first.
     """
-    code, cipher = await find_code(session, kernel, data, now, with_window=redeeming)
+    code, cipher, data = await _find(session, kernel, data, now, redeeming)
     if code is None:
         await _failed(session, kernel.settings, subject, refusals.not_found())
     if code.has_pin:

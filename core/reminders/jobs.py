@@ -8,7 +8,6 @@ just before delivery through the routed notifier. Idempotent on the outbox busin
 from __future__ import annotations
 
 import uuid
-import zoneinfo
 from collections import Counter
 from collections.abc import Sequence
 
@@ -17,6 +16,7 @@ from sqlalchemy import Row, select
 
 from core.catalog.models import Product
 from core.db.context import require_tenant
+from core.expiry import expiry_text, zone
 from core.grants.models import Grant, GrantItem
 from core.jobs.context import current_env, current_message
 from core.jobs.idempotency import run_once
@@ -24,6 +24,7 @@ from core.jobs.registry import job
 from core.kernel import Kernel
 from core.members.models import Member
 from core.members.services import member_phone
+from core.notifications.branding import branding, sms_text
 from core.notifications.delivery import send
 from core.notifications.templates import normalize_locale, render, template_params
 from core.reminders.services import REMINDER_ACTOR, REMINDER_TEMPLATE, run_reminders
@@ -82,6 +83,8 @@ async def send_expiry_reminder(member_id: str, item_ids: list[str], channel: str
             log.warning("expiry_reminder_skipped", reason="no_contact", member_id=member_id, channel=channel)
             return
         lang, subject, body, params = _reminder_text(tenant, member, rows)
+        if channel == "sms":  # the tenant's signature and SMS text (the e-mail keeps the full template)
+            body = sms_text(await branding(session, tenant.name), "expiry_reminder", params)
         notification = Notification(
             channel=channel,
             to=to,
@@ -103,12 +106,8 @@ def _reminder_text(
     """(locale, subject, body, template parameters) of the reminder in the tenant's language: how many
     codes, the first expiry (the tenant's day), each product's name and count."""
     lang = normalize_locale(tenant.locale)
-    try:
-        tz = zoneinfo.ZoneInfo(tenant.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        tz = zoneinfo.ZoneInfo("Asia/Shanghai")
     dates = [r.expires_at for r in rows if r.expires_at is not None]
-    first = min(dates).astimezone(tz).strftime("%Y-%m-%d") if dates else "—"
+    first = (expiry_text(min(dates), zone(tenant.timezone)) or "—") if dates else "—"
     names = Counter((r.name_en or r.name_zh) if lang == "en" else r.name_zh for r in rows)
     products = "\n".join(f"· {name} ×{n}" for name, n in sorted(names.items()))
     greeting = ((" " + member.name) if lang == "en" else member.name) if member.name else ""

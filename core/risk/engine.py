@@ -531,6 +531,17 @@ async def refuse_if_locked_out(
     await _check_lockout(session, settings, require_tenant(), action, subject, dims, 1, _now())
 
 
+async def refuse_if_blocked(
+    session: AsyncSession, settings: Settings, action: str, subject: RiskSubject
+) -> None:
+    """Refuse (``blocked_phone`` / ``blocked_device`` / ``blocked_ip``, recorded as a refusal like every
+    other) when a blocklist entry matches the subject; counts nothing against the limits."""
+    if action not in RISK_ACTIONS:
+        raise ValueError(f"unknown risk action {action!r}")
+    dims = dimensions(subject)
+    await _check_blocklist(session, settings, require_tenant(), action, subject, dims, 1, _now())
+
+
 async def give_back(settings: Settings, ticket: Ticket) -> None:
     """Subtract what ``admit`` counted (the guarded block failed). Never raises."""
     if ticket.given_back or not ticket.keys or ticket.tenant_id is None:

@@ -21,7 +21,15 @@ from core.settings import Settings
 
 # Callers import the subject and the refusal from here, with the guard; they are defined in
 # core.risk.subjects so that the engine behind the guard can use them without importing the guard.
-__all__ = ["RiskAction", "RiskRefused", "RiskSubject", "guard", "record_failure", "refuse_if_locked_out"]
+__all__ = [
+    "RiskAction",
+    "RiskRefused",
+    "RiskSubject",
+    "guard",
+    "record_failure",
+    "refuse_if_blocked",
+    "refuse_if_locked_out",
+]
 
 
 def guard(
@@ -71,3 +79,11 @@ async def refuse_if_locked_out(
     """Refuse with ``locked_out`` while failed attempts keep ``subject`` out of ``action`` (no counting),
     for a step before the counted one, such as sending or checking a one-time code."""
     await engine.refuse_if_locked_out(session, settings, action, subject)
+
+
+async def refuse_if_blocked(
+    session: AsyncSession, settings: Settings, action: RiskAction, subject: RiskSubject
+) -> None:
+    """Refuse with ``blocked_*`` when the subject's phone, device or IP is on the blocklist (the refusal is
+    recorded; nothing is counted), for a step before the counted one, such as sending a one-time code."""
+    await engine.refuse_if_blocked(session, settings, action, subject)

@@ -134,6 +134,7 @@ def test_claim_otp_code_page_and_my_codes(
     expect(page.locator("h1")).to_have_text("领取券码")
     _fits_the_screen(page)
     page.fill("#phone", "139 1234 5678")
+    page.check("[data-consent]")
     page.get_by_role("button", name="获取验证码").click()
     expect(page.locator("[data-sent-to]")).to_have_text("139****5678")
     page.fill("#code", _otp(live_server, tenant_id))
@@ -148,6 +149,14 @@ def test_claim_otp_code_page_and_my_codes(
     box = qr.bounding_box()
     assert box and 150 <= box["width"] <= 390 and abs(box["width"] - box["height"]) < 2, box
     expect(page.get_by_text("门店出示二维码即可兑换一杯咖啡")).to_be_visible()
+    expect(page.locator("[data-face-value]")).to_have_text("¥10.00")  # not "1000 CNY"
+    expect(page.get_by_role("button", name="确认转赠")).to_be_hidden()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="复制卡号").click()
+    expect(page.get_by_role("button", name="复制卡号")).to_have_text("已复制")
+    assert page.evaluate("navigator.clipboard.readText()") == number.inner_text()
+    page.get_by_role("button", name="复制卡密").click()
+    assert page.evaluate("navigator.clipboard.readText()") == page.locator("[data-pin]").inner_text()
     _fits_the_screen(page)
     page.screenshot(path=str(SCREENSHOTS / "kaquan-h5-code.png"), full_page=True)
 
@@ -164,9 +173,47 @@ def test_claim_otp_code_page_and_my_codes(
     page.screenshot(path=str(SCREENSHOTS / "kaquan-h5-me.png"), full_page=True)
 
     rows.first.locator("a").click()
-    expect(page.locator("#transfer")).to_be_visible()
+    # transfer is a deliberate second step: collapsed under the code until asked for
+    expect(page.locator("#to-phone")).to_be_hidden()
+    page.locator("[data-transfer-open]").click()
+    expect(page.locator("#to-phone")).to_be_visible()
     page.fill("#to-phone", "13800001111")
     page.get_by_role("button", name="确认转赠").click()
     expect(page.locator("[data-transfer-done]")).to_contain_text("138****1111")
     page.get_by_role("link", name="返回我的券").click()
     expect(page.locator("[data-empty]")).to_be_visible()
+
+
+def test_my_codes_sign_in_by_phone_with_consent_and_countdown(
+    phone_page: Any, live_server: LiveServer, operator_account: OperatorAccount
+) -> None:
+    """Without a session, "my codes" of a known shop offers phone + one-time code (consent required);
+    during the resend cooldown the code box stays usable with a countdown."""
+    expect = _expect()
+    page = phone_page
+    tenant_id, link_path, _numbers = _shop_with_link(live_server, operator_account)
+    page.goto(link_path)  # a claimed code, so the phone belongs to a member of this shop
+    page.fill("#phone", "139 2222 3333")
+    page.check("[data-consent]")
+    page.get_by_role("button", name="获取验证码").click()
+    page.fill("#code", _otp(live_server, tenant_id))
+    page.get_by_role("button", name="验证并领取").click()
+    expect(page.locator("[data-number]")).to_be_visible()
+    page.context.clear_cookies(name="kq_member")  # a new visit: the shop is remembered, the session is not
+
+    page.goto("/h5/me")
+    expect(page.locator("h1")).to_have_text("登录查看我的券")
+    _fits_the_screen(page)
+    page.fill("#phone", "13922223333")
+    page.get_by_role("button", name="获取验证码").click()
+    expect(page.locator("[data-consent]:invalid")).to_have_count(1)  # the consent box is required first
+    page.check("[data-consent]")
+    page.get_by_role("button", name="获取验证码").click()
+    expect(page.locator("[data-login-sent]")).to_contain_text("139****3333")
+    expect(page.locator("[data-cooldown]")).to_contain_text("秒后可重发")
+    expect(page.locator(".resend button")).to_be_disabled()
+    _fits_the_screen(page)
+    page.screenshot(path=str(SCREENSHOTS / "kaquan-h5-login.png"), full_page=True)
+    page.fill("#code", _otp(live_server, tenant_id))
+    page.get_by_role("button", name="登录").click()
+    expect(page.locator("[data-my-codes] li")).to_have_count(1)

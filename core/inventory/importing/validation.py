@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from core import expiry
 from core.catalog.rules import CodeRules, PartRule
 from core.crypto.envelope import TenantCipher
 from core.inventory.importing.parsing import Columns, Record
@@ -101,9 +102,10 @@ class Candidate(NamedTuple):
 
 
 def end_of_day(day: dt.date, tz: ZoneInfo) -> dt.datetime:
-    """An expiry given as a date means "valid through that day" in the tenant's timezone: its last instant
-    (so it is shown as that day, ``2025-01-01 23:59``, never as the next day's midnight)."""
-    return dt.datetime.combine(day, dt.time.max, tzinfo=tz).astimezone(dt.UTC)
+    """An expiry given as a date means "valid through that day" in the tenant's timezone: stored as the
+    start of the next local day (:func:`core.expiry.end_of_day`) and shown as that day
+    (:func:`core.expiry.expiry_text`), never as the next day's midnight."""
+    return expiry.end_of_day(day, tz)
 
 
 def as_written(value: Any) -> str:
@@ -370,7 +372,7 @@ class Validator:
                 if row_exp is not None:
                     shown = as_written(raw_exp)
                 else:
-                    shown = self.batch_expires_written or expires.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
+                    shown = self.batch_expires_written or expiry.expiry_text(expires, self.tz) or ""
                 self._problem(row, "expires_at", "expired", shown)
                 ok = False
             digest = ""

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from core.claims.otp import SMS_ACTOR, open_sms
 from core.db.context import tenant_context
 from core.jobs.models import OutboxMessage
+from core.members.consent import PRIVACY_VERSION
 from core.members.services import mask_phone, normalize_phone
 from tests.integration.inventory.stocking import Stocked, stock_product
 
@@ -122,6 +123,10 @@ class Phone:
         return await self.http.get(url)
 
     async def submit(self, page_url: str, action: str, data: dict[str, str]) -> httpx.Response:
+        """Submit a form; a form that sends a one-time code has the privacy box ticked unless ``data``
+        says otherwise (``consent=""``)."""
+        if action.endswith("/send"):
+            data = {"consent": PRIVACY_VERSION, **data}
         page = await self.http.get(page_url)
         match = _CSRF.search(page.text)
         assert match, f"no form on {page_url}: {page.status_code} {text_of(page.text)[:200]}"

@@ -15,6 +15,7 @@ from core.campaigns import services
 from core.claims.otp import OtpInvalid
 from core.db.context import tenant_context
 from core.errors import DomainError
+from core.members.consent import PRIVACY_VERSION
 from core.risk import engine
 from core.risk.models import RiskLockout, RiskRefusal
 from tenants.models import Tenant
@@ -121,7 +122,7 @@ async def test_wrong_campaign_codes_count_across_phones_and_survive_rollback(sho
         async def go(db: Any) -> None:
             tenant = await db.get(Tenant, shop.id)
             await services.request_campaign_code(
-                db, shop.kernel, tenant, await campaign_of(db, cid), phone, ip=from_ip
+                db, shop.kernel, tenant, await campaign_of(db, cid), phone, consent=PRIVACY_VERSION, ip=from_ip
             )
 
         await shop.run(go)
@@ -204,7 +205,7 @@ async def test_no_requester_no_risk_side_effects(shop: Shop) -> None:
     async def ask(db: Any) -> None:
         tenant = await db.get(Tenant, shop.id)
         await services.request_campaign_code(
-            db, shop.kernel, tenant, await services.get_campaign(db, cid), phone
+            db, shop.kernel, tenant, await services.get_campaign(db, cid), phone, consent=PRIVACY_VERSION
         )
 
     await shop.run(ask)

@@ -215,7 +215,7 @@ def test_undecodable_text():
 
 
 def test_parse_expiry_forms():
-    eod = dt.datetime(2026, 12, 31, 15, 59, 59, 999999, tzinfo=dt.UTC)  # last instant of 2026-12-31 in Shanghai
+    eod = dt.datetime(2026, 12, 31, 16, 0, tzinfo=dt.UTC)  # valid through 2026-12-31 in Shanghai: ends at its midnight
     for text in ("2026-12-31", "2026/12/31", "2026.12.31", "2026年12月31日", "20261231", " 2026-12-31 "):
         assert parse_expiry(text, SH) == eod, text
     assert parse_expiry("2026-12-31 08:30", SH) == dt.datetime(2026, 12, 31, 0, 30, tzinfo=dt.UTC)
