@@ -45,12 +45,16 @@ FIELD_LABELS: dict[str, str] = {
     "valid_rows": N_("Valid rows"),
     "total_rows": N_("Rows"),
     "currency": N_("Currency"),
+    "purpose": N_("Purpose"),
+    "description": N_("Description"),
 }
 """Words for the detail keys services commonly record; other keys are shown as they are (as code)."""
 
 MAX_VALUE = 160
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _TRUE, _FALSE = N_("Yes"), N_("No")
+FREE_TEXT = frozenset({"purpose", "description", "note", "remark", "reason", "name"})
+"""Keys whose value is text as a caller wrote it (any language): shown as written, marked ``data-raw``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class Detail:
     label: str | None  # None: show ``key`` as code
     value: str
     translate: bool = False  # ``value`` is a msgid (yes/no, a status)
+    raw: bool = False  # text as the caller wrote it
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +108,8 @@ def details_of(data: Mapping[str, Any] | None, names: Mapping[str, str]) -> tupl
             out.append(Detail(key, label, STATUS_LABELS[value], translate=True))
         else:
             text = _text(value, names)
-            out.append(Detail(key, label, text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…"))
+            shown = text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…"
+            out.append(Detail(key, label, shown, raw=key in FREE_TEXT))
     return tuple(out)
 
 

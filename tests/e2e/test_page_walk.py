@@ -348,8 +348,11 @@ def test_member_pages_fit_and_speak_the_language(
     page = context_for(locale, viewport).new_page()
     where = f"[{locale} {viewport['width']}x{viewport['height']} H5]"
     findings: list[Finding] = []
-    for name, url in (("claim", shop.claim_path), ("campaign", shop.campaign_path), ("me", "/h5/me")):
+    # 我的券 without a session: 401 today (a page saying to open the SMS link); a login page once it has one
+    for name, url, ok in (("claim", shop.claim_path, {200}), ("campaign", shop.campaign_path, {200}),
+                          ("me", "/h5/me", {200, 401})):
         response = page.goto(url)
-        findings += check_page(page, url, where, locale, shop.entered, response.status if response else None)
+        status = response.status if response else None
+        findings += check_page(page, url, where, locale, shop.entered, 200 if status in ok else status)
         page.screenshot(path=str(SCREENSHOTS / "walk" / f"{locale}-{viewport['width']}-h5-{name}.png"), full_page=True)
     assert not findings, report(findings, 3)
