@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from admin_ui.i18n import N_
-from admin_ui.labels import AUDIT_ACTION_LABELS, AUDIT_OBJECT_LABELS, STATUS_LABELS
+from admin_ui.labels import AUDIT_ACTION_LABELS, AUDIT_OBJECT_LABELS, ROLE_LABELS, STATUS_LABELS
 
 FIELD_LABELS: dict[str, str] = {
     "reason": N_("Reason"),
@@ -46,6 +46,11 @@ FIELD_LABELS: dict[str, str] = {
     "total_rows": N_("Rows"),
     "currency": N_("Currency"),
     "purpose": N_("Purpose"),
+    "plan": N_("Plan"),
+    "slug": N_("Short name"),
+    "timezone": N_("Time zone"),
+    "from": N_("Changed from"),
+    "to": N_("Changed to"),
     "description": N_("Description"),
 }
 """Words for the detail keys services commonly record; other keys are shown as they are (as code)."""
@@ -106,6 +111,8 @@ def details_of(data: Mapping[str, Any] | None, names: Mapping[str, str]) -> tupl
             out.append(Detail(key, label, _TRUE if value else _FALSE, translate=True))
         elif key == "status" and isinstance(value, str) and value in STATUS_LABELS:
             out.append(Detail(key, label, STATUS_LABELS[value], translate=True))
+        elif key in ("role", "from", "to") and isinstance(value, str) and value in ROLE_LABELS:
+            out.append(Detail(key, label, ROLE_LABELS[value], translate=True))
         else:
             text = _text(value, names)
             shown = text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…"

@@ -38,7 +38,13 @@ CONSOLE_MENU: tuple[Group, ...] = (
         N_("Products and stock"),
         (
             Link("products", "/console/products", N_("Products"), "catalog.read"),
-            Link("stock", "/console/stock", N_("Stock"), "inventory.read", also=("/console/imports", "/console/codes")),
+            Link(
+                "stock",
+                "/console/stock",
+                N_("Stock"),
+                "inventory.read",
+                also=("/console/imports", "/console/codes"),
+            ),
             Link("batches", "/console/batches", N_("Batches"), "inventory.read"),
         ),
     ),

@@ -35,10 +35,32 @@ SKIP = re.compile(
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 SHOP_NAME = "咖啡小馆"
 ALLOWED_ENGLISH = (
-    "kaquan", "API", "Webhook", "Asia/Shanghai", "UTC", "CNY", "SHA-256", "Test voucher", "JSON", "CSV",
-    "XLSX", "HMAC", "Excel", "POS", "SMS", "URL", "QR", "UTF-8", "GBK", "OAuth", "English", "Crockford",
+    "kaquan",
+    "API",
+    "Webhook",
+    "Asia/Shanghai",
+    "UTC",
+    "CNY",
+    "SHA-256",
+    "Test voucher",
+    "JSON",
+    "CSV",
+    "XLSX",
+    "HMAC",
+    "Excel",
+    "POS",
+    "SMS",
+    "URL",
+    "QR",
+    "UTF-8",
+    "GBK",
+    "OAuth",
+    "English",
+    "Crockford",
     # what the sandbox channel's demo data is called (core/channel_orders/demo.py, core/settlement/demo.py)
-    "Sandbox shop", "Demo supplier", "Demo Store",
+    "Sandbox shop",
+    "Demo supplier",
+    "Demo Store",
 )
 
 # Runs in the page: what sticks out to the right, English sentences shown in Chinese, raw JSON shown.
@@ -142,7 +164,9 @@ def pattern_of(url: str) -> str:
 
 
 def screenshot_name(url: str) -> str:
-    name = re.sub(r"[^a-z0-9]+", "-", pattern_of(url).replace("<id>", "id").replace("<n>", "n").lower()).strip("-")
+    name = re.sub(
+        r"[^a-z0-9]+", "-", pattern_of(url).replace("<id>", "id").replace("<n>", "n").lower()
+    ).strip("-")
     return name or "home"
 
 
@@ -164,7 +188,8 @@ def shop(live_server: LiveServer, operator_account: OperatorAccount) -> Shop:
     owner_email, owner_password = f"owner@{slug}.example.com", "owner-password-walk"
     with httpx.Client(base_url=live_server.url, timeout=60) as http:
         r = http.post(
-            "/api/platform/v1/login", json={"email": operator_account.email, "password": operator_account.password}
+            "/api/platform/v1/login",
+            json={"email": operator_account.email, "password": operator_account.password},
         )
         r.raise_for_status()
         op = {"Authorization": f"Bearer {r.json()['access_token']}"}
@@ -195,7 +220,9 @@ def shop(live_server: LiveServer, operator_account: OperatorAccount) -> Shop:
             assert r.status_code in (200, 201), f"{path}: {r.status_code} {r.text}"
             return dict(r.json())
 
-        stocked = live_server.run(stock_product(kernel, tenant_id, 6, usage_rules="到店出示二维码兑换一杯拿铁"))
+        stocked = live_server.run(
+            stock_product(kernel, tenant_id, 6, usage_rules="到店出示二维码兑换一杯拿铁")
+        )
         live_server.run(stock_product(kernel, tenant_id, 3, with_pin=False, brand="小馆烘焙"))
         product = str(stocked.product_id)
         member = post("/api/v1/members", {"phone": "13912345678", "name": "张三", "tags": ["会员日"]})
@@ -203,7 +230,10 @@ def shop(live_server: LiveServer, operator_account: OperatorAccount) -> Shop:
         post("/api/v1/grants", {"product_id": product, "external_id": unique("m-"), "channel": "none"})
         claim = post(f"/api/v1/grants/{grant['id']}/claim-link")
         campaign = post("/api/v1/campaigns", {"name": "周末拿铁", "product_id": product})
-        post("/api/v1/webhooks", {"url": "https://hooks.example.com/kaquan", "events": ["*"], "description": "门店系统"})
+        post(
+            "/api/v1/webhooks",
+            {"url": "https://hooks.example.com/kaquan", "events": ["*"], "description": "门店系统"},
+        )
 
     async def channel_data() -> None:
         plugins = load_plugins(kernel.settings.disabled_plugin_names)
@@ -213,7 +243,12 @@ def shop(live_server: LiveServer, operator_account: OperatorAccount) -> Shop:
 
     live_server.run(channel_data(), timeout=120)
     return Shop(
-        slug, owner_email, owner_password, claim["path"], campaign["path"], tenant_id,
+        slug,
+        owner_email,
+        owner_password,
+        claim["path"],
+        campaign["path"],
+        tenant_id,
         entered=[SHOP_NAME, "Test voucher", slug, owner_email],
     )
 
@@ -237,15 +272,22 @@ def context_for(chromium: Any, live_server: LiveServer) -> Iterator[Any]:
         context.close()
 
 
-def check_page(page: Any, url: str, where: str, locale: str, allowed: list[str], status: int | None) -> list[Finding]:
+def check_page(
+    page: Any, url: str, where: str, locale: str, allowed: list[str], status: int | None
+) -> list[Finding]:
     found: list[Finding] = []
     if status is not None and status != 200:
         found.append(Finding(url, where, f"HTTP {status}"))
     result = page.evaluate(PROBE, [locale == "zh-CN", [*ALLOWED_ENGLISH, *allowed]])
     if result["scrollWidth"] > result["innerWidth"] + 1:
         offenders = "; ".join(f"<{w['el']}> right={w['right']} {w['text']!r}" for w in result["wide"]) or "?"
-        found.append(Finding(url, where, f"scrolls sideways ({result['scrollWidth']}px > "
-                                         f"{result['innerWidth']}px): {offenders}"))
+        found.append(
+            Finding(
+                url,
+                where,
+                f"scrolls sideways ({result['scrollWidth']}px > {result['innerWidth']}px): {offenders}",
+            )
+        )
     for hit in result["english"][:5]:
         found.append(Finding(url, where, f"English in zh-CN <{hit['el']}>: {hit['text']!r} ({hit['words']})"))
     for hit in result["json"][:3]:
@@ -253,8 +295,15 @@ def check_page(page: Any, url: str, where: str, locale: str, allowed: list[str],
     return found
 
 
-def walk(page: Any, start: list[str], prefix: str, where: str, locale: str, allowed: list[str],
-         shots: str | None = None) -> tuple[list[Finding], list[str]]:
+def walk(
+    page: Any,
+    start: list[str],
+    prefix: str,
+    where: str,
+    locale: str,
+    allowed: list[str],
+    shots: str | None = None,
+) -> tuple[list[Finding], list[str]]:
     """Breadth-first over same-origin GET links under ``prefix``, one or two pages per URL pattern."""
     queue, seen, patterns, visited, findings = list(start), set(start), {}, [], []
     main = set(start)
@@ -276,7 +325,9 @@ def walk(page: Any, start: list[str], prefix: str, where: str, locale: str, allo
             key = pattern_of(target)
             if target in seen or patterns.get(key, 0) >= PER_PATTERN:
                 continue
-            if url in start and href in page.eval_on_selector_all("[data-nav]", "els => els.map(a => a.getAttribute('href'))"):
+            if url in start and href in page.eval_on_selector_all(
+                "[data-nav]", "els => els.map(a => a.getAttribute('href'))"
+            ):
                 main.add(target)
             seen.add(target)
             patterns[key] = patterns.get(key, 0) + 1
@@ -304,12 +355,21 @@ def test_every_console_page_fits_and_speaks_the_language(
     where = f"[{locale} {viewport['width']}x{viewport['height']}]"
     nav = page.eval_on_selector_all("[data-nav]", "els => els.map(a => a.getAttribute('href'))")
     assert len(nav) >= 20, f"{where} the owner's menu has {len(nav)} links: {nav}"
-    findings, visited = walk(page, ["/console", *nav], "/console", where, locale, shop.entered,
-                             shots=f"{locale}-{viewport['width']}")
+    findings, visited = walk(
+        page,
+        ["/console", *nav],
+        "/console",
+        where,
+        locale,
+        shop.entered,
+        shots=f"{locale}-{viewport['width']}",
+    )
     # mistyped URLs: the console's own 404 page, which fits and speaks the language too
     for url in ("/console/nonexistent", f"/console/grants/{uuid.uuid4()}"):
         response = page.goto(url)
-        assert response and response.status == 404, f"{where} {url}: HTTP {response.status if response else '?'}"
+        assert response and response.status == 404, (
+            f"{where} {url}: HTTP {response.status if response else '?'}"
+        )
         findings += check_page(page, url, where, locale, shop.entered, None)
     assert len(visited) >= 30, f"{where} only {len(visited)} pages were reached: {visited}"
     assert not findings, report(findings, len(visited))
@@ -317,8 +377,12 @@ def test_every_console_page_fits_and_speaks_the_language(
 
 @pytest.mark.parametrize(("locale", "viewport"), WALKS, ids=[f"{loc}-{v['width']}" for loc, v in WALKS])
 def test_operator_console_pages_fit_and_speak_the_language(
-    context_for: Any, live_server: LiveServer, operator_account: OperatorAccount, shop: Shop,
-    locale: str, viewport: dict[str, int],
+    context_for: Any,
+    live_server: LiveServer,
+    operator_account: OperatorAccount,
+    shop: Shop,
+    locale: str,
+    viewport: dict[str, int],
 ) -> None:
     (SCREENSHOTS / "walk").mkdir(parents=True, exist_ok=True)
     page = context_for(locale, viewport).new_page()
@@ -329,11 +393,19 @@ def test_operator_console_pages_fit_and_speak_the_language(
     page.click("form.form button[type=submit]")
     page.wait_for_url(re.compile(r"/platform/tenants"))
     where = f"[{locale} {viewport['width']}x{viewport['height']} operator]"
-    findings, visited = walk(page, ["/platform/tenants", "/platform/plans", "/platform/plugins",
-                                    "/platform/tenants/new"], "/platform", where, locale,
-                             [*shop.entered, "growth", "starter"], shots=f"{locale}-{viewport['width']}-platform")
+    findings, visited = walk(
+        page,
+        ["/platform/tenants", "/platform/plans", "/platform/plugins", "/platform/tenants/new"],
+        "/platform",
+        where,
+        locale,
+        [*shop.entered, "growth", "starter"],
+        shots=f"{locale}-{viewport['width']}-platform",
+    )
     response = page.goto("/platform/xyz")
-    assert response and response.status == 404, f"{where} /platform/xyz: HTTP {response.status if response else '?'}"
+    assert response and response.status == 404, (
+        f"{where} /platform/xyz: HTTP {response.status if response else '?'}"
+    )
     findings += check_page(page, "/platform/xyz", where, locale, shop.entered, None)
     assert len(visited) >= 4, visited
     assert not findings, report(findings, len(visited))
@@ -349,10 +421,15 @@ def test_member_pages_fit_and_speak_the_language(
     where = f"[{locale} {viewport['width']}x{viewport['height']} H5]"
     findings: list[Finding] = []
     # 我的券 without a session: 401 today (a page saying to open the SMS link); a login page once it has one
-    for name, url, ok in (("claim", shop.claim_path, {200}), ("campaign", shop.campaign_path, {200}),
-                          ("me", "/h5/me", {200, 401})):
+    for name, url, ok in (
+        ("claim", shop.claim_path, {200}),
+        ("campaign", shop.campaign_path, {200}),
+        ("me", "/h5/me", {200, 401}),
+    ):
         response = page.goto(url)
         status = response.status if response else None
         findings += check_page(page, url, where, locale, shop.entered, 200 if status in ok else status)
-        page.screenshot(path=str(SCREENSHOTS / "walk" / f"{locale}-{viewport['width']}-h5-{name}.png"), full_page=True)
+        page.screenshot(
+            path=str(SCREENSHOTS / "walk" / f"{locale}-{viewport['width']}-h5-{name}.png"), full_page=True
+        )
     assert not findings, report(findings, 3)
