@@ -10,7 +10,7 @@ The current link is found from the request path (longest prefix); a page may sti
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from admin_ui.i18n import N_
 
@@ -100,7 +100,6 @@ class Menu:
 
     groups: tuple[Group, ...]
     current: str | None = None
-    keys: frozenset[str] = field(default_factory=frozenset)
 
 
 def _matches(path: str, prefix: str) -> bool:
@@ -122,5 +121,4 @@ def build_menu(can: Callable[[str], bool], path: str, menu: tuple[Group, ...] = 
             for prefix in (link.href, *link.also):
                 if _matches(path, prefix) and (best is None or len(prefix) > best[0]):
                     best = (len(prefix), link.key)
-    keys = frozenset(link.key for group in groups for link in group.links)
-    return Menu(tuple(groups), best[1] if best else None, keys)
+    return Menu(tuple(groups), best[1] if best else None)

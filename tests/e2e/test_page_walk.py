@@ -112,6 +112,7 @@ PROBE = r"""
     if (!checkEnglish || el.closest("code, kbd, pre, samp, [data-lang], [lang=en], .lang-switch, [data-raw]")) continue;
     let rest = text;
     for (const a of allowed) rest = rest.split(a).join(" ");
+    rest = rest.replace(/\b(?:Tenant|Shop) [a-z][a-z0-9-]*/g, " ");  // tenants other tests' fixtures named
     rest = rest.replace(/\S+@\S+/g, " ").replace(/https?:\/\/\S+/g, " ").replace(/\/[\w\/.-]+/g, " ");
     const hits = rest.match(sentence);
     if (hits) out.english.push({el: path(el), text: text.slice(0, 120), words: hits.slice(0, 3)});
@@ -164,6 +165,8 @@ def pattern_of(url: str) -> str:
 
 
 def screenshot_name(url: str) -> str:
+    """``/console/grants?status=…`` → ``grants-status``; the realm's start page → ``home``."""
+    url = re.sub(r"^/(console|platform|h5)(?=/|$|\?)", "", url)
     name = re.sub(
         r"[^a-z0-9]+", "-", pattern_of(url).replace("<id>", "id").replace("<n>", "n").lower()
     ).strip("-")
