@@ -10,17 +10,19 @@ import gettext
 import uuid
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.response import Redirect
 
+from admin_ui.audit_view import audit_rows, ids_of
 from admin_ui.forms import FormInvalid, FormProblem, RoleForm, convert, problem_of, read_form, values
 from admin_ui.i18n import N_
 from admin_ui.labels import PERMISSION_LABELS, ROLE_LABELS
+from admin_ui.navigation import build_menu
 from admin_ui.rendering import flash, locale_of, render, translator
 from core.audit.services import ChainReport, list_events, verify_chain
+from core.catalog.services import products_by_id
 from core.db.types import DbSession
 from core.errors import DomainError, Unauthorized
 from core.stores.services import clerk_stores, list_stores, set_user_stores
@@ -34,7 +36,14 @@ from tenants.tokens import INVITE_TTL
 from tenants.users import change_role, create_invited_user, disable_user, get_user, list_users, user_out
 
 AUDIT_PAGE_SIZE = 50
-ACTOR_KINDS = {"operator": N_("Platform operator"), "system": N_("System")}
+ACTOR_KINDS = {
+    "operator": N_("Platform operator"),
+    "system": N_("System"),
+    "client": N_("API client"),
+    "member": N_("Member"),
+    "anonymous": N_("Visitor"),
+    "cli": N_("Command line"),
+}
 """Actors shown by kind rather than id (users are shown by e-mail)."""
 NAV_PERMISSIONS = {
     "products": "catalog.read",
@@ -64,6 +73,7 @@ async def shell(request: Request[Any, Any, Any], db: DbSession) -> dict[str, Any
         "me": user_out(me),
         "nav": {key: role_can(me.role, perm) for key, perm in NAV_PERMISSIONS.items()},
         "can": {perm: role_can(me.role, perm) for perm in PERMISSION_LABELS},
+        "menu": build_menu(lambda perm: role_can(me.role, perm), request.url.path),
         "tz": tenant.timezone,
     }
 
@@ -248,19 +258,11 @@ class AuditPageController(Controller):
         ctx = await shell(request, db)
         page = await list_events(db, before, AUDIT_PAGE_SIZE)
         emails = {str(u.id): u.email for u in await list_users(db)}
+        products = await products_by_id(db, ids_of(page.items, "product", "product_id"))
+        names = {str(pid): p.name_zh if locale_of(request) == "zh-CN" else (p.name_en or p.name_zh)
+                 for pid, p in products.items()}
         ctx.update(
-            events=[
-                {
-                    "block": e.block,
-                    "occurred_at": e.occurred_at,
-                    "actor": emails.get(e.actor_id, f"{e.actor_type}:{e.actor_id}"),
-                    "actor_kind": ACTOR_KINDS.get(e.actor_type),
-                    "action": e.action,
-                    "object": f"{e.object_type} {e.object_id}",
-                    "data": msgspec.json.encode(e.data).decode() if e.data else "",
-                }
-                for e in page.items
-            ],
+            events=audit_rows(page.items, emails, names, ACTOR_KINDS),
             next_cursor=page.next_cursor,
             before=before,
             report=report,

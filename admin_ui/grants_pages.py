@@ -30,7 +30,7 @@ PAGE = 50
 UuidQuery = Annotated[uuid.UUID | None, Parameter(required=False)]
 
 GRANT_STATUS_LABELS: dict[str, str] = {
-    "created": N_("Created"),
+    "created": N_("Created, not sent"),  # not the column header "Created" (创建时间)
     "delivered": N_("Delivered"),
     "delivery_failed": N_("Delivery failed"),
     "partially_redeemed": N_("Partially redeemed"),

@@ -32,6 +32,7 @@ from admin_ui.labels import (
     CODE_FORMAT_LABELS,
     CODE_STATE_LABELS,
     COLUMN_LABELS,
+    EVENT_LABELS,
     JOB_STATUS_LABELS,
     KIND_LABELS,
     PERMISSION_LABELS,
@@ -96,6 +97,7 @@ def engine_for(locale: str) -> JinjaTemplateEngine:
         SOURCE_LABELS=SOURCE_LABELS,
         PROBLEM_LABELS=PROBLEM_LABELS,
         COLUMN_LABELS=COLUMN_LABELS,
+        EVENT_LABELS=EVENT_LABELS,
     )
     return JinjaTemplateEngine.from_environment(env)
 

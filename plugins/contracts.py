@@ -40,6 +40,7 @@ class ConnectorInfo(msgspec.Struct, frozen=True, kw_only=True):
     capabilities: frozenset[str] = frozenset()
     display_name_zh: str = ""
     description: str = ""
+    description_zh: str = ""  # shown in the Chinese console (``description`` otherwise)
     version: str = "1"
 
 

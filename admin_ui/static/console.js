@@ -24,9 +24,15 @@
   document.addEventListener("click", function (event) {
     var toggle = event.target.closest("[data-nav-toggle]");
     if (toggle) {
+      // Without JS the toggle is a link to #nav and CSS shows the menu as its :target.
+      event.preventDefault();
       var nav = document.getElementById(toggle.getAttribute("aria-controls"));
       var open = nav.classList.toggle("open");
       toggle.setAttribute("aria-expanded", open ? "true" : "false");
+      if (open) {
+        var first = nav.querySelector("a");
+        if (first) { first.focus({preventScroll: true}); }
+      }
       return;
     }
     var copy = event.target.closest("[data-copy]");
@@ -38,6 +44,10 @@
         window.setTimeout(function () { copy.textContent = label; }, 1800);
       });
     }
+  });
+
+  document.querySelectorAll("[data-nav-toggle]").forEach(function (toggle) {
+    toggle.setAttribute("role", "button");
   });
 
   document.addEventListener("submit", function (event) {

@@ -32,6 +32,7 @@ class ConnectorOut(msgspec.Struct, kw_only=True):
     display_name: str
     display_name_zh: str
     description: str
+    description_zh: str
     version: str
     capabilities: list[str]
     config_schema: dict[str, Any]

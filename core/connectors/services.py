@@ -107,6 +107,7 @@ def connector_out(connector: Connector) -> ConnectorOut:
         display_name=info.display_name,
         display_name_zh=info.display_name_zh or info.display_name,
         description=info.description,
+        description_zh=info.description_zh or info.description,
         version=info.version,
         capabilities=sorted(info.capabilities),
         config_schema=config_schema(info.config),

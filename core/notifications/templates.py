@@ -6,13 +6,14 @@ from typing import Any
 
 from core.errors import ValidationFailed
 
+# The role words of the console (admin_ui/labels.py ROLE_LABELS and its zh_CN catalog): one word a role.
 ROLE_NAMES: dict[str, dict[str, str]] = {
     "zh-CN": {
         "owner": "所有者",
         "admin": "管理员",
-        "operator": "操作员",
+        "operator": "运营",
         "finance": "财务",
-        "viewer": "只读成员",
+        "viewer": "只读",
     },
     "en": {
         "owner": "owner",

@@ -88,6 +88,7 @@ class EcommerceChannel:
         display_name_zh="电商平台店铺（虚拟商品自动发货）",
         description="Sells codes as virtual goods on a marketplace: stock push, order messages, automatic "
         "delivery of codes, refunds, bills. Shop authorisation by OAuth2.",
+        description_zh="在电商平台以虚拟商品售卖券码：库存同步、订单消息、自动发码、退款、账单；店铺通过 OAuth2 授权。",
         config=EcommerceConfig,
         capabilities=frozenset(
             {"stock_push", "order_pull", "callbacks", "delivery", "refunds", "statements", "oauth"}

@@ -99,6 +99,7 @@ class LocallifeChannel:
         display_name_zh="本地生活团购（三方码）",
         description="Sells vouchers on a local-life platform: the platform asks kaquan for codes when a buyer "
         "pays (answered within its 8 s limit), queries them, and redemptions and refunds are kept in step.",
+        description_zh="在本地生活平台售卖团购券：买家付款时平台向本系统取码（8 秒内应答）并可查询，核销与退款双向同步。",
         config=LocallifeConfig,
         capabilities=frozenset(
             {"stock_push", "callbacks", "third_party_codes", "redemption_sync", "refunds", "statements"}

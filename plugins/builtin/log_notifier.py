@@ -43,6 +43,7 @@ class LogNotifier:
         display_name="Log (development)",
         display_name_zh="日志（开发用）",
         description="Writes notifications to the log; the default delivery in embedded mode.",
+        description_zh="把通知写入日志，不真正发送；嵌入式模式下的默认方式，用于开发和试用。",
         config=LogNotifierConfig,
         capabilities=frozenset(NOTIFICATION_CHANNELS),
     )

@@ -493,6 +493,7 @@ class SandboxChannel:
         display_name="Sandbox channel (simulated shop)",
         display_name_zh="沙盒渠道（模拟店铺）",
         description="An in-process simulated shop that places, refunds and redeems orders; for trying consignment.",
+        description_zh="系统内置的模拟店铺，会下单、退款和核销，用于试用渠道寄售。",
         config=SandboxConfig,
         capabilities=frozenset(
             {

@@ -57,6 +57,7 @@ class SmsGatewayNotifier:
         display_name="SMS (HTTP gateway)",
         display_name_zh="短信（HTTP 网关）",
         description="Sends SMS by POSTing JSON {to, text, reference} to an HTTP SMS gateway.",
+        description_zh="通过 HTTP 短信网关发送短信（POST 手机号、内容和流水号）。",
         config=SmsGatewayConfig,
         capabilities=frozenset({"sms"}),
     )

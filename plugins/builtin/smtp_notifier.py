@@ -52,6 +52,7 @@ class SmtpNotifier:
         display_name="E-mail (SMTP)",
         display_name_zh="电子邮件（SMTP）",
         description="Sends e-mail through the configured SMTP server.",
+        description_zh="通过配置的 SMTP 服务器发送电子邮件。",
         config=SmtpConfig,
         capabilities=frozenset({"email"}),
     )

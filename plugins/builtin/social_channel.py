@@ -111,6 +111,7 @@ class SocialChannel:
         display_name_zh="社交电商（小程序、短视频小店）",
         description="Sells codes in a mini-program or short-video shop; orders carry the sharer (referrer) and "
         "the creator (KOL) they are attributed to. Stock push, order events, virtual delivery, refunds.",
+        description_zh="在小程序或短视频小店售卖券码，订单带分享人（推荐人）和达人归属；库存同步、订单事件、虚拟发货、退款。",
         config=SocialConfig,
         capabilities=frozenset(
             {"stock_push", "order_pull", "callbacks", "delivery", "refunds", "statements"}

@@ -182,36 +182,120 @@ def test_console_on_a_phone(
         context.close()
 
 
+def _owner_context(chromium: Any, live_server: LiveServer, operator_account: OperatorAccount, language: str,
+                   **options: Any) -> Any:
+    """A browser context in ``language`` with a freshly onboarded owner logged in (at /console)."""
+    expect = _expect()
+    slug = unique("nav-")
+    invite = onboard_via_api(live_server, operator_account, slug)
+    context = chromium.new_context(base_url=live_server.url, locale=language, **options)
+    context.add_cookies([{"name": "lang", "value": language, "url": live_server.url}])
+    page = context.new_page()
+    page.goto(invite)
+    page.fill("#f-password", "owner-password-nav")
+    page.fill("#f-password_confirm", "owner-password-nav")
+    page.click("form.form button[type=submit]")
+    page.fill("#f-password", "owner-password-nav")
+    page.click("form.form button[type=submit]")
+    expect(page).to_have_url(f"{live_server.url}/console")
+    expect(page.locator("html")).to_have_attribute("lang", language)
+    return context, page
+
+
+def _inside(page: Any, selector: str, width: int) -> None:
+    for i, box in enumerate(page.locator(selector).evaluate_all(
+        "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.right, r.width]; })"
+    )):
+        left, right, w = box
+        assert w > 0 and left >= 0 and right <= width + 0.5, f"{selector}[{i}] is off-screen at {width}px: {box}"
+
+
 @pytest.mark.parametrize("language", ["zh-CN", "en"])
-def test_console_menu_fits_common_desktop_widths(
+def test_sidebar_menu_fits_desktop_widths(
     chromium: Any, live_server: LiveServer, operator_account: OperatorAccount, language: str
 ) -> None:
-    """Every menu entry, the language switch and 退出 stay on screen (the menu wraps) at 1000–1920 px."""
+    """The grouped sidebar, the language switch, the user and 退出 are all on screen at 1280, 1366 and 1920 px,
+    and no page scrolls sideways (the former top menu was 1655 px wide at 1366 in Chinese)."""
     expect = _expect()
-    slug = unique("wide-")
-    invite = onboard_via_api(live_server, operator_account, slug)
-    context = chromium.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800}, locale=language)
+    context, page = _owner_context(chromium, live_server, operator_account, language,
+                                   viewport={"width": 1280, "height": 800})
+    try:
+        groups = page.locator("[data-nav-group]")
+        expect(groups).to_have_count(8)
+        assert page.locator("[data-nav]").count() >= 22
+        for width in (1280, 1366, 1920):
+            page.set_viewport_size({"width": width, "height": 800})
+            for path in ("/console", "/console/settlements", "/console/kpis", "/console/audit"):
+                page.goto(path)
+                scroll = page.evaluate("document.scrollingElement.scrollWidth")
+                assert scroll <= width, f"{path} scrolls sideways at {width}px in {language} ({scroll}px)"
+                expect(page.locator("[data-sidebar]")).to_be_visible()
+                expect(page.locator("[data-nav-toggle]")).to_be_hidden()
+                _inside(page, "[data-nav]", width)
+                _inside(page, ".lang-switch, .me, [data-logout]", width)
+                for link in page.locator("[data-nav]").all():  # no label is cut off by the sidebar
+                    assert link.evaluate("e => e.scrollWidth <= e.clientWidth"), link.inner_text()
+        page.screenshot(path=str(SCREENSHOTS / f"kaquan-e2e-desktop-{language}.png"), full_page=False)
+        current = page.locator('[data-nav][aria-current="page"]')
+        expect(current).to_have_count(1)
+        expect(current).to_have_attribute("href", "/console/audit")
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("script", [True, False], ids=["js", "no-js"])
+def test_sidebar_collapses_behind_a_menu_button_on_a_phone(
+    chromium: Any, live_server: LiveServer, operator_account: OperatorAccount, script: bool
+) -> None:
+    """At 390 px the menu is behind 菜单 (with and without JavaScript); the language switch, the user and
+    退出 stay in the top bar."""
+    expect = _expect()
+    context, page = _owner_context(chromium, live_server, operator_account, "zh-CN",
+                                   viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                   java_script_enabled=script)
+    try:
+        page.goto("/console/members")
+        sidebar = page.locator("[data-sidebar]")
+        expect(sidebar).to_be_hidden()
+        _inside(page, ".lang-switch, .me, [data-logout], [data-nav-toggle]", 390)
+        page.click("[data-nav-toggle]")
+        expect(sidebar).to_be_visible()
+        _inside(page, "[data-nav]", 390)
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+        if script:
+            expect(page.locator("[data-nav-toggle]")).to_have_attribute("aria-expanded", "true")
+        page.screenshot(path=str(SCREENSHOTS / f"kaquan-e2e-phone-menu-{'js' if script else 'nojs'}.png"))
+        page.locator("[data-nav]", has_text="审计日志").click()
+        expect(page).to_have_url(f"{live_server.url}/console/audit")
+        expect(page.locator("h1")).to_have_text("审计日志")
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_operator_console_fits(
+    chromium: Any, live_server: LiveServer, operator_account: OperatorAccount, width: int
+) -> None:
+    expect = _expect()
+    phone = width < 600
+    context = chromium.new_context(base_url=live_server.url, viewport={"width": width, "height": 800},
+                                   locale="en", is_mobile=phone, has_touch=phone)
     try:
         page = context.new_page()
-        page.goto(invite)
-        page.fill("#f-password", "owner-password-wide")
-        page.fill("#f-password_confirm", "owner-password-wide")
+        page.goto("/platform/login")
+        page.fill("#f-email", operator_account.email)
+        page.fill("#f-password", operator_account.password)
         page.click("form.form button[type=submit]")
-        page.fill("#f-password", "owner-password-wide")
-        page.click("form.form button[type=submit]")
-        expect(page).to_have_url(f"{live_server.url}/console")
-        switch = page.locator(f"a[data-lang={language}]")
-        if switch.count():  # the console follows the browser's language; switch when it did not
-            switch.click()
-        expect(page.locator("html")).to_have_attribute("lang", language)
-        for width in (1000, 1280, 1366, 1920):
-            page.set_viewport_size({"width": width, "height": 800})
-            for path in ("/console", "/console/settlements", "/console/kpis", "/console/split-rules"):
-                page.goto(path)
-                scroll = page.evaluate("document.documentElement.scrollWidth")
-                assert scroll <= width, f"{path} scrolls sideways at {width}px in {language} ({scroll}px)"
-                logout = page.locator(".topbar-end button[type=submit]").bounding_box()
-                assert logout is not None and logout["x"] + logout["width"] <= width, f"log out is off-screen at {width}px"
-        page.screenshot(path=str(SCREENSHOTS / f"kaquan-e2e-desktop-{language}.png"), full_page=False)
+        expect(page).to_have_url(f"{live_server.url}/platform/tenants")
+        for path in ("/platform/tenants", "/platform/plans", "/platform/plugins", "/platform/tenants/new"):
+            page.goto(path)
+            scroll = page.evaluate("document.scrollingElement.scrollWidth")
+            assert scroll <= width, f"{path} scrolls sideways at {width}px ({scroll}px)"
+            _inside(page, ".lang-switch, .me, [data-logout]", width)
+        if phone:
+            expect(page.locator(".nav")).to_be_hidden()
+            page.click("[data-nav-toggle]")
+            expect(page.locator(".nav")).to_be_visible()
+        _inside(page, ".nav a", width)
     finally:
         context.close()

@@ -52,7 +52,7 @@ def test_owner_lists_a_product_and_manages_it(
     slug = owner_logs_in(page, live_server, operator_account, "chan-")
     product_id, account_id = _stock_and_account(live_server, slug)
 
-    page.get_by_role("navigation").get_by_role("link", name="渠道寄售").click()
+    page.get_by_role("navigation").get_by_role("link", name="渠道铺货").click()
     expect(page.locator(".empty")).to_contain_text("暂无渠道商品")
     page.select_option("#f-account_id", str(account_id))
     page.select_option("#f-product_id", str(product_id))
@@ -89,7 +89,7 @@ def test_owner_lists_a_product_and_manages_it(
     expect(page.locator(".page-head [data-status]")).to_have_text("已暂停")
     page.screenshot(path=str(SCREENSHOTS / "kaquan-e2e-listing.png"), full_page=True)
 
-    page.get_by_role("navigation").get_by_role("link", name="渠道寄售").click()
+    page.get_by_role("navigation").get_by_role("link", name="渠道铺货").click()
     row = page.locator("[data-table=listings] tr[data-sku='DY-SKU-1']")
     expect(row).to_have_count(1)
     expect(row.locator("[data-quota-bar]")).to_be_visible()

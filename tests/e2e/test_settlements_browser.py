@@ -33,7 +33,7 @@ def test_settlement_confirm_pay_and_export_in_the_console(page: Any, live_server
         return await seed_month(kernel, tenant_id, shop.account_id)
 
     month = live_server.run(setup())
-    page.get_by_role("navigation").get_by_role("link", name="结算对账").click()
+    page.get_by_role("navigation").get_by_role("link", name="结算单").click()
     expect(page).to_have_url(f"{live_server.url}/console/settlements")
     row = page.locator(f'[data-settlement="{month.account_id}/{month.period}"]')
     expect(row).to_contain_text("美团门店")

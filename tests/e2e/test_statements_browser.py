@@ -37,7 +37,7 @@ def test_statement_upload_mapping_report_and_fetch(page: Any, live_server: LiveS
     tenant_id = tenant_id_of(live_server, slug)
     account_id = live_server.run(sandbox_account(app.state.kernel, tenant_id, page_size=2, name="抖音来客"))
 
-    page.get_by_role("navigation").get_by_role("link", name="结算对账").click()
+    page.get_by_role("navigation").get_by_role("link", name="结算单").click()
     page.goto("/console/statements")
     expect(page.locator("h1")).to_have_text("对账单")
     expect(page.locator(".empty")).to_have_text("还没有对账单。")

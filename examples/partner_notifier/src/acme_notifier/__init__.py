@@ -41,6 +41,7 @@ class AcmeSmsNotifier:
         display_name="Acme SMS",
         display_name_zh="Acme 短信",
         description="SMS delivery through the Acme SMS API (example partner connector).",
+        description_zh="通过 Acme 短信接口发送短信（合作方连接器示例）。",
         config=AcmeSmsConfig,
         capabilities=frozenset({"sms"}),
     )
