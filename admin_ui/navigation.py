@@ -32,7 +32,7 @@ class Group:
 
 
 CONSOLE_MENU: tuple[Group, ...] = (
-    Group("overview", N_("Overview"), (Link("dashboard", "/console", N_("Data overview"), "tenant.read"),)),
+    Group("overview", N_("Overview"), (Link("dashboard", "/console", N_("Dashboard"), "tenant.read"),)),
     Group(
         "catalog",
         N_("Products and stock"),
