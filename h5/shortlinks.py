@@ -37,4 +37,8 @@ class ShortLinkController(Controller):
                 },
                 status=404,
             )
-        return Redirect(target.path, status_code=302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        return Redirect(
+            target.path,
+            status_code=302,
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )

@@ -21,7 +21,10 @@ depends_on = None
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32, as core.campaigns.shortlinks
 _campaigns = sa.table(
-    "campaigns", sa.column("tenant_id", sa.Uuid()), sa.column("id", sa.Uuid()), sa.column("short_code", sa.String)
+    "campaigns",
+    sa.column("tenant_id", sa.Uuid()),
+    sa.column("id", sa.Uuid()),
+    sa.column("short_code", sa.String),
 )
 _short_codes = sa.table("short_codes", sa.column("code", sa.String))
 
@@ -56,13 +59,18 @@ def upgrade() -> None:
         "short_codes",
         sa.Column("code", sa.String(length=8), nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("(CURRENT_TIMESTAMP)"), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
         ),
         sa.PrimaryKeyConstraint("code", name=op.f("pk_short_codes")),
     )
     with op.batch_alter_table("campaigns", schema=None) as batch_op:
         batch_op.add_column(sa.Column("short_code", sa.String(length=8), nullable=True))
-        batch_op.create_unique_constraint(op.f("uq_campaigns_tenant_id_short_code"), ["tenant_id", "short_code"])
+        batch_op.create_unique_constraint(
+            op.f("uq_campaigns_tenant_id_short_code"), ["tenant_id", "short_code"]
+        )
         batch_op.create_index("ix_campaigns_short_code", ["short_code"], unique=False)
     _backfill()
 

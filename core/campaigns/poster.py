@@ -9,6 +9,7 @@ Chinese, like the H5 pages.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 import uuid
 from xml.sax.saxutils import escape
@@ -33,20 +34,36 @@ def _em(ch: str) -> float:
     return 1.0 if unicodedata.east_asian_width(ch) in ("W", "F") else 0.56
 
 
+def _units(text: str) -> list[str]:
+    """Break points: every wide (CJK) character stands alone, a run of other characters is a word, and a
+    single space separates words."""
+    return re.findall(
+        r"\s|[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]|[^\s\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]+",
+        " ".join(text.split()),
+    )
+
+
+def _width(text: str, size: int) -> float:
+    return sum(_em(ch) for ch in text) * size
+
+
 def wrap(text: str, size: int, width: int = WIDTH - 2 * _MARGIN, max_lines: int = 3) -> list[str]:
-    """``text`` cut into lines that fit ``width`` at font ``size``; the last line ends in "…" if cut short."""
+    """``text`` cut into lines that fit ``width`` at font ``size`` (between words, or inside a word longer
+    than a line); the last line ends in "…" when the text is cut short."""
     lines: list[str] = []
-    line, used = "", 0.0
-    for ch in " ".join(text.split()):
-        w = _em(ch) * size
-        if used + w > width and line:
+    line = ""
+    for unit in _units(text):
+        if _width(line + unit, size) <= width:
+            line += unit
+            continue
+        if line.strip():
             lines.append(line.rstrip())
-            line, used = "", 0.0
-            if ch == " ":
-                continue
-        line += ch
-        used += w
-    if line:
+        line = "" if unit == " " else unit
+        while _width(line, size) > width:  # a word longer than a whole line
+            cut = max(1, int(width / (_em(line[0]) * size)))
+            lines.append(line[:cut])
+            line = line[cut:]
+    if line.strip():
         lines.append(line.rstrip())
     if len(lines) > max_lines:
         lines = lines[:max_lines]
@@ -54,7 +71,9 @@ def wrap(text: str, size: int, width: int = WIDTH - 2 * _MARGIN, max_lines: int 
     return lines
 
 
-def _text(lines: list[str], y: int, size: int, *, weight: str = "normal", fill: str = "#111") -> tuple[str, int]:
+def _text(
+    lines: list[str], y: int, size: int, *, weight: str = "normal", fill: str = "#111"
+) -> tuple[str, int]:
     out = []
     for line in lines:
         y += int(size * 1.3)
