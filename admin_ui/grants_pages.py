@@ -22,6 +22,7 @@ from core.errors import DomainError
 from core.grants import services
 from core.grants.models import GRANT_STATUSES
 from core.grants.schemas import MAX_GRANT_QUANTITY, GrantRequest
+from core.grants.search import grant_search
 from tenants.guards import principal_of, provide_db, require_permission
 
 PAGE = 50
@@ -79,13 +80,24 @@ class GrantsController(Controller):
         db: DbSession,
         grant_status: Annotated[str | None, Parameter(query="status", required=False, max_length=20)] = None,
         cursor: UuidQuery = None,
+        phone: Annotated[str | None, Parameter(required=False, max_length=40)] = None,
+        code: Annotated[str | None, Parameter(required=False, max_length=200)] = None,
     ) -> Response[str]:
-        """Grants newest first, optionally of one status."""
+        """Grants newest first, optionally of one status, of a member's phone or of a card number."""
         status = grant_status if grant_status in GRANT_STATUSES else None
-        rows = await services.list_grants(db, after=cursor, limit=PAGE, status=status)
+        search = {"phone": (phone or "").strip(), "code": (code or "").strip()}
+        problem: FormProblem | None = None
+        try:
+            matching = await grant_search(db, request.app.state.kernel, **search)
+            rows = await services.list_grants(db, after=cursor, limit=PAGE, status=status, matching=matching)
+        except DomainError as exc:  # a phone that is not a mobile number
+            problem, rows = problem_of(exc, translator(request), locale_of(request)), []
+            problem = FormProblem(problem.message, "phone")
         products = await product_names(db, {g.product_id for g in rows})
         ctx = await shell(request, db)
         ctx.update(
+            search=search,
+            problem=problem,
             grants=rows[:PAGE],
             next_cursor=rows[PAGE - 1].id if len(rows) > PAGE else None,
             products=products,

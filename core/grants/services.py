@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import ColumnElement, event, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -416,8 +416,10 @@ async def list_grants(
     member_id: uuid.UUID | None = None,
     status: str | None = None,
     campaign_ref: str | None = None,
+    matching: ColumnElement[bool] | None = None,
 ) -> list[Grant]:
-    """Newest first; ``limit + 1`` rows are fetched so the caller can tell whether there is a next page."""
+    """Newest first; ``limit + 1`` rows are fetched so the caller can tell whether there is a next page.
+    ``matching``: a further condition (the phone/code search of :mod:`core.grants.search`)."""
     if status is not None and status not in GRANT_STATUSES:
         raise ValidationFailed(
             "Unknown grant status",
@@ -434,6 +436,8 @@ async def list_grants(
         stmt = stmt.where(Grant.status == status)
     if campaign_ref:
         stmt = stmt.where(Grant.campaign_ref == campaign_ref)
+    if matching is not None:
+        stmt = stmt.where(matching)
     return list((await session.execute(keyset_select(stmt, Grant.id, cursor=after, limit=limit))).scalars())
 
 
