@@ -39,18 +39,25 @@ _HEAD = (
 )
 
 
-async def _phones(session: AsyncSession, kernel: Kernel, member_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+async def _phones(
+    session: AsyncSession, kernel: Kernel, member_ids: set[uuid.UUID], *, full: bool
+) -> dict[uuid.UUID, str]:
+    """The members' phones: masked, or whole when ``full`` (decrypted in memory, for this file only)."""
     if not member_ids:
         return {}
-    cipher = await kernel.keys.cipher(session)
+    cipher = await kernel.keys.cipher(session) if full else None
     found = await session.execute(
-        select(Member.id, Member.phone_secret, Member.phone_digest).where(Member.id.in_(member_ids))
+        select(Member.id, Member.phone_masked, Member.phone_secret, Member.phone_digest).where(
+            Member.id.in_(member_ids)
+        )
     )
-    return {
-        mid: cipher.decrypt(secret, aad=PHONE_AAD + digest.encode()).decode("ascii")
-        for mid, secret, digest in found.all()
-        if secret is not None and digest is not None
-    }
+    phones: dict[uuid.UUID, str] = {}
+    for mid, masked, secret, digest in found.all():
+        if cipher is not None and secret is not None and digest is not None:
+            phones[mid] = cipher.decrypt(secret, aad=PHONE_AAD + digest.encode()).decode("ascii")
+        elif masked:
+            phones[mid] = masked
+    return phones
 
 
 async def export_grants(
@@ -82,15 +89,11 @@ async def export_grants(
         if grants
         else {}
     )
-    phones = (
-        await _phones(session, kernel, {g.member_id for g in grants if g.member_id}) if full_phones else {}
-    )
+    phones = await _phones(session, kernel, {g.member_id for g in grants if g.member_id}, full=full_phones)
     rows = []
     for g in grants:
         p = products.get(g.product_id)
-        recipient = (
-            phones.get(g.member_id, g.contact_masked or "") if g.member_id else (g.contact_masked or "")
-        )
+        recipient = (phones.get(g.member_id) if g.member_id else None) or g.contact_masked or ""
         rows.append(
             (
                 g.ref,
