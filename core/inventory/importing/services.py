@@ -246,7 +246,8 @@ async def create_import(
         # codes stocked before normalisation were digested as written: a row written the same way matches too
         wanted = [c.digest for c in candidates] + [c.legacy_digest for c in candidates if c.legacy_digest]
         held = await bulk.existing_digests(session, tenant_id, wanted)
-        for c in validator.drop_existing(candidates, held):
+        refs = await bulk.batches_holding(session, sorted(held)) if held else {}
+        for c in validator.drop_existing(candidates, {d: refs.get(d, "") for d in held}):
             stager.add(c.number, c.pin, c.expires_ts)
     report = validator.report(columns, upload.file_format, upload.encoding, upload.delimiter)
     if report.total_rows == 0:
