@@ -37,6 +37,6 @@ def _build(title: str, head: Sequence[str], rows: Iterable[Sequence[Any]]) -> by
         return fh.read()
 
 
-async def workbook(title: str, head: Sequence[str], rows: list[Sequence[Any]]) -> bytes:
+async def workbook(title: str, head: Sequence[str], rows: Sequence[Sequence[Any]]) -> bytes:
     """The bytes of a one-sheet workbook (built in a thread: it is CPU work)."""
     return await asyncio.to_thread(_build, title, head, rows)

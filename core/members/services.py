@@ -521,7 +521,7 @@ def _fill(
 
 async def members_select(
     session: AsyncSession, kernel: Kernel, *, q: str | None = None, phone: str | None = None
-) -> Select[tuple[Member]]:
+) -> Select[Member]:
     """The members matching ``phone`` (by digest; ``422`` if not a mobile number) and ``q`` (external id,
     name, e-mail, or the phone digest when ``q`` is a phone number): the list's and the export's filter."""
     stmt = select(Member)
