@@ -15,6 +15,7 @@ from core.audit.services import record
 from core.db.base import utcnow
 from core.db.ids import new_id
 from core.events.models import Event
+from core.events.services import TEST_EVENT
 from core.kernel import Kernel
 from core.webhooks.models import WebhookDelivery
 from core.webhooks.schemas import WebhookTestResult
@@ -27,8 +28,6 @@ from core.webhooks.services import (
     post,
     record_attempt,
 )
-
-TEST_EVENT = "webhook.test"
 
 
 async def _prepare(kernel: Kernel, subscription_id: uuid.UUID) -> AttemptPlan:

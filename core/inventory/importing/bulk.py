@@ -84,6 +84,13 @@ async def batches_holding(session: AsyncSession, digests: Sequence[str]) -> dict
     return found
 
 
+async def held_in_batches(session: AsyncSession, tenant_id: uuid.UUID, digests: Sequence[str]) -> dict[str, str]:
+    """Which of ``digests`` the tenant already holds, each with the reference of the batch holding it."""
+    held = await existing_digests(session, tenant_id, digests)
+    refs = await batches_holding(session, sorted(held)) if held else {}
+    return {d: refs.get(d, "") for d in held}
+
+
 class SealedChunk(NamedTuple):
     """Column arrays of sealed codes, ready to insert (ciphertexts and digests only)."""
 

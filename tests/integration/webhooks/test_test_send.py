@@ -38,6 +38,9 @@ async def test_api_test_send_is_signed_answered_and_logged(hooks, receiver, webh
     log = await hooks.deliveries(sub["id"])
     assert log[0]["status"] == "gave_up" and log[0]["attempts"] == 1  # a test is sent once, never retried
 
+    feed = await hooks.client.get("/api/v1/events", headers=hooks.headers)
+    assert feed.status_code == 200 and "webhook.test" not in feed.text  # not part of the tenant's event feed
+
     missing = await hooks.client.post(
         "/api/v1/webhooks/00000000-0000-7000-8000-000000000000/test", headers=hooks.headers
     )
