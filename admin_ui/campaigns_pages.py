@@ -26,6 +26,7 @@ from admin_ui.i18n import N_
 from admin_ui.rendering import flash, locale_of, render, translator
 from core.campaigns import services
 from core.campaigns.funnel import campaign_funnel
+from core.campaigns.poster import campaign_poster
 from core.campaigns.schemas import (
     MAX_CLAIM_QUANTITY,
     MAX_PER_MEMBER_LIMIT,
@@ -184,7 +185,7 @@ class CampaignsController(Controller):
             form=form or _EMPTY_FORM,
             problem=problem,
             created=created,
-            created_qr=Markup(qr_svg(created.url, label=created.name)) if created else None,
+            created_qr=Markup(qr_svg(created.short_url or created.url, label=created.name)) if created else None,
             max_quantity=MAX_CLAIM_QUANTITY,
             max_per_member=MAX_PER_MEMBER_LIMIT,
         )
@@ -234,7 +235,7 @@ class CampaignsController(Controller):
                 [s.count for s in found.steps], width=480)),
             state_labels=CAMPAIGN_STATE_LABELS,
             product=(await product_names(db, {campaign.product_id})).get(campaign.product_id),
-            qr=Markup(qr_svg(campaign.url, label=campaign.name)),
+            qr=Markup(qr_svg(campaign.short_url or campaign.url, label=campaign.name)),
             form=form or _edit_form(campaign, ctx["tz"]),
             problem=problem,
             max_quantity=MAX_CLAIM_QUANTITY,
@@ -248,6 +249,18 @@ class CampaignsController(Controller):
     ) -> Response[str]:
         """One campaign: link and QR, claim counts, the edit form and "Stop" / "Resume"."""
         return await self._detail(request, db, campaign_id)
+
+    @get("/{campaign_id:uuid}/poster.svg")
+    async def poster(
+        self, request: Request[Any, Any, Any], db: DbSession, campaign_id: uuid.UUID
+    ) -> Response[str]:
+        """The campaign's printable poster (SVG, downloaded): name, product and the short link's QR code."""
+        filename, svg = await campaign_poster(db, request.app.state.kernel, campaign_id)
+        return Response(
+            svg,
+            media_type="image/svg+xml",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+        )
 
     @post("/{campaign_id:uuid}", status_code=200)
     async def update(

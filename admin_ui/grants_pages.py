@@ -24,6 +24,7 @@ from core.errors import DomainError
 from core.grants import services
 from core.grants.models import GRANT_STATUSES
 from core.grants.schemas import MAX_GRANT_QUANTITY, GrantRequest
+from core.grants.search import grant_search
 from tenants.guards import principal_of, provide_db, require_permission
 
 PAGE = 50
@@ -91,20 +92,31 @@ class GrantsController(Controller):
         cursor: UuidQuery = None,
         first: Annotated[str | None, Parameter(query="from", required=False, max_length=10)] = None,
         last: Annotated[str | None, Parameter(query="to", required=False, max_length=10)] = None,
+        phone: Annotated[str | None, Parameter(required=False, max_length=40)] = None,
+        code: Annotated[str | None, Parameter(required=False, max_length=200)] = None,
     ) -> Response[str]:
-        """Grants newest first, optionally of one status and created from/to a day (tenant's zone; the
-        overview's figures link here)."""
+        """Grants newest first, optionally of one status, created from/to a day (tenant's zone; the overview's
+        figures link here), of a member's phone or of a card number."""
         status = grant_status if grant_status in GRANT_STATUSES else None
+        search = {"phone": (phone or "").strip(), "code": (code or "").strip()}
+        problem: FormProblem | None = None
         ctx = await shell(request, db)
         days = {k: _day(v) for k, v in (("from", first), ("to", last))}
-        rows = await services.list_grants(
-            db, after=cursor, limit=PAGE, status=status,
-            created_since=end_of_day(days["from"] - dt.timedelta(days=1), ctx["tz"]) if days["from"] else None,
-            created_until=end_of_day(days["to"], ctx["tz"]) if days["to"] else None,
-        )
+        try:
+            matching = await grant_search(db, request.app.state.kernel, **search)
+            rows = await services.list_grants(
+                db, after=cursor, limit=PAGE, status=status, matching=matching,
+                created_since=end_of_day(days["from"] - dt.timedelta(days=1), ctx["tz"]) if days["from"] else None,
+                created_until=end_of_day(days["to"], ctx["tz"]) if days["to"] else None,
+            )
+        except DomainError as exc:  # a phone that is not a mobile number
+            problem, rows = problem_of(exc, translator(request), locale_of(request)), []
+            problem = FormProblem(problem.message, "phone")
         products = await product_names(db, {g.product_id for g in rows})
         ctx.update(
             days={k: v.isoformat() for k, v in days.items() if v},
+            search=search,
+            problem=problem,
             grants=rows[:PAGE],
             next_cursor=rows[PAGE - 1].id if len(rows) > PAGE else None,
             products=products,

@@ -27,12 +27,12 @@ from core.errors import DomainError
 from core.inventory import custody
 from core.inventory.models import CODE_STATES
 from core.inventory.queries import (
+    batches_by_number,
     check_states,
     codes_in_batch,
     find_batch,
     get_batch,
     get_code,
-    list_batches,
     list_codes,
     stock_overview,
 )
@@ -44,6 +44,14 @@ STOCK_PAGE = 100
 BATCH_PAGE = 50
 CODE_PAGE = 100
 UuidQuery = Annotated[uuid.UUID | None, Parameter(required=False)]
+
+
+def page_of(text: str | None) -> int:
+    """The page number a link or the jump box asked for (1 for none or nonsense; the query clamps the rest)."""
+    try:
+        return max(1, int((text or "1").strip()))
+    except ValueError:
+        return 1
 _NO_STORE_DOWNLOAD = {"Cache-Control": "no-store", "Pragma": "no-cache", "X-Content-Type-Options": "nosniff"}
 
 
@@ -115,10 +123,10 @@ class BatchesController(Controller):
         request: Request[Any, Any, Any],
         db: DbSession,
         product_id: UuidQuery = None,
-        cursor: UuidQuery = None,
+        page_number: Annotated[str | None, Parameter(query="page", required=False)] = None,
     ) -> Response[str]:
-        """Batches newest first (of one product, or all)."""
-        page = await list_batches(db, product_id, cursor, BATCH_PAGE)
+        """Batches newest first (of one product, or all), numbered pages with the total count."""
+        page = await batches_by_number(db, product_id, page_of(page_number), BATCH_PAGE)
         levels = await stock_levels(db, product_id, by="batch")
         products = await products_by_id(db, {b.product_id for b in page.items})
         ctx = await shell(request, db)
@@ -128,7 +136,7 @@ class BatchesController(Controller):
             products=products,
             product=products.get(product_id) if product_id else None,
             product_id=product_id,
-            next_cursor=page.next_cursor,
+            page=page,
         )
         return render(request, "console/batches.html", ctx)
 

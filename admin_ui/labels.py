@@ -36,6 +36,8 @@ PERMISSION_LABELS: dict[str, str] = {
     "codes.reveal": N_("Reveal plaintext codes"),
     "members.read": N_("View members"),
     "members.manage": N_("Manage members"),
+    "data.export": N_("Export members and grants (XLSX)"),
+    "members.phones": N_("Export whole phone numbers"),
     "grants.manage": N_("Grant codes"),
     "redemptions.redeem": N_("Redeem codes"),
     "redemptions.rollback": N_("Roll back redemptions"),

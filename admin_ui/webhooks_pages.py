@@ -24,7 +24,8 @@ from core.errors import DomainError
 from core.events.services import EVENT_TYPES
 from core.webhooks import services
 from core.webhooks.models import DELIVERY_STATUSES
-from core.webhooks.schemas import WebhookCreate, WebhookUpdate
+from core.webhooks.probe import send_test
+from core.webhooks.schemas import WebhookCreate, WebhookTestResult, WebhookUpdate
 from tenants.guards import provide_db, require_permission
 
 DELIVERY_PAGE = 50
@@ -35,6 +36,28 @@ DELIVERY_STATUS_LABELS: dict[str, str] = {
     "gave_up": N_("Gave up"),
 }
 SUBSCRIPTION_STATUS_LABELS: dict[str, str] = {"active": N_("Sending"), "inactive": N_("Paused")}
+_TEST_ERRORS: tuple[tuple[str, str], ...] = (  # the delivery code's error, as a shop owner reads it
+    ("DNS:", N_("The endpoint's host name could not be resolved.")),
+    ("ConnectTimeout", N_("The endpoint did not answer within 10 seconds.")),
+    ("ReadTimeout", N_("The endpoint did not answer within 10 seconds.")),
+    ("ConnectError", N_("Could not connect to the endpoint (refused or unreachable).")),
+)
+
+
+def test_message(request: Request[Any, Any, Any], result: WebhookTestResult) -> tuple[str, str]:
+    """(flash text, kind) of a test send: the HTTP status and time, or what went wrong, readably."""
+    t = translator(request)
+    if result.success:
+        text = t.gettext("Test event delivered: HTTP %(status)s in %(ms)s ms.")
+        return text % {"status": result.status_code, "ms": result.duration_ms}, "success"
+    if result.status_code is not None:
+        text = t.gettext("Test event not accepted: the endpoint answered HTTP %(status)s in %(ms)s ms.")
+        return text % {"status": result.status_code, "ms": result.duration_ms}, "error"
+    error = result.error or ""
+    reason = next((t.gettext(msg) for prefix, msg in _TEST_ERRORS if error.startswith(prefix)), None)
+    if reason is None:
+        reason = t.gettext("The request failed: %(error)s") % {"error": error}
+    return t.gettext("Test event not delivered.") + " " + reason, "error"
 
 
 def _failure(exc: Exception, request: Request[Any, Any, Any]) -> tuple[FormProblem, int]:
@@ -158,6 +181,13 @@ class WebhooksController(Controller):
             problem, status = _failure(exc, request)
             return await self._detail(request, db, webhook_id, problem=problem, status=status)
         flash(request, translator(request).gettext("The webhook is saved."))
+        return Redirect(f"/console/webhooks/{webhook_id}", status_code=303)
+
+    @post("/{webhook_id:uuid}/test", status_code=303)
+    async def test_send(self, request: Request[Any, Any, Any], webhook_id: uuid.UUID) -> Redirect:
+        """Send a signed ``webhook.test`` event now; the answer is flashed on the delivery log page."""
+        result = await send_test(request.app.state.kernel, webhook_id, private_ok=_private_ok(request))
+        flash(request, *test_message(request, result))
         return Redirect(f"/console/webhooks/{webhook_id}", status_code=303)
 
     @post("/{webhook_id:uuid}/rotate", status_code=200)

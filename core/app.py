@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     from admin_ui.routes import console_routes
     from core.jobs.runtime import JobRuntime
     from h5.pages import EXCEPTION_HANDLERS as H5_EXCEPTION_HANDLERS
-    from h5.routes import h5_router
+    from h5.routes import h5_router, short_link_router
 
     jobs = JobRuntime(kernel, plugins=plugins)
     sealer = AuditSealer(kernel.db)
@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
             *console_routes(),
             h5_router(),
+            short_link_router(),
         ],
         middleware=[
             request_log_middleware,
@@ -134,7 +135,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         csrf_config=_csrf_config(kernel),
         stores=_stores(settings),
         exception_handlers=exception_handlers_by_realm(
-            {"/console": HTML_EXCEPTION_HANDLERS, "/platform": HTML_EXCEPTION_HANDLERS, "/h5": H5_EXCEPTION_HANDLERS}
+            {"/console": HTML_EXCEPTION_HANDLERS, "/platform": HTML_EXCEPTION_HANDLERS, "/h5": H5_EXCEPTION_HANDLERS,
+             "/c": H5_EXCEPTION_HANDLERS}
         ),
         request_class=KaquanRequest,
         before_request=decode_request_body,

@@ -8,6 +8,7 @@ from litestar.static_files import create_static_files_router
 
 from core.domains import handlers
 from h5.pages import EXCEPTION_HANDLERS, H5_DIR
+from h5.shortlinks import short_link
 
 
 def h5_router() -> Router:
@@ -20,4 +21,11 @@ def h5_router() -> Router:
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         include_in_schema=False,
+    )
+
+
+def short_link_router() -> Router:
+    """``/c/<code>``: campaign short links at the site root (H5 error pages)."""
+    return Router(
+        path="/", route_handlers=[short_link], exception_handlers=EXCEPTION_HANDLERS, include_in_schema=False
     )

@@ -8,7 +8,7 @@
   入门版 and 成长版.
 
 Revision ID: 0024_overview
-Revises: 0022_member_consent_branding
+Revises: 0023_campaign_short_links
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0024_overview"
-down_revision = "0022_member_consent_branding"
+down_revision = "0023_campaign_short_links"
 branch_labels = None
 depends_on = None
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, patch, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.di import Provide
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.campaigns import services
+from core.campaigns.poster import campaign_poster
 from core.campaigns.schemas import CampaignCreate, CampaignOut, CampaignPage, CampaignUpdate
 from tenants.guards import provide_db, require_scope
 
@@ -45,6 +46,17 @@ class CampaignController(Controller):
     ) -> CampaignOut:
         """One campaign with its state and claim counts; ``404 campaign_not_found``."""
         return await services.campaign_out(db, request.app.state.kernel, campaign_id)
+
+    @get("/{campaign_id:uuid}/poster", guards=[require_scope("grants:read")], media_type="image/svg+xml")
+    async def get_poster(
+        self, request: Request[Any, Any, Any], db: AsyncSession, campaign_id: uuid.UUID
+    ) -> Response[str]:
+        """A printable poster (``image/svg+xml``, as an attachment): the campaign's name, its product and a
+        QR code of its ``short_url``; ``404 campaign_not_found``."""
+        filename, svg = await campaign_poster(db, request.app.state.kernel, campaign_id)
+        return Response(
+            svg, media_type="image/svg+xml", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        )
 
     @patch("/{campaign_id:uuid}", guards=[require_scope("grants:write")])
     async def update_campaign(

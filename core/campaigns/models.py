@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import ForeignKeyConstraint, String, UniqueConstraint
+from sqlalchemy import ForeignKeyConstraint, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db.base import TenantScoped
+from core.db.base import Base, TenantScoped, Timestamped
 
 
 class Campaign(TenantScoped):
@@ -23,8 +23,13 @@ class Campaign(TenantScoped):
     __table_args__ = (
         UniqueConstraint("tenant_id", "ref"),
         ForeignKeyConstraint(["tenant_id", "product_id"], ["products.tenant_id", "products.id"]),
+        UniqueConstraint("tenant_id", "short_code"),
+        Index("ix_campaigns_short_code", "short_code"),
     )
     ref: Mapped[str] = mapped_column(String(20))
+    # The short link ``/c/<short_code>``: 4–8 Crockford base32 characters, unique on the whole platform
+    # (reserved in :class:`ShortCode`); read by code alone under a named bypass (the link names no tenant).
+    short_code: Mapped[str | None] = mapped_column(String(8), default=None)
     name: Mapped[str] = mapped_column(String(200))
     product_id: Mapped[uuid.UUID]
     quantity: Mapped[int] = mapped_column(default=1)
@@ -65,3 +70,14 @@ class CampaignVisit(TenantScoped):
     )
     campaign_id: Mapped[uuid.UUID]
     visitor: Mapped[str] = mapped_column(String(64))
+
+
+class ShortCode(Base, Timestamped):
+    """A short-link code taken on the platform: its primary key makes ``/c/<code>`` unique across tenants.
+
+    A platform table holding no tenant data (only the code string): the campaign that owns the code holds it
+    in ``campaigns.short_code`` and is found through it under a named cross-tenant bypass.
+    """
+
+    __tablename__ = "short_codes"
+    code: Mapped[str] = mapped_column(String(8), primary_key=True)

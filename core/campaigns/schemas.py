@@ -55,6 +55,8 @@ class CampaignOut(msgspec.Struct, kw_only=True):
     url: str
     path: str
     created_at: dt.datetime
+    short_code: str | None = None  # 4–8 Crockford base32 characters, unique on the platform
+    short_url: str | None = None  # ``<base>/c/<short_code>``: redirects (302) to ``url``; for SMS and posters
 
 
 class CampaignPage(msgspec.Struct):

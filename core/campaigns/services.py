@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit.services import record
+from core.campaigns import shortlinks
 from core.campaigns.models import Campaign, CampaignClaim
 from core.campaigns.schemas import (
     MAX_CLAIM_QUANTITY,
@@ -88,6 +89,8 @@ def _campaign_out(
         url=absolute(settings, path),
         path=path,
         created_at=c.created_at,
+        short_code=c.short_code,
+        short_url=absolute(settings, shortlinks.short_path(c.short_code)) if c.short_code else None,
     )
 
 
@@ -194,6 +197,7 @@ async def create_campaign(session: AsyncSession, kernel: Kernel, data: CampaignC
     campaign = Campaign(
         id=new_id(),
         ref=readable_ref("C"),
+        short_code=await shortlinks.reserve(session),
         name=name,
         product_id=product.id,
         quantity=data.quantity,

@@ -24,6 +24,9 @@ _PENDING_FANOUT = "kaquan_pending_fanout"
 
 #: Every domain's event types with their descriptions (see :mod:`core.domains`).
 EVENT_TYPES: dict[str, str] = event_types()
+#: The type of a webhook test send (:mod:`core.webhooks.probe`): written for the delivery log only, never
+#: fanned out, not in the event feed, not a type a subscription can choose.
+TEST_EVENT = "webhook.test"
 
 
 class EventOut(msgspec.Struct):
@@ -110,10 +113,10 @@ def _drop_pending_fan_out(session: Session, *_: Any) -> None:
 
 
 async def list_events(session: AsyncSession, after: uuid.UUID | None, types: list[str], limit: int) -> EventPage:
-    """Oldest first after ``after`` (a cursor), optionally only some types."""
+    """Oldest first after ``after`` (a cursor), optionally only some types. Webhook test events
+    (``webhook.test``, sent to one endpoint from the console or the API) are not part of the feed."""
     q = select(Event)
-    if types:
-        q = q.where(Event.type.in_(types))
+    q = q.where(Event.type.in_(types)) if types else q.where(Event.type != TEST_EVENT)
     page = await keyset_page(session, q, Event.id, cursor=after, limit=limit, descending=False)
     items = [EventOut(r.id, r.type, r.object_id, r.data, r.created_at) for r in page.items]
     return EventPage(items, page.next_cursor)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import DomainError
 from core.grants import services
 from core.grants.schemas import GrantOut, GrantPage, GrantRequest, VoidRequest
+from core.grants.search import grant_search
 from core.inventory.custody import may_reveal
 from tenants.guards import principal_of, provide_db, require_scope
 
@@ -68,16 +69,28 @@ class GrantController(Controller):
     @get("/", guards=[require_scope("grants:read")])
     async def list_grants(
         self,
+        request: Request[Any, Any, Any],
         db: AsyncSession,
         member_id: Annotated[uuid.UUID | None, Parameter(query="member")] = None,
         grant_status: Annotated[str | None, Parameter(query="status", max_length=20)] = None,
         campaign_ref: Annotated[str | None, Parameter(max_length=120)] = None,
+        phone: Annotated[str | None, Parameter(max_length=40)] = None,
+        code: Annotated[str | None, Parameter(max_length=200)] = None,
         cursor: uuid.UUID | None = None,
         limit: Annotated[int, Parameter(ge=1, le=services.MAX_PAGE)] = 50,
     ) -> GrantPage:
-        """Grants newest first (codes masked), filtered by ``member`` (id), ``status`` and ``campaign_ref``."""
+        """Grants newest first (codes masked), filtered by ``member`` (id), ``status``, ``campaign_ref``,
+        ``phone`` (the member's mobile number; ``+86``, spaces and dashes allowed; ``422 invalid_phone``) and
+        ``code`` (a card number handed out in the grant). Phone and code are looked up by their keyed digest."""
+        matching = await grant_search(db, request.app.state.kernel, phone=phone, code=code)
         rows = await services.list_grants(
-            db, after=cursor, limit=limit, member_id=member_id, status=grant_status, campaign_ref=campaign_ref
+            db,
+            after=cursor,
+            limit=limit,
+            member_id=member_id,
+            status=grant_status,
+            campaign_ref=campaign_ref,
+            matching=matching,
         )
         return await services.grant_page(db, rows, limit)
 

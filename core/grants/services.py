@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import ColumnElement, event, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -418,9 +418,11 @@ async def list_grants(
     campaign_ref: str | None = None,
     created_since: dt.datetime | None = None,
     created_until: dt.datetime | None = None,
+    matching: ColumnElement[bool] | None = None,
 ) -> list[Grant]:
     """Newest first; ``limit + 1`` rows are fetched so the caller can tell whether there is a next page.
-    ``created_since``/``created_until`` bound the creation time (``[since, until)``)."""
+    ``created_since``/``created_until`` bound the creation time (``[since, until)``); ``matching``: a further
+    condition (the phone/code search of :mod:`core.grants.search`)."""
     if status is not None and status not in GRANT_STATUSES:
         raise ValidationFailed(
             "Unknown grant status",
@@ -441,6 +443,8 @@ async def list_grants(
         stmt = stmt.where(Grant.created_at >= created_since)
     if created_until is not None:
         stmt = stmt.where(Grant.created_at < created_until)
+    if matching is not None:
+        stmt = stmt.where(matching)
     return list((await session.execute(keyset_select(stmt, Grant.id, cursor=after, limit=limit))).scalars())
 
 

@@ -285,7 +285,7 @@ EXCEPTION_HANDLERS: dict[type[Exception], Callable[[Request[Any, Any, Any], Any]
 
 # --- pages: the consoles and H5 answer errors as HTML ----------------------------------------------------
 
-PAGE_REALMS: tuple[str, ...] = ("/console", "/platform", "/h5")
+PAGE_REALMS: tuple[str, ...] = ("/console", "/platform", "/h5", "/c")
 ExceptionHandler = Callable[[Request[Any, Any, Any], Any], Response[Any]]
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.catalog.schemas import ProductFilter, ProductOut
 from core.catalog.services import CODE_KINDS, find_product, list_products
 from core.catalog.services import MAX_PAGE as PRODUCT_PAGE
-from core.db.paging import keyset_page, keyset_rows
+from core.db.paging import NumberedPage, keyset_page, keyset_rows, numbered_page
 from core.errors import FieldError, NotFound, ValidationFailed
 from core.inventory.importing.services import accepts_codes
 from core.inventory.models import CODE_STATES, Batch, Code
@@ -128,6 +128,19 @@ async def list_batches(
         q = q.where(Batch.product_id == product_id)
     page = await keyset_page(session, q, Batch.id, cursor=cursor, limit=limit)
     return BatchPage([batch_out(b) for b in page.items], page.next_cursor)
+
+
+async def batches_by_number(
+    session: AsyncSession, product_id: uuid.UUID | None, page: int, per_page: int
+) -> NumberedPage[BatchOut]:
+    """Page ``page`` of the batches (newest first, optionally of one product) with their total count, for the
+    console's numbered pager; 404 if the product is not the tenant's."""
+    q = select(Batch)
+    if product_id is not None:
+        await find_product(session, product_id)
+        q = q.where(Batch.product_id == product_id)
+    found = await numbered_page(session, q, Batch.id, page=page, per_page=per_page)
+    return NumberedPage([batch_out(b) for b in found.items], found.total, found.page, found.per_page)
 
 
 async def get_batch(session: AsyncSession, batch_id: uuid.UUID) -> BatchDetail:

@@ -519,19 +519,11 @@ def _fill(
         m.name = name
 
 
-async def list_members(
-    session: AsyncSession,
-    kernel: Kernel,
-    *,
-    after: uuid.UUID | None = None,
-    limit: int = 50,
-    tag: str | None = None,
-    q: str | None = None,
-    phone: str | None = None,
-) -> MemberPage:
-    """Newest first, cursor-paginated. ``phone`` is looked up by digest; ``q`` matches external id, name,
-    e-mail, or (when it is a phone number) the phone digest."""
-    limit = max(1, min(limit, MAX_PAGE))
+async def members_select(
+    session: AsyncSession, kernel: Kernel, *, q: str | None = None, phone: str | None = None
+) -> Select[Member]:
+    """The members matching ``phone`` (by digest; ``422`` if not a mobile number) and ``q`` (external id,
+    name, e-mail, or the phone digest when ``q`` is a phone number): the list's and the export's filter."""
     stmt = select(Member)
     if phone:
         stmt = stmt.where(Member.phone_digest == await phone_digest(session, kernel, normalize_phone(phone)))
@@ -545,6 +537,23 @@ async def list_members(
         with contextlib.suppress(ValidationFailed):
             conds.append(Member.phone_digest == await phone_digest(session, kernel, normalize_phone(term)))
         stmt = stmt.where(or_(*conds))
+    return stmt
+
+
+async def list_members(
+    session: AsyncSession,
+    kernel: Kernel,
+    *,
+    after: uuid.UUID | None = None,
+    limit: int = 50,
+    tag: str | None = None,
+    q: str | None = None,
+    phone: str | None = None,
+) -> MemberPage:
+    """Newest first, cursor-paginated. ``phone`` is looked up by digest; ``q`` matches external id, name,
+    e-mail, or (when it is a phone number) the phone digest."""
+    limit = max(1, min(limit, MAX_PAGE))
+    stmt = await members_select(session, kernel, q=q, phone=phone)
     if tag:
         # Tags are a JSON list (portable across SQLite and PostgreSQL): filter in Python, page on.
         return await _tag_page(session, stmt, after, tag.strip(), limit)

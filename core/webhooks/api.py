@@ -12,6 +12,7 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.webhooks import services
+from core.webhooks.probe import send_test
 from core.webhooks.schemas import (
     DeliveryOut,
     DeliveryPage,
@@ -20,6 +21,7 @@ from core.webhooks.schemas import (
     WebhookCreated,
     WebhookOut,
     WebhookPage,
+    WebhookTestResult,
     WebhookUpdate,
 )
 from tenants.guards import provide_db, require_scope
@@ -54,6 +56,13 @@ class WebhooksController(Controller):
     ) -> WebhookPage:
         """Subscriptions, newest first (never with their secrets)."""
         return await services.list_subscriptions(db, cursor, limit)
+
+    @post("/{webhook_id:uuid}/test", status_code=200)
+    async def test_webhook(self, request: Request[Any, Any, Any], webhook_id: uuid.UUID) -> WebhookTestResult:
+        """Send a signed ``webhook.test`` event to this endpoint now (even if paused) and answer what the
+        receiver did: ``success``, its ``status_code`` or the ``error``, ``duration_ms``. The attempt is in the
+        delivery log (``delivery_id``); it is never retried. ``404 webhook_not_found``."""
+        return await send_test(request.app.state.kernel, webhook_id, private_ok=_private_ok(request))
 
     @get("/{webhook_id:uuid}")
     async def get_webhook(self, db: AsyncSession, webhook_id: uuid.UUID) -> WebhookOut:

@@ -84,3 +84,16 @@ class DeliveryOut(msgspec.Struct):
 class DeliveryPage(msgspec.Struct):
     items: list[DeliveryOut]
     next_cursor: uuid.UUID | None
+
+
+class WebhookTestResult(msgspec.Struct, kw_only=True):
+    """What one test send (``webhook.test``) did: the receiver's HTTP status, or the error, and how long the
+    request took. The attempt is in the delivery log as ``delivery_id``."""
+
+    delivery_id: uuid.UUID
+    event_id: uuid.UUID
+    success: bool
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    response_snippet: str | None

@@ -10,7 +10,7 @@ from core.db.base import Base
 from core.db.registry import load_all_models
 
 #: Platform-level tables: small, read by every node (Citus reference tables), never holding tenant data.
-REFERENCE_TABLES = {"tenants", "plans", "operators", "operator_tokens"}
+REFERENCE_TABLES = {"tenants", "plans", "operators", "operator_tokens", "short_codes"}
 
 
 def _problems() -> tuple[set[str], list[str]]:

@@ -12,14 +12,14 @@ import uuid
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import select, text
+from sqlalchemy import and_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crypto.envelope import TenantCipher
 from core.db.context import require_tenant
 from core.db.ids import new_id
 from core.db.results import rowcount
-from core.inventory.models import Code
+from core.inventory.models import Batch, Code
 from core.inventory.vault import seal
 
 LOOKUP_CHUNK_PG = 10_000
@@ -67,6 +67,28 @@ async def existing_digests(session: AsyncSession, tenant_id: uuid.UUID, digests:
         rows = await session.execute(select(Code.digest).where(Code.digest.in_(part)))
         found.update(r[0] for r in rows)
     return found
+
+
+async def batches_holding(session: AsyncSession, digests: Sequence[str]) -> dict[str, str]:
+    """The reference of the batch holding each of ``digests`` (codes already stocked), to name it in the
+    import report; asked only for the few digests :func:`existing_digests` found."""
+    found: dict[str, str] = {}
+    for start in range(0, len(digests), LOOKUP_CHUNK_SQLITE):
+        part = list(digests[start : start + LOOKUP_CHUNK_SQLITE])
+        rows = await session.execute(
+            select(Code.digest, Batch.ref)
+            .join(Batch, and_(Batch.tenant_id == Code.tenant_id, Batch.id == Code.batch_id))
+            .where(Code.digest.in_(part))
+        )
+        found.update((digest, ref) for digest, ref in rows.tuples())
+    return found
+
+
+async def held_in_batches(session: AsyncSession, tenant_id: uuid.UUID, digests: Sequence[str]) -> dict[str, str]:
+    """Which of ``digests`` the tenant already holds, each with the reference of the batch holding it."""
+    held = await existing_digests(session, tenant_id, digests)
+    refs = await batches_holding(session, sorted(held)) if held else {}
+    return {d: refs.get(d, "") for d in held}
 
 
 class SealedChunk(NamedTuple):

@@ -245,8 +245,7 @@ async def create_import(
             break
         # codes stocked before normalisation were digested as written: a row written the same way matches too
         wanted = [c.digest for c in candidates] + [c.legacy_digest for c in candidates if c.legacy_digest]
-        held = await bulk.existing_digests(session, tenant_id, wanted)
-        for c in validator.drop_existing(candidates, held):
+        for c in validator.drop_existing(candidates, await bulk.held_in_batches(session, tenant_id, wanted)):
             stager.add(c.number, c.pin, c.expires_ts)
     report = validator.report(columns, upload.file_format, upload.encoding, upload.delimiter)
     if report.total_rows == 0:

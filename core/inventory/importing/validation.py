@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -51,8 +51,8 @@ PROBLEMS: dict[str, tuple[str, str]] = {
     ),
     "bad_date": ("The expiry “{value}” is not a date (use YYYY-MM-DD)", "有效期“{value}”不是有效日期（请使用 YYYY-MM-DD）"),
     "expired": ("The code expired on {value}", "该卡密已于 {value} 过期"),
-    "duplicate_in_file": ("The same card number appears earlier in this file", "该卡号在本文件中已出现过"),
-    "duplicate_existing": ("This card number is already in your stock", "该卡号已在库存中（此前已导入）"),
+    "duplicate_in_file": ("Repeats row {first}: the same card number", "与第 {first} 行重复（卡号相同）"),
+    "duplicate_existing": ("Already in your stock (batch {batch})", "已在库存中（批次 {batch}）"),
     "pin_missing": ("This product needs a PIN (卡密) with every card number", "该商品为一码一密，缺少卡密"),
     "pin_unexpected": ("This product has card numbers only, but a PIN was given", "该商品只有卡号，不应提供卡密"),
 }
@@ -236,7 +236,7 @@ class Validator:
         self.truncated = False
         self.earliest: dt.datetime | None = None
         self.latest: dt.datetime | None = None
-        self._seen: set[int] = set()
+        self._seen: dict[int, int] = {}  # digest prefix → the first row holding it (to name it in a duplicate)
         self._dates: dict[str, dt.datetime | ValueError | None] = {}
         self._pending: list[RowProblem] = []
         self._pending_rows: set[int] = set()
@@ -298,12 +298,13 @@ class Validator:
         if isinstance(raw, float):
             if raw.is_integer() and abs(raw) < 1e15:
                 return str(int(raw))
-            if raw.is_integer():
-                self._problem(row, column, "excel_precision")
+            if raw.is_integer():  # what Excel kept (already rounded: no longer the code, safe to show)
+                self._problem(row, column, "excel_precision", f"{raw:.15g}" if column == "number" else None)
                 return None
             return repr(raw)
         if isinstance(raw, bool | dt.date | dt.time | dt.timedelta):
-            self._problem(row, column, "bad_characters", pos=1, what_en="a non-text value", what_zh="非文本值")
+            shown = as_written(raw) if column == "number" else None
+            self._problem(row, column, "bad_characters", shown, pos=1, what_en="a non-text value", what_zh="非文本值")
             return None
         return display(raw)
 
@@ -379,11 +380,12 @@ class Validator:
             if number:
                 digest = self._digest(number)
                 key = int(digest[:24], 16)  # 96 bits: a set of ints stays small for a million rows
-                if key in self._seen:
-                    self._problem(row, "number", "duplicate_in_file", masked_code(number))
+                first = self._seen.get(key)
+                if first is not None:
+                    self._problem(row, "number", "duplicate_in_file", masked_code(number), first=first)
                     ok = False
                 else:
-                    self._seen.add(key)
+                    self._seen[key] = row
             if ok and number:
                 legacy = rec.number.strip() if isinstance(rec.number, str) else None
                 out.append(Candidate(row, number, pin or None, int(row_exp.timestamp()) if row_exp else None, digest,
@@ -391,13 +393,15 @@ class Validator:
                                      else None))
         return out
 
-    def drop_existing(self, candidates: list[Candidate], existing: set[str]) -> list[Candidate]:
-        """Mark candidates whose digest (or pre-normalisation digest) the tenant already holds; returns the
-        rest and closes the chunk."""
+    def drop_existing(self, candidates: list[Candidate], existing: Mapping[str, str]) -> list[Candidate]:
+        """Mark candidates whose digest (or pre-normalisation digest) the tenant already holds (``existing``:
+        digest → the reference of the batch holding it, named in the message); returns the rest and closes
+        the chunk."""
         kept: list[Candidate] = []
         for c in candidates:
-            if c.digest in existing or (c.legacy_digest is not None and c.legacy_digest in existing):
-                self._problem(c.row, "number", "duplicate_existing", masked_code(c.number))
+            held = existing.get(c.digest) or (existing.get(c.legacy_digest) if c.legacy_digest else None)
+            if held is not None:
+                self._problem(c.row, "number", "duplicate_existing", masked_code(c.number), batch=held or "—")
             else:
                 kept.append(c)
                 exp = (

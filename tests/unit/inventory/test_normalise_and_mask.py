@@ -75,7 +75,7 @@ def test_import_finds_a_code_stocked_before_normalisation_written_the_same_way()
     legacy_held = cipher.digest(b"ABCD-1234-EFGH")  # how the vault digested it before: as written, trimmed
     v = Validator(cipher, code_format="number", tz=ZoneInfo("Asia/Shanghai"), now=dt.datetime.now(dt.UTC))
     candidates = v.check_chunk([Record(1, " ABCD-1234-EFGH ", None, None), Record(2, "WXYZ-9876-QRST", None, None)])
-    kept = v.drop_existing(candidates, {legacy_held})
+    kept = v.drop_existing(candidates, {legacy_held: "B-OLD"})
     assert [c.row for c in kept] == [2]
     report = v.report(Columns(0, None, None, False), "txt", "utf-8", None)
     assert report.problem_counts == {"duplicate_existing": 1}

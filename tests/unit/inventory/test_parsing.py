@@ -247,7 +247,7 @@ def _validate(rows, code_format="number_pin", existing=frozenset(), batch_expire
     from core.inventory.vault import digest_of
 
     held = {digest_of(c, n) for n in existing}
-    kept = v.drop_existing(cands, {cand.digest for cand in cands if cand.digest in held})
+    kept = v.drop_existing(cands, {cand.digest: "B-1" for cand in cands if cand.digest in held})
     from core.inventory.importing.parsing import Columns
 
     return v.report(Columns(0, 1, 2, True, ["卡号", "卡密", "有效期"]), "csv", "utf-8", ","), kept
@@ -344,3 +344,21 @@ def test_fast_digest_equals_the_vault_digest():
     fast = digester(c)
     for number in ("1234567890", " padded ", "卡密ABC", "x" * MAX_CODE_LENGTH):
         assert fast(number) == digest_of(c, number)
+
+
+def test_a_duplicate_names_the_row_it_repeats_and_the_batch_holding_it():
+    rows = [
+        ("DUPL00000001", "PIN1", None),
+        ("OTHER0000002", "PIN2", None),
+        ("DUPL00000001", "PIN3", None),  # row 4 repeats row 2
+        ("HELD00000003", "PIN4", None),  # already in stock (batch B-1)
+        (1234567890123456789.0, "PIN5", None),  # a number Excel rounded: shown as Excel kept it
+    ]
+    report, kept = _validate(rows, existing={"HELD00000003"})
+    by_row = {p.row: p for p in report.problems}
+    assert by_row[4].code == "duplicate_in_file" and by_row[4].message_zh == "与第 2 行重复（卡号相同）"
+    assert by_row[4].message_en == "Repeats row 2: the same card number" and by_row[4].value == "•••• 0001"
+    assert by_row[5].code == "duplicate_existing" and by_row[5].message_zh == "已在库存中（批次 B-1）"
+    assert by_row[6].code == "excel_precision" and by_row[6].value == "1.23456789012346e+18"
+    assert "PIN3" not in str(report) and "DUPL00000001" not in str(report)
+    assert [c.row for c in kept] == [2, 3]
