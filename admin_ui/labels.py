@@ -310,11 +310,25 @@ AUDIT_ACTION_LABELS: dict[str, str] = {
     "settlement.paid": N_("Settlement paid"),
     "settlement.reconciled": N_("Settlement reconciled"),
     "settlement.reopened": N_("Settlement reopened"),
+    "branding.updated": N_("Shop display and SMS texts changed"),
+    "branding.logo_set": N_("Shop logo uploaded"),
+    "branding.logo_removed": N_("Shop logo removed"),
+    "member.consented": N_("Privacy terms accepted"),
+    "members.exported": N_("Members exported"),
+    "grants.exported": N_("Grants exported"),
+    "store.created": N_("Store added"),
+    "store.updated": N_("Store changed"),
+    "user.stores_set": N_("Clerk's stores set"),
+    "webhook.test_sent": N_("Webhook test sent"),
 }
 """Names of the audit actions the services record (``core.audit.services.record``; a test scans the code)."""
 
 AUDIT_OBJECT_LABELS: dict[str, str] = {
     "tenant": N_("Tenant"),
+    "tenant_branding": N_("Shop display"),
+    "export": N_("Data export"),
+    "member_consent": N_("Privacy consent"),
+    "store": N_("Store"),
     "user": N_("User"),
     "api_client": N_("API client"),
     "product": N_("Product"),

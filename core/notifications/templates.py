@@ -14,6 +14,7 @@ ROLE_NAMES: dict[str, dict[str, str]] = {
         "operator": "运营",
         "finance": "财务",
         "viewer": "只读",
+        "clerk": "核销员",
     },
     "en": {
         "owner": "owner",
@@ -21,6 +22,7 @@ ROLE_NAMES: dict[str, dict[str, str]] = {
         "operator": "operator",
         "finance": "finance",
         "viewer": "viewer",
+        "clerk": "clerk",
     },
 }
 
