@@ -125,6 +125,10 @@ async def test_overview_page_links_each_figure_to_its_list(funnel_data: dict[str
     none = await owner.get(f"/console/grants?from={earlier}&to={earlier}")
     assert none.text.count("<tr data-grant=") == 0
     assert 'href="/console/stock" data-value>¥21.00<' in html
+    redeemed = html.split('data-figure="redemptions"', 1)[1].split("</section>", 1)[0]
+    assert f'href="/console/reports/redemptions?from={today}&amp;to={today}" data-today>1<' in redeemed
+    report = await owner.get(f"/console/reports/redemptions?from={today}&to={today}")
+    assert report.status_code == 200 and "一号店" in text_of(report.text)
     chart = html.split('id="chart-activity"', 1)[1].split("</svg>", 1)[0]
     assert chart.count("<circle") == 2 * 14 and "<title" in chart and 'viewBox="0 0 640 220"' in html
     r = await owner.get("/console", params={"days": "30"})
