@@ -256,7 +256,7 @@ def test_bulk_grant_from_a_gbk_file_then_expiry_reminders(
         expect(row.first).to_contain_text("员工福利京东卡")
         expect(row.first.locator("[data-item-status]")).to_have_text("持有中")
     expect(table.filter(has_text="王五")).to_have_count(2)
-    expect(table.first.locator("[data-expires]")).to_have_text(re.compile(r"^\d{4}-\d{2}-\d{2}$"))
+    expect(table.first.locator("[data-expires]")).to_have_text(re.compile(r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2})?$"))
     content = page.content()
     assert not any(n in content for n in phones), "a phone number is on the reminders page"
     page.screenshot(path=str(SCREENSHOTS / "kaquan-e2e-reminders.png"), full_page=True)

@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from tenants.models import Plan, Tenant
 from tests.conftest import unique
 from tests.e2e.conftest import SCREENSHOTS, LiveServer, OperatorAccount
 
@@ -378,6 +380,18 @@ def test_every_console_page_fits_and_speaks_the_language(
     assert not findings, report(findings, len(visited))
 
 
+def platform_names(live_server: LiveServer) -> list[str]:
+    """What operators named plans and tenants (other tests' fixtures share the database): data, not words."""
+
+    async def names() -> list[str]:
+        async with live_server.app.state.kernel.db.transaction() as db:
+            plans = (await db.execute(select(Plan.code, Plan.name))).all()
+            tenants = (await db.execute(select(Tenant.slug, Tenant.name))).all()
+        return [str(v) for row in (*plans, *tenants) for v in row if v]
+
+    return live_server.run(names())
+
+
 @pytest.mark.parametrize(("locale", "viewport"), WALKS, ids=[f"{loc}-{v['width']}" for loc, v in WALKS])
 def test_operator_console_pages_fit_and_speak_the_language(
     context_for: Any,
@@ -402,7 +416,7 @@ def test_operator_console_pages_fit_and_speak_the_language(
         "/platform",
         where,
         locale,
-        [*shop.entered, "growth", "starter"],
+        [*shop.entered, *platform_names(live_server)],
         shots=f"{locale}-{viewport['width']}-platform",
     )
     response = page.goto("/platform/xyz")

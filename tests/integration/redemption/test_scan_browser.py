@@ -49,7 +49,7 @@ def test_staff_scans_codes_and_rolls_back(
     card = live_server.run(issued_codes(kernel, tenant_id, 1))  # number + PIN
     stored = live_server.run(issued_codes(kernel, tenant_id, 1, kind="stored_value", with_pin=False))
 
-    page.get_by_role("navigation").get_by_role("link", name="核销").click()
+    page.get_by_role("navigation").get_by_role("link", name="核销", exact=True).click()
     expect(page.locator("#f-code")).to_be_focused()
     expect(page.locator("[data-result=idle]")).to_be_visible()
     page.fill("#f-store", "静安店")

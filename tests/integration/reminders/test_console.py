@@ -41,7 +41,7 @@ async def test_owner_sees_and_changes_the_setting(browser, kernel, make_tenant, 
     await login(browser, tenant, owner)
     page = await browser.get(PAGE_URL)
     assert page.status_code == 200, page.text
-    assert 'href="/console/reminders" aria-current="page"' in page.text  # in the menu, marked current
+    assert 'href="/console/reminders" data-nav="reminders" aria-current="page"' in page.text  # in the menu, marked current
     assert 'name="days_before"' in page.text and 'value="3"' in page.text
     assert re.search(r'name="enabled" value="1" checked', page.text)
     text = text_of(page.text)
