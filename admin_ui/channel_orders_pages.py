@@ -8,6 +8,7 @@ and :func:`core.channel_orders.delivery.retry_order`).
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from litestar.response import Redirect
 from admin_ui.console_pages import shell
 from admin_ui.forms import FormInvalid, convert, problem_of, read_form, values
 from admin_ui.i18n import N_
+from admin_ui.money import day_filter, end_of_day
 from admin_ui.rendering import flash, locale_of, render, translator
 from core.channel_orders import queries
 from core.channel_orders.complaints import (
@@ -101,12 +103,21 @@ class ChannelOrdersController(Controller):
         order_status: Annotated[str | None, Parameter(query="status", required=False, max_length=20)] = None,
         account: Annotated[uuid.UUID | None, Parameter(required=False)] = None,
         cursor: Annotated[uuid.UUID | None, Parameter(required=False)] = None,
+        first: Annotated[str | None, Parameter(query="from", required=False, max_length=10)] = None,
+        last: Annotated[str | None, Parameter(query="to", required=False, max_length=10)] = None,
     ) -> Response[str]:
-        """Per-channel sales, then the orders newest first (of one status, of one channel account)."""
+        """Per-channel sales, then the orders newest first (of one status, of one channel account, placed
+        from/to a day in the tenant's zone: the overview's sales figures link here)."""
         status = order_status if order_status in ORDER_STATUSES else None
-        page = await queries.list_orders(db, cursor=cursor, limit=PAGE, account_id=account, status=status)
         ctx = await shell(request, db)
+        days = {k: day_filter(v) for k, v in (("from", first), ("to", last))}
+        page = await queries.list_orders(
+            db, cursor=cursor, limit=PAGE, account_id=account, status=status,
+            placed_since=end_of_day(days["from"] - dt.timedelta(days=1), ctx["tz"]) if days["from"] else None,
+            placed_until=end_of_day(days["to"], ctx["tz"]) if days["to"] else None,
+        )
         ctx.update(
+            days={k: v.isoformat() for k, v in days.items() if v},
             sales=await queries.sales_report(db),
             orders=page.items,
             next_cursor=page.next_cursor,

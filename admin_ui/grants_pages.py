@@ -15,7 +15,7 @@ from litestar.response import Redirect
 from admin_ui.console_pages import shell
 from admin_ui.forms import FormInvalid, FormProblem, problem_of, read_form, values
 from admin_ui.i18n import N_
-from admin_ui.money import end_of_day, parse_day
+from admin_ui.money import day_filter, end_of_day
 from admin_ui.rendering import flash, locale_of, render, translator
 from core.catalog.schemas import ProductOut
 from core.catalog.services import products_by_id
@@ -70,14 +70,6 @@ def _labels() -> dict[str, Any]:
     }
 
 
-def _day(text: str | None) -> dt.date | None:
-    """A ``YYYY-MM-DD`` filter; anything else is ignored (no filter)."""
-    try:
-        return parse_day(text) if text else None
-    except ValueError:
-        return None
-
-
 class GrantsController(Controller):
     path = "/grants"
     guards = [require_permission("members.read")]
@@ -101,7 +93,7 @@ class GrantsController(Controller):
         search = {"phone": (phone or "").strip(), "code": (code or "").strip()}
         problem: FormProblem | None = None
         ctx = await shell(request, db)
-        days = {k: _day(v) for k, v in (("from", first), ("to", last))}
+        days = {k: day_filter(v) for k, v in (("from", first), ("to", last))}
         try:
             matching = await grant_search(db, request.app.state.kernel, **search)
             rows = await services.list_grants(

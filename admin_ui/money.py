@@ -76,6 +76,14 @@ def parse_day(text: str) -> dt.date:
     return dt.date.fromisoformat(text.strip())
 
 
+def day_filter(text: str | None) -> dt.date | None:
+    """A list's ``YYYY-MM-DD`` filter; anything else is ignored (no filter)."""
+    try:
+        return parse_day(text) if text else None
+    except ValueError:
+        return None
+
+
 def format_expiry(value: dt.datetime | None, tz: str = "UTC") -> str:
     """An expiry as people read it (:func:`core.expiry.expiry_text`): ``2027-06-30`` for "valid through
     that day", ``2027-06-30 18:00`` for a time of day; a dash for none. The console and the H5 pages

@@ -69,8 +69,11 @@ async def list_orders(
     limit: int = 50,
     account_id: uuid.UUID | None = None,
     status: str | None = None,
+    placed_since: dt.datetime | None = None,
+    placed_until: dt.datetime | None = None,
 ) -> ChannelOrderPage:
-    """Orders newest first, by account and status."""
+    """Orders newest first, by account and status; ``placed_since``/``placed_until`` bound the time the buyer
+    placed the order (``[since, until)``)."""
     if status is not None and status not in ORDER_STATUSES:
         raise ValidationFailed(f"Unknown status {status!r}", f"未知的状态 {status!r}",
                                errors=[FieldError(field="status", message="unknown", code="unknown")])
@@ -79,6 +82,10 @@ async def list_orders(
         stmt = stmt.where(ChannelOrder.account_id == account_id)
     if status is not None:
         stmt = stmt.where(ChannelOrder.status == status)
+    if placed_since is not None:
+        stmt = stmt.where(ChannelOrder.placed_at >= placed_since)
+    if placed_until is not None:
+        stmt = stmt.where(ChannelOrder.placed_at < placed_until)
     page = await keyset_page(session, stmt, ChannelOrder.id, cursor=cursor, limit=min(limit, MAX_PAGE))
     accounts = await _accounts(session)
     return ChannelOrderPage([_order_out(o, accounts) for o in page.items], page.next_cursor)

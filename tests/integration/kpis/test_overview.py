@@ -129,6 +129,10 @@ async def test_overview_page_links_each_figure_to_its_list(funnel_data: dict[str
     assert f'href="/console/reports/redemptions?from={today}&amp;to={today}" data-today>1<' in redeemed
     report = await owner.get(f"/console/reports/redemptions?from={today}&to={today}")
     assert report.status_code == 200 and "一号店" in text_of(report.text)
+    sales = html.split('data-figure="channel_sales"', 1)[1].split("</section>", 1)[0]
+    assert f'href="/console/channel-orders?from={today}&amp;to={today}" data-today>' in sales
+    orders = await owner.get(f"/console/channel-orders?from={today}&to={today}")
+    assert orders.status_code == 200 and f"下单于 {today} – {today}" in text_of(orders.text)
     chart = html.split('id="chart-activity"', 1)[1].split("</svg>", 1)[0]
     assert chart.count("<circle") == 2 * 14 and "<title" in chart and 'viewBox="0 0 640 220"' in html
     r = await owner.get("/console", params={"days": "30"})
@@ -235,3 +239,20 @@ async def test_empty_tenant(shop: Shop) -> None:
     report = await shop.run(lambda db: overview.overview(db))
     assert report.setup.empty and report.stock_value_fen == 0 and report.today.grants == 0
     assert [d.grants for d in report.trend] == [0] * 14
+
+
+async def test_channel_orders_list_by_the_day_they_were_placed(shop: Shop) -> None:
+    """The overview's sales figure links to the orders of its days: ``list_orders`` bounds ``placed_at``."""
+    from core.channel_orders.queries import list_orders
+
+    sc = await seed(shop.kernel, shop.id)
+    local = sc.now.astimezone(SHANGHAI).date()
+    yesterday = local - dt.timedelta(days=1)
+    since = dt.datetime.combine(yesterday, dt.time(), SHANGHAI).astimezone(dt.UTC)
+    until = since + dt.timedelta(days=1)
+    page = await shop.run(lambda db: list_orders(db, placed_since=since, placed_until=until))
+    assert [o.channel_order_id for o in page.items] == ["B1"]
+    older = await shop.run(lambda db: list_orders(db, placed_until=since))
+    assert {o.channel_order_id for o in older.items} >= {"A1", "A2", "A3"} and "B1" not in {
+        o.channel_order_id for o in older.items
+    }
