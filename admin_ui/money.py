@@ -77,11 +77,13 @@ def parse_day(text: str) -> dt.date:
 
 
 def day_filter(text: str | None) -> dt.date | None:
-    """A list's ``YYYY-MM-DD`` filter; anything else is ignored (no filter)."""
+    """A list's ``YYYY-MM-DD`` filter (years 1970–2999, so a day either side exists in every zone); anything
+    else is ignored (no filter)."""
     try:
-        return parse_day(text) if text else None
+        day = parse_day(text) if text else None
     except ValueError:
         return None
+    return day if day is None or 1970 <= day.year <= 2999 else None
 
 
 def format_expiry(value: dt.datetime | None, tz: str = "UTC") -> str:

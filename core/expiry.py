@@ -18,6 +18,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_ZONE = "Asia/Shanghai"
+LAST_INSTANT = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 def zone(tz: str | None) -> ZoneInfo:
@@ -31,14 +32,20 @@ def zone(tz: str | None) -> ZoneInfo:
 def end_of_day(day: dt.date, tz: str | ZoneInfo) -> dt.datetime:
     """The expiry instant of "valid through ``day``": the first instant of the next day in ``tz``, in UTC."""
     where = tz if isinstance(tz, ZoneInfo) else zone(tz)
-    start_next = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=where)
-    return start_next.astimezone(dt.UTC)
+    try:
+        start_next = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=where)
+        return start_next.astimezone(dt.UTC)
+    except OverflowError:  # 9999-12-31, how supplier files often write "never expires": the last instant there is
+        return LAST_INSTANT
 
 
 def _local(value: dt.datetime, tz: str | ZoneInfo) -> dt.datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(tz if isinstance(tz, ZoneInfo) else zone(tz))
+    try:
+        return value.astimezone(tz if isinstance(tz, ZoneInfo) else zone(tz))
+    except OverflowError:  # the calendar's last hours east of UTC (LAST_INSTANT): read them in UTC
+        return value
 
 
 def is_whole_day(value: dt.datetime, tz: str | ZoneInfo) -> bool:
@@ -51,7 +58,11 @@ def last_day(value: dt.datetime | None, tz: str | ZoneInfo) -> dt.date | None:
     """The last day on which ``value`` is still valid, in ``tz`` (the inverse of :func:`end_of_day`)."""
     if value is None:
         return None
-    return (_local(value, tz) - dt.timedelta(microseconds=1)).date()
+    local = _local(value, tz)
+    try:
+        return (local - dt.timedelta(microseconds=1)).date()
+    except OverflowError:  # 0001-01-01 00:00: no earlier instant exists
+        return local.date()
 
 
 def expiry_text(value: dt.datetime | None, tz: str | ZoneInfo) -> str | None:
@@ -59,6 +70,8 @@ def expiry_text(value: dt.datetime | None, tz: str | ZoneInfo) -> str | None:
     ``2027-06-30 18:00`` for one with a time of day; None for no expiry."""
     if value is None:
         return None
+    if value.replace(tzinfo=value.tzinfo or dt.UTC) == LAST_INSTANT:  # "9999-12-31" in any zone
+        return dt.date.max.isoformat()
     if is_whole_day(value, tz):
         day = last_day(value, tz)
         assert day is not None

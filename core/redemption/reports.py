@@ -48,8 +48,13 @@ def _bad_range(en: str, zh: str) -> ValidationFailed:
     return ValidationFailed(en, zh, errors=[FieldError(field="to", message=en, code="invalid_range")])
 
 
+FIRST_YEAR, LAST_YEAR = 2000, 2999  # whole days of any real report; 9999-12-31 + 1 day would not exist
+
+
 def day_range(first: dt.date, last: dt.date, zone: str) -> tuple[dt.datetime, dt.datetime]:
     """``[start of first, end of last)`` in ``zone``, as UTC instants; a clear 422 for a bad range."""
+    if not (first.year >= FIRST_YEAR and last.year <= LAST_YEAR):
+        raise _bad_range(f"Dates run from {FIRST_YEAR} to {LAST_YEAR}", f"日期须在 {FIRST_YEAR} 年至 {LAST_YEAR} 年之间")
     if last < first:
         raise _bad_range("The end date is before the start date", "结束日期早于开始日期")
     if (last - first).days >= MAX_DAYS:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from admin_ui.money import format_expiry
 from admin_ui.rendering import format_day
-from core.expiry import end_of_day, expiry_text, last_day
+from core.expiry import LAST_INSTANT, end_of_day, expiry_text, last_day
 from core.inventory.importing.validation import parse_expiry
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -44,3 +46,20 @@ def test_the_same_instant_in_another_zone_is_that_zones_day() -> None:
     stored = end_of_day(dt.date(2027, 6, 30), "UTC")
     assert expiry_text(stored, "UTC") == "2027-06-30"
     assert expiry_text(stored, "Asia/Shanghai") == "2027-07-01 08:00"  # not a whole day there
+
+
+@pytest.mark.parametrize("zone_name", ["Asia/Shanghai", "America/New_York", "UTC"])
+def test_never_expires_written_as_9999_12_31_is_stored_and_shown_as_that_day(zone_name: str) -> None:
+    """Supplier files write "never expires" as 9999-12-31: the day after it does not exist, so it is stored as
+    the calendar's last instant and shown as the date written, in every zone."""
+    for written in ("9999-12-31", "99991231", "9999/12/31"):
+        stored = parse_expiry(written, ZoneInfo(zone_name))
+        assert stored == LAST_INSTANT
+        assert expiry_text(stored, zone_name) == "9999-12-31"
+
+
+def test_a_time_at_the_calendars_start_is_a_readable_problem_not_a_crash() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        parse_expiry("0001-01-01 00:00", ZoneInfo("Asia/Shanghai"))
+    with pytest.raises(ValueError, match="out of range"):
+        parse_expiry("9999-12-31 23:59", ZoneInfo("America/New_York"))

@@ -125,6 +125,13 @@ def parse_expiry(value: Any, tz: ZoneInfo) -> dt.datetime | None:
     Dates without a time are the end of that day in ``tz``; times without an offset are in ``tz``.
     Returns ``None`` for an empty cell; raises :class:`ValueError` for anything else unreadable.
     """
+    try:
+        return _parse_expiry(value, tz)
+    except OverflowError:  # a time at the calendar's ends (0001-01-01 00:00 east of UTC) has no UTC instant
+        raise ValueError("date out of range") from None
+
+
+def _parse_expiry(value: Any, tz: ZoneInfo) -> dt.datetime | None:
     if value is None:
         return None
     if isinstance(value, dt.datetime):

@@ -108,3 +108,15 @@ async def test_store_edit_and_deactivate_in_the_console(browser, make_tenant):
     assert r.status_code == 303
     page = await browser.get("/console/stores")
     assert "东方店" in page.text and "浦东新区" in page.text and f"{edit}/activate" in page.text
+
+
+async def test_day_filters_at_the_ends_of_the_calendar_answer_a_page(browser, make_tenant):
+    """0001-01-01 and 9999-12-31 in a console date filter: a readable page (or the filter ignored), never a 500."""
+    t = await make_tenant()
+    assert (await browser.console_login(t.slug, t.owner_email, t.owner_password)).status_code in (200, 303)
+    r = await browser.get("/console/reports/redemptions", params={"from": "0001-01-01", "to": "9999-12-31"})
+    assert r.status_code == 422 and "日期须在" in text_of(r.text)
+    for path in ("/console/grants", "/console/channel-orders"):
+        for edge in ({"from": "0001-01-01"}, {"to": "9999-12-31"}, {"from": "0001-01-01", "to": "9999-12-31"}):
+            assert (await browser.get(path, params=edge)).status_code == 200, (path, edge)
+

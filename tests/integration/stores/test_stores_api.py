@@ -129,3 +129,7 @@ async def test_summary_per_store_and_user_over_tenant_days(client, kernel, make_
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "to"
     long = {"from": "2020-01-01", "to": "2024-01-01"}
     assert (await client.get(f"{REDEEM}/summary", params=long, headers=api.headers)).status_code == 422
+    # the ends of the calendar: a day either side would not exist in every zone — a 422, never a 500
+    for edge in ({"from": "9999-12-31", "to": "9999-12-31"}, {"from": "0001-01-01", "to": "0001-01-01"}):
+        r = await client.get(f"{REDEEM}/summary", params=edge, headers=api.headers)
+        assert r.status_code == 422 and r.json()["errors"][0]["code"] == "invalid_range", r.text
