@@ -22,6 +22,7 @@ from core.inventory.vault import masked, scan_parts
 from core.redemption import refusals
 from core.redemption.accounts import code_account, handed_out
 from core.redemption.lookup import find_code, pin_matches
+from core.redemption.places import resolve_place
 from core.redemption.schemas import RedeemIn, ValidationOut
 from core.risk.gate import RiskSubject, guard, record_failure
 
@@ -172,7 +173,10 @@ async def validate(session: AsyncSession, kernel: Any, data: RedeemIn, caller: C
 
     It passes the risk gate like a redemption (blocklists and lockouts refuse it; wrong codes and PINs
     count as failures) but gives the counted unit back, so validating does not use up redemption limits.
+    A clerk checks only at one of the clerk's stores, as for a redemption (:mod:`core.redemption.places`).
     """
+    if caller.clerk:
+        await resolve_place(session, data, caller.user_id)
     subject = risk_subject(caller, data.terminal)
     try:
         async with guard(session, kernel.settings, "redeem", subject):

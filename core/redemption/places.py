@@ -8,13 +8,12 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import FieldError, Forbidden, ValidationFailed
-from core.redemption.checks import Caller
 from core.redemption.schemas import RedeemIn
 from core.stores.services import resolve_store, stores_of_user
 
 
 async def resolve_place(
-    session: AsyncSession, data: RedeemIn, caller: Caller
+    session: AsyncSession, data: RedeemIn, clerk: uuid.UUID | None
 ) -> tuple[uuid.UUID | None, str]:
     """The store record (or ``None``) and the store text to write.
 
@@ -23,8 +22,8 @@ async def resolve_place(
     ``403 store_not_yours`` for another store.
     """
     store = await resolve_store(session, data.store_id, data.store)
-    if caller.clerk and caller.user_id is not None:
-        mine = [s for s in await stores_of_user(session, caller.user_id) if s.active]
+    if clerk is not None:  # the user id of a clerk (核销员) redeeming
+        mine = [s for s in await stores_of_user(session, clerk) if s.active]
         if not mine:
             raise Forbidden(
                 "You are not assigned to any store yet; ask the owner to assign one",

@@ -248,7 +248,7 @@ async def _redeem(
     subject = risk_subject(caller, data.terminal)
     async with guard(session, kernel.settings, "redeem", subject):
         now = utcnow()
-        store_id, store = await resolve_place(session, data, caller)
+        store_id, store = await resolve_place(session, data, caller.user_id if caller.clerk else None)
         data = msgspec.structs.replace(data, store_id=store_id, store=store)
         code = (await check(session, kernel, data, subject, now, redeeming=True)).code
         postgres = dialect_of(session) == "postgresql"

@@ -71,6 +71,10 @@ async def test_clerk_redeems_only_at_their_stores(browser, new_browser, kernel, 
     assert notmine.status_code == 403 and 'data-problem-code="store_not_yours"' in notmine.text
     assert "未分配给您" in text_of(notmine.text)
     assert await code_state(kernel, t.id, iss.code_ids[1]) == "issued"
+    check = await me.submit(
+        REDEEM, REDEEM, {"code": iss.numbers[1], "store_id": ids["W1"], "action": "validate"}
+    )
+    assert check.status_code == 403 and 'data-problem-code="store_not_yours"' in check.text
     # no store sent: the clerk's only store is used
     r = await me.submit(REDEEM, REDEEM, {"code": iss.numbers[1], "store_id": "", "action": "redeem"})
     assert 'data-result="ok"' in r.text
